@@ -1,5 +1,7 @@
-"""quartermaster_graph: the graph model of Quartermaster (nodes, edges, builder, validation, files)."""
+"""quartermaster_graph: the graph model of Quartermaster (nodes, edges, builder,
+validation, graph files, traversal)."""
 
+from quartermaster_graph.builder import NODE_OPTIONS, BranchBuilder, Graph, GraphBuilder
 from quartermaster_graph.enums import (
     ErrorStrategy,
     ExceptionResolution,
@@ -8,6 +10,19 @@ from quartermaster_graph.enums import (
     ThoughtType,
     TraverseIn,
     TraverseOut,
+)
+from quartermaster_graph.files import (
+    FileProblem,
+    GraphFileError,
+    dump_graph_text,
+    from_json,
+    from_yaml,
+    json_schema,
+    load_graph,
+    parse_graph_text,
+    save_graph,
+    to_json,
+    to_yaml,
 )
 from quartermaster_graph.models import (
     Agent,
@@ -18,20 +33,65 @@ from quartermaster_graph.models import (
     GraphSpec,
     NodePosition,
 )
+from quartermaster_graph.traversal import (
+    GraphCycleError,
+    find_decision_points,
+    find_merge_points,
+    get_path,
+    get_predecessors,
+    get_start_node,
+    get_successors,
+    topological_sort,
+)
+from quartermaster_graph.validation import (
+    GraphValidationError,
+    ValidationError,
+    ValidationIssue,
+    check_graph,
+    validate_graph,
+)
 
 __all__ = [
+    "NODE_OPTIONS",
     "Agent",
     "AgentGraph",
     "AgentVersion",
+    "BranchBuilder",
     "ErrorStrategy",
     "ExceptionResolution",
+    "FileProblem",
+    "Graph",
+    "GraphBuilder",
+    "GraphCycleError",
     "GraphEdge",
+    "GraphFileError",
     "GraphNode",
     "GraphSpec",
+    "GraphValidationError",
     "MessageType",
     "NodePosition",
     "NodeType",
     "ThoughtType",
     "TraverseIn",
     "TraverseOut",
+    "ValidationError",
+    "ValidationIssue",
+    "check_graph",
+    "dump_graph_text",
+    "find_decision_points",
+    "find_merge_points",
+    "from_json",
+    "from_yaml",
+    "get_path",
+    "get_predecessors",
+    "get_start_node",
+    "get_successors",
+    "json_schema",
+    "load_graph",
+    "parse_graph_text",
+    "save_graph",
+    "to_json",
+    "to_yaml",
+    "topological_sort",
+    "validate_graph",
 ]

@@ -172,6 +172,16 @@ class GraphSpec(BaseModel):
 
     _index: _GraphIndex | None = PrivateAttr(default=None)
 
+    def __eq__(self, other: object) -> bool:
+        # Pydantic's equality also compares private attributes; the lookup index is
+        # a cache, so two specs with the same fields are equal whether or not one
+        # of them has answered queries.
+        if not isinstance(other, GraphSpec):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     def _idx(self) -> _GraphIndex:
         index = self._index
         if index is None or index.key != _index_key(self):

@@ -1,0 +1,378 @@
+"""Graph validation: every structural problem of a graph, found in one linear pass.
+
+`validate_graph` returns all problems (errors and warnings); `check_graph` raises
+`GraphValidationError` listing every error at once. Cycles are allowed: loops are
+a feature of agent graphs, so they are never reported.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+from quartermaster_graph.enums import NodeType, TraverseOut
+from quartermaster_graph.models import GraphEdge, GraphNode, GraphSpec
+
+Severity = Literal["error", "warning"]
+
+#: Node types that choose one successor; they should use ``SpawnPickedNode``.
+BRANCHING_TYPES: frozenset[str] = frozenset(
+    t.value
+    for t in (
+        NodeType.DECISION,
+        NodeType.IF,
+        NodeType.SWITCH,
+        NodeType.STATIC_DECISION,
+        NodeType.USER_DECISION,
+    )
+)
+
+#: Node types that are not meant to be reached through edges (notes, memory definitions).
+_DETACHED_TYPES: frozenset[str] = frozenset(
+    t.value for t in (NodeType.COMMENT, NodeType.FLOW_MEMORY, NodeType.USER_MEMORY)
+)
+_START, _IF, _SWITCH = NodeType.START.value, NodeType.IF.value, NodeType.SWITCH.value
+
+_IF_LABELS = ("true", "false")
+
+#: Every code `validate_graph` reports, with its severity (documented in docs/graph-files.md).
+ISSUE_CODES: dict[str, Severity] = {
+    "start-node-missing": "error",
+    "start-node-not-start": "error",
+    "multiple-start-nodes": "error",
+    "duplicate-node-id": "error",
+    "duplicate-edge-id": "error",
+    "edge-source-missing": "error",
+    "edge-target-missing": "error",
+    "picked-edge-unlabeled": "error",
+    "picked-edge-duplicate-label": "error",
+    "if-edge-label-invalid": "error",
+    "if-branch-missing": "error",
+    "switch-no-cases": "error",
+    "switch-case-invalid": "error",
+    "switch-branch-missing": "error",
+    "node-unreachable": "warning",
+    "picked-too-few-edges": "warning",
+    "duplicate-node-name": "warning",
+    "branching-node-spawns-all": "warning",
+    "switch-edge-unused": "warning",
+}
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem of a graph: a stable kebab-case ``code``, a message naming the
+    node or edge by name and id, and whether it is an error or a warning."""
+
+    code: str
+    message: str
+    severity: Severity
+    node_id: UUID | None = None
+    edge_id: UUID | None = None
+
+    @property
+    def is_error(self) -> bool:
+        """True for errors, False for warnings."""
+        return self.severity == "error"
+
+    def __str__(self) -> str:
+        return f"{self.severity} [{self.code}] {self.message}"
+
+
+#: The name of `ValidationIssue` in quartermaster 0.1.5.
+ValidationError = ValidationIssue
+
+
+class GraphValidationError(ValueError):
+    """A graph has errors. ``str()`` lists every error, one per line."""
+
+    def __init__(self, issues: Sequence[ValidationIssue], graph_name: str = "") -> None:
+        self.issues: list[ValidationIssue] = list(issues)
+        self.errors: list[ValidationIssue] = [i for i in self.issues if i.is_error]
+        self.warnings: list[ValidationIssue] = [i for i in self.issues if not i.is_error]
+        self.graph_name = graph_name
+        count = len(self.errors)
+        subject = f"graph '{graph_name}'" if graph_name else "graph"
+        header = f"{subject} has {count} error{'s' if count != 1 else ''}:"
+        super().__init__("\n".join([header, *(f"  {issue}" for issue in self.errors)]))
+
+
+def validate_graph(spec: GraphSpec) -> list[ValidationIssue]:
+    """Every problem of ``spec``: errors first, then warnings, each in graph order.
+
+    Runs in time linear in nodes + edges and leaves ``spec`` untouched.
+    """
+    issues = list(_Checker(spec).run())
+    return [i for i in issues if i.is_error] + [i for i in issues if not i.is_error]
+
+
+def check_graph(spec: GraphSpec) -> list[ValidationIssue]:
+    """Raise `GraphValidationError` if ``spec`` has any error; else return its warnings."""
+    issues = validate_graph(spec)
+    if any(issue.is_error for issue in issues):
+        raise GraphValidationError(issues, spec.name)
+    return issues
+
+
+def _error(
+    code: str, message: str, node: UUID | None = None, edge: UUID | None = None
+) -> ValidationIssue:
+    assert ISSUE_CODES[code] == "error"
+    return ValidationIssue(code, message, "error", node, edge)
+
+
+def _warning(
+    code: str, message: str, node: UUID | None = None, edge: UUID | None = None
+) -> ValidationIssue:
+    assert ISSUE_CODES[code] == "warning"
+    return ValidationIssue(code, message, "warning", node, edge)
+
+
+class _Checker:
+    """One validation run. Lookups are built here rather than through the spec's
+    own index so that validating never changes the spec (not even its caches)."""
+
+    def __init__(self, spec: GraphSpec) -> None:
+        self.spec = spec
+        self.nodes: dict[UUID, GraphNode] = {}
+        for node in spec.nodes:
+            self.nodes.setdefault(node.id, node)
+        self.edges_from: dict[UUID, list[GraphEdge]] = {}
+        for edge in spec.edges:
+            self.edges_from.setdefault(edge.source_id, []).append(edge)
+        self.start = self.nodes.get(spec.start_node_id)
+
+    def run(self) -> Iterator[ValidationIssue]:
+        yield from self.check_start()
+        yield from self.check_nodes()
+        yield from self.check_edges()
+        yield from self.check_branching()
+        yield from self.check_reachability()
+
+    # -- naming -------------------------------------------------------------
+
+    def endpoint(self, node_id: UUID) -> str:
+        node = self.nodes.get(node_id)
+        if node is None:
+            return "?"
+        return f"'{node.name}'" if node.name else node.type_name
+
+    def describe_edge(self, edge: GraphEdge) -> str:
+        arrow = f"-[{edge.label}]->" if edge.label else "->"
+        source, target = self.endpoint(edge.source_id), self.endpoint(edge.target_id)
+        return f"edge {source} {arrow} {target} (id {edge.id})"
+
+    # -- checks -------------------------------------------------------------
+
+    def check_start(self) -> Iterator[ValidationIssue]:
+        start_id = self.spec.start_node_id
+        if self.start is None:
+            yield _error(
+                "start-node-missing", f"start_node_id {start_id} names no node of the graph"
+            )
+        elif self.start.type_name != _START:
+            yield _error(
+                "start-node-not-start",
+                f"the start node {self.start.describe()} has type {self.start.type_name}, "
+                "not Start1",
+                start_id,
+            )
+
+    def check_nodes(self) -> Iterator[ValidationIssue]:
+        starts = [n for n in self.spec.nodes if n.type_name == _START]
+        # The designated start node is the one to keep; every other Start1 is extra.
+        start_ok = self.start is not None and self.start.type_name == _START
+        kept = self.start if start_ok else next(iter(starts), None)
+        for node in starts:
+            if kept is not None and node is not kept:
+                yield _error(
+                    "multiple-start-nodes",
+                    f"{node.describe()} is a second Start1 node; the graph starts at "
+                    f"{kept.describe()} and may have only one",
+                    node.id,
+                )
+        named: dict[str, GraphNode] = {}
+        for node in self.spec.nodes:
+            first = self.nodes[node.id]
+            if first is not node:
+                yield _error(
+                    "duplicate-node-id",
+                    f"{node.describe()} has the same id as {first.describe()}",
+                    node.id,
+                )
+            if node.name:
+                earlier = named.setdefault(node.name, node)
+                if earlier is not node:
+                    yield _warning(
+                        "duplicate-node-name",
+                        f"{node.describe()} has the same name as {earlier.describe()}",
+                        node.id,
+                    )
+
+    def check_edges(self) -> Iterator[ValidationIssue]:
+        seen: dict[UUID, GraphEdge] = {}
+        for edge in self.spec.edges:
+            first = seen.setdefault(edge.id, edge)
+            if first is not edge:
+                yield _error(
+                    "duplicate-edge-id",
+                    f"{self.describe_edge(edge)} has the same id as {self.describe_edge(first)}",
+                    edge=edge.id,
+                )
+            if edge.source_id not in self.nodes:
+                yield _error(
+                    "edge-source-missing",
+                    f"{self.describe_edge(edge)} starts at missing node {edge.source_id}",
+                    edge=edge.id,
+                )
+            if edge.target_id not in self.nodes:
+                yield _error(
+                    "edge-target-missing",
+                    f"{self.describe_edge(edge)} targets missing node {edge.target_id}",
+                    edge=edge.id,
+                )
+
+    def check_branching(self) -> Iterator[ValidationIssue]:
+        for node in self.nodes.values():
+            edges = self.edges_from.get(node.id, [])
+            picks = node.traverse_out is TraverseOut.SPAWN_PICKED
+            if node.type_name in BRANCHING_TYPES and not picks:
+                yield _warning(
+                    "branching-node-spawns-all",
+                    f"{node.describe()} is a {node.type_name} node but its traverse_out is "
+                    f"{node.traverse_out.value}, so every outgoing branch runs; "
+                    "use SpawnPickedNode to run only the picked one",
+                    node.id,
+                )
+            if picks or node.type_name in (_IF, _SWITCH):
+                yield from self.check_labels(node, edges)
+            if node.type_name == _SWITCH:
+                yield from self.check_switch(node, edges)
+            if node.type_name == _IF:
+                yield from self.check_if(node, edges)  # its missing branches are errors
+            elif picks and len(edges) < 2:
+                yield _warning(
+                    "picked-too-few-edges",
+                    f"{node.describe()} picks one of its successors but has "
+                    f"{len(edges)} outgoing edge{'s' if len(edges) != 1 else ''}",
+                    node.id,
+                )
+
+    def check_labels(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
+        """Edges of a node that picks its successor need distinct, non-empty labels."""
+        by_label: dict[str, GraphEdge] = {}
+        for edge in edges:
+            if not edge.label:
+                yield _error(
+                    "picked-edge-unlabeled",
+                    f"{self.describe_edge(edge)} has no label; {node.describe()} picks its "
+                    "successor by edge label, so every outgoing edge needs one",
+                    node.id,
+                    edge.id,
+                )
+                continue
+            first = by_label.setdefault(edge.label, edge)
+            if first is not edge:
+                yield _error(
+                    "picked-edge-duplicate-label",
+                    f"{self.describe_edge(edge)} has the same label '{edge.label}' as "
+                    f"{self.describe_edge(first)}; labels of {node.describe()} must be distinct",
+                    node.id,
+                    edge.id,
+                )
+
+    def check_if(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
+        for edge in edges:
+            if edge.label and edge.label not in _IF_LABELS:
+                yield _error(
+                    "if-edge-label-invalid",
+                    f"{self.describe_edge(edge)} of If node {node.describe()} is labelled "
+                    f"'{edge.label}'; If edges are labelled 'true' or 'false'",
+                    node.id,
+                    edge.id,
+                )
+        labels = {edge.label for edge in edges}
+        for label in _IF_LABELS:
+            if label not in labels:
+                yield _error(
+                    "if-branch-missing",
+                    f"If node {node.describe()} has no outgoing edge labelled '{label}'",
+                    node.id,
+                )
+
+    def check_switch(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
+        cases = node.metadata.get("cases")
+        if not isinstance(cases, list) or not cases:
+            got = "" if cases is None or cases == [] else f" (got {type(cases).__name__})"
+            yield _error(
+                "switch-no-cases",
+                f"Switch node {node.describe()} has no cases: metadata 'cases' must be a "
+                f"non-empty list of {{label, expression}} mappings{got}",
+                node.id,
+            )
+            cases = []
+        wanted: dict[str, str] = {}  # label -> how to name it in a message
+        for index, case in enumerate(cases):
+            label = case.get("label") if isinstance(case, dict) else None
+            expression = case.get("expression") if isinstance(case, dict) else None
+            if not (
+                isinstance(label, str) and label and isinstance(expression, str) and expression
+            ):
+                hint = (
+                    " (0.1.5's 'edge_id' is read as the label by GraphBuilder.switch(); "
+                    "graph files name it 'label')"
+                    if isinstance(case, dict) and "edge_id" in case
+                    else ""
+                )
+                yield _error(
+                    "switch-case-invalid",
+                    f"Switch node {node.describe()}: case {index} ({case!r}) needs a non-empty "
+                    f"'label' and 'expression'{hint}",
+                    node.id,
+                )
+            else:
+                wanted.setdefault(label, f"case '{label}'")
+        default = node.metadata.get("default", "")
+        if isinstance(default, str) and default:
+            wanted.setdefault(default, f"default '{default}'")
+        labels = {edge.label for edge in edges}
+        for label, what in wanted.items():
+            if label not in labels:
+                yield _error(
+                    "switch-branch-missing",
+                    f"Switch node {node.describe()}: {what} has no outgoing edge "
+                    f"labelled '{label}'",
+                    node.id,
+                )
+        if wanted:
+            for edge in edges:
+                if edge.label and edge.label not in wanted:
+                    yield _warning(
+                        "switch-edge-unused",
+                        f"{self.describe_edge(edge)} of Switch node {node.describe()} matches "
+                        "no case and is not the default, so it is never taken",
+                        node.id,
+                        edge.id,
+                    )
+
+    def check_reachability(self) -> Iterator[ValidationIssue]:
+        if self.start is None:
+            return
+        reached = {self.start.id}
+        queue = deque([self.start.id])
+        while queue:
+            for edge in self.edges_from.get(queue.popleft(), ()):
+                if edge.target_id in self.nodes and edge.target_id not in reached:
+                    reached.add(edge.target_id)
+                    queue.append(edge.target_id)
+        for node in self.nodes.values():
+            if node.id not in reached and node.type_name not in _DETACHED_TYPES:
+                yield _warning(
+                    "node-unreachable",
+                    f"{node.describe()} is not reachable from the start node "
+                    f"{self.start.describe()}",
+                    node.id,
+                )
