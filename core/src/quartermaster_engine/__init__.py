@@ -1,3 +1,119 @@
-"""quartermaster_engine: the execution engine for agent graphs."""
+"""quartermaster_engine: the execution engine for agent graphs.
+
+The names 0.1.5 exported are all here; the graph model is re-exported from
+`quartermaster_graph`.
+"""
+
+from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.dispatchers import AsyncDispatcher, SyncDispatcher, TaskDispatcher
+from quartermaster_engine.events import (
+    FlowError,
+    FlowEvent,
+    FlowFinished,
+    FlowPaused,
+    FlowResumed,
+    FlowStarted,
+    FlowStopped,
+    NodeFinished,
+    NodeRetrying,
+    NodeSkipped,
+    NodeStarted,
+    TokenGenerated,
+    UserInputRequired,
+    event_from_dict,
+)
+from quartermaster_engine.memory import (
+    FlowMemory,
+    InMemoryPersistence,
+    MemoryEntry,
+    PersistentMemory,
+)
+from quartermaster_engine.messaging import ContextManager, MessageLog, MessageRouter
+from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, NodeResult, SimpleNodeRegistry
+from quartermaster_engine.runner import (
+    FlowResult,
+    FlowRunner,
+    FlowStateError,
+    StoreUnavailableError,
+    UnknownNodeTypeError,
+    WaitingNode,
+)
+from quartermaster_engine.stores import (
+    DurableStore,
+    ExecutionStore,
+    FlowNotFoundError,
+    FlowStatus,
+    InMemoryStore,
+)
+from quartermaster_engine.types import (
+    ErrorStrategy,
+    GraphEdge,
+    GraphNode,
+    GraphSpec,
+    Message,
+    MessageRole,
+    MessageType,
+    NodeType,
+    ThoughtType,
+    TraverseIn,
+    TraverseOut,
+)
 
 __version__ = "0.2.0"
+
+__all__ = [
+    "AsyncDispatcher",
+    "ContextManager",
+    "DurableStore",
+    "ErrorStrategy",
+    "ExecutionContext",
+    "ExecutionStore",
+    "FlowError",
+    "FlowEvent",
+    "FlowFinished",
+    "FlowMemory",
+    "FlowNotFoundError",
+    "FlowPaused",
+    "FlowResult",
+    "FlowResumed",
+    "FlowRunner",
+    "FlowStarted",
+    "FlowStateError",
+    "FlowStatus",
+    "FlowStopped",
+    "GraphEdge",
+    "GraphNode",
+    "GraphSpec",
+    "InMemoryPersistence",
+    "InMemoryStore",
+    "MemoryEntry",
+    "Message",
+    "MessageLog",
+    "MessageRole",
+    "MessageRouter",
+    "MessageType",
+    "NodeExecution",
+    "NodeExecutor",
+    "NodeFinished",
+    "NodeRegistry",
+    "NodeResult",
+    "NodeRetrying",
+    "NodeSkipped",
+    "NodeStarted",
+    "NodeStatus",
+    "NodeType",
+    "PersistentMemory",
+    "SimpleNodeRegistry",
+    "StoreUnavailableError",
+    "SyncDispatcher",
+    "TaskDispatcher",
+    "ThoughtType",
+    "TokenGenerated",
+    "TraverseIn",
+    "TraverseOut",
+    "UnknownNodeTypeError",
+    "UserInputRequired",
+    "WaitingNode",
+    "event_from_dict",
+]

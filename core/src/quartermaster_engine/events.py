@@ -1,0 +1,228 @@
+"""Flow events: small typed records of what happens while a flow runs.
+
+Every event carries the flow id, a per-flow sequence number (``seq``, counting
+from 1 and continued across resume) and a timestamp (``ts``, seconds since the
+epoch). Events go to the runner's ``on_event`` callback, to ``run_async``
+iterators and to every configured event sink. ``to_dict`` / ``to_json`` give a
+JSON form with a ``type`` field; `event_from_dict` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+from uuid import UUID
+
+from quartermaster_graph.enums import NodeType
+
+_NO_NODE = UUID(int=0)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, NodeType):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass(slots=True)
+class FlowEvent:
+    """Base of all events."""
+
+    flow_id: UUID
+    seq: int = field(default=0, kw_only=True)
+    ts: float = field(default=0.0, kw_only=True)
+    #: Set on the events of a child flow (a sub-graph run by a SubAssistant1 node).
+    parent_flow_id: UUID | None = field(default=None, kw_only=True)
+
+    @property
+    def type(self) -> str:
+        """The event's type name (``"NodeStarted"``)."""
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with a ``type`` field."""
+        data: dict[str, Any] = {"type": type(self).__name__}
+        for f in fields(self):
+            data[f.name] = _json_value(getattr(self, f.name))
+        return data
+
+    def to_json(self) -> str:
+        """One-line JSON."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+def event_from_dict(data: dict[str, Any]) -> FlowEvent:
+    """Rebuild an event from `FlowEvent.to_dict` output."""
+    kind = data.get("type")
+    cls = _event_types().get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}")
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if (f.name.endswith("_id") or f.name == "flow_id") and isinstance(value, str):
+            value = UUID(value)
+        kwargs[f.name] = value
+    if "node_type" in kwargs and isinstance(kwargs["node_type"], str):
+        kwargs["node_type"] = _as_node_type(kwargs["node_type"])
+    return cls(**kwargs)
+
+
+def _event_types() -> dict[str, type[FlowEvent]]:
+    # Subclasses defined by plugins count too, so look them up at call time.
+    found: dict[str, type[FlowEvent]] = {}
+    todo: list[type[FlowEvent]] = [FlowEvent]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def _as_node_type(value: str) -> NodeType | str:
+    try:
+        return NodeType(value)
+    except ValueError:
+        return value
+
+
+@dataclass(slots=True)
+class FlowStarted(FlowEvent):
+    """A flow began."""
+
+    input: str = ""
+    graph_name: str = ""
+
+
+@dataclass(slots=True)
+class FlowResumed(FlowEvent):
+    """A paused or interrupted flow continues (``reason``: "resume" or "recover")."""
+
+    reason: str = "resume"
+    node_id: UUID | None = None
+
+
+@dataclass(slots=True)
+class NodeStarted(FlowEvent):
+    """An activation began."""
+
+    node_id: UUID = _NO_NODE
+    node_type: NodeType | str = NodeType.START
+    node_name: str = ""
+    visit: int = 1
+    attempt: int = 1
+
+
+@dataclass(slots=True)
+class TokenGenerated(FlowEvent):
+    """A streamed token."""
+
+    node_id: UUID = _NO_NODE
+    token: str = ""
+
+
+@dataclass(slots=True)
+class NodeFinished(FlowEvent):
+    """An activation finished successfully."""
+
+    node_id: UUID = _NO_NODE
+    result: str = ""
+    output_data: dict[str, Any] = field(default_factory=dict)
+    node_name: str = ""
+    visit: int = 1
+
+
+@dataclass(slots=True)
+class NodeRetrying(FlowEvent):
+    """An attempt failed; the node runs again after ``delay`` seconds."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    attempt: int = 1
+    next_attempt: int = 2
+    delay: float = 0.0
+    error: str = ""
+
+
+@dataclass(slots=True)
+class NodeSkipped(FlowEvent):
+    """A failed node with the SKIP strategy was skipped; its input passes through."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    error: str = ""
+
+
+@dataclass(slots=True)
+class FlowError(FlowEvent):
+    """A node failed for good (once per final failure). ``recoverable`` is True
+    when the flow goes on (SKIP, CONTINUE)."""
+
+    node_id: UUID = _NO_NODE
+    error: str = ""
+    recoverable: bool = False
+    node_name: str = ""
+
+
+@dataclass(slots=True)
+class UserInputRequired(FlowEvent):
+    """A node waits for a person's answer."""
+
+    node_id: UUID = _NO_NODE
+    prompt: str = ""
+    options: list[str] = field(default_factory=list)
+    node_name: str = ""
+
+
+@dataclass(slots=True)
+class FlowPaused(FlowEvent):
+    """Nothing can run until someone answers: the flow is paused."""
+
+    waiting: list[UUID] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FlowStopped(FlowEvent):
+    """The flow was stopped by `FlowRunner.stop`."""
+
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class FlowFinished(FlowEvent):
+    """The flow ended, completed or failed (``status``, ``success``)."""
+
+    final_output: str = ""
+    output_data: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"
+    success: bool = True
+    error: str | None = None
+
+
+__all__ = [
+    "FlowError",
+    "FlowEvent",
+    "FlowFinished",
+    "FlowPaused",
+    "FlowResumed",
+    "FlowStarted",
+    "FlowStopped",
+    "NodeFinished",
+    "NodeRetrying",
+    "NodeSkipped",
+    "NodeStarted",
+    "TokenGenerated",
+    "UserInputRequired",
+    "event_from_dict",
+]

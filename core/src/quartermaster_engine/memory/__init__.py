@@ -1,0 +1,10 @@
+"""Memory: flow-scoped (`FlowMemory`) and per-agent persistent (`PersistentMemory`)."""
+
+from quartermaster_engine.memory.flow_memory import FlowMemory
+from quartermaster_engine.memory.persistent_memory import (
+    InMemoryPersistence,
+    MemoryEntry,
+    PersistentMemory,
+)
+
+__all__ = ["FlowMemory", "InMemoryPersistence", "MemoryEntry", "PersistentMemory"]

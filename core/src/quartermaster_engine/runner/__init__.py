@@ -1,0 +1,20 @@
+"""The runner: compiles a graph once and schedules its activations."""
+
+from quartermaster_engine.runner.flow_runner import (
+    DEFAULT_MAX_VISITS,
+    FlowRunner,
+    UnknownNodeTypeError,
+)
+from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
+from quartermaster_engine.runner.scheduler import FlowStateError, StoreUnavailableError
+
+__all__ = [
+    "DEFAULT_MAX_VISITS",
+    "FlowResult",
+    "FlowRunner",
+    "FlowStateError",
+    "NodeResults",
+    "StoreUnavailableError",
+    "UnknownNodeTypeError",
+    "WaitingNode",
+]

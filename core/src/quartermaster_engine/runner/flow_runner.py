@@ -1,0 +1,433 @@
+"""`FlowRunner`: the public face of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+from uuid import UUID, uuid4
+
+from quartermaster_engine._sync import run_sync
+from quartermaster_engine.control_nodes import control_executors
+from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
+from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
+from quartermaster_engine.messaging.context_manager import ContextManager
+from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
+from quartermaster_engine.runner.compiled import CNode, CompiledGraph
+from quartermaster_engine.runner.result import FlowResult, NodeResults
+from quartermaster_engine.runner.scheduler import FlowRun, FlowStateError
+from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.memory_store import InMemoryStore
+from quartermaster_engine.stores.records import FlowSnapshot, FlowStatus, FlowUpdate
+from quartermaster_engine.types import GraphSpec, NodeType
+
+EventHandler = Callable[[FlowEvent], Any]
+
+#: How many times one node may run in one flow unless the node says otherwise
+#: (metadata ``max_visits``).
+DEFAULT_MAX_VISITS = 100
+
+_END = object()
+
+logger = logging.getLogger("quartermaster_engine.runner")
+
+
+class FlowRunner:
+    """Runs flows of one graph.
+
+    ``node_registry`` maps node types to executors; the engine's Start1 and
+    End1 executors are used for those types when the registry has none.
+    ``store`` keeps flow state (default: a new `InMemoryStore`), ``dispatcher``
+    decides how activations run (default: `SyncDispatcher`), ``context_manager``
+    cuts input messages to the context window, ``on_event`` receives every
+    event, and each of ``sinks`` (objects with ``emit(event)``) too.
+
+    Every method has a synchronous form (``run``) that works from scripts and
+    from inside a running event loop, and an async one (``arun``).
+    """
+
+    def __init__(
+        self,
+        graph: GraphSpec,
+        node_registry: NodeRegistry | None = None,
+        store: Any | None = None,
+        dispatcher: TaskDispatcher | None = None,
+        context_manager: ContextManager | None = None,
+        on_event: EventHandler | None = None,
+        *,
+        sinks: Iterable[Any] = (),
+        max_visits: int | None = DEFAULT_MAX_VISITS,
+    ) -> None:
+        _check_component("store", store, _STORE_METHODS)
+        _check_component("dispatcher", dispatcher, _DISPATCHER_ATTRIBUTES)
+        if node_registry is not None and not callable(getattr(node_registry, "get_executor", None)):
+            raise TypeError(
+                f"node_registry must have a get_executor(node_type) method; "
+                f"got {type(node_registry).__name__}"
+            )
+        self.graph = graph
+        self._compiled = CompiledGraph(graph)
+        self.node_registry = node_registry
+        self.store = store if store is not None else InMemoryStore()
+        self.dispatcher: TaskDispatcher = dispatcher if dispatcher is not None else SyncDispatcher()
+        self.context_manager = context_manager if context_manager is not None else ContextManager()
+        self.on_event = on_event
+        self.sinks = list(sinks)
+        self.max_visits = max_visits
+        self._store = StoreAdapter(self.store)
+        self._control = control_executors()
+        self._active: dict[UUID, FlowRun] = {}
+        # Paused flows of stores without the durable contract live here until resumed.
+        self._parked: dict[UUID, FlowRun] = {}
+        self._checked_types = False
+
+    # -- executors -------------------------------------------------------------
+
+    def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
+        if self.node_registry is not None:
+            executor = self.node_registry.get_executor(node_type)
+            if executor is not None:
+                return executor
+        return self._control.get(node_type)
+
+    def _known_types(self) -> list[str]:
+        types = list(self._control)
+        list_types = getattr(self.node_registry, "list_types", None)
+        if callable(list_types):
+            types = [*list_types(), *(t for t in types if t not in list_types())]
+        return types
+
+    def _missing_executor_message(self, cnode: CNode) -> str:
+        return (
+            f"no executor for node type {cnode.type_name!r} (node {cnode.describe()}); "
+            f"registered types: {', '.join(self._known_types()) or 'none'}"
+        )
+
+    def _check_node_types(self) -> None:
+        """Types that are not 0.1.5 node types must have an executor before anything runs."""
+        if self._checked_types:
+            return
+        known = {t.value for t in NodeType}
+        unknown = [
+            c
+            for c in self._compiled.nodes
+            if c.type_name not in known and self._resolve_executor(c.type_name) is None
+        ]
+        if unknown:
+            lines = "\n".join(f"  {self._missing_executor_message(c)}" for c in unknown)
+            raise UnknownNodeTypeError(
+                f"graph {self.graph.name or self.graph.id} uses node types with no executor:\n"
+                f"{lines}"
+            )
+        self._checked_types = True
+
+    def _listeners(self) -> list[tuple[str, EventHandler]]:
+        listeners: list[tuple[str, EventHandler]] = []
+        if self.on_event is not None:
+            listeners.append(("on_event", self.on_event))
+        for sink in self.sinks:
+            listeners.append((getattr(sink, "name", type(sink).__name__), sink.emit))
+        return listeners
+
+    def _store_name(self) -> str:
+        describe = getattr(self.store, "describe", None)
+        return describe() if callable(describe) else type(self.store).__name__
+
+    # -- running ----------------------------------------------------------------
+
+    def _new_run(
+        self,
+        input_message: str,
+        flow_id: UUID | None,
+        parent_flow_id: UUID | None,
+        listeners: Iterable[tuple[str, EventHandler]] = (),
+    ) -> FlowRun:
+        self._check_node_types()
+        if not isinstance(input_message, str):
+            raise TypeError(f"input_message must be a str, got {type(input_message).__name__}")
+        fid = flow_id if flow_id is not None else uuid4()
+        if fid in self._active:
+            raise FlowStateError(f"flow {fid} is already running in this runner")
+        return FlowRun(
+            self,
+            self._compiled,
+            fid,
+            input_message,
+            parent_flow_id=parent_flow_id,
+            listeners=listeners,
+        )
+
+    async def _drive(self, run: FlowRun, on_end: Callable[[], None] | None = None) -> FlowResult:
+        self._active[run.flow_id] = run
+        try:
+            result = await run.drive()
+        finally:
+            self._active.pop(run.flow_id, None)
+            if on_end is not None:
+                on_end()
+        if not self._store.durable:
+            if run.waiting and not run.halted:
+                self._parked[run.flow_id] = run
+            else:
+                self._parked.pop(run.flow_id, None)
+        return result
+
+    async def arun(
+        self,
+        input_message: str,
+        flow_id: UUID | None = None,
+        *,
+        parent_flow_id: UUID | None = None,
+        on_event: EventHandler | None = None,
+    ) -> FlowResult:
+        """Run a new flow to its end or first pause; return its result."""
+        extra = [("on_event", on_event)] if on_event is not None else []
+        run = self._new_run(input_message, flow_id, parent_flow_id, extra)
+        try:
+            await run.start_new()
+        except FlowExistsError:
+            raise FlowStateError(
+                f"flow {run.flow_id} already exists in the store; use resume() or recover()"
+            ) from None
+        return await self._drive(run)
+
+    def run(self, input_message: str, flow_id: UUID | None = None) -> FlowResult:
+        """Run a new flow synchronously (from scripts, or inside a running event loop)."""
+        return run_sync(self.arun(input_message, flow_id))
+
+    async def run_async(
+        self, input_message: str, flow_id: UUID | None = None
+    ) -> AsyncIterator[FlowEvent]:
+        """Run a new flow, yielding its events as they happen.
+
+        Breaking out of the iteration stops the flow.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        run = self._new_run(input_message, flow_id, None, [("run_async", queue.put_nowait)])
+        run.yield_each_step = True
+        async for event in self._stream(run, queue, run.start_new):
+            yield event
+
+    async def _stream(
+        self, run: FlowRun, queue: asyncio.Queue[Any], prepare: Callable[[], Any]
+    ) -> AsyncIterator[FlowEvent]:
+        async def go() -> FlowResult:
+            try:
+                await prepare()
+            except BaseException:
+                queue.put_nowait(_END)
+                raise
+            return await self._drive(run, on_end=lambda: queue.put_nowait(_END))
+
+        task = asyncio.ensure_future(go())
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                yield item
+            await task
+        finally:
+            if not task.done():
+                run.request_stop("the run_async consumer stopped iterating")
+                await asyncio.gather(task, return_exceptions=True)
+
+    # -- resume, recover, stop -------------------------------------------------------
+
+    async def _load(self, flow_id: UUID) -> FlowRun:
+        if flow_id in self._active:
+            raise FlowStateError(f"flow {flow_id} is running in this process")
+        if not self._store.durable:
+            parked = self._parked.get(flow_id)
+            if parked is None:
+                raise FlowNotFoundError(
+                    f"flow {flow_id} is not paused in this process, and the store "
+                    f"({self._store_name()}) cannot continue flows across processes"
+                )
+            parked.halted = False
+            return parked
+        snapshot: FlowSnapshot | None = await self._store.call("load_flow", flow_id)
+        if snapshot is None:
+            raise FlowNotFoundError(f"no flow {flow_id} in the store ({self._store_name()})")
+        spec = snapshot.flow.graph
+        compiled = self._compiled if self._same_graph(spec) else CompiledGraph(spec)
+        run = FlowRun(
+            self,
+            compiled,
+            flow_id,
+            snapshot.flow.input,
+            parent_flow_id=snapshot.flow.parent_flow_id,
+        )
+        run.restore(snapshot)
+        run.status_on_load = snapshot.flow.status
+        return run
+
+    def _same_graph(self, spec: GraphSpec) -> bool:
+        return spec is self.graph or (spec.id == self.graph.id and spec == self.graph)
+
+    async def aresume(
+        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+    ) -> FlowResult:
+        """Give ``user_input`` to a waiting node of a paused flow and continue it.
+
+        ``node_id`` (an id or a node name) picks the node when several wait;
+        by default the one that started waiting first.
+        """
+        run = await self._load(flow_id)
+        status = run.status_on_load or FlowStatus.PAUSED
+        if status.is_terminal:
+            raise FlowStateError(f"flow {flow_id} is {status.value}; there is nothing to resume")
+        run.started = time.monotonic()
+        await run.answer(user_input, node_id)
+        return await self._drive(run)
+
+    def resume(
+        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+    ) -> FlowResult:
+        """Synchronous `aresume`."""
+        return run_sync(self.aresume(flow_id, user_input, node_id))
+
+    async def arecover(self, flow_id: UUID) -> FlowResult:
+        """Continue a flow whose run was interrupted (a crash, a lost store connection).
+
+        Only activations that had not committed run again. A paused flow stays
+        paused and an ended flow is left as it is; both return their result.
+        """
+        run = await self._load(flow_id)
+        status = run.status_on_load or FlowStatus.RUNNING
+        if status is not FlowStatus.RUNNING:
+            return _stored_result(run, status)
+        run.started = time.monotonic()
+        if run.listening:
+            run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
+        return await self._drive(run)
+
+    def recover(self, flow_id: UUID) -> FlowResult:
+        """Synchronous `arecover`."""
+        return run_sync(self.arecover(flow_id))
+
+    def stop(self, flow_id: UUID) -> None:
+        """Stop a flow: nothing new starts, running executors are cancelled (async)
+        or see ``context.cancelled`` (blocking); the flow ends as stopped.
+
+        Works from any thread. A paused flow in the store is marked stopped.
+        """
+        run = self._active.get(flow_id)
+        if run is not None and run.loop is not None:
+            if _running_loop() is run.loop:
+                run.request_stop("stop() called")
+            else:
+                run.loop.call_soon_threadsafe(run.request_stop, "stop() called")
+            return
+        run_sync(self.astop(flow_id))
+
+    async def astop(self, flow_id: UUID) -> None:
+        """Async `stop`."""
+        run = self._active.get(flow_id)
+        if run is not None:
+            if run.loop is asyncio.get_running_loop():
+                run.request_stop("stop() called")
+            elif run.loop is not None:
+                run.loop.call_soon_threadsafe(run.request_stop, "stop() called")
+            return
+        parked = self._parked.pop(flow_id, None)
+        if parked is not None:
+            parked.emit(FlowStopped(flow_id=flow_id, reason="stop() called"))
+            return
+        if not self._store.durable:
+            raise FlowNotFoundError(f"flow {flow_id} is not running in this process")
+        record = await self._store.call("get_flow", flow_id)
+        if record is None:
+            raise FlowNotFoundError(f"no flow {flow_id} in the store ({self._store_name()})")
+        if record.status.is_terminal:
+            return
+        seq = record.event_seq + 1
+        await self._store.call(
+            "update_flow",
+            flow_id,
+            FlowUpdate(status=FlowStatus.STOPPED, updated_at=time.time(), event_seq=seq),
+        )
+        event = FlowStopped(flow_id=flow_id, reason="stop() called", seq=seq, ts=time.time())
+        for name, listener in self._listeners():
+            try:
+                listener(event)
+            except Exception:  # a listener never breaks a stop
+                logger.exception("event listener %s failed on FlowStopped", name)
+
+    # -- inspection ---------------------------------------------------------------------
+
+    async def aget_result(self, flow_id: UUID) -> FlowResult:
+        """The current result of a stored flow, without running anything."""
+        run = await self._load(flow_id)
+        return _stored_result(run, run.status_on_load or FlowStatus.PAUSED)
+
+    def get_result(self, flow_id: UUID) -> FlowResult:
+        """Synchronous `aget_result`."""
+        return run_sync(self.aget_result(flow_id))
+
+    @property
+    def active_flows(self) -> list[UUID]:
+        """Flows running in this runner right now."""
+        return list(self._active)
+
+
+_STORE_METHODS = (
+    "save_node_execution",
+    "get_node_execution",
+    "get_all_node_executions",
+    "save_memory",
+    "get_memory",
+    "get_all_memory",
+    "delete_memory",
+    "save_messages",
+    "get_messages",
+    "append_message",
+    "clear_flow",
+)
+_DISPATCHER_ATTRIBUTES = ("concurrent", "max_concurrency", "run_blocking", "shutdown")
+
+
+def _check_component(role: str, value: Any, needed: tuple[str, ...]) -> None:
+    """Fail at construction, not mid-flow, when an argument is not what its role needs."""
+    if value is None:
+        return
+    missing = [name for name in needed if not hasattr(value, name)]
+    if missing:
+        raise TypeError(
+            f"{role} {type(value).__name__} is not a {role}: it lacks {', '.join(missing)}"
+        )
+
+
+class UnknownNodeTypeError(ValueError):
+    """The graph uses a node type no installed executor handles."""
+
+
+def _stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
+    """The result of a flow as the store holds it (nothing runs)."""
+    end = run.end_record
+    record_error = run.describe_failure()
+    return FlowResult(
+        flow_id=run.flow_id,
+        success=status is FlowStatus.COMPLETED,
+        final_output=(end.result or "") if end is not None else "",
+        output_data=end.output_data if end is not None else {},
+        error=record_error,
+        node_results=NodeResults(run.latest),
+        duration_seconds=0.0,
+        status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
+        waiting=run.waiting_nodes(),
+    )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+__all__ = ["DEFAULT_MAX_VISITS", "FlowRunner", "UnknownNodeTypeError"]

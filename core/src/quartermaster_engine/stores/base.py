@@ -1,0 +1,153 @@
+"""Store contracts.
+
+`ExecutionStore` is 0.1.5's contract: per-node records, flow memory and message
+histories. `DurableStore` adds what crash recovery, cross-process resume and
+scale-out need: flow records, an atomic commit of one activation's outcome, the
+queue of pending activations, listing, deletion and retention.
+
+Every method may be written as ``def`` or ``async def``: the engine adapts to
+either (see `StoreAdapter`). A store written only to `ExecutionStore`, such as
+0.1.5's README ``RedisStore`` sketch, still works; flows on it cannot be
+recovered after a crash or resumed from another process.
+
+Async stores are called from whatever event loop runs the flow: ``run()`` from
+a script uses a loop of the calling thread, ``run()`` inside a running loop uses
+the engine's background loop, ``run_async()`` the caller's loop. A store that
+holds loop-bound resources (connection pools) must keep them per loop.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.stores.records import (
+    Commit,
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
+from quartermaster_engine.types import Message
+
+
+@runtime_checkable
+class ExecutionStore(Protocol):
+    """0.1.5's store contract: records, memory and messages per flow.
+
+    ``get_node_execution`` and ``get_all_node_executions`` answer with the
+    latest record of each node; ``get_messages`` with the node's latest history.
+    """
+
+    def save_node_execution(self, flow_id: UUID, node_id: UUID, execution: NodeExecution) -> Any:
+        """Persist a record of the node."""
+        ...
+
+    def get_node_execution(self, flow_id: UUID, node_id: UUID) -> Any:
+        """The node's latest record, or None."""
+        ...
+
+    def get_all_node_executions(self, flow_id: UUID) -> Any:
+        """``{node_id: latest record}`` for the flow."""
+        ...
+
+    def save_memory(self, flow_id: UUID, key: str, value: Any) -> Any:
+        """Set a flow-memory value."""
+        ...
+
+    def get_memory(self, flow_id: UUID, key: str) -> Any:
+        """A flow-memory value, or None."""
+        ...
+
+    def get_all_memory(self, flow_id: UUID) -> Any:
+        """The flow's memory as a new dict."""
+        ...
+
+    def delete_memory(self, flow_id: UUID, key: str) -> Any:
+        """Remove a flow-memory value (no error when absent)."""
+        ...
+
+    def save_messages(self, flow_id: UUID, node_id: UUID, messages: list[Message]) -> Any:
+        """Replace the node's message history."""
+        ...
+
+    def get_messages(self, flow_id: UUID, node_id: UUID) -> Any:
+        """The node's message history (a new list)."""
+        ...
+
+    def append_message(self, flow_id: UUID, node_id: UUID, message: Message) -> Any:
+        """Append one message to the node's history."""
+        ...
+
+    def clear_flow(self, flow_id: UUID) -> Any:
+        """Remove everything stored for the flow."""
+        ...
+
+
+@runtime_checkable
+class DurableStore(ExecutionStore, Protocol):
+    """The durable contract: flows that survive crashes and move between processes.
+
+    ``commit`` must apply a `Commit` all or nothing, and commits of one flow in
+    the order they are made. Conformance: `quartermaster_engine.testing`.
+    """
+
+    def create_flow(self, record: FlowRecord) -> Any:
+        """Store a new flow; raise `FlowExistsError` if the id is taken."""
+        ...
+
+    def get_flow(self, flow_id: UUID) -> Any:
+        """The `FlowRecord`, or None."""
+        ...
+
+    def update_flow(self, flow_id: UUID, update: FlowUpdate) -> Any:
+        """Change the flow's status; a terminal status also drops its queue and joins."""
+        ...
+
+    def commit(self, flow_id: UUID, commit: Commit) -> Any:
+        """Apply one activation's outcome atomically."""
+        ...
+
+    def load_flow(self, flow_id: UUID) -> Any:
+        """A `FlowSnapshot` of the flow, or None."""
+        ...
+
+    def list_flows(self, *, status: FlowStatus | None = None, limit: int | None = None) -> Any:
+        """`FlowRecord`s, most recently updated first."""
+        ...
+
+    def delete_flow(self, flow_id: UUID) -> Any:
+        """Remove the flow and everything stored for it; True if it existed."""
+        ...
+
+    def prune(self, older_than: timedelta) -> Any:
+        """Delete ended flows last updated longer ago than ``older_than``; return how many."""
+        ...
+
+
+class StoreError(RuntimeError):
+    """A store could not do what was asked."""
+
+
+class FlowExistsError(StoreError):
+    """A flow with this id is already stored."""
+
+
+class FlowNotFoundError(StoreError, LookupError):
+    """No flow with this id is stored."""
+
+
+__all__ = [
+    "Commit",
+    "DurableStore",
+    "ExecutionStore",
+    "FlowExistsError",
+    "FlowNotFoundError",
+    "FlowRecord",
+    "FlowSnapshot",
+    "FlowStatus",
+    "FlowUpdate",
+    "StoreError",
+]

@@ -1,0 +1,228 @@
+"""`InMemoryStore`: the whole store contract in process memory (no persistence)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.records import (
+    Activation,
+    ActivationKey,
+    Commit,
+    Delivery,
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
+from quartermaster_engine.types import Message
+
+
+class _FlowData:
+    __slots__ = (
+        "deliveries",
+        "latest",
+        "loop_exits",
+        "memory",
+        "messages",
+        "pending",
+        "record",
+        "records",
+    )
+
+    def __init__(self, record: FlowRecord | None) -> None:
+        self.record = record
+        self.memory: dict[str, Any] = {}
+        self.records: list[NodeExecution] = []
+        self.latest: dict[UUID, NodeExecution] = {}
+        self.pending: dict[ActivationKey, Activation] = {}
+        self.deliveries: dict[tuple[UUID, int], list[Delivery]] = {}
+        self.loop_exits: set[tuple[UUID, UUID]] = set()
+        # Histories set explicitly through save_messages / append_message.
+        self.messages: dict[UUID, list[Message]] = {}
+
+
+class InMemoryStore:
+    """Dict-backed store implementing `ExecutionStore` and `DurableStore`.
+
+    Fast and complete, but nothing survives the process. Safe to share between
+    threads.
+    """
+
+    def __init__(self) -> None:
+        self._flows: dict[UUID, _FlowData] = {}
+        self._lock = threading.Lock()
+
+    def _data(self, flow_id: UUID) -> _FlowData:
+        data = self._flows.get(flow_id)
+        if data is None:
+            data = self._flows[flow_id] = _FlowData(None)
+        return data
+
+    # -- 0.1.5 contract ------------------------------------------------------
+
+    def save_node_execution(self, flow_id: UUID, node_id: UUID, execution: NodeExecution) -> None:
+        with self._lock:
+            data = self._data(flow_id)
+            data.records.append(execution)
+            data.latest[node_id] = execution
+
+    def get_node_execution(self, flow_id: UUID, node_id: UUID) -> NodeExecution | None:
+        data = self._flows.get(flow_id)
+        return None if data is None else data.latest.get(node_id)
+
+    def get_all_node_executions(self, flow_id: UUID) -> dict[UUID, NodeExecution]:
+        data = self._flows.get(flow_id)
+        return {} if data is None else dict(data.latest)
+
+    def save_memory(self, flow_id: UUID, key: str, value: Any) -> None:
+        with self._lock:
+            self._data(flow_id).memory[key] = value
+
+    def get_memory(self, flow_id: UUID, key: str) -> Any:
+        data = self._flows.get(flow_id)
+        return None if data is None else data.memory.get(key)
+
+    def get_all_memory(self, flow_id: UUID) -> dict[str, Any]:
+        data = self._flows.get(flow_id)
+        return {} if data is None else dict(data.memory)
+
+    def delete_memory(self, flow_id: UUID, key: str) -> None:
+        with self._lock:
+            data = self._flows.get(flow_id)
+            if data is not None:
+                data.memory.pop(key, None)
+
+    def save_messages(self, flow_id: UUID, node_id: UUID, messages: list[Message]) -> None:
+        with self._lock:
+            self._data(flow_id).messages[node_id] = list(messages)
+
+    def get_messages(self, flow_id: UUID, node_id: UUID) -> list[Message]:
+        data = self._flows.get(flow_id)
+        if data is None:
+            return []
+        explicit = data.messages.get(node_id)
+        if explicit is not None:
+            return list(explicit)
+        record = data.latest.get(node_id)
+        if record is None:
+            return []
+        if record.log is not None:
+            return record.log.to_list()
+        return list(record.messages)
+
+    def append_message(self, flow_id: UUID, node_id: UUID, message: Message) -> None:
+        current = self.get_messages(flow_id, node_id)
+        current.append(message)
+        with self._lock:
+            self._data(flow_id).messages[node_id] = current
+
+    def clear_flow(self, flow_id: UUID) -> None:
+        with self._lock:
+            self._flows.pop(flow_id, None)
+
+    # -- durable contract ----------------------------------------------------
+
+    def create_flow(self, record: FlowRecord) -> None:
+        with self._lock:
+            existing = self._flows.get(record.flow_id)
+            if existing is not None and existing.record is not None:
+                raise FlowExistsError(f"flow {record.flow_id} already exists")
+            data = existing if existing is not None else _FlowData(None)
+            data.record = record
+            self._flows[record.flow_id] = data
+
+    def get_flow(self, flow_id: UUID) -> FlowRecord | None:
+        data = self._flows.get(flow_id)
+        return None if data is None else data.record
+
+    def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
+        with self._lock:
+            data = self._flows.get(flow_id)
+            if data is None or data.record is None:
+                raise FlowNotFoundError(f"no flow {flow_id}")
+            record = data.record
+            record.status = update.status
+            record.updated_at = update.updated_at
+            record.error = update.error
+            record.final_output = update.final_output
+            record.event_seq = update.event_seq
+            if update.status.is_terminal:
+                data.pending.clear()
+                data.deliveries.clear()
+                data.loop_exits.clear()
+
+    def commit(self, flow_id: UUID, commit: Commit) -> None:
+        with self._lock:
+            data = self._flows.get(flow_id)
+            if data is None or data.record is None:
+                raise FlowNotFoundError(f"no flow {flow_id}")
+            if commit.done is not None:
+                data.pending.pop(commit.done, None)
+            record = commit.record
+            if record is not None:
+                data.records.append(record)
+                data.latest[record.node_id] = record
+                if data.messages:
+                    data.messages.pop(record.node_id, None)
+            if commit.memory:
+                data.memory.update(commit.memory)
+            for delivery in commit.deliveries:
+                data.deliveries.setdefault((delivery.target, delivery.slot), []).append(delivery)
+            for slot in commit.closed:
+                data.deliveries.pop(slot, None)
+            for activation in commit.enqueue:
+                data.pending[(activation.node_id, activation.visit)] = activation
+            if commit.loop_resets:
+                resets = set(commit.loop_resets)
+                data.loop_exits = {m for m in data.loop_exits if m[0] not in resets}
+            data.loop_exits.update(commit.loop_exits)
+            data.record.updated_at = time.time()
+
+    def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
+        with self._lock:
+            data = self._flows.get(flow_id)
+            if data is None or data.record is None:
+                return None
+            return FlowSnapshot(
+                flow=data.record,
+                memory=dict(data.memory),
+                records=list(data.records),
+                pending=list(data.pending.values()),
+                deliveries=[d for ds in data.deliveries.values() for d in ds],
+                loop_exits=sorted(data.loop_exits, key=str),
+            )
+
+    def list_flows(
+        self, *, status: FlowStatus | None = None, limit: int | None = None
+    ) -> list[FlowRecord]:
+        records = [
+            d.record
+            for d in list(self._flows.values())
+            if d.record is not None and (status is None or d.record.status is status)
+        ]
+        records.sort(key=lambda r: r.updated_at, reverse=True)
+        return records if limit is None else records[:limit]
+
+    def delete_flow(self, flow_id: UUID) -> bool:
+        with self._lock:
+            return self._flows.pop(flow_id, None) is not None
+
+    def prune(self, older_than: timedelta) -> int:
+        cutoff = time.time() - older_than.total_seconds()
+        with self._lock:
+            doomed = [
+                fid
+                for fid, d in self._flows.items()
+                if d.record is not None
+                and d.record.status.is_terminal
+                and d.record.updated_at < cutoff
+            ]
+            for fid in doomed:
+                del self._flows[fid]
+        return len(doomed)

@@ -1,0 +1,6 @@
+"""Shared pytest configuration: the test support modules are importable from every test."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "core"))

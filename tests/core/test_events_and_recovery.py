@@ -1,0 +1,145 @@
+"""Events serialize to JSON, failing handlers never break a flow, interrupted flows recover."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from uuid import UUID
+
+import pytest
+from support import Trace, build, chain, node_id
+
+from quartermaster_engine import (
+    FlowEvent,
+    FlowRunner,
+    FlowStatus,
+    InMemoryStore,
+    NodeStarted,
+    event_from_dict,
+)
+from quartermaster_engine.stores.records import Commit
+
+
+def test_every_event_is_json_serializable_and_reads_back_equal() -> None:
+    trace = Trace().on("step")
+    FlowRunner(chain(3), trace.registry, on_event=trace.events.append).run("in")
+    for event in trace.events:
+        data = json.loads(event.to_json())
+        assert data["type"] == event.type
+        assert data["flow_id"] == str(event.flow_id)
+        assert event_from_dict(data) == event
+
+
+def test_a_raising_on_event_handler_is_logged_and_the_flow_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    def broken(event: FlowEvent) -> None:
+        calls.append(event.type)
+        raise ValueError("handler bug")
+
+    trace = Trace().on("step")
+    with caplog.at_level(logging.ERROR, logger="quartermaster_engine.runner"):
+        result = FlowRunner(chain(3), trace.registry, on_event=broken).run("in")
+    assert result.status is FlowStatus.COMPLETED
+    assert len(calls) == 8
+    failures = [r for r in caplog.records if "event listener on_event failed" in r.getMessage()]
+    assert len(failures) == 1  # reported once per flow, not once per event
+
+
+class FlakyStore(InMemoryStore):
+    """A real in-memory store that refuses commits after ``fail_after`` of them."""
+
+    def __init__(self, fail_after: int) -> None:
+        super().__init__()
+        self.fail_after = fail_after
+        self.commits = 0
+
+    def commit(self, flow_id: UUID, commit: Commit) -> None:
+        self.commits += 1
+        if self.commits > self.fail_after:
+            raise ConnectionError("connection reset by peer")
+        super().commit(flow_id, commit)
+
+    def describe(self) -> str:
+        return "flaky in-memory store"
+
+
+def test_a_run_interrupted_by_the_store_fails_clearly_and_recover_completes_it() -> None:
+    store = FlakyStore(fail_after=6)
+    trace = Trace().on("step")
+    runner = FlowRunner(chain(10), trace.registry, store=store)
+    broken = runner.run("in")
+    assert broken.status is FlowStatus.FAILED
+    assert broken.error is not None
+    assert broken.error.startswith("the store (flaky in-memory store) failed while committing flow")
+    assert broken.error.endswith("ConnectionError: connection reset by peer")
+    assert store.get_flow(broken.flow_id).status is FlowStatus.RUNNING
+    ran_before = trace.names()
+
+    store.fail_after = 10**9
+    recovered = runner.recover(broken.flow_id)
+    assert recovered.status is FlowStatus.COMPLETED
+    assert recovered.final_output == "n7(n6(n5(n4(n3(n2(n1(n0(in))))))))"
+    names = trace.names()
+    # The commit that failed was n4's: only n4 runs again, nothing committed does.
+    assert ran_before == ["n0", "n1", "n2", "n3", "n4"]
+    assert names[len(ran_before) :] == ["n4", "n5", "n6", "n7"]
+
+
+def test_recover_is_a_no_op_for_paused_and_ended_flows() -> None:
+    trace = Trace().on("step")
+    runner = FlowRunner(chain(4), trace.registry)
+    done = runner.run("in")
+    again = runner.recover(done.flow_id)
+    assert (again.status, again.final_output) == (FlowStatus.COMPLETED, done.final_output)
+    assert trace.count("n0") == 1
+
+
+def test_graph_of_a_stored_flow_is_used_to_recover_it() -> None:
+    """A new process rebuilds its graph with new ids; recovery uses the stored graph."""
+    store = FlakyStore(fail_after=3)
+    trace = Trace().on("step")
+    broken = FlowRunner(chain(6), trace.registry, store=store).run("in")
+    store.fail_after = 10**9
+    other_graph = build({"Start": "Start1", "X": "step"}, [("Start", "X")])
+    recovered = FlowRunner(other_graph, trace.registry, store=store).recover(broken.flow_id)
+    assert recovered.final_output == "n3(n2(n1(n0(in))))"
+
+
+def events_of(result_events: list[Any], kind: type) -> list[Any]:
+    return [e for e in result_events if isinstance(e, kind)]
+
+
+def test_node_started_carries_visit_and_attempt() -> None:
+    trace = Trace().on("step")
+    FlowRunner(chain(3), trace.registry, on_event=trace.events.append).run("in")
+    started = events_of(trace.events, NodeStarted)
+    assert [(e.node_id, e.visit, e.attempt) for e in started] == [
+        (node_id("Start"), 1, 1),
+        (node_id("n0"), 1, 1),
+        (node_id("End"), 1, 1),
+    ]
+
+
+def test_constructing_a_runner_with_wrong_parts_fails_at_once() -> None:
+    graph = chain(3)
+    from quartermaster_engine import SyncDispatcher
+
+    with pytest.raises(TypeError, match="store SyncDispatcher is not a store: it lacks"):
+        FlowRunner(graph, None, SyncDispatcher())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="node_registry must have a get_executor"):
+        FlowRunner(graph, {"step": object()})  # type: ignore[arg-type]
+
+
+def test_unknown_custom_node_types_fail_before_anything_runs() -> None:
+    from quartermaster_engine import UnknownNodeTypeError
+
+    trace = Trace()
+    graph = build({"Start": "Start1", "C": "acme.Classifier"}, [("Start", "C")])
+    runner = FlowRunner(graph, trace.registry)
+    with pytest.raises(UnknownNodeTypeError, match=r"no executor for node type 'acme\.Classifier'"):
+        runner.run("x")
+    assert runner.store.list_flows() == []
