@@ -160,7 +160,7 @@ class ExecutionContext:
     def cancelled(self) -> bool:
         """True once the flow is stopping: a blocking executor should return soon."""
         run = self._run
-        return run is not None and run.stopping
+        return run is not None and run.cancel_requested
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """A node metadata value, falling back to values set on this context."""

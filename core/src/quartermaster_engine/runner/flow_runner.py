@@ -321,7 +321,7 @@ class FlowRunner:
             if _running_loop() is run.loop:
                 run.request_stop("stop() called")
             else:
-                run.loop.call_soon_threadsafe(run.request_stop, "stop() called")
+                run.request_stop_threadsafe("stop() called")
             return
         run_sync(self.astop(flow_id))
 
@@ -331,8 +331,8 @@ class FlowRunner:
         if run is not None:
             if run.loop is asyncio.get_running_loop():
                 run.request_stop("stop() called")
-            elif run.loop is not None:
-                run.loop.call_soon_threadsafe(run.request_stop, "stop() called")
+            else:
+                run.request_stop_threadsafe("stop() called")
             return
         parked = self._parked.pop(flow_id, None)
         if parked is not None:

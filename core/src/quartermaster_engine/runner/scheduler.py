@@ -183,6 +183,8 @@ class FlowRun:
         self.failures: list[tuple[CNode, str]] = []
         self.halted = False
         self.stopping = False
+        #: Read by `ExecutionContext.cancelled`; written from any thread.
+        self.cancel_requested = False
         self.stop_reason = ""
         self.abort: BaseException | None = None
         self.limit_error: tuple[CNode, str] | None = None
@@ -466,9 +468,15 @@ class FlowRun:
             while task.cancelling():
                 task.uncancel()
 
+    def _stop_if_requested(self) -> bool:
+        """A stop asked from another thread may not have reached the loop yet."""
+        if self.cancel_requested and not self.stopping:
+            self.request_stop(self.stop_reason or "stop() called")
+        return self.halted
+
     async def _drive_inline(self) -> None:
         ready = self.ready
-        while not self.halted:
+        while not self._stop_if_requested():
             if ready:
                 await self._run(ready.popleft())
                 if self.yield_each_step:
@@ -505,6 +513,7 @@ class FlowRun:
         ready = self.ready
         loop = asyncio.get_running_loop()
         while True:
+            self._stop_if_requested()
             while ready and not self.halted and (limit is None or self.running < limit):
                 act = ready.popleft()
                 self.running += 1
@@ -555,11 +564,20 @@ class FlowRun:
     def request_stop(self, reason: str = "") -> None:
         """Stop the flow: nothing new starts, running async executors are cancelled,
         blocking ones see ``context.cancelled``. Must run on the flow's loop."""
+        self.cancel_requested = True
         if self.stopping:
             return
         self.stopping = True
         self.stop_reason = reason
         self._halt()
+
+    def request_stop_threadsafe(self, reason: str = "") -> None:
+        """`request_stop` from any thread. The flag blocking executors poll is set at
+        once: a blocking executor may be holding the loop's thread itself."""
+        self.cancel_requested = True
+        loop = self.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.request_stop, reason)
 
     # -- one activation ---------------------------------------------------------------------
 

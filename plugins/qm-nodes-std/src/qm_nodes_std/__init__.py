@@ -1,0 +1,1 @@
+"""qm-nodes-std: The standard non-LLM node executors of Quartermaster."""

@@ -1,0 +1,1 @@
+"""qm-dispatch-thread: A thread-pool dispatcher for blocking node executors."""

@@ -1,0 +1,1 @@
+"""qm-store-redis: A Redis store for Quartermaster, on redis.asyncio."""

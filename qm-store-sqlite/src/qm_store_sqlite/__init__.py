@@ -1,0 +1,1 @@
+"""qm-store-sqlite: A durable SQLite store for Quartermaster, on aiosqlite."""

@@ -1,0 +1,1 @@
+"""Plugin module registered under the entry-point group 'quartermaster'."""
