@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.types import GraphNode, GraphSpec, Message
 
 if TYPE_CHECKING:
+    from quartermaster_engine.runner.result import FlowResult
     from quartermaster_engine.runner.scheduler import FlowRun
     from quartermaster_engine.stores.records import Activation
 
@@ -155,6 +156,42 @@ class ExecutionContext:
         if self._outputs is None:
             self._outputs = self._run.predecessor_outputs(self._act)  # type: ignore[union-attr,arg-type]
         return self._outputs
+
+    @property
+    def agent_id(self) -> UUID:
+        """The graph's agent: the owner of per-agent persistent memory."""
+        return self.graph.agent_id
+
+    @property
+    def persistent_memory(self) -> Any:
+        """The runner's per-agent `PersistentMemory` (its methods may be ``async def``)."""
+        if self._run is None:
+            raise RuntimeError("this context was not created by a runner")
+        return self._run.runner.persistence
+
+    def child_flow_id(self, key: str = "") -> UUID:
+        """A stable id for a child flow of this activation: the same on every attempt
+        and after resume, so an executor can find the child it started."""
+        return uuid5(self.flow_id, f"{self.node_id}:{self.visit}:{key}")
+
+    async def run_child(
+        self, graph: GraphSpec, input_text: str, flow_id: UUID | None = None
+    ) -> FlowResult:
+        """Run ``graph`` as a child flow (same store, executors and event listeners;
+        its events carry this flow's id as ``parent_flow_id``) and return its result.
+        A paused child returns a paused result; continue it with `resume_child`."""
+        if self._run is None:
+            raise RuntimeError("this context was not created by a runner")
+        child_id = flow_id if flow_id is not None else self.child_flow_id()
+        return await self._run.runner._arun_child(self._run, graph, input_text, child_id)
+
+    async def resume_child(
+        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+    ) -> FlowResult:
+        """Answer a paused child flow and continue it."""
+        if self._run is None:
+            raise RuntimeError("this context was not created by a runner")
+        return await self._run.runner._aresume_child(self._run, flow_id, user_input, node_id)
 
     @property
     def cancelled(self) -> bool:

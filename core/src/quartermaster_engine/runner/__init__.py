@@ -3,6 +3,7 @@
 from quartermaster_engine.runner.flow_runner import (
     DEFAULT_MAX_VISITS,
     FlowRunner,
+    NodeConfigError,
     UnknownNodeTypeError,
 )
 from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
@@ -13,6 +14,7 @@ __all__ = [
     "FlowResult",
     "FlowRunner",
     "FlowStateError",
+    "NodeConfigError",
     "NodeResults",
     "StoreUnavailableError",
     "UnknownNodeTypeError",

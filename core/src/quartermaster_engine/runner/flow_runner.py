@@ -14,6 +14,7 @@ from quartermaster_engine.control_nodes import control_executors
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
+from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
@@ -61,6 +62,7 @@ class FlowRunner:
         *,
         sinks: Iterable[Any] = (),
         max_visits: int | None = DEFAULT_MAX_VISITS,
+        persistence: Any | None = None,
     ) -> None:
         _check_component("store", store, _STORE_METHODS)
         _check_component("dispatcher", dispatcher, _DISPATCHER_ATTRIBUTES)
@@ -79,11 +81,25 @@ class FlowRunner:
         self.sinks = list(sinks)
         self.max_visits = max_visits
         self._store = StoreAdapter(self.store)
+        self._persistence = persistence
         self._control = control_executors()
         self._active: dict[UUID, FlowRun] = {}
         # Paused flows of stores without the durable contract live here until resumed.
         self._parked: dict[UUID, FlowRun] = {}
-        self._checked_types = False
+        # Compiled graphs other than our own (sub-graphs, restored flows), by object id.
+        self._compiled_cache: dict[int, tuple[GraphSpec, CompiledGraph]] = {
+            id(graph): (graph, self._compiled)
+        }
+        self._preflighted: set[int] = set()
+
+    @property
+    def persistence(self) -> Any:
+        """Per-agent persistent memory: the ``persistence`` given, else the store's own
+        (``store.persistent_memory()``), else an in-memory one owned by this runner."""
+        if self._persistence is None:
+            factory = getattr(self.store, "persistent_memory", None)
+            self._persistence = factory() if callable(factory) else InMemoryPersistence()
+        return self._persistence
 
     # -- executors -------------------------------------------------------------
 
@@ -107,23 +123,52 @@ class FlowRunner:
             f"registered types: {', '.join(self._known_types()) or 'none'}"
         )
 
-    def _check_node_types(self) -> None:
-        """Types that are not 0.1.5 node types must have an executor before anything runs."""
-        if self._checked_types:
+    def _compile(self, spec: GraphSpec) -> CompiledGraph:
+        hit = self._compiled_cache.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        compiled = CompiledGraph(spec)
+        self._compiled_cache[id(spec)] = (spec, compiled)
+        return compiled
+
+    def preflight(self, compiled: CompiledGraph | None = None) -> None:
+        """Check, before anything runs, what can be known before: every node type that is
+        not one of 0.1.5's has an executor, and every executor that can check its node's
+        settings (``validate_node(node, graph) -> list[str]``) finds no problem.
+
+        Runs once per graph per runner; `run` calls it. Raises `UnknownNodeTypeError`
+        or `NodeConfigError` listing every problem at once.
+        """
+        compiled = compiled if compiled is not None else self._compiled
+        if id(compiled) in self._preflighted:
             return
+        spec = compiled.spec
+        graph_name = spec.name or str(spec.id)
         known = {t.value for t in NodeType}
-        unknown = [
-            c
-            for c in self._compiled.nodes
-            if c.type_name not in known and self._resolve_executor(c.type_name) is None
-        ]
+        unknown: list[str] = []
+        problems: list[str] = []
+        checked: dict[str, NodeExecutor | None] = {}
+        for cnode in compiled.nodes:
+            if cnode.type_name not in checked:
+                checked[cnode.type_name] = self._resolve_executor(cnode.type_name)
+            executor = checked[cnode.type_name]
+            if executor is None:
+                if cnode.type_name not in known:
+                    unknown.append(self._missing_executor_message(cnode))
+                continue
+            validate = getattr(executor, "validate_node", None)
+            if callable(validate):
+                for problem in validate(cnode.node, spec) or ():
+                    problems.append(f"node {cnode.describe()}: {problem}")
         if unknown:
-            lines = "\n".join(f"  {self._missing_executor_message(c)}" for c in unknown)
+            lines = "\n".join(f"  {line}" for line in unknown)
             raise UnknownNodeTypeError(
-                f"graph {self.graph.name or self.graph.id} uses node types with no executor:\n"
-                f"{lines}"
+                f"graph {graph_name} uses node types with no executor:\n{lines}"
             )
-        self._checked_types = True
+        if problems:
+            lines = "\n".join(f"  {line}" for line in problems)
+            raise NodeConfigError(f"graph {graph_name} has invalid node settings:\n{lines}")
+        self._preflighted.add(id(compiled))
 
     def _listeners(self) -> list[tuple[str, EventHandler]]:
         listeners: list[tuple[str, EventHandler]] = []
@@ -145,8 +190,10 @@ class FlowRunner:
         flow_id: UUID | None,
         parent_flow_id: UUID | None,
         listeners: Iterable[tuple[str, EventHandler]] = (),
+        compiled: CompiledGraph | None = None,
     ) -> FlowRun:
-        self._check_node_types()
+        compiled = compiled if compiled is not None else self._compiled
+        self.preflight(compiled)
         if not isinstance(input_message, str):
             raise TypeError(f"input_message must be a str, got {type(input_message).__name__}")
         fid = flow_id if flow_id is not None else uuid4()
@@ -154,7 +201,7 @@ class FlowRunner:
             raise FlowStateError(f"flow {fid} is already running in this runner")
         return FlowRun(
             self,
-            self._compiled,
+            compiled,
             fid,
             input_message,
             parent_flow_id=parent_flow_id,
@@ -238,7 +285,46 @@ class FlowRunner:
 
     # -- resume, recover, stop -------------------------------------------------------
 
-    async def _load(self, flow_id: UUID) -> FlowRun:
+    # -- child flows (sub-graphs) ------------------------------------------------------
+
+    async def _arun_child(
+        self, parent: FlowRun, graph: GraphSpec, input_text: str, flow_id: UUID
+    ) -> FlowResult:
+        """Run ``graph`` as a child flow of ``parent``: same store, executors and
+        listeners; its events carry the parent's flow id; stopping the parent stops it."""
+        run = self._new_run(
+            input_text, flow_id, parent.flow_id, parent.extra_listeners, self._compile(graph)
+        )
+        run.yield_each_step = parent.yield_each_step
+        try:
+            await run.start_new()
+        except FlowExistsError:
+            raise FlowStateError(f"child flow {flow_id} already exists") from None
+        return await self._drive_child(parent, run)
+
+    async def _aresume_child(
+        self, parent: FlowRun, flow_id: UUID, user_input: str, node_id: UUID | str | None
+    ) -> FlowResult:
+        """Give a paused child flow its answer and continue it."""
+        run = await self._load(flow_id, parent.extra_listeners)
+        status = run.status_on_load or FlowStatus.PAUSED
+        if status.is_terminal:
+            raise FlowStateError(f"child flow {flow_id} is {status.value}; nothing to resume")
+        await run.answer(user_input, node_id)
+        return await self._drive_child(parent, run)
+
+    async def _drive_child(self, parent: FlowRun, run: FlowRun) -> FlowResult:
+        parent.children.add(run)
+        if parent.cancel_requested:
+            run.request_stop("the parent flow is stopping")
+        try:
+            return await self._drive(run)
+        finally:
+            parent.children.discard(run)
+
+    async def _load(
+        self, flow_id: UUID, listeners: Iterable[tuple[str, EventHandler]] = ()
+    ) -> FlowRun:
         if flow_id in self._active:
             raise FlowStateError(f"flow {flow_id} is running in this process")
         if not self._store.durable:
@@ -254,13 +340,14 @@ class FlowRunner:
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {flow_id} in the store ({self._store_name()})")
         spec = snapshot.flow.graph
-        compiled = self._compiled if self._same_graph(spec) else CompiledGraph(spec)
+        compiled = self._compiled if self._same_graph(spec) else self._compile(spec)
         run = FlowRun(
             self,
             compiled,
             flow_id,
             snapshot.flow.input,
             parent_flow_id=snapshot.flow.parent_flow_id,
+            listeners=listeners,
         )
         run.restore(snapshot)
         run.status_on_load = snapshot.flow.status
@@ -406,6 +493,10 @@ class UnknownNodeTypeError(ValueError):
     """The graph uses a node type no installed executor handles."""
 
 
+class NodeConfigError(ValueError):
+    """A node's settings are invalid (found before the flow starts)."""
+
+
 def _stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
     """The result of a flow as the store holds it (nothing runs)."""
     end = run.end_record
@@ -430,4 +521,4 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-__all__ = ["DEFAULT_MAX_VISITS", "FlowRunner", "UnknownNodeTypeError"]
+__all__ = ["DEFAULT_MAX_VISITS", "FlowRunner", "NodeConfigError", "UnknownNodeTypeError"]

@@ -189,10 +189,13 @@ class FlowRun:
         self.abort: BaseException | None = None
         self.limit_error: tuple[CNode, str] | None = None
         self.seq = 0
+        self.extra_listeners = list(listeners)
         self.listeners: list[tuple[str, Callable[[FlowEvent], Any]]] = [
             *runner._listeners(),
-            *listeners,
+            *self.extra_listeners,
         ]
+        #: Child flows (sub-graphs) running under this flow's nodes right now.
+        self.children: set[FlowRun] = set()
         self.listening = bool(self.listeners)
         self._listener_failed: set[str] = set()
         self._listener_tasks: set[asyncio.Future[Any]] = set()
@@ -569,6 +572,8 @@ class FlowRun:
             return
         self.stopping = True
         self.stop_reason = reason
+        for child in list(self.children):
+            child.request_stop("the parent flow is stopping")
         self._halt()
 
     def request_stop_threadsafe(self, reason: str = "") -> None:

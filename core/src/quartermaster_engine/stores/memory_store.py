@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
 from quartermaster_engine.stores.records import (
     Activation,
@@ -57,6 +58,11 @@ class InMemoryStore:
     def __init__(self) -> None:
         self._flows: dict[UUID, _FlowData] = {}
         self._lock = threading.Lock()
+        self._persistence = InMemoryPersistence()
+
+    def persistent_memory(self) -> InMemoryPersistence:
+        """Per-agent persistent memory living as long as this store."""
+        return self._persistence
 
     def _data(self, flow_id: UUID) -> _FlowData:
         data = self._flows.get(flow_id)
