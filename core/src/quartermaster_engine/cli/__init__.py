@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
+from quartermaster_engine.cli.config_commands import config_group
+from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
+from quartermaster_engine.cli.plugins_commands import plugins_command
+from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="quartermaster-engine", prog_name="qm")
 def main() -> None:
     """Quartermaster: run, inspect and operate agent graphs."""
+    warnings.showwarning = _show_warning
 
 
-main.add_command(validate_command)
-main.add_command(show_command)
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one line on stderr (a command line shows no source lines)."""
+    click.echo(f"warning: {message}", err=True)
+
+
+for command in (
+    run_command,
+    resume_command,
+    recover_command,
+    validate_command,
+    show_command,
+    plugins_command,
+    config_group,
+    flows_group,
+):
+    main.add_command(command)
 
 __all__ = ["main"]

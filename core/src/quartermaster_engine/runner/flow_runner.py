@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -10,7 +12,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine._sync import run_sync
-from quartermaster_engine.control_nodes import control_executors
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
@@ -80,9 +81,13 @@ class FlowRunner:
         self.on_event = on_event
         self.sinks = list(sinks)
         self.max_visits = max_visits
+        #: The `EngineConfig` a runner built by `from_config` came from.
+        self.config: Any = None
         self._store = StoreAdapter(self.store)
         self._persistence = persistence
-        self._control = control_executors()
+        self._installed: NodeRegistry | None = None
+        # Backends this runner created (from_config) and must release in close().
+        self._owned: list[Any] = []
         self._active: dict[UUID, FlowRun] = {}
         # Paused flows of stores without the durable contract live here until resumed.
         self._parked: dict[UUID, FlowRun] = {}
@@ -103,25 +108,133 @@ class FlowRunner:
 
     # -- executors -------------------------------------------------------------
 
+    @classmethod
+    def from_config(
+        cls,
+        graph: GraphSpec,
+        config: Any = None,
+        **overrides: Any,
+    ) -> FlowRunner:
+        """A runner assembled from configuration and the installed plugins.
+
+        ``config`` is a dict, a path to a TOML file, an `EngineConfig`, or None
+        (then ``$QM_CONFIG``, ``qm.toml`` or ``pyproject.toml`` and the ``QM_*``
+        environment are read; see `quartermaster_engine.config`). ``overrides``
+        holding config sections (``store``, ``dispatcher``, ``sinks``, ``limits``,
+        ``nodes`` as dicts) take precedence over everything; ``store`` or
+        ``dispatcher`` may also be ready objects, and ``node_registry``,
+        ``on_event``, ``context_manager`` and ``persistence`` go to the runner.
+        An explicit ``node_registry`` wins over the installed node executors.
+
+        The runner owns the backends it created: `close` releases them.
+        """
+        from quartermaster_engine import assembly
+        from quartermaster_engine.config import EngineConfig
+        from quartermaster_engine.plugins.loader import load_plugins
+
+        runner_kwargs = {
+            k: overrides.pop(k)
+            for k in ("node_registry", "on_event", "context_manager", "persistence")
+            if k in overrides
+        }
+        objects = {
+            k: overrides.pop(k)
+            for k in ("store", "dispatcher")
+            if k in overrides and not isinstance(overrides[k], dict | str)
+        }
+        for key in ("store", "dispatcher"):
+            if isinstance(overrides.get(key), str):
+                overrides[key] = {"name": overrides[key]}
+        engine_config = EngineConfig.load(config, overrides=overrides or None)
+        plugins = load_plugins()
+        owned: list[Any] = []
+        store = objects.get("store")
+        if store is None:
+            store = assembly.build_store(engine_config, plugins)
+            owned.append(store)
+        dispatcher = objects.get("dispatcher")
+        if dispatcher is None:
+            dispatcher = assembly.build_dispatcher(engine_config, plugins)
+            owned.append(dispatcher)
+        sinks = assembly.build_sinks(engine_config, plugins)
+        owned.extend(sinks)
+        installed = assembly.node_registry(engine_config, plugins)
+        explicit = runner_kwargs.pop("node_registry", None)
+        registry = installed if explicit is None else assembly.ChainedRegistry(explicit, installed)
+        runner = cls(
+            graph,
+            registry,
+            store=store,
+            dispatcher=dispatcher,
+            sinks=sinks,
+            max_visits=engine_config.limits.max_visits,
+            **runner_kwargs,
+        )
+        runner._installed = installed
+        runner._owned = owned
+        runner.config = engine_config
+        return runner
+
+    async def aclose(self) -> None:
+        """Release what this runner created from configuration (store connections,
+        dispatcher threads, sink files). Objects passed in are left to their owner."""
+        owned, self._owned = self._owned, []
+        for item in owned:
+            for method in ("close", "shutdown"):
+                fn = getattr(item, method, None)
+                if callable(fn):
+                    result = fn()
+                    if inspect.isawaitable(result):
+                        await result
+                    break
+
+    def close(self) -> None:
+        """Synchronous `aclose`."""
+        if self._owned:
+            run_sync(self.aclose())
+
+    def __enter__(self) -> FlowRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> FlowRunner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _installed_executors(self) -> NodeRegistry:
+        if self._installed is None:
+            from quartermaster_engine.plugins.loader import load_plugins
+
+            self._installed = load_plugins().node_registry()
+        return self._installed
+
     def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
+        """The explicit registry first, then every installed node executor."""
         if self.node_registry is not None:
             executor = self.node_registry.get_executor(node_type)
             if executor is not None:
                 return executor
-        return self._control.get(node_type)
+        installed = self._installed_executors()
+        if installed is self.node_registry:
+            return None
+        return installed.get_executor(node_type)
 
     def _known_types(self) -> list[str]:
-        types = list(self._control)
-        list_types = getattr(self.node_registry, "list_types", None)
-        if callable(list_types):
-            types = [*list_types(), *(t for t in types if t not in list_types())]
+        types: list[str] = []
+        for registry in (self.node_registry, self._installed_executors()):
+            list_types = getattr(registry, "list_types", None)
+            if callable(list_types):
+                types.extend(t for t in list_types() if t not in types)
         return types
 
     def _missing_executor_message(self, cnode: CNode) -> str:
-        return (
-            f"no executor for node type {cnode.type_name!r} (node {cnode.describe()}); "
-            f"registered types: {', '.join(self._known_types()) or 'none'}"
-        )
+        close = difflib.get_close_matches(cnode.type_name, self._known_types(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "`qm plugins` lists the installed ones"
+        return f"no executor for node type {cnode.type_name!r} (node {cnode.describe()}); {hint}"
 
     def _compile(self, spec: GraphSpec) -> CompiledGraph:
         hit = self._compiled_cache.get(id(spec))

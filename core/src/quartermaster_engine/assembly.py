@@ -1,0 +1,117 @@
+"""Assembling a runner from configuration and the installed plugins.
+
+Each backend section is validated by the settings model its plugin registered,
+so an error names the plugin, the setting and where the value came from. An
+unknown backend name lists the installed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
+from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
+from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
+from quartermaster_engine.plugins.registry import KIND_LABELS, Registration, UnknownBackendError
+
+
+def settings_for(
+    registration: Registration,
+    raw: Mapping[str, Any],
+    config: EngineConfig,
+    section: str,
+) -> BaseModel:
+    """Validate ``raw`` with the registration's settings model; errors name everything."""
+    try:
+        return registration.config_model.model_validate(
+            dict(raw), context={"config_dir": config.config_dir}
+        )
+    except ValidationError as exc:
+        label = KIND_LABELS[registration.kind]
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            source = config.source_of(f"{section}.{field}")
+            problems.append(f"setting {field!r}: {err['msg']} (from {source})")
+        raise ConfigError(
+            f"{label} {registration.name!r} of {registration.origin}: " + "; ".join(problems)
+        ) from None
+
+
+def _lookup(
+    plugins: PluginSet, kind: str, name: str, section: str, config: EngineConfig
+) -> Registration:
+    try:
+        return plugins.registry(kind).get(name)
+    except UnknownBackendError as exc:
+        raise ConfigError(f"{exc} (from {config.source_of(section + '.name')})") from None
+
+
+def build_backend(
+    kind: str, section: BackendConfig, key: str, config: EngineConfig, plugins: PluginSet
+) -> Any:
+    """Create the backend a config section names."""
+    registration = _lookup(plugins, kind, section.name, key, config)
+    return registration.create(settings_for(registration, section.settings, config, key))
+
+
+def build_store(config: EngineConfig, plugins: PluginSet | None = None) -> Any:
+    """The store the configuration names."""
+    return build_backend("store", config.store, "store", config, plugins or load_plugins())
+
+
+def build_dispatcher(config: EngineConfig, plugins: PluginSet | None = None) -> Any:
+    """The dispatcher the configuration names."""
+    return build_backend(
+        "dispatcher", config.dispatcher, "dispatcher", config, plugins or load_plugins()
+    )
+
+
+def build_sinks(config: EngineConfig, plugins: PluginSet | None = None) -> list[Any]:
+    """The event sinks the configuration lists."""
+    plugins = plugins or load_plugins()
+    return [
+        build_backend("event_sink", sink, f"sinks.{i}", config, plugins)
+        for i, sink in enumerate(config.sinks)
+    ]
+
+
+def node_registry(config: EngineConfig, plugins: PluginSet | None = None) -> PluginNodeRegistry:
+    """Every installed node executor, with settings from the ``[nodes]`` sections."""
+    plugins = plugins or load_plugins()
+    for node_type in config.nodes:
+        if node_type not in plugins.node_executors:
+            raise ConfigError(
+                f"[nodes.{node_type!r}] configures a node type no installed plugin provides; "
+                f"installed: {', '.join(plugins.node_executors.names())}"
+            )
+
+    def validate(registration: Registration, raw: Mapping[str, Any]) -> BaseModel:
+        return settings_for(registration, raw, config, f"nodes.{registration.name}")
+
+    return PluginNodeRegistry(plugins.node_executors, config.nodes, validate)
+
+
+class ChainedRegistry:
+    """Looks up executors in each registry in turn: the first that has one wins."""
+
+    def __init__(self, *registries: NodeRegistry) -> None:
+        self.registries = registries
+
+    def get_executor(self, node_type: str) -> NodeExecutor | None:
+        for registry in self.registries:
+            executor = registry.get_executor(node_type)
+            if executor is not None:
+                return executor
+        return None
+
+    def list_types(self) -> list[str]:
+        types: list[str] = []
+        for registry in self.registries:
+            list_types = getattr(registry, "list_types", None)
+            if callable(list_types):
+                types.extend(t for t in list_types() if t not in types)
+        return types

@@ -1,0 +1,204 @@
+"""``qm flows``: list, show, delete and prune the flows of a durable store."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from quartermaster_engine import assembly
+from quartermaster_engine._sync import run_sync
+from quartermaster_engine.cli.common import (
+    config_option,
+    echo_json,
+    fail,
+    json_option,
+    load_config,
+    reported,
+)
+from quartermaster_engine.context.node_execution import NodeStatus
+from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> timedelta:
+    """``90s``, ``15m``, ``12h``, ``7d``, ``2w`` -> timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@contextmanager
+def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter]]:
+    config = load_config(config_path)
+    with reported():
+        store = assembly.build_store(config)
+    adapter = StoreAdapter(store)
+    if not adapter.durable:
+        fail(f"the configured store ({config.store.name}) does not keep flow records")
+    try:
+        yield store, adapter
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            run_sync(adapter.call("close"))
+
+
+def _counts(snapshot: FlowSnapshot) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in snapshot.records:
+        counts[record.status.value] = counts.get(record.status.value, 0) + 1
+    return counts
+
+
+@click.group("flows")
+def flows_group() -> None:
+    """Operate the flows of the configured (durable) store."""
+
+
+@flows_group.command("list")
+@config_option
+@json_option
+@click.option("--status", type=click.Choice([s.value for s in FlowStatus]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+def list_command(config_path: str | None, as_json: bool, status: str | None, limit: int) -> None:
+    """Flows, most recently updated first, with their node counts."""
+    with _store(config_path) as (_, adapter), reported():
+        records: list[FlowRecord] = run_sync(
+            adapter.call("list_flows", status=FlowStatus(status) if status else None, limit=limit)
+        )
+        snapshots = [run_sync(adapter.call("load_flow", r.flow_id)) for r in records]
+    rows: list[dict[str, Any]] = []
+    for record, snap in zip(records, snapshots, strict=True):
+        counts = _counts(snap) if snap is not None else {}
+        rows.append(
+            {
+                "flow_id": str(record.flow_id),
+                "status": record.status.value,
+                "graph": record.graph.name,
+                "started": _when(record.created_at),
+                "updated": _when(record.updated_at),
+                "nodes": sum(counts.values()),
+                "by_status": counts,
+            }
+        )
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table(title=f"{len(rows)} flows")
+    for column in ("flow", "status", "graph", "started (UTC)", "updated (UTC)", "node runs"):
+        table.add_column(column)
+    for row in rows:
+        detail = ", ".join(f"{n} {s}" for s, n in row["by_status"].items())
+        table.add_row(
+            row["flow_id"],
+            row["status"],
+            row["graph"],
+            row["started"],
+            row["updated"],
+            f"{row['nodes']} ({detail})" if detail else "0",
+        )
+    Console(soft_wrap=False).print(table)
+
+
+@flows_group.command("show")
+@click.argument("flow_id", type=click.UUID)
+@config_option
+@json_option
+def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
+    """One flow: status, input, output or error, every activation, waiting nodes."""
+    with _store(config_path) as (_, adapter), reported():
+        snap: FlowSnapshot | None = run_sync(adapter.call("load_flow", flow_id))
+    if snap is None:
+        fail(f"no flow {flow_id}")
+    names = {n.id: n.name for n in snap.flow.graph.nodes}
+    data = snap.flow.to_dict(with_graph=False)
+    data["graph"] = snap.flow.graph.name
+    data["records"] = [
+        {
+            "node": names.get(r.node_id, str(r.node_id)),
+            "visit": r.visit,
+            "attempt": r.attempt,
+            "status": r.status.value,
+            "result": r.result,
+            "error": r.error,
+        }
+        for r in snap.records
+    ]
+    data["waiting"] = [
+        {"node": names.get(a.node_id, str(a.node_id)), "prompt": a.prompt, "options": a.options}
+        for a in snap.pending
+        if a.waiting
+    ]
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"flow {flow_id}  {snap.flow.status.value}  graph {snap.flow.graph.name!r}")
+    click.echo(
+        f"started {_when(snap.flow.created_at)} UTC, updated {_when(snap.flow.updated_at)} UTC"
+    )
+    click.echo(f"input: {snap.flow.input}")
+    if snap.flow.final_output is not None:
+        click.echo(f"final output: {snap.flow.final_output}")
+    if snap.flow.error:
+        click.echo(f"error: {snap.flow.error}")
+    table = Table()
+    for column in ("node", "visit", "attempt", "status", "output / error"):
+        table.add_column(column)
+    for rec in data["records"]:
+        text = rec["error"] if rec["status"] == NodeStatus.FAILED.value else rec["result"]
+        table.add_row(
+            rec["node"], str(rec["visit"]), str(rec["attempt"]), rec["status"], str(text or "")
+        )
+    Console(soft_wrap=False).print(table)
+    for waiting in data["waiting"]:
+        click.echo(f"waiting: {waiting['node']} asks {waiting['prompt']!r}")
+
+
+@flows_group.command("delete")
+@click.argument("flow_id", type=click.UUID)
+@config_option
+def delete_command(flow_id: UUID, config_path: str | None) -> None:
+    """Delete one flow and everything stored for it."""
+    with _store(config_path) as (_, adapter), reported():
+        deleted = run_sync(adapter.call("delete_flow", flow_id))
+    if not deleted:
+        fail(f"no flow {flow_id}")
+    click.echo(f"deleted flow {flow_id}")
+
+
+@flows_group.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    default=None,
+    help="Age like 7d, 12h, 30m (default: the store's retention setting).",
+)
+@config_option
+def prune_command(older_than: str | None, config_path: str | None) -> None:
+    """Delete ended flows (completed, failed, stopped) last updated before the cut-off.
+    Paused and running flows are kept."""
+    with _store(config_path) as (store, adapter):
+        age = parse_age(older_than) if older_than else getattr(store, "retention", None)
+        if age is None:
+            fail("give --older-than, or set a retention on the store")
+        with reported():
+            count = run_sync(adapter.call("prune", age))
+    cutoff = _when(time.time() - age.total_seconds())
+    click.echo(f"pruned {count} flow{'s' if count != 1 else ''} ended before {cutoff} UTC")

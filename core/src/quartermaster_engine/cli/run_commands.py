@@ -1,0 +1,250 @@
+"""``qm run``, ``qm resume`` and ``qm recover``: run flows from the command line.
+
+Progress goes to stderr while the flow runs, the final output to stdout. When
+a node waits for input and stdin is a terminal, ``qm run`` asks and resumes in
+place; otherwise it prints the flow id and the exact ``qm resume`` command.
+
+Exit status: 0 completed, 1 failed, stopped or an error (one line on stderr),
+2 usage error, 3 paused (waiting for input).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+from uuid import UUID, uuid4
+
+import click
+from rich.console import Console
+
+from quartermaster_engine import assembly
+from quartermaster_engine.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PAUSED,
+    config_option,
+    echo_json,
+    fail,
+    guarded,
+    json_option,
+    load_config,
+    load_graph_file,
+    reported,
+)
+from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.events import FlowEvent, TokenGenerated
+from quartermaster_engine.runner import FlowResult, FlowRunner
+from quartermaster_engine.sinks.console import ConsoleSink
+from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.records import FlowStatus
+
+_STYLES = {
+    "NodeFinished": "green",
+    "FlowError": "red",
+    "NodeRetrying": "yellow",
+    "NodeSkipped": "yellow",
+    "UserInputRequired": "cyan",
+    "FlowFinished": "bold",
+    "FlowStopped": "bold yellow",
+    "FlowPaused": "bold cyan",
+}
+
+
+class Progress:
+    """Shows events on stderr as they happen (rich styles on a terminal)."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.lines = ConsoleSink()
+        self._streaming = False
+
+    def __call__(self, event: FlowEvent) -> None:
+        if isinstance(event, TokenGenerated):
+            self.console.out(event.token, end="", highlight=False)
+            self._streaming = True
+            return
+        line = self.lines.format(event)
+        if line is None:
+            return
+        if self._streaming:
+            self.console.out("")
+            self._streaming = False
+        self.console.print(line, style=_STYLES.get(event.type), markup=False)
+
+
+def _result_json(result: FlowResult) -> dict[str, Any]:
+    return {
+        "flow_id": str(result.flow_id),
+        "status": result.status.value,
+        "final_output": result.final_output,
+        "error": result.error,
+        "waiting": [
+            {
+                "node_id": str(w.node_id),
+                "node_name": w.node_name,
+                "prompt": w.prompt,
+                "options": w.options,
+            }
+            for w in result.waiting
+        ],
+        "duration_seconds": round(result.duration_seconds, 6),
+    }
+
+
+def _config_flag(config_path: str | None) -> str:
+    return f" --config {shlex.quote(config_path)}" if config_path else ""
+
+
+def _finish(
+    runner: FlowRunner,
+    result: FlowResult,
+    *,
+    as_json: bool,
+    interactive: bool,
+    config_path: str | None,
+) -> int:
+    """Answer waiting nodes in place when we can, then report and pick the exit status."""
+    while result.paused and interactive:
+        waiting = result.waiting[0]
+        options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
+        answer = click.prompt(f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}")
+        result = guarded(runner.resume, result.flow_id, answer, waiting.node_id)
+    if as_json:
+        echo_json(_result_json(result))
+    elif result.status is FlowStatus.COMPLETED:
+        click.echo(result.final_output)
+        click.echo(
+            f"completed in {result.duration_seconds:.3f} s (flow {result.flow_id})", err=True
+        )
+    elif result.paused:
+        for waiting in result.waiting:
+            options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
+            click.echo(f"{waiting.node_name} asks: {waiting.prompt}{options}", err=True)
+        command = f"qm resume {result.flow_id} --input ANSWER{_config_flag(config_path)}"
+        click.echo(f"flow {result.flow_id} is paused; continue it with:\n  {command}", err=True)
+        if not runner._store.durable or (runner.config and runner.config.store.name == "memory"):
+            click.echo(
+                "note: the store is in memory, so this flow ends with this process; configure "
+                'a durable store to resume later (e.g. [store] name = "sqlite").',
+                err=True,
+            )
+    else:
+        reason = result.error or f"flow {result.status.value}"
+        click.echo(f"error: {reason.splitlines()[0]} (flow {result.flow_id})", err=True)
+    if result.status is FlowStatus.COMPLETED:
+        return EXIT_OK
+    return EXIT_PAUSED if result.paused else EXIT_FAILED
+
+
+def _runner(
+    graph: Any, config: EngineConfig, as_json: bool, quiet: bool, store: Any = None
+) -> FlowRunner:
+    """A runner from config; a ``store`` given is used and owned (closed with it)."""
+    on_event = None if (as_json or quiet) else Progress()
+    extra = {} if store is None else {"store": store}
+    runner = guarded(FlowRunner.from_config, graph, config, on_event=on_event, **extra)
+    if store is not None:
+        runner._owned.append(store)
+    return runner
+
+
+def _interrupted(flow_id: UUID, config_path: str | None) -> None:
+    fail(
+        f"interrupted; flow {flow_id} is left as it was in the store. With a durable store, "
+        f"continue it with: qm recover {flow_id}{_config_flag(config_path)}"
+    )
+
+
+@click.command("run")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "input_text", required=True, help="The flow's input text.")
+@config_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--flow-id", type=click.UUID, default=None, help="Id for the new flow.")
+def run_command(
+    graph: str,
+    input_text: str,
+    config_path: str | None,
+    as_json: bool,
+    quiet: bool,
+    flow_id: UUID | None,
+) -> None:
+    """Run GRAPH (YAML or JSON) on the configured store and dispatcher."""
+    spec = load_graph_file(graph)
+    config = load_config(config_path)
+    flow_id = flow_id or uuid4()
+    with _runner(spec, config, as_json, quiet) as runner:
+        try:
+            result = guarded(runner.run, input_text, flow_id)
+        except KeyboardInterrupt:
+            _interrupted(flow_id, config_path)
+        interactive = sys.stdin.isatty() and not as_json
+        code = _finish(
+            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
+        )
+    raise click.exceptions.Exit(code)
+
+
+def _stored_graph(config: EngineConfig, flow_id: UUID) -> tuple[Any, Any]:
+    """The store and the graph a stored flow was started with."""
+    store = assembly.build_store(config)
+    adapter = StoreAdapter(store)
+    if not adapter.durable:
+        fail(f"the configured store ({config.store.name}) cannot continue flows across processes")
+    from quartermaster_engine._sync import run_sync
+
+    record = run_sync(adapter.call("get_flow", flow_id))
+    if record is None:
+        fail(f"no flow {flow_id} in the store ({config.store.name})")
+    return store, record.graph
+
+
+@click.command("resume")
+@click.argument("flow_id", type=click.UUID)
+@click.option("--input", "-i", "input_text", required=True, help="The answer to give.")
+@click.option("--node", default=None, help="Name or id of the waiting node (default: the first).")
+@config_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def resume_command(
+    flow_id: UUID,
+    input_text: str,
+    node: str | None,
+    config_path: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Give INPUT to a paused flow and continue it (a durable store makes this work
+    from another process)."""
+    config = load_config(config_path)
+    with reported():
+        store, graph = _stored_graph(config, flow_id)
+    with _runner(graph, config, as_json, quiet, store) as runner:
+        try:
+            result = guarded(runner.resume, flow_id, input_text, node)
+        except KeyboardInterrupt:
+            _interrupted(flow_id, config_path)
+        interactive = sys.stdin.isatty() and not as_json
+        code = _finish(
+            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
+        )
+    raise click.exceptions.Exit(code)
+
+
+@click.command("recover")
+@click.argument("flow_id", type=click.UUID)
+@config_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def recover_command(flow_id: UUID, config_path: str | None, as_json: bool, quiet: bool) -> None:
+    """Continue a flow whose run was interrupted (crash, lost connection): only the
+    activations that had not committed run again."""
+    config = load_config(config_path)
+    with reported():
+        store, graph = _stored_graph(config, flow_id)
+    with _runner(graph, config, as_json, quiet, store) as runner:
+        result = guarded(runner.recover, flow_id)
+        code = _finish(runner, result, as_json=as_json, interactive=False, config_path=config_path)
+    raise click.exceptions.Exit(code)

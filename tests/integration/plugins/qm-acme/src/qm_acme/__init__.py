@@ -1,0 +1,1 @@
+"""A third-party plugin: a node type, a dispatcher and an event sink."""

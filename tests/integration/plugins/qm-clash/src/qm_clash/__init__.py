@@ -1,0 +1,1 @@
+"""A plugin that collides with qm-acme."""
