@@ -32,6 +32,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(FIXTURES / "qm-acme"),
             str(FIXTURES / "qm-broken"),
             str(FIXTURES / "qm-clash"),
+            str(FIXTURES / "qm-widgets"),
         ],
         capture_output=True,
         text=True,
@@ -66,13 +67,14 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
 ) -> None:
     data = plugins_json(venv, tmp_path, QM_DISABLE_PLUGINS="qm-clash")
     plugins = {p["name"]: p for p in data["plugins"]}  # type: ignore[index,union-attr]
-    assert sorted(plugins) == ["acme", "broken", "core"]
+    assert sorted(plugins) == ["acme", "broken", "core", "widgets"]
     assert plugins["acme"] == {
         "name": "acme",
         "distribution": "qm-acme",
         "version": "1.2.3",
         "module": "qm_acme.plugin",
         "hooks": [
+            "qm_register_acme_widgets",
             "qm_register_dispatchers",
             "qm_register_event_sinks",
             "qm_register_node_executors",
@@ -83,9 +85,11 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
             "dispatcher": ["acme-sync"],
             "node_executor": ["acme.Shout"],
             "event_sink": ["acme-count"],
+            "acme_widget": ["spring"],
         },
         "error": None,
     }
+    assert plugins["widgets"]["provides"] == {"acme_widget": ["gear"]}  # type: ignore[index]
     broken = plugins["broken"]
     assert (broken["distribution"], broken["version"], broken["provides"]) == (
         "qm-broken",
@@ -150,12 +154,39 @@ def test_qm_run_uses_the_plugin_executor_dispatcher_and_sink_from_config(
 
 def test_disable_and_load_lists_choose_what_loads(venv: Path, tmp_path: Path) -> None:
     hidden = plugins_json(venv, tmp_path, QM_DISABLE_PLUGINS="qm-broken, qm-clash")
-    assert [p["name"] for p in hidden["plugins"]] == ["core", "acme"]  # type: ignore[index,union-attr]
+    assert [p["name"] for p in hidden["plugins"]] == ["core", "acme", "widgets"]  # type: ignore[index,union-attr]
     assert hidden["errors"] == []
     only = plugins_json(venv, tmp_path, QM_LOAD_PLUGINS="qm-acme")
     assert [p["name"] for p in only["plugins"]] == ["core", "acme"]  # type: ignore[index,union-attr]
     none = plugins_json(venv, tmp_path, QM_LOAD_PLUGINS="")
     assert [p["name"] for p in none["plugins"]] == ["core"]  # type: ignore[index,union-attr]
+
+
+def test_an_extension_hook_declared_by_one_plugin_is_implemented_by_another(
+    venv: Path, tmp_path: Path
+) -> None:
+    code = (
+        "from quartermaster_engine.plugins.loader import load_plugins\n"
+        "widgets = load_plugins().registry('acme_widget')\n"
+        "print(sorted((r.name, r.origin.distribution, r.create()) for r in widgets))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
+    environ["QM_DISABLE_PLUGINS"] = "qm-clash,qm-broken"
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "[('gear', 'qm-widgets', 'a gear'), ('spring', 'qm-acme', 'a spring')]"
+    )
+    # Without the declaring plugin, the hook is unknown: the implementer fails alone.
+    data = plugins_json(venv, tmp_path, QM_DISABLE_PLUGINS="qm-acme,qm-clash,qm-broken")
+    widgets = next(p for p in data["plugins"] if p["name"] == "widgets")  # type: ignore[union-attr]
+    assert widgets["error"].startswith("unknown hook qm_register_acme_widgets; known: ")  # type: ignore[index]
 
 
 def test_a_name_collision_fails_naming_both_distributions(venv: Path, tmp_path: Path) -> None:

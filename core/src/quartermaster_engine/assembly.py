@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
-from quartermaster_engine.plugins.registry import KIND_LABELS, Registration, UnknownBackendError
+from quartermaster_engine.plugins.registry import Registration, UnknownBackendError, kind_label
 
 
 def settings_for(
@@ -30,7 +30,7 @@ def settings_for(
             dict(raw), context={"config_dir": config.config_dir}
         )
     except ValidationError as exc:
-        label = KIND_LABELS[registration.kind]
+        label = kind_label(registration.kind)
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(settings)"

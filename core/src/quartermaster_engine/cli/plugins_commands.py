@@ -8,7 +8,7 @@ from rich.table import Table
 
 from quartermaster_engine.cli.common import echo_json, guarded, json_option
 from quartermaster_engine.plugins.loader import load_plugins
-from quartermaster_engine.plugins.registry import KIND_LABELS
+from quartermaster_engine.plugins.registry import kind_label
 
 
 @click.command("plugins")
@@ -25,7 +25,7 @@ def plugins_command(as_json: bool) -> None:
         table.add_column(column)
     for info in plugin_set.plugins:
         provides = "\n".join(
-            f"{KIND_LABELS[kind]}s: {', '.join(names)}" for kind, names in info.provides.items()
+            f"{kind_label(kind)}s: {', '.join(names)}" for kind, names in info.provides.items()
         )
         status = f"[red]error: {info.error}[/red]" if info.error else "ok"
         table.add_row(info.name, f"{info.distribution} {info.version}", provides or "-", status)

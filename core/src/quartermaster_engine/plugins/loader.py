@@ -13,6 +13,13 @@ Environment:
 
 The core's own plugin (memory store, sync and async dispatchers, Start1/End1,
 console and jsonl sinks) always loads.
+
+Extension hooks: a plugin module may declare hookspecs of its own (functions
+marked with ``quartermaster_engine.plugins.hookspec``, in the plugin module or in
+a module or class it exposes as ``hookspecs``), named ``qm_register_<kind>s`` and
+taking the same ``register`` callable. Other plugins implement them like the
+core hooks; their registrations land in ``PluginSet.registry("<kind>")``. This is
+how a node pack lets other packages add, say, LLM providers.
 """
 
 from __future__ import annotations
@@ -127,14 +134,19 @@ class PluginSet:
     dispatchers: Registry
     node_executors: Registry
     event_sinks: Registry
+    #: Registries of extension hooks declared by plugins, by kind.
+    extensions: dict[str, Registry] = field(default_factory=dict)
 
     def registry(self, kind: str) -> Registry:
-        return {
+        """The registrations of one kind (``store``, ..., or an extension's kind)."""
+        core = {
             "store": self.stores,
             "dispatcher": self.dispatchers,
             "node_executor": self.node_executors,
             "event_sink": self.event_sinks,
-        }[kind]
+        }
+        found = core.get(kind) or self.extensions.get(kind)
+        return found if found is not None else Registry(kind)
 
     @property
     def errors(self) -> list[PluginInfo]:
@@ -187,7 +199,12 @@ class _Loader:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
-        self.registries = {kind: Registry(kind) for kind in hookspecs.HOOK_KINDS.values()}
+        self.plugins: dict[str, object] = {}
+        # Hook name -> kind, for the core's hooks and the ones plugins declare.
+        self.kinds: dict[str, str] = dict(hookspecs.HOOK_KINDS)
+        self.extension_specs: dict[str, PluginInfo] = {}
+        self.spec_holders: dict[str, object] = {}
+        self.registries: dict[str, Registry] = {}
 
     def fail(self, info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
         info.error = message
@@ -198,17 +215,45 @@ class _Loader:
 
     def add(self, info: PluginInfo, plugin: object) -> None:
         key = f"{info.distribution}:{info.name}"
-        self.pm.register(plugin, name=key)
         self.infos[key] = info
-        known = set(hookspecs.HOOK_KINDS)
+        self.plugins[key] = plugin
+        holders = [plugin]
+        declared = getattr(plugin, "hookspecs", None)
+        if declared is not None and declared is not hookspecs:
+            holders.append(declared)
+        for holder in holders:
+            for name in dir(holder):
+                value = getattr(holder, name, None)
+                if callable(value) and hasattr(value, f"{hookspecs.PROJECT}_spec"):
+                    self.extension_specs.setdefault(name, info)
+                    self.spec_holders.setdefault(key, holder)
         info.hooks = sorted(
             name
             for name in dir(plugin)
-            if name.startswith("qm_") and callable(getattr(plugin, name, None))
+            if callable(getattr(plugin, name, None))
+            and hasattr(getattr(plugin, name), f"{hookspecs.PROJECT}_impl")
         )
-        unknown = [h for h in info.hooks if h not in known]
-        if unknown:
-            self.fail(info, f"unknown hook {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+    def register_all(self) -> None:
+        """Add every plugin's extension hookspecs, then the plugins themselves; a hook
+        no spec declares is a plugin error."""
+        for key, holder in sorted(self.spec_holders.items()):
+            if self.infos[key].error is None:
+                self.pm.add_hookspecs(holder)
+        for name in self.extension_specs:
+            self.kinds.setdefault(name, _kind_of(name))
+        for key, plugin in self.plugins.items():
+            info = self.infos[key]
+            if info.error is not None:
+                continue
+            unknown = [h for h in info.hooks if h not in self.kinds]
+            if unknown:
+                self.fail(
+                    info,
+                    f"unknown hook {', '.join(unknown)}; known: {', '.join(sorted(self.kinds))}",
+                )
+                continue
+            self.pm.register(plugin, name=key)
 
     def discover(self) -> None:
         allow = _names(self.environ.get("QM_LOAD_PLUGINS"))
@@ -236,8 +281,11 @@ class _Loader:
             self.add(info, plugin)
 
     def collect(self) -> None:
-        for hook_name, kind in hookspecs.HOOK_KINDS.items():
-            hook = getattr(self.pm.hook, hook_name)
+        for hook_name, kind in self.kinds.items():
+            self.registries.setdefault(kind, Registry(kind))
+            hook = getattr(self.pm.hook, hook_name, None)
+            if hook is None:
+                continue
             # Registration order: the core first, then plugins in name order.
             for impl in hook.get_hookimpls():
                 info = self.infos[impl.plugin_name]
@@ -252,7 +300,7 @@ class _Loader:
                     self.fail(info, f"{hook_name} raised {_short_error(exc)}", exc)
 
     def _register_for(self, info: PluginInfo, kind: str) -> Any:
-        registry = self.registries[kind]
+        registry = self.registries.setdefault(kind, Registry(kind))
 
         def register(
             name: str,
@@ -280,6 +328,12 @@ class _Loader:
         return register
 
 
+def _kind_of(hook_name: str) -> str:
+    """``qm_register_llm_providers`` -> ``llm_provider``."""
+    kind = hook_name.removeprefix("qm_register_")
+    return kind[:-1] if kind.endswith("s") else kind
+
+
 _cache: dict[tuple[str | None, str | None, bool], PluginSet] = {}
 _cache_lock = threading.Lock()
 
@@ -303,6 +357,7 @@ def load_plugins(*, refresh: bool = False, environ: Mapping[str, str] | None = N
         core_version = importlib_metadata.version(CORE_DISTRIBUTION)
         loader.add(PluginInfo("core", CORE_DISTRIBUTION, core_version, builtin.__name__), builtin)
         loader.discover()
+        loader.register_all()
         loader.collect()
         plugin_set = PluginSet(
             plugins=list(loader.infos.values()),
@@ -310,6 +365,11 @@ def load_plugins(*, refresh: bool = False, environ: Mapping[str, str] | None = N
             dispatchers=loader.registries["dispatcher"],
             node_executors=loader.registries["node_executor"],
             event_sinks=loader.registries["event_sink"],
+            extensions={
+                kind: registry
+                for kind, registry in loader.registries.items()
+                if kind not in hookspecs.HOOK_KINDS.values()
+            },
         )
         _cache[key] = plugin_set
         return plugin_set

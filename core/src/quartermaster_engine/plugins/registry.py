@@ -72,6 +72,12 @@ KIND_LABELS = {
 }
 
 
+def kind_label(kind: str) -> str:
+    """How messages name a kind: ``node_executor`` -> "node type", ``llm_provider`` ->
+    "llm provider"."""
+    return KIND_LABELS.get(kind, kind.replace("_", " "))
+
+
 class Registry:
     """Registrations of one kind, by name."""
 
@@ -82,7 +88,7 @@ class Registry:
     def add(self, registration: Registration) -> None:
         existing = self._items.get(registration.name)
         if existing is not None:
-            label = KIND_LABELS[self.kind]
+            label = kind_label(self.kind)
             raise PluginConflictError(
                 f"{label} {registration.name!r} is registered twice: by "
                 f"{existing.origin} and by {registration.origin}; uninstall one or "
@@ -94,7 +100,7 @@ class Registry:
         """The registration of ``name``; an error listing the installed names if absent."""
         found = self._items.get(name)
         if found is None:
-            label = KIND_LABELS[self.kind]
+            label = kind_label(self.kind)
             installed = ", ".join(sorted(self._items)) or "none"
             raise UnknownBackendError(f"unknown {label} {name!r}; installed: {installed}")
         return found

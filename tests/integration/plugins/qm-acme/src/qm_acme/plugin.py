@@ -8,8 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from qm_acme import hookspecs  # noqa: F401 - declares the extension hook
 from quartermaster_engine import InMemoryStore, NodeResult, SyncDispatcher
 from quartermaster_engine.plugins import hookimpl
+
+
+@hookimpl
+def qm_register_acme_widgets(register: Any) -> None:
+    """ACME's own widget."""
+    register("spring", lambda settings: "a spring")
 
 
 class ShoutSettings(BaseModel):
