@@ -203,7 +203,7 @@ class _Loader:
         # Hook name -> kind, for the core's hooks and the ones plugins declare.
         self.kinds: dict[str, str] = dict(hookspecs.HOOK_KINDS)
         self.extension_specs: dict[str, PluginInfo] = {}
-        self.spec_holders: dict[str, object] = {}
+        self.spec_holders: dict[str, Any] = {}
         self.registries: dict[str, Registry] = {}
 
     def fail(self, info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
