@@ -183,3 +183,63 @@ def test_unknown_types_are_all_listed_at_once_with_a_hint(
         "`qm plugins` lists the installed ones",
         f"  no executor for node type 'Strat1' (node 'B' ({node_id('B')})); did you mean 'Start1'?",
     ]
+
+
+def test_recovering_a_parent_continues_its_interrupted_child() -> None:
+    """The process dies while a child flow runs; recovery picks the child up where it
+    was instead of starting it again."""
+    ran: list[str] = []
+    block = {"on": True}
+    entered = asyncio.Event()
+
+    async def work(ctx: ExecutionContext) -> str:
+        ran.append(ctx.current_node.name)
+        if ctx.current_node.name == "Slow" and block["on"]:
+            entered.set()
+            await asyncio.sleep(60)  # the crash happens here
+        return f"{ctx.current_node.name}({ctx.input_text})"
+
+    child = build(
+        {"Start": "Start1", "Fast": "work", "Slow": "work", "End": "End1"},
+        [("Start", "Fast"), ("Fast", "Slow"), ("Slow", "End")],
+        name="child",
+    )
+
+    async def sub(ctx: ExecutionContext) -> NodeResult:
+        result = await ctx.run_child(child, ctx.input_text)
+        return NodeResult(output_text=result.final_output)
+
+    store = InMemoryStore()
+    registry = SimpleNodeRegistry({"work": work, "sub": sub, "step": work})
+
+    async def crash() -> Any:
+        runner = FlowRunner(parent_graph(), registry, store=store)
+        task = asyncio.ensure_future(runner.arun("in"))
+        await entered.wait()
+        parent_id = next(f for f in runner.active_flows if store.get_flow(f).parent_flow_id is None)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return parent_id
+
+    parent_id = asyncio.run(crash())
+    assert ran == ["Fast", "Slow"]
+    block["on"] = False
+    result = FlowRunner(chain(3), registry, store=store).recover(parent_id)
+    assert result.status is FlowStatus.COMPLETED
+    assert result.final_output == "After(Slow(Fast(in)))"
+    assert ran == ["Fast", "Slow", "Slow", "After"]  # Fast committed: it did not run again
+    assert sorted(r.status.value for r in store.list_flows()) == ["completed", "completed"]
+
+
+def test_a_registry_without_start_and_end_does_not_load_plugins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from quartermaster_engine.plugins import loader
+
+    def refuse(**kwargs: Any) -> Any:
+        raise AssertionError("plugins were loaded")
+
+    monkeypatch.setattr(loader, "load_plugins", refuse)
+    trace = Trace().on("step")
+    assert FlowRunner(chain(3), trace.registry).run("x").final_output == "n0(x)"

@@ -99,6 +99,8 @@ def test_ticket_router_example(shape):
     assert nodes == [
         ("Start", "Start1"),
         ("Remember ticket", "WriteMemory1"),
+        ("Urgent?", "If1"),
+        ("Urgent reply", "Text1"),
         ("Classify", "Switch1"),
         ("Billing reply", "Static1"),
         ("Outage reply", "Text1"),
@@ -111,7 +113,11 @@ def test_ticket_router_example(shape):
         ("Classify", "outage", "Outage reply"),
         ("Classify", "general", "General reply"),
     ]
-    classify = spec.nodes[2]
+    assert [e for e in edges if e[0] == "Urgent?"] == [
+        ("Urgent?", "true", "Urgent reply"),
+        ("Urgent?", "false", "Classify"),
+    ]
+    classify = spec.nodes[4]
     assert classify.metadata["default"] == "general"
     assert [case["label"] for case in classify.metadata["cases"]] == ["billing", "outage"]
 

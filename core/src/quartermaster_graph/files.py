@@ -151,7 +151,9 @@ def load_graph(path: str | os.PathLike[str]) -> GraphSpec:
         raise GraphFileError(
             [FileProblem(source, None, "", f"cannot read: {exc.strerror}")]
         ) from None
-    return parse_graph_text(data, fmt, source)
+    spec = parse_graph_text(data, fmt, source)
+    spec._source_path = Path(path).resolve()
+    return spec
 
 
 def save_graph(spec: GraphSpec, path: str | os.PathLike[str]) -> None:

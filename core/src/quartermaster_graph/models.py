@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID, uuid4
 
@@ -18,8 +19,6 @@ from quartermaster_graph.enums import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from quartermaster_graph.validation import ValidationIssue
 
 
@@ -171,7 +170,13 @@ class GraphSpec(BaseModel):
     created_at: datetime = Field(default_factory=_utcnow)
 
     _index: _GraphIndex | None = PrivateAttr(default=None)
+    _source_path: Path | None = PrivateAttr(default=None)
 
+    @property
+    def source_path(self) -> Path | None:
+        """The file `load_graph` read this graph from (absolute), if any. Not saved with
+        the graph: node types use it to resolve files named relative to the graph."""
+        return self._source_path
     def __eq__(self, other: object) -> bool:
         # Pydantic's equality also compares private attributes; the lookup index is
         # a cache, so two specs with the same fields are equal whether or not one

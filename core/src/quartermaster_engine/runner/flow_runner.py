@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.control_nodes import control_executors
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
@@ -86,6 +87,7 @@ class FlowRunner:
         self._store = StoreAdapter(self.store)
         self._persistence = persistence
         self._installed: NodeRegistry | None = None
+        self._control = control_executors()
         # Backends this runner created (from_config) and must release in close().
         self._owned: list[Any] = []
         self._active: dict[UUID, FlowRun] = {}
@@ -213,11 +215,15 @@ class FlowRunner:
         return self._installed
 
     def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
-        """The explicit registry first, then every installed node executor."""
+        """The explicit registry first, then the engine's own Start1/End1, then every
+        installed node executor (plugins are only loaded when a type needs them)."""
         if self.node_registry is not None:
             executor = self.node_registry.get_executor(node_type)
             if executor is not None:
                 return executor
+        control = self._control.get(node_type)
+        if control is not None:
+            return control
         installed = self._installed_executors()
         if installed is self.node_registry:
             return None
@@ -404,7 +410,12 @@ class FlowRunner:
         self, parent: FlowRun, graph: GraphSpec, input_text: str, flow_id: UUID
     ) -> FlowResult:
         """Run ``graph`` as a child flow of ``parent``: same store, executors and
-        listeners; its events carry the parent's flow id; stopping the parent stops it."""
+        listeners; its events carry the parent's flow id; stopping the parent stops it.
+
+        If the child already exists (the parent is being recovered after a crash), it
+        is continued where it stopped: recovered if it was running, else its stored
+        result (paused or ended) is returned.
+        """
         run = self._new_run(
             input_text, flow_id, parent.flow_id, parent.extra_listeners, self._compile(graph)
         )
@@ -412,7 +423,12 @@ class FlowRunner:
         try:
             await run.start_new()
         except FlowExistsError:
-            raise FlowStateError(f"child flow {flow_id} already exists") from None
+            existing = await self._load(flow_id, parent.extra_listeners)
+            status = existing.status_on_load or FlowStatus.RUNNING
+            if status is not FlowStatus.RUNNING:
+                return _stored_result(existing, status)
+            existing.yield_each_step = parent.yield_each_step
+            return await self._drive_child(parent, existing)
         return await self._drive_child(parent, run)
 
     async def _aresume_child(

@@ -1,0 +1,96 @@
+"""Jinja2 templates rendered in a sandbox, over the same names as expressions.
+
+The environment is Jinja2's `ImmutableSandboxedEnvironment` (a `SandboxedEnvironment`
+that also refuses to modify lists and dicts, since the memory snapshot a template
+sees is shared) with `StrictUndefined`: a name or key that does not exist is an
+error naming it, never silently empty text. Use ``{{ memory.x | default("") }}``
+or ``{% if memory.x is defined %}`` for optional values.
+
+Templates are compiled once per source text (`compile_template`); unknown
+top-level names and syntax errors are found before a flow starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import simpleeval  # type: ignore[import-untyped]
+from jinja2 import meta
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from qm_nodes_std.expressions import BASE_NAMES
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with simpleeval's limits on ``*`` and ``**`` (no string
+    or list of more than 100,000 items, no huge powers), as in expressions."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            return simpleeval.safe_mult(left, right)
+        if operator == "**":
+            return simpleeval.safe_power(left, right)
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_GLOBALS = frozenset(_ENV.globals)
+
+
+class TemplateError(ValueError):
+    """A template that cannot be compiled (found before a run)."""
+
+
+class TemplateFailed(RuntimeError):
+    """A template raised while it was rendered; the message names the template."""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A compiled template. ``names`` are the variables it reads."""
+
+    source: str
+    template: jinja2.Template
+    names: frozenset[str]
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        """The rendered text; `TemplateFailed` names the template and the error."""
+        try:
+            return self.template.render(variables)
+        except jinja2.UndefinedError as exc:
+            raise TemplateFailed(f"template {self.source!r} failed: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise TemplateFailed(f"template {self.source!r} failed: {exc}") from None
+        except Exception as exc:
+            raise TemplateFailed(
+                f"template {self.source!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str, names: frozenset[str] = BASE_NAMES) -> Template:
+    """Compile ``source``; `TemplateError` says what is wrong (syntax, unknown names)."""
+    if not isinstance(source, str):
+        raise TemplateError(f"template must be a string, got {type(source).__name__}")
+    try:
+        parsed = _ENV.parse(source)
+        template = _ENV.from_string(parsed)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"invalid template {source!r}: {exc.message} (line {exc.lineno})"
+        ) from None
+    used = meta.find_undeclared_variables(parsed)
+    unknown = sorted(used - names - _GLOBALS)
+    if unknown:
+        raise TemplateError(
+            f"template {source!r} uses unknown name {unknown[0]!r}; "
+            f"templates can use {', '.join(sorted(names))}"
+        )
+    return Template(source, template, frozenset(used & names))
