@@ -903,25 +903,16 @@ class FlowRun:
             if not skipped:
                 self.failures.append((cnode, error))
             await self._apply(cnode, rec, commit)
-            if self.listening:
-                if skipped:
-                    self.emit(
-                        NodeSkipped(
-                            flow_id=self.flow_id,
-                            node_id=cnode.node_id,
-                            node_name=cnode.name,
-                            error=error,
-                        )
-                    )
+            if skipped and self.listening:
                 self.emit(
-                    FlowError(
+                    NodeSkipped(
                         flow_id=self.flow_id,
                         node_id=cnode.node_id,
-                        error=error,
-                        recoverable=True,
                         node_name=cnode.name,
+                        error=error,
                     )
                 )
+            self._flow_error(cnode, error, recoverable=True)
             self._after_limit_check()
             return
         # STOP, CUSTOM, and RETRY once attempts are used up: the flow halts.
@@ -931,16 +922,7 @@ class FlowRun:
         self._leave_loops(cnode)
         await self._commit(Commit(done=act.key, record=rec))
         self.latest[cnode.idx] = rec
-        if self.listening:
-            self.emit(
-                FlowError(
-                    flow_id=self.flow_id,
-                    node_id=cnode.node_id,
-                    error=error,
-                    recoverable=False,
-                    node_name=cnode.name,
-                )
-            )
+        self._flow_error(cnode, error, recoverable=False)
 
     async def _retry(self, act: Activation, error: str, started: float, result: NodeResult) -> None:
         cnode: CNode = act.cnode
@@ -1131,21 +1113,25 @@ class FlowRun:
             for edge in untaken:
                 self._propagate_dead([edge], commit, resolving=True)
 
+    def _flow_error(self, cnode: CNode, error: str, *, recoverable: bool) -> None:
+        """The one FlowError of a final failure."""
+        if self.listening:
+            self.emit(
+                FlowError(
+                    flow_id=self.flow_id,
+                    node_id=cnode.node_id,
+                    error=error,
+                    recoverable=recoverable,
+                    node_name=cnode.name,
+                )
+            )
+
     def _after_limit_check(self) -> None:
         if self.limit_error is not None and not self.halted:
             cnode, error = self.limit_error
             self.failures.append((cnode, error))
             self._halt()
-            if self.listening:
-                self.emit(
-                    FlowError(
-                        flow_id=self.flow_id,
-                        node_id=cnode.node_id,
-                        error=error,
-                        recoverable=False,
-                        node_name=cnode.name,
-                    )
-                )
+            self._flow_error(cnode, error, recoverable=False)
 
     # -- the end ----------------------------------------------------------------------------
 
