@@ -43,7 +43,8 @@ class FlowRunner:
     """Runs flows of one graph.
 
     ``node_registry`` maps node types to executors; the engine's Start1 and
-    End1 executors are used for those types when the registry has none.
+    End1 executors are used for those types when the registry has none. Without
+    a registry, every installed node executor plugin is used.
     ``store`` keeps flow state (default: a new `InMemoryStore`), ``dispatcher``
     decides how activations run (default: `SyncDispatcher`), ``context_manager``
     cuts input messages to the context window, ``on_event`` receives every
@@ -215,27 +216,24 @@ class FlowRunner:
         return self._installed
 
     def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
-        """The explicit registry first, then the engine's own Start1/End1, then every
-        installed node executor (plugins are only loaded when a type needs them)."""
+        """With a ``node_registry``: its executors, then the engine's own Start1/End1
+        (as in 0.1.5, nothing else runs). Without one: every installed node executor,
+        loaded on first need. `from_config` passes a registry of the installed ones."""
         if self.node_registry is not None:
             executor = self.node_registry.get_executor(node_type)
-            if executor is not None:
-                return executor
-        control = self._control.get(node_type)
-        if control is not None:
-            return control
-        installed = self._installed_executors()
-        if installed is self.node_registry:
-            return None
-        return installed.get_executor(node_type)
+            return executor if executor is not None else self._control.get(node_type)
+        return self._installed_executors().get_executor(node_type)
 
     def _known_types(self) -> list[str]:
-        types: list[str] = []
-        for registry in (self.node_registry, self._installed_executors()):
-            list_types = getattr(registry, "list_types", None)
-            if callable(list_types):
-                types.extend(t for t in list_types() if t not in types)
-        return types
+        """The node types this runner can run (for "did you mean" hints)."""
+        if self.node_registry is None:
+            registry: Any = self._installed_executors()
+            extra: list[str] = []
+        else:
+            registry, extra = self.node_registry, list(self._control)
+        list_types = getattr(registry, "list_types", None)
+        types = list(list_types()) if callable(list_types) else []
+        return types + [t for t in extra if t not in types]
 
     def _missing_executor_message(self, cnode: CNode) -> str:
         close = difflib.get_close_matches(cnode.type_name, self._known_types(), n=1)
