@@ -1,0 +1,246 @@
+"""The Lua scripts that make multi-key updates atomic.
+
+Each script touches the keys of one flow (or of one graph, or one agent): one
+hash tag, so one Cluster slot. Scripts are sent with EVALSHA and fall back to
+EVAL when the server does not know them yet (a restart, SCRIPT FLUSH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+class Script:
+    """A Lua script and its SHA1, as Redis computes it."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+#: KEYS: the flow's first seven keys (keys.FLOW_PARTS order, without msgs).
+#: ARGV: now, done field or '', record JSON or '', record node id, then counted
+#: sections: memory (key, JSON), deliveries (slot field, edge, line), closed
+#: (slot field), enqueue (field, "sort key<TAB>JSON"), loop resets (header),
+#: loop exits (member). Returns 0 when the flow does not exist (nothing is
+#: written), else 1. Redis calls cost more than arguments inside a script, so
+#: the common commit (done, record, one successor) makes five.
+COMMIT = Script(
+    "commit",
+    r"""
+local flow = KEYS[1]
+-- Every flow hash has updated_at: HSET adding it means there was no flow.
+if redis.call('HSET', flow, 'updated_at', ARGV[1]) == 1 then
+  redis.call('DEL', flow)
+  return 0
+end
+if ARGV[2] ~= '' then redis.call('HDEL', KEYS[5], ARGV[2]) end
+if ARGV[3] ~= '' then
+  local len = redis.call('RPUSH', KEYS[3], ARGV[3])
+  redis.call('HSET', KEYS[4], ARGV[4], len - 1)
+end
+local i = 5
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local slot, edge, line = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
+  local got = redis.call('HGET', KEYS[6], slot)
+  if not got then
+    redis.call('HSET', KEYS[6], slot, line)
+  elseif not string.find(got, '|' .. edge .. ' ', 1, true) then
+    -- a delivery is recorded by its edge: a repeated one is not counted twice
+    redis.call('HSET', KEYS[6], slot, got .. line)
+  end
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('HDEL', KEYS[6], ARGV[i]); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local members = redis.call('SMEMBERS', KEYS[7])
+  for _ = 1, n do
+    local head = ARGV[i] .. ' '; i = i + 1
+    for _, member in ipairs(members) do
+      if string.sub(member, 1, #head) == head then redis.call('SREM', KEYS[7], member) end
+    end
+  end
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('SADD', KEYS[7], ARGV[i]); i = i + 1
+end
+return 1
+""",
+)
+
+#: KEYS: flow key. ARGV: field, value, ... Returns 0 if the flow exists.
+CREATE_FLOW = Script(
+    "create_flow",
+    r"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+""",
+)
+
+#: KEYS: the flow's keys. ARGV: status, updated_at, error, final_output,
+#: event_seq, '1' if terminal, TTL in ms ('0': keep). Returns the flow's graph
+#: hash, or nil when the flow does not exist.
+UPDATE_FLOW = Script(
+    "update_flow",
+    r"""
+local flow = KEYS[1]
+if redis.call('EXISTS', flow) == 0 then return false end
+redis.call('HSET', flow, 'status', ARGV[1], 'updated_at', ARGV[2], 'error', ARGV[3],
+  'final_output', ARGV[4], 'event_seq', ARGV[5])
+if ARGV[6] == '1' then
+  redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
+  local ttl = tonumber(ARGV[7])
+  if ttl > 0 then
+    for k = 1, #KEYS do redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+elseif redis.call('PTTL', flow) > 0 then
+  for k = 1, #KEYS do redis.call('PERSIST', KEYS[k]) end
+end
+return redis.call('HGET', flow, 'graph') or ''
+""",
+)
+
+#: KEYS: the flow's keys. Returns {keys deleted, graph hash or ''}.
+DELETE_FLOW = Script(
+    "delete_flow",
+    r"""
+local graph = redis.call('HGET', KEYS[1], 'graph') or ''
+return {redis.call('DEL', unpack(KEYS)), graph}
+""",
+)
+
+#: KEYS: graph key, its reference set. ARGV: graph JSON or '', flow id, score
+#: (ms since the epoch when the flow's keys expire, or 'inf'), now in ms,
+#: 'add' or 'remove'. The graph and its references expire with the last flow
+#: using it. Returns 0 when the graph is missing and no JSON was given.
+GRAPH_REF = Script(
+    "graph_ref",
+    r"""
+local graph, refs = KEYS[1], KEYS[2]
+if ARGV[5] == 'remove' then
+  redis.call('ZREM', refs, ARGV[2])
+else
+  if redis.call('EXISTS', graph) == 0 then
+    if ARGV[1] == '' then return 0 end
+    redis.call('SET', graph, ARGV[1])
+  end
+  redis.call('ZADD', refs, ARGV[3], ARGV[2])
+end
+redis.call('ZREMRANGEBYSCORE', refs, '-inf', '(' .. ARGV[4])
+local top = redis.call('ZRANGE', refs, -1, -1, 'WITHSCORES')
+if #top == 0 then
+  redis.call('DEL', graph, refs)
+elseif top[2] == 'inf' then
+  redis.call('PERSIST', graph); redis.call('PERSIST', refs)
+else
+  local at = math.floor(tonumber(top[2]))
+  redis.call('PEXPIREAT', graph, at); redis.call('PEXPIREAT', refs, at)
+end
+return 1
+""",
+)
+
+#: KEYS: recs, latest, msgs. ARGV: record JSON, node id. A 0.1.5-contract
+#: save: it keeps a history set by save_messages (re-stamped past this record).
+SAVE_RECORD = Script(
+    "save_record",
+    r"""
+local len = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], len - 1)
+local msgs = redis.call('HGET', KEYS[3], ARGV[2])
+if msgs then
+  redis.call('HSET', KEYS[3], ARGV[2], len .. string.sub(msgs, string.find(msgs, '\t', 1, true)))
+end
+return len
+""",
+)
+
+#: KEYS: recs, msgs. ARGV: node id, history JSON. Stamped with the number of
+#: records so far: a record of the node committed later supersedes it.
+SAVE_MESSAGES = Script(
+    "save_messages",
+    r"""
+redis.call('HSET', KEYS[2], ARGV[1], redis.call('LLEN', KEYS[1]) .. '\t' .. ARGV[2])
+return 1
+""",
+)
+
+#: KEYS: recs, latest. ARGV: node ids (none: every node).
+#: Returns {node id, record JSON, ...} for the nodes that have a record.
+LATEST_RECORDS = Script(
+    "latest_records",
+    r"""
+local out = {}
+local ids = ARGV
+if #ids == 0 then ids = redis.call('HKEYS', KEYS[2]) end
+for _, id in ipairs(ids) do
+  local at = redis.call('HGET', KEYS[2], id)
+  if at then
+    local rec = redis.call('LINDEX', KEYS[1], tonumber(at))
+    if rec then out[#out + 1] = id; out[#out + 1] = rec end
+  end
+end
+return out
+""",
+)
+
+#: KEYS: msgs, latest. ARGV: node id. {its saved history or nil, its latest record's index or nil}.
+MESSAGES_STATE = Script(
+    "messages_state",
+    r"""
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
+""",
+)
+
+#: KEYS: the flow's first seven keys. Returns {flow hash, memory hash, records,
+#: pending values, joins hash, loop members}: everything load_flow needs, read
+#: at one instant.
+LOAD_FLOW = Script(
+    "load_flow",
+    r"""
+return {
+  redis.call('HGETALL', KEYS[1]),
+  redis.call('HGETALL', KEYS[2]),
+  redis.call('LRANGE', KEYS[3], 0, -1),
+  redis.call('HVALS', KEYS[5]),
+  redis.call('HGETALL', KEYS[6]),
+  redis.call('SMEMBERS', KEYS[7]),
+}
+""",
+)
+
+#: KEYS: an agent's memory hash. ARGV: key, value, now (ISO time).
+#: Changes the value (creating the entry when absent), keeping created_at.
+MEMORY_UPDATE = Script(
+    "memory_update",
+    r"""
+local got = redis.call('HGET', KEYS[1], ARGV[1])
+local entry
+if got then
+  entry = cjson.decode(got)
+else
+  entry = {created_at = ARGV[3], metadata = {}}
+end
+entry.value = ARGV[2]
+entry.updated_at = ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(entry))
+return 1
+""",
+)

@@ -1,0 +1,606 @@
+"""`RedisStore`: the whole store contract on Redis, through redis.asyncio."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from uuid import UUID
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from qm_store_redis import scripts
+from qm_store_redis.clients import LoopClients
+from qm_store_redis.codec import (
+    activation_field,
+    as_dict,
+    delivery_line,
+    dumps,
+    flow_fields,
+    flow_record,
+    graph_json,
+    loads,
+    parse_slot,
+    slot_field,
+    text,
+)
+from qm_store_redis.keys import COMMIT_KEYS, KeySpace
+from qm_store_redis.persistent import RedisPersistentMemory
+from qm_store_redis.settings import RedisSettings, check_prefix, check_url, redact
+from qm_store_redis.wire import Client, ClusterLoopClient, LoopClient, pack_command, pack_items
+from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.messaging.history import MessageLog
+from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
+from quartermaster_engine.stores.records import (
+    Activation,
+    Commit,
+    Delivery,
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
+from quartermaster_engine.types import Message, MessageRole
+from quartermaster_graph.models import GraphSpec
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: How long an index entry may point at no flow before listing or pruning drops
+#: it: a flow is indexed just before it is written, so a young dangling entry may
+#: be a flow being created right now.
+_DANGLING_GRACE = 60.0
+_EVALSHA_COMMIT = pack_items(("EVALSHA", scripts.COMMIT.sha, COMMIT_KEYS))
+_EVAL_COMMIT = pack_items(("EVAL", scripts.COMMIT.source, COMMIT_KEYS))
+#: Parsed graphs kept in memory, by content hash.
+_GRAPH_CACHE_SIZE = 32
+
+
+#: What redis-py raises: RedisClusterException is not a RedisError.
+_REDIS_ERRORS = (RedisError, RedisClusterException)
+
+
+class RedisUnavailableError(StoreError):
+    """The Redis server could not be reached, or did not answer in time."""
+
+
+def _redis_errors(
+    method: Callable[Concatenate[RedisStore, P], Awaitable[T]],
+) -> Callable[Concatenate[RedisStore, P], Awaitable[T]]:
+    """Turn redis-py errors into store errors that name the server."""
+
+    @functools.wraps(method)
+    async def guarded(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    return guarded
+
+
+class RedisStore:
+    """A durable store on Redis 7 (no modules needed), Cluster-safe.
+
+    Every node commit is one Lua script over the keys of its flow, which share
+    the hash tag ``{flow id}`` (one Cluster slot); a flow's graph is stored once
+    per distinct graph. ``ttl_seconds`` makes the keys of a flow expire that
+    long after it ends. The store works from any number of event loops (one
+    client per loop) and is safe to share between threads.
+
+    A lost server makes calls fail within ``timeout_seconds`` with
+    `RedisUnavailableError`; commits are never retried blindly, so a commit is
+    either applied once or not at all, and ``recover`` continues the flow.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        key_prefix: str = "qm",
+        ttl_seconds: float | None = None,
+        timeout_seconds: float = 5.0,
+        cluster: bool = False,
+    ) -> None:
+        self.url = check_url(url)
+        self.key_prefix = check_prefix(key_prefix)
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive or None, got {ttl_seconds!r}")
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
+        self.ttl_seconds = ttl_seconds
+        self.timeout_seconds = timeout_seconds
+        self.cluster = cluster
+        self._ttl_ms = 0 if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
+        self._safe_url = redact(url)
+        self._keys = KeySpace(key_prefix)
+        self._clients = LoopClients(self._new_client)
+        self._graphs: dict[str, GraphSpec] = {}
+        self._graphs_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> RedisStore:
+        """The store a ``[store]`` section with ``name = "redis"`` describes."""
+        return cls(
+            settings.url,
+            key_prefix=settings.key_prefix,
+            ttl_seconds=settings.ttl_seconds,
+            timeout_seconds=settings.timeout_seconds,
+            cluster=settings.cluster,
+        )
+
+    def describe(self) -> str:
+        """``redis <url>`` (password hidden), for error messages."""
+        return f"redis {self._safe_url}"
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._safe_url!r}, key_prefix={self.key_prefix!r})"
+
+    # -- connections -----------------------------------------------------------------
+
+    def _new_client(self) -> Client:
+        timeout = self.timeout_seconds
+        # No automatic retries: a commit whose reply was lost may have been
+        # applied, and running it again would append its record twice.
+        # RESP2 whatever redis-py's default: raw replies keep one shape.
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "protocol": 2,
+        }
+        if self.cluster:
+            # Redirections (MOVED, ASK) are still followed: those commands never ran.
+            return ClusterLoopClient(RedisCluster.from_url(self.url, **options))
+        return LoopClient(Redis.from_url(self.url, retry_on_timeout=False, **options), timeout)
+
+    def _error(self, exc: Exception) -> StoreError:
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            reason = _os_reason(exc)
+            return RedisUnavailableError(
+                f"Redis server {self._safe_url} is unavailable{reason}: {exc}"
+            )
+        return StoreError(f"Redis server {self._safe_url} failed: {type(exc).__name__}: {exc}")
+
+    async def _eval(
+        self, client: Client, script: scripts.Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        try:
+            return await client.command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # The server restarted or flushed its scripts: EVAL caches it again.
+            return await client.command("EVAL", script.source, len(keys), *keys, *args)
+
+    @_redis_errors
+    async def ping(self) -> None:
+        """Check that the server answers; `RedisUnavailableError` naming it if not."""
+        await self._clients.get().command("PING")
+
+    async def close(self) -> None:
+        """Close the connections of every event loop that used the store. Safe twice;
+        a later call opens new connections."""
+        await self._clients.close()
+
+    def persistent_memory(self) -> RedisPersistentMemory:
+        """Per-agent memory kept in this Redis under this store's prefix."""
+        return RedisPersistentMemory(self)
+
+    # -- 0.1.5 contract ----------------------------------------------------------------
+
+    @_redis_errors
+    async def save_node_execution(
+        self, flow_id: UUID, node_id: UUID, execution: NodeExecution
+    ) -> None:
+        keys = self._keys.flow(flow_id)
+        data = dumps(execution.to_dict(), f"the record of node {node_id}")
+        await self._eval(
+            self._clients.get(),
+            scripts.SAVE_RECORD,
+            (keys[2], keys[3], keys[7]),
+            (data, str(node_id)),
+        )
+
+    @_redis_errors
+    async def get_node_execution(self, flow_id: UUID, node_id: UUID) -> NodeExecution | None:
+        found = await self._latest(self._clients.get(), flow_id, [str(node_id)])
+        return found.get(node_id)
+
+    @_redis_errors
+    async def get_all_node_executions(self, flow_id: UUID) -> dict[UUID, NodeExecution]:
+        return await self._latest(self._clients.get(), flow_id, [])
+
+    async def _latest(
+        self, client: Client, flow_id: UUID, node_ids: list[str]
+    ) -> dict[UUID, NodeExecution]:
+        keys = self._keys.flow(flow_id)
+        flat = await self._eval(client, scripts.LATEST_RECORDS, (keys[2], keys[3]), node_ids)
+        return {
+            UUID(text(flat[i])): NodeExecution.from_dict(loads(flat[i + 1]))
+            for i in range(0, len(flat), 2)
+        }
+
+    @_redis_errors
+    async def save_memory(self, flow_id: UUID, key: str, value: Any) -> None:
+        data = dumps(value, f"memory value {key!r}")
+        await self._clients.get().command("HSET", self._keys.flow(flow_id)[1], key, data)
+
+    @_redis_errors
+    async def get_memory(self, flow_id: UUID, key: str) -> Any:
+        data = await self._clients.get().command("HGET", self._keys.flow(flow_id)[1], key)
+        return None if data is None else loads(data)
+
+    @_redis_errors
+    async def get_all_memory(self, flow_id: UUID) -> dict[str, Any]:
+        data = as_dict(await self._clients.get().command("HGETALL", self._keys.flow(flow_id)[1]))
+        return {text(k): loads(v) for k, v in data.items()}
+
+    @_redis_errors
+    async def delete_memory(self, flow_id: UUID, key: str) -> None:
+        await self._clients.get().command("HDEL", self._keys.flow(flow_id)[1], key)
+
+    @_redis_errors
+    async def save_messages(self, flow_id: UUID, node_id: UUID, messages: list[Message]) -> None:
+        keys = self._keys.flow(flow_id)
+        data = dumps([m.to_dict() for m in messages], f"the messages of node {node_id}")
+        await self._eval(
+            self._clients.get(), scripts.SAVE_MESSAGES, (keys[2], keys[7]), (str(node_id), data)
+        )
+
+    @_redis_errors
+    async def get_messages(self, flow_id: UUID, node_id: UUID) -> list[Message]:
+        """The history set with `save_messages`, unless a record of the node was
+        committed since; else the history its latest record ends (rebuilt from the
+        records it continues)."""
+        client = self._clients.get()
+        keys = self._keys.flow(flow_id)
+        node = str(node_id)
+        explicit, latest_at = await self._eval(
+            client, scripts.MESSAGES_STATE, (keys[7], keys[3]), (node,)
+        )
+        if explicit is not None:
+            stamp, _, data = explicit.partition(b"\t")
+            if latest_at is None or int(latest_at) < int(stamp):
+                return [Message.from_dict(m) for m in loads(data)]
+        latest = (await self._latest(client, flow_id, [node])).get(node_id)
+        if latest is None:
+            return []
+        if not latest.history_parents:
+            return list(latest.messages)
+        records = [
+            NodeExecution.from_dict(loads(r))
+            for r in await client.command("LRANGE", keys[2], 0, -1)
+        ]
+        return _history(records, latest)
+
+    async def append_message(self, flow_id: UUID, node_id: UUID, message: Message) -> None:
+        history = await self.get_messages(flow_id, node_id)
+        history.append(message)
+        await self.save_messages(flow_id, node_id, history)
+
+    async def clear_flow(self, flow_id: UUID) -> None:
+        await self.delete_flow(flow_id)
+
+    # -- durable contract -----------------------------------------------------------------
+
+    @_redis_errors
+    async def create_flow(self, record: FlowRecord) -> None:
+        digest, graph_data = graph_json(record.graph)
+        client = self._clients.get()
+        fid = str(record.flow_id)
+        flow_key = self._keys.flow(record.flow_id)[0]
+        # Index first: an entry whose flow is missing is ignored (and dropped later),
+        # while a flow missing from the index would never be listed or pruned.
+        await client.command("ZADD", self._keys.flows, "NX", record.updated_at, fid)
+        await self._ref_graph(client, digest, graph_data, fid, "inf")
+        created = await self._eval(
+            client, scripts.CREATE_FLOW, (flow_key,), flow_fields(record, digest)
+        )
+        if not created:
+            # Give back our reference unless the stored flow runs the same graph.
+            existing = await client.command("HGET", flow_key, "graph")
+            if existing is None or text(existing) != digest:
+                await self._ref_graph(client, digest, "", fid, "", remove=True)
+            else:
+                ttl = await client.command("PTTL", flow_key)
+                score = "inf" if ttl < 0 else str(int(time.time() * 1000) + ttl)
+                await self._ref_graph(client, digest, "", fid, score)
+            raise FlowExistsError(f"flow {record.flow_id} already exists in {self.describe()}")
+
+    async def _ref_graph(
+        self,
+        client: Client,
+        digest: str,
+        graph_data: str,
+        flow_id: str,
+        score: str,
+        *,
+        remove: bool = False,
+    ) -> None:
+        """Add (or remove) a flow's reference to a stored graph; the graph expires
+        with the last flow using it. The JSON is sent only when Redis lacks it."""
+        keys = self._keys.graph(digest)
+        mode = "remove" if remove else "add"
+        now_ms = str(int(time.time() * 1000))
+        args = ["", flow_id, score, now_ms, mode]
+        if await self._eval(client, scripts.GRAPH_REF, keys, args) or remove or not graph_data:
+            return
+        args[0] = graph_data
+        await self._eval(client, scripts.GRAPH_REF, keys, args)
+
+    async def _graph(self, client: Client, digest: str, flow_id: UUID) -> GraphSpec:
+        graph = self._graphs.get(digest)
+        if graph is None:
+            data = await client.command("GET", self._keys.graph(digest)[0])
+            if data is None:
+                raise StoreError(
+                    f"the graph of flow {flow_id} ({digest}) is missing from {self.describe()}"
+                )
+            graph = GraphSpec.model_validate_json(data)
+            with self._graphs_lock:  # loops of several threads share the cache
+                if len(self._graphs) >= _GRAPH_CACHE_SIZE:
+                    self._graphs.pop(next(iter(self._graphs)))
+                self._graphs[digest] = graph
+        return graph
+
+    @_redis_errors
+    async def get_flow(self, flow_id: UUID) -> FlowRecord | None:
+        client = self._clients.get()
+        fields = as_dict(await client.command("HGETALL", self._keys.flow(flow_id)[0]))
+        if not fields:
+            return None
+        return flow_record(
+            fields, flow_id, await self._graph(client, text(fields[b"graph"]), flow_id)
+        )
+
+    @_redis_errors
+    async def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
+        client = self._clients.get()
+        terminal = update.status.is_terminal
+        digest = await self._eval(
+            client,
+            scripts.UPDATE_FLOW,
+            self._keys.flow(flow_id),
+            (
+                update.status.value,
+                repr(update.updated_at),
+                dumps(update.error, "the flow error"),
+                dumps(update.final_output, "the final output"),
+                update.event_seq,
+                "1" if terminal else "0",
+                self._ttl_ms if terminal else 0,
+            ),
+        )
+        if digest is None:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+        await client.command("ZADD", self._keys.flows, "XX", update.updated_at, str(flow_id))
+        if terminal and self._ttl_ms and digest:
+            expires = str(int(time.time() * 1000) + self._ttl_ms)
+            await self._ref_graph(client, text(digest), "", str(flow_id), expires)
+
+    async def commit(self, flow_id: UUID, commit: Commit) -> None:
+        """Apply one activation's outcome: one Lua script, all or nothing."""
+        items = _commit_args(commit)
+        client = self._clients.get()
+        try:
+            if type(client) is LoopClient:
+                args = pack_items(items)
+                count = 3 + COMMIT_KEYS + len(items)
+                keys = self._keys.commit_keys(flow_id)
+                try:
+                    applied = await client.send(pack_command(count, _EVALSHA_COMMIT, keys, args))
+                except NoScriptError:
+                    applied = await client.send(pack_command(count, _EVAL_COMMIT, keys, args))
+            else:
+                flow_keys = self._keys.flow(flow_id)[:COMMIT_KEYS]
+                applied = await self._eval(client, scripts.COMMIT, flow_keys, items)
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
+        if not applied:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+
+    @_redis_errors
+    async def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
+        client = self._clients.get()
+        # One script over one slot: a consistent snapshot, also on Cluster.
+        keys = self._keys.flow(flow_id)[:COMMIT_KEYS]
+        flat, memory, records, queued, slots, exits = await self._eval(
+            client, scripts.LOAD_FLOW, keys, ()
+        )
+        fields = as_dict(flat)
+        if not fields:
+            return None
+        graph = await self._graph(client, text(fields[b"graph"]), flow_id)
+        ordered = sorted((v.split(b"\t", 1) for v in queued), key=lambda p: int(p[0]))
+        deliveries: list[Delivery] = []
+        for field, value in as_dict(slots).items():
+            deliveries.extend(parse_slot(field, value))
+        deliveries.sort(key=lambda d: d.slot)
+        loop_exits = []
+        for member in exits:
+            header, _, edge = text(member).partition(" ")
+            loop_exits.append((UUID(header), UUID(edge)))
+        return FlowSnapshot(
+            flow=flow_record(fields, flow_id, graph),
+            memory={text(k): loads(v) for k, v in as_dict(memory).items()},
+            records=[NodeExecution.from_dict(loads(r)) for r in records],
+            pending=[Activation.from_dict(loads(p[1])) for p in ordered],
+            deliveries=deliveries,
+            loop_exits=sorted(loop_exits, key=str),
+        )
+
+    async def _flow_fields(
+        self, client: Client, ids: list[bytes], fields: tuple[str, ...]
+    ) -> list[list[bytes | None]]:
+        return await client.batch(
+            [("HMGET", self._keys.flow(UUID(text(fid)))[0], *fields) for fid in ids]
+        )
+
+    async def _drop_dangling(self, client: Client, entries: list[tuple[bytes, float]]) -> None:
+        """Remove index entries whose flow is gone (expired by TTL, or a crash
+        between indexing and creating), once they are old enough."""
+        limit = time.time() - _DANGLING_GRACE
+        old = [fid for fid, score in entries if score < limit]
+        if old:
+            await client.command("ZREM", self._keys.flows, *old)
+
+    @_redis_errors
+    async def list_flows(
+        self, *, status: FlowStatus | None = None, limit: int | None = None
+    ) -> list[FlowRecord]:
+        """Flows, most recently updated first. Reads the metadata of every indexed
+        flow: meant for operators and cleanup, not for a hot path."""
+        client = self._clients.get()
+        entries = _pairs(await client.command("ZRANGE", self._keys.flows, 0, -1, "WITHSCORES"))
+        ids = [fid for fid, _ in entries]
+        replies = await client.batch(
+            [("HGETALL", self._keys.flow(UUID(text(fid)))[0]) for fid in ids]
+        )
+        metas = [as_dict(reply) for reply in replies]
+        found: list[tuple[UUID, dict[bytes, bytes]]] = []
+        dangling: list[tuple[bytes, float]] = []
+        for (fid, score), fields in zip(entries, metas):
+            if not fields:
+                dangling.append((fid, score))
+            elif status is None or text(fields[b"status"]) == status.value:
+                found.append((UUID(text(fid)), fields))
+        await self._drop_dangling(client, dangling)
+        found.sort(key=lambda item: float(item[1][b"updated_at"]), reverse=True)
+        if limit is not None:
+            found = found[:limit]
+        out = []
+        for flow_id, fields in found:
+            graph = await self._graph(client, text(fields[b"graph"]), flow_id)
+            out.append(flow_record(fields, flow_id, graph))
+        return out
+
+    @_redis_errors
+    async def delete_flow(self, flow_id: UUID) -> bool:
+        client = self._clients.get()
+        deleted, digest = await self._eval(
+            client, scripts.DELETE_FLOW, self._keys.flow(flow_id), ()
+        )
+        if digest:
+            await self._ref_graph(client, text(digest), "", str(flow_id), "", remove=True)
+        await client.command("ZREM", self._keys.flows, str(flow_id))
+        return bool(deleted)
+
+    @_redis_errors
+    async def prune(self, older_than: timedelta) -> int:
+        """Delete ended flows last updated before ``now - older_than``. An index
+        score is never above its flow's real ``updated_at``, so candidates come
+        from a range query on the index and are checked against the flow."""
+        client = self._clients.get()
+        cutoff = time.time() - older_than.total_seconds()
+        entries = _pairs(
+            await client.command(
+                "ZRANGEBYSCORE", self._keys.flows, "-inf", f"({cutoff!r}", "WITHSCORES"
+            )
+        )
+        metas = await self._flow_fields(client, [f for f, _ in entries], ("status", "updated_at"))
+        count = 0
+        dangling: list[tuple[bytes, float]] = []
+        for (fid, score), (status, updated) in zip(entries, metas):
+            if status is None or updated is None:
+                dangling.append((fid, score))
+            elif FlowStatus(text(status)).is_terminal and float(updated) < cutoff:
+                count += await self.delete_flow(UUID(text(fid)))
+        await self._drop_dangling(client, dangling)
+        return count
+
+
+def _os_reason(exc: BaseException) -> str:
+    """`` (Connection refused)`` and the like, from the OS error behind ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, socket.gaierror):
+            return " (host name not resolved)"
+        if isinstance(seen, OSError) and seen.errno and seen.errno > 0:
+            return f" ({os.strerror(seen.errno)})"
+    return ""
+
+
+def _pairs(flat: list[bytes]) -> list[tuple[bytes, float]]:
+    """(member, score) pairs of a flat ``WITHSCORES`` reply."""
+    return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def _commit_args(commit: Commit) -> list[Any]:
+    """The COMMIT script's ARGV (see scripts.COMMIT)."""
+    done = commit.done
+    rec = commit.record
+    args: list[Any] = [
+        time.time(),
+        "" if done is None else activation_field(done),
+    ]
+    if rec is None:
+        args += ("", "")
+    else:
+        args += (dumps(rec.to_dict(), f"the record of node {rec.node_id}"), str(rec.node_id))
+    memory = commit.memory
+    if memory:
+        args.append(len(memory))
+        for key, value in memory.items():
+            args += (key, dumps(value, f"memory value {key!r}"))
+    else:
+        args.append(0)
+    args.append(len(commit.deliveries))
+    for delivery in commit.deliveries:
+        args += (
+            slot_field(delivery.target, delivery.slot),
+            str(delivery.edge),
+            delivery_line(delivery),
+        )
+    args.append(len(commit.closed))
+    for target, slot in commit.closed:
+        args.append(slot_field(target, slot))
+    args.append(len(commit.enqueue))
+    if commit.enqueue:
+        # Queue order survives a reload: values sort by commit time, then position.
+        order = time.time_ns()
+        for act in commit.enqueue:
+            order += 1
+            data = dumps(act.to_dict(), f"activation {act!r}")
+            args += (activation_field(act.key), b"%d\t%b" % (order, data))
+    args.append(len(commit.loop_resets))
+    args.extend(str(header) for header in commit.loop_resets)
+    args.append(len(commit.loop_exits))
+    args.extend(f"{header} {edge}" for header, edge in commit.loop_exits)
+    return args
+
+
+def _history(records: list[NodeExecution], target: NodeExecution) -> list[Message]:
+    """The full history ``target`` ends, rebuilt from stored records as the runner
+    does on restore: own leading system messages, then the continued histories,
+    then the rest of its own messages."""
+    latest: dict[tuple[UUID, int], NodeExecution] = {}
+    for rec in records:
+        prev = latest.get(rec.key)
+        if prev is None or rec.attempt >= prev.attempt:
+            latest[rec.key] = rec
+    found: MessageLog | None = None
+    # Parents always commit before their children, so one pass in commit order works.
+    for rec in records:
+        own = rec.messages
+        lead = 0
+        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
+            lead += 1
+        parents = []
+        for key in rec.history_parents:
+            parent = latest.get(key)
+            if parent is not None and parent.log is not None:
+                parents.append(parent.log)
+        rec.log = MessageLog((*own[:lead], *parents, *own[lead:]))
+        if rec.node_id == target.node_id:
+            found = rec.log  # the node's latest record is its last one
+    return found.to_list() if found is not None else list(target.messages)
