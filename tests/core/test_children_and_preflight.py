@@ -243,3 +243,15 @@ def test_a_registry_without_start_and_end_does_not_load_plugins(
     monkeypatch.setattr(loader, "load_plugins", refuse)
     trace = Trace().on("step")
     assert FlowRunner(chain(3), trace.registry).run("x").final_output == "n0(x)"
+
+
+def test_agent_memory_is_async_whatever_the_store() -> None:
+    async def remember(ctx: ExecutionContext) -> str:
+        seen = await ctx.agent_memory.read(ctx.agent_id, "visits") or "0"
+        await ctx.agent_memory.write(ctx.agent_id, "visits", str(int(seen) + 1))
+        return f"{seen}:{await ctx.agent_memory.list_keys(ctx.agent_id)}"
+
+    trace = Trace().on("step", remember)
+    store = InMemoryStore()  # its persistent memory has plain def methods
+    runner = FlowRunner(chain(3), trace.registry, store=store)
+    assert [runner.run("x").final_output for _ in range(2)] == ["0:['visits']", "1:['visits']"]

@@ -143,3 +143,28 @@ def test_unknown_custom_node_types_fail_before_anything_runs() -> None:
     with pytest.raises(UnknownNodeTypeError, match=r"no executor for node type 'acme\.Classifier'"):
         runner.run("x")
     assert runner.store.list_flows() == []
+
+
+class PickyStore(InMemoryStore):
+    """A real in-memory store that refuses data a JSON store could not save."""
+
+    def commit(self, flow_id: UUID, commit: Commit) -> None:
+        if commit.record is not None and "handle" in commit.record.output_data:
+            from quartermaster_engine.stores.base import StoreDataError
+
+            raise StoreDataError("output_data is not JSON: object")
+        super().commit(flow_id, commit)
+
+
+def test_data_the_store_cannot_save_fails_the_flow_naming_the_node() -> None:
+    from quartermaster_engine import NodeResult
+
+    store = PickyStore()
+    trace = Trace().on("step", lambda ctx: NodeResult(output_text="x", data={"handle": object()}))
+    result = FlowRunner(chain(3), trace.registry, store=store).run("in")
+    assert result.status is FlowStatus.FAILED
+    assert result.error == (
+        f"node 'n0' ({node_id('n0')}) produced data the store (PickyStore) cannot save: "
+        "output_data is not JSON: object"
+    )
+    assert store.get_flow(result.flow_id).status is FlowStatus.FAILED

@@ -186,9 +186,11 @@ def test_output_that_is_not_json_fails_the_run_naming_the_node(
         result = runner.run("in")
         assert result.status is FlowStatus.FAILED
         assert result.error == (
-            f"the store (redis {redis_server.url}) failed while committing flow "
-            f"{result.flow_id}: StoreError: the record of node {name_id('n0')} cannot be "
-            "stored as JSON: Type is not JSON serializable: object"
+            f"node 'n0' ({name_id('n0')}) produced data the store (redis {redis_server.url}) "
+            f"cannot save: the record of node {name_id('n0')} cannot be stored as JSON: "
+            "Type is not JSON serializable: object"
         )
+        # Recovering would produce the same data again: the flow is recorded as failed.
+        assert call(store, "get_flow", result.flow_id).status is FlowStatus.FAILED
     finally:
         call(store, "close")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
+import weakref
 from collections.abc import Coroutine
 from contextlib import suppress
 from typing import Any, TypeVar
@@ -28,17 +29,28 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()
         _local.loop = loop
-        if threading.current_thread() is threading.main_thread():
+        thread = threading.current_thread()
+        if thread is threading.main_thread():
             atexit.register(_close_loop, loop)
+        else:
+            # Close it when the thread is gone, so clients bound to it (store
+            # connections) are released instead of lingering to process exit.
+            weakref.finalize(thread, _close_loop, loop)
     return loop
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Shut ``loop`` down cleanly; called at exit or when its thread is collected,
+    which may happen inside another running loop (then it can only be closed)."""
     if loop.is_running() or loop.is_closed():
         return
-    with suppress(Exception):
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        with suppress(Exception):
+            loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import orjson
 
-from quartermaster_engine.stores.base import StoreError
+from quartermaster_engine.stores.base import StoreDataError
 from quartermaster_engine.stores.records import ActivationKey, Delivery, FlowRecord, FlowStatus
 from quartermaster_graph.models import GraphSpec
 
@@ -19,12 +19,12 @@ loads = orjson.loads
 
 
 def dumps(value: Any, what: str) -> bytes:
-    """Compact JSON (UTF-8) of ``value``; a StoreError naming ``what`` if it is not
+    """Compact JSON (UTF-8) of ``value``; a StoreDataError naming ``what`` if it is not
     JSON data."""
     try:
         return orjson.dumps(value, option=_OPTIONS)
     except TypeError as exc:
-        raise StoreError(f"{what} cannot be stored as JSON: {exc}") from None
+        raise StoreDataError(f"{what} cannot be stored as JSON: {exc}") from None
 
 
 def text(value: bytes | str) -> str:

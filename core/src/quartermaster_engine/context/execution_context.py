@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
 from quartermaster_engine.context.node_execution import NodeStatus
+from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.types import GraphNode, GraphSpec, Message
 
 if TYPE_CHECKING:
@@ -168,6 +169,14 @@ class ExecutionContext:
         if self._run is None:
             raise RuntimeError("this context was not created by a runner")
         return self._run.runner.persistence
+
+    @property
+    def agent_memory(self) -> AgentMemory:
+        """The same per-agent memory with every method ``async``, whatever the store:
+        ``await context.agent_memory.read(context.agent_id, "key")``."""
+        if self._run is None:
+            raise RuntimeError("this context was not created by a runner")
+        return self._run.runner.agent_memory
 
     def child_flow_id(self, key: str = "") -> UUID:
         """A stable id for a child flow of this activation: the same on every attempt

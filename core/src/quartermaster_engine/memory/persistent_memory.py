@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 
@@ -93,3 +94,34 @@ class InMemoryPersistence:
 
     def list_keys(self, agent_id: UUID) -> list[str]:
         return list(self._entries.get(agent_id, {}))
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class AgentMemory:
+    """One ``async`` face over a `PersistentMemory` whose methods are ``def`` (the
+    in-memory one) or ``async def`` (durable stores): executors ``await`` every
+    method whatever the store. Given to executors as ``context.agent_memory``."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    async def read(self, agent_id: UUID, key: str) -> str | None:
+        return await _resolve(self.target.read(agent_id, key))  # type: ignore[no-any-return]
+
+    async def write(self, agent_id: UUID, key: str, value: str) -> None:
+        await _resolve(self.target.write(agent_id, key, value))
+
+    async def update(self, agent_id: UUID, key: str, value: str) -> None:
+        await _resolve(self.target.update(agent_id, key, value))
+
+    async def delete(self, agent_id: UUID, key: str) -> None:
+        await _resolve(self.target.delete(agent_id, key))
+
+    async def search(self, agent_id: UUID, query: str, limit: int = 10) -> list[MemoryEntry]:
+        return await _resolve(self.target.search(agent_id, query, limit))  # type: ignore[no-any-return]
+
+    async def list_keys(self, agent_id: UUID) -> list[str]:
+        return await _resolve(self.target.list_keys(agent_id))  # type: ignore[no-any-return]

@@ -7,7 +7,11 @@ from quartermaster_engine.runner.flow_runner import (
     UnknownNodeTypeError,
 )
 from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
-from quartermaster_engine.runner.scheduler import FlowStateError, StoreUnavailableError
+from quartermaster_engine.runner.scheduler import (
+    FlowStateError,
+    StoreUnavailableError,
+    UnstorableOutputError,
+)
 
 __all__ = [
     "DEFAULT_MAX_VISITS",
@@ -18,5 +22,6 @@ __all__ = [
     "NodeResults",
     "StoreUnavailableError",
     "UnknownNodeTypeError",
+    "UnstorableOutputError",
     "WaitingNode",
 ]

@@ -16,7 +16,7 @@ from quartermaster_engine.control_nodes import control_executors
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
-from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
+from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
@@ -87,6 +87,7 @@ class FlowRunner:
         self.config: Any = None
         self._store = StoreAdapter(self.store)
         self._persistence = persistence
+        self._agent_memory: AgentMemory | None = None
         self._installed: NodeRegistry | None = None
         self._control = control_executors()
         # Backends this runner created (from_config) and must release in close().
@@ -108,6 +109,13 @@ class FlowRunner:
             factory = getattr(self.store, "persistent_memory", None)
             self._persistence = factory() if callable(factory) else InMemoryPersistence()
         return self._persistence
+
+    @property
+    def agent_memory(self) -> AgentMemory:
+        """`persistence` with every method ``async`` (see `AgentMemory`)."""
+        if self._agent_memory is None or self._agent_memory.target is not self.persistence:
+            self._agent_memory = AgentMemory(self.persistence)
+        return self._agent_memory
 
     # -- executors -------------------------------------------------------------
 

@@ -67,6 +67,7 @@ from quartermaster_engine.runner.compiled import (
     CompiledGraph,
 )
 from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
+from quartermaster_engine.stores.base import StoreDataError
 from quartermaster_engine.stores.records import (
     Activation,
     ActivationKey,
@@ -102,6 +103,11 @@ class FlowStateError(ValueError):
 
 class StoreUnavailableError(RuntimeError):
     """The store failed while the flow ran; the flow can be recovered once it is back."""
+
+
+class UnstorableOutputError(RuntimeError):
+    """A node produced data the store cannot save; the flow is failed (recovering it
+    would only produce the same data again)."""
 
 
 class _JoinSlot:
@@ -420,6 +426,8 @@ class FlowRun:
                 )
                 self.joins.setdefault(target.idx, deque()).append(slot)
                 self.slot_seq[target.idx] = max(self.slot_seq.get(target.idx, 0), delivery.slot)
+            if slot.got[edge.in_pos] is not _MISSING:
+                continue  # a repeated delivery of this edge counts once
             source = None if delivery.source is None else by_key[delivery.source]
             slot.got[edge.in_pos] = source
             slot.count += 1
@@ -748,18 +756,26 @@ class FlowRun:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise self._store_failure(exc) from exc
+            raise self._store_failure(exc, commit) from exc
 
     def _commit_now(self, commit: Commit) -> None:
         try:
             self.store.commit_now(self.flow_id, commit)
         except Exception as exc:
-            raise self._store_failure(exc) from exc
+            raise self._store_failure(exc, commit) from exc
 
-    def _store_failure(self, exc: Exception) -> StoreUnavailableError:
+    def _store_failure(
+        self, exc: Exception, commit: Commit
+    ) -> StoreUnavailableError | UnstorableOutputError:
+        store = self.runner._store_name()
+        if isinstance(exc, StoreDataError) and commit.record is not None:
+            cnode = self.cg.by_id.get(commit.record.node_id)
+            node = cnode.describe() if cnode is not None else str(commit.record.node_id)
+            return UnstorableOutputError(
+                f"node {node} produced data the store ({store}) cannot save: {exc}"
+            )
         return StoreUnavailableError(
-            f"the store ({self.runner._store_name()}) failed while committing flow "
-            f"{self.flow_id}: {_error_text(exc)}"
+            f"the store ({store}) failed while committing flow {self.flow_id}: {_error_text(exc)}"
         )
 
     async def _legacy_commit(self, commit: Commit) -> None:
@@ -1194,7 +1210,9 @@ class FlowRun:
                         error=error,
                     )
                 )
-        if self.durable and self.abort is None:
+        # A store outage leaves the flow running for recover(); unstorable output
+        # would fail the same way again, so that flow is recorded as failed.
+        if self.durable and (self.abort is None or isinstance(self.abort, UnstorableOutputError)):
             update = FlowUpdate(
                 status=status,
                 updated_at=time.time(),

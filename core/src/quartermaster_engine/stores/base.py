@@ -131,6 +131,14 @@ class StoreError(RuntimeError):
     """A store could not do what was asked."""
 
 
+class StoreDataError(StoreError, ValueError):
+    """A value cannot be stored (for example output data that is not JSON).
+
+    Raised by a store's ``commit``; the runner then fails the flow naming the
+    node, since running it again would produce the same data.
+    """
+
+
 class FlowExistsError(StoreError):
     """A flow with this id is already stored."""
 
@@ -149,5 +157,6 @@ __all__ = [
     "FlowSnapshot",
     "FlowStatus",
     "FlowUpdate",
+    "StoreDataError",
     "StoreError",
 ]

@@ -42,7 +42,9 @@ class _FlowData:
         self.records: list[NodeExecution] = []
         self.latest: dict[UUID, NodeExecution] = {}
         self.pending: dict[ActivationKey, Activation] = {}
-        self.deliveries: dict[tuple[UUID, int], list[Delivery]] = {}
+        # Join deliveries by slot, then by delivering edge: a repeated delivery of
+        # an edge into a slot replaces itself instead of counting twice.
+        self.deliveries: dict[tuple[UUID, int], dict[UUID, Delivery]] = {}
         self.loop_exits: set[tuple[UUID, UUID]] = set()
         # Histories set explicitly through save_messages / append_message.
         self.messages: dict[UUID, list[Message]] = {}
@@ -179,7 +181,8 @@ class InMemoryStore:
             if commit.memory:
                 data.memory.update(commit.memory)
             for delivery in commit.deliveries:
-                data.deliveries.setdefault((delivery.target, delivery.slot), []).append(delivery)
+                slot = data.deliveries.setdefault((delivery.target, delivery.slot), {})
+                slot.setdefault(delivery.edge, delivery)
             for slot in commit.closed:
                 data.deliveries.pop(slot, None)
             for activation in commit.enqueue:
@@ -200,7 +203,7 @@ class InMemoryStore:
                 memory=dict(data.memory),
                 records=list(data.records),
                 pending=list(data.pending.values()),
-                deliveries=[d for ds in data.deliveries.values() for d in ds],
+                deliveries=[d for ds in data.deliveries.values() for d in ds.values()],
                 loop_exits=sorted(data.loop_exits, key=str),
             )
 

@@ -271,6 +271,22 @@ class StoreContract:
         snap = call(store, "load_flow", fid)
         assert (snap.deliveries, snap.loop_exits) == ([], [])
 
+    def test_a_repeated_delivery_of_an_edge_counts_once(self, store: Any, graph: GraphSpec) -> None:
+        record = self.new_flow(store, graph)
+        target, first, second = name_id("n1"), uuid4(), uuid4()
+        one = Delivery(target, 1, first, (name_id("n0"), 1))
+        call(store, "commit", record.flow_id, Commit(deliveries=[one, one]))
+        call(
+            store,
+            "commit",
+            record.flow_id,
+            Commit(deliveries=[one, Delivery(target, 1, second, None)]),
+        )
+        snap = call(store, "load_flow", record.flow_id)
+        assert sorted(snap.deliveries, key=lambda d: str(d.edge)) == sorted(
+            [one, Delivery(target, 1, second, None)], key=lambda d: str(d.edge)
+        )
+
     def test_records_keep_commit_order_and_every_visit(self, store: Any, graph: GraphSpec) -> None:
         record = self.new_flow(store, graph)
         node = name_id("n0")
