@@ -181,10 +181,10 @@ class InMemoryStore:
             if commit.memory:
                 data.memory.update(commit.memory)
             for delivery in commit.deliveries:
-                slot = data.deliveries.setdefault((delivery.target, delivery.slot), {})
-                slot.setdefault(delivery.edge, delivery)
-            for slot in commit.closed:
-                data.deliveries.pop(slot, None)
+                by_edge = data.deliveries.setdefault((delivery.target, delivery.slot), {})
+                by_edge.setdefault(delivery.edge, delivery)
+            for closed in commit.closed:
+                data.deliveries.pop(closed, None)
             for activation in commit.enqueue:
                 data.pending[(activation.node_id, activation.visit)] = activation
             if commit.loop_resets:
