@@ -6,6 +6,7 @@ The names 0.1.5 exported are all here; the graph model is re-exported from
 
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.convenience import run_graph
 from quartermaster_engine.dispatchers import AsyncDispatcher, SyncDispatcher, TaskDispatcher
 from quartermaster_engine.events import (
     FlowError,
@@ -118,4 +119,5 @@ __all__ = [
     "UserInputRequired",
     "WaitingNode",
     "event_from_dict",
+    "run_graph",
 ]

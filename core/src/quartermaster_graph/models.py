@@ -177,6 +177,7 @@ class GraphSpec(BaseModel):
         """The file `load_graph` read this graph from (absolute), if any. Not saved with
         the graph: node types use it to resolve files named relative to the graph."""
         return self._source_path
+
     def __eq__(self, other: object) -> bool:
         # Pydantic's equality also compares private attributes; the lookup index is
         # a cache, so two specs with the same fields are equal whether or not one

@@ -3,6 +3,8 @@
 Progress goes to stderr while the flow runs, the final output to stdout. When
 a node waits for input and stdin is a terminal, ``qm run`` asks and resumes in
 place; otherwise it prints the flow id and the exact ``qm resume`` command.
+``qm run --provider NAME --model NAME`` puts every LLM node (qm-nodes-llm) on that
+provider and model; without them the pack's own detection applies.
 
 Exit status: 0 completed, 1 failed, stopped or an error (one line on stderr),
 2 usage error, 3 paused (waiting for input).
@@ -33,6 +35,7 @@ from quartermaster_engine.cli.common import (
     reported,
 )
 from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
 from quartermaster_engine.runner import FlowResult, FlowRunner
 from quartermaster_engine.sinks.console import ConsoleSink
@@ -138,11 +141,19 @@ def _finish(
 
 
 def _runner(
-    graph: Any, config: EngineConfig, as_json: bool, quiet: bool, store: Any = None
+    graph: Any,
+    config: EngineConfig,
+    as_json: bool,
+    quiet: bool,
+    store: Any = None,
+    nodes: dict[str, Any] | None = None,
 ) -> FlowRunner:
-    """A runner from config; a ``store`` given is used and owned (closed with it)."""
+    """A runner from config; a ``store`` given is used and owned (closed with it);
+    ``nodes`` overrides node executor settings."""
     on_event = None if (as_json or quiet) else Progress()
-    extra = {} if store is None else {"store": store}
+    extra: dict[str, Any] = {} if store is None else {"store": store}
+    if nodes:
+        extra["nodes"] = nodes
     runner = guarded(FlowRunner.from_config, graph, config, on_event=on_event, **extra)
     if store is not None:
         runner._owned.append(store)
@@ -163,6 +174,13 @@ def _interrupted(flow_id: UUID, config_path: str | None) -> None:
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--flow-id", type=click.UUID, default=None, help="Id for the new flow.")
+@click.option(
+    "--provider",
+    default=None,
+    help="LLM provider for every LLM node (openai, anthropic, ollama, llamacpp, ...); "
+    "default: each node's own, else the config's, else detected (needs qm-nodes-llm).",
+)
+@click.option("--model", default=None, help="Model for every LLM node (needs qm-nodes-llm).")
 def run_command(
     graph: str,
     input_text: str,
@@ -170,12 +188,19 @@ def run_command(
     as_json: bool,
     quiet: bool,
     flow_id: UUID | None,
+    provider: str | None,
+    model: str | None,
 ) -> None:
     """Run GRAPH (YAML or JSON) on the configured store and dispatcher."""
     spec = load_graph_file(graph)
     config = load_config(config_path)
     flow_id = flow_id or uuid4()
-    with _runner(spec, config, as_json, quiet) as runner:
+    # --provider/--model become [nodes."<LLM type>"] settings of the LLM node pack.
+    try:
+        nodes = llm_node_settings(provider, model)
+    except ImportError as exc:
+        fail(str(exc))
+    with _runner(spec, config, as_json, quiet, nodes=nodes) as runner:
         try:
             result = guarded(runner.run, input_text, flow_id)
         except KeyboardInterrupt:
