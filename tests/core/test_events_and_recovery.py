@@ -168,3 +168,62 @@ def test_data_the_store_cannot_save_fails_the_flow_naming_the_node() -> None:
         "output_data is not JSON: object"
     )
     assert store.get_flow(result.flow_id).status is FlowStatus.FAILED
+
+
+def test_plugin_events_with_string_ids_and_lists_of_uuids_round_trip() -> None:
+    from dataclasses import dataclass
+
+    from quartermaster_engine import FlowPaused
+
+    @dataclass(slots=True)
+    class ToolCalled(FlowEvent):
+        call_id: str = ""
+        node_id: UUID | None = None
+
+    event = ToolCalled(flow_id=node_id("f"), call_id="call_1", node_id=node_id("n"), seq=4)
+    assert event_from_dict(json.loads(event.to_json())) == event
+    paused = FlowPaused(flow_id=node_id("f"), waiting=[node_id("a"), node_id("b")])
+    assert event_from_dict(json.loads(paused.to_json())) == paused
+
+
+def test_context_emit_sends_a_plugin_event_numbered_with_the_rest() -> None:
+    from dataclasses import dataclass
+
+    from quartermaster_engine import ExecutionContext, NodeResult
+
+    @dataclass(slots=True)
+    class Noted(FlowEvent):
+        note: str = ""
+
+    def note(ctx: ExecutionContext) -> NodeResult:
+        ctx.emit(Noted(flow_id=ctx.flow_id, note=ctx.current_node.name))
+        return NodeResult(output_text="ok")
+
+    trace = Trace().on_blocking("step", note)
+    FlowRunner(chain(3), trace.registry, on_event=trace.events.append).run("x")
+    assert trace.event_types()[3:6] == ["NodeStarted", "Noted", "NodeFinished"]
+    assert [e.seq for e in trace.events] == list(range(1, 10))
+
+
+def test_no_token_reaches_listeners_after_a_stop_request() -> None:
+    from quartermaster_engine import AsyncDispatcher, ExecutionContext, NodeResult, TokenGenerated
+
+    def stream(ctx: ExecutionContext) -> NodeResult:
+        for i in range(2000):
+            ctx.emit_token(str(i))
+        return NodeResult(output_text="streamed")
+
+    seen: list[str] = []
+    runner: FlowRunner
+
+    def on_event(event: FlowEvent) -> None:
+        if isinstance(event, TokenGenerated):
+            seen.append(event.token)
+            if len(seen) == 1:
+                runner.stop(event.flow_id)
+
+    trace = Trace().on_blocking("step", stream)
+    runner = FlowRunner(chain(3), trace.registry, dispatcher=AsyncDispatcher(), on_event=on_event)
+    result = runner.run("x")
+    assert result.status is FlowStatus.STOPPED
+    assert seen == ["0"]

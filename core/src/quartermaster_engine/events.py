@@ -71,8 +71,12 @@ def event_from_dict(data: dict[str, Any]) -> FlowEvent:
         if f.name not in data:
             continue
         value = data[f.name]
-        if (f.name.endswith("_id") or f.name == "flow_id") and isinstance(value, str):
+        # Annotations are strings here (postponed evaluation): a field typed UUID,
+        # or UUID | None, is read back as a UUID; other strings stay strings.
+        if isinstance(value, str) and str(f.type).split(" |")[0] == "UUID":
             value = UUID(value)
+        elif isinstance(value, list) and str(f.type) == "list[UUID]":
+            value = [UUID(v) for v in value]
         kwargs[f.name] = value
     if "node_type" in kwargs and isinstance(kwargs["node_type"], str):
         kwargs["node_type"] = _as_node_type(kwargs["node_type"])
@@ -85,7 +89,10 @@ def _event_types() -> dict[str, type[FlowEvent]]:
     todo: list[type[FlowEvent]] = [FlowEvent]
     while todo:
         cls = todo.pop()
-        found[cls.__name__] = cls
+        # dataclass(slots=True) replaces the class it decorates; the discarded
+        # original (no __slots__ of its own) may linger until collected.
+        if cls.__name__ not in found or "__slots__" in cls.__dict__:
+            found[cls.__name__] = cls
         todo.extend(cls.__subclasses__())
     return found
 

@@ -46,6 +46,7 @@ _EXPECTED = (
     StoreError,
     LookupError,
     OSError,
+    ImportError,
 )
 
 

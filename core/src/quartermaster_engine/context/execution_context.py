@@ -11,6 +11,7 @@ from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.types import GraphNode, GraphSpec, Message
 
 if TYPE_CHECKING:
+    from quartermaster_engine.events import FlowEvent
     from quartermaster_engine.runner.result import FlowResult
     from quartermaster_engine.runner.scheduler import FlowRun
     from quartermaster_engine.stores.records import Activation
@@ -226,6 +227,14 @@ class ExecutionContext:
             run.emit_token(self._act, token)  # type: ignore[arg-type]
         if self.on_token is not None:
             self.on_token(token)
+
+    def emit(self, event: FlowEvent) -> None:
+        """Send an event of your own (a `FlowEvent` subclass, e.g. a tool call) to the
+        flow's listeners, numbered with the engine's events. Safe from worker
+        threads; does nothing for a context not made by a runner."""
+        run = self._run
+        if run is not None and run.listening:
+            run.emit_threadsafe(event)
 
     def emit_message(self, content: str) -> None:
         """Emit a complete message through the ``on_message`` callback."""

@@ -228,7 +228,7 @@ class FlowRun:
         for name, listener in self.listeners:
             try:
                 result = listener(event)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     task = asyncio.ensure_future(result)
                     self._listener_tasks.add(task)
                     task.add_done_callback(self._listener_tasks.discard)
@@ -242,15 +242,29 @@ class FlowRun:
                         self.flow_id,
                     )
 
+    def emit_threadsafe(self, event: FlowEvent) -> None:
+        """`emit` from any thread: events from worker threads are handed to the loop's
+        thread, in the order they were emitted."""
+        if threading.get_ident() == self.loop_thread or self.loop is None:
+            self.emit(event)
+        else:
+            self.loop.call_soon_threadsafe(self.emit, event)
+
     def emit_token(self, act: Activation, token: str) -> None:
-        """Stream a token of ``act``; safe to call from worker threads, order kept."""
-        if not self.listening:
+        """Stream a token of ``act``; safe from worker threads. Once a stop is
+        requested, tokens are dropped: nobody is to act on them."""
+        if not self.listening or self.cancel_requested:
             return
         event = TokenGenerated(flow_id=self.flow_id, node_id=act.node_id, token=token)
         if threading.get_ident() == self.loop_thread or self.loop is None:
             self.emit(event)
         else:
-            self.loop.call_soon_threadsafe(self.emit, event)
+            self.loop.call_soon_threadsafe(self._emit_token_later, event)
+
+    def _emit_token_later(self, event: TokenGenerated) -> None:
+        # Queued from a worker thread before a stop was requested: still dropped.
+        if not self.cancel_requested:
+            self.emit(event)
 
     # -- what executors read -----------------------------------------------------
 

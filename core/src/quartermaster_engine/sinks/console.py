@@ -68,6 +68,10 @@ class ConsoleSink:
             return f"flow {event.flow_id} stopped"
         if isinstance(event, FlowFinished):
             return f"flow {event.flow_id} {event.status}"
+        if type(event).__module__ != FlowEvent.__module__:
+            # An event a plugin defines (a tool call, ...): its type and node.
+            name = getattr(event, "node_name", "") or ""
+            return f"  · {event.type}{' ' + name if name else ''}"
         return None
 
     def emit(self, event: FlowEvent) -> None:

@@ -7,7 +7,6 @@ and event sinks like the engine's own, with the flow's sequence numbers, and
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -43,16 +42,6 @@ class ToolCallFinished(FlowEvent):
 
 
 def emit_event(context: ExecutionContext, event: FlowEvent) -> None:
-    """Send ``event`` to the flow's listeners, numbered like the engine's events.
-
-    The engine has no public ``context.emit(event)`` yet; this goes through the
-    context's run the way ``context.emit_token`` does (safe from worker threads).
-    Contexts not made by a runner have no listeners: nothing happens.
-    """
-    run: Any = getattr(context, "_run", None)
-    if run is None or not run.listening:
-        return
-    if run.loop is None or threading.get_ident() == run.loop_thread:
-        run.emit(event)
-    else:
-        run.loop.call_soon_threadsafe(run.emit, event)
+    """Send ``event`` to the flow's listeners (safe from worker threads); nothing
+    happens for a context not made by a runner."""
+    context.emit(event)
