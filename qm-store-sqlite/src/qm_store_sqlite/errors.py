@@ -1,0 +1,18 @@
+"""Errors of the SQLite store. Each names the database file it is about."""
+
+from __future__ import annotations
+
+from quartermaster_engine.stores.base import StoreError
+
+
+class SQLiteStoreError(StoreError):
+    """The SQLite store could not do what was asked."""
+
+
+class StoreOpenError(SQLiteStoreError):
+    """The database file cannot be used: a missing or read-only folder, a file that
+    is not SQLite, a file made by a newer version. Nothing was written to it."""
+
+
+class SchemaVersionError(StoreOpenError):
+    """The file's schema is newer than this version of qm-store-sqlite understands."""

@@ -1,0 +1,398 @@
+"""The store's SQL: functions of a sqlite3 connection, run inside the transaction the
+caller opened (see `connection.Database.write` / `run`).
+
+The statements are constant strings, so sqlite3 prepares each once per
+connection and reuses it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+from uuid import UUID
+
+from qm_store_sqlite import codec
+from qm_store_sqlite.connection import in_write_tx
+from qm_store_sqlite.graphs import GraphCache
+from qm_store_sqlite.schema import FLOW_TABLES
+from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.messaging.history import MessageLog
+from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.records import (
+    ActivationKey,
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+)
+from quartermaster_engine.types import Message, MessageRole
+
+TERMINAL = tuple(s.value for s in FlowStatus if s.is_terminal)
+#: Flows deleted per transaction by `prune`, so other writers are not held up long.
+PRUNE_BATCH = 200
+
+FLOW_COLUMNS = (
+    "flow_id, graph_hash, input, status, created_at, updated_at, error, final_output, "
+    "event_seq, parent_flow_id"
+)
+
+_HEAD = (
+    "SELECT (SELECT 1 FROM qm_flows WHERE flow_id = ?), "
+    "(SELECT max(seq) FROM qm_records WHERE flow_id = ?)"
+)
+_TOUCH = "UPDATE qm_flows SET updated_at = ? WHERE flow_id = ?"
+_DONE = "DELETE FROM qm_pending WHERE flow_id = ? AND node_id = ? AND visit = ?"
+
+
+def _insert(verb: str, table: str, columns: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    return f"{verb} INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+_ADD_FLOW = _insert("INSERT", "qm_flows", FLOW_COLUMNS)
+_ADD_RECORD = _insert("INSERT", "qm_records", f"flow_id, seq, {codec.RECORD_COLUMNS}")
+_SET_MEMORY = "INSERT OR REPLACE INTO qm_memory (flow_id, key, value) VALUES (?, ?, ?)"
+_ADD_DELIVERY = (
+    "INSERT OR REPLACE INTO qm_deliveries "
+    "(flow_id, target, slot, edge, source, source_visit) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_CLOSE_SLOT = "DELETE FROM qm_deliveries WHERE flow_id = ? AND target = ? AND slot = ?"
+_ENQUEUE = _insert("INSERT OR REPLACE", "qm_pending", f"flow_id, {codec.PENDING_COLUMNS}")
+_RESET_LOOP = "DELETE FROM qm_loop_exits WHERE flow_id = ? AND header = ?"
+_ADD_LOOP_EXIT = "INSERT OR IGNORE INTO qm_loop_exits (flow_id, header, edge) VALUES (?, ?, ?)"
+_SET_MESSAGES = (
+    "INSERT OR REPLACE INTO qm_messages (flow_id, node_id, after_seq, body) "
+    "VALUES (?, ?, (SELECT ifnull(max(seq), 0) FROM qm_records WHERE flow_id = ?), ?)"
+)
+
+
+# -- flows ---------------------------------------------------------------------------------------
+
+
+def create_flow(db: sqlite3.Connection, row: tuple[Any, ...], spec: str) -> None:
+    """Insert the flow row (and its graph, unless stored already)."""
+    db.execute("INSERT OR IGNORE INTO qm_graphs (hash, spec) VALUES (?, ?)", (row[1], spec))
+    try:
+        db.execute(_ADD_FLOW, row)
+    except sqlite3.IntegrityError:
+        raise FlowExistsError(f"flow {UUID(bytes=row[0])} already exists") from None
+
+
+def update_flow(db: sqlite3.Connection, row: tuple[Any, ...], terminal: bool) -> None:
+    """Set status, updated_at, error, final_output, event_seq; a terminal status also
+    drops the queue, join deliveries and loop marks."""
+    changed = db.execute(
+        "UPDATE qm_flows SET status = ?, updated_at = ?, error = ?, final_output = ?, "
+        "event_seq = ? WHERE flow_id = ?",
+        row,
+    ).rowcount
+    fid = row[-1]
+    if not changed:
+        raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
+    if terminal:
+        for table in ("qm_pending", "qm_deliveries", "qm_loop_exits"):
+            db.execute(f"DELETE FROM {table} WHERE flow_id = ?", (fid,))
+
+
+def flow_record(db: sqlite3.Connection, graphs: GraphCache, row: Any) -> FlowRecord:
+    fid, digest, input_text, status, created, updated, error, output, seq, parent = row
+    return FlowRecord(
+        flow_id=UUID(bytes=fid),
+        graph=graphs.get(db, digest),
+        input=input_text,
+        status=FlowStatus(status),
+        created_at=created,
+        updated_at=updated,
+        error=error,
+        final_output=output,
+        event_seq=seq,
+        parent_flow_id=None if parent is None else UUID(bytes=parent),
+    )
+
+
+def get_flow(db: sqlite3.Connection, graphs: GraphCache, fid: bytes) -> FlowRecord | None:
+    row = db.execute(f"SELECT {FLOW_COLUMNS} FROM qm_flows WHERE flow_id = ?", (fid,)).fetchone()
+    return None if row is None else flow_record(db, graphs, row)
+
+
+def list_flows(
+    db: sqlite3.Connection, graphs: GraphCache, status: str | None, limit: int | None
+) -> list[FlowRecord]:
+    where = "" if status is None else "WHERE status = ? "
+    args: list[Any] = [] if status is None else [status]
+    args.append(-1 if limit is None else limit)
+    rows = db.execute(
+        f"SELECT {FLOW_COLUMNS} FROM qm_flows {where}ORDER BY updated_at DESC LIMIT ?", args
+    ).fetchall()
+    return [flow_record(db, graphs, row) for row in rows]
+
+
+def record_counts(db: sqlite3.Connection, fids: list[bytes]) -> dict[UUID, dict[str, int]]:
+    """``{flow: {record status: count}}`` without decoding a record."""
+    counts: dict[UUID, dict[str, int]] = {}
+    for fid in fids:
+        rows = db.execute(
+            "SELECT status, count(*) FROM qm_records WHERE flow_id = ? GROUP BY status", (fid,)
+        )
+        counts[UUID(bytes=fid)] = dict(rows.fetchall())
+    return counts
+
+
+def delete_flows(db: sqlite3.Connection, fids: list[bytes]) -> int:
+    """Delete the flows, their rows, and their graphs if no other flow uses them.
+    Returns the number of rows deleted."""
+    removed = 0
+    digests: set[str] = set()
+    for fid in fids:
+        row = db.execute("SELECT graph_hash FROM qm_flows WHERE flow_id = ?", (fid,)).fetchone()
+        if row is not None:
+            digests.add(row[0])
+            removed += db.execute("DELETE FROM qm_flows WHERE flow_id = ?", (fid,)).rowcount
+        for table in FLOW_TABLES:
+            removed += db.execute(f"DELETE FROM {table} WHERE flow_id = ?", (fid,)).rowcount
+    for digest in digests:
+        db.execute(
+            "DELETE FROM qm_graphs WHERE hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM qm_flows WHERE graph_hash = ?)",
+            (digest, digest),
+        )
+    return removed
+
+
+def prune(db: sqlite3.Connection, cutoff: float) -> int:
+    """Delete ended flows updated before ``cutoff``, a batch per write transaction."""
+    pruned = 0
+    while batch := in_write_tx(db, _prune_batch, cutoff):
+        pruned += batch
+    return pruned
+
+
+def _prune_batch(db: sqlite3.Connection, cutoff: float) -> int:
+    marks = ",".join("?" * len(TERMINAL))
+    fids = [
+        r[0]
+        for r in db.execute(
+            f"SELECT flow_id FROM qm_flows WHERE status IN ({marks}) AND updated_at < ? LIMIT ?",
+            (*TERMINAL, cutoff, PRUNE_BATCH),
+        )
+    ]
+    delete_flows(db, fids)
+    return len(fids)
+
+
+# -- commits -------------------------------------------------------------------------------------
+
+
+class CommitRows:
+    """A `Commit` as the keys and rows its transaction writes."""
+
+    __slots__ = (
+        "closed",
+        "deliveries",
+        "done",
+        "exits",
+        "fid",
+        "memory",
+        "pending",
+        "record",
+        "resets",
+        "touch",
+    )
+
+    def __init__(self, fid: bytes) -> None:
+        self.fid = fid
+        self.touch: float | None = None
+        self.done: tuple[bytes, bytes, int] | None = None
+        self.record: codec.RecordRow | None = None
+        self.memory: list[tuple[bytes, str, str]] | None = None
+        self.deliveries: list[tuple[Any, ...]] | None = None
+        self.closed: list[tuple[bytes, bytes, int]] | None = None
+        self.pending: list[tuple[Any, ...]] | None = None
+        self.resets: list[tuple[bytes, bytes]] | None = None
+        self.exits: list[tuple[bytes, bytes, bytes]] | None = None
+
+
+def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
+    """Apply a commit in the order `Commit` documents."""
+    execute = db.execute
+    fid = rows.fid
+    # The flow must exist (a commit to a deleted flow changes nothing); the
+    # same read numbers the record.
+    exists, last = execute(_HEAD, (fid, fid)).fetchone()
+    if exists is None:
+        raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
+    if rows.touch is not None:
+        execute(_TOUCH, (rows.touch, fid))
+    if rows.done is not None:
+        execute(_DONE, rows.done)
+    record = rows.record
+    if record is not None:
+        execute(_ADD_RECORD, (fid, (last or 0) + 1, *record))
+    if rows.memory:
+        _write_rows(db, _SET_MEMORY, rows.memory)
+    if rows.deliveries:
+        _write_rows(db, _ADD_DELIVERY, rows.deliveries)
+    if rows.closed:
+        _write_rows(db, _CLOSE_SLOT, rows.closed)
+    if rows.pending:
+        _write_rows(db, _ENQUEUE, rows.pending)
+    if rows.resets:
+        _write_rows(db, _RESET_LOOP, rows.resets)
+    if rows.exits:
+        _write_rows(db, _ADD_LOOP_EXIT, rows.exits)
+
+
+def _write_rows(db: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
+    # One row is the usual case, and execute costs less than executemany.
+    if len(rows) == 1:
+        db.execute(sql, rows[0])
+    else:
+        db.executemany(sql, rows)
+
+
+def load_flow(db: sqlite3.Connection, graphs: GraphCache, fid: bytes) -> FlowSnapshot | None:
+    """The flow and its state; run it in a read transaction (one snapshot)."""
+    flow = get_flow(db, graphs, fid)
+    if flow is None:
+        return None
+    key = (fid,)
+    records = [
+        codec.decode_record(*r)
+        for r in db.execute(
+            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? ORDER BY seq", key
+        )
+    ]
+    pending = [
+        codec.decode_activation(*r)
+        for r in db.execute(
+            f"SELECT {codec.PENDING_COLUMNS} FROM qm_pending WHERE flow_id = ? ORDER BY seq", key
+        )
+    ]
+    deliveries = [
+        codec.decode_delivery(*r)
+        for r in db.execute(
+            "SELECT target, slot, edge, source, source_visit FROM qm_deliveries WHERE flow_id = ?",
+            key,
+        )
+    ]
+    loop_exits = sorted(
+        (
+            (UUID(bytes=h), UUID(bytes=e))
+            for h, e in db.execute("SELECT header, edge FROM qm_loop_exits WHERE flow_id = ?", key)
+        ),
+        key=str,
+    )
+    return FlowSnapshot(
+        flow=flow,
+        memory=all_memory(db, fid),
+        records=records,
+        pending=pending,
+        deliveries=deliveries,
+        loop_exits=loop_exits,
+    )
+
+
+# -- 0.1.5's per-node methods ----------------------------------------------------------------------
+
+
+def save_record(db: sqlite3.Connection, fid: bytes, record: codec.RecordRow) -> None:
+    """0.1.5's save_node_execution: a record that, unlike a committed one, leaves a
+    history saved with save_messages in place."""
+    seq = (db.execute(_HEAD, (fid, fid)).fetchone()[1] or 0) + 1
+    db.execute(_ADD_RECORD, (fid, seq, *record))
+    # Only a saved history that still stands (no committed record after it).
+    db.execute(
+        "UPDATE qm_messages SET after_seq = ? WHERE flow_id = ? AND node_id = ? AND after_seq >= "
+        "(SELECT ifnull(max(seq), 0) FROM qm_records WHERE flow_id = ? AND node_id = ? "
+        "AND seq < ?)",
+        (seq, fid, record[0], fid, record[0], seq),
+    )
+
+
+def latest_record(db: sqlite3.Connection, fid: bytes, node: bytes) -> NodeExecution | None:
+    row = db.execute(
+        f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND node_id = ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (fid, node),
+    ).fetchone()
+    return None if row is None else codec.decode_record(*row)
+
+
+def latest_records(db: sqlite3.Connection, fid: bytes) -> dict[UUID, NodeExecution]:
+    latest: dict[UUID, NodeExecution] = {}
+    for row in db.execute(
+        f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? ORDER BY seq", (fid,)
+    ):
+        rec = codec.decode_record(*row)
+        latest[rec.node_id] = rec
+    return latest
+
+
+def set_memory(db: sqlite3.Connection, fid: bytes, key: str, value: str) -> None:
+    db.execute(_SET_MEMORY, (fid, key, value))
+
+
+def get_memory(db: sqlite3.Connection, fid: bytes, key: str) -> Any:
+    row = db.execute(
+        "SELECT value FROM qm_memory WHERE flow_id = ? AND key = ?", (fid, key)
+    ).fetchone()
+    return None if row is None else codec.loads(row[0])
+
+
+def all_memory(db: sqlite3.Connection, fid: bytes) -> dict[str, Any]:
+    loads = codec.loads
+    return {
+        key: loads(value)
+        for key, value in db.execute("SELECT key, value FROM qm_memory WHERE flow_id = ?", (fid,))
+    }
+
+
+def delete_memory(db: sqlite3.Connection, fid: bytes, key: str) -> None:
+    db.execute("DELETE FROM qm_memory WHERE flow_id = ? AND key = ?", (fid, key))
+
+
+def save_messages(db: sqlite3.Connection, fid: bytes, node: bytes, body: str) -> None:
+    db.execute(_SET_MESSAGES, (fid, node, fid, body))
+
+
+def append_message(db: sqlite3.Connection, fid: bytes, node: bytes, body: str) -> None:
+    current = messages_of(db, fid, node)
+    current.extend(codec.decode_messages(body))
+    db.execute(_SET_MESSAGES, (fid, node, fid, codec.encode_messages(current)))
+
+
+def messages_of(db: sqlite3.Connection, fid: bytes, node: bytes) -> list[Message]:
+    """The node's history: the one saved explicitly unless a record of the node was
+    committed after it, else the one its latest record ends."""
+    row = db.execute(
+        "SELECT body, after_seq >= (SELECT ifnull(max(seq), 0) FROM qm_records "
+        "WHERE flow_id = ? AND node_id = ?) FROM qm_messages WHERE flow_id = ? AND node_id = ?",
+        (fid, node, fid, node),
+    ).fetchone()
+    if row is not None and row[1]:
+        return codec.decode_messages(row[0])
+    rows = db.execute(
+        f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? ORDER BY seq", (fid,)
+    )
+    return _history_of(rows, UUID(bytes=node))
+
+
+def _history_of(rows: Any, node_id: UUID) -> list[Message]:
+    """The history the node's latest record ends, rebuilt from the flow's records the
+    way a restoring run does: a record's own messages after its parents' histories,
+    its system messages first."""
+    logs: dict[ActivationKey, tuple[int, MessageLog]] = {}
+    latest: MessageLog | None = None
+    for row in rows:
+        rec = codec.decode_record(*row)
+        own = rec.messages
+        lead = 0
+        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
+            lead += 1
+        parents = [logs[k][1] for k in rec.history_parents if k in logs]
+        log = MessageLog((*own[:lead], *parents, *own[lead:]))
+        prev = logs.get(rec.key)
+        if prev is None or rec.attempt >= prev[0]:
+            logs[rec.key] = (rec.attempt, log)
+        if rec.node_id == node_id:
+            latest = log
+    return [] if latest is None else latest.to_list()

@@ -1,0 +1,195 @@
+"""The database schema, its version record and its migrations.
+
+The version lives in ``qm_meta`` under ``schema_version``. ``MIGRATIONS[i]``
+takes a file from version ``i`` to ``i + 1``; version 0 is a file without our
+tables (new, empty, or another application's SQLite file, whose tables are left
+alone: every table of ours starts with ``qm_``). A file whose version is newer
+than `SCHEMA_VERSION` is refused before anything is written to it.
+
+Layout, for one flow (``flow_id`` is the 16-byte UUID):
+
+- ``qm_flows``: one row per flow; its graph is a ``graph_hash`` into
+  ``qm_graphs``, which stores each distinct graph once.
+- ``qm_records``: every activation record, numbered in commit order (``seq``).
+- ``qm_memory``: flow memory; ``qm_messages``: histories saved explicitly (0.1.5's
+  ``save_messages``), which stand until a record of the node is committed after
+  them (``after_seq``).
+- ``qm_pending``, ``qm_deliveries``, ``qm_loop_exits``: the queue and the join
+  and loop state a recovering process needs; dropped when the flow ends.
+- ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
+
+Every per-flow table leads with ``flow_id`` in its primary key or index, so
+reading one flow never visits another's rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+SCHEMA_VERSION = 1
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS qm_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE qm_graphs (
+    hash TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE qm_flows (
+    flow_id        BLOB PRIMARY KEY,
+    graph_hash     TEXT NOT NULL,
+    input          TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    created_at     REAL NOT NULL,
+    updated_at     REAL NOT NULL,
+    error          TEXT,
+    final_output   TEXT,
+    event_seq      INTEGER NOT NULL,
+    parent_flow_id BLOB
+) WITHOUT ROWID;
+CREATE INDEX qm_flows_by_updated ON qm_flows (updated_at);
+CREATE INDEX qm_flows_by_status ON qm_flows (status, updated_at);
+CREATE INDEX qm_flows_by_graph ON qm_flows (graph_hash);
+
+CREATE TABLE qm_records (
+    flow_id    BLOB NOT NULL,
+    seq        INTEGER NOT NULL,
+    node_id    BLOB NOT NULL,
+    visit      INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    result     TEXT,
+    error      TEXT,
+    started    REAL,
+    finished   REAL,
+    user_input TEXT,
+    inputs     TEXT NOT NULL,
+    parents    TEXT NOT NULL,
+    messages   TEXT,
+    out_role   TEXT,
+    data       TEXT,
+    PRIMARY KEY (flow_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_memory (
+    flow_id BLOB NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (flow_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_messages (
+    flow_id   BLOB NOT NULL,
+    node_id   BLOB NOT NULL,
+    after_seq INTEGER NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (flow_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_pending (
+    flow_id    BLOB NOT NULL,
+    node_id    BLOB NOT NULL,
+    visit      INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL,
+    inputs     TEXT NOT NULL,
+    not_before REAL NOT NULL,
+    waiting    INTEGER NOT NULL,
+    prompt     TEXT NOT NULL,
+    options    TEXT,
+    user_input TEXT,
+    PRIMARY KEY (flow_id, node_id, visit)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_deliveries (
+    flow_id      BLOB NOT NULL,
+    target       BLOB NOT NULL,
+    slot         INTEGER NOT NULL,
+    edge         BLOB NOT NULL,
+    source       BLOB,
+    source_visit INTEGER NOT NULL,
+    PRIMARY KEY (flow_id, target, slot, edge)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_loop_exits (
+    flow_id BLOB NOT NULL,
+    header  BLOB NOT NULL,
+    edge    BLOB NOT NULL,
+    PRIMARY KEY (flow_id, header, edge)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_agent_memory (
+    agent_id   BLOB NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    metadata   TEXT,
+    PRIMARY KEY (agent_id, key)
+) WITHOUT ROWID;
+"""
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _create_v1(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V1):
+        db.execute(statement)
+
+
+#: ``MIGRATIONS[i]`` brings a file at version ``i`` to version ``i + 1``.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+#: Every table of a current file; the per-flow ones are listed in `FLOW_TABLES`.
+TABLES = (
+    "qm_meta",
+    "qm_graphs",
+    "qm_flows",
+    "qm_records",
+    "qm_memory",
+    "qm_messages",
+    "qm_pending",
+    "qm_deliveries",
+    "qm_loop_exits",
+    "qm_agent_memory",
+)
+FLOW_TABLES = (
+    "qm_records",
+    "qm_memory",
+    "qm_messages",
+    "qm_pending",
+    "qm_deliveries",
+    "qm_loop_exits",
+)
+
+
+def read_version(db: sqlite3.Connection) -> int:
+    """The file's schema version; 0 when it has none of our tables."""
+    try:
+        row = db.execute("SELECT value FROM qm_meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    return 0 if row is None else int(row[0])
+
+
+def migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring the file from ``version`` to `SCHEMA_VERSION` (inside the caller's
+    write transaction) and record the new version."""
+    for step in MIGRATIONS[version:]:
+        step(db)
+    db.execute(
+        "INSERT INTO qm_meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )

@@ -1,0 +1,90 @@
+"""`SQLiteSettings`: the ``[store]`` section of a configuration naming ``sqlite``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+#: The values of SQLite's ``PRAGMA synchronous`` we accept.
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|w|d|h|m|s)", re.IGNORECASE)
+_SHORT = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|w|d|h|m|s)\s*)+$", re.IGNORECASE)
+_SECONDS = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90s"``, ``"500ms"``, or seconds as a string
+    (environment variables), as a timedelta.
+
+    Anything else is returned unchanged for pydantic's own timedelta parsing
+    (seconds as a number, ISO 8601 such as ``"P7D"``, ``"HH:MM:SS"``).
+    """
+    if isinstance(value, str):
+        if _SECONDS.match(value):
+            return timedelta(seconds=float(value))
+        if _SHORT.match(value):
+            seconds = sum(float(n) * _UNITS[u.lower()] for n, u in _PART.findall(value))
+            return timedelta(seconds=seconds)
+    return value
+
+
+class SQLiteSettings(BaseModel):
+    """Settings of the ``sqlite`` store.
+
+    - ``path``: the database file. A relative path is resolved against the
+      folder of the configuration file (the current folder when the settings do
+      not come from a file). Its folder must exist; the file is created on first
+      use.
+    - ``synchronous``: SQLite's ``PRAGMA synchronous``. NORMAL (default) in WAL
+      mode survives a crash of the process at any point; FULL also survives
+      losing power, at the price of an fsync per commit.
+    - ``busy_timeout``: seconds a write waits for another connection (another
+      process on the same file) to release the write lock before failing.
+    - ``retention``: how long ended flows are kept before ``qm flows prune``
+      (without an age) deletes them; ``"7d"``, ``"12h"``, ``"1d12h"``, seconds,
+      or ISO 8601 (``"P7D"``). None (default): kept until pruned by age.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    synchronous: Synchronous = "NORMAL"
+    busy_timeout: float = Field(default=DEFAULT_BUSY_TIMEOUT, ge=0)
+    retention: timedelta | None = None
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _resolve_path(cls, value: Path, info: ValidationInfo) -> Path:
+        if str(value) == "":
+            raise ValueError("path must name a database file")
+        value = value.expanduser()
+        if value.is_absolute():
+            return value
+        context = info.context if isinstance(info.context, dict) else None
+        base = context.get("config_dir") if context else None
+        return (Path(base) if base is not None else Path.cwd()) / value
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @field_validator("retention", mode="after")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("retention must be a positive duration")
+        return value
