@@ -226,3 +226,57 @@ def test_stopping_a_paused_flow_records_it_as_stopped() -> None:
     assert trace.event_types()[-1] == "FlowStopped"
     with pytest.raises(FlowStateError, match="is stopped"):
         runner.resume(paused.flow_id, "yes")
+
+
+def _polling(seen: list[bool], started: threading.Event):
+    def wait(ctx: ExecutionContext) -> str:
+        started.set()
+        deadline = time.monotonic() + 5
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen.append(ctx.cancelled)
+        return "done"
+
+    return wait
+
+
+def test_cancelling_the_task_that_awaits_a_flow_tells_blocking_executors() -> None:
+    seen: list[bool] = []
+    started = threading.Event()
+    trace = Trace().on_blocking("wait", _polling(seen, started))
+    graph = build({"Start": "Start1", "W": "wait"}, [("Start", "W")])
+    runner = FlowRunner(graph, trace.registry, dispatcher=AsyncDispatcher())
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(runner.arun("x"))
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    began = time.monotonic()
+    asyncio.run(scenario())
+    while not seen and time.monotonic() - began < 5:
+        time.sleep(0.005)
+    assert seen == [True]
+    assert time.monotonic() - began < 3
+
+
+def test_a_stop_failure_tells_running_blocking_siblings() -> None:
+    seen: list[bool] = []
+    started = threading.Event()
+
+    async def fail(ctx: ExecutionContext) -> str:
+        await asyncio.to_thread(started.wait, 5)
+        raise RuntimeError("bad")
+
+    trace = Trace().on_blocking("wait", _polling(seen, started)).on("fail", fail)
+    graph = build(
+        {"Start": "Start1", "W": "wait", "Bad": "fail"}, [("Start", "W"), ("Start", "Bad")]
+    )
+    result = FlowRunner(graph, trace.registry, dispatcher=AsyncDispatcher()).run("x")
+    assert result.status is FlowStatus.FAILED
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert seen == [True]

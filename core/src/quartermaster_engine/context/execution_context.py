@@ -228,6 +228,12 @@ class ExecutionContext:
         if self.on_token is not None:
             self.on_token(token)
 
+    def stop_flow(self, reason: str = "") -> None:
+        """Ask this flow to stop, as `FlowRunner.stop` does; safe from any thread."""
+        if self._run is None:
+            raise RuntimeError("this context was not created by a runner")
+        self._run.request_stop_threadsafe(reason or "stop_flow() called by a node")
+
     def emit(self, event: FlowEvent) -> None:
         """Send an event of your own (a `FlowEvent` subclass, e.g. a tool call) to the
         flow's listeners, numbered with the engine's events. Safe from worker

@@ -7,7 +7,9 @@ decides how they run:
   (deterministic); True runs them as concurrent asyncio tasks, at most
   ``max_concurrency`` at once (None: no bound).
 - ``run_blocking(fn, node)``: how a plain ``def`` executor runs. ``async def``
-  executors always run on the event loop.
+  executors always run on the event loop. For engine calls ``fn`` is a
+  `BlockingCall` whose ``context`` names the flow (``context.cancelled``,
+  ``context.stop_flow()``).
 
 The scheduler's own state (joins, memory, commits) only ever changes on the
 event loop's thread, whatever the dispatcher, so it needs no locks.

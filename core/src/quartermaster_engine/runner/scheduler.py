@@ -30,7 +30,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -108,6 +107,21 @@ class StoreUnavailableError(RuntimeError):
 class UnstorableOutputError(RuntimeError):
     """A node produced data the store cannot save; the flow is failed (recovering it
     would only produce the same data again)."""
+
+
+class BlockingCall:
+    """The call a dispatcher's ``run_blocking`` receives for a blocking executor:
+    calling it runs ``executor.execute(context)``; ``context`` tells the dispatcher
+    which flow the call belongs to (``context.cancelled``, ``context.stop_flow``)."""
+
+    __slots__ = ("context", "executor")
+
+    def __init__(self, executor: NodeExecutor, context: ExecutionContext) -> None:
+        self.executor = executor
+        self.context = context
+
+    def __call__(self) -> Any:
+        return self.executor.execute(self.context)
 
 
 class _JoinSlot:
@@ -269,10 +283,16 @@ class FlowRun:
     # -- what executors read -----------------------------------------------------
 
     def memory_snapshot(self) -> dict[str, Any]:
-        """A copy of flow memory, shared by every context until the next write."""
+        """A copy of flow memory, shared by every context until the next write.
+
+        Only the loop's thread caches it: a worker thread copying while the loop
+        commits a write could otherwise cache a copy older than that write.
+        """
         snap = self._snapshot
         if snap is None:
-            snap = self._snapshot = dict(self.memory)
+            snap = dict(self.memory)
+            if threading.get_ident() == self.loop_thread:
+                self._snapshot = snap
         return snap
 
     def input_text(self, act: Activation) -> str:
@@ -480,6 +500,11 @@ class FlowRun:
                 await self._drive_inline()
         except asyncio.CancelledError:
             if not self.stopping:
+                # Cancelled from outside (the caller's task, a closed run_async):
+                # blocking executors and child flows must hear of it too.
+                self.cancel_requested = True
+                for child in list(self.children):
+                    child.request_stop("the parent flow was cancelled")
                 raise
             self._uncancel()
         except Exception as exc:
@@ -495,7 +520,7 @@ class FlowRun:
 
     def _stop_if_requested(self) -> bool:
         """A stop asked from another thread may not have reached the loop yet."""
-        if self.cancel_requested and not self.stopping:
+        if self.cancel_requested and not self.stopping and not self.halted:
             self.request_stop(self.stop_reason or "stop() called")
         return self.halted
 
@@ -577,8 +602,10 @@ class FlowRun:
                 self._wake.set()
 
     def _halt(self) -> None:
-        """No new activation starts; running executors are cancelled."""
+        """No new activation starts; running executors are cancelled (async ones) or
+        told through ``context.cancelled`` (blocking ones)."""
         self.halted = True
+        self.cancel_requested = True
         for task in list(self._cancellable):
             task.cancel()
         if self._inline_cancellable and self.driver is not None:
@@ -661,7 +688,7 @@ class FlowRun:
         elif timeout is None and not self.offloads_blocking:
             result = executor.execute(ctx)
         else:
-            call = partial(executor.execute, ctx)
+            call = BlockingCall(executor, ctx)
             if self.offloads_blocking:
                 job = self.dispatcher.run_blocking(call, cnode.node)
             else:
