@@ -227,3 +227,42 @@ def test_no_token_reaches_listeners_after_a_stop_request() -> None:
     result = runner.run("x")
     assert result.status is FlowStatus.STOPPED
     assert seen == ["0"]
+
+
+def test_a_flow_created_but_never_started_is_started_by_recover() -> None:
+    """The process died between storing the flow and queueing its start node."""
+    import time
+
+    from quartermaster_engine.stores.records import FlowRecord
+
+    store = InMemoryStore()
+    graph = chain(4)
+    flow_id = node_id("never-started")
+    now = time.time()
+    store.create_flow(FlowRecord(flow_id, graph, "in", created_at=now, updated_at=now))
+    trace = Trace().on("step")
+    result = FlowRunner(graph, trace.registry, store=store).recover(flow_id)
+    assert (result.status, result.final_output) == (FlowStatus.COMPLETED, "n1(n0(in))")
+    assert trace.names() == ["n0", "n1"]
+
+
+def test_an_answer_committed_before_a_crash_is_recovered() -> None:
+    """The process died after committing a resume's answer, before marking the flow
+    running: recover continues it instead of leaving it paused with nobody waiting."""
+    from quartermaster_engine import ExecutionContext, NodeResult
+    from quartermaster_engine.stores.records import Commit
+
+    def ask(ctx: ExecutionContext) -> NodeResult:
+        if ctx.user_input is None:
+            return NodeResult(wait_for_user=True, user_prompt="ok?")
+        return NodeResult(output_text=f"answer={ctx.user_input}")
+
+    store = InMemoryStore()
+    trace = Trace().on("ask", ask)
+    graph = build({"Start": "Start1", "Q": "ask", "End": "End1"}, [("Start", "Q"), ("Q", "End")])
+    paused = FlowRunner(graph, trace.registry, store=store).run("in")
+    waiting = store.load_flow(paused.flow_id).pending[0]
+    waiting.waiting, waiting.user_input = False, "yes"
+    store.commit(paused.flow_id, Commit(enqueue=[waiting]))  # what resume writes first
+    result = FlowRunner(graph, trace.registry, store=store).recover(paused.flow_id)
+    assert (result.status, result.final_output) == (FlowStatus.COMPLETED, "answer=yes")

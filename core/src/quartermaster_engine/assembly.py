@@ -34,8 +34,11 @@ def settings_for(
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(settings)"
-            source = config.source_of(f"{section}.{field}")
-            problems.append(f"setting {field!r}: {err['msg']} (from {source})")
+            source = (
+                "not set" if err["type"] == "missing" else config.source_of(f"{section}.{field}")
+            )
+            where = source if source == "not set" else f"from {source}"
+            problems.append(f"setting {field!r}: {err['msg']} ({where})")
         raise ConfigError(
             f"{label} {registration.name!r} of {registration.origin}: " + "; ".join(problems)
         ) from None

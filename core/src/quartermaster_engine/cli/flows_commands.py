@@ -60,10 +60,20 @@ def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter]]:
             run_sync(adapter.call("close"))
 
 
-def _counts(snapshot: FlowSnapshot) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for record in snapshot.records:
-        counts[record.status.value] = counts.get(record.status.value, 0) + 1
+def _record_counts(
+    store: Any, adapter: StoreAdapter, flow_ids: list[UUID]
+) -> dict[UUID, dict[str, int]]:
+    """Records per status of each flow: counted by the store when it can (an optional
+    ``record_counts(flow_ids)``), else by loading each flow."""
+    if callable(getattr(store, "record_counts", None)):
+        return run_sync(adapter.call("record_counts", flow_ids))
+    counts: dict[UUID, dict[str, int]] = {}
+    for flow_id in flow_ids:
+        snapshot: FlowSnapshot | None = run_sync(adapter.call("load_flow", flow_id))
+        per_status: dict[str, int] = {}
+        for record in snapshot.records if snapshot is not None else ():
+            per_status[record.status.value] = per_status.get(record.status.value, 0) + 1
+        counts[flow_id] = per_status
     return counts
 
 
@@ -79,14 +89,14 @@ def flows_group() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def list_command(config_path: str | None, as_json: bool, status: str | None, limit: int) -> None:
     """Flows, most recently updated first, with their node counts."""
-    with _store(config_path) as (_, adapter), reported():
+    with _store(config_path) as (store, adapter), reported():
         records: list[FlowRecord] = run_sync(
             adapter.call("list_flows", status=FlowStatus(status) if status else None, limit=limit)
         )
-        snapshots = [run_sync(adapter.call("load_flow", r.flow_id)) for r in records]
+        all_counts = _record_counts(store, adapter, [r.flow_id for r in records])
     rows: list[dict[str, Any]] = []
-    for record, snap in zip(records, snapshots, strict=True):
-        counts = _counts(snap) if snap is not None else {}
+    for record in records:
+        counts = all_counts.get(record.flow_id, {})
         rows.append(
             {
                 "flow_id": str(record.flow_id),

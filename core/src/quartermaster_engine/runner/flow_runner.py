@@ -485,7 +485,12 @@ class FlowRunner:
             listeners=listeners,
         )
         run.restore(snapshot)
-        run.status_on_load = snapshot.flow.status
+        status = snapshot.flow.status
+        if status is FlowStatus.PAUSED and (run.ready or run.timers):
+            # An answer was committed but the process died before marking the flow
+            # running again: it is a running flow to recover, not a paused one.
+            status = FlowStatus.RUNNING
+        run.status_on_load = status
         return run
 
     def _same_graph(self, spec: GraphSpec) -> bool:
@@ -526,6 +531,8 @@ class FlowRunner:
         run.started = time.monotonic()
         if run.listening:
             run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
+        if run.untouched:
+            await run.queue_start()  # died between creating the flow and queueing Start
         return await self._drive(run)
 
     def recover(self, flow_id: UUID) -> FlowResult:

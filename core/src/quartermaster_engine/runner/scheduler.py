@@ -387,13 +387,9 @@ class FlowRun:
             updated_at=now,
             parent_flow_id=self.parent_flow_id,
         )
-        start = self.cg.start
-        self.visits[start.idx] = 1
-        act = Activation._engine(start.node_id, 1, start, ())
-        self._enter_loops(start)
         if self.durable:
             await self.store.call("create_flow", record)
-            await self.store.commit(self.flow_id, Commit(enqueue=[act]))
+        await self.queue_start()
         if self.listening:
             self.emit(
                 FlowStarted(
@@ -402,7 +398,26 @@ class FlowRun:
                     graph_name=self.graph.name,
                 )
             )
+
+    async def queue_start(self) -> None:
+        """Queue the first visit of the start node."""
+        start = self.cg.start
+        self.visits[start.idx] = 1
+        act = Activation._engine(start.node_id, 1, start, ())
+        self._enter_loops(start)
+        if self.durable:
+            await self.store.commit(self.flow_id, Commit(enqueue=[act]))
         self.ready.append(act)
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing ever ran or was queued (the process died right after creating it)."""
+        return (
+            not self.ready
+            and not self.timers
+            and not self.waiting
+            and all(rec is None for rec in self.latest)
+        )
 
     def restore(self, snapshot: FlowSnapshot) -> None:
         """Rebuild this run's state from what the store holds."""
