@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 from uuid import UUID, uuid4
 
 import click
 from rich.console import Console
 
 from quartermaster_engine import assembly
+from quartermaster_engine._sync import run_sync
 from quartermaster_engine.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -160,11 +162,32 @@ def _runner(
     return runner
 
 
-def _interrupted(flow_id: UUID, config_path: str | None) -> None:
-    fail(
-        f"interrupted; flow {flow_id} is left as it was in the store. With a durable store, "
-        f"continue it with: qm recover {flow_id}{_config_flag(config_path)}"
-    )
+def _drive(
+    runner: FlowRunner,
+    call: Callable[[], FlowResult],
+    flow_id: UUID,
+    *,
+    config_path: str | None,
+    as_json: bool,
+    interactive: bool,
+) -> NoReturn:
+    """Run ``call`` on ``runner`` (closing it after), report, and exit with the status."""
+    with runner:
+        try:
+            result = guarded(call)
+        except KeyboardInterrupt:
+            fail(
+                f"interrupted; flow {flow_id} is left as it was in the store. With a durable "
+                f"store, continue it with: qm recover {flow_id}{_config_flag(config_path)}"
+            )
+        code = _finish(
+            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
+        )
+    raise click.exceptions.Exit(code)
+
+
+def _interactive(as_json: bool) -> bool:
+    return sys.stdin.isatty() and not as_json
 
 
 @click.command("run")
@@ -194,36 +217,39 @@ def run_command(
     """Run GRAPH (YAML or JSON) on the configured store and dispatcher."""
     spec = load_graph_file(graph)
     config = load_config(config_path)
-    flow_id = flow_id or uuid4()
+    fid = flow_id or uuid4()
     # --provider/--model become [nodes."<LLM type>"] settings of the LLM node pack.
     try:
         nodes = llm_node_settings(provider, model)
     except ImportError as exc:
         fail(str(exc))
-    with _runner(spec, config, as_json, quiet, nodes=nodes) as runner:
-        try:
-            result = guarded(runner.run, input_text, flow_id)
-        except KeyboardInterrupt:
-            _interrupted(flow_id, config_path)
-        interactive = sys.stdin.isatty() and not as_json
-        code = _finish(
-            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
-        )
-    raise click.exceptions.Exit(code)
+    runner = _runner(spec, config, as_json, quiet, nodes=nodes)
+    _drive(
+        runner,
+        lambda: runner.run(input_text, fid),
+        fid,
+        config_path=config_path,
+        as_json=as_json,
+        interactive=_interactive(as_json),
+    )
 
 
-def _stored_graph(config: EngineConfig, flow_id: UUID) -> tuple[Any, Any]:
-    """The store and the graph a stored flow was started with."""
-    store = assembly.build_store(config)
-    adapter = StoreAdapter(store)
-    if not adapter.durable:
-        fail(f"the configured store ({config.store.name}) cannot continue flows across processes")
-    from quartermaster_engine._sync import run_sync
-
-    record = run_sync(adapter.call("get_flow", flow_id))
-    if record is None:
-        fail(f"no flow {flow_id} in the store ({config.store.name})")
-    return store, record.graph
+def _stored_runner(
+    config_path: str | None, flow_id: UUID, as_json: bool, quiet: bool
+) -> FlowRunner:
+    """A runner for a stored flow: on the configured store, with the flow's own graph."""
+    config = load_config(config_path)
+    with reported():
+        store = assembly.build_store(config)
+        adapter = StoreAdapter(store)
+        if not adapter.durable:
+            fail(
+                f"the configured store ({config.store.name}) cannot continue flows across processes"
+            )
+        record = run_sync(adapter.call("get_flow", flow_id))
+        if record is None:
+            fail(f"no flow {flow_id} in the store ({config.store.name})")
+    return _runner(record.graph, config, as_json, quiet, store)
 
 
 @click.command("resume")
@@ -243,19 +269,15 @@ def resume_command(
 ) -> None:
     """Give INPUT to a paused flow and continue it (a durable store makes this work
     from another process)."""
-    config = load_config(config_path)
-    with reported():
-        store, graph = _stored_graph(config, flow_id)
-    with _runner(graph, config, as_json, quiet, store) as runner:
-        try:
-            result = guarded(runner.resume, flow_id, input_text, node)
-        except KeyboardInterrupt:
-            _interrupted(flow_id, config_path)
-        interactive = sys.stdin.isatty() and not as_json
-        code = _finish(
-            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
-        )
-    raise click.exceptions.Exit(code)
+    runner = _stored_runner(config_path, flow_id, as_json, quiet)
+    _drive(
+        runner,
+        lambda: runner.resume(flow_id, input_text, node),
+        flow_id,
+        config_path=config_path,
+        as_json=as_json,
+        interactive=_interactive(as_json),
+    )
 
 
 @click.command("recover")
@@ -266,10 +288,12 @@ def resume_command(
 def recover_command(flow_id: UUID, config_path: str | None, as_json: bool, quiet: bool) -> None:
     """Continue a flow whose run was interrupted (crash, lost connection): only the
     activations that had not committed run again."""
-    config = load_config(config_path)
-    with reported():
-        store, graph = _stored_graph(config, flow_id)
-    with _runner(graph, config, as_json, quiet, store) as runner:
-        result = guarded(runner.recover, flow_id)
-        code = _finish(runner, result, as_json=as_json, interactive=False, config_path=config_path)
-    raise click.exceptions.Exit(code)
+    runner = _stored_runner(config_path, flow_id, as_json, quiet)
+    _drive(
+        runner,
+        lambda: runner.recover(flow_id),
+        flow_id,
+        config_path=config_path,
+        as_json=as_json,
+        interactive=False,
+    )
