@@ -113,7 +113,10 @@ def _finish(
     while result.paused and interactive:
         waiting = result.waiting[0]
         options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
-        answer = click.prompt(f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}")
+        # On stderr, with the progress: stdout carries only the flow's output.
+        answer = click.prompt(
+            f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}", err=True
+        )
         result = guarded(runner.resume, result.flow_id, answer, waiting.node_id)
     if as_json:
         echo_json(_result_json(result))

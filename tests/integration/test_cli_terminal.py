@@ -1,0 +1,100 @@
+"""On a terminal, ``qm run`` asks at user nodes and resumes in place (a real pty)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QM = Path(sys.executable).parent / "qm"
+
+
+def read_until(fd: int, text: str, timeout: float = 30) -> str:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"never saw {text!r}; got {seen.decode(errors='replace')!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            seen += os.read(fd, 4096)
+    return seen.decode()
+
+
+def test_qm_run_asks_at_each_user_node_and_resumes_in_place() -> None:
+    terminal, child_end = pty.openpty()
+    proc = subprocess.Popen(
+        [str(QM), "run", "examples/approval-loop.yaml", "--input", "Ship v2 on Friday", "-q"],
+        stdin=child_end,
+        stderr=child_end,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("QM_")},
+    )
+    os.close(child_end)
+    try:
+        first = read_until(terminal, "Answer 'approve', or say what to change.: ")
+        assert "Review: Review 1 of 3: Ship v2 on Friday" in first
+        os.write(terminal, b"make it Monday\n")
+        second = read_until(terminal, "Answer 'approve', or say what to change.: ")
+        assert "Review 2 of 3: Ship v2 on Friday (make it Monday)" in second
+        os.write(terminal, b"approve\n")
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(terminal)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert out.decode() == "Published after 1 revision(s): Ship v2 on Friday (make it Monday)\n"
+
+
+def test_without_a_terminal_qm_run_prints_how_to_resume(tmp_path: Path) -> None:
+    (tmp_path / "qm.toml").write_text('[store]\nname = "sqlite"\npath = "flows.db"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
+    graph = str(ROOT / "examples" / "approval-loop.yaml")
+    paused = subprocess.run(
+        [str(QM), "run", graph, "--input", "Ship v2", "--json", "--config", "qm.toml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert paused.returncode == 3
+    import json
+
+    flow_id = json.loads(paused.stdout)["flow_id"]
+    plain = subprocess.run(
+        [str(QM), "run", graph, "--input", "Ship v3", "--config", "qm.toml", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert plain.returncode == 3
+    lines = plain.stderr.strip().splitlines()
+    assert lines[-1].startswith("  qm resume ")
+    assert lines[-1].endswith(" --input ANSWER --config qm.toml")
+    # Another process continues the first flow from the file.
+    done = subprocess.run(
+        [str(QM), "resume", flow_id, "--input", "approve", "--config", "qm.toml", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Published after 0 revision(s): Ship v2\n"
