@@ -9,6 +9,7 @@ thread that stops at the next token once the node is cancelled or the flow stops
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import json
 import threading
@@ -74,6 +75,19 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
 _call_ids = itertools.count(1)
 _loaded: dict[tuple[str, int, int | None], tuple[Any, threading.Lock]] = {}
 _loaded_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the loaded models while the interpreter is still whole: llama-cpp's own
+    finaliser, run during interpreter teardown, fails with a traceback."""
+    with _loaded_lock:
+        models = [llm for llm, _ in _loaded.values()]
+        _loaded.clear()
+    for llm in models:
+        close = getattr(llm, "close", None)
+        if callable(close):
+            close()
 
 
 def _load(path: Path, settings: LlamaCppSettings) -> tuple[Any, threading.Lock]:
