@@ -1,0 +1,162 @@
+"""The workloads on LangGraph 1.2 (``.bench/langgraph``).
+
+Nodes are plain ``def`` functions over a one-key state that return no update
+(LangGraph's cheapest node). A chain is ``START -> n0 -> ... -> END``; a
+fan-out sends ``START`` to every branch and joins them with
+``add_edge([branches...], "join")``, which waits for all of them. A chain of
+N nodes takes N supersteps, so ``recursion_limit`` is raised to fit, as a user
+would have to.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from qmbench.checks import (
+    JOIN,
+    EngineFailed,
+    branch_names,
+    chain_names,
+    check_chain,
+    check_equal,
+    check_fanout,
+)
+
+INPUT = "x"
+FLOW_CHAIN = 5
+
+
+class State(TypedDict):
+    value: str
+
+
+class LangGraphBench:
+    """A workload on a compiled `StateGraph` with the checkpointer of ``variant``."""
+
+    def __init__(
+        self, workload: str, variant: str, size: int, params: dict[str, Any], workdir: Path
+    ) -> None:
+        self.workload = workload
+        self.variant = variant
+        self.size = size
+        self.workdir = workdir
+        self.calls: list[str] = []
+        self.fanout = workload in ("W2", "W6")
+        self.sleep_s = float(params.get("sleep_s", 0.0))
+        self.flows = size if workload == "W4" else 1
+        self.checkpointer: Any = None
+        self.conn: sqlite3.Connection | None = None
+        self.graph: Any = None
+        self.durability: str | None = "sync" if variant == "lg-sqlite-sync" else None
+        self._configs: list[dict[str, Any]] = []
+
+    def _node(self, name: str) -> Callable[[State], None]:
+        calls = self.calls
+        sleep_s = self.sleep_s
+        if sleep_s:
+
+            def sleeper(state: State) -> None:
+                time.sleep(sleep_s)
+                calls.append(name)
+
+            return sleeper
+
+        def noop(state: State) -> None:
+            calls.append(name)
+
+        return noop
+
+    def _builder(self) -> tuple[StateGraph, int]:
+        """The graph builder and the supersteps one run takes."""
+        builder = StateGraph(State)
+        if self.fanout:
+            branches = branch_names(self.size)
+            for name in branches:
+                builder.add_node(name, self._node(name))
+                builder.add_edge(START, name)
+            calls = self.calls
+
+            def join(state: State) -> None:
+                calls.append(JOIN)
+
+            builder.add_node(JOIN, join)
+            builder.add_edge(branches, JOIN)
+            builder.add_edge(JOIN, END)
+            return builder, 2
+        names = chain_names(FLOW_CHAIN if self.workload == "W4" else self.size)
+        for name in names:
+            builder.add_node(name, self._node(name))
+        builder.add_edge(START, names[0])
+        for a, b in itertools.pairwise(names):
+            builder.add_edge(a, b)
+        builder.add_edge(names[-1], END)
+        return builder, len(names)
+
+    def _next_configs(self) -> list[dict[str, Any]]:
+        configs = []
+        for _ in range(self.flows):
+            config: dict[str, Any] = {"recursion_limit": self.steps + 10}
+            if self.checkpointer is not None:
+                config["configurable"] = {"thread_id": str(uuid.uuid4())}
+            if self.variant == "lg-par":
+                config["max_concurrency"] = 32
+            configs.append(config)
+        return configs
+
+    def setup(self) -> None:
+        builder, self.steps = self._builder()
+        if self.variant == "lg-mem":
+            self.checkpointer = InMemorySaver()
+        elif self.variant.startswith("lg-sqlite"):
+            self.conn = sqlite3.connect(self.workdir / "langgraph.db", check_same_thread=False)
+            self.checkpointer = SqliteSaver(self.conn)
+        self.graph = builder.compile(checkpointer=self.checkpointer)
+        self._configs = self._next_configs()
+
+    def run(self) -> list[Any]:
+        invoke = self.graph.invoke
+        start = {"value": INPUT}
+        if self.durability is None:
+            return [invoke(start, config) for config in self._configs]
+        return [invoke(start, config, durability=self.durability) for config in self._configs]
+
+    def check(self, outcome: list[Any]) -> None:
+        if len(outcome) != self.flows:
+            raise EngineFailed(f"{len(outcome)} results for {self.flows} flows")
+        if self.workload == "W4":
+            check_chain(self.calls, FLOW_CHAIN, flows=self.size)
+        elif self.fanout:
+            check_fanout(self.calls, self.size)
+        else:
+            check_chain(self.calls, self.size)
+        for state in outcome:
+            check_equal("final state", state, {"value": INPUT})
+
+    def reset(self) -> None:
+        self.calls.clear()
+        if isinstance(self.checkpointer, InMemorySaver):
+            # In memory, each run starts empty so the peak is one run's.
+            for config in self._configs:
+                self.checkpointer.delete_thread(config["configurable"]["thread_id"])
+        self._configs = self._next_configs()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def make(
+    workload: str, variant: str, size: int, params: dict[str, Any], workdir: Path
+) -> LangGraphBench:
+    """The bench for one cell on LangGraph."""
+    return LangGraphBench(workload, variant, size, params, workdir)
