@@ -104,13 +104,11 @@ class CNode:
 
     __slots__ = (
         "await_all",
-        "error_mode",
         "idx",
         "in_fwd",
         "is_end",
         "is_start",
         "loops",
-        "max_retries",
         "max_visits",
         "n_in_fwd",
         "name",
@@ -120,7 +118,6 @@ class CNode:
         "out_mode",
         "pick_map",
         "plain_input",
-        "thought_mode",
         "timeout",
         "type_name",
     )
@@ -135,15 +132,12 @@ class CNode:
         self.is_end = node.type == NodeType.END
         self.await_all = node.traverse_in == TraverseIn.AWAIT_ALL
         self.out_mode = _OUT_MODE[node.traverse_out]
-        self.thought_mode = _THOUGHT_MODE[node.thought_type]
-        self.error_mode = node.error_handling
-        self.max_retries = node.max_retries if node.error_handling == ErrorStrategy.RETRY else 0
         self.timeout = node.timeout
         meta = node.metadata
         # Nothing to build for the input history: no system text, no inherited or
         # continued history, no input message (the common case of plain nodes).
         self.plain_input = (
-            self.thought_mode in (THOUGHT_SKIP, THOUGHT_NEW)
+            _THOUGHT_MODE[node.thought_type] in (THOUGHT_SKIP, THOUGHT_NEW)
             and not self.system_instruction
             and node.message_type == MessageType.AUTOMATIC
         )
@@ -157,9 +151,25 @@ class CNode:
         self.pick_map: dict[str, CEdge] | None = None
         self.loops: tuple[CLoop, ...] = ()
 
+    # Read on cold paths only (failures, message building): kept on the node, not
+    # copied into every compiled node, which matters for graphs of 100,000 nodes.
     @property
     def metadata(self) -> dict[str, Any]:
         return self.node.metadata
+
+    @property
+    def thought_mode(self) -> int:
+        return _THOUGHT_MODE[self.node.thought_type]
+
+    @property
+    def error_mode(self) -> ErrorStrategy:
+        return self.node.error_handling
+
+    @property
+    def max_retries(self) -> int:
+        """Further attempts after the first (0 unless the strategy is RETRY)."""
+        node = self.node
+        return node.max_retries if node.error_handling == ErrorStrategy.RETRY else 0
 
     @property
     def message_type(self) -> MessageType:
@@ -187,13 +197,12 @@ class CompiledGraph:
             check_graph(spec)
         self.spec = spec
         self.nodes: list[CNode] = [CNode(i, n) for i, n in enumerate(spec.nodes)]
-        self.by_id: dict[UUID, CNode] = {c.node_id: c for c in self.nodes}
-        start = self.by_id.get(spec.start_node_id)
+        by_id: dict[UUID, CNode] = {c.node_id: c for c in self.nodes}
+        start = by_id.get(spec.start_node_id)
         if start is None:  # check_graph reports this; only reachable with validate=False
             raise ValueError(f"start node {spec.start_node_id} is not in the graph")
         self.start: CNode = start
         self.edges: list[CEdge] = []
-        by_id = self.by_id
         for edge in spec.edges:
             source = by_id.get(edge.source_id)
             target = by_id.get(edge.target_id)
@@ -214,6 +223,17 @@ class CompiledGraph:
         self._index_joins()
         self.loops_by_header: dict[UUID, CLoop] = {lp.header.node_id: lp for lp in self.loops}
         self._edge_by_id: dict[UUID, CEdge] | None = None
+        # Dropped after compiling (about 5 MB at 100,000 nodes); rebuilt on demand.
+        self._by_id: dict[UUID, CNode] | None = None
+        del by_id
+
+    @property
+    def by_id(self) -> dict[UUID, CNode]:
+        """Compiled nodes by node id (built on first use: restoring a flow, naming
+        predecessors, error messages)."""
+        if self._by_id is None:
+            self._by_id = {c.node_id: c for c in self.nodes}
+        return self._by_id
 
     @property
     def edge_by_id(self) -> dict[UUID, CEdge]:

@@ -18,7 +18,7 @@ from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
-from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
+from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.result import FlowResult, NodeResults
 from quartermaster_engine.runner.scheduler import FlowRun, FlowStateError
@@ -89,6 +89,7 @@ class FlowRunner:
         self._persistence = persistence
         self._agent_memory: AgentMemory | None = None
         self._installed: NodeRegistry | None = None
+        self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
         self._control = control_executors()
         # Backends this runner created (from_config) and must release in close().
         self._owned: list[Any] = []
@@ -215,6 +216,15 @@ class FlowRunner:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def _is_async(self, executor: NodeExecutor) -> bool:
+        """Whether ``executor.execute`` is a coroutine function, asked once per executor
+        (not once per flow: small flows would pay it every time)."""
+        key = id(executor)
+        hit = self._async_of.get(key)
+        if hit is None or hit[0] is not executor:
+            hit = self._async_of[key] = (executor, is_async_executor(executor))
+        return hit[1]
 
     def _installed_executors(self) -> NodeRegistry:
         if self._installed is None:

@@ -52,7 +52,7 @@ from quartermaster_engine.events import (
 )
 from quartermaster_engine.messaging.history import MessageLog
 from quartermaster_engine.messaging.inputs import input_message
-from quartermaster_engine.nodes import NodeExecutor, NodeResult, is_async_executor
+from quartermaster_engine.nodes import NodeExecutor, NodeResult
 from quartermaster_engine.runner.compiled import (
     OUT_ALL,
     OUT_NONE,
@@ -369,7 +369,7 @@ class FlowRun:
             return self.executors[cnode.type_name]
         except KeyError:
             executor = self.runner._resolve_executor(cnode.type_name)
-            found = None if executor is None else (executor, is_async_executor(executor))
+            found = None if executor is None else (executor, self.runner._is_async(executor))
             self.executors[cnode.type_name] = found
             return found
 

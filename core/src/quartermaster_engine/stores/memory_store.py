@@ -13,7 +13,6 @@ from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
 from quartermaster_engine.stores.records import (
     Activation,
-    ActivationKey,
     Commit,
     Delivery,
     FlowRecord,
@@ -40,14 +39,16 @@ class _FlowData:
         self.record = record
         self.memory: dict[str, Any] = {}
         self.records: list[NodeExecution] = []
-        self.latest: dict[UUID, NodeExecution] = {}
-        self.pending: dict[ActivationKey, Activation] = {}
+        # Keyed by UUID.int: hashing a UUID runs Python code, hashing its int does not,
+        # and a commit looks up several keys.
+        self.latest: dict[int, NodeExecution] = {}
+        self.pending: dict[tuple[int, int], Activation] = {}
         # Join deliveries by slot, then by delivering edge: a repeated delivery of
         # an edge into a slot replaces itself instead of counting twice.
-        self.deliveries: dict[tuple[UUID, int], dict[UUID, Delivery]] = {}
+        self.deliveries: dict[tuple[int, int], dict[int, Delivery]] = {}
         self.loop_exits: set[tuple[UUID, UUID]] = set()
         # Histories set explicitly through save_messages / append_message.
-        self.messages: dict[UUID, list[Message]] = {}
+        self.messages: dict[int, list[Message]] = {}
 
 
 class InMemoryStore:
@@ -58,7 +59,7 @@ class InMemoryStore:
     """
 
     def __init__(self) -> None:
-        self._flows: dict[UUID, _FlowData] = {}
+        self._flows: dict[int, _FlowData] = {}
         self._lock = threading.Lock()
         self._persistence = InMemoryPersistence()
 
@@ -67,9 +68,9 @@ class InMemoryStore:
         return self._persistence
 
     def _data(self, flow_id: UUID) -> _FlowData:
-        data = self._flows.get(flow_id)
+        data = self._flows.get(flow_id.int)
         if data is None:
-            data = self._flows[flow_id] = _FlowData(None)
+            data = self._flows[flow_id.int] = _FlowData(None)
         return data
 
     # -- 0.1.5 contract ------------------------------------------------------
@@ -78,46 +79,46 @@ class InMemoryStore:
         with self._lock:
             data = self._data(flow_id)
             data.records.append(execution)
-            data.latest[node_id] = execution
+            data.latest[node_id.int] = execution
 
     def get_node_execution(self, flow_id: UUID, node_id: UUID) -> NodeExecution | None:
-        data = self._flows.get(flow_id)
-        return None if data is None else data.latest.get(node_id)
+        data = self._flows.get(flow_id.int)
+        return None if data is None else data.latest.get(node_id.int)
 
     def get_all_node_executions(self, flow_id: UUID) -> dict[UUID, NodeExecution]:
-        data = self._flows.get(flow_id)
-        return {} if data is None else dict(data.latest)
+        data = self._flows.get(flow_id.int)
+        return {} if data is None else {r.node_id: r for r in data.latest.values()}
 
     def save_memory(self, flow_id: UUID, key: str, value: Any) -> None:
         with self._lock:
             self._data(flow_id).memory[key] = value
 
     def get_memory(self, flow_id: UUID, key: str) -> Any:
-        data = self._flows.get(flow_id)
+        data = self._flows.get(flow_id.int)
         return None if data is None else data.memory.get(key)
 
     def get_all_memory(self, flow_id: UUID) -> dict[str, Any]:
-        data = self._flows.get(flow_id)
+        data = self._flows.get(flow_id.int)
         return {} if data is None else dict(data.memory)
 
     def delete_memory(self, flow_id: UUID, key: str) -> None:
         with self._lock:
-            data = self._flows.get(flow_id)
+            data = self._flows.get(flow_id.int)
             if data is not None:
                 data.memory.pop(key, None)
 
     def save_messages(self, flow_id: UUID, node_id: UUID, messages: list[Message]) -> None:
         with self._lock:
-            self._data(flow_id).messages[node_id] = list(messages)
+            self._data(flow_id).messages[node_id.int] = list(messages)
 
     def get_messages(self, flow_id: UUID, node_id: UUID) -> list[Message]:
-        data = self._flows.get(flow_id)
+        data = self._flows.get(flow_id.int)
         if data is None:
             return []
-        explicit = data.messages.get(node_id)
+        explicit = data.messages.get(node_id.int)
         if explicit is not None:
             return list(explicit)
-        record = data.latest.get(node_id)
+        record = data.latest.get(node_id.int)
         if record is None:
             return []
         if record.log is not None:
@@ -128,30 +129,30 @@ class InMemoryStore:
         current = self.get_messages(flow_id, node_id)
         current.append(message)
         with self._lock:
-            self._data(flow_id).messages[node_id] = current
+            self._data(flow_id).messages[node_id.int] = current
 
     def clear_flow(self, flow_id: UUID) -> None:
         with self._lock:
-            self._flows.pop(flow_id, None)
+            self._flows.pop(flow_id.int, None)
 
     # -- durable contract ----------------------------------------------------
 
     def create_flow(self, record: FlowRecord) -> None:
         with self._lock:
-            existing = self._flows.get(record.flow_id)
+            existing = self._flows.get(record.flow_id.int)
             if existing is not None and existing.record is not None:
                 raise FlowExistsError(f"flow {record.flow_id} already exists")
             data = existing if existing is not None else _FlowData(None)
             data.record = record
-            self._flows[record.flow_id] = data
+            self._flows[record.flow_id.int] = data
 
     def get_flow(self, flow_id: UUID) -> FlowRecord | None:
-        data = self._flows.get(flow_id)
+        data = self._flows.get(flow_id.int)
         return None if data is None else data.record
 
     def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
         with self._lock:
-            data = self._flows.get(flow_id)
+            data = self._flows.get(flow_id.int)
             if data is None or data.record is None:
                 raise FlowNotFoundError(f"no flow {flow_id}")
             record = data.record
@@ -167,26 +168,27 @@ class InMemoryStore:
 
     def commit(self, flow_id: UUID, commit: Commit) -> None:
         with self._lock:
-            data = self._flows.get(flow_id)
+            data = self._flows.get(flow_id.int)
             if data is None or data.record is None:
                 raise FlowNotFoundError(f"no flow {flow_id}")
             if commit.done is not None:
-                data.pending.pop(commit.done, None)
+                node_id, visit = commit.done
+                data.pending.pop((node_id.int, visit), None)
             record = commit.record
             if record is not None:
                 data.records.append(record)
-                data.latest[record.node_id] = record
+                data.latest[record.node_id.int] = record
                 if data.messages:
-                    data.messages.pop(record.node_id, None)
+                    data.messages.pop(record.node_id.int, None)
             if commit.memory:
                 data.memory.update(commit.memory)
             for delivery in commit.deliveries:
-                by_edge = data.deliveries.setdefault((delivery.target, delivery.slot), {})
-                by_edge.setdefault(delivery.edge, delivery)
-            for closed in commit.closed:
-                data.deliveries.pop(closed, None)
+                by_edge = data.deliveries.setdefault((delivery.target.int, delivery.slot), {})
+                by_edge.setdefault(delivery.edge.int, delivery)
+            for target, slot in commit.closed:
+                data.deliveries.pop((target.int, slot), None)
             for activation in commit.enqueue:
-                data.pending[(activation.node_id, activation.visit)] = activation
+                data.pending[(activation.node_id.int, activation.visit)] = activation
             if commit.loop_resets:
                 resets = set(commit.loop_resets)
                 data.loop_exits = {m for m in data.loop_exits if m[0] not in resets}
@@ -195,7 +197,7 @@ class InMemoryStore:
 
     def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
         with self._lock:
-            data = self._flows.get(flow_id)
+            data = self._flows.get(flow_id.int)
             if data is None or data.record is None:
                 return None
             return FlowSnapshot(
@@ -220,7 +222,7 @@ class InMemoryStore:
 
     def delete_flow(self, flow_id: UUID) -> bool:
         with self._lock:
-            return self._flows.pop(flow_id, None) is not None
+            return self._flows.pop(flow_id.int, None) is not None
 
     def prune(self, older_than: timedelta) -> int:
         cutoff = time.time() - older_than.total_seconds()
