@@ -598,8 +598,17 @@ class FlowRun:
             self._release_due_timers()
 
     async def _run_task(self, act: Activation) -> None:
+        """Run ``act``, then keep taking ready activations while there are any: a
+        chain runs in one task instead of a new task and a driver wake-up per node."""
+        ready = self.ready
+        wake = self._wake
         try:
             await self._run(act)
+            while ready and not self._stop_if_requested():
+                nxt = ready.popleft()
+                if ready and wake is not None:
+                    wake.set()  # more are ready: the driver starts tasks for them
+                await self._run(nxt)
         except asyncio.CancelledError:
             if not self.halted:
                 raise
