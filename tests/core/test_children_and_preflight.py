@@ -159,8 +159,8 @@ def test_node_settings_are_checked_before_anything_runs() -> None:
         runner.run("x")
     assert str(caught.value) == (
         "graph checked-graph has invalid node settings:\n"
-        f"  node 'Bad1' ({node_id('Bad1')}): metadata 'expression' is required\n"
-        f"  node 'Bad2' ({node_id('Bad2')}): metadata 'expression' is required"
+        f"  nodes 'Bad1' ({node_id('Bad1')}), 'Bad2' ({node_id('Bad2')}): "
+        "metadata 'expression' is required"
     )
     assert checked.ran == 0
     assert runner.store.list_flows() == []

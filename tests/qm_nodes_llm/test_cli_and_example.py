@@ -118,10 +118,15 @@ def test_unknown_provider_is_an_error_before_running(tmp_path: Path) -> None:
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert lines[0] == "error: graph Support Agent has invalid node settings:"
+    assert lines[1].startswith("  nodes 'Classify' (")
     assert lines[1].endswith(
         "unknown LLM provider 'nosuch'; installed: anthropic, llamacpp, ollama, openai"
     )
-    assert len(lines) == 5  # one line per LLM node: Classify, Route and the two handlers
+    # One line for the problem all four LLM nodes share: Classify, Route, the handlers.
+    assert len(lines) == 2
+    assert all(
+        f"'{name}' (" in lines[1] for name in ("Route", "Handle billing", "Handle technical")
+    )
 
 
 def test_provider_option_without_the_pack(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -281,7 +281,8 @@ class FlowRunner:
         graph_name = spec.name or str(spec.id)
         known = {t.value for t in NodeType}
         unknown: list[str] = []
-        problems: list[str] = []
+        # Problem -> the nodes that have it: one line per problem, not per node.
+        problems: dict[str, list[str]] = {}
         checked: dict[str, NodeExecutor | None] = {}
         for cnode in compiled.nodes:
             if cnode.type_name not in checked:
@@ -294,14 +295,17 @@ class FlowRunner:
             validate = getattr(executor, "validate_node", None)
             if callable(validate):
                 for problem in validate(cnode.node, spec) or ():
-                    problems.append(f"node {cnode.describe()}: {problem}")
+                    problems.setdefault(problem, []).append(cnode.describe())
         if unknown:
             lines = "\n".join(f"  {line}" for line in unknown)
             raise UnknownNodeTypeError(
                 f"graph {graph_name} uses node types with no executor:\n{lines}"
             )
         if problems:
-            lines = "\n".join(f"  {line}" for line in problems)
+            lines = "\n".join(
+                f"  {'node' if len(nodes) == 1 else 'nodes'} {', '.join(nodes)}: {problem}"
+                for problem, nodes in problems.items()
+            )
             raise NodeConfigError(f"graph {graph_name} has invalid node settings:\n{lines}")
         self._preflighted.add(id(compiled))
 
