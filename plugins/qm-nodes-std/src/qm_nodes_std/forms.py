@@ -4,53 +4,21 @@ the node's field definitions; store the values in flow memory."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
 from qm_nodes_std.base import Problems, StdExecutor, variables
 from qm_nodes_std.templates import Template
 from quartermaster_engine import ExecutionContext, NodeResult
 from quartermaster_graph import GraphNode
-
-#: Field ``type`` values and the Python type each validates as.
-FIELD_TYPES: dict[str, type] = {
-    "string": str,
-    "str": str,
-    "text": str,
-    "integer": int,
-    "int": int,
-    "number": float,
-    "float": float,
-    "boolean": bool,
-    "bool": bool,
-}
-_FIELD_KEYS = ("name", "type", "required", "default", "description", "label", "options")
-
-
-@dataclass(frozen=True, slots=True)
-class FormField:
-    name: str
-    type: str
-    required: bool
-    default: Any
-    description: str
-    options: tuple[Any, ...]
-
-    def describe(self) -> str:
-        kind = f"one of {', '.join(map(str, self.options))}" if self.options else self.type
-        need = "required" if self.required else "optional"
-        if not self.required and self.default is not None:
-            need += f", default {self.default!r}"
-        text = f"- {self.name} ({kind}, {need})"
-        return f"{text}: {self.description}" if self.description else text
+from quartermaster_graph.fields import FieldSpec, fields_model, parse_fields
 
 
 @dataclass(frozen=True, slots=True)
 class FormPlan:
-    fields: tuple[FormField, ...]
+    fields: tuple[FieldSpec, ...]
     model: type[BaseModel]
     prompt: Template | None
 
@@ -66,52 +34,6 @@ class FormAnswerError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-def _field(spec: Any, index: int, problems: Problems) -> FormField | None:
-    where = f"metadata 'parameters'[{index}]"
-    if not isinstance(spec, Mapping):
-        problems.add(f"{where} must be a mapping with at least a 'name'")
-        return None
-    unknown = [k for k in spec if k not in _FIELD_KEYS]
-    if unknown:
-        problems.add(f"{where} has unknown keys {unknown}; known: {', '.join(_FIELD_KEYS)}")
-    name = spec.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.add(f"{where} has no 'name'")
-        return None
-    kind = str(spec.get("type") or "string").lower()
-    if kind not in FIELD_TYPES:
-        problems.add(f"{where} ({name}): type {kind!r} is not one of {', '.join(FIELD_TYPES)}")
-    options = spec.get("options") or ()
-    if not isinstance(options, list | tuple):
-        problems.add(f"{where} ({name}): 'options' must be a list")
-        options = ()
-    default = spec.get("default")
-    required = spec.get("required", default is None)
-    if not isinstance(required, bool):
-        problems.add(f"{where} ({name}): 'required' must be true or false")
-        required = True
-    description = spec.get("description") or spec.get("label") or ""
-    return FormField(name, kind, required, default, str(description), tuple(options))
-
-
-def _model(node: GraphNode, fields: tuple[FormField, ...]) -> type[BaseModel]:
-    definitions: dict[str, Any] = {}
-    for index, field in enumerate(fields):
-        annotation: Any = FIELD_TYPES.get(field.type, str)
-        if field.options:
-            annotation = Literal[field.options]
-        if not field.required:
-            annotation = annotation | None
-        default = ... if field.required else field.default
-        # Attribute names are positional; the alias is the field's name as people write it.
-        definitions[f"f{index}"] = (annotation, Field(default, alias=field.name))
-    return create_model(
-        f"Form{node.id.hex}",
-        __config__=ConfigDict(extra="forbid", populate_by_name=False),
-        **definitions,
-    )
 
 
 def parse_answer(answer: str) -> dict[str, Any]:
@@ -160,20 +82,14 @@ class UserFormExecutor(StdExecutor[FormPlan]):
 
     def plan(self, node: GraphNode) -> FormPlan:
         problems = Problems()
-        fields: list[FormField] = []
         specs = problems.items_of(node.metadata, "parameters")
         if not specs and not problems.items:
             problems.add("metadata 'parameters' is empty: list the form's fields")
-        for index, spec in enumerate(specs):
-            field = _field(spec, index, problems)
-            if field is not None:
-                if any(f.name == field.name for f in fields):
-                    problems.add(f"metadata 'parameters': field {field.name!r} is defined twice")
-                fields.append(field)
+        fields = parse_fields(specs, problems.items)
         source = problems.text(node.metadata, "prompt")
         prompt = problems.template(source, "metadata 'prompt'") if source else None
         problems.raise_any()
-        return FormPlan(tuple(fields), _model(node, tuple(fields)), prompt)
+        return FormPlan(tuple(fields), fields_model(fields, f"Form{node.id.hex}"), prompt)
 
     def _prompt(self, context: ExecutionContext, plan: FormPlan) -> str:
         if plan.prompt is not None:

@@ -4,64 +4,22 @@ pydantic model built from the node's field definitions, stored in flow memory.""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
 from qm_nodes_llm.nodes.base import Binding, LLMExecutor, NodeFailure, NodePlan, Problems
 from qm_nodes_llm.prompt import ask, prompt
 from qm_nodes_llm.types import JsonSchema
 from quartermaster_engine import ExecutionContext, NodeResult
 from quartermaster_graph import GraphNode, GraphSpec
-
-#: Field ``type`` values: (Python type, JSON-schema type).
-FIELD_TYPES: dict[str, tuple[type, str]] = {
-    "string": (str, "string"),
-    "str": (str, "string"),
-    "text": (str, "string"),
-    "integer": (int, "integer"),
-    "int": (int, "integer"),
-    "number": (float, "number"),
-    "float": (float, "number"),
-    "boolean": (bool, "boolean"),
-    "bool": (bool, "boolean"),
-}
-FIELD_KEYS = ("name", "type", "required", "default", "description", "label", "options")
-
-
-@dataclass(frozen=True)
-class ParamField:
-    name: str
-    type: str
-    required: bool
-    default: Any
-    description: str
-    options: tuple[Any, ...]
-
-    def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": FIELD_TYPES[self.type][1]}
-        if self.options:
-            schema["enum"] = list(self.options)
-        if self.description:
-            schema["description"] = self.description
-        if not self.required:
-            # Strict structured output needs every property listed as required; an
-            # optional field is one that may be null.
-            return {"anyOf": [schema, {"type": "null"}]}
-        return schema
-
-    def describe(self) -> str:
-        kind = f"one of {', '.join(map(str, self.options))}" if self.options else self.type
-        need = "required" if self.required else "optional, null when unknown"
-        text = f"- {self.name} ({kind}, {need})"
-        return f"{text}: {self.description}" if self.description else text
+from quartermaster_graph.fields import FieldSpec, fields_model, parse_fields
 
 
 @dataclass(frozen=True)
 class ParametersPlan:
-    fields: tuple[ParamField, ...]
+    fields: tuple[FieldSpec, ...]
     model: type[BaseModel]
     schema: dict[str, Any]
     memory_key: str
@@ -69,55 +27,10 @@ class ParametersPlan:
     def question(self) -> str:
         lines = [
             "Fill in these fields from the conversation:",
-            *(f.describe() for f in self.fields),
+            *(f.describe(optional="optional, null when unknown") for f in self.fields),
         ]
         lines.append("Answer with a JSON object with exactly these keys.")
         return "\n".join(lines)
-
-
-def _field(spec: Any, index: int, problems: Problems) -> ParamField | None:
-    where = f"metadata 'parameters'[{index}]"
-    if not isinstance(spec, Mapping):
-        problems.add(f"{where} must be a mapping with at least a 'name'")
-        return None
-    unknown = [k for k in spec if k not in FIELD_KEYS]
-    if unknown:
-        problems.add(f"{where} has unknown keys {unknown}; known: {', '.join(FIELD_KEYS)}")
-    name = spec.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.add(f"{where} has no 'name'")
-        return None
-    kind = str(spec.get("type") or "string").lower()
-    if kind not in FIELD_TYPES:
-        problems.add(f"{where} ({name}): type {kind!r} is not one of {', '.join(FIELD_TYPES)}")
-        kind = "string"
-    options = spec.get("options") or ()
-    if not isinstance(options, list | tuple):
-        problems.add(f"{where} ({name}): 'options' must be a list")
-        options = ()
-    default = spec.get("default")
-    required = spec.get("required", default is None)
-    if not isinstance(required, bool):
-        problems.add(f"{where} ({name}): 'required' must be true or false")
-        required = True
-    description = spec.get("description") or spec.get("label") or ""
-    return ParamField(name, kind, required, default, str(description), tuple(options))
-
-
-def fields_model(node: GraphNode, fields: tuple[ParamField, ...]) -> type[BaseModel]:
-    """The pydantic model answers are validated with (field names as aliases)."""
-    definitions: dict[str, Any] = {}
-    for index, f in enumerate(fields):
-        annotation: Any = FIELD_TYPES[f.type][0]
-        if f.options:
-            annotation = Literal[f.options]
-        if not f.required:
-            annotation = annotation | None
-        default = ... if f.required else f.default
-        definitions[f"f{index}"] = (annotation, Field(default, alias=f.name))
-    return create_model(
-        f"Parameters{node.id.hex}", __config__=ConfigDict(extra="forbid"), **definitions
-    )
 
 
 class InstructionParametersExecutor(LLMExecutor[ParametersPlan]):
@@ -142,14 +55,10 @@ class InstructionParametersExecutor(LLMExecutor[ParametersPlan]):
         if not isinstance(specs, list) or not specs:
             problems.add("metadata 'parameters' must be a non-empty list of field definitions")
             return None
-        fields: list[ParamField] = []
-        for index, spec in enumerate(specs):
-            f = _field(spec, index, problems)
-            if f is None:
-                continue
-            if any(other.name == f.name for other in fields):
-                problems.add(f"metadata 'parameters': field {f.name!r} is defined twice")
-            fields.append(f)
+        found: list[str] = []
+        fields = parse_fields(specs, found)
+        for problem in found:
+            problems.add(problem)
         memory_key = problems.text(node.metadata, "memory_key")
         if not fields:
             return None
@@ -159,7 +68,8 @@ class InstructionParametersExecutor(LLMExecutor[ParametersPlan]):
             "required": [f.name for f in fields],
             "additionalProperties": False,
         }
-        return ParametersPlan(tuple(fields), fields_model(node, tuple(fields)), schema, memory_key)
+        model = fields_model(fields, f"Parameters{node.id.hex}")
+        return ParametersPlan(tuple(fields), model, schema, memory_key)
 
     def validate_answer(self, own: ParametersPlan, text: str) -> dict[str, Any]:
         """The values of a JSON answer, or `NodeFailure` naming what is wrong."""
