@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -53,48 +54,33 @@ def test_qm_run_asks_at_each_user_node_and_resumes_in_place() -> None:
     assert out.decode() == "Published after 1 revision(s): Ship v2 on Friday (make it Monday)\n"
 
 
+def qm_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``qm ARGS`` in ``folder``, with no terminal and no QM_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
+    return subprocess.run(
+        [str(QM), *args],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_without_a_terminal_qm_run_prints_how_to_resume(tmp_path: Path) -> None:
     (tmp_path / "qm.toml").write_text('[store]\nname = "sqlite"\npath = "flows.db"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
     graph = str(ROOT / "examples" / "approval-loop.yaml")
-    paused = subprocess.run(
-        [str(QM), "run", graph, "--input", "Ship v2", "--json", "--config", "qm.toml"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    paused = qm_in(tmp_path, "run", graph, "--input", "Ship v2", "--json", "--config", "qm.toml")
     assert paused.returncode == 3
-    import json
-
     flow_id = json.loads(paused.stdout)["flow_id"]
-    plain = subprocess.run(
-        [str(QM), "run", graph, "--input", "Ship v3", "--config", "qm.toml", "-q"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    plain = qm_in(tmp_path, "run", graph, "--input", "Ship v3", "--config", "qm.toml", "-q")
     assert plain.returncode == 3
     lines = plain.stderr.strip().splitlines()
     assert lines[-1].startswith("  qm resume ")
     assert lines[-1].endswith(" --input ANSWER --config qm.toml")
     # Another process continues the first flow from the file.
-    done = subprocess.run(
-        [str(QM), "resume", flow_id, "--input", "approve", "--config", "qm.toml", "-q"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    done = qm_in(tmp_path, "resume", flow_id, "--input", "approve", "--config", "qm.toml", "-q")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Published after 0 revision(s): Ship v2\n"

@@ -725,18 +725,13 @@ class FlowRun:
         return result
 
     async def _cancellable_await(self, awaitable: Any, cnode: CNode, act: Activation) -> Any:
+        """Await an executor call where a stop may cancel it: the activation's own task
+        under concurrent dispatchers, the driver itself when running inline."""
         task = asyncio.current_task() if self.concurrent else None
         if task is not None:
             self._cancellable.add(task)
-            try:
-                return await awaitable
-            except TimeoutError as exc:
-                if isinstance(exc, NodeError):
-                    raise
-                raise NodeTimeoutError(self._timeout_message(cnode, act)) from None
-            finally:
-                self._cancellable.discard(task)
-        self._inline_cancellable = True
+        else:
+            self._inline_cancellable = True
         try:
             return await awaitable
         except TimeoutError as exc:
@@ -744,7 +739,10 @@ class FlowRun:
                 raise
             raise NodeTimeoutError(self._timeout_message(cnode, act)) from None
         finally:
-            self._inline_cancellable = False
+            if task is not None:
+                self._cancellable.discard(task)
+            else:
+                self._inline_cancellable = False
 
     def _timeout_message(self, cnode: CNode, act: Activation) -> str:
         total = 1 + cnode.max_retries
