@@ -8,8 +8,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
+from qm_nodes_llm.providers.base import HostedSettings
 from qm_nodes_llm.providers.common import (
     CHOICE_FIELD,
     CHOICE_TOOL,
@@ -38,18 +37,10 @@ THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 RESPOND_TOOL = "respond"
 
 
-class AnthropicSettings(BaseModel):
-    """Settings of the ``anthropic`` provider (``providers.anthropic`` of an LLM node type)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: Default ``$ANTHROPIC_API_KEY``.
-    api_key: SecretStr | None = None
-    #: Default ``$ANTHROPIC_BASE_URL``, else Anthropic's API.
-    base_url: str | None = None
-    model: str | None = None
-    timeout: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=2, ge=0)
+class AnthropicSettings(HostedSettings):
+    """Settings of the ``anthropic`` provider (``providers.anthropic`` of an LLM node type):
+    the key defaults to ``$ANTHROPIC_API_KEY``, the endpoint to ``$ANTHROPIC_BASE_URL``,
+    else Anthropic's API."""
 
 
 class AnthropicProvider:

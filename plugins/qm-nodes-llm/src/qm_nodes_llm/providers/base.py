@@ -14,12 +14,30 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from qm_nodes_llm.types import LLMRequest, LLMResponse, ProviderUnavailableError, TokenSink
 
 #: The extension hook's kind: ``load_plugins().registry(PROVIDER_KIND)``.
 PROVIDER_KIND = "llm_provider"
+
+
+class HostedSettings(BaseModel):
+    """Settings every provider of a hosted API shares (``openai``, ``anthropic``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The API key; default: the provider's environment variable.
+    api_key: SecretStr | None = None
+    #: The endpoint; default: the provider's environment variable, else its own API.
+    base_url: str | None = None
+    #: The model for nodes that name none.
+    model: str | None = None
+    #: Seconds to wait for the server: to connect, and between bytes of the answer.
+    timeout: float = Field(default=60.0, gt=0)
+    #: Retries of rate limits, server errors and lost connections (the SDK's, with
+    #: exponential backoff honouring Retry-After).
+    max_retries: int = Field(default=2, ge=0)
 
 
 @runtime_checkable

@@ -11,8 +11,9 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 
+from qm_nodes_llm.providers.base import HostedSettings
 from qm_nodes_llm.providers.common import (
     CHOICE_FIELD,
     CHOICE_TOOL,
@@ -40,22 +41,12 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 OPENAI_HOST = "api.openai.com"
 
 
-class OpenAISettings(BaseModel):
-    """Settings of the ``openai`` provider (``providers.openai`` of an LLM node type)."""
+class OpenAISettings(HostedSettings):
+    """Settings of the ``openai`` provider (``providers.openai`` of an LLM node type): the
+    endpoint (e.g. ``http://localhost:11434/v1``) defaults to ``$OPENAI_BASE_URL``, else
+    OpenAI; the key to ``$OPENAI_API_KEY`` (endpoints other than OpenAI's may need none).
+    Retries cover 408/409/429/5xx answers and lost connections."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: Endpoint, e.g. ``http://localhost:11434/v1``; default ``$OPENAI_BASE_URL``, else OpenAI.
-    base_url: str | None = None
-    #: Default ``$OPENAI_API_KEY``; endpoints other than OpenAI's may need none.
-    api_key: SecretStr | None = None
-    #: The model for nodes that name none.
-    model: str | None = None
-    #: Seconds to wait for the server: to connect, and between bytes of the answer.
-    timeout: float = Field(default=60.0, gt=0)
-    #: Retries of 408/409/429/5xx answers and lost connections (exponential backoff,
-    #: honouring Retry-After).
-    max_retries: int = Field(default=2, ge=0)
     #: How a decision is constrained: a strict JSON schema whose ``choice`` is an enum
     #: of the labels, or a forced ``choose`` tool call with that enum.
     decision_mode: Literal["json_schema", "tool"] = "json_schema"
