@@ -123,11 +123,11 @@ def test_sigkill_then_recover_in_a_new_process(
     if mode == "in-flight":
         assert len(twice) == 1
         assert sum(before.values()) == k
-    if kind == "fan":
-        assert counts["Join 1"] == 1
     snap = _snapshot(db, flow_id)
     finished = Counter(r.node_id for r in snap.records if r.status is NodeStatus.FINISHED)
     assert sum(finished.values()) == runs + 2  # the work nodes, Start and End
+    # Every node, the join included, commits once. The join's executor may have run
+    # twice only as the activation in flight at the kill (the one line in ``twice``).
     assert set(finished.values()) == {1}
     assert (snap.pending, snap.deliveries) == ([], [])
     assert snap.flow.status is FlowStatus.COMPLETED
