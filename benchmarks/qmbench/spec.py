@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 OURS, LANGGRAPH, QM015 = "ours", "langgraph", "qm015"
 ENGINES = (OURS, LANGGRAPH, QM015)
 
+#: What every engine's workloads share, so their results compare: the input of
+#: each flow, the no-op nodes of each W4 flow, and the workloads whose graph is a
+#: fan-out into one join (the others are chains).
+INPUT = "x"
+FLOW_CHAIN = 5
+FANOUT = frozenset({"W2", "W6", "W6f"})
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -283,6 +290,6 @@ def units(workload: str, size: int) -> int:
     unit = WORKLOADS[workload].unit
     if unit == "run":
         return 1
-    if workload in ("W2", "W6f"):
+    if workload in FANOUT:
         return size + 1  # the branches and the join
     return size

@@ -31,9 +31,7 @@ from qmbench.checks import (
     check_equal,
     check_fanout,
 )
-
-INPUT = "x"
-FLOW_CHAIN = 5
+from qmbench.spec import FANOUT, FLOW_CHAIN, INPUT
 
 
 class State(TypedDict):
@@ -51,7 +49,7 @@ class LangGraphBench:
         self.size = size
         self.workdir = workdir
         self.calls: list[str] = []
-        self.fanout = workload in ("W2", "W6")
+        self.fanout = workload in FANOUT
         self.sleep_s = float(params.get("sleep_s", 0.0))
         self.flows = size if workload == "W4" else 1
         self.checkpointer: Any = None

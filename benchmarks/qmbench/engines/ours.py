@@ -10,6 +10,7 @@ from typing import Any
 from qmbench import qm_graphs
 from qmbench.checks import JOIN, EngineFailed, check_chain, check_equal, check_fanout
 from qmbench.measure import NotInstalled
+from qmbench.spec import FANOUT, FLOW_CHAIN, INPUT
 from quartermaster_engine import (
     ExecutionContext,
     FlowResult,
@@ -21,9 +22,6 @@ from quartermaster_engine import (
     SyncDispatcher,
 )
 from quartermaster_engine._sync import run_sync  # to close async stores on the loop they used
-
-INPUT = "x"
-FLOW_CHAIN = 5  # W4: nodes per small flow
 
 
 def _import_attr(module: str, name: str, what: str) -> Any:
@@ -51,7 +49,7 @@ class OursBench:
         self.workdir = workdir
         self.calls: list[str] = []
         self.join_inputs: list[int] = []
-        self.fanout = workload in ("W2", "W6", "W6f")
+        self.fanout = workload in FANOUT
         self.store: Any = None
         self.dispatcher: Any = None
         self.runner: FlowRunner | None = None

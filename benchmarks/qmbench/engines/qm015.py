@@ -15,6 +15,7 @@ from typing import Any
 
 from qmbench import qm_graphs
 from qmbench.checks import JOIN, EngineFailed, check_chain, check_equal, check_fanout
+from qmbench.spec import FANOUT, FLOW_CHAIN, INPUT
 from quartermaster_engine import (
     FlowResult,
     FlowRunner,
@@ -24,9 +25,6 @@ from quartermaster_engine import (
 )
 from quartermaster_engine.dispatchers import SyncDispatcher, ThreadDispatcher
 from quartermaster_engine.stores.sqlite_store import SQLiteStore
-
-INPUT = "x"
-FLOW_CHAIN = 5
 
 # 0.1.5 logs each failed flow's whole traceback (a RecursionError's is thousands of
 # lines); the failure still comes back in FlowResult.error, which is what we record.
@@ -44,7 +42,7 @@ class Qm015Bench:
         self.size = size
         self.workdir = workdir
         self.calls: list[str] = []
-        self.fanout = workload in ("W2", "W6")
+        self.fanout = workload in FANOUT
         self.sleep_s = float(params.get("sleep_s", 0.0))
         self.store: Any = None
         self.dispatcher: Any = None
