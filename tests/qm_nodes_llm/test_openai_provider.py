@@ -431,6 +431,23 @@ def test_decision_is_constrained_by_a_json_schema(openai_server: FakeOpenAI) -> 
     assert events.of(NodeStarted)[1].node_name == "Route"
 
 
+def test_streamed_decision_emits_no_tokens(openai_server: FakeOpenAI) -> None:
+    # A constrained answer is JSON for the engine, not text for a reader: it arrives whole.
+    openai_server.reply(streamed(['{"choice": ', '"technical"}']), completion("Rebooted."))
+    events = Recorder()
+    result = runner(
+        decision_graph(llm_stream=True),
+        registry(openai_settings(openai_server.base_url)),
+        on_event=events,
+    ).run("My laptop is broken")
+
+    assert result.final_output == "Rebooted."
+    assert events.runs() == ["Start", "Route", "Technical", "End"]
+    assert openai_server.requests[0]["stream"] is True
+    assert events.of(TokenGenerated) == []
+    assert result.node_results[nid("Route")].data["picked"] == "technical"
+
+
 def test_decision_by_forced_tool_call(openai_server: FakeOpenAI) -> None:
     openai_server.reply(
         completion(

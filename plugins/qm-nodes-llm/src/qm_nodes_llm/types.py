@@ -97,6 +97,12 @@ class LLMRequest:
     choices: list[str] | None = None
     json_schema: JsonSchema | None = None
 
+    @property
+    def free_text(self) -> bool:
+        """True when the answer is free text (no choices, no schema). Only such an
+        answer streams; a constrained one arrives whole."""
+        return self.choices is None and self.json_schema is None
+
 
 @dataclass(slots=True)
 class LLMResponse:

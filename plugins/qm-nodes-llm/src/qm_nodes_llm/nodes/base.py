@@ -222,14 +222,13 @@ class LLMExecutor(Generic[P]):
         context: ExecutionContext,
         binding: Binding,
         request: LLMRequest,
-        *,
-        stream_tokens: bool = True,
     ) -> LLMResponse:
-        """Call the provider; streamed text becomes TokenGenerated events, none of them
-        after the flow began to stop (a listener may stop it on any token, while text
-        already received or generated is still being handed over)."""
+        """Call the provider; streamed free text becomes TokenGenerated events, none of
+        them after the flow began to stop (a listener may stop it on any token, while
+        text already received or generated is still being handed over). A constrained
+        answer (choices, JSON schema) is for the engine, not a reader: it never streams."""
         on_token = None
-        if request.stream and stream_tokens:
+        if request.stream and request.free_text:
             emit = context.emit_token
 
             def on_token(token: str) -> None:

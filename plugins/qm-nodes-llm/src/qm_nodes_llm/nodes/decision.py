@@ -90,7 +90,7 @@ class DecisionExecutor(LLMExecutor[DecisionPlan]):
         labels = list(own.labels)
         messages = ask(prompt(context), own.question())
         request = self.request(plan, binding, messages, choices=labels)
-        response = await self.call(context, binding, request, stream_tokens=False)
+        response = await self.call(context, binding, request)
         answer = response.text
         if answer not in labels:
             listed = ", ".join(repr(label) for label in labels)

@@ -99,7 +99,7 @@ class InstructionParametersExecutor(LLMExecutor[ParametersPlan]):
         messages = ask(prompt(context), own.question())
         schema = JsonSchema("parameters", own.schema)
         request = self.request(plan, binding, messages, json_schema=schema)
-        response = await self.call(context, binding, request, stream_tokens=False)
+        response = await self.call(context, binding, request)
         values = self.validate_answer(own, response.text)
         memory = {own.memory_key: values} if own.memory_key else dict(values)
         return NodeResult(

@@ -133,12 +133,11 @@ class AnthropicProvider:
 
         body = self.request_body(request)
         client = self._clients.get()
-        plain_text = request.choices is None and request.json_schema is None
         try:
             if request.stream:
                 async with client.messages.stream(**body) as stream:
                     async for text in stream.text_stream:
-                        if plain_text and on_token is not None:
+                        if on_token is not None:
                             on_token(text)
                     message = await stream.get_final_message()
             else:

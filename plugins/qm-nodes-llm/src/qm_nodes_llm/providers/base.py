@@ -61,9 +61,10 @@ class LLMProvider(Protocol):
         on_token: TokenSink | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> LLMResponse:
-        """Run one call. Streamed text goes to ``on_token`` as it arrives (when
-        ``request.stream``). Cancelling the awaiting task aborts the call; blocking
-        backends also poll ``cancelled``. Failures raise `ProviderError`."""
+        """Run one call. Streamed text goes to ``on_token`` as it arrives; the engine
+        passes one only for a streamed free-text answer (`LLMRequest.free_text`).
+        Cancelling the awaiting task aborts the call; blocking backends also poll
+        ``cancelled``. Failures raise `ProviderError`."""
         ...
 
 

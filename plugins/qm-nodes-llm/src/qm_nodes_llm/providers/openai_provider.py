@@ -147,10 +147,9 @@ class OpenAIProvider:
 
         body = self.request_body(request)
         client = self._clients.get()
-        plain_text = request.choices is None and request.json_schema is None
         try:
             if body.get("stream"):
-                response = await self._stream(client, body, on_token if plain_text else None)
+                response = await self._stream(client, body, on_token)
             else:
                 response = await self._once(client, body)
         except openai.APITimeoutError:
