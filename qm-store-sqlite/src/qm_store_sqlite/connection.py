@@ -38,6 +38,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -241,7 +242,7 @@ class Database:
             cached_statements=256,
         )
         try:
-            prepare(raw, self.path, self.synchronous)
+            prepare(raw, self.path, self.synchronous, self.busy_timeout)
         except BaseException:
             raw.close()
             raise
@@ -314,7 +315,28 @@ def _call(handle: _Handle, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     return fn(handle.raw, *args)
 
 
-def prepare(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
+def retry_busy(fn: Callable[[], T], timeout: float) -> T:
+    """``fn()``, again while SQLite answers busy, for up to ``timeout`` seconds.
+
+    SQLite's busy handler does not cover every lock an opening connection meets:
+    while another process creates the file or switches it to WAL, reading the
+    schema or setting the journal mode can fail busy at once. Other errors, and
+    a busy past the timeout, are raised.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            left = deadline - time.monotonic()
+            if not is_busy(exc) or left <= 0:
+                raise
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+
+
+def prepare(db: sqlite3.Connection, path: Path, synchronous: str, busy_timeout: float) -> None:
     """Check the file's schema version, then set WAL mode and migrate if needed.
 
     A file that is not SQLite or was written by a newer version is refused
@@ -322,7 +344,11 @@ def prepare(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
     """
     prefix = f"cannot open the SQLite store {path}"
     try:
-        version = schema.read_version(db)
+        version = retry_busy(lambda: schema.read_version(db), busy_timeout)
+    except sqlite3.OperationalError as exc:
+        if is_busy(exc):
+            raise StoreOpenError(f"{prefix}: {exc}") from None
+        raise StoreOpenError(f"{prefix}: the file is not a SQLite database ({exc})") from None
     except sqlite3.DatabaseError as exc:
         raise StoreOpenError(f"{prefix}: the file is not a SQLite database ({exc})") from None
     if version > schema.SCHEMA_VERSION:
@@ -333,7 +359,9 @@ def prepare(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
             "changed."
         )
     try:
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = retry_busy(
+            lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0], busy_timeout
+        )
     except sqlite3.OperationalError as exc:
         raise StoreOpenError(f"{prefix}: {exc}") from None
     if str(mode).lower() != "wal":

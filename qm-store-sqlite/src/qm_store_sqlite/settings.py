@@ -46,8 +46,9 @@ class SQLiteSettings(BaseModel):
     - ``synchronous``: SQLite's ``PRAGMA synchronous``. NORMAL (default) in WAL
       mode survives a crash of the process at any point; FULL also survives
       losing power, at the price of an fsync per commit.
-    - ``busy_timeout``: seconds a write waits for another connection (another
-      process on the same file) to release the write lock before failing.
+    - ``busy_timeout``: seconds a write (or opening the file) waits for another
+      connection (another process on the same file) to release its lock before
+      failing.
     - ``retention``: how long ended flows are kept before ``qm flows prune``
       (without an age) deletes them; ``"7d"``, ``"12h"``, ``"1d12h"``, seconds,
       or ISO 8601 (``"P7D"``). None (default): kept until pruned by age.

@@ -43,8 +43,8 @@ class SQLiteStore:
 
     ``path`` is the database file (created on first use; its folder must exist).
     ``synchronous`` is SQLite's ``PRAGMA synchronous`` (OFF, NORMAL, FULL, EXTRA),
-    ``busy_timeout`` how many seconds a write waits for another connection's
-    write lock, and ``retention`` how long ended flows are kept before ``qm
+    ``busy_timeout`` how many seconds a write (or opening the file) waits for
+    another connection's lock, and ``retention`` how long ended flows are kept before ``qm
     flows prune`` deletes them (None: until pruned by age).
 
     Every method is ``async def``; the engine awaits them from any event loop
