@@ -86,7 +86,7 @@ def test_every_key_of_a_flow_is_in_its_flow_id_slot(cluster_server: RedisServer)
         result = FlowRunner(_diamond(), REGISTRY, store=store).run("in")
         assert result.final_output == "J(A(in)\nB(in))"
         keys = _flow_keys(client, prefix, result.flow_id)
-        assert [k.rsplit(":", 1)[1] for k in keys] == ["flow", "latest", "mem", "recs"]
+        assert [k.rsplit(":", 1)[1] for k in keys] == ["events", "flow", "latest", "mem", "recs"]
         slot = client.cluster("KEYSLOT", str(result.flow_id))
         assert {client.cluster("KEYSLOT", k) for k in keys} == {slot}
     finally:
@@ -110,7 +110,10 @@ def test_every_key_carries_the_prefix(fresh_server: RedisServer) -> None:
                 "acme-qm:flows",
                 f"acme-qm:agent:{tagged}",
                 *graph_keys,
-                *(f"acme-qm:{tagged}:{part}" for part in ("flow", "mem", "recs", "latest")),
+                *(
+                    f"acme-qm:{tagged}:{part}"
+                    for part in ("flow", "mem", "recs", "latest", "events")
+                ),
             ]
         )
         assert len(graph_keys) == 2  # the graph and the set of flows using it
@@ -131,7 +134,14 @@ def test_keys_of_an_ended_flow_expire_after_ttl(redis_server: RedisServer, prefi
         paused = runner.run("in")
         assert paused.status is FlowStatus.PAUSED
         keys = _flow_keys(client, prefix, paused.flow_id)
-        assert [k.rsplit(":", 1)[1] for k in keys] == ["flow", "latest", "mem", "pending", "recs"]
+        assert [k.rsplit(":", 1)[1] for k in keys] == [
+            "events",
+            "flow",
+            "latest",
+            "mem",
+            "pending",
+            "recs",
+        ]
         # Paused is not ended: nothing expires while a person may still answer.
         assert {client.pttl(k) for k in keys} == {-1}
         graph_key = next(iter(client.scan_iter(match=f"{prefix}:graph:*}}")))
@@ -140,7 +150,7 @@ def test_keys_of_an_ended_flow_expire_after_ttl(redis_server: RedisServer, prefi
         done = runner.resume(paused.flow_id, "yes")
         assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "yes")
         keys = _flow_keys(client, prefix, paused.flow_id)
-        assert [k.rsplit(":", 1)[1] for k in keys] == ["flow", "latest", "mem", "recs"]
+        assert [k.rsplit(":", 1)[1] for k in keys] == ["events", "flow", "latest", "mem", "recs"]
         for key in keys:
             assert 299_000 < client.pttl(key) <= 300_000, key
         # The shared graph stays as long as a flow using it has no expiry.

@@ -47,7 +47,7 @@ def test_a_new_file_gets_the_version_record_wal_and_every_table(tmp_path: Path) 
     try:
         version = db.execute("SELECT value FROM qm_meta WHERE key = 'schema_version'").fetchone()
         assert version == (str(SCHEMA_VERSION),)
-        assert SCHEMA_VERSION == 1
+        assert SCHEMA_VERSION == 2
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert _tables(db) == set(TABLES)
     finally:
@@ -73,7 +73,7 @@ def test_another_applications_sqlite_file_gains_our_tables_and_keeps_its_own(
     try:
         assert _tables(db) == {*TABLES, "node_executions"}
         assert db.execute("SELECT * FROM node_executions").fetchall() == [("f", "n", "{}")]
-        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("1",)]
+        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("2",)]
     finally:
         db.close()
 

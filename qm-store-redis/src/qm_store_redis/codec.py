@@ -106,6 +106,14 @@ def flow_fields(record: FlowRecord, digest: str) -> list[str | bytes]:
         dumps(None if parent is None else str(parent), "the parent flow id"),
         "graph",
         digest,
+        "version",
+        str(record.version),
+        "lease_owner",
+        record.lease_owner or "",
+        "lease_epoch",
+        str(record.lease_epoch),
+        "lease_expires",
+        repr(record.lease_expires),
     ]
 
 
@@ -123,4 +131,8 @@ def flow_record(fields: dict[bytes, bytes], flow_id: UUID, graph: GraphSpec) -> 
         final_output=loads(fields[b"final_output"]),
         event_seq=int(fields[b"event_seq"]),
         parent_flow_id=None if parent is None else UUID(parent),
+        version=int(fields.get(b"version", 0)),
+        lease_owner=text(fields[b"lease_owner"]) or None if b"lease_owner" in fields else None,
+        lease_epoch=int(fields.get(b"lease_epoch", 0)),
+        lease_expires=float(fields.get(b"lease_expires", 0.0)),
     )

@@ -13,6 +13,7 @@ under their own tags and are never touched by the same script as a flow's::
     <p>:{<flow>}:joins     hash   "node:slot" -> "|<edge> <node>:<visit>" (or "-") per delivery
     <p>:{<flow>}:loops     set    "<loop header> <exit edge>"
     <p>:{<flow>}:msgs      hash   node id -> "stamp<TAB>JSON history" set by save_messages
+    <p>:{<flow>}:events    list   the event log (event JSON), in sequence order from 1
     <p>:flows              zset   flow ids scored by updated_at (listing, pruning)
     <p>:graph:{<sha>}      string a graph's JSON, shared by every flow running it
     <p>:graph:{<sha>}:refs zset   flows using it, scored by when their keys expire
@@ -26,9 +27,9 @@ from uuid import UUID
 from qm_store_redis.wire import pack_items
 
 #: Suffixes of a flow's keys, in the order the scripts receive them as KEYS.
-FLOW_PARTS = ("flow", "mem", "recs", "latest", "pending", "joins", "loops", "msgs")
-#: How many of them the commit script receives (all but msgs).
-COMMIT_KEYS = 7
+FLOW_PARTS = ("flow", "mem", "recs", "latest", "pending", "joins", "loops", "msgs", "events")
+#: How many keys the commit script receives: the first seven, then events.
+COMMIT_KEYS = 8
 
 
 class KeySpace:
@@ -58,8 +59,13 @@ class KeySpace:
         if packed is None:
             if len(self._packed) >= 1024:
                 self._packed.clear()
-            packed = self._packed[flow_id] = pack_items(self.flow(flow_id)[:COMMIT_KEYS])
+            packed = self._packed[flow_id] = pack_items(self.commit_tuple(flow_id))
         return packed
+
+    def commit_tuple(self, flow_id: UUID) -> tuple[str, ...]:
+        """The commit script's KEYS: the flow's first seven keys, then its events."""
+        keys = self.flow(flow_id)
+        return (*keys[:7], keys[8])
 
     def graph(self, digest: str) -> tuple[str, str]:
         """(graph JSON key, its reference set key)."""

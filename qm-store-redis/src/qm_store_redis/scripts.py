@@ -21,28 +21,60 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
-#: KEYS: the flow's first seven keys (keys.FLOW_PARTS order, without msgs).
-#: ARGV: now, done field or '', record JSON or '', record node id, then counted
-#: sections: memory (key, JSON), deliveries (slot field, edge, line), closed
-#: (slot field), enqueue (field, "sort key<TAB>JSON"), loop resets (header),
-#: loop exits (member). Returns 0 when the flow does not exist (nothing is
-#: written), else 1. Redis calls cost more than arguments inside a script, so
-#: the common commit (done, record, one successor) makes five.
+#: A fence check shared by the scripts that write under a lease: returns nil
+#: when the write may go on, else the refusal {code, status, epoch, owner}:
+#: code 0 no flow, -1 the flow has ended, -2 the epoch is stale.
+_FENCE = r"""
+local function fence(flow, epoch, ending)
+  local st = redis.call('HMGET', flow, 'status', 'lease_epoch', 'lease_owner')
+  if not st[1] then return {0, '', '', ''} end
+  if ending and (st[1] == 'completed' or st[1] == 'failed' or st[1] == 'stopped') then
+    return {-1, st[1], st[2] or '0', st[3] or ''}
+  end
+  if epoch ~= '' and epoch ~= (st[2] or '0') then
+    return {-2, st[1], st[2] or '0', st[3] or ''}
+  end
+  return nil
+end
+"""
+
+#: KEYS: the flow's first seven keys (keys.FLOW_PARTS order), then its events
+#: list. ARGV: now, epoch or '', done field or '', done attempt or '', answered
+#: field or '', record JSON or '', record node id, then counted sections: memory
+#: (key, JSON), deliveries (slot field, edge, line), closed (slot field),
+#: enqueue (field, "sort key<TAB>JSON"), loop resets (header), loop exits
+#: (member), events (seq, JSON). Returns {1} when applied; a fence refusal (see
+#: _FENCE); {-3} when done is not pending with that attempt; {-4} when the
+#: answered activation is not waiting. Nothing is written unless applied.
 COMMIT = Script(
     "commit",
-    r"""
+    _FENCE
+    + r"""
 local flow = KEYS[1]
--- Every flow hash has updated_at: HSET adding it means there was no flow.
-if redis.call('HSET', flow, 'updated_at', ARGV[1]) == 1 then
-  redis.call('DEL', flow)
-  return 0
-end
-if ARGV[2] ~= '' then redis.call('HDEL', KEYS[5], ARGV[2]) end
+local refused = fence(flow, ARGV[2], true)
+if refused then return refused end
 if ARGV[3] ~= '' then
-  local len = redis.call('RPUSH', KEYS[3], ARGV[3])
-  redis.call('HSET', KEYS[4], ARGV[4], len - 1)
+  local cur = redis.call('HGET', KEYS[5], ARGV[3])
+  if not cur then return {-3} end
+  if ARGV[4] ~= '' then
+    local act = cjson.decode(string.sub(cur, string.find(cur, '\t', 1, true) + 1))
+    if tostring(act['attempt']) ~= ARGV[4] then return {-3} end
+  end
 end
-local i = 5
+if ARGV[5] ~= '' then
+  local cur = redis.call('HGET', KEYS[5], ARGV[5])
+  if not cur then return {-4} end
+  local act = cjson.decode(string.sub(cur, string.find(cur, '\t', 1, true) + 1))
+  if not act['waiting'] then return {-4} end
+end
+redis.call('HSET', flow, 'updated_at', ARGV[1])
+redis.call('HINCRBY', flow, 'version', 1)
+if ARGV[3] ~= '' then redis.call('HDEL', KEYS[5], ARGV[3]) end
+if ARGV[6] ~= '' then
+  local len = redis.call('RPUSH', KEYS[3], ARGV[6])
+  redis.call('HSET', KEYS[4], ARGV[7], len - 1)
+end
+local i = 8
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
@@ -80,6 +112,60 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('SADD', KEYS[7], ARGV[i]); i = i + 1
 end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local last = '0'
+  for _ = 1, n do
+    last = ARGV[i]
+    redis.call('RPUSH', KEYS[8], ARGV[i + 1]); i = i + 2
+  end
+  redis.call('HSET', flow, 'event_seq', last)
+end
+return {1}
+""",
+)
+
+#: KEYS: flow key. ARGV: owner, now, ttl (seconds), take-over epoch or ''.
+#: Returns {1, epoch, expires} with the new lease, {0} when there is no flow,
+#: or {-5, owner, epoch, expires} while another owner's lease is live.
+ACQUIRE_LEASE = Script(
+    "acquire_lease",
+    r"""
+local flow = KEYS[1]
+local st = redis.call('HMGET', flow, 'status', 'lease_owner', 'lease_epoch', 'lease_expires')
+if not st[1] then return {0} end
+local owner, epoch, expires = st[2] or '', tonumber(st[3] or '0'), st[4] or '0'
+local now = tonumber(ARGV[2])
+if owner ~= '' and tonumber(expires) > now and ARGV[4] ~= tostring(epoch) then
+  return {-5, owner, tostring(epoch), expires}
+end
+local new_expires = tostring(now + tonumber(ARGV[3]))
+redis.call('HSET', flow, 'lease_owner', ARGV[1], 'lease_epoch', epoch + 1,
+  'lease_expires', new_expires)
+return {1, tostring(epoch + 1), new_expires}
+""",
+)
+
+#: KEYS: flow key. ARGV: epoch, now + ttl. Returns {1} when renewed, else a
+#: fence refusal.
+RENEW_LEASE = Script(
+    "renew_lease",
+    _FENCE
+    + r"""
+local refused = fence(KEYS[1], ARGV[1], false)
+if refused then return refused end
+redis.call('HSET', KEYS[1], 'lease_expires', ARGV[2])
+return {1}
+""",
+)
+
+#: KEYS: flow key. ARGV: epoch. Ends the lease if it is still that epoch.
+RELEASE_LEASE = Script(
+    "release_lease",
+    r"""
+if redis.call('HGET', KEYS[1], 'lease_epoch') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'lease_owner', '', 'lease_expires', '0')
+end
 return 1
 """,
 )
@@ -95,15 +181,25 @@ return 1
 )
 
 #: KEYS: the flow's keys. ARGV: status, updated_at, error, final_output,
-#: event_seq, '1' if terminal, TTL in ms ('0': keep). Returns the flow's graph
-#: hash, or nil when the flow does not exist.
+#: event_seq, '1' if terminal, TTL in ms ('0': keep), epoch or '', '1' to
+#: release the lease, then event JSONs. Returns {1, the flow's graph hash}, or a
+#: fence refusal (see _FENCE; {0, ...} when the flow does not exist).
 UPDATE_FLOW = Script(
     "update_flow",
-    r"""
+    _FENCE
+    + r"""
 local flow = KEYS[1]
-if redis.call('EXISTS', flow) == 0 then return false end
+if redis.call('EXISTS', flow) == 0 then return {0, '', '', ''} end
+if ARGV[8] ~= '' then
+  local refused = fence(flow, ARGV[8], true)
+  if refused then return refused end
+end
 redis.call('HSET', flow, 'status', ARGV[1], 'updated_at', ARGV[2], 'error', ARGV[3],
   'final_output', ARGV[4], 'event_seq', ARGV[5])
+if ARGV[9] == '1' then
+  redis.call('HSET', flow, 'lease_owner', '', 'lease_expires', '0')
+end
+for k = 10, #ARGV do redis.call('RPUSH', KEYS[9], ARGV[k]) end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
   local ttl = tonumber(ARGV[7])
@@ -113,7 +209,7 @@ if ARGV[6] == '1' then
 elseif redis.call('PTTL', flow) > 0 then
   for k = 1, #KEYS do redis.call('PERSIST', KEYS[k]) end
 end
-return redis.call('HGET', flow, 'graph') or ''
+return {1, redis.call('HGET', flow, 'graph') or ''}
 """,
 )
 

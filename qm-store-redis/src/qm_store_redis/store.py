@@ -39,8 +39,16 @@ from qm_store_redis.persistent import RedisPersistentMemory
 from qm_store_redis.settings import RedisSettings, check_prefix, check_url, redact
 from qm_store_redis.wire import Client, ClusterLoopClient, LoopClient, pack_command, pack_items
 from quartermaster_engine.context.node_execution import NodeExecution
-from quartermaster_engine.messaging.history import MessageLog
+from quartermaster_engine.events import FlowEvent, event_from_dict
+from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
+from quartermaster_engine.stores.fencing import (
+    duplicate_commit,
+    flow_ended,
+    lease_held,
+    not_waiting,
+    stale_lease,
+)
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
@@ -49,8 +57,9 @@ from quartermaster_engine.stores.records import (
     FlowSnapshot,
     FlowStatus,
     FlowUpdate,
+    Lease,
 )
-from quartermaster_engine.types import Message, MessageRole
+from quartermaster_engine.types import Message
 from quartermaster_graph.models import GraphSpec
 
 P = ParamSpec("P")
@@ -280,7 +289,7 @@ class RedisStore:
             NodeExecution.from_dict(loads(r))
             for r in await client.command("LRANGE", keys[2], 0, -1)
         ]
-        return _history(records, latest)
+        return history_of(records, node_id)
 
     async def append_message(self, flow_id: UUID, node_id: UUID, message: Message) -> None:
         history = await self.get_messages(flow_id, node_id)
@@ -366,7 +375,7 @@ class RedisStore:
     async def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
         client = self._clients.get()
         terminal = update.status.is_terminal
-        digest = await self._eval(
+        reply = await self._eval(
             client,
             scripts.UPDATE_FLOW,
             self._keys.flow(flow_id),
@@ -378,10 +387,14 @@ class RedisStore:
                 update.event_seq,
                 "1" if terminal else "0",
                 self._ttl_ms if terminal else 0,
+                "" if update.epoch is None else update.epoch,
+                "1" if update.release_lease else "",
+                *(_event_json(event) for event in update.events),
             ),
         )
-        if digest is None:
-            raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+        if reply[0] != 1:
+            raise self._refusal(flow_id, reply, epoch=update.epoch)
+        digest = reply[1]
         await client.command("ZADD", self._keys.flows, "XX", update.updated_at, str(flow_id))
         if terminal and self._ttl_ms and digest:
             expires = str(int(time.time() * 1000) + self._ttl_ms)
@@ -401,12 +414,83 @@ class RedisStore:
                 except NoScriptError:
                     applied = await client.send(pack_command(count, _EVAL_COMMIT, keys, args))
             else:
-                flow_keys = self._keys.flow(flow_id)[:COMMIT_KEYS]
+                flow_keys = self._keys.commit_tuple(flow_id)
                 applied = await self._eval(client, scripts.COMMIT, flow_keys, items)
         except _REDIS_ERRORS as exc:
             raise self._error(exc) from exc
-        if not applied:
-            raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+        if applied[0] != 1:
+            raise self._refusal(flow_id, applied, commit)
+
+    def _refusal(
+        self,
+        flow_id: UUID,
+        reply: list[Any],
+        commit: Commit | None = None,
+        epoch: int | None = None,
+    ) -> Exception:
+        """The store error for a script's refusal (see scripts._FENCE and COMMIT)."""
+        code = int(reply[0])
+        if code == 0:
+            return FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+        if code == -1:
+            return flow_ended(flow_id, FlowStatus(text(reply[1])))
+        if code == -2:
+            if epoch is None:
+                epoch = -1 if commit is None or commit.epoch is None else commit.epoch
+            return stale_lease(flow_id, epoch, int(reply[2]), text(reply[3]) or None)
+        if code == -5:
+            lease = Lease(text(reply[1]), int(reply[2]), float(reply[3]))
+            return lease_held(flow_id, lease)
+        if commit is not None and code == -3 and commit.done is not None:
+            attempt = None if commit.record is None else commit.record.attempt
+            return duplicate_commit(flow_id, commit.done, attempt)
+        if commit is not None and code == -4 and commit.answers is not None:
+            return not_waiting(flow_id, commit.answers)
+        return StoreError(f"unexpected reply {reply!r} from {self.describe()}")
+
+    @_redis_errors
+    async def acquire_lease(
+        self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None
+    ) -> Lease:
+        reply = await self._eval(
+            self._clients.get(),
+            scripts.ACQUIRE_LEASE,
+            (self._keys.flow(flow_id)[0],),
+            (owner, repr(time.time()), repr(ttl), "" if take_over is None else take_over),
+        )
+        if reply[0] != 1:
+            raise self._refusal(flow_id, reply)
+        return Lease(owner, int(reply[1]), float(reply[2]))
+
+    @_redis_errors
+    async def renew_lease(self, flow_id: UUID, epoch: int, ttl: float) -> Lease:
+        expires = time.time() + ttl
+        reply = await self._eval(
+            self._clients.get(),
+            scripts.RENEW_LEASE,
+            (self._keys.flow(flow_id)[0],),
+            (epoch, repr(expires)),
+        )
+        if reply[0] != 1:
+            raise self._refusal(flow_id, reply, epoch=epoch)
+        return Lease("", epoch, expires)
+
+    @_redis_errors
+    async def release_lease(self, flow_id: UUID, epoch: int) -> None:
+        await self._eval(
+            self._clients.get(), scripts.RELEASE_LEASE, (self._keys.flow(flow_id)[0],), (epoch,)
+        )
+
+    @_redis_errors
+    async def read_events(
+        self, flow_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[FlowEvent]:
+        """The logged events numbered above ``after``: the log holds event ``n`` at
+        index ``n - 1`` (numbers count from 1 without gaps)."""
+        stop = -1 if limit is None else after + limit - 1
+        rows = await self._clients.get().command("LRANGE", self._keys.flow(flow_id)[8], after, stop)
+        events = [event_from_dict(loads(row)) for row in rows]
+        return [e for e in events if e.seq > after]
 
     @_redis_errors
     async def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
@@ -535,13 +619,20 @@ def _pairs(flat: list[bytes]) -> list[tuple[bytes, float]]:
     return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
+def _event_json(event: FlowEvent) -> bytes:
+    return dumps(event.to_dict(), f"event {event.type}")
+
+
 def _commit_args(commit: Commit) -> list[Any]:
     """The COMMIT script's ARGV (see scripts.COMMIT)."""
     done = commit.done
     rec = commit.record
     args: list[Any] = [
         time.time(),
+        "" if commit.epoch is None else commit.epoch,
         "" if done is None else activation_field(done),
+        "" if done is None or rec is None else rec.attempt,
+        "" if commit.answers is None else activation_field(commit.answers),
     ]
     if rec is None:
         args += ("", "")
@@ -576,31 +667,7 @@ def _commit_args(commit: Commit) -> list[Any]:
     args.extend(str(header) for header in commit.loop_resets)
     args.append(len(commit.loop_exits))
     args.extend(f"{header} {edge}" for header, edge in commit.loop_exits)
+    args.append(len(commit.events))
+    for event in commit.events:
+        args += (event.seq, _event_json(event))
     return args
-
-
-def _history(records: list[NodeExecution], target: NodeExecution) -> list[Message]:
-    """The full history ``target`` ends, rebuilt from stored records as the runner
-    does on restore: own leading system messages, then the continued histories,
-    then the rest of its own messages."""
-    latest: dict[tuple[UUID, int], NodeExecution] = {}
-    for rec in records:
-        prev = latest.get(rec.key)
-        if prev is None or rec.attempt >= prev.attempt:
-            latest[rec.key] = rec
-    found: MessageLog | None = None
-    # Parents always commit before their children, so one pass in commit order works.
-    for rec in records:
-        own = rec.messages
-        lead = 0
-        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
-            lead += 1
-        parents = []
-        for key in rec.history_parents:
-            parent = latest.get(key)
-            if parent is not None and parent.log is not None:
-                parents.append(parent.log)
-        rec.log = MessageLog((*own[:lead], *parents, *own[lead:]))
-        if rec.node_id == target.node_id:
-            found = rec.log  # the node's latest record is its last one
-    return found.to_list() if found is not None else list(target.messages)

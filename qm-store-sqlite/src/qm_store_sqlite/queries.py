@@ -8,6 +8,7 @@ connection and reuses it.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 from uuid import UUID
 
@@ -16,15 +17,22 @@ from qm_store_sqlite.connection import in_write_tx
 from qm_store_sqlite.graphs import GraphCache
 from qm_store_sqlite.schema import FLOW_TABLES
 from quartermaster_engine.context.node_execution import NodeExecution
-from quartermaster_engine.messaging.history import MessageLog
+from quartermaster_engine.events import FlowEvent, event_from_dict
+from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.fencing import (
+    check_fence,
+    check_lease_free,
+    duplicate_commit,
+    not_waiting,
+)
 from quartermaster_engine.stores.records import (
-    ActivationKey,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
+    Lease,
 )
-from quartermaster_engine.types import Message, MessageRole
+from quartermaster_engine.types import Message
 
 TERMINAL = tuple(s.value for s in FlowStatus if s.is_terminal)
 #: Flows deleted per transaction by `prune`, so other writers are not held up long.
@@ -32,15 +40,26 @@ PRUNE_BATCH = 200
 
 FLOW_COLUMNS = (
     "flow_id, graph_hash, input, status, created_at, updated_at, error, final_output, "
-    "event_seq, parent_flow_id"
+    "event_seq, parent_flow_id, version, lease_owner, lease_epoch, lease_expires"
 )
 
 _HEAD = (
     "SELECT (SELECT 1 FROM qm_flows WHERE flow_id = ?), "
     "(SELECT max(seq) FROM qm_records WHERE flow_id = ?)"
 )
-_TOUCH = "UPDATE qm_flows SET updated_at = ? WHERE flow_id = ?"
+# What a commit checks before it writes (in its own write transaction).
+_FENCE = (
+    "SELECT status, lease_epoch, lease_owner, (SELECT max(seq) FROM qm_records WHERE flow_id = ?) "
+    "FROM qm_flows WHERE flow_id = ?"
+)
+_BUMP = (
+    "UPDATE qm_flows SET version = version + 1, event_seq = max(event_seq, ?), "
+    "updated_at = coalesce(?, updated_at) WHERE flow_id = ?"
+)
 _DONE = "DELETE FROM qm_pending WHERE flow_id = ? AND node_id = ? AND visit = ?"
+_DONE_ATTEMPT = _DONE + " AND attempt = ?"
+_IS_WAITING = "SELECT waiting FROM qm_pending WHERE flow_id = ? AND node_id = ? AND visit = ?"
+_ADD_EVENT = "INSERT INTO qm_events (flow_id, seq, body) VALUES (?, ?, ?)"
 
 
 def _insert(verb: str, table: str, columns: str) -> str:
@@ -77,24 +96,44 @@ def create_flow(db: sqlite3.Connection, row: tuple[Any, ...], spec: str) -> None
         raise FlowExistsError(f"flow {UUID(bytes=row[0])} already exists") from None
 
 
-def update_flow(db: sqlite3.Connection, row: tuple[Any, ...], terminal: bool) -> None:
-    """Set status, updated_at, error, final_output, event_seq; a terminal status also
-    drops the queue, join deliveries and loop marks."""
+def update_flow(
+    db: sqlite3.Connection,
+    row: tuple[Any, ...],
+    terminal: bool,
+    epoch: int | None,
+    release: bool,
+    events: list[tuple[bytes, int, str]],
+) -> None:
+    """Set status, updated_at, error, final_output, event_seq (under the lease of
+    ``epoch``, when given); log ``events``; a terminal status also drops the queue,
+    join deliveries and loop marks."""
+    fid = row[-1]
+    if epoch is not None:
+        head = db.execute(_FENCE, (fid, fid)).fetchone()
+        if head is None:
+            raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
+        check_fence(UUID(bytes=fid), FlowStatus(head[0]), head[1], head[2], epoch)
     changed = db.execute(
         "UPDATE qm_flows SET status = ?, updated_at = ?, error = ?, final_output = ?, "
         "event_seq = ? WHERE flow_id = ?",
         row,
     ).rowcount
-    fid = row[-1]
     if not changed:
         raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
+    if release:
+        db.execute(
+            "UPDATE qm_flows SET lease_owner = NULL, lease_expires = 0 WHERE flow_id = ?", (fid,)
+        )
+    if events:
+        _write_rows(db, _ADD_EVENT, events)
     if terminal:
         for table in ("qm_pending", "qm_deliveries", "qm_loop_exits"):
             db.execute(f"DELETE FROM {table} WHERE flow_id = ?", (fid,))
 
 
 def flow_record(db: sqlite3.Connection, graphs: GraphCache, row: Any) -> FlowRecord:
-    fid, digest, input_text, status, created, updated, error, output, seq, parent = row
+    (fid, digest, input_text, status, created, updated, error, output, seq, parent) = row[:10]
+    version, owner, epoch, expires = row[10:]
     return FlowRecord(
         flow_id=UUID(bytes=fid),
         graph=graphs.get(db, digest),
@@ -106,6 +145,10 @@ def flow_record(db: sqlite3.Connection, graphs: GraphCache, row: Any) -> FlowRec
         final_output=output,
         event_seq=seq,
         parent_flow_id=None if parent is None else UUID(bytes=parent),
+        version=version,
+        lease_owner=owner,
+        lease_epoch=epoch,
+        lease_expires=expires,
     )
 
 
@@ -186,9 +229,13 @@ class CommitRows:
     """A `Commit` as the keys and rows its transaction writes."""
 
     __slots__ = (
+        "answers",
+        "attempt",
         "closed",
         "deliveries",
         "done",
+        "epoch",
+        "events",
         "exits",
         "fid",
         "memory",
@@ -209,21 +256,42 @@ class CommitRows:
         self.pending: list[tuple[Any, ...]] | None = None
         self.resets: list[tuple[bytes, bytes]] | None = None
         self.exits: list[tuple[bytes, bytes, bytes]] | None = None
+        self.epoch: int | None = None
+        self.attempt: int | None = None
+        self.answers: tuple[bytes, bytes, int] | None = None
+        self.events: list[tuple[bytes, int, str]] | None = None
 
 
 def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
     """Apply a commit in the order `Commit` documents."""
     execute = db.execute
     fid = rows.fid
-    # The flow must exist (a commit to a deleted flow changes nothing); the
-    # same read numbers the record.
-    exists, last = execute(_HEAD, (fid, fid)).fetchone()
-    if exists is None:
+    # The fence: the flow exists and has not ended, the lease epoch is current;
+    # the same read numbers the record.
+    head = execute(_FENCE, (fid, fid)).fetchone()
+    if head is None:
         raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
-    if rows.touch is not None:
-        execute(_TOUCH, (rows.touch, fid))
-    if rows.done is not None:
-        execute(_DONE, rows.done)
+    status, current, owner, last = head
+    if (rows.epoch is not None and rows.epoch != current) or status in TERMINAL:
+        check_fence(UUID(bytes=fid), FlowStatus(status), current, owner, rows.epoch)
+    done = rows.done
+    if done is not None:
+        if rows.attempt is None:
+            removed = execute(_DONE, done).rowcount
+        else:
+            removed = execute(_DONE_ATTEMPT, (*done, rows.attempt)).rowcount
+        if not removed:
+            key = (UUID(bytes=done[1]), done[2])
+            raise duplicate_commit(UUID(bytes=fid), key, rows.attempt)
+    if rows.answers is not None:
+        waiting = execute(_IS_WAITING, rows.answers).fetchone()
+        if waiting is None or not waiting[0]:
+            _, node, visit = rows.answers
+            raise not_waiting(UUID(bytes=fid), (UUID(bytes=node), visit))
+    events = rows.events
+    execute(_BUMP, (events[-1][1] if events else 0, rows.touch, fid))
+    if events:
+        _write_rows(db, _ADD_EVENT, events)
     record = rows.record
     if record is not None:
         execute(_ADD_RECORD, (fid, (last or 0) + 1, *record))
@@ -373,26 +441,58 @@ def messages_of(db: sqlite3.Connection, fid: bytes, node: bytes) -> list[Message
     rows = db.execute(
         f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? ORDER BY seq", (fid,)
     )
-    return _history_of(rows, UUID(bytes=node))
+    return history_of((codec.decode_record(*row) for row in rows), UUID(bytes=node))
 
 
-def _history_of(rows: Any, node_id: UUID) -> list[Message]:
-    """The history the node's latest record ends, rebuilt from the flow's records the
-    way a restoring run does: a record's own messages after its parents' histories,
-    its system messages first."""
-    logs: dict[ActivationKey, tuple[int, MessageLog]] = {}
-    latest: MessageLog | None = None
-    for row in rows:
-        rec = codec.decode_record(*row)
-        own = rec.messages
-        lead = 0
-        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
-            lead += 1
-        parents = [logs[k][1] for k in rec.history_parents if k in logs]
-        log = MessageLog((*own[:lead], *parents, *own[lead:]))
-        prev = logs.get(rec.key)
-        if prev is None or rec.attempt >= prev[0]:
-            logs[rec.key] = (rec.attempt, log)
-        if rec.node_id == node_id:
-            latest = log
-    return [] if latest is None else latest.to_list()
+# -- leases and the event log ----------------------------------------------------------------------
+
+
+def _lease_row(db: sqlite3.Connection, fid: bytes) -> tuple[str, str | None, int, float]:
+    row = db.execute(
+        "SELECT status, lease_owner, lease_epoch, lease_expires FROM qm_flows WHERE flow_id = ?",
+        (fid,),
+    ).fetchone()
+    if row is None:
+        raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
+    return row  # type: ignore[no-any-return]
+
+
+def acquire_lease(
+    db: sqlite3.Connection, fid: bytes, owner: str, ttl: float, take_over: int | None
+) -> Lease:
+    _, holder, epoch, expires = _lease_row(db, fid)
+    now = time.time()
+    current = None if holder is None else Lease(holder, epoch, expires)
+    check_lease_free(UUID(bytes=fid), current, now, take_over)
+    lease = Lease(owner, epoch + 1, now + ttl)
+    db.execute(
+        "UPDATE qm_flows SET lease_owner = ?, lease_epoch = ?, lease_expires = ? WHERE flow_id = ?",
+        (owner, lease.epoch, lease.expires_at, fid),
+    )
+    return lease
+
+
+def renew_lease(db: sqlite3.Connection, fid: bytes, epoch: int, ttl: float) -> Lease:
+    status, holder, current, _ = _lease_row(db, fid)
+    check_fence(UUID(bytes=fid), FlowStatus(status), current, holder, epoch, ending=False)
+    expires = time.time() + ttl
+    db.execute("UPDATE qm_flows SET lease_expires = ? WHERE flow_id = ?", (expires, fid))
+    return Lease(holder or "", epoch, expires)
+
+
+def release_lease(db: sqlite3.Connection, fid: bytes, epoch: int) -> None:
+    db.execute(
+        "UPDATE qm_flows SET lease_owner = NULL, lease_expires = 0 "
+        "WHERE flow_id = ? AND lease_epoch = ?",
+        (fid, epoch),
+    )
+
+
+def read_events(
+    db: sqlite3.Connection, fid: bytes, after: int, limit: int | None
+) -> list[FlowEvent]:
+    rows = db.execute(
+        "SELECT body FROM qm_events WHERE flow_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (fid, after, -1 if limit is None else limit),
+    )
+    return [event_from_dict(codec.loads(body)) for (body,) in rows]

@@ -17,6 +17,11 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
 - ``qm_pending``, ``qm_deliveries``, ``qm_loop_exits``: the queue and the join
   and loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
+- ``qm_events``: the flow's event log (every event but tokens), by sequence number.
+
+``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
+the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``); a
+commit checks them in its own write transaction.
 
 Every per-flow table leads with ``flow_id`` in its primary key or index, so
 reading one flow never visits another's rows.
@@ -27,7 +32,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS qm_meta (
@@ -144,8 +149,30 @@ def _create_v1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 2: fencing (a commit counter and the driver's lease on each flow) and
+# the durable event log.
+_V2 = """
+ALTER TABLE qm_flows ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE qm_flows ADD COLUMN lease_owner TEXT;
+ALTER TABLE qm_flows ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE qm_flows ADD COLUMN lease_expires REAL NOT NULL DEFAULT 0;
+
+CREATE TABLE qm_events (
+    flow_id BLOB NOT NULL,
+    seq     INTEGER NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (flow_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+def _create_v2(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V2):
+        db.execute(statement)
+
+
 #: ``MIGRATIONS[i]`` brings a file at version ``i`` to version ``i + 1``.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _create_v2)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -161,6 +188,7 @@ TABLES = (
     "qm_deliveries",
     "qm_loop_exits",
     "qm_agent_memory",
+    "qm_events",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -169,6 +197,7 @@ FLOW_TABLES = (
     "qm_pending",
     "qm_deliveries",
     "qm_loop_exits",
+    "qm_events",
 )
 
 

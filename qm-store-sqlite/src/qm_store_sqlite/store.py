@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,14 @@ from qm_store_sqlite.graphs import GraphCache
 from qm_store_sqlite.persistent import SQLitePersistentMemory
 from qm_store_sqlite.settings import DEFAULT_BUSY_TIMEOUT, SQLiteSettings
 from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.stores.records import (
     Commit,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
     FlowUpdate,
+    Lease,
 )
 from quartermaster_engine.types import Message
 
@@ -132,6 +135,10 @@ class SQLiteStore:
             record.final_output,
             record.event_seq,
             None if record.parent_flow_id is None else record.parent_flow_id.bytes,
+            record.version,
+            record.lease_owner,
+            record.lease_epoch,
+            record.lease_expires,
         )
         await self._db.write(queries.create_flow, row, spec)
 
@@ -151,7 +158,40 @@ class SQLiteStore:
             fid,
         )
         self._touched.pop(fid, None)
-        await self._db.write(queries.update_flow, row, update.status.is_terminal)
+        events = self._event_rows(flow_id, update.events)
+        await self._db.write(
+            queries.update_flow,
+            row,
+            update.status.is_terminal,
+            update.epoch,
+            update.release_lease,
+            events,
+        )
+
+    def _event_rows(self, flow_id: UUID, events: Sequence[FlowEvent]) -> list[tuple[Any, ...]]:
+        fid = flow_id.bytes
+        dumps = codec.dumps
+        return [(fid, event.seq, dumps(event.to_dict())) for event in events]
+
+    async def acquire_lease(
+        self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None
+    ) -> Lease:
+        """Make ``owner`` the flow's driver (see `DurableStore.acquire_lease`)."""
+        return await self._db.write(queries.acquire_lease, flow_id.bytes, owner, ttl, take_over)
+
+    async def renew_lease(self, flow_id: UUID, epoch: int, ttl: float) -> Lease:
+        """Extend the lease of ``epoch``; `StaleLeaseError` if it is no longer current."""
+        return await self._db.write(queries.renew_lease, flow_id.bytes, epoch, ttl)
+
+    async def release_lease(self, flow_id: UUID, epoch: int) -> None:
+        """End the lease of ``epoch`` if it is still current."""
+        await self._db.write(queries.release_lease, flow_id.bytes, epoch)
+
+    async def read_events(
+        self, flow_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[FlowEvent]:
+        """The flow's logged events numbered above ``after``, in order."""
+        return await self._db.run(queries.read_events, flow_id.bytes, after, limit)
 
     async def list_flows(
         self, *, status: FlowStatus | None = None, limit: int | None = None
@@ -198,9 +238,16 @@ class SQLiteStore:
             if len(touched) >= _TOUCHED_MAX:
                 touched.clear()
             touched[fid] = rows.touch = now
+        rows.epoch = commit.epoch
         done = commit.done
         if done is not None:
             rows.done = (fid, done[0].bytes, done[1])
+            if commit.record is not None:
+                rows.attempt = commit.record.attempt
+        if commit.answers is not None:
+            rows.answers = (fid, commit.answers[0].bytes, commit.answers[1])
+        if commit.events:
+            rows.events = self._event_rows(flow_id, commit.events)
         try:
             if commit.record is not None:
                 rows.record = codec.encode_record(commit.record)

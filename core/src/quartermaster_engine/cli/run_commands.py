@@ -131,7 +131,9 @@ def _finish(
             click.echo(f"{waiting.node_name} asks: {waiting.prompt}{options}", err=True)
         command = f"qm resume {result.flow_id} --input ANSWER{_config_flag(config_path)}"
         click.echo(f"flow {result.flow_id} is paused; continue it with:\n  {command}", err=True)
-        if not runner._store.durable or (runner.config and runner.config.store.name == "memory"):
+        if not runner.store_adapter.durable or (
+            runner.config and runner.config.store.name == "memory"
+        ):
             click.echo(
                 "note: the store is in memory, so this flow ends with this process; configure "
                 'a durable store to resume later (e.g. [store] name = "sqlite").',

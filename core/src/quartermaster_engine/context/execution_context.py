@@ -12,8 +12,8 @@ from quartermaster_engine.types import GraphNode, GraphSpec, Message
 
 if TYPE_CHECKING:
     from quartermaster_engine.events import FlowEvent
+    from quartermaster_engine.runner.flow_run import FlowRun
     from quartermaster_engine.runner.result import FlowResult
-    from quartermaster_engine.runner.scheduler import FlowRun
     from quartermaster_engine.stores.records import Activation
 
 
@@ -169,7 +169,7 @@ class ExecutionContext:
         """The runner's per-agent `PersistentMemory` (its methods may be ``async def``)."""
         if self._run is None:
             raise RuntimeError("this context was not created by a runner")
-        return self._run.runner.persistence
+        return self._run.persistence
 
     @property
     def agent_memory(self) -> AgentMemory:
@@ -177,7 +177,16 @@ class ExecutionContext:
         ``await context.agent_memory.read(context.agent_id, "key")``."""
         if self._run is None:
             raise RuntimeError("this context was not created by a runner")
-        return self._run.runner.agent_memory
+        return self._run.agent_memory
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key for side effects of this activation: the same for one (flow, node,
+        visit) on every attempt, after a crash and recover, and when a distributed
+        dispatcher delivers the activation twice. Pass it to external APIs that
+        deduplicate (payments, tickets, e-mail) so a repeat does nothing twice;
+        ``attempt`` tells RETRY attempts apart if you need that too."""
+        return str(uuid5(self.flow_id, f"{self.node_id}:{self.visit}"))
 
     def child_flow_id(self, key: str = "") -> UUID:
         """A stable id for a child flow of this activation: the same on every attempt
@@ -193,7 +202,7 @@ class ExecutionContext:
         if self._run is None:
             raise RuntimeError("this context was not created by a runner")
         child_id = flow_id if flow_id is not None else self.child_flow_id()
-        return await self._run.runner._arun_child(self._run, graph, input_text, child_id)
+        return await self._run.run_child(graph, input_text, child_id)
 
     async def resume_child(
         self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
@@ -201,7 +210,7 @@ class ExecutionContext:
         """Answer a paused child flow and continue it."""
         if self._run is None:
             raise RuntimeError("this context was not created by a runner")
-        return await self._run.runner._aresume_child(self._run, flow_id, user_input, node_id)
+        return await self._run.resume_child(flow_id, user_input, node_id)
 
     @property
     def cancelled(self) -> bool:

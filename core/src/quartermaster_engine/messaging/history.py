@@ -9,9 +9,14 @@ reads it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+from uuid import UUID
 
-from quartermaster_engine.types import Message
+from quartermaster_engine.types import Message, MessageRole
+
+if TYPE_CHECKING:
+    from quartermaster_engine.context.node_execution import NodeExecution
 
 
 class MessageLog:
@@ -61,3 +66,40 @@ class MessageLog:
 
 
 EMPTY_LOG = MessageLog()
+
+
+def rebuild_log(
+    rec: NodeExecution, parents_by_key: Mapping[tuple[UUID, int], NodeExecution]
+) -> MessageLog:
+    """A record's history: its system messages, then the histories of the activations
+    it continues (``rec.history_parents``, found in ``parents_by_key`` with their
+    ``log`` set), then the rest of its own messages.
+
+    Records keep only their own messages; every store and a restoring run read
+    histories back through this one rule.
+    """
+    own = rec.messages
+    lead = 0
+    while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
+        lead += 1
+    parent_logs: list[MessageLog] = []
+    for key in rec.history_parents:
+        parent = parents_by_key.get(key)
+        if parent is not None and parent.log is not None:
+            parent_logs.append(parent.log)
+    return MessageLog((*own[:lead], *parent_logs, *own[lead:]))
+
+
+def history_of(records: Iterable[NodeExecution], node_id: UUID) -> list[Message]:
+    """The history that ``node_id``'s latest record ends, from a flow's records in
+    commit order (parents always commit before the records that continue them)."""
+    by_key: dict[tuple[UUID, int], NodeExecution] = {}
+    found: MessageLog | None = None
+    for rec in records:
+        rec.log = rebuild_log(rec, by_key)
+        prev = by_key.get(rec.key)
+        if prev is None or rec.attempt >= prev.attempt:
+            by_key[rec.key] = rec
+        if rec.node_id == node_id:
+            found = rec.log
+    return [] if found is None else found.to_list()

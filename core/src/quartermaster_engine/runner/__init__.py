@@ -1,5 +1,12 @@
 """The runner: compiles a graph once and schedules its activations."""
 
+from quartermaster_engine.runner.errors import (
+    FlowBusyError,
+    FlowStateError,
+    LeaseLostError,
+    StoreUnavailableError,
+    UnstorableOutputError,
+)
 from quartermaster_engine.runner.flow_runner import (
     DEFAULT_MAX_VISITS,
     FlowRunner,
@@ -7,17 +14,14 @@ from quartermaster_engine.runner.flow_runner import (
     UnknownNodeTypeError,
 )
 from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
-from quartermaster_engine.runner.scheduler import (
-    FlowStateError,
-    StoreUnavailableError,
-    UnstorableOutputError,
-)
 
 __all__ = [
     "DEFAULT_MAX_VISITS",
+    "FlowBusyError",
     "FlowResult",
     "FlowRunner",
     "FlowStateError",
+    "LeaseLostError",
     "NodeConfigError",
     "NodeResults",
     "StoreUnavailableError",

@@ -6,6 +6,7 @@ import asyncio
 import difflib
 import inspect
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -20,8 +21,10 @@ from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryP
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
+from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.flow_run import FlowRun
+from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.result import FlowResult, NodeResults
-from quartermaster_engine.runner.scheduler import FlowRun, FlowStateError
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
 from quartermaster_engine.stores.memory_store import InMemoryStore
@@ -66,6 +69,7 @@ class FlowRunner:
         sinks: Iterable[Any] = (),
         max_visits: int | None = DEFAULT_MAX_VISITS,
         persistence: Any | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         _check_component("store", store, _STORE_METHODS)
         _check_component("dispatcher", dispatcher, _DISPATCHER_ATTRIBUTES)
@@ -83,6 +87,9 @@ class FlowRunner:
         self.on_event = on_event
         self.sinks = list(sinks)
         self.max_visits = max_visits
+        #: How long this runner's hold on a flow it drives lasts unless renewed.
+        self.lease_seconds = lease_seconds
+        self._owner: tuple[int, str] | None = None
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
@@ -101,6 +108,20 @@ class FlowRunner:
             id(graph): (graph, self._compiled)
         }
         self._preflighted: set[int] = set()
+
+    @property
+    def store_adapter(self) -> StoreAdapter:
+        """The store behind one async face (plain or async methods)."""
+        return self._store
+
+    @property
+    def owner(self) -> str:
+        """How this runner names itself as a flow's driver (``host:pid:token``);
+        a forked process gets a name of its own."""
+        pid = os.getpid()
+        if self._owner is None or self._owner[0] != pid:
+            self._owner = (pid, new_owner())
+        return self._owner[1]
 
     @property
     def persistence(self) -> Any:
@@ -233,6 +254,11 @@ class FlowRunner:
             self._installed = load_plugins().node_registry()
         return self._installed
 
+    def executor_for(self, node_type: str) -> tuple[NodeExecutor, bool] | None:
+        """The executor of ``node_type`` and whether it is async, or None."""
+        executor = self._resolve_executor(node_type)
+        return None if executor is None else (executor, self._is_async(executor))
+
     def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
         """With a ``node_registry``: its executors, then the engine's own Start1/End1
         (as in 0.1.5, nothing else runs). Without one: every installed node executor,
@@ -253,7 +279,7 @@ class FlowRunner:
         types = list(list_types()) if callable(list_types) else []
         return types + [t for t in extra if t not in types]
 
-    def _missing_executor_message(self, cnode: CNode) -> str:
+    def missing_executor_message(self, cnode: CNode) -> str:
         close = difflib.get_close_matches(cnode.type_name, self._known_types(), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "`qm plugins` lists the installed ones"
         return f"no executor for node type {cnode.type_name!r} (node {cnode.describe()}); {hint}"
@@ -290,7 +316,7 @@ class FlowRunner:
             executor = checked[cnode.type_name]
             if executor is None:
                 if cnode.type_name not in known:
-                    unknown.append(self._missing_executor_message(cnode))
+                    unknown.append(self.missing_executor_message(cnode))
                 continue
             validate = getattr(executor, "validate_node", None)
             if callable(validate):
@@ -309,7 +335,8 @@ class FlowRunner:
             raise NodeConfigError(f"graph {graph_name} has invalid node settings:\n{lines}")
         self._preflighted.add(id(compiled))
 
-    def _listeners(self) -> list[tuple[str, EventHandler]]:
+    def listeners(self) -> list[tuple[str, EventHandler]]:
+        """This runner's own listeners: ``on_event`` and the sinks."""
         listeners: list[tuple[str, EventHandler]] = []
         if self.on_event is not None:
             listeners.append(("on_event", self.on_event))
@@ -317,7 +344,8 @@ class FlowRunner:
             listeners.append((getattr(sink, "name", type(sink).__name__), sink.emit))
         return listeners
 
-    def _store_name(self) -> str:
+    def store_name(self) -> str:
+        """The store as messages name it."""
         describe = getattr(self.store, "describe", None)
         return describe() if callable(describe) else type(self.store).__name__
 
@@ -343,9 +371,13 @@ class FlowRunner:
             compiled,
             fid,
             input_message,
+            self._lease(fid),
             parent_flow_id=parent_flow_id,
             listeners=listeners,
         )
+
+    def _lease(self, flow_id: UUID) -> LeaseKeeper:
+        return LeaseKeeper(self._store, flow_id, self.owner, self.lease_seconds)
 
     async def _drive(self, run: FlowRun, on_end: Callable[[], None] | None = None) -> FlowResult:
         self._active[run.flow_id] = run
@@ -426,7 +458,7 @@ class FlowRunner:
 
     # -- child flows (sub-graphs) ------------------------------------------------------
 
-    async def _arun_child(
+    async def run_child(
         self, parent: FlowRun, graph: GraphSpec, input_text: str, flow_id: UUID
     ) -> FlowResult:
         """Run ``graph`` as a child flow of ``parent``: same store, executors and
@@ -446,20 +478,22 @@ class FlowRunner:
             existing = await self._load(flow_id, parent.extra_listeners)
             status = existing.status_on_load or FlowStatus.RUNNING
             if status is not FlowStatus.RUNNING:
+                await existing.lease.release()
                 return _stored_result(existing, status)
             existing.yield_each_step = parent.yield_each_step
             return await self._drive_child(parent, existing)
         return await self._drive_child(parent, run)
 
-    async def _aresume_child(
+    async def resume_child(
         self, parent: FlowRun, flow_id: UUID, user_input: str, node_id: UUID | str | None
     ) -> FlowResult:
         """Give a paused child flow its answer and continue it."""
         run = await self._load(flow_id, parent.extra_listeners)
         status = run.status_on_load or FlowStatus.PAUSED
         if status.is_terminal:
+            await run.lease.release()
             raise FlowStateError(f"child flow {flow_id} is {status.value}; nothing to resume")
-        await run.answer(user_input, node_id)
+        await self._answer(run, user_input, node_id)
         return await self._drive_child(parent, run)
 
     async def _drive_child(self, parent: FlowRun, run: FlowRun) -> FlowResult:
@@ -472,8 +506,18 @@ class FlowRunner:
             parent.children.discard(run)
 
     async def _load(
-        self, flow_id: UUID, listeners: Iterable[tuple[str, EventHandler]] = ()
+        self,
+        flow_id: UUID,
+        listeners: Iterable[tuple[str, EventHandler]] = (),
+        *,
+        drive: bool = True,
+        wait: float = 0.0,
+        about: str = "",
     ) -> FlowRun:
+        """A run of a stored flow. With ``drive`` this runner first takes the flow's
+        lease (waiting up to ``wait`` seconds for a live driver to let go; else
+        `FlowBusyError`), then reads the flow, so what it reads no other process
+        changes while it holds the lease."""
         if flow_id in self._active:
             raise FlowStateError(f"flow {flow_id} is running in this process")
         if not self._store.durable:
@@ -481,26 +525,40 @@ class FlowRunner:
             if parked is None:
                 raise FlowNotFoundError(
                     f"flow {flow_id} is not paused in this process, and the store "
-                    f"({self._store_name()}) cannot continue flows across processes"
+                    f"({self.store_name()}) cannot continue flows across processes"
                 )
-            parked.halted = False
+            parked.control.resume()
             return parked
-        snapshot: FlowSnapshot | None = await self._store.call("load_flow", flow_id)
-        if snapshot is None:
-            raise FlowNotFoundError(f"no flow {flow_id} in the store ({self._store_name()})")
-        spec = snapshot.flow.graph
-        compiled = self._compiled if self._same_graph(spec) else self._compile(spec)
-        run = FlowRun(
-            self,
-            compiled,
-            flow_id,
-            snapshot.flow.input,
-            parent_flow_id=snapshot.flow.parent_flow_id,
-            listeners=listeners,
-        )
-        run.restore(snapshot)
+        lease = self._lease(flow_id)
+        if drive:
+            try:
+                await lease.acquire(wait=wait, about=about)
+            except FlowNotFoundError:
+                raise FlowNotFoundError(
+                    f"no flow {flow_id} in the store ({self.store_name()})"
+                ) from None
+        try:
+            snapshot: FlowSnapshot | None = await self._store.call("load_flow", flow_id)
+            if snapshot is None:
+                raise FlowNotFoundError(f"no flow {flow_id} in the store ({self.store_name()})")
+            spec = snapshot.flow.graph
+            compiled = self._compiled if self._same_graph(spec) else self._compile(spec)
+            run = FlowRun(
+                self,
+                compiled,
+                flow_id,
+                snapshot.flow.input,
+                lease,
+                parent_flow_id=snapshot.flow.parent_flow_id,
+                listeners=listeners,
+            )
+            run.restore(snapshot)
+        except BaseException:
+            if drive:
+                await lease.release()
+            raise
         status = snapshot.flow.status
-        if status is FlowStatus.PAUSED and (run.ready or run.timers):
+        if status is FlowStatus.PAUSED and (run.state.ready or run.state.timers):
             # An answer was committed but the process died before marking the flow
             # running again: it is a running flow to recover, not a paused one.
             status = FlowStatus.RUNNING
@@ -518,13 +576,24 @@ class FlowRunner:
         ``node_id`` (an id or a node name) picks the node when several wait;
         by default the one that started waiting first.
         """
-        run = await self._load(flow_id)
+        about = "it cannot be resumed now"
+        if node_id is not None:
+            about = f"node {node_id!r} cannot be answered now"
+        run = await self._load(flow_id, about=about)
         status = run.status_on_load or FlowStatus.PAUSED
         if status.is_terminal:
+            await run.lease.release()
             raise FlowStateError(f"flow {flow_id} is {status.value}; there is nothing to resume")
         run.started = time.monotonic()
-        await run.answer(user_input, node_id)
+        await self._answer(run, user_input, node_id)
         return await self._drive(run)
+
+    async def _answer(self, run: FlowRun, user_input: str, node_id: UUID | str | None) -> None:
+        try:
+            await run.answer(user_input, node_id)
+        except BaseException:
+            await run.lease.release()
+            raise
 
     def resume(
         self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
@@ -532,26 +601,31 @@ class FlowRunner:
         """Synchronous `aresume`."""
         return run_sync(self.aresume(flow_id, user_input, node_id))
 
-    async def arecover(self, flow_id: UUID) -> FlowResult:
+    async def arecover(self, flow_id: UUID, *, wait: float = 0.0) -> FlowResult:
         """Continue a flow whose run was interrupted (a crash, a lost store connection).
 
         Only activations that had not committed run again. A paused flow stays
         paused and an ended flow is left as it is; both return their result.
+        While another process drives the flow (holds its live lease) this raises
+        `FlowBusyError`, after waiting up to ``wait`` seconds for it to let go;
+        a driver that died on this host is taken over at once, one elsewhere once
+        its lease runs out.
         """
-        run = await self._load(flow_id)
+        run = await self._load(flow_id, wait=wait, about="it is not interrupted")
         status = run.status_on_load or FlowStatus.RUNNING
         if status is not FlowStatus.RUNNING:
+            await run.lease.release()
             return _stored_result(run, status)
         run.started = time.monotonic()
         if run.listening:
             run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
-        if run.untouched:
+        if run.state.untouched:
             await run.queue_start()  # died between creating the flow and queueing Start
         return await self._drive(run)
 
-    def recover(self, flow_id: UUID) -> FlowResult:
+    def recover(self, flow_id: UUID, *, wait: float = 0.0) -> FlowResult:
         """Synchronous `arecover`."""
-        return run_sync(self.arecover(flow_id))
+        return run_sync(self.arecover(flow_id, wait=wait))
 
     def stop(self, flow_id: UUID) -> None:
         """Stop a flow: nothing new starts, running executors are cancelled (async)
@@ -585,17 +659,24 @@ class FlowRunner:
             raise FlowNotFoundError(f"flow {flow_id} is not running in this process")
         record = await self._store.call("get_flow", flow_id)
         if record is None:
-            raise FlowNotFoundError(f"no flow {flow_id} in the store ({self._store_name()})")
+            raise FlowNotFoundError(f"no flow {flow_id} in the store ({self.store_name()})")
         if record.status.is_terminal:
             return
         seq = record.event_seq + 1
+        event = FlowStopped(flow_id=flow_id, reason="stop() called", seq=seq, ts=time.time())
+        # No lease: a stop wins over a driver elsewhere, whose next commit is refused.
         await self._store.call(
             "update_flow",
             flow_id,
-            FlowUpdate(status=FlowStatus.STOPPED, updated_at=time.time(), event_seq=seq),
+            FlowUpdate(
+                status=FlowStatus.STOPPED,
+                updated_at=time.time(),
+                event_seq=seq,
+                events=[event],
+                release_lease=True,
+            ),
         )
-        event = FlowStopped(flow_id=flow_id, reason="stop() called", seq=seq, ts=time.time())
-        for name, listener in self._listeners():
+        for name, listener in self.listeners():
             try:
                 listener(event)
             except Exception:  # a listener never breaks a stop
@@ -605,7 +686,7 @@ class FlowRunner:
 
     async def aget_result(self, flow_id: UUID) -> FlowResult:
         """The current result of a stored flow, without running anything."""
-        run = await self._load(flow_id)
+        run = await self._load(flow_id, drive=False)
         return _stored_result(run, run.status_on_load or FlowStatus.PAUSED)
 
     def get_result(self, flow_id: UUID) -> FlowResult:
@@ -655,7 +736,7 @@ class NodeConfigError(ValueError):
 
 def _stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
     """The result of a flow as the store holds it (nothing runs)."""
-    end = run.end_record
+    end = run.state.end_record
     record_error = run.describe_failure()
     return FlowResult(
         flow_id=run.flow_id,
@@ -663,7 +744,7 @@ def _stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
         final_output=(end.result or "") if end is not None else "",
         output_data=end.output_data if end is not None else {},
         error=record_error,
-        node_results=NodeResults(run.latest),
+        node_results=NodeResults(run.state.latest),
         duration_seconds=0.0,
         status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
         waiting=run.waiting_nodes(),

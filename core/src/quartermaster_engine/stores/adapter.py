@@ -17,6 +17,10 @@ _DURABLE_METHODS = (
     "list_flows",
     "delete_flow",
     "prune",
+    "acquire_lease",
+    "renew_lease",
+    "release_lease",
+    "read_events",
 )
 
 

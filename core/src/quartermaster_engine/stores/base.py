@@ -29,6 +29,7 @@ from quartermaster_engine.stores.records import (
     FlowSnapshot,
     FlowStatus,
     FlowUpdate,
+    Lease,
 )
 from quartermaster_engine.types import Message
 
@@ -92,6 +93,17 @@ class DurableStore(ExecutionStore, Protocol):
 
     ``commit`` must apply a `Commit` all or nothing, and commits of one flow in
     the order they are made. Conformance: `quartermaster_engine.testing`.
+
+    Fencing: a flow is driven by at most one process at a time, the holder of
+    its *lease* (`acquire_lease`). Each new holder gets a higher epoch; every
+    commit and status update a driver makes carries its epoch, and the store
+    refuses one whose epoch is not the flow's current one, so a driver that
+    lost its lease (it was paused past the lease's end and another process took
+    over) changes nothing. A commit whose activation is no longer pending is a
+    duplicate and changes nothing either. Both raise without writing.
+
+    Event log: the events a commit or update carries are appended to the flow's
+    log in the same transaction; `read_events` reads them back from any process.
     """
 
     def create_flow(self, record: FlowRecord) -> Any:
@@ -107,7 +119,36 @@ class DurableStore(ExecutionStore, Protocol):
         ...
 
     def commit(self, flow_id: UUID, commit: Commit) -> Any:
-        """Apply one activation's outcome atomically."""
+        """Apply one activation's outcome atomically, after checking, in the same
+        transaction: the flow exists (else `FlowNotFoundError`) and has not ended,
+        and ``commit.epoch`` (when set) is its lease epoch (else `StaleLeaseError`);
+        ``commit.done`` (when set) is pending, with the attempt of
+        ``commit.record`` (when set), and ``commit.answers`` (when set) is
+        pending and waiting for input (else `DuplicateCommitError`). Adds one to
+        the flow's ``version``."""
+        ...
+
+    def acquire_lease(
+        self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None
+    ) -> Any:
+        """Make ``owner`` the flow's driver for ``ttl`` seconds and return the new
+        `Lease` (epoch one higher than the last). Raises `LeaseHeldError` while
+        another owner's lease has not run out, unless ``take_over`` is that
+        lease's epoch (its holder is known to be dead); `FlowNotFoundError`."""
+        ...
+
+    def renew_lease(self, flow_id: UUID, epoch: int, ttl: float) -> Any:
+        """Extend the lease of ``epoch`` by ``ttl`` seconds from now and return it;
+        `StaleLeaseError` if the flow's lease is no longer that epoch."""
+        ...
+
+    def release_lease(self, flow_id: UUID, epoch: int) -> Any:
+        """End the lease of ``epoch`` (nothing happens if it is no longer current)."""
+        ...
+
+    def read_events(self, flow_id: UUID, after: int = 0, limit: int | None = None) -> Any:
+        """The flow's logged events numbered above ``after``, in order (at most
+        ``limit``); empty for an unknown flow."""
         ...
 
     def load_flow(self, flow_id: UUID) -> Any:
@@ -139,6 +180,24 @@ class StoreDataError(StoreError, ValueError):
     """
 
 
+class LeaseHeldError(StoreError):
+    """Another process holds the flow's lease and it has not run out."""
+
+    def __init__(self, message: str, lease: Lease) -> None:
+        super().__init__(message)
+        self.lease = lease
+
+
+class StaleLeaseError(StoreError):
+    """A commit or update was made under a lease epoch that is no longer the
+    flow's, or for a flow that has ended; nothing was written."""
+
+
+class DuplicateCommitError(StoreError):
+    """The commit's activation is no longer pending (it was committed already), or
+    the node it answers is no longer waiting; nothing was written."""
+
+
 class FlowExistsError(StoreError):
     """A flow with this id is already stored."""
 
@@ -149,6 +208,7 @@ class FlowNotFoundError(StoreError, LookupError):
 
 __all__ = [
     "Commit",
+    "DuplicateCommitError",
     "DurableStore",
     "ExecutionStore",
     "FlowExistsError",
@@ -157,6 +217,9 @@ __all__ = [
     "FlowSnapshot",
     "FlowStatus",
     "FlowUpdate",
+    "Lease",
+    "LeaseHeldError",
+    "StaleLeaseError",
     "StoreDataError",
     "StoreError",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from datetime import timedelta
@@ -9,8 +10,15 @@ from typing import Any
 from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.fencing import (
+    check_lease_free,
+    check_record_fence,
+    duplicate_commit,
+    not_waiting,
+)
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
@@ -19,6 +27,7 @@ from quartermaster_engine.stores.records import (
     FlowSnapshot,
     FlowStatus,
     FlowUpdate,
+    Lease,
 )
 from quartermaster_engine.types import Message
 
@@ -26,6 +35,7 @@ from quartermaster_engine.types import Message
 class _FlowData:
     __slots__ = (
         "deliveries",
+        "events",
         "latest",
         "loop_exits",
         "memory",
@@ -49,6 +59,7 @@ class _FlowData:
         self.loop_exits: set[tuple[UUID, UUID]] = set()
         # Histories set explicitly through save_messages / append_message.
         self.messages: dict[int, list[Message]] = {}
+        self.events: list[FlowEvent] = []
 
 
 class InMemoryStore:
@@ -150,12 +161,22 @@ class InMemoryStore:
         data = self._flows.get(flow_id.int)
         return None if data is None else data.record
 
+    def _flow(self, flow_id: UUID) -> tuple[_FlowData, FlowRecord]:
+        data = self._flows.get(flow_id.int)
+        if data is None or data.record is None:
+            raise FlowNotFoundError(f"no flow {flow_id}")
+        return data, data.record
+
     def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
         with self._lock:
-            data = self._flows.get(flow_id.int)
-            if data is None or data.record is None:
-                raise FlowNotFoundError(f"no flow {flow_id}")
-            record = data.record
+            data, record = self._flow(flow_id)
+            if update.epoch is not None:
+                check_record_fence(record, update.epoch)
+            if update.events:
+                data.events.extend(update.events)
+            if update.release_lease:
+                record.lease_owner = None
+                record.lease_expires = 0.0
             record.status = update.status
             record.updated_at = update.updated_at
             record.error = update.error
@@ -168,12 +189,24 @@ class InMemoryStore:
 
     def commit(self, flow_id: UUID, commit: Commit) -> None:
         with self._lock:
-            data = self._flows.get(flow_id.int)
-            if data is None or data.record is None:
-                raise FlowNotFoundError(f"no flow {flow_id}")
-            if commit.done is not None:
-                node_id, visit = commit.done
-                data.pending.pop((node_id.int, visit), None)
+            data, flow = self._flow(flow_id)
+            check_record_fence(flow, commit.epoch)
+            done = commit.done
+            if done is not None:
+                key = (done[0].int, done[1])
+                pending = data.pending.get(key)
+                if pending is None or (
+                    commit.record is not None and pending.attempt != commit.record.attempt
+                ):
+                    raise duplicate_commit(
+                        flow_id, done, None if commit.record is None else commit.record.attempt
+                    )
+                del data.pending[key]
+            if commit.answers is not None:
+                node_id, visit = commit.answers
+                waiting = data.pending.get((node_id.int, visit))
+                if waiting is None or not waiting.waiting:
+                    raise not_waiting(flow_id, commit.answers)
             record = commit.record
             if record is not None:
                 data.records.append(record)
@@ -193,7 +226,49 @@ class InMemoryStore:
                 resets = set(commit.loop_resets)
                 data.loop_exits = {m for m in data.loop_exits if m[0] not in resets}
             data.loop_exits.update(commit.loop_exits)
-            data.record.updated_at = time.time()
+            if commit.events:
+                data.events.extend(commit.events)
+                flow.event_seq = commit.events[-1].seq
+            flow.version += 1
+            flow.updated_at = time.time()
+
+    def acquire_lease(
+        self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None
+    ) -> Lease:
+        with self._lock:
+            _, record = self._flow(flow_id)
+            now = time.time()
+            check_lease_free(flow_id, record.lease(), now, take_over)
+            record.lease_owner = owner
+            record.lease_epoch += 1
+            record.lease_expires = now + ttl
+            return Lease(owner, record.lease_epoch, record.lease_expires)
+
+    def renew_lease(self, flow_id: UUID, epoch: int, ttl: float) -> Lease:
+        with self._lock:
+            _, record = self._flow(flow_id)
+            check_record_fence(record, epoch, ending=False)
+            record.lease_expires = time.time() + ttl
+            return Lease(record.lease_owner or "", epoch, record.lease_expires)
+
+    def release_lease(self, flow_id: UUID, epoch: int) -> None:
+        with self._lock:
+            data = self._flows.get(flow_id.int)
+            record = None if data is None else data.record
+            if record is not None and record.lease_epoch == epoch:
+                record.lease_owner = None
+                record.lease_expires = 0.0
+
+    def read_events(
+        self, flow_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[FlowEvent]:
+        data = self._flows.get(flow_id.int)
+        if data is None:
+            return []
+        events = data.events
+        start = bisect.bisect_right(events, after, key=lambda e: e.seq)
+        end = len(events) if limit is None else start + limit
+        return events[start:end]
 
     def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
         with self._lock:

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.events import FlowEvent
 from quartermaster_graph.models import GraphSpec
 
 #: An activation within its flow: (node id, visit).
@@ -203,17 +204,27 @@ class Commit:
     - ``deliveries`` / ``closed``: join deliveries to add, then join slots to drop;
     - ``enqueue``: activations to add to (or replace in) the queue;
     - ``loop_exits`` / ``loop_resets``: exit edges that delivered in a loop's
-      current run (loop header id, edge id), and loops whose run ended.
+      current run (loop header id, edge id), and loops whose run ended;
+    - ``events``: the flow's events since the last commit (tokens excepted),
+      numbered; the store appends them to the flow's event log.
+
+    Fencing (see `DurableStore.commit`): ``epoch`` is the lease epoch the commit
+    was computed under; ``done`` must still be pending (with the attempt of
+    ``record``); ``answers`` names a pending activation that must be waiting for
+    input. A commit that fails a precondition changes nothing.
 
     Stores apply them in this order. The sequences are empty tuples until the
     runner adds to them, so a commit that changes little allocates little.
     """
 
     __slots__ = (
+        "answers",
         "closed",
         "deliveries",
         "done",
         "enqueue",
+        "epoch",
+        "events",
         "loop_exits",
         "loop_resets",
         "memory",
@@ -230,6 +241,10 @@ class Commit:
         enqueue: Sequence[Activation] = (),
         loop_exits: Sequence[tuple[UUID, UUID]] = (),
         loop_resets: Sequence[UUID] = (),
+        *,
+        epoch: int | None = None,
+        events: Sequence[FlowEvent] = (),
+        answers: ActivationKey | None = None,
     ) -> None:
         self.done = done
         self.record = record
@@ -239,6 +254,9 @@ class Commit:
         self.enqueue = enqueue
         self.loop_exits = loop_exits
         self.loop_resets = loop_resets
+        self.epoch = epoch
+        self.events = events
+        self.answers = answers
 
     def add_delivery(self, delivery: Delivery) -> None:
         if self.deliveries:
@@ -280,6 +298,9 @@ class Commit:
             "enqueue": [a.to_dict() for a in self.enqueue],
             "loop_exits": [[str(h), str(e)] for h, e in self.loop_exits],
             "loop_resets": [str(h) for h in self.loop_resets],
+            "epoch": self.epoch,
+            "events": [e.to_dict() for e in self.events],
+            "answers": None if self.answers is None else _key_to_json(self.answers),
         }
 
     def __repr__(self) -> str:
@@ -300,6 +321,19 @@ class FlowRecord:
     final_output: str | None = None
     event_seq: int = 0
     parent_flow_id: UUID | None = None
+    #: Commits applied so far (every commit adds one).
+    version: int = 0
+    #: The process driving the flow (``host:pid:runner``), its lease epoch, and
+    #: when the lease runs out unless renewed (seconds since the epoch).
+    lease_owner: str | None = None
+    lease_epoch: int = 0
+    lease_expires: float = 0.0
+
+    def lease(self) -> Lease | None:
+        """The flow's lease if one is held (it may have run out)."""
+        if self.lease_owner is None:
+            return None
+        return Lease(self.lease_owner, self.lease_epoch, self.lease_expires)
 
     def to_dict(self, *, with_graph: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -312,6 +346,10 @@ class FlowRecord:
             "final_output": self.final_output,
             "event_seq": self.event_seq,
             "parent_flow_id": None if self.parent_flow_id is None else str(self.parent_flow_id),
+            "version": self.version,
+            "lease_owner": self.lease_owner,
+            "lease_epoch": self.lease_epoch,
+            "lease_expires": self.lease_expires,
         }
         if with_graph:
             data["graph"] = self.graph.model_dump(mode="json")
@@ -331,19 +369,42 @@ class FlowRecord:
             final_output=data.get("final_output"),
             event_seq=int(data.get("event_seq", 0)),
             parent_flow_id=None if parent is None else UUID(parent),
+            version=int(data.get("version", 0)),
+            lease_owner=data.get("lease_owner"),
+            lease_epoch=int(data.get("lease_epoch", 0)),
+            lease_expires=float(data.get("lease_expires", 0.0)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A process's claim to drive a flow: only commits made under the current
+    ``epoch`` are accepted. Every new holder gets a higher epoch."""
+
+    owner: str
+    epoch: int
+    expires_at: float
 
 
 @dataclass(slots=True)
 class FlowUpdate:
     """A change of a flow's status. When the new status is terminal the store
-    also drops the flow's queue, join deliveries and loop marks."""
+    also drops the flow's queue, join deliveries and loop marks.
+
+    ``events`` are appended to the flow's event log (``event_seq`` is then their
+    last number); ``epoch``, when set, must be the flow's current lease epoch,
+    and a terminal flow cannot be changed under one; ``release_lease`` ends the
+    lease (a paused or ended flow has no driver).
+    """
 
     status: FlowStatus
     updated_at: float
     error: str | None = None
     final_output: str | None = None
     event_seq: int = 0
+    events: Sequence[FlowEvent] = ()
+    epoch: int | None = None
+    release_lease: bool = False
 
 
 @dataclass(slots=True)

@@ -1,0 +1,123 @@
+"""Writing one flow's outcomes to its store.
+
+Durable stores get one `Commit` per outcome, stamped with the driver's lease
+epoch and carrying the events emitted since the last commit; stores with only
+0.1.5's contract get the record, history and memory writes one by one. Store
+failures become the runner's errors: data the store cannot keep fails the
+flow, a refused (stale or duplicate) commit means another process has the
+flow, anything else leaves the flow to be recovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+from quartermaster_engine.runner.compiled import CompiledGraph
+from quartermaster_engine.runner.emitter import Emitter
+from quartermaster_engine.runner.errors import (
+    LeaseLostError,
+    StoreUnavailableError,
+    UnstorableOutputError,
+    error_text,
+)
+from quartermaster_engine.runner.lease import LeaseKeeper
+from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import DuplicateCommitError, StaleLeaseError, StoreDataError
+from quartermaster_engine.stores.records import Commit, FlowUpdate
+
+
+class Committer:
+    """Commits one flow's outcomes under its lease."""
+
+    __slots__ = ("cg", "durable", "emitter", "flow_id", "lease", "store", "store_name", "sync")
+
+    def __init__(
+        self,
+        store: StoreAdapter,
+        store_name: str,
+        flow_id: UUID,
+        compiled: CompiledGraph,
+        emitter: Emitter,
+        lease: LeaseKeeper,
+    ) -> None:
+        self.store = store
+        self.store_name = store_name
+        self.flow_id = flow_id
+        self.cg = compiled
+        self.emitter = emitter
+        self.lease = lease
+        self.durable = store.durable
+        #: The store's commit never suspends: callers may use `commit_now`.
+        self.sync = store.commit_is_sync
+
+    def _stamp(self, commit: Commit) -> None:
+        commit.epoch = self.lease.epoch
+        if self.emitter.unlogged:
+            commit.events = self.emitter.take_unlogged()
+
+    async def commit(self, commit: Commit) -> None:
+        """Write ``commit``; raises the runner's errors (see the module)."""
+        if self.sync:
+            self.commit_now(commit)
+            return
+        if not self.durable:
+            await self._legacy(commit)
+            return
+        self._stamp(commit)
+        try:
+            await self.store.commit(self.flow_id, commit)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise self.failure(exc, commit) from exc
+
+    def commit_now(self, commit: Commit) -> None:
+        """`commit` for stores whose commit never suspends: no coroutine on the hot path."""
+        self._stamp(commit)
+        try:
+            self.store.commit_now(self.flow_id, commit)
+        except Exception as exc:
+            raise self.failure(exc, commit) from exc
+
+    async def update(self, update: FlowUpdate) -> None:
+        """Change the flow's status under the lease, with the events not yet logged."""
+        update.epoch = self.lease.epoch
+        update.events = self.emitter.take_unlogged()
+        update.event_seq = self.emitter.seq
+        try:
+            await self.store.call("update_flow", self.flow_id, update)
+        except StaleLeaseError as exc:
+            raise LeaseLostError(str(exc)) from exc
+
+    def failure(self, exc: Exception, commit: Commit) -> Exception:
+        """The runner's error for a store's refusal or failure of ``commit``."""
+        if isinstance(exc, StaleLeaseError | DuplicateCommitError):
+            return LeaseLostError(str(exc))
+        if isinstance(exc, StoreDataError) and commit.record is not None:
+            cnode = self.cg.by_id.get(commit.record.node_id)
+            node = cnode.describe() if cnode is not None else str(commit.record.node_id)
+            return UnstorableOutputError(
+                f"node {node} produced data the store ({self.store_name}) cannot save: {exc}"
+            )
+        return StoreUnavailableError(
+            f"the store ({self.store_name}) failed while committing flow {self.flow_id}: "
+            f"{error_text(exc)}"
+        )
+
+    async def _legacy(self, commit: Commit) -> None:
+        """0.1.5-contract stores: write the record, memory and history node by node."""
+        rec = commit.record
+        store = self.store
+        try:
+            if rec is not None:
+                await store.call("save_node_execution", self.flow_id, rec.node_id, rec)
+                if rec.log is not None:
+                    await store.call("save_messages", self.flow_id, rec.node_id, rec.log.to_list())
+            if commit.memory:
+                for key, value in commit.memory.items():
+                    await store.call("save_memory", self.flow_id, key, value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise self.failure(exc, commit) from exc

@@ -1,0 +1,97 @@
+"""Drivers: the loops that take ready activations and run them.
+
+The inline driver runs one activation at a time in queue order (the sync
+dispatcher: deterministic). The concurrent driver runs them as asyncio tasks,
+at most ``max_concurrency`` at once; a task keeps taking ready activations, so a
+chain runs in one task instead of a task and a wake-up per node. Both sleep
+until the next retry timer when nothing is ready, and return when nothing can
+run or the run halted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from quartermaster_engine.stores.records import Activation
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.flow_run import FlowRun
+
+
+async def drive_inline(run: FlowRun) -> None:
+    ready = run.state.ready
+    control = run.control
+    while not control.stop_if_requested():
+        if ready:
+            await run.run_activation(ready.popleft())
+            if run.yield_each_step:
+                # Let a run_async consumer see events while the flow runs.
+                await asyncio.sleep(0)
+            continue
+        if not run.state.timers:
+            return
+        await _sleep_until_timer(run)
+
+
+async def _sleep_until_timer(run: FlowRun) -> None:
+    delay = run.state.timers[0][0] - time.time()
+    if delay > 0:
+        await run.control.cancellable(asyncio.sleep(delay))
+    run.state.release_due_timers()
+
+
+async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
+    control = run.control
+    state = run.state
+    wake = control.wake = asyncio.Event()
+    ready = state.ready
+    loop = asyncio.get_running_loop()
+    while True:
+        control.stop_if_requested()
+        while ready and not control.halted and (limit is None or run.running < limit):
+            act = ready.popleft()
+            run.running += 1
+            task = loop.create_task(_run_task(run, act))
+            run.tasks.add(task)
+        if run.running == 0 and (control.halted or (not ready and not state.timers)):
+            return
+        timeout = None
+        if state.timers and not control.halted:
+            timeout = max(0.0, state.timers[0][0] - time.time())
+        if timeout is None:
+            await wake.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+        wake.clear()
+        state.release_due_timers()
+
+
+async def _run_task(run: FlowRun, act: Activation) -> None:
+    """Run ``act``, then keep taking ready activations while there are any."""
+    ready = run.state.ready
+    control = run.control
+    wake = control.wake
+    try:
+        await run.run_activation(act)
+        while ready and not control.stop_if_requested():
+            nxt = ready.popleft()
+            if ready and wake is not None:
+                wake.set()  # more are ready: the driver starts tasks for them
+            await run.run_activation(nxt)
+    except asyncio.CancelledError:
+        if not control.halted:
+            raise
+    except Exception as exc:
+        control.fail_with(exc)
+    finally:
+        run.running -= 1
+        task = asyncio.current_task()
+        if task is not None:
+            run.tasks.discard(task)
+            control.forget(task)
+        if control.wake is not None:
+            control.wake.set()

@@ -1,0 +1,55 @@
+"""Errors raised while a flow runs, and how a node's error is worded."""
+
+from __future__ import annotations
+
+
+class NodeError(Exception):
+    """A node failure whose message is complete as it is (no exception type prefix)."""
+
+
+class NodeTimeoutError(NodeError, TimeoutError):
+    """An attempt ran longer than the node's ``timeout``."""
+
+
+class FlowStateError(ValueError):
+    """The flow is not in a state that allows the operation (resume a completed flow, ...)."""
+
+
+class FlowBusyError(FlowStateError):
+    """Another process is running the flow right now (it holds the flow's lease).
+
+    ``owner`` names that process (``host:pid:runner``), ``expires_at`` is when its
+    lease runs out unless it renews it (seconds since the epoch).
+    """
+
+    def __init__(self, message: str, owner: str, expires_at: float) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.expires_at = expires_at
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store failed while the flow ran; the flow can be recovered once it is back."""
+
+
+class UnstorableOutputError(RuntimeError):
+    """A node produced data the store cannot save; the flow is failed (recovering it
+    would only produce the same data again)."""
+
+
+class LeaseLostError(RuntimeError):
+    """This process no longer holds the flow's lease (another process took the flow
+    over after the lease ran out, or the flow was stopped elsewhere); it commits
+    nothing more for the flow."""
+
+
+def error_text(exc: BaseException) -> str:
+    """How an executor's exception reads in a node's error."""
+    text = str(exc)
+    if isinstance(exc, NodeError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def fmt_seconds(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,130 @@
+"""Calling a node's executor: async or blocking, with its timeout, under stop.
+
+Async executors run on the flow's loop. A blocking (plain ``def``) executor runs
+inline under the sync dispatcher when it has no timeout; otherwise it goes to
+the dispatcher's ``run_blocking`` (concurrent dispatchers) or a worker thread,
+so that a timeout or a stop does not wait for it. Whatever an executor returns
+is turned into a `NodeResult` or a named node error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.nodes import NodeExecutor, NodeResult
+from quartermaster_engine.runner.compiled import CNode
+from quartermaster_engine.runner.control import RunControl
+from quartermaster_engine.runner.errors import NodeError, NodeTimeoutError, fmt_seconds
+from quartermaster_engine.stores.records import Activation
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.flow_run import FlowRun
+
+#: Finds the executor of a node type: (executor, is it async) or None.
+ExecutorLookup = Callable[[str], "tuple[NodeExecutor, bool] | None"]
+
+
+class BlockingCall:
+    """The call a dispatcher's ``run_blocking`` receives for a blocking executor:
+    calling it runs ``executor.execute(context)``; ``context`` tells the dispatcher
+    which flow the call belongs to (``context.cancelled``, ``context.stop_flow``)."""
+
+    __slots__ = ("context", "executor")
+
+    def __init__(self, executor: NodeExecutor, context: ExecutionContext) -> None:
+        self.executor = executor
+        self.context = context
+
+    def __call__(self) -> Any:
+        return self.executor.execute(self.context)
+
+
+class ExecutorCaller:
+    """Runs executors for one flow."""
+
+    __slots__ = ("_cache", "control", "dispatcher", "lookup", "missing", "offloads_blocking")
+
+    def __init__(
+        self,
+        lookup: ExecutorLookup,
+        missing: Callable[[CNode], str],
+        dispatcher: TaskDispatcher,
+        control: RunControl,
+    ) -> None:
+        self.lookup = lookup
+        self.missing = missing
+        self.dispatcher = dispatcher
+        self.control = control
+        self.offloads_blocking = bool(getattr(dispatcher, "offloads_blocking", control.concurrent))
+        self._cache: dict[str, tuple[NodeExecutor, bool] | None] = {}
+
+    def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:
+        try:
+            return self._cache[cnode.type_name]
+        except KeyError:
+            found = self._cache[cnode.type_name] = self.lookup(cnode.type_name)
+            return found
+
+    async def call(self, run: FlowRun, act: Activation, input_text: str) -> NodeResult:
+        """Run ``act``'s executor and return its result (raises on failure)."""
+        cnode: CNode = act.cnode
+        found = self.executor(cnode)
+        if found is None:
+            raise NodeError(self.missing(cnode))
+        executor, is_async = found
+        ctx = ExecutionContext._for_activation(run, act, input_text)
+        timeout = cnode.timeout
+        result: Any
+        if is_async:
+            coro = cast(Awaitable[NodeResult], executor.execute(ctx))
+            result = await self._await(
+                coro if timeout is None else asyncio.wait_for(coro, timeout), cnode, act
+            )
+        elif timeout is None and not self.offloads_blocking:
+            result = executor.execute(ctx)
+        else:
+            call = BlockingCall(executor, ctx)
+            if self.offloads_blocking:
+                job = self.dispatcher.run_blocking(call, cnode.node)
+            else:
+                job = asyncio.to_thread(call)
+            result = await self._await(
+                job if timeout is None else asyncio.wait_for(job, timeout), cnode, act
+            )
+        if type(result) is not NodeResult:
+            return await _coerce(result, cnode)
+        return result
+
+    async def _await(self, awaitable: Any, cnode: CNode, act: Activation) -> Any:
+        try:
+            return await self.control.cancellable(awaitable)
+        except TimeoutError as exc:
+            if isinstance(exc, NodeError):
+                raise
+            raise NodeTimeoutError(timeout_message(cnode, act)) from None
+
+
+def timeout_message(cnode: CNode, act: Activation) -> str:
+    total = 1 + cnode.max_retries
+    return (
+        f"node {cnode.describe()} timed out after {fmt_seconds(cnode.timeout or 0)} s "
+        f"(attempt {act.attempt} of {total})"
+    )
+
+
+async def _coerce(result: Any, cnode: CNode) -> NodeResult:
+    if inspect.isawaitable(result):
+        result = await result
+    if isinstance(result, NodeResult):
+        return result
+    if isinstance(result, str):
+        return NodeResult(success=True, output_text=result)
+    raise NodeError(
+        f"the executor of node {cnode.describe()} returned {type(result).__name__}; "
+        "expected a NodeResult or a str"
+    )

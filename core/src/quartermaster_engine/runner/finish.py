@@ -1,0 +1,122 @@
+"""The end of a run: the flow's status, its last events, its record, its result."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from quartermaster_engine.events import FlowFinished, FlowPaused, FlowStopped
+from quartermaster_engine.runner.control import Phase
+from quartermaster_engine.runner.errors import (
+    LeaseLostError,
+    UnstorableOutputError,
+    error_text,
+)
+from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
+from quartermaster_engine.runner.routing import stalled_join
+from quartermaster_engine.stores.records import FlowStatus, FlowUpdate
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.flow_run import FlowRun
+
+
+def decide(run: FlowRun) -> tuple[FlowStatus, str | None]:
+    """The flow's status and error, from the run's phase and state."""
+    control = run.control
+    state = run.state
+    phase = control.phase
+    if phase is Phase.ABORTED:
+        return FlowStatus.FAILED, str(control.abort)
+    if phase is Phase.STOPPING:
+        return FlowStatus.STOPPED, None
+    if state.failures:
+        return FlowStatus.FAILED, describe_failure(run)
+    if state.waiting:
+        return FlowStatus.PAUSED, None
+    stalled = stalled_join(run.cg, state)
+    if stalled is not None:
+        return FlowStatus.FAILED, stalled
+    return FlowStatus.COMPLETED, None
+
+
+async def finish(run: FlowRun) -> FlowResult:
+    """Emit the flow's last event, record its end in the store (releasing the
+    lease), and return its result."""
+    status, error = decide(run)
+    control = run.control
+    end = run.state.end_record
+    final_output = (end.result or "") if end is not None else ""
+    output_data = end.output_data if end is not None else {}
+    emitter = run.emitter
+    if emitter.listening and control.phase is not Phase.ABORTED:
+        if status is FlowStatus.STOPPED:
+            emitter.emit(FlowStopped(flow_id=run.flow_id, reason=control.stop_reason))
+        elif status is FlowStatus.PAUSED:
+            emitter.emit(FlowPaused(flow_id=run.flow_id, waiting=[k[0] for k in run.state.waiting]))
+        else:
+            emitter.emit(
+                FlowFinished(
+                    flow_id=run.flow_id,
+                    final_output=final_output,
+                    output_data=output_data,
+                    status=status.value,
+                    success=status is FlowStatus.COMPLETED,
+                    error=error,
+                )
+            )
+    emitter.flush()
+    run.lease.stop()
+    abort = control.abort
+    # A store outage leaves the flow running for recover(); unstorable output
+    # would fail the same way again, so that flow is recorded as failed. A run
+    # that lost its lease writes nothing: another process has the flow.
+    if run.committer.durable and (abort is None or isinstance(abort, UnstorableOutputError)):
+        update = FlowUpdate(
+            status=status,
+            updated_at=time.time(),
+            error=error,
+            final_output=final_output if status.is_terminal else None,
+            release_lease=True,
+        )
+        try:
+            await run.committer.update(update)
+        except LeaseLostError as exc:
+            error, status = str(exc), FlowStatus.FAILED
+        except Exception as exc:
+            error = (
+                f"the store ({run.committer.store_name}) failed while recording the end of "
+                f"flow {run.flow_id}: {error_text(exc)}"
+            )
+            status = FlowStatus.FAILED
+    return FlowResult(
+        flow_id=run.flow_id,
+        success=status is FlowStatus.COMPLETED,
+        final_output=final_output,
+        output_data=output_data,
+        error=error,
+        node_results=NodeResults(run.state.latest),
+        duration_seconds=time.monotonic() - run.started,
+        status=status,
+        waiting=waiting_nodes(run),
+    )
+
+
+def describe_failure(run: FlowRun) -> str | None:
+    """The first final failure, naming its node; None if no node failed."""
+    if not run.state.failures:
+        return None
+    cnode, message = run.state.failures[0]
+    return message if cnode.describe() in message else f"node {cnode.describe()}: {message}"
+
+
+def waiting_nodes(run: FlowRun) -> list[WaitingNode]:
+    return [
+        WaitingNode(
+            node_id=act.node_id,
+            node_name=act.cnode.name,
+            prompt=act.prompt,
+            options=list(act.options or ()),
+            visit=act.visit,
+        )
+        for act in run.state.waiting.values()
+    ]

@@ -1,0 +1,348 @@
+"""`FlowRun`: one flow being driven by this process.
+
+It composes the parts that each do one job: `FlowState` (what the flow has
+done and may do), `Router` (what an outcome enables), `NodeInputs` (what an
+activation receives), `ExecutorCaller` (running executors), `outcomes` (an
+outcome turned into a commit), `Committer` (writing commits under the lease),
+`Emitter` (events and the event log), `RunControl` (phase and stop), the
+drivers, and `finish`. Everything here runs on the flow's event loop, so the
+state needs no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStarted, NodeStarted
+from quartermaster_engine.memory.persistent_memory import AgentMemory
+from quartermaster_engine.nodes import NodeResult
+from quartermaster_engine.runner import drivers, finish, outcomes
+from quartermaster_engine.runner.committer import Committer
+from quartermaster_engine.runner.compiled import OUT_PICKED, CEdge, CNode, CompiledGraph
+from quartermaster_engine.runner.control import Phase, RunControl
+from quartermaster_engine.runner.emitter import Emitter
+from quartermaster_engine.runner.errors import FlowStateError, LeaseLostError, error_text
+from quartermaster_engine.runner.executor_call import ExecutorCaller
+from quartermaster_engine.runner.host import RunHost
+from quartermaster_engine.runner.lease import LeaseKeeper
+from quartermaster_engine.runner.node_inputs import NodeInputs
+from quartermaster_engine.runner.result import FlowResult, WaitingNode
+from quartermaster_engine.runner.routing import Router
+from quartermaster_engine.runner.state import FlowState
+from quartermaster_engine.stores.records import (
+    Activation,
+    Commit,
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
+from quartermaster_engine.types import GraphSpec, Message
+
+
+class FlowRun:
+    """The state and scheduling of one flow in this process."""
+
+    def __init__(
+        self,
+        host: RunHost,
+        compiled: CompiledGraph,
+        flow_id: UUID,
+        input_text: str,
+        lease: LeaseKeeper,
+        *,
+        parent_flow_id: UUID | None = None,
+        listeners: Iterable[tuple[str, Callable[[FlowEvent], Any]]] = (),
+    ) -> None:
+        self.host = host
+        self.cg = compiled
+        self.graph = compiled.spec
+        self.flow_id = flow_id
+        self.input = input_text
+        self.parent_flow_id = parent_flow_id
+        self.lease = lease
+        store = host.store_adapter
+        dispatcher = host.dispatcher
+        concurrent = bool(dispatcher.concurrent)
+        self.max_concurrency = dispatcher.max_concurrency if concurrent else 1
+        self.state = FlowState(compiled, flow_id, input_text)
+        self.router = Router(compiled, self.state, host.max_visits)
+        self.inputs = NodeInputs(compiled, self.state, host.context_manager)
+        self.control = RunControl(concurrent)
+        self.extra_listeners = list(listeners)
+        self.emitter = Emitter(
+            flow_id,
+            parent_flow_id,
+            [*host.listeners(), *self.extra_listeners],
+            logging=store.durable,
+        )
+        self.control.on_halt = self._mute
+        self.committer = Committer(store, host.store_name(), flow_id, compiled, self.emitter, lease)
+        self.caller = ExecutorCaller(
+            host.executor_for, host.missing_executor_message, dispatcher, self.control
+        )
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.running = 0
+        #: Child flows (sub-graphs) running under this flow's nodes right now.
+        self.children: set[FlowRun] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.started = time.monotonic()
+        self.yield_each_step = False
+        #: The flow's status in the store when this run was restored from it.
+        self.status_on_load: FlowStatus | None = None
+
+    # -- what executors and the runner read ---------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """Whether events are built at all (someone listens, or the store logs them)."""
+        return self.emitter.listening
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.control.cancel_requested
+
+    @property
+    def halted(self) -> bool:
+        return self.control.halted
+
+    @property
+    def waiting(self) -> dict[tuple[UUID, int], Activation]:
+        return self.state.waiting
+
+    @property
+    def persistence(self) -> Any:
+        return self.host.persistence
+
+    @property
+    def agent_memory(self) -> AgentMemory:
+        return self.host.agent_memory
+
+    def memory_snapshot(self) -> dict[str, Any]:
+        return self.state.memory_snapshot()
+
+    def input_text(self, act: Activation) -> str:
+        return self.inputs.input_text(act)
+
+    def input_messages(self, act: Activation) -> list[Message]:
+        return self.inputs.messages(act)
+
+    def predecessor_outputs(self, act: Activation) -> dict[str, str]:
+        return self.inputs.predecessor_outputs(act)
+
+    def emit(self, event: FlowEvent) -> None:
+        self.emitter.emit(event)
+
+    def emit_threadsafe(self, event: FlowEvent) -> None:
+        self.emitter.emit_threadsafe(event)
+
+    def emit_token(self, act: Activation, token: str) -> None:
+        self.emitter.token(act, token)
+
+    async def run_child(self, graph: GraphSpec, input_text: str, flow_id: UUID) -> FlowResult:
+        return await self.host.run_child(self, graph, input_text, flow_id)
+
+    async def resume_child(
+        self, flow_id: UUID, user_input: str, node_id: UUID | str | None
+    ) -> FlowResult:
+        return await self.host.resume_child(self, flow_id, user_input, node_id)
+
+    def describe_failure(self) -> str | None:
+        return finish.describe_failure(self)
+
+    def waiting_nodes(self) -> list[WaitingNode]:
+        return finish.waiting_nodes(self)
+
+    # -- starting and restoring ---------------------------------------------------
+
+    async def start_new(self) -> None:
+        """Store the new flow (holding its lease) and queue its start node."""
+        if self.committer.durable:
+            now = time.time()
+            epoch = 1
+            await self.host.store_adapter.call(
+                "create_flow",
+                FlowRecord(
+                    flow_id=self.flow_id,
+                    graph=self.graph,
+                    input=self.input,
+                    status=FlowStatus.RUNNING,
+                    created_at=now,
+                    updated_at=now,
+                    parent_flow_id=self.parent_flow_id,
+                    lease_owner=self.lease.owner,
+                    lease_epoch=epoch,
+                    lease_expires=now + self.lease.ttl,
+                ),
+            )
+            self.lease.adopt(epoch)
+        if self.emitter.listening:
+            self.emitter.emit(
+                FlowStarted(flow_id=self.flow_id, input=self.input, graph_name=self.graph.name)
+            )
+        await self.queue_start()
+
+    async def queue_start(self) -> None:
+        """Queue the first visit of the start node."""
+        act = self.router.fire_start()
+        if self.committer.durable:
+            await self.committer.commit(Commit(enqueue=[act]))
+        self.state.ready.append(act)
+
+    def restore(self, snapshot: FlowSnapshot) -> None:
+        """Rebuild this run's state from what the store holds."""
+        self.state.restore(snapshot)
+        self.emitter.seq = snapshot.flow.event_seq
+
+    # -- driving -----------------------------------------------------------------
+
+    async def drive(self) -> FlowResult:
+        """Run until nothing can run; return the flow's result."""
+        loop = self.loop = asyncio.get_running_loop()
+        thread = threading.get_ident()
+        self.emitter.loop = loop
+        self.emitter.loop_thread = self.state.loop_thread = thread
+        control = self.control
+        control.driver = asyncio.current_task()
+        if self.lease.epoch is not None:
+            self.lease.keep(self._lease_lost)
+        try:
+            if control.concurrent:
+                await drivers.drive_concurrent(self, self.max_concurrency)
+            else:
+                await drivers.drive_inline(self)
+        except asyncio.CancelledError:
+            if control.phase is Phase.RUNNING:
+                # Cancelled from outside (the caller's task, a closed run_async):
+                # blocking executors and child flows must hear of it too.
+                self.lease.stop()
+                control.cancel_requested = True
+                self._mute()
+                for child in list(self.children):
+                    child.request_stop("the parent flow was cancelled")
+                raise
+            _uncancel()
+        except Exception as exc:
+            control.fail_with(exc)
+        return await finish.finish(self)
+
+    def _lease_lost(self, why: str) -> None:
+        self.control.fail_with(LeaseLostError(why))
+
+    def _mute(self) -> None:
+        self.emitter.muted = True
+
+    def halt(self, phase: Phase) -> None:
+        self.control.halt(phase)
+
+    def request_stop(self, reason: str = "") -> None:
+        """Stop the flow: nothing new starts, running async executors are cancelled,
+        blocking ones see ``context.cancelled``. Must run on the flow's loop."""
+        if self.control.request_stop(reason):
+            for child in list(self.children):
+                child.request_stop("the parent flow is stopping")
+
+    def request_stop_threadsafe(self, reason: str = "") -> None:
+        """`request_stop` from any thread. The flag blocking executors poll is set at
+        once: a blocking executor may be holding the loop's thread itself."""
+        self.control.cancel_requested = True
+        self._mute()
+        if not self.control.stop_reason:
+            self.control.stop_reason = reason
+        loop = self.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.request_stop, reason)
+
+    # -- one activation -------------------------------------------------------------
+
+    async def run_activation(self, act: Activation) -> None:
+        """Run one activation and commit its outcome."""
+        cnode: CNode = act.cnode
+        emitter = self.emitter
+        if emitter.listening:
+            emitter.emit(
+                NodeStarted(
+                    flow_id=self.flow_id,
+                    node_id=cnode.node_id,
+                    node_type=cnode.node.type,
+                    node_name=cnode.name,
+                    visit=act.visit,
+                    attempt=act.attempt,
+                )
+            )
+        started = time.time()
+        input_text = self.inputs.input_text(act)
+        picked: CEdge | None = None
+        try:
+            result = await self.caller.call(self, act, input_text)
+            if result.success and not result.wait_for_user and cnode.out_mode == OUT_PICKED:
+                picked = self.cg.pick(cnode, result.picked_node)
+                if picked is None:
+                    result = NodeResult(success=False, error=outcomes.bad_pick(self, cnode, result))
+        except asyncio.CancelledError:
+            if not self.control.halted:
+                raise
+            _uncancel()
+            await outcomes.cancelled(self, act, started)
+            return
+        except Exception as exc:
+            result = NodeResult(success=False, error=error_text(exc))
+        if result.wait_for_user:
+            await outcomes.park(self, act, result, started)
+        elif result.success:
+            await outcomes.succeed(self, act, result, started, picked)
+        else:
+            await outcomes.fail(self, act, result, started, input_text)
+
+    # -- resume ------------------------------------------------------------------------
+
+    async def answer(self, user_input: str, node: UUID | str | None) -> None:
+        """Give ``user_input`` to a waiting node and queue it to run again."""
+        waiting = self.find_waiting(node)
+        # A new activation, not the waiting one changed in place: an in-memory store
+        # holds that very object, and the commit checks it is still waiting.
+        act = Activation(
+            waiting.node_id, waiting.visit, waiting.attempt, waiting.inputs, user_input=user_input
+        )
+        act.cnode = waiting.cnode
+        act.sources = waiting.sources
+        del self.state.waiting[act.key]
+        if self.emitter.listening:
+            self.emitter.emit(
+                FlowResumed(flow_id=self.flow_id, reason="resume", node_id=act.node_id)
+            )
+        if self.committer.durable:
+            await self.committer.commit(Commit(enqueue=[act], answers=act.key))
+            await self.committer.update(
+                FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time())
+            )
+        self.state.ready.append(act)
+
+    def find_waiting(self, node: UUID | str | None) -> Activation:
+        waiting = self.state.waiting
+        if not waiting:
+            raise FlowStateError(f"flow {self.flow_id} has no node waiting for input")
+        if node is None:
+            return next(iter(waiting.values()))
+        for act in waiting.values():
+            if act.node_id == node or act.cnode.name == node or str(act.node_id) == node:
+                return act
+        names = ", ".join(a.cnode.describe() for a in waiting.values())
+        raise FlowStateError(
+            f"node {node!r} of flow {self.flow_id} is not waiting for input; waiting: {names}"
+        )
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        while task.cancelling():
+            task.uncancel()
+
+
+__all__ = ["FlowRun", "error_text"]

@@ -1,0 +1,269 @@
+"""A node's outcome turned into its commit: succeed, wait, fail, retry, skip, cancel.
+
+Each function builds the activation's record and `Commit`, routes it, commits
+it, applies it to the flow's state, and reports it (events staged into the
+same commit are delivered to listeners once it succeeded). Exactly one
+FlowError is emitted per final failure.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.events import (
+    FlowError,
+    FlowEvent,
+    NodeFinished,
+    NodeRetrying,
+    NodeSkipped,
+    UserInputRequired,
+)
+from quartermaster_engine.nodes import NodeResult
+from quartermaster_engine.runner.compiled import CEdge, CNode
+from quartermaster_engine.runner.control import Phase
+from quartermaster_engine.runner.errors import StoreUnavailableError
+from quartermaster_engine.stores.records import Activation, Commit
+from quartermaster_engine.types import ErrorStrategy
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.flow_run import FlowRun
+
+
+def record(
+    act: Activation,
+    status: NodeStatus,
+    started: float,
+    result: str | None,
+    data: dict[str, Any],
+    error: str | None,
+) -> NodeExecution:
+    return NodeExecution._engine(
+        act.node_id,
+        status,
+        act.visit,
+        act.attempt,
+        result,
+        error,
+        data,
+        started,
+        time.time(),
+        act.sources,
+        act.user_input,
+    )
+
+
+def bad_pick(run: FlowRun, cnode: CNode, result: NodeResult) -> str:
+    """Why a decision's pick selects no branch, listing the valid choices."""
+    choices = ", ".join(repr(c) for c in run.cg.choices(cnode)) or "(no outgoing edges)"
+    if not result.picked_node:
+        return f"node {cnode.describe()} picked no branch; valid choices: {choices}"
+    return (
+        f"node {cnode.describe()} picked {result.picked_node!r}, which matches no branch; "
+        f"valid choices: {choices}"
+    )
+
+
+async def _commit_and_apply(
+    run: FlowRun, cnode: CNode, rec: NodeExecution, commit: Commit, event: FlowEvent | None
+) -> None:
+    """Settle loops, commit, apply to the state, then deliver the staged event."""
+    run.router.settle(cnode, commit)
+    committer = run.committer
+    emitter = run.emitter
+    handle = None if event is None else emitter.stage(event)
+    if committer.sync:
+        committer.commit_now(commit)  # no coroutine on the in-memory hot path
+    else:
+        await _committed(run, commit, handle)
+    run.state.apply(cnode, rec, commit)
+    if handle is not None:
+        emitter.release(handle)
+
+
+async def _committed(run: FlowRun, commit: Commit, handle: list[Any] | None) -> None:
+    """Commit; a staged event whose commit failed is never delivered."""
+    try:
+        await run.committer.commit(commit)
+    except BaseException:
+        if handle is not None:
+            run.emitter.drop(handle)
+        raise
+
+
+async def succeed(
+    run: FlowRun,
+    act: Activation,
+    result: NodeResult,
+    started: float,
+    picked: CEdge | None,
+) -> None:
+    cnode: CNode = act.cnode
+    output = result.output_text
+    rec = record(act, NodeStatus.FINISHED, started, output, result.data, None)
+    run.inputs.attach_history(act, rec, bool(output))
+    memory = result.data.get("memory_updates") if result.data else None
+    if memory is not None and not isinstance(memory, dict):
+        error = (
+            f"node {cnode.describe()} returned memory_updates of type "
+            f"{type(memory).__name__}; expected a dict"
+        )
+        await fail(run, act, NodeResult(success=False, error=error), started, run.input_text(act))
+        return
+    commit = Commit((act.node_id, act.visit), rec, memory or None)
+    run.router.route(cnode, rec, commit, picked)
+    event = None
+    emitter = run.emitter
+    if emitter.listening:
+        event = NodeFinished(
+            flow_id=run.flow_id,
+            node_id=cnode.node_id,
+            result=output or "",
+            output_data=result.data,
+            node_name=cnode.name,
+            visit=act.visit,
+        )
+    await _commit_and_apply(run, cnode, rec, commit, event)
+    after_limit_check(run)
+
+
+async def park(run: FlowRun, act: Activation, result: NodeResult, started: float) -> None:
+    """The node waits for a person: its activation stays pending, marked waiting."""
+    cnode: CNode = act.cnode
+    rec = record(act, NodeStatus.WAITING_USER, started, result.output_text, result.data, None)
+    act.waiting = True
+    act.prompt = result.user_prompt or ""
+    act.options = list(result.user_options) if result.user_options else None
+    act.user_input = None
+    handle = None
+    if run.emitter.listening:
+        event = UserInputRequired(
+            flow_id=run.flow_id,
+            node_id=cnode.node_id,
+            prompt=act.prompt,
+            options=list(act.options or ()),
+            node_name=cnode.name,
+        )
+        handle = run.emitter.stage(event)
+    await _committed(run, Commit(record=rec, enqueue=[act]), handle)
+    run.state.latest[cnode.idx] = rec
+    run.state.waiting[act.key] = act
+    if handle is not None:
+        run.emitter.release(handle)
+
+
+async def cancelled(run: FlowRun, act: Activation, started: float) -> None:
+    """The flow stopped while the activation ran: a cancelled record, nothing routed."""
+    rec = record(act, NodeStatus.CANCELLED, started, None, {}, "cancelled: flow stopping")
+    run.state.latest[act.cnode.idx] = rec
+    if run.committer.durable and run.control.abort is None:
+        try:
+            await run.committer.commit(Commit(record=rec))
+        except StoreUnavailableError as exc:
+            run.control.abort = exc
+        except Exception as exc:  # the lease is gone: the stop stands, nothing to write
+            run.control.abort = exc
+
+
+async def fail(
+    run: FlowRun, act: Activation, result: NodeResult, started: float, input_text: str
+) -> None:
+    """Apply the node's error strategy to a failed attempt."""
+    cnode: CNode = act.cnode
+    error = result.error or f"node {cnode.describe()} reported a failure"
+    if cnode.error_mode is ErrorStrategy.RETRY and act.attempt <= cnode.max_retries:
+        await retry(run, act, error, started, result)
+        return
+    strategy = cnode.error_mode
+    if strategy in (ErrorStrategy.SKIP, ErrorStrategy.CONTINUE):
+        skipped = strategy is ErrorStrategy.SKIP
+        status = NodeStatus.SKIPPED if skipped else NodeStatus.FAILED
+        # The node's input passes through to its successors.
+        rec = record(act, status, started, input_text, result.data, error)
+        run.inputs.attach_history(act, rec, False)
+        commit = Commit(done=act.key, record=rec)
+        run.router.route(cnode, rec, commit, None, failed=True)
+        if not skipped:
+            run.state.failures.append((cnode, error))
+        event = None
+        if skipped and run.emitter.listening:
+            event = NodeSkipped(
+                flow_id=run.flow_id, node_id=cnode.node_id, node_name=cnode.name, error=error
+            )
+        await _commit_and_apply(run, cnode, rec, commit, event)
+        flow_error(run, cnode, error, recoverable=True)
+        after_limit_check(run)
+        return
+    # STOP, CUSTOM, and RETRY once attempts are used up: the flow halts.
+    rec = record(act, NodeStatus.FAILED, started, None, result.data, error)
+    run.state.failures.append((cnode, error))
+    run.halt(Phase.FAILING)
+    run.state.leave_loops(cnode)
+    await run.committer.commit(Commit(done=act.key, record=rec))
+    run.state.latest[cnode.idx] = rec
+    flow_error(run, cnode, error, recoverable=False)
+
+
+async def retry(
+    run: FlowRun, act: Activation, error: str, started: float, result: NodeResult
+) -> None:
+    """Another attempt after ``retry_delay`` doubled per attempt (never blocking others)."""
+    cnode: CNode = act.cnode
+    delay = cnode.retry_delay * (2 ** (act.attempt - 1))
+    rec = record(act, NodeStatus.FAILED, started, None, result.data, error)
+    nxt = Activation(
+        act.node_id,
+        act.visit,
+        act.attempt + 1,
+        act.inputs,
+        not_before=time.time() + delay,
+        user_input=act.user_input,
+    )
+    nxt.cnode = cnode
+    nxt.sources = act.sources
+    handle = None
+    if run.emitter.listening:
+        event = NodeRetrying(
+            flow_id=run.flow_id,
+            node_id=cnode.node_id,
+            node_name=cnode.name,
+            attempt=act.attempt,
+            next_attempt=nxt.attempt,
+            delay=delay,
+            error=error,
+        )
+        handle = run.emitter.stage(event)
+    await _committed(run, Commit(done=act.key, record=rec, enqueue=[nxt]), handle)
+    run.state.latest[cnode.idx] = rec
+    if handle is not None:
+        run.emitter.release(handle)
+    if delay > 0:
+        run.state.add_timer(nxt)
+    else:
+        nxt.not_before = 0.0
+        run.state.ready.append(nxt)
+
+
+def flow_error(run: FlowRun, cnode: CNode, error: str, *, recoverable: bool) -> None:
+    """The one FlowError of a final failure."""
+    if run.emitter.listening:
+        run.emitter.emit(
+            FlowError(
+                flow_id=run.flow_id,
+                node_id=cnode.node_id,
+                error=error,
+                recoverable=recoverable,
+                node_name=cnode.name,
+            )
+        )
+
+
+def after_limit_check(run: FlowRun) -> None:
+    """A visit limit passed during routing fails the flow (once)."""
+    limit = run.router.limit_error
+    if limit is not None and not run.control.halted:
+        cnode, error = limit
+        run.state.failures.append((cnode, error))
+        run.halt(Phase.FAILING)
+        flow_error(run, cnode, error, recoverable=False)

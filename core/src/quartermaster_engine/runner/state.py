@@ -1,0 +1,213 @@
+"""`FlowState`: one flow's progress as this process holds it.
+
+The state is a cache of what the store holds (for durable stores the store is
+the truth): the ready queue and retry timers, nodes waiting for a person, the
+latest record of each node, flow memory, and the routing state (visit
+counters, open join slots, loop activity) that `routing` reads and updates.
+`restore` builds it from a `FlowSnapshot`; `apply` applies a committed
+`Commit`'s records, memory and new activations.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from typing import Any
+from uuid import UUID
+
+from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.messaging.history import rebuild_log
+from quartermaster_engine.runner.compiled import CNode, CompiledGraph
+from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.stores.records import Activation, ActivationKey, Commit, FlowSnapshot
+
+#: A join slot position that has not received its edge yet.
+MISSING: Any = object()
+#: A dead delivery carries no source record.
+DEAD = None
+
+
+class JoinSlot:
+    """One open join state of a node with several forward incoming edges."""
+
+    __slots__ = ("count", "fired", "got", "live", "no")
+
+    def __init__(self, no: int, width: int) -> None:
+        self.no = no
+        self.got: list[Any] = [MISSING] * width
+        self.count = 0
+        self.live = 0
+        self.fired = False
+
+
+class FlowState:
+    """What one flow has done and may do next, as held in this process."""
+
+    def __init__(self, compiled: CompiledGraph, flow_id: UUID, input_text: str) -> None:
+        self.cg = compiled
+        self.flow_id = flow_id
+        self.input = input_text
+        n = len(compiled.nodes)
+        self.memory: dict[str, Any] = {}
+        self._snapshot: dict[str, Any] | None = None
+        #: The thread that may cache memory snapshots (the flow's loop thread).
+        self.loop_thread = 0
+        # Routing state.
+        self.visits = [0] * n
+        self.slot_seq: dict[int, int] = {}
+        self.joins: dict[int, deque[JoinSlot]] = {}
+        self.loop_active = [0] * len(compiled.loops)
+        self.loop_live: list[set[int]] = [set() for _ in compiled.loops]
+        self.touched: set[int] = set()
+        # The queue.
+        self.ready: deque[Activation] = deque()
+        self.timers: list[tuple[float, int, Activation]] = []
+        self._timer_seq = 0
+        self.waiting: dict[ActivationKey, Activation] = {}
+        # Records: the latest of each node (by node index) and the End node's.
+        self.latest: list[NodeExecution | None] = [None] * n
+        self.end_record: NodeExecution | None = None
+        #: Final node failures, in the order they happened.
+        self.failures: list[tuple[CNode, str]] = []
+        self.records_by_key: dict[ActivationKey, NodeExecution] = {}
+        #: The flow's version in the store as this state last saw it.
+        self.version = 0
+
+    # -- memory ------------------------------------------------------------------
+
+    def memory_snapshot(self) -> dict[str, Any]:
+        """A copy of flow memory, shared by every context until the next write.
+
+        Only the loop's thread caches it: a worker thread copying while the loop
+        commits a write could otherwise cache a copy older than that write.
+        """
+        snap = self._snapshot
+        if snap is None:
+            snap = dict(self.memory)
+            if threading.get_ident() == self.loop_thread:
+                self._snapshot = snap
+        return snap
+
+    # -- the queue ---------------------------------------------------------------
+
+    def add_timer(self, act: Activation) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (act.not_before, self._timer_seq, act))
+
+    def release_due_timers(self) -> None:
+        now = time.time()
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            self.ready.append(heapq.heappop(timers)[2])
+
+    def enter_loops(self, cnode: CNode) -> None:
+        for loop in cnode.loops:
+            self.loop_active[loop.idx] += 1
+
+    def leave_loops(self, cnode: CNode) -> None:
+        for loop in cnode.loops:
+            self.loop_active[loop.idx] -= 1
+            self.touched.add(loop.idx)
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing ever ran or was queued (the process died right after creating it)."""
+        return (
+            not self.ready
+            and not self.timers
+            and not self.waiting
+            and all(rec is None for rec in self.latest)
+        )
+
+    # -- applying commits ----------------------------------------------------------
+
+    def apply(self, cnode: CNode, rec: NodeExecution, commit: Commit) -> None:
+        """Make a committed outcome of ``cnode`` visible: memory, records, new work."""
+        if commit.memory:
+            self.memory.update(commit.memory)
+            self._snapshot = None
+        self.latest[cnode.idx] = rec
+        if cnode.is_end and rec.status is NodeStatus.FINISHED:
+            self.end_record = rec
+        for new in commit.enqueue:
+            if new.not_before:
+                self.add_timer(new)
+            else:
+                self.ready.append(new)
+
+    # -- restoring from the store ------------------------------------------------------
+
+    def restore(self, snapshot: FlowSnapshot) -> None:
+        """Rebuild the state from what the store holds."""
+        cg = self.cg
+        self.memory = dict(snapshot.memory)
+        self._snapshot = None
+        self.version = snapshot.flow.version
+        self._add_records(snapshot.records)
+        by_key = self.records_by_key
+        pending_keys = set()
+        now = time.time()
+        for act in snapshot.pending:
+            cnode = cg.by_id.get(act.node_id)
+            if cnode is None:
+                raise FlowStateError(f"flow {self.flow_id} queues node {act.node_id}, not in graph")
+            act.cnode = cnode
+            act.sources = tuple(by_key[k] for k in act.inputs)
+            pending_keys.add(act.key)
+            if act.visit > self.visits[cnode.idx]:
+                self.visits[cnode.idx] = act.visit
+            self.enter_loops(cnode)
+            if act.waiting:
+                self.waiting[act.key] = act
+            elif act.not_before > now:
+                self.add_timer(act)
+            else:
+                self.ready.append(act)
+        for key, rec in by_key.items():
+            if rec.status is NodeStatus.FAILED and key not in pending_keys:
+                self.failures.append((cg.by_id[key[0]], rec.error or "failed"))
+        slots: dict[tuple[int, int], JoinSlot] = {}
+        for delivery in sorted(snapshot.deliveries, key=lambda d: d.slot):
+            target = cg.by_id[delivery.target]
+            edge = cg.edge_by_id[delivery.edge]
+            slot = slots.get((target.idx, delivery.slot))
+            if slot is None:
+                slot = slots[(target.idx, delivery.slot)] = JoinSlot(delivery.slot, target.n_in_fwd)
+                self.joins.setdefault(target.idx, deque()).append(slot)
+                self.slot_seq[target.idx] = max(self.slot_seq.get(target.idx, 0), delivery.slot)
+            if slot.got[edge.in_pos] is not MISSING:
+                continue  # a repeated delivery of this edge counts once
+            source = None if delivery.source is None else by_key[delivery.source]
+            slot.got[edge.in_pos] = source
+            slot.count += 1
+            if source is not None:
+                slot.live += 1
+                if not target.await_all:
+                    slot.fired = True
+        for header_id, edge_id in snapshot.loop_exits:
+            loop = cg.loops_by_header[header_id]
+            self.loop_live[loop.idx].add(cg.edge_by_id[edge_id].idx)
+
+    def _add_records(self, records: list[NodeExecution]) -> None:
+        cg = self.cg
+        by_key = self.records_by_key
+        for rec in records:
+            cnode = cg.by_id.get(rec.node_id)
+            if cnode is None:
+                raise FlowStateError(
+                    f"flow {self.flow_id} has a record of node {rec.node_id}, "
+                    "which is not in its graph"
+                )
+            key = (rec.node_id, rec.visit)
+            prev = by_key.get(key)
+            if prev is None or rec.attempt >= prev.attempt:
+                by_key[key] = rec
+            if rec.visit > self.visits[cnode.idx]:
+                self.visits[cnode.idx] = rec.visit
+            self.latest[cnode.idx] = rec
+            if rec.log is None:
+                rec.log = rebuild_log(rec, by_key)
+            if cnode.is_end and rec.status is NodeStatus.FINISHED:
+                self.end_record = rec
