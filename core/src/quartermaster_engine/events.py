@@ -17,6 +17,9 @@ from uuid import UUID
 from quartermaster_graph.enums import NodeType
 
 _NO_NODE = UUID(int=0)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+#: Field names of each event class, read once (dataclasses.fields is slow).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _json_value(value: Any) -> Any:
@@ -50,9 +53,15 @@ class FlowEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a ``type`` field."""
-        data: dict[str, Any] = {"type": type(self).__name__}
-        for f in fields(self):
-            data[f.name] = _json_value(getattr(self, f.name))
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+        data: dict[str, Any] = {"type": cls.__name__}
+        for name in names:
+            value = getattr(self, name)
+            # Most fields are plain already: the event log encodes every event.
+            data[name] = value if type(value) in _PLAIN else _json_value(value)
         return data
 
     def to_json(self) -> str:

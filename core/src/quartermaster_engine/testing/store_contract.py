@@ -9,7 +9,6 @@ methods with ``def`` or ``async def``; the suite calls both alike.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -18,7 +17,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from quartermaster_engine._sync import run_sync
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
@@ -33,26 +31,10 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
 )
+from quartermaster_engine.testing.calls import call, close_store
+from quartermaster_engine.testing.fencing_contract import FencingContract
 from quartermaster_engine.testing.graphs import build_graph, chain_graph, name_id
 from quartermaster_engine.types import GraphSpec, Message, MessageRole
-
-
-async def _resolve(value: Any) -> Any:
-    return await value
-
-
-def call(store: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a store method from synchronous test code, whether it is ``def`` or ``async def``."""
-    result = getattr(store, method)(*args, **kwargs)
-    if inspect.isawaitable(result):
-        result = run_sync(_resolve(result))
-    return result
-
-
-def _close(store: Any) -> None:
-    close = getattr(store, "close", None)
-    if callable(close):
-        call(store, "close")
 
 
 def _echo(ctx: ExecutionContext) -> NodeResult:
@@ -65,7 +47,7 @@ def _record(node: UUID, visit: int = 1, **fields: Any) -> NodeExecution:
     return NodeExecution(node, status, visit=visit, **fields)
 
 
-class StoreContract:
+class StoreContract(FencingContract):
     """Inherit this in a ``Test...`` class and provide ``make_store``."""
 
     @pytest.fixture
@@ -76,7 +58,7 @@ class StoreContract:
     def store(self, make_store: Callable[[], Any]) -> Iterator[Any]:
         store = make_store()
         yield store
-        _close(store)
+        close_store(store)
 
     @pytest.fixture
     def graph(self) -> GraphSpec:
@@ -340,12 +322,12 @@ class StoreContract:
         )
         store = make_store()
         result = FlowRunner(graph, registry, store=store).run("hi")
-        _close(store)
+        close_store(store)
         reopened = make_store()
         try:
             history = call(reopened, "get_messages", result.flow_id, name_id("B"))
         finally:
-            _close(reopened)
+            close_store(reopened)
         assert [(m.role, m.content) for m in history] == [
             (MessageRole.USER, "hi"),
             (MessageRole.ASSISTANT, "A(hi)"),
@@ -434,7 +416,7 @@ class StoreContract:
             assert snap.pending == []
             assert snap.flow.status is FlowStatus.COMPLETED
         finally:
-            _close(store)
+            close_store(store)
 
     def test_pause_in_one_store_instance_resume_in_another(self, make_store: Any) -> None:
         def ask(ctx: ExecutionContext) -> NodeResult:
@@ -451,7 +433,7 @@ class StoreContract:
         try:
             paused = FlowRunner(graph, registry, store=first).run("in")
         finally:
-            _close(first)
+            close_store(first)
         assert paused.status is FlowStatus.PAUSED
         second = make_store()
         try:
@@ -462,7 +444,7 @@ class StoreContract:
             ]
             done = runner.resume(paused.flow_id, "yes")
         finally:
-            _close(second)
+            close_store(second)
         assert done.status is FlowStatus.COMPLETED
         assert done.final_output == "After(answer=yes)"
 
@@ -498,7 +480,7 @@ class StoreContract:
         try:
             flow_id = asyncio.run(interrupted())
         finally:
-            _close(store)
+            close_store(store)
         assert ran == ["n0", "n1", "n2", "n3"]
         release.set()
         reopened = make_store()
@@ -506,7 +488,7 @@ class StoreContract:
             assert call(reopened, "get_flow", flow_id).status is FlowStatus.RUNNING
             result = FlowRunner(chain_graph(3), registry, store=reopened).recover(flow_id)
         finally:
-            _close(reopened)
+            close_store(reopened)
         assert ran == ["n0", "n1", "n2", "n3", "n3", "n4", "n5"]
         assert result.status is FlowStatus.COMPLETED
         assert result.final_output == "n5(n4(n3(n2(n1(n0(in))))))"
@@ -536,4 +518,4 @@ class StoreContract:
                 snap = call(store, "load_flow", result.flow_id)
                 assert len(snap.records) == 12
         finally:
-            _close(store)
+            close_store(store)
