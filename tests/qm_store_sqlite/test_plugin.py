@@ -214,6 +214,22 @@ def test_the_store_from_the_environment(
 # -- qm run / resume / flows on the sqlite store ------------------------------------------------
 
 
+EVENTS = [
+    "FlowStarted",
+    "NodeStarted",
+    "NodeFinished",
+    "NodeStarted",
+    "UserInputRequired",
+    "FlowPaused",
+    "FlowResumed",
+    "NodeStarted",
+    "NodeFinished",
+    "NodeStarted",
+    "NodeFinished",
+    "FlowFinished",
+]
+
+
 def test_qm_commands_on_a_sqlite_store(
     only_this_plugin: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,6 +255,19 @@ def test_qm_commands_on_a_sqlite_store(
     data = json.loads(shown.stdout)
     assert data["status"] == "completed"
     assert [r["node"] for r in data["records"]] == ["Start", "Ask", "Ask", "End"]
+
+    logged = cli.invoke(main, ["flows", "events", flow_id, "--json"])
+    assert logged.exit_code == 0, logged.stderr
+    events = [json.loads(line) for line in logged.stdout.splitlines()]
+    assert [(e["seq"], e["type"]) for e in events] == list(enumerate(EVENTS, start=1))
+    assert {e["flow_id"] for e in events} == {flow_id}
+    tail = cli.invoke(main, ["flows", "events", flow_id, "--after", "10"])
+    assert tail.exit_code == 0, tail.stderr
+    lines = tail.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["11", "12"]
+    assert lines[0].split()[2] == "NodeFinished"
+    assert "node_name='End'" in lines[0]
+    assert lines[1].split()[2] == "FlowFinished"
 
     pruned = cli.invoke(main, ["flows", "prune", "--older-than", "0s"])
     assert pruned.exit_code == 0, pruned.stderr

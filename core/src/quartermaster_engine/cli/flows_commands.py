@@ -25,6 +25,8 @@ from quartermaster_engine.cli.common import (
     reported,
 )
 from quartermaster_engine.context.node_execution import NodeStatus
+from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
 
@@ -181,6 +183,29 @@ def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
         click.echo(f"waiting: {waiting['node']} asks {waiting['prompt']!r}")
 
 
+@flows_group.command("events")
+@click.argument("flow_id", type=click.UUID)
+@config_option
+@json_option
+@click.option("--after", type=int, default=0, help="Only events numbered above this.")
+@click.option("--follow", is_flag=True, help="Keep printing new events until the flow ends.")
+def events_command(
+    flow_id: UUID, config_path: str | None, as_json: bool, after: int, follow: bool
+) -> None:
+    """A flow's event log (every event but tokens), from any process; one JSON
+    object a line with --json."""
+
+    async def show() -> None:
+        async for event in read_log(adapter, flow_id, after=after, follow=follow):
+            if as_json:
+                click.echo(event.to_json())
+            else:
+                click.echo(describe_event(event))
+
+    with _store(config_path) as (_, adapter), reported():
+        run_sync(show())
+
+
 @flows_group.command("delete")
 @click.argument("flow_id", type=click.UUID)
 @config_option
@@ -212,3 +237,13 @@ def prune_command(older_than: str | None, config_path: str | None) -> None:
             count = run_sync(adapter.call("prune", age))
     cutoff = _when(time.time() - age.total_seconds())
     click.echo(f"pruned {count} flow{'s' if count != 1 else ''} ended before {cutoff} UTC")
+
+
+def describe_event(event: FlowEvent) -> str:
+    """One line for a person: number, time, type and the event's own fields."""
+    data = event.to_dict()
+    for key in ("type", "flow_id", "seq", "ts", "parent_flow_id"):
+        data.pop(key, None)
+    fields = " ".join(f"{k}={v!r}" for k, v in data.items() if v not in (None, "", {}, []))
+    stamp = datetime.fromtimestamp(event.ts, UTC).strftime("%H:%M:%S.%f")[:-3]
+    return f"{event.seq:>5} {stamp} {event.type} {fields}".rstrip()

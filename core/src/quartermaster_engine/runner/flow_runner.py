@@ -22,6 +22,7 @@ from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.result import FlowResult, NodeResults
@@ -683,6 +684,20 @@ class FlowRunner:
                 logger.exception("event listener %s failed on FlowStopped", name)
 
     # -- inspection ---------------------------------------------------------------------
+
+    async def events(
+        self,
+        flow_id: UUID,
+        *,
+        after: int = 0,
+        follow: bool = False,
+        poll: float = DEFAULT_POLL_SECONDS,
+    ) -> AsyncIterator[FlowEvent]:
+        """The flow's events from the store's durable log (every event but tokens),
+        numbered above ``after``; from any process. With ``follow`` it keeps
+        yielding new events until the flow has ended (see `event_log.read_log`)."""
+        async for event in read_log(self._store, flow_id, after=after, follow=follow, poll=poll):
+            yield event
 
     async def aget_result(self, flow_id: UUID) -> FlowResult:
         """The current result of a stored flow, without running anything."""
