@@ -128,7 +128,7 @@ def test_loading_a_flow_only_searches_indexes(tmp_path: Path) -> None:
         assert snapshot is not None
         assert len(snapshot.records) == 20
         selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-        assert len(selects) == 7  # flow, graph, records, queue, joins, loops, memory
+        assert len(selects) == 8  # flow, graph, records, record count, queue, joins, loops, memory
         for sql in selects:
             plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")]
             # (Sorting the few rows found, as for the queue, is fine.)

@@ -305,19 +305,20 @@ return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1
 """,
 )
 
-#: KEYS: the flow's first seven keys. Returns {flow hash, memory hash, records,
-#: pending values, joins hash, loop members}: everything load_flow needs, read
-#: at one instant.
+#: KEYS: the flow's first seven keys. ARGV: how many records to skip. Returns
+#: {flow hash, memory hash, records after those, pending values, joins hash,
+#: loop members, record count}: everything load_flow needs, read at one instant.
 LOAD_FLOW = Script(
     "load_flow",
     r"""
 return {
   redis.call('HGETALL', KEYS[1]),
   redis.call('HGETALL', KEYS[2]),
-  redis.call('LRANGE', KEYS[3], 0, -1),
+  redis.call('LRANGE', KEYS[3], tonumber(ARGV[1]), -1),
   redis.call('HVALS', KEYS[5]),
   redis.call('HGETALL', KEYS[6]),
   redis.call('SMEMBERS', KEYS[7]),
+  redis.call('LLEN', KEYS[3]),
 }
 """,
 )

@@ -493,12 +493,12 @@ class RedisStore:
         return [e for e in events if e.seq > after]
 
     @_redis_errors
-    async def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
+    async def load_flow(self, flow_id: UUID, *, records_after: int = 0) -> FlowSnapshot | None:
         client = self._clients.get()
         # One script over one slot: a consistent snapshot, also on Cluster.
-        keys = self._keys.flow(flow_id)[:COMMIT_KEYS]
-        flat, memory, records, queued, slots, exits = await self._eval(
-            client, scripts.LOAD_FLOW, keys, ()
+        keys = self._keys.flow(flow_id)[:7]
+        flat, memory, records, queued, slots, exits, count = await self._eval(
+            client, scripts.LOAD_FLOW, keys, (records_after,)
         )
         fields = as_dict(flat)
         if not fields:
@@ -520,6 +520,7 @@ class RedisStore:
             pending=[Activation.from_dict(loads(p[1])) for p in ordered],
             deliveries=deliveries,
             loop_exits=sorted(loop_exits, key=str),
+            record_count=int(count),
         )
 
     async def _flow_fields(

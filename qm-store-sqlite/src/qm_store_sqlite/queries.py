@@ -317,8 +317,11 @@ def _write_rows(db: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
         db.executemany(sql, rows)
 
 
-def load_flow(db: sqlite3.Connection, graphs: GraphCache, fid: bytes) -> FlowSnapshot | None:
-    """The flow and its state; run it in a read transaction (one snapshot)."""
+def load_flow(
+    db: sqlite3.Connection, graphs: GraphCache, fid: bytes, records_after: int = 0
+) -> FlowSnapshot | None:
+    """The flow and its state, its records numbered above ``records_after``; run it
+    in a read transaction (one snapshot)."""
     flow = get_flow(db, graphs, fid)
     if flow is None:
         return None
@@ -326,9 +329,12 @@ def load_flow(db: sqlite3.Connection, graphs: GraphCache, fid: bytes) -> FlowSna
     records = [
         codec.decode_record(*r)
         for r in db.execute(
-            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? ORDER BY seq", key
+            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND seq > ? "
+            "ORDER BY seq",
+            (fid, records_after),
         )
     ]
+    count = db.execute("SELECT max(seq) FROM qm_records WHERE flow_id = ?", key).fetchone()[0]
     pending = [
         codec.decode_activation(*r)
         for r in db.execute(
@@ -356,6 +362,7 @@ def load_flow(db: sqlite3.Connection, graphs: GraphCache, fid: bytes) -> FlowSna
         pending=pending,
         deliveries=deliveries,
         loop_exits=loop_exits,
+        record_count=count or 0,
     )
 
 

@@ -273,9 +273,12 @@ class SQLiteStore:
             rows.exits = [(fid, header.bytes, edge.bytes) for header, edge in commit.loop_exits]
         return rows
 
-    async def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
-        """Everything needed to continue the flow, read from one snapshot."""
-        return await self._db.run(in_read_tx, queries.load_flow, self._graphs, flow_id.bytes)
+    async def load_flow(self, flow_id: UUID, *, records_after: int = 0) -> FlowSnapshot | None:
+        """Everything needed to continue the flow, read from one snapshot (its records
+        numbered above ``records_after``)."""
+        return await self._db.run(
+            in_read_tx, queries.load_flow, self._graphs, flow_id.bytes, records_after
+        )
 
     # -- 0.1.5 contract ----------------------------------------------------------------------
 

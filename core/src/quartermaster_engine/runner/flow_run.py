@@ -58,6 +58,7 @@ class FlowRun:
         *,
         parent_flow_id: UUID | None = None,
         listeners: Iterable[tuple[str, Callable[[FlowEvent], Any]]] = (),
+        state: FlowState | None = None,
     ) -> None:
         self.host = host
         self.cg = compiled
@@ -70,7 +71,7 @@ class FlowRun:
         dispatcher = host.dispatcher
         concurrent = bool(dispatcher.concurrent)
         self.max_concurrency = dispatcher.max_concurrency if concurrent else 1
-        self.state = FlowState(compiled, flow_id, input_text)
+        self.state = state if state is not None else FlowState(compiled, flow_id, input_text)
         self.router = Router(compiled, self.state, host.max_visits)
         self.inputs = NodeInputs(compiled, self.state, host.context_manager)
         self.control = RunControl(concurrent)
@@ -201,16 +202,33 @@ class FlowRun:
 
     # -- driving -----------------------------------------------------------------
 
-    async def drive(self) -> FlowResult:
-        """Run until nothing can run; return the flow's result."""
+    def _attach(self) -> None:
+        """Bind the run to the running loop and keep its lease alive."""
         loop = self.loop = asyncio.get_running_loop()
         thread = threading.get_ident()
         self.emitter.loop = loop
         self.emitter.loop_thread = self.state.loop_thread = thread
-        control = self.control
-        control.driver = asyncio.current_task()
+        self.control.driver = asyncio.current_task()
         if self.lease.epoch is not None:
             self.lease.keep(self._lease_lost)
+
+    async def drive_one(self, act: Activation) -> None:
+        """Run one activation and commit it, as one step of a `FlowStepper`."""
+        self._attach()
+        try:
+            await self.run_activation(act)
+        except asyncio.CancelledError:
+            if self.control.phase is Phase.RUNNING:
+                self.lease.stop()
+                raise
+            _uncancel()
+        except Exception as exc:
+            self.control.fail_with(exc)
+
+    async def drive(self) -> FlowResult:
+        """Run until nothing can run; return the flow's result."""
+        self._attach()
+        control = self.control
         try:
             if control.concurrent:
                 await drivers.drive_concurrent(self, self.max_concurrency)

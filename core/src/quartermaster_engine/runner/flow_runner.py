@@ -372,13 +372,18 @@ class FlowRunner:
             compiled,
             fid,
             input_message,
-            self._lease(fid),
+            self.lease_for(fid),
             parent_flow_id=parent_flow_id,
             listeners=listeners,
         )
 
-    def _lease(self, flow_id: UUID) -> LeaseKeeper:
+    def lease_for(self, flow_id: UUID) -> LeaseKeeper:
+        """A keeper of ``flow_id``'s lease in this runner's name (not yet acquired)."""
         return LeaseKeeper(self._store, flow_id, self.owner, self.lease_seconds)
+
+    def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
+        """The compiled form of a stored flow's graph (this runner's own if equal)."""
+        return self._compiled if self._same_graph(spec) else self._compile(spec)
 
     async def _drive(self, run: FlowRun, on_end: Callable[[], None] | None = None) -> FlowResult:
         self._active[run.flow_id] = run
@@ -413,6 +418,29 @@ class FlowRunner:
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
         return await self._drive(run)
+
+    async def asubmit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
+        """Store a new flow with its start node queued, run nothing, and return its
+        id: another process advances it (`FlowStepper`, a distributed dispatcher)
+        or recovers it. Needs a durable store."""
+        if not self._store.durable:
+            raise FlowStateError(
+                f"submit() needs a durable store; {self.store_name()} keeps flows in this "
+                "process only: use run()"
+            )
+        run = self._new_run(input_message, flow_id, None)
+        try:
+            await run.start_new()
+        except FlowExistsError:
+            raise FlowStateError(
+                f"flow {run.flow_id} already exists in the store; use resume() or recover()"
+            ) from None
+        await run.lease.release()
+        return run.flow_id
+
+    def submit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
+        """Synchronous `asubmit`."""
+        return run_sync(self.asubmit(input_message, flow_id))
 
     def run(self, input_message: str, flow_id: UUID | None = None) -> FlowResult:
         """Run a new flow synchronously (from scripts, or inside a running event loop)."""
@@ -530,7 +558,7 @@ class FlowRunner:
                 )
             parked.control.resume()
             return parked
-        lease = self._lease(flow_id)
+        lease = self.lease_for(flow_id)
         if drive:
             try:
                 await lease.acquire(wait=wait, about=about)
@@ -542,8 +570,7 @@ class FlowRunner:
             snapshot: FlowSnapshot | None = await self._store.call("load_flow", flow_id)
             if snapshot is None:
                 raise FlowNotFoundError(f"no flow {flow_id} in the store ({self.store_name()})")
-            spec = snapshot.flow.graph
-            compiled = self._compiled if self._same_graph(spec) else self._compile(spec)
+            compiled = self.compiled_for(snapshot.flow.graph)
             run = FlowRun(
                 self,
                 compiled,

@@ -72,8 +72,13 @@ class FlowState:
         #: Final node failures, in the order they happened.
         self.failures: list[tuple[CNode, str]] = []
         self.records_by_key: dict[ActivationKey, NodeExecution] = {}
-        #: The flow's version in the store as this state last saw it.
+        #: The flow's version in the store as this state last saw it, and how many
+        #: of its records it has read.
         self.version = 0
+        self.record_count = 0
+        # The latest record of each (node, visit) that failed: final failures
+        # unless the activation is pending again (a retry).
+        self._failed: dict[ActivationKey, tuple[CNode, str]] = {}
 
     # -- memory ------------------------------------------------------------------
 
@@ -140,12 +145,16 @@ class FlowState:
     # -- restoring from the store ------------------------------------------------------
 
     def restore(self, snapshot: FlowSnapshot) -> None:
-        """Rebuild the state from what the store holds."""
+        """Build the state from what the store holds, or bring it up to date: the
+        snapshot's records are added to those read before (a snapshot read with
+        ``records_after`` holds only the new ones), everything else is replaced."""
         cg = self.cg
         self.memory = dict(snapshot.memory)
         self._snapshot = None
         self.version = snapshot.flow.version
+        self._reset_frontier()
         self._add_records(snapshot.records)
+        self.record_count = snapshot.record_count
         by_key = self.records_by_key
         pending_keys = set()
         now = time.time()
@@ -165,9 +174,7 @@ class FlowState:
                 self.add_timer(act)
             else:
                 self.ready.append(act)
-        for key, rec in by_key.items():
-            if rec.status is NodeStatus.FAILED and key not in pending_keys:
-                self.failures.append((cg.by_id[key[0]], rec.error or "failed"))
+        self.failures = [f for key, f in self._failed.items() if key not in pending_keys]
         slots: dict[tuple[int, int], JoinSlot] = {}
         for delivery in sorted(snapshot.deliveries, key=lambda d: d.slot):
             target = cg.by_id[delivery.target]
@@ -190,9 +197,22 @@ class FlowState:
             loop = cg.loops_by_header[header_id]
             self.loop_live[loop.idx].add(cg.edge_by_id[edge_id].idx)
 
+    def _reset_frontier(self) -> None:
+        """Forget the queue, joins and loop activity (the store's copy replaces them)."""
+        self.ready.clear()
+        self.timers.clear()
+        self.waiting.clear()
+        self.joins.clear()
+        self.slot_seq.clear()
+        self.loop_active = [0] * len(self.cg.loops)
+        for live in self.loop_live:
+            live.clear()
+        self.touched.clear()
+
     def _add_records(self, records: list[NodeExecution]) -> None:
         cg = self.cg
         by_key = self.records_by_key
+        failed = self._failed
         for rec in records:
             cnode = cg.by_id.get(rec.node_id)
             if cnode is None:
@@ -204,6 +224,10 @@ class FlowState:
             prev = by_key.get(key)
             if prev is None or rec.attempt >= prev.attempt:
                 by_key[key] = rec
+                if rec.status is NodeStatus.FAILED:
+                    failed[key] = (cnode, rec.error or "failed")
+                else:
+                    failed.pop(key, None)
             if rec.visit > self.visits[cnode.idx]:
                 self.visits[cnode.idx] = rec.visit
             self.latest[cnode.idx] = rec

@@ -151,8 +151,9 @@ class DurableStore(ExecutionStore, Protocol):
         ``limit``); empty for an unknown flow."""
         ...
 
-    def load_flow(self, flow_id: UUID) -> Any:
-        """A `FlowSnapshot` of the flow, or None."""
+    def load_flow(self, flow_id: UUID, *, records_after: int = 0) -> Any:
+        """A `FlowSnapshot` of the flow read at one instant, or None; its records are
+        those numbered above ``records_after`` (all by default)."""
         ...
 
     def list_flows(self, *, status: FlowStatus | None = None, limit: int | None = None) -> Any:

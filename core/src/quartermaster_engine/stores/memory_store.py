@@ -270,7 +270,7 @@ class InMemoryStore:
         end = len(events) if limit is None else start + limit
         return events[start:end]
 
-    def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
+    def load_flow(self, flow_id: UUID, *, records_after: int = 0) -> FlowSnapshot | None:
         with self._lock:
             data = self._flows.get(flow_id.int)
             if data is None or data.record is None:
@@ -278,7 +278,8 @@ class InMemoryStore:
             return FlowSnapshot(
                 flow=data.record,
                 memory=dict(data.memory),
-                records=list(data.records),
+                records=data.records[records_after:],
+                record_count=len(data.records),
                 pending=list(data.pending.values()),
                 deliveries=[d for ds in data.deliveries.values() for d in ds.values()],
                 loop_exits=sorted(data.loop_exits, key=str),

@@ -409,7 +409,14 @@ class FlowUpdate:
 
 @dataclass(slots=True)
 class FlowSnapshot:
-    """Everything needed to continue a flow in another process."""
+    """Everything needed to continue a flow in another process.
+
+    ``records`` are the flow's records in commit order, numbered from 1; a
+    snapshot read with ``load_flow(..., records_after=n)`` holds only those
+    numbered above ``n`` (a process that read the rest before catches up
+    without reading the flow's whole history again). ``record_count`` is how
+    many the flow has in all.
+    """
 
     flow: FlowRecord
     memory: dict[str, Any]
@@ -417,3 +424,8 @@ class FlowSnapshot:
     pending: list[Activation]
     deliveries: list[Delivery]
     loop_exits: list[tuple[UUID, UUID]]
+    record_count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.record_count < 0:
+            self.record_count = len(self.records)
