@@ -382,8 +382,17 @@ class FlowRunner:
         return LeaseKeeper(self._store, flow_id, self.owner, self.lease_seconds)
 
     def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
-        """The compiled form of a stored flow's graph (this runner's own if equal)."""
-        return self._compiled if self._same_graph(spec) else self._compile(spec)
+        """The compiled form of a stored flow's graph (this runner's own if equal).
+
+        Looked up by the object first: stores hand out one cached graph object per
+        distinct graph, so a flow read again costs no comparison of whole graphs."""
+        hit = self._compiled_cache.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        if self._same_graph(spec):
+            self._compiled_cache[id(spec)] = (spec, self._compiled)
+            return self._compiled
+        return self._compile(spec)
 
     async def _drive(self, run: FlowRun, on_end: Callable[[], None] | None = None) -> FlowResult:
         self._active[run.flow_id] = run
