@@ -224,6 +224,43 @@ def test_flow_memory_api_of_0_1_5() -> None:
     assert memory.get_all() == {}
 
 
+def test_in_memory_store_keeps_a_copy_of_a_saved_value() -> None:
+    store, flow = InMemoryStore(), uuid4()
+    saved = {"items": [1, 2, 3], "meta": {"seen": False}}
+    store.save_memory(flow, "state", saved)
+    saved["items"].append(4)
+    saved["meta"]["seen"] = True
+    assert store.get_memory(flow, "state") == {"items": [1, 2, 3], "meta": {"seen": False}}
+
+
+def test_in_memory_store_hands_out_copies_of_stored_values() -> None:
+    store, flow = InMemoryStore(), uuid4()
+    store.save_memory(flow, "items", [1, 2, 3])
+    store.save_memory(flow, "meta", {"tags": ["a"]})
+    store.get_memory(flow, "items").append(4)
+    every = store.get_all_memory(flow)
+    every["meta"]["tags"].append("b")
+    every["new"] = 1
+    assert store.get_all_memory(flow) == {"items": [1, 2, 3], "meta": {"tags": ["a"]}}
+
+
+def test_memory_a_node_wrote_is_not_changed_through_a_value_read_from_the_store() -> None:
+    # 0.1.5's conversation pattern: a node writes a list, the caller reads and edits it.
+    trace = Trace().on(
+        "write", lambda ctx: NodeResult(data={"memory_updates": {"log": [{"n": "A"}]}})
+    )
+    seen: list[object] = []
+    trace.on("read", lambda ctx: seen.append(ctx.memory["log"]) or "ok")
+    graph = build({"Start": "Start1", "A": "write", "R": "read"}, [("Start", "A"), ("A", "R")])
+    store = InMemoryStore()
+    result = FlowRunner(graph, trace.registry, store=store).run("x")
+    read = store.get_memory(result.flow_id, "log")
+    read.append({"n": "injected"})
+    read[0]["n"] = "changed"
+    assert store.get_memory(result.flow_id, "log") == [{"n": "A"}]
+    assert seen == [[{"n": "A"}]]
+
+
 class AsyncStore(InMemoryStore):
     """The same store with ``async def`` memory methods."""
 
