@@ -222,6 +222,14 @@ def test_a_decision_with_unlabeled_edges_picks_by_target_name(node_type: str, an
     assert (result.status, result.final_output) == (FlowStatus.COMPLETED, f"{answer}(routed)")
 
 
+@pytest.mark.parametrize("answer", [" A", "A\n", "\tA  "])
+def test_a_pick_with_surrounding_whitespace_matches_as_in_0_1_5(answer: str) -> None:
+    trace, graph = unlabeled_decision_graph(answer)
+    result = FlowRunner(graph, trace.registry).run("in")
+    assert trace.names() == ["Route", "A"]
+    assert result.status is FlowStatus.COMPLETED
+
+
 def test_a_pick_matching_no_unlabeled_edge_fails_listing_the_target_names() -> None:
     trace, graph = unlabeled_decision_graph("C")
     result = FlowRunner(graph, trace.registry).run("in")
