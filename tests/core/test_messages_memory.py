@@ -7,7 +7,7 @@ import itertools
 from uuid import uuid4
 
 import pytest
-from support import Trace, build
+from support import Trace, build, node_id
 
 from quartermaster_engine import (
     AsyncDispatcher,
@@ -284,6 +284,27 @@ def test_flow_memory_sync_methods_work_over_async_stores_in_and_out_of_a_loop() 
         return memory.get("k"), await memory.aget("k")
 
     assert asyncio.run(inside()) == (2, 2)
+
+
+@pytest.mark.timeout(60)
+def test_flow_memory_sync_methods_inside_an_executor_of_a_flow_run_inside_a_loop() -> None:
+    # run() inside a running loop runs the flow on the engine's background loop;
+    # sync calls that need a loop from there must not wait on that same loop.
+    store = AsyncStore()
+
+    def remember(ctx: ExecutionContext) -> str:
+        memory = FlowMemory(ctx.flow_id, store)
+        memory.set("seen", ctx.input_text)
+        return f"stored {memory.get('seen')}"
+
+    trace = Trace().on("remember", remember)
+    graph = build({"Start": "Start1", "A": "remember"}, [("Start", "A")])
+    runner = FlowRunner(graph, trace.registry)
+
+    async def cell() -> str:
+        return runner.run("x").node_results[node_id("A")].output_text or ""
+
+    assert asyncio.run(cell()) == "stored x"
 
 
 def test_persistent_memory_api_of_0_1_5() -> None:

@@ -126,3 +126,26 @@ def test_an_async_runner_on_it_and_plain_reads_inside_the_loop(store: SQLiteStor
         return result.final_output, store.get_all_memory(result.flow_id)
 
     assert asyncio.run(app()) == ("wrote from a loop", {"last": "from a loop"})
+
+
+@pytest.mark.timeout(60)
+def test_an_executor_calls_it_in_a_flow_run_from_inside_a_running_loop(
+    store: SQLiteStore,
+) -> None:
+    # run() inside a notebook's loop runs the flow on the engine's background loop;
+    # an executor calling the store's plain methods there must not deadlock it.
+    async def remember(ctx: ExecutionContext) -> NodeResult:
+        store.save_memory(ctx.flow_id, "seen", ctx.input_text)
+        return NodeResult(output_text=f"stored {store.get_memory(ctx.flow_id, 'seen')}")
+
+    graph = build_graph(
+        {"Start": "Start1", "Write": "write", "End": "End1"},
+        [("Start", "Write"), ("Write", "End")],
+    )
+    runner = FlowRunner(graph, SimpleNodeRegistry({"write": remember}), store=store)
+
+    async def cell() -> str:
+        return runner.run("in a cell").final_output
+
+    assert asyncio.run(cell()) == "stored in a cell"
+    assert runner.run("in a script").final_output == "stored in a script"
