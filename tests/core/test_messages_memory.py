@@ -7,7 +7,7 @@ import itertools
 from uuid import uuid4
 
 import pytest
-from support import Trace, build
+from support import Trace, build, node_id
 
 from quartermaster_engine import (
     AsyncDispatcher,
@@ -224,6 +224,43 @@ def test_flow_memory_api_of_0_1_5() -> None:
     assert memory.get_all() == {}
 
 
+def test_in_memory_store_keeps_a_copy_of_a_saved_value() -> None:
+    store, flow = InMemoryStore(), uuid4()
+    saved = {"items": [1, 2, 3], "meta": {"seen": False}}
+    store.save_memory(flow, "state", saved)
+    saved["items"].append(4)
+    saved["meta"]["seen"] = True
+    assert store.get_memory(flow, "state") == {"items": [1, 2, 3], "meta": {"seen": False}}
+
+
+def test_in_memory_store_hands_out_copies_of_stored_values() -> None:
+    store, flow = InMemoryStore(), uuid4()
+    store.save_memory(flow, "items", [1, 2, 3])
+    store.save_memory(flow, "meta", {"tags": ["a"]})
+    store.get_memory(flow, "items").append(4)
+    every = store.get_all_memory(flow)
+    every["meta"]["tags"].append("b")
+    every["new"] = 1
+    assert store.get_all_memory(flow) == {"items": [1, 2, 3], "meta": {"tags": ["a"]}}
+
+
+def test_memory_a_node_wrote_is_not_changed_through_a_value_read_from_the_store() -> None:
+    # 0.1.5's conversation pattern: a node writes a list, the caller reads and edits it.
+    trace = Trace().on(
+        "write", lambda ctx: NodeResult(data={"memory_updates": {"log": [{"n": "A"}]}})
+    )
+    seen: list[object] = []
+    trace.on("read", lambda ctx: seen.append(ctx.memory["log"]) or "ok")
+    graph = build({"Start": "Start1", "A": "write", "R": "read"}, [("Start", "A"), ("A", "R")])
+    store = InMemoryStore()
+    result = FlowRunner(graph, trace.registry, store=store).run("x")
+    read = store.get_memory(result.flow_id, "log")
+    read.append({"n": "injected"})
+    read[0]["n"] = "changed"
+    assert store.get_memory(result.flow_id, "log") == [{"n": "A"}]
+    assert seen == [[{"n": "A"}]]
+
+
 class AsyncStore(InMemoryStore):
     """The same store with ``async def`` memory methods."""
 
@@ -247,6 +284,27 @@ def test_flow_memory_sync_methods_work_over_async_stores_in_and_out_of_a_loop() 
         return memory.get("k"), await memory.aget("k")
 
     assert asyncio.run(inside()) == (2, 2)
+
+
+@pytest.mark.timeout(60)
+def test_flow_memory_sync_methods_inside_an_executor_of_a_flow_run_inside_a_loop() -> None:
+    # run() inside a running loop runs the flow on the engine's background loop;
+    # sync calls that need a loop from there must not wait on that same loop.
+    store = AsyncStore()
+
+    def remember(ctx: ExecutionContext) -> str:
+        memory = FlowMemory(ctx.flow_id, store)
+        memory.set("seen", ctx.input_text)
+        return f"stored {memory.get('seen')}"
+
+    trace = Trace().on("remember", remember)
+    graph = build({"Start": "Start1", "A": "remember"}, [("Start", "A")])
+    runner = FlowRunner(graph, trace.registry)
+
+    async def cell() -> str:
+        return runner.run("x").node_results[node_id("A")].output_text or ""
+
+    assert asyncio.run(cell()) == "stored x"
 
 
 def test_persistent_memory_api_of_0_1_5() -> None:

@@ -16,6 +16,7 @@ from quartermaster_engine import (
     NodeStarted,
     SyncDispatcher,
 )
+from quartermaster_graph import GraphValidationError
 
 DISPATCHERS = [pytest.param(SyncDispatcher, id="sync"), pytest.param(AsyncDispatcher, id="async")]
 
@@ -193,6 +194,89 @@ def test_unknown_or_empty_pick_fails_the_node_and_lists_the_choices(
     assert result.error == expected
     errors = trace.events_of(FlowError)
     assert [(e.node_name, e.error, e.recoverable) for e in errors] == [("Route", expected, False)]
+
+
+def unlabeled_decision_graph(answer: str | None, node_type: str = "route") -> tuple[Trace, object]:
+    """0.1.5's decision: unlabeled edges, the executor answers with a target's name."""
+    trace = Trace().on("step")
+    trace.on(node_type, lambda ctx: NodeResult(output_text="routed", picked_node=answer))
+    graph = build(
+        {
+            "Start": "Start1",
+            "Route": {"type": node_type, "traverse_out": "SpawnPickedNode"},
+            "A": "step",
+            "B": "step",
+            "End": "End1",
+        },
+        [("Start", "Route"), ("Route", "A"), ("Route", "B"), ("A", "End"), ("B", "End")],
+    )
+    return trace, graph
+
+
+@pytest.mark.parametrize("node_type", ["route", "Decision1"])
+@pytest.mark.parametrize("answer", ["A", "B"])
+def test_a_decision_with_unlabeled_edges_picks_by_target_name(node_type: str, answer: str) -> None:
+    trace, graph = unlabeled_decision_graph(answer, node_type)
+    result = FlowRunner(graph, trace.registry).run("in")
+    assert trace.names() == ["Route", answer]
+    assert (result.status, result.final_output) == (FlowStatus.COMPLETED, f"{answer}(routed)")
+
+
+@pytest.mark.parametrize("answer", [" A", "A\n", "\tA  "])
+def test_a_pick_with_surrounding_whitespace_matches_as_in_0_1_5(answer: str) -> None:
+    trace, graph = unlabeled_decision_graph(answer)
+    result = FlowRunner(graph, trace.registry).run("in")
+    assert trace.names() == ["Route", "A"]
+    assert result.status is FlowStatus.COMPLETED
+
+
+def test_a_pick_matching_no_unlabeled_edge_fails_listing_the_target_names() -> None:
+    trace, graph = unlabeled_decision_graph("C")
+    result = FlowRunner(graph, trace.registry).run("in")
+    assert trace.names() == ["Route"]
+    assert result.status is FlowStatus.FAILED
+    assert result.error == (
+        f"node 'Route' ({node_id('Route')}) picked 'C', which matches no branch; "
+        "valid choices: 'A', 'B'"
+    )
+
+
+def test_a_decision_between_targets_of_one_name_is_refused_before_anything_runs() -> None:
+    trace = Trace().on("step").on("route", lambda ctx: NodeResult(picked_node="A"))
+    graph = build(
+        {
+            "Start": "Start1",
+            "Route": {"type": "route", "traverse_out": "SpawnPickedNode"},
+            "A": "step",
+            "A2": "step",
+        },
+        [("Start", "Route"), ("Route", "A"), ("Route", "A2")],
+    )
+    graph.nodes[-1].name = "A"
+    with pytest.raises(GraphValidationError) as caught:
+        FlowRunner(graph, trace.registry)
+    assert [i.code for i in caught.value.errors] == ["picked-edge-ambiguous"]
+    assert trace.calls == []
+
+
+@pytest.mark.parametrize("answer", ["true", "false"])
+def test_a_user_if1_executor_is_held_only_to_structural_rules(answer: str) -> None:
+    # 0.1.5's tests: an If1 run by the user's own executor, edges labelled by target.
+    trace = Trace().on("step")
+    target = "Counter" if answer == "true" else "End"
+    trace.on("If1", lambda ctx: NodeResult(output_text="checked", picked_node=target))
+    graph = build(
+        {
+            "Start": "Start1",
+            "Check": {"type": "If1", "traverse_out": "SpawnPickedNode"},
+            "Counter": "step",
+            "End": "End1",
+        },
+        [("Start", "Check"), ("Check", "Counter", "Counter"), ("Check", "End", "End")],
+    )
+    result = FlowRunner(graph, trace.registry).run("in")
+    assert trace.names() == (["Check", "Counter"] if answer == "true" else ["Check"])
+    assert result.status is FlowStatus.COMPLETED
 
 
 @pytest.mark.parametrize("dispatcher", DISPATCHERS)

@@ -880,31 +880,29 @@ def test_build_raises_listing_every_error_at_once():
     builder = (
         GraphBuilder("Broken")
         .start()
-        .if_node("Check", "x")
-        .on("yes")
-        .static("Y")
+        .decision("Route", options=["a"])
+        .on("a")
+        .static("A")
         .end()
-        .on("no")
+        .on("a")
+        .static("B")
+        .end()
+        .on("a")
         .switch("Pick")
         .end()
     )
     with pytest.raises(GraphValidationError) as caught:
         builder.build()
     error = caught.value
-    assert [i.code for i in error.errors] == [
-        "if-edge-label-invalid",
-        "if-edge-label-invalid",
-        "if-branch-missing",
-        "if-branch-missing",
-        "switch-no-cases",
-    ]
+    assert [i.code for i in error.errors] == ["picked-edge-duplicate-label"] * 2
     assert [i.code for i in error.warnings] == ["picked-too-few-edges"]
     lines = str(error).splitlines()
-    assert lines[0] == "graph 'Broken' has 5 errors:"
-    assert len(lines) == 6
-    assert all(line.startswith("  error [") for line in lines[1:])
-    assert "'Check'" in lines[1]
-    assert "labelled 'yes'" in lines[1]
+    assert lines[0] == "graph 'Broken' has 2 errors:"
+    assert len(lines) == 3
+    assert all(
+        line.startswith("  error [picked-edge-duplicate-label] edge 'Route' -[a]->")
+        for line in lines[1:]
+    )
 
 
 def test_build_without_validation_returns_the_invalid_graph():

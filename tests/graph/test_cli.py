@@ -96,18 +96,24 @@ def test_validate_warnings_alone_exit_0(tmp_path):
 
 
 def test_validate_errors_exit_1_and_print_every_issue(tmp_path):
-    spec = GraphBuilder("Broken").start().if_node("Check", "x").build(validate=False)
+    builder = GraphBuilder("Broken").start().decision("Route", options=["a"])
+    for name in ("A", "B", "C"):
+        builder = builder.on("a").static(name).end()
+    spec = builder.build(validate=False)
     path = tmp_path / "broken.json"
     save_graph(spec, path)
-    check = spec.nodes[1]
+    route = spec.nodes[1]
+    out_edges = [e for e in spec.edges if e.source_id == route.id]
     code, out, err = run("validate", str(path))
     assert (code, err) == (1, "")
     assert out.splitlines() == [
-        f"error [if-branch-missing] If node 'Check' ({check.id}) has no outgoing edge labelled "
-        "'true'",
-        f"error [if-branch-missing] If node 'Check' ({check.id}) has no outgoing edge labelled "
-        "'false'",
-        f"{path}: invalid: 2 errors, 0 warnings (2 nodes, 1 edge)",
+        *(
+            f"error [picked-edge-duplicate-label] edge 'Route' -[a]-> '{name}' (id {e.id}) has "
+            f"the same label 'a' as edge 'Route' -[a]-> 'A' (id {out_edges[0].id}); labels of "
+            f"'Route' ({route.id}) must be distinct"
+            for name, e in zip("BC", out_edges[1:])
+        ),
+        f"{path}: invalid: 2 errors, 0 warnings (6 nodes, 7 edges)",
     ]
 
 

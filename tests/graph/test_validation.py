@@ -200,20 +200,75 @@ def test_unnamed_nodes_are_named_by_type_in_edge_messages():
 # -- nodes that pick their successor -----------------------------------------------
 
 
-def test_picking_node_with_an_unlabeled_edge():
+def test_picking_node_with_unlabeled_edges_to_distinct_names_is_fine():
+    # 0.1.5's graphs: the executor answers with the target's name.
     d, a, b = picking("Route"), node("A"), node("B")
-    unlabeled = edge(d, b)
-    spec = graph([START, d, a, b], [edge(START, d), edge(d, a, "a"), unlabeled])
+    spec = graph([START, d, a, b], [edge(START, d), edge(d, a), edge(d, b, "b")])
+    assert validate_graph(spec) == []
+
+
+def test_picking_node_with_unlabeled_edges_to_unnamed_targets_is_fine():
+    d, a, b = picking("Route"), GraphNode(type="Static1"), GraphNode(type="Static1")
+    spec = graph([START, d, a, b], [edge(START, d), edge(d, a), edge(d, b)])
+    assert validate_graph(spec) == []
+
+
+def test_unlabeled_edges_to_targets_of_one_name_are_ambiguous_once():
+    d, a, again, c = picking("Route"), node("A"), node("A"), node("C")
+    first, second = edge(d, a), edge(d, again)
+    spec = graph([START, d, a, again, c], [edge(START, d), first, second, edge(d, c)])
     assert validate_graph(spec) == [
         ValidationIssue(
-            "picked-edge-unlabeled",
-            f"edge 'Route' -> 'B' (id {unlabeled.id}) has no label; 'Route' ({d.id}) picks its "
-            "successor by edge label, so every outgoing edge needs one",
+            "picked-edge-ambiguous",
+            f"edge 'Route' -> 'A' (id {second.id}) has no label, so 'Route' ({d.id}) would "
+            f"pick it by its target's name 'A', but that is also the name of the target of "
+            f"edge 'Route' -> 'A' (id {first.id}); label the edges",
+            "error",
+            d.id,
+            second.id,
+        ),
+        ValidationIssue(
+            "duplicate-node-name",
+            f"'A' ({again.id}) has the same name as 'A' ({a.id})",
+            "warning",
+            again.id,
+        ),
+    ]
+
+
+def test_an_unlabeled_edge_whose_target_name_is_another_edges_label_is_ambiguous():
+    d, a, b = picking("Route"), node("A"), node("B")
+    unlabeled, labelled = edge(d, b), edge(d, a, "B")
+    spec = graph([START, d, a, b], [edge(START, d), unlabeled, labelled])
+    assert validate_graph(spec) == [
+        ValidationIssue(
+            "picked-edge-ambiguous",
+            f"edge 'Route' -> 'B' (id {unlabeled.id}) has no label, so 'Route' ({d.id}) would "
+            f"pick it by its target's name 'B', but that is the label of "
+            f"edge 'Route' -[B]-> 'A' (id {labelled.id}); label the edges",
             "error",
             d.id,
             unlabeled.id,
         )
     ]
+
+
+def test_two_unlabeled_edges_to_one_unnamed_target_are_ambiguous():
+    d, t = picking("Route"), GraphNode(type="Static1")
+    first, second = edge(d, t), edge(d, t)
+    spec = graph([START, d, t], [edge(START, d), first, second])
+    assert codes(spec) == ["picked-edge-ambiguous"]
+    assert validate_graph(spec)[0].message == (
+        f"edge 'Route' -> Static1 (id {second.id}) has no label, so 'Route' ({d.id}) would "
+        f"pick it by its target's id '{t.id}', but that is also the id of the target of "
+        f"edge 'Route' -> Static1 (id {first.id}); label the edges"
+    )
+
+
+def test_labels_tell_apart_targets_of_one_name():
+    d, a, again = picking("Route"), node("A"), node("A")
+    spec = graph([START, d, a, again], [edge(START, d), edge(d, a, "x"), edge(d, again, "y")])
+    assert codes(spec) == ["duplicate-node-name"]
 
 
 def test_picking_node_with_duplicate_labels():
@@ -268,163 +323,20 @@ def test_branching_type_that_spawns_all_is_a_warning():
     ]
 
 
-# -- If ---------------------------------------------------------------------------------------
-
-
-def if_graph(*labels: str) -> tuple[GraphSpec, GraphNode, list[GraphEdge]]:
-    check = picking("Check", "If1")
-    targets = [node(f"T{i}") for i in range(len(labels))]
-    out = [edge(check, t, label) for t, label in zip(targets, labels)]
-    return graph([START, check, *targets], [edge(START, check), *out]), check, out
-
-
-def test_if_with_true_and_false_is_fine():
-    assert validate_graph(if_graph("true", "false")[0]) == []
-
-
-def test_if_with_a_label_other_than_true_or_false():
-    spec, check, out = if_graph("true", "yes")
-    assert validate_graph(spec) == [
-        ValidationIssue(
-            "if-edge-label-invalid",
-            f"edge 'Check' -[yes]-> 'T1' (id {out[1].id}) of If node 'Check' ({check.id}) is "
-            "labelled 'yes'; If edges are labelled 'true' or 'false'",
-            "error",
-            check.id,
-            out[1].id,
-        ),
-        ValidationIssue(
-            "if-branch-missing",
-            f"If node 'Check' ({check.id}) has no outgoing edge labelled 'false'",
-            "error",
-            check.id,
-        ),
-    ]
-
-
-def test_if_with_a_duplicate_and_an_unlabeled_edge():
-    spec, _check, _out = if_graph("true", "true", "false", "")
-    assert codes(spec) == ["picked-edge-duplicate-label", "picked-edge-unlabeled"]
-
-
-def test_if_with_no_edges_misses_both_branches():
-    spec, check, _ = if_graph()
-    assert codes(spec) == ["if-branch-missing", "if-branch-missing"]
-    assert [i.message for i in validate_graph(spec)] == [
-        f"If node 'Check' ({check.id}) has no outgoing edge labelled 'true'",
-        f"If node 'Check' ({check.id}) has no outgoing edge labelled 'false'",
-    ]
-
-
-def test_if_rules_apply_even_when_it_spawns_all():
-    check, t = node("Check", "If1"), node("T")
-    spec = graph([START, check, t], [edge(START, check), edge(check, t)])
-    assert codes(spec) == [
-        "picked-edge-unlabeled",
-        "if-branch-missing",
-        "if-branch-missing",
-        "branching-node-spawns-all",
-    ]
-
-
-# -- Switch -------------------------------------------------------------------------------
-
-
-def switch_graph(
-    metadata: dict[str, Any], *labels: str
-) -> tuple[GraphSpec, GraphNode, list[GraphEdge]]:
-    switch = node("Pick", "Switch1", traverse_out=TraverseOut.SPAWN_PICKED, metadata=metadata)
-    targets = [node(f"T{i}") for i in range(len(labels))]
-    out = [edge(switch, t, label) for t, label in zip(targets, labels)]
-    return graph([START, switch, *targets], [edge(START, switch), *out]), switch, out
-
-
-CASES = {
-    "cases": [{"label": "a", "expression": "x == 1"}, {"label": "b", "expression": "x == 2"}],
-    "default": "other",
-}
-
-
-def test_switch_with_an_edge_per_case_and_default_is_fine():
-    assert validate_graph(switch_graph(CASES, "a", "b", "other")[0]) == []
+# -- node types' own edge rules belong to their executors -----------------------------------
 
 
 @pytest.mark.parametrize(
-    ("metadata", "got"),
-    [({}, ""), ({"cases": []}, ""), ({"cases": "a"}, " (got str)")],
+    ("node_type", "labels"),
+    [("If1", ("Counter", "End")), ("If1", ()), ("Switch1", ("a", "stray"))],
 )
-def test_switch_without_cases(metadata, got):
-    spec, switch, _ = switch_graph(metadata, "a", "b")
-    assert validate_graph(spec) == [
-        ValidationIssue(
-            "switch-no-cases",
-            f"Switch node 'Pick' ({switch.id}) has no cases: metadata 'cases' must be a "
-            f"non-empty list of {{label, expression}} mappings{got}",
-            "error",
-            switch.id,
-        )
-    ]
-
-
-def test_switch_case_without_label_or_expression():
-    metadata = {
-        "cases": [
-            {"label": "a", "expression": ""},
-            {"expression": "x", "edge_id": "b"},
-            "c",
-            {"label": "d", "expression": "y"},
-        ]
-    }
-    spec, switch, _ = switch_graph(metadata, "d")
-    assert [(i.code, i.message) for i in validate_graph(spec)] == [
-        (
-            "switch-case-invalid",
-            f"Switch node 'Pick' ({switch.id}): case 0 ({{'label': 'a', 'expression': ''}}) "
-            "needs a non-empty 'label' and 'expression'",
-        ),
-        (
-            "switch-case-invalid",
-            f"Switch node 'Pick' ({switch.id}): case 1 ({{'expression': 'x', 'edge_id': 'b'}}) "
-            "needs a non-empty 'label' and 'expression' (0.1.5's 'edge_id' is read as the label "
-            "by GraphBuilder.switch(); graph files name it 'label')",
-        ),
-        (
-            "switch-case-invalid",
-            f"Switch node 'Pick' ({switch.id}): case 2 ('c') needs a non-empty 'label' and "
-            "'expression'",
-        ),
-        (
-            "picked-too-few-edges",
-            f"'Pick' ({switch.id}) picks one of its successors but has 1 outgoing edge",
-        ),
-    ]
-
-
-def test_switch_case_or_default_without_an_edge():
-    spec, switch, out = switch_graph(CASES, "a", "stray")
-    assert validate_graph(spec) == [
-        ValidationIssue(
-            "switch-branch-missing",
-            f"Switch node 'Pick' ({switch.id}): case 'b' has no outgoing edge labelled 'b'",
-            "error",
-            switch.id,
-        ),
-        ValidationIssue(
-            "switch-branch-missing",
-            f"Switch node 'Pick' ({switch.id}): default 'other' has no outgoing edge "
-            "labelled 'other'",
-            "error",
-            switch.id,
-        ),
-        ValidationIssue(
-            "switch-edge-unused",
-            f"edge 'Pick' -[stray]-> 'T1' (id {out[1].id}) of Switch node 'Pick' ({switch.id}) "
-            "matches no case and is not the default, so it is never taken",
-            "warning",
-            switch.id,
-            out[1].id,
-        ),
-    ]
+def test_core_checks_if_and_switch_only_structurally(node_type, labels):
+    # Their edge rules depend on the executor that runs them (the standard pack's
+    # If1 and Switch1 check theirs before a flow starts).
+    check = picking("Check", node_type)
+    targets = [node(label) for label in labels]
+    spec = graph([START, check, *targets], [edge(START, check), *(edge(check, t) for t in targets)])
+    assert [i.code for i in validate_graph(spec) if i.is_error] == []
 
 
 # -- reachability ------------------------------------------------------------------------
@@ -462,14 +374,15 @@ def test_reachability_through_a_loop_is_linear_and_complete():
 def test_errors_come_before_warnings_and_all_are_reported():
     lost = node("Lost")
     ghost = uuid4()
-    check = picking("Check", "If1")
+    check, a = picking("Check"), node("A")
     dangling = GraphEdge(source_id=check.id, target_id=ghost)
-    spec = graph([START, check, lost], [edge(START, check), dangling])
+    spec = graph(
+        [START, check, lost, a],
+        [edge(START, check), dangling, edge(check, a, "A"), edge(check, a)],
+    )
     assert codes(spec) == [
         "edge-target-missing",
-        "picked-edge-unlabeled",
-        "if-branch-missing",
-        "if-branch-missing",
+        "picked-edge-ambiguous",
         "node-unreachable",
     ]
 

@@ -183,3 +183,127 @@ def test_static_decision_refuses_other_values_and_unknown_labels() -> None:
         f"node 'Decide' ({nid('Decide')}) picked 'silver', which matches no branch; "
         "valid choices: 'true', 'false', 'gold', '3'"
     )
+
+
+# -- which edges If1 and Switch1 need: the pack's own checks ---------------------------
+
+
+def main_edge_if_graph(labels: tuple[str, str]) -> GraphSpec:
+    """If1 drawn as 0.1.5 drew it: the is_main edge is the true branch."""
+    spec = graph(
+        {
+            "Check": node("If1", if_expression='"yes" in input', fields=PICK),
+            "Counter": node("Text1", text="counted: {{ input }}"),
+            "Other": node("Text1", text="other: {{ input }}"),
+        },
+        [
+            ("Start", "Check"),
+            ("Check", "Other", labels[1]),
+            ("Check", "Counter", labels[0]),
+            ("Counter", "End"),
+            ("Other", "End"),
+        ],
+    )
+    spec.edges[1].is_main = False
+    return spec
+
+
+@pytest.mark.parametrize("labels", [("", ""), ("Counter", "Other")])
+@pytest.mark.parametrize(
+    ("text", "output", "ran", "picked"),
+    [
+        ("yes please", "counted: yes please", "Counter", "true"),
+        ("no", "other: no", "Other", "false"),
+    ],
+)
+def test_if_takes_the_is_main_edge_for_true_in_a_graph_without_true_false_labels(
+    labels: tuple[str, str], text: str, output: str, ran: str, picked: str
+) -> None:
+    events = Recorder()
+    result = runner(main_edge_if_graph(labels), on_event=events).run(text)
+    assert (result.status, result.final_output) == (FlowStatus.COMPLETED, output)
+    assert events.runs() == ["Start", "Check", ran, "End"]
+    assert result.node_results[nid("Check")].data == {"picked": picked}
+
+
+def if_edges_error(edges: list[tuple[str, ...]]) -> list[str]:
+    spec = graph(
+        {
+            "Check": node("If1", if_expression="True", fields=PICK),
+            "A": node("Static1", static_text="a"),
+            "B": node("Static1", static_text="b"),
+        },
+        [("Start", "Check"), *edges, ("A", "End"), ("B", "End")],
+    )
+    run = runner(spec)
+    with pytest.raises(NodeConfigError) as caught:
+        run.run("x")
+    assert run.store.list_flows() == []
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "graph g has invalid node settings:"
+    return lines[1:]
+
+
+def test_if_edges_labelled_other_than_true_or_false_are_refused_before_the_flow() -> None:
+    where = f"  node 'Check' ({nid('Check')}): "
+    assert if_edges_error([("Check", "A", "true"), ("Check", "B", "yes")]) == [
+        where + "its edge to 'B' is labelled 'yes'; If1 edges are labelled 'true' or 'false'",
+        where + "no outgoing edge labelled 'false'",
+    ]
+    assert if_edges_error([("Check", "A", "false"), ("Check", "B")]) == [
+        where + "its edge to 'B' is unlabelled; If1 edges are labelled 'true' or 'false'",
+        where + "no outgoing edge labelled 'true'",
+    ]
+
+
+def test_if_edges_not_told_apart_by_is_main_are_refused_before_the_flow() -> None:
+    # Both edges default to is_main=True, and neither is labelled true or false.
+    assert if_edges_error([("Check", "A"), ("Check", "B")]) == [
+        f"  node 'Check' ({nid('Check')}): it has 2 outgoing edges and none labelled 'true' "
+        "or 'false'; If1 needs an edge labelled 'true' and one labelled 'false', or (as in "
+        "0.1.5) exactly two edges, the true branch with is_main=True and the false one with "
+        "is_main=False"
+    ]
+
+
+def test_switch_cases_without_a_branch_are_refused_before_the_flow() -> None:
+    spec = switch_graph([*CASES, {"label": "refund", "expression": "False"}], default="fallback")
+    run = runner(spec)
+    with pytest.raises(NodeConfigError) as caught:
+        run.run("x")
+    where = f"  node 'Route' ({nid('Route')}): "
+    assert str(caught.value).splitlines()[1:] == [
+        where + "case 'refund' has no outgoing edge labelled 'refund' (nor a successor of "
+        "that name)",
+        where + "default 'fallback' has no outgoing edge labelled 'fallback' (nor a successor "
+        "of that name)",
+    ]
+    assert run.store.list_flows() == []
+
+
+def test_switch_cases_may_pick_unlabelled_edges_by_target_name() -> None:
+    labels = ["billing", "outage", "general"]
+    spec = graph(
+        {
+            "Route": node("Switch1", cases=CASES, default="general", fields=PICK),
+            **{label: node("Text1", text=f"{label}: {{{{ input }}}}") for label in labels},
+        },
+        [
+            ("Start", "Route"),
+            *(("Route", label) for label in labels),
+            *((label, "End") for label in labels),
+        ],
+    )
+    events = Recorder()
+    assert runner(spec, on_event=events).run("Site down").final_output == "outage: Site down"
+    assert events.runs() == ["Start", "Route", "outage", "End"]
+
+
+def test_switch_case_with_0_1_5_edge_id_is_explained() -> None:
+    spec = switch_graph([{"expression": "True", "edge_id": "billing"}], default="general")
+    with pytest.raises(NodeConfigError) as caught:
+        runner(spec).run("x")
+    assert str(caught.value).splitlines()[1:] == [
+        f"  node 'Route' ({nid('Route')}): metadata 'cases'[0] has no 'label' (0.1.5's "
+        "'edge_id' is read as the label by GraphBuilder.switch(); graph files name it 'label')"
+    ]

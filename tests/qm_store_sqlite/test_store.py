@@ -518,13 +518,13 @@ def test_the_0_1_5_import_path_and_db_path_argument(
     assert isinstance(store, SQLiteStore)
     assert store.path == tmp_path / "my_agent.db"
     result = FlowRunner(chain_graph(4), SimpleNodeRegistry({"echo": _echo}), store=store).run("x")
-    run(store.close())
+    store.close()  # 0.1.5's close() is a plain call
     reopened = LegacySQLiteStore("my_agent.db")
     try:
         snap = run(reopened.load_flow(result.flow_id))
         assert snap.flow.final_output == "n1(n0(x))"
     finally:
-        run(reopened.close())
+        reopened.close()
 
 
 def test_the_0_1_5_import_path_without_the_plugin_says_what_to_install() -> None:

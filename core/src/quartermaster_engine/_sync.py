@@ -4,7 +4,10 @@ From a thread with no running event loop, coroutines run on a loop owned by
 that thread and reused across calls (a fresh loop per call would cost more
 than a whole small flow). From inside a running loop (a notebook, a web
 handler) a blocking call cannot use that loop, so the coroutine runs on the
-engine's background loop thread and the caller waits for it.
+engine's background loop thread and the caller waits for it. Code that the
+background loop itself runs (an executor of a flow that ``run()`` started
+inside a running loop, calling a synchronous store method) cannot wait on that
+loop either: its coroutine runs on a second background loop (and so on).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ T = TypeVar("T")
 
 _local = threading.local()
 _portal_lock = threading.Lock()
-_portal_loop: asyncio.AbstractEventLoop | None = None
+#: The engine's background loops (see `_portal`), each on a daemon thread.
+_portals: list[asyncio.AbstractEventLoop] = []
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
@@ -54,24 +58,31 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-def _portal() -> asyncio.AbstractEventLoop:
-    global _portal_loop
+def _portal(running: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """The engine's background loop; for code that one of those loops runs, the next
+    one (started on first need), since waiting on its own loop would deadlock it.
+    Each loop only ever waits on a later one, so waits never form a cycle."""
     with _portal_lock:
-        if _portal_loop is None:
+        index = next((i + 1 for i, loop in enumerate(_portals) if loop is running), 0)
+        while len(_portals) <= index:
             loop = asyncio.new_event_loop()
             thread = threading.Thread(
-                target=loop.run_forever, name="quartermaster-engine-loop", daemon=True
+                target=loop.run_forever,
+                name=f"quartermaster-engine-loop-{len(_portals)}",
+                daemon=True,
             )
             thread.start()
-            _portal_loop = loop
-        return _portal_loop
+            _portals.append(loop)
+        return _portals[index]
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code and return its result."""
     try:
-        asyncio.get_running_loop()
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
+        running = None
+    if running is None:
         loop = _thread_loop()
         task = loop.create_task(coro)
         try:
@@ -84,5 +95,4 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
                 with suppress(BaseException):
                     loop.run_until_complete(task)
             raise
-    future = asyncio.run_coroutine_threadsafe(coro, _portal())
-    return future.result()
+    return asyncio.run_coroutine_threadsafe(coro, _portal(running)).result()

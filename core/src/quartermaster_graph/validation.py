@@ -34,9 +34,7 @@ BRANCHING_TYPES: frozenset[str] = frozenset(
 _DETACHED_TYPES: frozenset[str] = frozenset(
     t.value for t in (NodeType.COMMENT, NodeType.FLOW_MEMORY, NodeType.USER_MEMORY)
 )
-_START, _IF, _SWITCH = NodeType.START.value, NodeType.IF.value, NodeType.SWITCH.value
-
-_IF_LABELS = ("true", "false")
+_START = NodeType.START.value
 
 #: Every code `validate_graph` reports, with its severity (documented in docs/graph-files.md).
 ISSUE_CODES: dict[str, Severity] = {
@@ -47,18 +45,12 @@ ISSUE_CODES: dict[str, Severity] = {
     "duplicate-edge-id": "error",
     "edge-source-missing": "error",
     "edge-target-missing": "error",
-    "picked-edge-unlabeled": "error",
     "picked-edge-duplicate-label": "error",
-    "if-edge-label-invalid": "error",
-    "if-branch-missing": "error",
-    "switch-no-cases": "error",
-    "switch-case-invalid": "error",
-    "switch-branch-missing": "error",
+    "picked-edge-ambiguous": "error",
     "node-unreachable": "warning",
     "picked-too-few-edges": "warning",
     "duplicate-node-name": "warning",
     "branching-node-spawns-all": "warning",
-    "switch-edge-unused": "warning",
 }
 
 
@@ -237,7 +229,6 @@ class _Checker:
 
     def check_branching(self) -> Iterator[ValidationIssue]:
         for node in self.nodes.values():
-            edges = self.edges_from.get(node.id, [])
             picks = node.traverse_out is TraverseOut.SPAWN_PICKED
             if node.type_name in BRANCHING_TYPES and not picks:
                 yield _warning(
@@ -247,13 +238,11 @@ class _Checker:
                     "use SpawnPickedNode to run only the picked one",
                     node.id,
                 )
-            if picks or node.type_name in (_IF, _SWITCH):
-                yield from self.check_labels(node, edges)
-            if node.type_name == _SWITCH:
-                yield from self.check_switch(node, edges)
-            if node.type_name == _IF:
-                yield from self.check_if(node, edges)  # its missing branches are errors
-            elif picks and len(edges) < 2:
+            if not picks:
+                continue
+            edges = self.edges_from.get(node.id, [])
+            yield from self.check_picks(node, edges)
+            if len(edges) < 2:
                 yield _warning(
                     "picked-too-few-edges",
                     f"{node.describe()} picks one of its successors but has "
@@ -261,18 +250,27 @@ class _Checker:
                     node.id,
                 )
 
-    def check_labels(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
-        """Edges of a node that picks its successor need distinct, non-empty labels."""
+    def answer(self, edge: GraphEdge) -> str | None:
+        """What picks an unlabeled edge: its target's name, else the target's id."""
+        target = self.nodes.get(edge.target_id)
+        if target is None:
+            return None  # edge-target-missing reports it
+        return target.name or str(target.id)
+
+    def check_picks(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
+        """Every outgoing edge of a picking node must be the one some answer selects.
+
+        The runner matches an answer against edge labels, then target names, then
+        target ids, so an unlabeled edge is picked by its target's name (or id). It
+        is ambiguous when that name is another edge's label or another target's name.
+        """
         by_label: dict[str, GraphEdge] = {}
+        by_answer: dict[str, list[GraphEdge]] = {}
         for edge in edges:
+            answer = self.answer(edge)
+            if answer is not None:
+                by_answer.setdefault(answer, []).append(edge)
             if not edge.label:
-                yield _error(
-                    "picked-edge-unlabeled",
-                    f"{self.describe_edge(edge)} has no label; {node.describe()} picks its "
-                    "successor by edge label, so every outgoing edge needs one",
-                    node.id,
-                    edge.id,
-                )
                 continue
             first = by_label.setdefault(edge.label, edge)
             if first is not edge:
@@ -283,80 +281,27 @@ class _Checker:
                     node.id,
                     edge.id,
                 )
-
-    def check_if(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
         for edge in edges:
-            if edge.label and edge.label not in _IF_LABELS:
-                yield _error(
-                    "if-edge-label-invalid",
-                    f"{self.describe_edge(edge)} of If node {node.describe()} is labelled "
-                    f"'{edge.label}'; If edges are labelled 'true' or 'false'",
-                    node.id,
-                    edge.id,
-                )
-        labels = {edge.label for edge in edges}
-        for label in _IF_LABELS:
-            if label not in labels:
-                yield _error(
-                    "if-branch-missing",
-                    f"If node {node.describe()} has no outgoing edge labelled '{label}'",
-                    node.id,
-                )
-
-    def check_switch(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
-        cases = node.metadata.get("cases")
-        if not isinstance(cases, list) or not cases:
-            got = "" if cases is None or cases == [] else f" (got {type(cases).__name__})"
-            yield _error(
-                "switch-no-cases",
-                f"Switch node {node.describe()} has no cases: metadata 'cases' must be a "
-                f"non-empty list of {{label, expression}} mappings{got}",
-                node.id,
+            answer = self.answer(edge)
+            if edge.label or answer is None:
+                continue
+            kind = _kind(self.nodes[edge.target_id])
+            labelled = by_label.get(answer)
+            rival = labelled if labelled is not None else _rival(by_answer[answer], edge)
+            if rival is None:
+                continue
+            clash = (
+                f"that is the label of {self.describe_edge(rival)}"
+                if rival is labelled
+                else f"that is also the {kind} of the target of {self.describe_edge(rival)}"
             )
-            cases = []
-        wanted: dict[str, str] = {}  # label -> how to name it in a message
-        for index, case in enumerate(cases):
-            label = case.get("label") if isinstance(case, dict) else None
-            expression = case.get("expression") if isinstance(case, dict) else None
-            if not (
-                isinstance(label, str) and label and isinstance(expression, str) and expression
-            ):
-                hint = (
-                    " (0.1.5's 'edge_id' is read as the label by GraphBuilder.switch(); "
-                    "graph files name it 'label')"
-                    if isinstance(case, dict) and "edge_id" in case
-                    else ""
-                )
-                yield _error(
-                    "switch-case-invalid",
-                    f"Switch node {node.describe()}: case {index} ({case!r}) needs a non-empty "
-                    f"'label' and 'expression'{hint}",
-                    node.id,
-                )
-            else:
-                wanted.setdefault(label, f"case '{label}'")
-        default = node.metadata.get("default", "")
-        if isinstance(default, str) and default:
-            wanted.setdefault(default, f"default '{default}'")
-        labels = {edge.label for edge in edges}
-        for label, what in wanted.items():
-            if label not in labels:
-                yield _error(
-                    "switch-branch-missing",
-                    f"Switch node {node.describe()}: {what} has no outgoing edge "
-                    f"labelled '{label}'",
-                    node.id,
-                )
-        if wanted:
-            for edge in edges:
-                if edge.label and edge.label not in wanted:
-                    yield _warning(
-                        "switch-edge-unused",
-                        f"{self.describe_edge(edge)} of Switch node {node.describe()} matches "
-                        "no case and is not the default, so it is never taken",
-                        node.id,
-                        edge.id,
-                    )
+            yield _error(
+                "picked-edge-ambiguous",
+                f"{self.describe_edge(edge)} has no label, so {node.describe()} would pick "
+                f"it by its target's {kind} '{answer}', but {clash}; label the edges",
+                node.id,
+                edge.id,
+            )
 
     def check_reachability(self) -> Iterator[ValidationIssue]:
         if self.start is None:
@@ -376,3 +321,20 @@ class _Checker:
                     f"{self.start.describe()}",
                     node.id,
                 )
+
+
+def _kind(target: GraphNode) -> str:
+    return "name" if target.name else "id"
+
+
+def _rival(same: list[GraphEdge], edge: GraphEdge) -> GraphEdge | None:
+    """Another edge of ``same`` (edges picked by one answer) that makes the unlabeled
+    ``edge`` ambiguous: an earlier one, or a labelled one (so that a pair of unlabeled
+    edges is reported once, at the second)."""
+    before = True
+    for other in same:
+        if other is edge:
+            before = False
+        elif before or other.label:
+            return other
+    return None

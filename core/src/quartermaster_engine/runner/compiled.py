@@ -337,13 +337,16 @@ class CompiledGraph:
     # -- queries ---------------------------------------------------------------
 
     def pick(self, cnode: CNode, picked: str | None) -> CEdge | None:
-        """The outgoing edge a decision's answer selects, or None."""
+        """The outgoing edge a decision's answer selects, or None. An answer that
+        matches nothing as given is tried once more without surrounding
+        whitespace, as 0.1.5 did (LLM answers often end in a newline)."""
         if not picked:
             return None
         pick_map = cnode.pick_map
         if pick_map is None:
             pick_map = cnode.pick_map = _pick_map(cnode.out_edges)
-        return pick_map.get(picked)
+        edge = pick_map.get(picked)
+        return edge if edge is not None else pick_map.get(picked.strip())
 
     def choices(self, cnode: CNode) -> list[str]:
         """The answers a decision node accepts, for error messages."""

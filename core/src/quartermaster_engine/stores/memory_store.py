@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import threading
 import time
 from datetime import timedelta
@@ -67,6 +68,12 @@ class InMemoryStore:
 
     Fast and complete, but nothing survives the process. Safe to share between
     threads.
+
+    As in 0.1.5, the memory methods (`save_memory`, `get_memory`, `get_all_memory`)
+    copy values in and out (deep copies), so a caller that changes a dict it
+    saved or read does not change what is stored, as with a durable store. The
+    engine's own path (`commit`, `load_flow`) copies nothing: the engine owns
+    the values it commits and never changes them afterwards.
     """
 
     def __init__(self) -> None:
@@ -101,16 +108,21 @@ class InMemoryStore:
         return {} if data is None else {r.node_id: r for r in data.latest.values()}
 
     def save_memory(self, flow_id: UUID, key: str, value: Any) -> None:
+        value = copy.deepcopy(value)
         with self._lock:
             self._data(flow_id).memory[key] = value
 
     def get_memory(self, flow_id: UUID, key: str) -> Any:
         data = self._flows.get(flow_id.int)
-        return None if data is None else data.memory.get(key)
+        return None if data is None else copy.deepcopy(data.memory.get(key))
 
     def get_all_memory(self, flow_id: UUID) -> dict[str, Any]:
         data = self._flows.get(flow_id.int)
-        return {} if data is None else dict(data.memory)
+        if data is None:
+            return {}
+        with self._lock:
+            memory = dict(data.memory)
+        return copy.deepcopy(memory)
 
     def delete_memory(self, flow_id: UUID, key: str) -> None:
         with self._lock:
