@@ -45,6 +45,21 @@ from quartermaster_engine.stores.records import (
 from quartermaster_engine.types import GraphSpec, Message
 
 
+class Outcome:
+    """What an executed activation produced, before any bookkeeping: its result,
+    the edge its pick selects, when it started, and the input it was given."""
+
+    __slots__ = ("input_text", "picked", "result", "started")
+
+    def __init__(
+        self, result: NodeResult, picked: CEdge | None, started: float, input_text: str
+    ) -> None:
+        self.result = result
+        self.picked = picked
+        self.started = started
+        self.input_text = input_text
+
+
 class FlowRun:
     """The state and scheduling of one flow in this process."""
 
@@ -202,7 +217,7 @@ class FlowRun:
 
     # -- driving -----------------------------------------------------------------
 
-    def _attach(self) -> None:
+    def attach(self) -> None:
         """Bind the run to the running loop and keep its lease alive."""
         loop = self.loop = asyncio.get_running_loop()
         thread = threading.get_ident()
@@ -214,7 +229,7 @@ class FlowRun:
 
     async def drive_one(self, act: Activation) -> None:
         """Run one activation and commit it, as one step of a `FlowStepper`."""
-        self._attach()
+        self.attach()
         try:
             await self.run_activation(act)
         except asyncio.CancelledError:
@@ -227,7 +242,7 @@ class FlowRun:
 
     async def drive(self) -> FlowResult:
         """Run until nothing can run; return the flow's result."""
-        self._attach()
+        self.attach()
         control = self.control
         try:
             if control.concurrent:
@@ -280,9 +295,16 @@ class FlowRun:
 
     async def run_activation(self, act: Activation) -> None:
         """Run one activation and commit its outcome."""
-        cnode: CNode = act.cnode
+        self.emit_started(act)
+        outcome = await self.execute(act)
+        if outcome is not None:
+            await self.complete(act, outcome)
+
+    def emit_started(self, act: Activation) -> None:
+        """The activation's NodeStarted event."""
         emitter = self.emitter
         if emitter.listening:
+            cnode: CNode = act.cnode
             emitter.emit(
                 NodeStarted(
                     flow_id=self.flow_id,
@@ -293,6 +315,11 @@ class FlowRun:
                     attempt=act.attempt,
                 )
             )
+
+    async def execute(self, act: Activation) -> Outcome | None:
+        """The node's work: call its executor and read its answer. Nothing is written;
+        returns None when a stop cancelled it (its cancelled record is written)."""
+        cnode: CNode = act.cnode
         started = time.time()
         input_text = self.inputs.input_text(act)
         picked: CEdge | None = None
@@ -307,15 +334,21 @@ class FlowRun:
                 raise
             _uncancel()
             await outcomes.cancelled(self, act, started)
-            return
+            return None
         except Exception as exc:
             result = NodeResult(success=False, error=error_text(exc))
+        return Outcome(result, picked, started, input_text)
+
+    async def complete(self, act: Activation, outcome: Outcome) -> None:
+        """The bookkeeping of an executed activation: its error strategy, routing,
+        the commit, and applying it to the state."""
+        result = outcome.result
         if result.wait_for_user:
-            await outcomes.park(self, act, result, started)
+            await outcomes.park(self, act, result, outcome.started)
         elif result.success:
-            await outcomes.succeed(self, act, result, started, picked)
+            await outcomes.succeed(self, act, result, outcome.started, outcome.picked)
         else:
-            await outcomes.fail(self, act, result, started, input_text)
+            await outcomes.fail(self, act, result, outcome.started, outcome.input_text)
 
     # -- resume ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ length.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,15 +21,28 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.runner import finish
-from quartermaster_engine.runner.flow_run import FlowRun
+from quartermaster_engine.runner.flow_run import FlowRun, Outcome
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.base import FlowNotFoundError
-from quartermaster_engine.stores.records import FlowSnapshot, FlowStatus
+from quartermaster_engine.stores.records import Activation, FlowSnapshot, FlowStatus
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_runner import FlowRunner
+
+
+#: A pending activation as dispatchers name it: (node id, visit, attempt).
+ActivationRef = tuple[UUID, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """An activation executed outside the flow's lease, waiting for `FlowStepper.complete`."""
+
+    flow_id: UUID
+    ref: ActivationRef
+    outcome: Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,11 @@ class StepResult:
     ready: int
     next_at: float | None
     result: FlowResult | None = None
+    #: The activations this step queued (to dispatch elsewhere), and when each may
+    #: start (0: now).
+    queued: tuple[tuple[ActivationRef, float], ...] = ()
+    #: The step's activation had been committed already (a duplicate delivery).
+    duplicate: bool = False
 
 
 class FlowStepper:
@@ -100,6 +119,60 @@ class FlowStepper:
         self._remember(flow_id, state)
         next_at = state.timers[0][0] if state.timers else None
         return StepResult(flow_id, name, FlowStatus.RUNNING, len(state.ready), next_at)
+
+    async def pending(self, flow_id: UUID) -> list[tuple[ActivationRef, float]]:
+        """The flow's activations that may run (not waiting for a person), with when
+        each may start: what a dispatcher enqueues when it takes a flow over."""
+        run = await self._load(flow_id, self.runner.lease_for(flow_id))
+        self._remember(flow_id, run.state)
+        return _queued(run.state)
+
+    async def execute(self, flow_id: UUID, ref: ActivationRef) -> Work | None:
+        """Run one pending activation's executor without taking the flow's lease, so
+        other activations of the flow run at the same time elsewhere. Nothing is
+        written; None if the activation is no longer pending (it was committed:
+        a duplicate delivery). Hand the `Work` to `complete`."""
+        run = await self._load(flow_id, self.runner.lease_for(flow_id))
+        self._remember(flow_id, run.state)
+        act = _find(run.state, ref)
+        if act is None or (run.status_on_load or FlowStatus.RUNNING).is_terminal:
+            return None
+        run.attach()
+        outcome = await run.execute(act)
+        return None if outcome is None else Work(flow_id, ref, outcome)
+
+    async def complete(self, work: Work, *, wait: float = 30.0) -> StepResult:
+        """The bookkeeping of executed work under the flow's lease (waiting up to
+        ``wait`` seconds for other completions of the flow): routing against the
+        flow's current state, one fenced commit. A duplicate (the activation was
+        committed by another delivery) changes nothing."""
+        flow_id = work.flow_id
+        lease = self.runner.lease_for(flow_id)
+        await lease.acquire(wait=wait, about="its work cannot be committed now")
+        try:
+            run = await self._load(flow_id, lease)
+        except BaseException:
+            await lease.release()
+            raise
+        state = run.state
+        act = _find(state, work.ref)
+        status = run.status_on_load or FlowStatus.RUNNING
+        if act is None or status.is_terminal:
+            await lease.release()
+            return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
+        _take(state, act)
+        before = {ref for ref, _ in _queued(state)}
+        run.attach()
+        run.emit_started(act)
+        await run.complete(act, work.outcome)
+        queued = tuple(q for q in _queued(state) if q[0] not in before)
+        name = act.cnode.name or str(act.node_id)
+        if run.control.halted or (not state.ready and not state.timers):
+            done = await self._finish(run, name)
+            return StepResult(flow_id, name, done.status, 0, None, done.result, queued)
+        await lease.release()
+        self._remember(flow_id, state)
+        return StepResult(flow_id, name, FlowStatus.RUNNING, len(state.ready), None, None, queued)
 
     def records_read(self, flow_id: UUID) -> int | None:
         """How many of the flow's records this stepper has read (None: it holds no
@@ -154,3 +227,31 @@ class FlowStepper:
         self._states[flow_id] = state
         while len(self._states) > self.cache_size:
             self._states.popitem(last=False)
+
+
+def _queued(state: FlowState) -> list[tuple[ActivationRef, float]]:
+    """Every activation that may run, with when it may start."""
+    out = [((a.node_id, a.visit, a.attempt), 0.0) for a in state.ready]
+    out.extend(((a.node_id, a.visit, a.attempt), due) for due, _, a in state.timers)
+    return out
+
+
+def _find(state: FlowState, ref: ActivationRef) -> Activation | None:
+    node_id, visit, attempt = ref
+    for act in state.ready:
+        if act.node_id == node_id and act.visit == visit and act.attempt == attempt:
+            return act
+    for _, _, act in state.timers:
+        if act.node_id == node_id and act.visit == visit and act.attempt == attempt:
+            return act
+    return None
+
+
+def _take(state: FlowState, act: Activation) -> None:
+    """Take ``act`` out of the queue: it ran, its outcome is being committed."""
+    for i, queued in enumerate(state.ready):
+        if queued is act:
+            del state.ready[i]
+            return
+    state.timers[:] = [t for t in state.timers if t[2] is not act]
+    heapq.heapify(state.timers)
