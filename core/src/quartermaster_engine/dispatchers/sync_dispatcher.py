@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+from uuid import UUID
 
 from quartermaster_engine.types import GraphNode
 
@@ -25,6 +26,15 @@ class SyncDispatcher:
 
     async def run_blocking(self, fn: Callable[[], T], node: GraphNode) -> T:
         return fn()
+
+    def dispatch(
+        self, flow_id: UUID, node_id: UUID, execute_fn: Callable[[UUID, UUID], None]
+    ) -> None:
+        """0.1.5's protocol: run ``execute_fn(flow_id, node_id)`` now, in this thread."""
+        execute_fn(flow_id, node_id)
+
+    def wait_all(self) -> None:
+        """0.1.5's protocol: every dispatched call has already returned."""
 
     def shutdown(self, wait: bool = True) -> None:
         """Nothing to release."""

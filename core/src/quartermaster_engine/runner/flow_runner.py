@@ -12,8 +12,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine._sync import run_sync
-from quartermaster_engine.control_nodes import control_executors
-from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
+from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
+from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
@@ -43,10 +44,13 @@ class FlowRunner:
     """Runs flows of one graph.
 
     ``node_registry`` maps node types to executors; the engine's Start1 and
-    End1 executors are used for those types when the registry has none. Without
+    End1 executors are used for those types when the registry has none, and a
+    Merge1 without LLM settings is always the engine's join (see `control_nodes`). Without
     a registry, every installed node executor plugin is used.
     ``store`` keeps flow state (default: a new `InMemoryStore`), ``dispatcher``
-    decides how activations run (default: `SyncDispatcher`), ``context_manager``
+    decides how activations run (default: `SyncDispatcher`; one implementing only
+    0.1.5's ``dispatch``/``wait_all``/``shutdown`` is wrapped in a `LegacyDispatcher`,
+    which ``self.dispatcher`` then holds), ``context_manager``
     cuts input messages to the context window, ``on_event`` receives every
     event, and each of ``sinks`` (objects with ``emit(event)``) too.
 
@@ -59,7 +63,7 @@ class FlowRunner:
         graph: GraphSpec,
         node_registry: NodeRegistry | None = None,
         store: Any | None = None,
-        dispatcher: TaskDispatcher | None = None,
+        dispatcher: TaskDispatcher | DispatchProtocol | None = None,
         context_manager: ContextManager | None = None,
         on_event: EventHandler | None = None,
         *,
@@ -68,7 +72,6 @@ class FlowRunner:
         persistence: Any | None = None,
     ) -> None:
         _check_component("store", store, _STORE_METHODS)
-        _check_component("dispatcher", dispatcher, _DISPATCHER_ATTRIBUTES)
         if node_registry is not None and not callable(getattr(node_registry, "get_executor", None)):
             raise TypeError(
                 f"node_registry must have a get_executor(node_type) method; "
@@ -78,7 +81,9 @@ class FlowRunner:
         self._compiled = CompiledGraph(graph)
         self.node_registry = node_registry
         self.store = store if store is not None else InMemoryStore()
-        self.dispatcher: TaskDispatcher = dispatcher if dispatcher is not None else SyncDispatcher()
+        self.dispatcher: TaskDispatcher = (
+            as_dispatcher(dispatcher) if dispatcher is not None else SyncDispatcher()
+        )
         self.context_manager = context_manager if context_manager is not None else ContextManager()
         self.on_event = on_event
         self.sinks = list(sinks)
@@ -236,7 +241,14 @@ class FlowRunner:
     def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
         """With a ``node_registry``: its executors, then the engine's own Start1/End1
         (as in 0.1.5, nothing else runs). Without one: every installed node executor,
-        loaded on first need. `from_config` passes a registry of the installed ones."""
+        loaded on first need. `from_config` passes a registry of the installed ones.
+        Merge1 is always the engine's (`MergeExecutor`), which hands the Merge1 nodes
+        that ask for an LLM to the executor found for Merge1 here."""
+        if node_type == MERGE_TYPE:
+            return MergeExecutor(self._lookup_executor(node_type))
+        return self._lookup_executor(node_type)
+
+    def _lookup_executor(self, node_type: str) -> NodeExecutor | None:
         if self.node_registry is not None:
             executor = self.node_registry.get_executor(node_type)
             return executor if executor is not None else self._control.get(node_type)
@@ -251,6 +263,7 @@ class FlowRunner:
             registry, extra = self.node_registry, list(self._control)
         list_types = getattr(registry, "list_types", None)
         types = list(list_types()) if callable(list_types) else []
+        extra.append(MERGE_TYPE)
         return types + [t for t in extra if t not in types]
 
     def _missing_executor_message(self, cnode: CNode) -> str:
@@ -631,7 +644,6 @@ _STORE_METHODS = (
     "append_message",
     "clear_flow",
 )
-_DISPATCHER_ATTRIBUTES = ("concurrent", "max_concurrency", "run_blocking", "shutdown")
 
 
 def _check_component(role: str, value: Any, needed: tuple[str, ...]) -> None:

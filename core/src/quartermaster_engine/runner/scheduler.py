@@ -35,6 +35,7 @@ from uuid import UUID
 
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.dispatchers.base import BlockingCall
 from quartermaster_engine.events import (
     FlowError,
     FlowEvent,
@@ -107,21 +108,6 @@ class StoreUnavailableError(RuntimeError):
 class UnstorableOutputError(RuntimeError):
     """A node produced data the store cannot save; the flow is failed (recovering it
     would only produce the same data again)."""
-
-
-class BlockingCall:
-    """The call a dispatcher's ``run_blocking`` receives for a blocking executor:
-    calling it runs ``executor.execute(context)``; ``context`` tells the dispatcher
-    which flow the call belongs to (``context.cancelled``, ``context.stop_flow``)."""
-
-    __slots__ = ("context", "executor")
-
-    def __init__(self, executor: NodeExecutor, context: ExecutionContext) -> None:
-        self.executor = executor
-        self.context = context
-
-    def __call__(self) -> Any:
-        return self.executor.execute(self.context)
 
 
 class _JoinSlot:
