@@ -66,7 +66,14 @@ from quartermaster_engine.runner.compiled import (
     CNode,
     CompiledGraph,
 )
+from quartermaster_engine.runner.errors import NodeError
 from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
+from quartermaster_engine.runner.results import (
+    cancelled_by_executor,
+    checked,
+    coerce,
+    spurious_cancel,
+)
 from quartermaster_engine.stores.base import StoreDataError
 from quartermaster_engine.stores.records import (
     Activation,
@@ -87,10 +94,6 @@ logger = logging.getLogger("quartermaster_engine.runner")
 
 _DEAD = None  # a dead delivery carries no source record
 _MISSING = object()  # a join slot position that has not received its edge yet
-
-
-class NodeError(Exception):
-    """A node failure whose message is complete as it is (no exception type prefix)."""
 
 
 class NodeTimeoutError(NodeError, TimeoutError):
@@ -668,11 +671,14 @@ class FlowRun:
                 if picked is None:
                     result = NodeResult(success=False, error=self._bad_pick(cnode, result))
         except asyncio.CancelledError:
-            if not self.halted:
-                raise
-            self._uncancel()
-            await self._cancelled(act, started)
-            return
+            if not self.halted and cancelled_by_executor():
+                result = spurious_cancel(cnode)
+            else:
+                if not self.halted:
+                    raise
+                self._uncancel()
+                await self._cancelled(act, started)
+                return
         except Exception as exc:
             result = NodeResult(success=False, error=_error_text(exc))
         if result.wait_for_user:
@@ -707,8 +713,8 @@ class FlowRun:
                 job if timeout is None else asyncio.wait_for(job, timeout), cnode, act
             )
         if type(result) is not NodeResult:
-            return await self._coerce_result(result, cnode)
-        return result
+            return await coerce(result, cnode)
+        return checked(result, cnode)
 
     async def _cancellable_await(self, awaitable: Any, cnode: CNode, act: Activation) -> Any:
         """Await an executor call where a stop may cancel it: the activation's own task
@@ -735,18 +741,6 @@ class FlowRun:
         return (
             f"node {cnode.describe()} timed out after {_fmt_seconds(cnode.timeout or 0)} s "
             f"(attempt {act.attempt} of {total})"
-        )
-
-    async def _coerce_result(self, result: Any, cnode: CNode) -> NodeResult:
-        if inspect.isawaitable(result):
-            result = await result
-        if isinstance(result, NodeResult):
-            return result
-        if isinstance(result, str):
-            return NodeResult(success=True, output_text=result)
-        raise NodeError(
-            f"the executor of node {cnode.describe()} returned {type(result).__name__}; "
-            "expected a NodeResult or a str"
         )
 
     def _bad_pick(self, cnode: CNode, result: NodeResult) -> str:
