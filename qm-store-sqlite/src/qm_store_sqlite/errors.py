@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from quartermaster_engine.stores.base import StoreError
+from quartermaster_engine.stores.base import StoreDataError, StoreError
 
 
 class SQLiteStoreError(StoreError):
     """The SQLite store could not do what was asked."""
+
+
+class SQLiteDataError(SQLiteStoreError, StoreDataError):
+    """A value SQLite cannot keep: not a JSON value, an integer too large for JSON or
+    SQLite, a string that is not valid Unicode (a lone surrogate). Nothing was written;
+    the runner fails the flow naming the node."""
 
 
 class StoreOpenError(SQLiteStoreError):
