@@ -20,6 +20,12 @@ from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
+from quartermaster_engine.runner.arguments import (
+    flow_id_arg,
+    node_arg,
+    optional_flow_id_arg,
+    text_arg,
+)
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.result import FlowResult, NodeResults
 from quartermaster_engine.runner.scheduler import FlowRun, FlowStateError
@@ -55,7 +61,10 @@ class FlowRunner:
     event, and each of ``sinks`` (objects with ``emit(event)``) too.
 
     Every method has a synchronous form (``run``) that works from scripts and
-    from inside a running event loop, and an async one (``arun``).
+    from inside a running event loop, and an async one (``arun``). Arguments are
+    checked at the call: a flow id is a `UUID` or its string form, ``input_message``
+    and ``user_input`` are str; anything else raises `TypeError` or `ValueError`
+    naming the argument.
     """
 
     def __init__(
@@ -339,16 +348,16 @@ class FlowRunner:
     def _new_run(
         self,
         input_message: str,
-        flow_id: UUID | None,
+        flow_id: UUID | str | None,
         parent_flow_id: UUID | None,
         listeners: Iterable[tuple[str, EventHandler]] = (),
         compiled: CompiledGraph | None = None,
     ) -> FlowRun:
         compiled = compiled if compiled is not None else self._compiled
+        text_arg(input_message, "input_message")
+        checked_id = optional_flow_id_arg(flow_id)
         self.preflight(compiled)
-        if not isinstance(input_message, str):
-            raise TypeError(f"input_message must be a str, got {type(input_message).__name__}")
-        fid = flow_id if flow_id is not None else uuid4()
+        fid = checked_id if checked_id is not None else uuid4()
         if fid in self._active:
             raise FlowStateError(f"flow {fid} is already running in this runner")
         return FlowRun(
@@ -378,7 +387,7 @@ class FlowRunner:
     async def arun(
         self,
         input_message: str,
-        flow_id: UUID | None = None,
+        flow_id: UUID | str | None = None,
         *,
         parent_flow_id: UUID | None = None,
         on_event: EventHandler | None = None,
@@ -394,12 +403,12 @@ class FlowRunner:
             ) from None
         return await self._drive(run)
 
-    def run(self, input_message: str, flow_id: UUID | None = None) -> FlowResult:
+    def run(self, input_message: str, flow_id: UUID | str | None = None) -> FlowResult:
         """Run a new flow synchronously (from scripts, or inside a running event loop)."""
         return run_sync(self.arun(input_message, flow_id))
 
     async def run_async(
-        self, input_message: str, flow_id: UUID | None = None
+        self, input_message: str, flow_id: UUID | str | None = None
     ) -> AsyncIterator[FlowEvent]:
         """Run a new flow, yielding its events as they happen.
 
@@ -524,13 +533,16 @@ class FlowRunner:
         return spec is self.graph or (spec.id == self.graph.id and spec == self.graph)
 
     async def aresume(
-        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+        self, flow_id: UUID | str, user_input: str, node_id: UUID | str | None = None
     ) -> FlowResult:
         """Give ``user_input`` to a waiting node of a paused flow and continue it.
 
         ``node_id`` (an id or a node name) picks the node when several wait;
         by default the one that started waiting first.
         """
+        flow_id = flow_id_arg(flow_id)
+        text_arg(user_input, "user_input")
+        node_arg(node_id)
         run = await self._load(flow_id)
         status = run.status_on_load or FlowStatus.PAUSED
         if status.is_terminal:
@@ -540,17 +552,18 @@ class FlowRunner:
         return await self._drive(run)
 
     def resume(
-        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+        self, flow_id: UUID | str, user_input: str, node_id: UUID | str | None = None
     ) -> FlowResult:
         """Synchronous `aresume`."""
         return run_sync(self.aresume(flow_id, user_input, node_id))
 
-    async def arecover(self, flow_id: UUID) -> FlowResult:
+    async def arecover(self, flow_id: UUID | str) -> FlowResult:
         """Continue a flow whose run was interrupted (a crash, a lost store connection).
 
         Only activations that had not committed run again. A paused flow stays
         paused and an ended flow is left as it is; both return their result.
         """
+        flow_id = flow_id_arg(flow_id)
         run = await self._load(flow_id)
         status = run.status_on_load or FlowStatus.RUNNING
         if status is not FlowStatus.RUNNING:
@@ -562,16 +575,17 @@ class FlowRunner:
             await run.queue_start()  # died between creating the flow and queueing Start
         return await self._drive(run)
 
-    def recover(self, flow_id: UUID) -> FlowResult:
+    def recover(self, flow_id: UUID | str) -> FlowResult:
         """Synchronous `arecover`."""
         return run_sync(self.arecover(flow_id))
 
-    def stop(self, flow_id: UUID) -> None:
+    def stop(self, flow_id: UUID | str) -> None:
         """Stop a flow: nothing new starts, running executors are cancelled (async)
         or see ``context.cancelled`` (blocking); the flow ends as stopped.
 
         Works from any thread. A paused flow in the store is marked stopped.
         """
+        flow_id = flow_id_arg(flow_id)
         run = self._active.get(flow_id)
         if run is not None and run.loop is not None:
             if _running_loop() is run.loop:
@@ -581,8 +595,9 @@ class FlowRunner:
             return
         run_sync(self.astop(flow_id))
 
-    async def astop(self, flow_id: UUID) -> None:
+    async def astop(self, flow_id: UUID | str) -> None:
         """Async `stop`."""
+        flow_id = flow_id_arg(flow_id)
         run = self._active.get(flow_id)
         if run is not None:
             if run.loop is asyncio.get_running_loop():
@@ -616,12 +631,13 @@ class FlowRunner:
 
     # -- inspection ---------------------------------------------------------------------
 
-    async def aget_result(self, flow_id: UUID) -> FlowResult:
+    async def aget_result(self, flow_id: UUID | str) -> FlowResult:
         """The current result of a stored flow, without running anything."""
+        flow_id = flow_id_arg(flow_id)
         run = await self._load(flow_id)
         return _stored_result(run, run.status_on_load or FlowStatus.PAUSED)
 
-    def get_result(self, flow_id: UUID) -> FlowResult:
+    def get_result(self, flow_id: UUID | str) -> FlowResult:
         """Synchronous `aget_result`."""
         return run_sync(self.aget_result(flow_id))
 
