@@ -538,7 +538,8 @@ class FlowRunner:
         """Give ``user_input`` to a waiting node of a paused flow and continue it.
 
         ``node_id`` (an id or a node name) picks the node when several wait;
-        by default the one that started waiting first.
+        by default the one that started waiting first. The flow's graph is
+        pre-flighted as by `run` before the answer is recorded.
         """
         flow_id = flow_id_arg(flow_id)
         text_arg(user_input, "user_input")
@@ -547,6 +548,8 @@ class FlowRunner:
         status = run.status_on_load or FlowStatus.PAUSED
         if status.is_terminal:
             raise FlowStateError(f"flow {flow_id} is {status.value}; there is nothing to resume")
+        # The same pre-flight as run(): refused here, the flow stays as it is.
+        self.preflight(run.cg)
         run.started = time.monotonic()
         await run.answer(user_input, node_id)
         return await self._drive(run)
@@ -562,12 +565,17 @@ class FlowRunner:
 
         Only activations that had not committed run again. A paused flow stays
         paused and an ended flow is left as it is; both return their result.
+        A flow that will run is pre-flighted as by `run` first: a missing node type
+        raises `UnknownNodeTypeError` and the flow is left untouched, recoverable
+        from a process that has the executors.
         """
         flow_id = flow_id_arg(flow_id)
         run = await self._load(flow_id)
         status = run.status_on_load or FlowStatus.RUNNING
         if status is not FlowStatus.RUNNING:
             return _stored_result(run, status)
+        # The same pre-flight as run(): refused here, the flow stays recoverable.
+        self.preflight(run.cg)
         run.started = time.monotonic()
         if run.listening:
             run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
