@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from quartermaster_engine.redaction import redact_setting
 from quartermaster_graph.data_limits import data_too_deep, too_deep_message
 
 CONFIG_FILE = "qm.toml"
@@ -112,7 +113,8 @@ class EngineConfig(BaseModel):
         return "default"
 
     def describe(self) -> list[tuple[str, Any, str]]:
-        """Every effective value as (dotted key, value, source)."""
+        """Every effective value as (dotted key, value, source), secrets masked
+        (`quartermaster_engine.redaction`): fit to print."""
         rows: list[tuple[str, Any, str]] = []
 
         def walk(prefix: str, value: Any) -> None:
@@ -123,7 +125,8 @@ class EngineConfig(BaseModel):
                 for i, v in enumerate(value):
                     walk(f"{prefix}[{i}]", v)
             else:
-                rows.append((prefix, value, self.source_of(prefix.split("[")[0])))
+                shown = redact_setting(prefix, value)
+                rows.append((prefix, shown, self.source_of(prefix.split("[")[0])))
 
         walk("", self.model_dump(mode="json"))
         return rows
