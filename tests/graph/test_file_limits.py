@@ -99,3 +99,14 @@ def test_load_graph_reads_a_deep_json_file_as_a_named_error(tmp_path: Path) -> N
     path.write_text('{"nodes": ' + "[" * 5000 + "]" * 5000 + "}")
     with pytest.raises(GraphFileError, match="nested deeper than 100 levels"):
         load_graph(path)
+
+
+def test_a_json_escape_making_a_lone_surrogate_is_named() -> None:
+    node = '{"name": "S", "type": "Static1", "metadata": {"t": "x\\udcff"}}'
+    text = f'{{"name": "g", "nodes": [{node}]}}'
+    with pytest.raises(GraphFileError) as info:
+        parse_graph_text(text, "json", "g.json")
+    assert str(info.value) == (
+        "g.json: nodes[0].metadata.t: the text holds a lone surrogate '\\udcff' at position 1 "
+        "(the byte 0xFF, which is not UTF-8)"
+    )

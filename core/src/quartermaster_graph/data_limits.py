@@ -47,6 +47,42 @@ def data_too_deep(data: Any, limit: int = MAX_NESTING) -> bool:
     return False
 
 
+def invalid_text(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate, which JSON escapes such as
+    ``"\\udcff"`` can make), or None when it is."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        hint = ""
+        if "\udc80" <= char <= "\udcff":  # how Python keeps bytes that were not UTF-8
+            hint = f" (the byte 0x{ord(char) - 0xDC00:02X}, which is not UTF-8)"
+        return f"holds a lone surrogate {char!r} at position {exc.start}{hint}"
+    return None
+
+
+def first_invalid_text(data: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """The path of the first string (or key) of parsed data that is not valid
+    Unicode, and why; None when every one is."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            problem = invalid_text(value)
+            if problem is not None:
+                return loc, problem
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if isinstance(key, str) and invalid_text(key) is not None:
+                    return (*loc, key), f"the key {invalid_text(key)}"
+                stack.append((child, (*loc, key)))
+        elif isinstance(value, list):
+            stack.extend((child, (*loc, i)) for i, child in enumerate(value))
+    return None
+
+
 def yaml_children(node: yaml.Node) -> list[yaml.Node]:
     """The nodes directly under a composed YAML node (keys and values of a mapping)."""
     if isinstance(node, yaml.MappingNode):

@@ -27,7 +27,12 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from quartermaster_graph.builder import node_defaults
-from quartermaster_graph.data_limits import data_too_deep, too_deep_message, yaml_tree_problem
+from quartermaster_graph.data_limits import (
+    data_too_deep,
+    first_invalid_text,
+    too_deep_message,
+    yaml_tree_problem,
+)
 from quartermaster_graph.enums import NodeType
 from quartermaster_graph.models import GraphEdge, GraphNode, GraphSpec
 
@@ -254,6 +259,10 @@ def _parse_json(text: str, source: str) -> Any:
         raise _fail(source, None, too_deep_message()) from None
     if data_too_deep(data):
         raise _fail(source, None, too_deep_message())
+    bad = first_invalid_text(data)
+    if bad is not None:
+        where = _path(bad[0])
+        raise _fail(source, None, f"{where + ': ' if where else ''}the text {bad[1]}")
     return data
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from quartermaster_graph.data_limits import invalid_text
+
 
 def flow_id_arg(value: Any, name: str = "flow_id") -> UUID:
     """``value`` as a flow id: a `UUID`, or a string holding one (``str(flow_id)``).
@@ -28,10 +30,20 @@ def optional_flow_id_arg(value: Any, name: str = "flow_id") -> UUID | None:
     return None if value is None else flow_id_arg(value, name)
 
 
+class InvalidTextError(ValueError):
+    """A text argument is not valid Unicode (it holds a lone surrogate), so no store
+    could keep it and no terminal print it."""
+
+
 def text_arg(value: Any, name: str) -> str:
-    """``value`` if it is a str; else a `TypeError` naming the argument."""
+    """``value`` if it is a str of valid Unicode; else a `TypeError` (not a str) or an
+    `InvalidTextError` (a lone surrogate, such as bytes that were not UTF-8 on a
+    command line) naming the argument."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    problem = invalid_text(value)
+    if problem is not None:
+        raise InvalidTextError(f"{name} is not valid Unicode text: it {problem}")
     return value
 
 
