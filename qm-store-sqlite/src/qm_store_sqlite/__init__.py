@@ -14,6 +14,7 @@ from qm_store_sqlite.errors import (
     SchemaVersionError,
     SQLiteDataError,
     SQLiteStoreError,
+    StoreDamagedError,
     StoreOpenError,
 )
 from qm_store_sqlite.persistent import SQLitePersistentMemory
@@ -29,5 +30,6 @@ __all__ = [
     "SQLiteStore",
     "SQLiteStoreError",
     "SchemaVersionError",
+    "StoreDamagedError",
     "StoreOpenError",
 ]

@@ -22,3 +22,9 @@ class StoreOpenError(SQLiteStoreError):
 
 class SchemaVersionError(StoreOpenError):
     """The file's schema is newer than this version of qm-store-sqlite understands."""
+
+
+class StoreDamagedError(StoreOpenError):
+    """The file is damaged: corrupt pages, or tables of ours that make no schema (a
+    missing table, a schema_version that is no version). Raised before anything is
+    written; a transaction that meets a damaged page is rolled back."""
