@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 from uuid import UUID
 
+from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.dispatchers.dispatched import DispatchedCalls
 from quartermaster_engine.types import GraphNode
 
@@ -17,8 +17,9 @@ class AsyncDispatcher:
     """Runs ready activations concurrently as asyncio tasks.
 
     At most ``max_concurrency`` activations of a flow run at once (None: no
-    bound). Blocking ``def`` executors run in the event loop's default thread
-    pool, so they never block other branches.
+    bound). Blocking ``def`` executors run in daemon worker threads (see
+    `daemon_threads`), so they never block other branches, and a call abandoned
+    by a timeout never keeps the process from exiting.
 
     0.1.5's ``dispatch(flow_id, node_id, execute_fn)`` runs ``execute_fn`` in a
     worker thread and ``wait_all()`` blocks until those calls have returned.
@@ -34,7 +35,7 @@ class AsyncDispatcher:
         self._dispatched = DispatchedCalls(max_concurrency, "qm-async-dispatch")
 
     async def run_blocking(self, fn: Callable[[], T], node: GraphNode) -> T:
-        return await asyncio.to_thread(fn)
+        return await run_in_daemon_thread(fn)
 
     def dispatch(
         self, flow_id: UUID, node_id: UUID, execute_fn: Callable[[UUID, UUID], None]

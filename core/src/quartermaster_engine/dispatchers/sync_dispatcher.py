@@ -16,8 +16,9 @@ class SyncDispatcher:
 
     Ready activations run first-in first-out (breadth-first over the graph).
     A blocking ``def`` executor runs inline, on the loop's thread, unless the
-    node has a ``timeout``, in which case it runs in a worker thread so the
-    timeout can fire.
+    node has a ``timeout``, in which case it runs in a daemon worker thread so the
+    timeout can fire (a call abandoned by its timeout never keeps the process
+    from exiting; see `daemon_threads`).
     """
 
     name = "sync"

@@ -27,6 +27,7 @@ from quartermaster_engine.runner.arguments import (
     text_arg,
 )
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
+from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET
 from quartermaster_engine.runner.result import FlowResult, NodeResults
 from quartermaster_engine.runner.scheduler import FlowRun, FlowStateError
 from quartermaster_engine.stores.adapter import StoreAdapter
@@ -58,7 +59,10 @@ class FlowRunner:
     0.1.5's ``dispatch``/``wait_all``/``shutdown`` is wrapped in a `LegacyDispatcher`,
     which ``self.dispatcher`` then holds), ``context_manager``
     cuts input messages to the context window, ``on_event`` receives every
-    event, and each of ``sinks`` (objects with ``emit(event)``) too.
+    event, and each of ``sinks`` (objects with ``emit(event)``) too. Listeners
+    run inline, in order, on the flow's loop thread; a call running longer than
+    ``listener_budget`` seconds is reported by a warning and that listener is
+    not called again for the flow (see `runner.listeners`).
 
     Every method has a synchronous form (``run``) that works from scripts and
     from inside a running event loop, and an async one (``arun``). Arguments are
@@ -79,6 +83,7 @@ class FlowRunner:
         sinks: Iterable[Any] = (),
         max_visits: int | None = DEFAULT_MAX_VISITS,
         persistence: Any | None = None,
+        listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
     ) -> None:
         _check_component("store", store, _STORE_METHODS)
         if node_registry is not None and not callable(getattr(node_registry, "get_executor", None)):
@@ -97,6 +102,12 @@ class FlowRunner:
         self.on_event = on_event
         self.sinks = list(sinks)
         self.max_visits = max_visits
+        if listener_budget is not None and not listener_budget > 0:
+            raise ValueError(
+                f"listener_budget must be a number of seconds > 0 or None, got {listener_budget!r}"
+            )
+        #: Seconds a listener call may run before it is reported (see `runner.listeners`).
+        self.listener_budget = listener_budget
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import inspect
 import logging
 import threading
 import time
@@ -36,6 +35,7 @@ from uuid import UUID
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.dispatchers.base import BlockingCall
+from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.events import (
     FlowError,
     FlowEvent,
@@ -67,6 +67,7 @@ from quartermaster_engine.runner.compiled import (
     CompiledGraph,
 )
 from quartermaster_engine.runner.errors import NodeError
+from quartermaster_engine.runner.listeners import Listeners
 from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
 from quartermaster_engine.runner.results import (
     cancelled_by_executor,
@@ -206,8 +207,7 @@ class FlowRun:
         #: Child flows (sub-graphs) running under this flow's nodes right now.
         self.children: set[FlowRun] = set()
         self.listening = bool(self.listeners)
-        self._listener_failed: set[str] = set()
-        self._listener_tasks: set[asyncio.Future[Any]] = set()
+        self.delivery = Listeners(self.listeners, flow_id, runner.listener_budget)
         self._records_by_key: dict[ActivationKey, NodeExecution] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread = 0
@@ -228,22 +228,7 @@ class FlowRun:
         event.seq = self.seq
         event.ts = time.time()
         event.parent_flow_id = self.parent_flow_id
-        for name, listener in self.listeners:
-            try:
-                result = listener(event)
-                if result is not None and inspect.isawaitable(result):
-                    task = asyncio.ensure_future(result)
-                    self._listener_tasks.add(task)
-                    task.add_done_callback(self._listener_tasks.discard)
-            except Exception:
-                if name not in self._listener_failed:
-                    self._listener_failed.add(name)
-                    logger.exception(
-                        "event listener %s failed on %s of flow %s; the flow goes on",
-                        name,
-                        event.type,
-                        self.flow_id,
-                    )
+        self.delivery.deliver(event)
 
     def emit_threadsafe(self, event: FlowEvent) -> None:
         """`emit` from any thread: events from worker threads are handed to the loop's
@@ -708,7 +693,7 @@ class FlowRun:
             if self.offloads_blocking:
                 job = self.dispatcher.run_blocking(call, cnode.node)
             else:
-                job = asyncio.to_thread(call)
+                job = run_in_daemon_thread(call)
             result = await self._cancellable_await(
                 job if timeout is None else asyncio.wait_for(job, timeout), cnode, act
             )
