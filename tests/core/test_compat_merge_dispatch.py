@@ -247,3 +247,11 @@ def test_our_dispatchers_keep_0_1_5s_dispatch_and_wait_all(make: Any) -> None:
         assert sorted(str(e) for e in info.value.exceptions) == ["node 1 broke", "node 2 broke"]
         dispatcher.wait_all()  # the errors were reported once
     dispatcher.shutdown()
+
+
+def test_the_merge_executor_is_made_once_per_runner() -> None:
+    runner = FlowRunner(_fan_in(), SimpleNodeRegistry({"Instruction1": _named}))
+    for _ in range(3):
+        assert runner.run("q").final_output == "A:q\nB:q"
+    assert runner._resolve_executor("Merge1") is runner._resolve_executor("Merge1")
+    assert len(runner._async_of) == 4  # Start1, Instruction1, Merge1, End1

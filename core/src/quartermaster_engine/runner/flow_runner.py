@@ -116,6 +116,7 @@ class FlowRunner:
         self._installed: NodeRegistry | None = None
         self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
         self._control = control_executors()
+        self._merge: MergeExecutor | None = None
         # Backends this runner created (from_config) and must release in close().
         self._owned: list[Any] = []
         self._active: dict[UUID, FlowRun] = {}
@@ -265,7 +266,10 @@ class FlowRunner:
         Merge1 is always the engine's (`MergeExecutor`), which hands the Merge1 nodes
         that ask for an LLM to the executor found for Merge1 here."""
         if node_type == MERGE_TYPE:
-            return MergeExecutor(self._lookup_executor(node_type))
+            # One per runner: executors are cached by identity (`_is_async`).
+            if self._merge is None:
+                self._merge = MergeExecutor(self._lookup_executor(node_type))
+            return self._merge
         return self._lookup_executor(node_type)
 
     def _lookup_executor(self, node_type: str) -> NodeExecutor | None:
