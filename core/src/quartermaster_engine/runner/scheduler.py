@@ -656,14 +656,13 @@ class FlowRun:
                 if picked is None:
                     result = NodeResult(success=False, error=self._bad_pick(cnode, result))
         except asyncio.CancelledError:
-            if not self.halted and cancelled_by_executor():
-                result = spurious_cancel(cnode)
-            else:
-                if not self.halted:
-                    raise
+            if self.halted:
                 self._uncancel()
                 await self._cancelled(act, started)
                 return
+            if not cancelled_by_executor():
+                raise  # cancelled from outside: drive() handles it
+            result = spurious_cancel(cnode)
         except Exception as exc:
             result = NodeResult(success=False, error=_error_text(exc))
         if result.wait_for_user:
