@@ -118,4 +118,54 @@ def test_resume_and_flows_need_a_flow_in_the_store(cli: CliRunner) -> None:
     assert pruned.stderr.strip() == "error: give --older-than, or set a retention on the store"
     bad_age = cli.invoke(main, ["flows", "prune", "--older-than", "soon"])
     assert bad_age.exit_code == 2
-    assert "'soon' is not a duration like 90s, 15m, 12h, 7d or 2w" in bad_age.stderr
+    assert "'soon' is not a duration like 90s, 15m, 12h, 7d, 2w or 1d12h" in bad_age.stderr
+
+
+def test_an_age_too_long_for_a_duration_is_a_usage_error(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["flows", "prune", "--older-than", "99999999999d"])
+    assert result.exit_code == 2
+    assert (
+        "Invalid value: '99999999999d' is too long: a duration is at most 999,999,999 days"
+        in result.stderr
+    )
+    assert "Traceback" not in result.output
+
+
+def test_a_jsonl_sink_in_a_missing_folder_is_refused_before_the_flow(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "qm.toml").write_text('[[sinks]]\nname = "jsonl"\npath = "nope/events.jsonl"\n')
+    result = cli.invoke(main, ["run", "echo.yaml", "-i", "hi", "--config", "qm.toml"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: the jsonl sink cannot write {tmp_path / 'nope' / 'events.jsonl'}: "
+        f"its folder {tmp_path / 'nope'} does not exist\n"
+    )
+    assert result.stdout == ""
+
+
+def test_config_errors_are_one_line_before_anything_runs(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "bin.toml").write_bytes(b'[store]\nname = "\xff"\n')
+    result = cli.invoke(main, ["run", "echo.yaml", "-i", "hi", "--config", "bin.toml"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: {tmp_path / 'bin.toml'}: not UTF-8 text (invalid start byte at byte 16); "
+        "TOML files are UTF-8\n"
+    )
+    (tmp_path / "conf.d").mkdir()
+    result = cli.invoke(main, ["run", "echo.yaml", "-i", "hi"], env={"QM_CONFIG": "conf.d"})
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: config file {tmp_path / 'conf.d'} (from QM_CONFIG) is a folder; name a TOML file\n"
+    )
+
+
+def test_load_plugins_naming_a_plugin_that_is_not_installed_is_an_error(
+    cli: CliRunner,
+) -> None:
+    result = cli.invoke(main, ["run", "echo.yaml", "-i", "hi"], env={"QM_LOAD_PLUGINS": "nosuch"})
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.startswith(
+        "error: QM_LOAD_PLUGINS names 'nosuch', which is no installed plugin; installed: "
+    )
+    assert "quartermaster-engine" in result.stderr

@@ -222,3 +222,37 @@ def test_a_failing_sink_is_reported_and_never_breaks_the_flow(
     assert [r.getMessage().split(" failed")[0] for r in caplog.records] == [
         "event listener broken-sink"
     ]
+
+
+def test_config_files_and_values_that_cannot_be_read_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 2000 + "1" + "]" * 2000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        EngineConfig.load(deep)
+    assert str(info.value) == (
+        f"{deep}: nested deeper than 100 levels of lists and mappings (the limit is 100)"
+    )
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b'[store]\nname = "\xff\xfe"\n')
+    with pytest.raises(ConfigError) as info:
+        EngineConfig.load(binary)
+    assert str(info.value) == (
+        f"{binary}: not UTF-8 text (invalid start byte at byte 16); TOML files are UTF-8"
+    )
+    monkeypatch.setenv("QM_CONFIG", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        EngineConfig.load(None)
+    assert str(info.value) == (
+        f"config file {tmp_path} (from QM_CONFIG) is a folder; name a TOML file"
+    )
+    monkeypatch.delenv("QM_CONFIG")
+    monkeypatch.setenv("QM_SINKS", "[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError) as info:
+        EngineConfig.load(None)
+    assert str(info.value) == (
+        "QM_SINKS: the JSON value is nested deeper than 100 levels of lists and mappings "
+        "(the limit is 100)"
+    )

@@ -341,3 +341,24 @@ def test_a_call_whose_loop_has_closed_does_not_kill_its_worker() -> None:
 
     assert asyncio.run(again()) == f"{WORKER_PREFIX}0"
     dispatcher.shutdown()
+
+
+def test_0_1_5_dispatch_and_wait_all_run_calls_in_the_pool() -> None:
+    from uuid import UUID
+
+    dispatcher = ThreadDispatcher(max_workers=2, thread_name_prefix="legacy")
+    ran: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def execute_fn(flow_id: UUID, node_id: UUID) -> None:
+        with lock:
+            ran.append((node_id.int, threading.current_thread().name))
+
+    for i in range(3):
+        dispatcher.dispatch(UUID(int=99), UUID(int=i), execute_fn)
+    dispatcher.wait_all()
+    assert sorted(n for n, _ in ran) == [0, 1, 2]
+    assert all(name.startswith("legacy-dispatch") for _, name in ran)
+    dispatcher.shutdown()
+    with pytest.raises(DispatcherShutdownError, match=r"^the thread dispatcher is shut down$"):
+        dispatcher.dispatch(UUID(int=99), UUID(int=3), execute_fn)

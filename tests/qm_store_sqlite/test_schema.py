@@ -136,3 +136,46 @@ def test_loading_a_flow_only_searches_indexes(tmp_path: Path) -> None:
             assert not any(step.startswith("SCAN") for step in plan), (sql, plan)
     finally:
         db.close()
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_flows(tmp_path: Path) -> None:
+    """A file written before fencing and the event log (schema 1) gains them on
+    first use; its flows read back with no lease and an empty log, and new flows
+    log their events."""
+    from qm_store_sqlite import schema
+
+    path = tmp_path / "flows.db"
+    db = _raw(path)
+    db.execute("BEGIN IMMEDIATE")
+    schema.MIGRATIONS[0](db)
+    db.execute("INSERT INTO qm_meta (key, value) VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO qm_graphs (hash, spec) VALUES ('g', ?)", (_GRAPH.model_dump_json(),))
+    old = uuid4()
+    db.execute(
+        "INSERT INTO qm_flows (flow_id, graph_hash, input, status, created_at, updated_at, "
+        "error, final_output, event_seq, parent_flow_id) "
+        "VALUES (?, 'g', 'x', 'completed', 1.0, 2.0, NULL, 'done', 4, NULL)",
+        (old.bytes,),
+    )
+    db.execute("COMMIT")
+    db.close()
+
+    store = SQLiteStore(path)
+    runner = FlowRunner(_GRAPH, SimpleNodeRegistry({"echo": _echo}), store=store)
+    new = runner.run("y")  # the first use migrates the file to version 2
+    record = asyncio.run(store.get_flow(old))
+    assert record is not None
+    assert (record.status.value, record.final_output, record.event_seq) == ("completed", "done", 4)
+    assert (record.version, record.lease(), record.lease_epoch) == (0, None, 0)
+    assert asyncio.run(store.read_events(old)) == []
+    assert [e.type for e in asyncio.run(store.read_events(new.flow_id))][-1] == "FlowFinished"
+    asyncio.run(store.close())
+    db = _raw(path)
+    try:
+        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("2",)]
+        assert _tables(db) == set(TABLES)
+    finally:
+        db.close()
+
+
+_GRAPH = chain_graph(3)

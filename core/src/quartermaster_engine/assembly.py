@@ -16,6 +16,7 @@ from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
 from quartermaster_engine.plugins.registry import Registration, UnknownBackendError, kind_label
+from quartermaster_engine.redaction import redact_text
 
 
 def settings_for(
@@ -38,7 +39,7 @@ def settings_for(
                 "not set" if err["type"] == "missing" else config.source_of(f"{section}.{field}")
             )
             where = source if source == "not set" else f"from {source}"
-            problems.append(f"setting {field!r}: {err['msg']} ({where})")
+            problems.append(f"setting {field!r}: {redact_text(err['msg'])} ({where})")
         raise ConfigError(
             f"{label} {registration.name!r} of {registration.origin}: " + "; ".join(problems)
         ) from None

@@ -42,6 +42,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from quartermaster_engine.redaction import redact_setting
+from quartermaster_graph.data_limits import data_too_deep, too_deep_message
+
 CONFIG_FILE = "qm.toml"
 PYPROJECT = "pyproject.toml"
 DEFAULTS: dict[str, Any] = {
@@ -110,7 +113,8 @@ class EngineConfig(BaseModel):
         return "default"
 
     def describe(self) -> list[tuple[str, Any, str]]:
-        """Every effective value as (dotted key, value, source)."""
+        """Every effective value as (dotted key, value, source), secrets masked
+        (`quartermaster_engine.redaction`): fit to print."""
         rows: list[tuple[str, Any, str]] = []
 
         def walk(prefix: str, value: Any) -> None:
@@ -121,7 +125,8 @@ class EngineConfig(BaseModel):
                 for i, v in enumerate(value):
                     walk(f"{prefix}[{i}]", v)
             else:
-                rows.append((prefix, value, self.source_of(prefix.split("[")[0])))
+                shown = redact_setting(prefix, value)
+                rows.append((prefix, shown, self.source_of(prefix.split("[")[0])))
 
         walk("", self.model_dump(mode="json"))
         return rows
@@ -188,13 +193,16 @@ def _validated(
 
 
 def _find_file(source: str | Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    origin = ""
     if source is None and env.get("QM_CONFIG"):
-        source = env["QM_CONFIG"]
+        source, origin = env["QM_CONFIG"], " (from QM_CONFIG)"
     if source is not None:
         path = Path(source)
         path = path if path.is_absolute() else cwd / path
+        if path.is_dir():
+            raise ConfigError(f"config file {path}{origin} is a folder; name a TOML file")
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(f"config file {path}{origin} does not exist")
         return path
     for name in (CONFIG_FILE, PYPROJECT):
         candidate = cwd / name
@@ -208,11 +216,20 @@ def _find_file(source: str | Path | None, env: Mapping[str, str], cwd: Path) -> 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); TOML files are UTF-8"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {too_deep_message()}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if data_too_deep(data):
+        raise ConfigError(f"{path}: {too_deep_message()}")
+    return data
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], str]:
@@ -225,13 +242,18 @@ def _read_file(path: Path) -> tuple[dict[str, Any], str]:
     return data, path.name
 
 
-def _env_value(raw: str) -> Any:
+def _env_value(raw: str, var: str) -> Any:
     text = raw.strip()
     if text[:1] in "[{":
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid JSON {raw!r}: {exc}") from None
+            raise ConfigError(f"{var}: invalid JSON {raw[:80]!r}: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{var}: the JSON value is {too_deep_message()}") from None
+        if data_too_deep(value):
+            raise ConfigError(f"{var}: the JSON value is {too_deep_message()}")
+        return value
     return raw
 
 
@@ -243,7 +265,7 @@ def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         parts = var[3:].split("__")
         section = parts[0].lower()
-        value = _env_value(env[var])
+        value = _env_value(env[var], var)
         tagged = _Tagged(value, f"environment ({var})")
         if section in _BACKEND_SECTIONS:
             target = layer.setdefault(section, {})

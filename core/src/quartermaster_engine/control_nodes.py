@@ -1,15 +1,32 @@
-"""The engine's own control-flow node executors: Start1 and End1.
+"""The engine's own control-flow node executors: Start1, End1 and Merge1.
 
-Both pass on the text delivered to them: the start node gets the flow input
-(or, when a SpawnStart node loops back, that node's output), and the end
-node's output, the flow's ``final_output``, is what reached it. They are
-``async def`` so that no dispatcher sends them to a thread.
+Start1 and End1 pass on the text delivered to them: the start node gets the
+flow input (or, when a SpawnStart node loops back, that node's output), and
+the end node's output, the flow's ``final_output``, is what reached it.
+
+Merge1 is a control node as in 0.1.5: a Merge1 without LLM settings (see
+`merge_asks_for_llm`) joins the texts of its delivered inputs, one per line, in
+the order of its incoming edges, whatever the registry holds and whether or
+not an LLM pack is installed. A Merge1 that asks for an LLM is handed to the
+``Merge1`` executor of the registry or of the installed plugins (the LLM pack's).
+
+They are ``async def`` so that no dispatcher sends them to a thread.
 """
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
+from quartermaster_graph import GraphNode, GraphSpec
+from quartermaster_graph.enums import NodeType
+
+MERGE_TYPE = NodeType.MERGE.value
+
+#: Metadata keys of a Merge1 node that ask for an LLM when they hold a non-empty value.
+LLM_MERGE_KEYS = ("llm_model", "llm_provider", "llm_system_instruction", "system_instruction")
 
 
 class StartExecutor:
@@ -26,6 +43,51 @@ class EndExecutor:
         return NodeResult(success=True, output_text=context.input_text)
 
 
+def merge_asks_for_llm(node: GraphNode) -> str | None:
+    """The metadata key by which a Merge1 node asks for an LLM (the first of
+    `LLM_MERGE_KEYS` holding a non-empty value), or None for a plain join."""
+    meta = node.metadata
+    for key in LLM_MERGE_KEYS:
+        if meta.get(key) not in (None, ""):
+            return key
+    return None
+
+
+class MergeExecutor:
+    """Merge1: joins the delivered inputs' texts, one per line, in the order of the
+    incoming edges; a node that asks for an LLM goes to ``llm`` (the ``Merge1``
+    executor the registry or the installed plugins provide, None if there is none).
+    """
+
+    def __init__(self, llm: NodeExecutor | None) -> None:
+        self.llm = llm
+
+    def validate_node(self, node: GraphNode, graph: GraphSpec) -> list[str]:
+        """Problems found before the flow starts: only a node that asks for an LLM has
+        any, and then they are the LLM executor's (or that there is none)."""
+        key = merge_asks_for_llm(node)
+        if key is None:
+            return []
+        if self.llm is None:
+            return [
+                f"Merge1 asks for an LLM (metadata {key!r} is set) but no executor for "
+                "LLM merges is installed: install qm-nodes-llm or register a Merge1 "
+                f"executor; without {', '.join(LLM_MERGE_KEYS)} a Merge1 joins its inputs"
+            ]
+        validate: Any = getattr(self.llm, "validate_node", None)
+        return list(validate(node, graph) or ()) if callable(validate) else []
+
+    async def execute(self, context: ExecutionContext) -> NodeResult:
+        if self.llm is not None and merge_asks_for_llm(context.current_node) is not None:
+            result: Any = self.llm.execute(context)
+            if inspect.isawaitable(result):
+                result = await result
+            return result  # type: ignore[no-any-return]
+        # The scheduler joins the delivered texts in incoming-edge order, one per line.
+        return NodeResult(success=True, output_text=context.input_text)
+
+
 def control_executors() -> dict[str, NodeExecutor]:
-    """Executors the engine provides for its own control-flow node types."""
+    """Executors the engine provides for Start1 and End1 (Merge1 needs the registry's
+    LLM merge, see `MergeExecutor`)."""
     return {"Start1": StartExecutor(), "End1": EndExecutor()}

@@ -388,7 +388,10 @@ class _Chain:
         suffix_message: str = "",
         **kwargs: Any,
     ) -> Self:
-        """A Merge1 node (AwaitAll): the LLM combines the outputs of the closed branches."""
+        """A Merge1 node (AwaitAll). Without ``model``, ``provider`` and
+        ``system_instruction`` the engine joins the closed branches' texts, one per
+        line in the order of the incoming edges (no LLM, no plugin); with any of them
+        the LLM pack combines them (``prefix_message``, ``suffix_message``)."""
         meta = _llm_metadata(model, provider, temperature, system_instruction)
         meta["prefix_message"] = prefix_message
         meta["suffix_message"] = suffix_message

@@ -27,6 +27,12 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from quartermaster_graph.builder import node_defaults
+from quartermaster_graph.data_limits import (
+    data_too_deep,
+    first_invalid_text,
+    too_deep_message,
+    yaml_tree_problem,
+)
 from quartermaster_graph.enums import NodeType
 from quartermaster_graph.models import GraphEdge, GraphNode, GraphSpec
 
@@ -246,9 +252,18 @@ def _parse_json(text: str, source: str) -> Any:
     if not text.strip():
         raise _fail(source, None, "the file is empty; expected a graph (nodes, edges, ...)")
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(source, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise _fail(source, None, too_deep_message()) from None
+    if data_too_deep(data):
+        raise _fail(source, None, too_deep_message())
+    bad = first_invalid_text(data)
+    if bad is not None:
+        where = _path(bad[0])
+        raise _fail(source, None, f"{where + ': ' if where else ''}the text {bad[1]}")
+    return data
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[_Loc, int]]:
@@ -258,9 +273,12 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[_Loc, int]]:
         root = loader.get_single_node()
         if root is None:
             raise _fail(source, None, "the file is empty; expected a graph (nodes, edges, ...)")
+        limit = yaml_tree_problem(root)
+        if limit is not None:
+            raise _fail(source, *limit)
         lines: dict[_Loc, int] = {}
         duplicates: list[FileProblem] = []
-        _record_lines(root, (), lines, duplicates, source)
+        _record_lines(root, lines, duplicates, source)
         if duplicates:
             raise GraphFileError(duplicates)
         data = loader.construct_document(root)
@@ -268,6 +286,8 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[_Loc, int]]:
         raise _fail(source, *_describe_yaml_error(exc)) from None
     except yaml.YAMLError as exc:
         raise _fail(source, None, f"invalid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's pure-Python composer, without libyaml
+        raise _fail(source, None, too_deep_message()) from None
     finally:
         loader.dispose()
     return data, lines
@@ -286,25 +306,33 @@ def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
 
 
 def _record_lines(
-    node: yaml.Node, loc: _Loc, lines: dict[_Loc, int], problems: list[FileProblem], source: str
+    root: yaml.Node, lines: dict[_Loc, int], problems: list[FileProblem], source: str
 ) -> None:
-    """Walk the composed YAML tree, noting lines and refusing duplicate keys."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key, line = key_node.value, key_node.start_mark.line + 1
-            if key in seen and key != "<<":
-                message = f"duplicate key '{key}' (first on line {seen[key]})"
-                problems.append(FileProblem(source, line, _path((*loc, key)), message))
-            seen.setdefault(key, line)
-            lines.setdefault((*loc, key), line)
-            _record_lines(value_node, (*loc, key), lines, problems, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.setdefault((*loc, index), item.start_mark.line + 1)
-            _record_lines(item, (*loc, index), lines, problems, source)
+    """Walk the composed YAML tree, noting lines and refusing duplicate keys. Each node
+    is walked once: under an alias, lines are those of the anchored node's first path."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, _Loc]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key, line = key_node.value, key_node.start_mark.line + 1
+                if key in seen and key != "<<":
+                    message = f"duplicate key '{key}' (first on line {seen[key]})"
+                    problems.append(FileProblem(source, line, _path((*loc, key)), message))
+                seen.setdefault(key, line)
+                lines.setdefault((*loc, key), line)
+                stack.append((value_node, (*loc, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines.setdefault((*loc, index), item.start_mark.line + 1)
+                stack.append((item, (*loc, index)))
 
 
 def _path(loc: _Loc) -> str:

@@ -7,11 +7,13 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
+from uuid import UUID
 
 from qm_dispatch_thread.errors import DispatcherShutdownError
 from qm_dispatch_thread.pool import WorkerPool
 from qm_dispatch_thread.settings import ThreadDispatcherSettings, default_max_workers
 from qm_dispatch_thread.work import Inbox, Work, context_of
+from quartermaster_engine.dispatchers.dispatched import DispatchedCalls
 from quartermaster_engine.types import GraphNode, NodeType
 
 T = TypeVar("T")
@@ -30,6 +32,10 @@ class ThreadDispatcher:
 
     One dispatcher may serve many flows and runners at once, on one event loop
     or several (``run()`` from several threads). Call `shutdown` when done.
+
+    0.1.5's ``dispatch(flow_id, node_id, execute_fn)`` runs ``execute_fn`` in a
+    thread (at most ``max_workers`` at once) and ``wait_all()`` blocks until
+    those calls have returned, raising their errors as one `ExceptionGroup`.
     """
 
     name = "thread"
@@ -66,6 +72,7 @@ class ThreadDispatcher:
             weakref.WeakKeyDictionary()
         )
         self._inbox_lock = threading.Lock()
+        self._dispatched = DispatchedCalls(workers, f"{thread_name_prefix}-dispatch")
         # A dispatcher dropped without shutdown() must not leave idle threads behind.
         weakref.finalize(self, self._pool.close, False)
 
@@ -125,6 +132,18 @@ class ThreadDispatcher:
                 inbox = self._inboxes[loop] = Inbox(loop)
             return inbox
 
+    def dispatch(
+        self, flow_id: UUID, node_id: UUID, execute_fn: Callable[[UUID, UUID], None]
+    ) -> None:
+        """0.1.5's protocol: start ``execute_fn(flow_id, node_id)`` in a worker thread."""
+        if self.closed:
+            raise DispatcherShutdownError("the thread dispatcher is shut down")
+        self._dispatched.dispatch(flow_id, node_id, execute_fn)
+
+    def wait_all(self) -> None:
+        """0.1.5's protocol: block until every dispatched call has returned."""
+        self._dispatched.wait_all()
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting calls and release the threads. Safe to call again.
 
@@ -139,6 +158,7 @@ class ThreadDispatcher:
         a call later is stopped the same way. Queued calls made outside a flow
         raise `DispatcherShutdownError`.
         """
+        self._dispatched.shutdown(wait)
         pool = self._pool
         dropped = pool.close(abandon=not wait)
         if wait:

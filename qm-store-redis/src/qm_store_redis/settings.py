@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio.connection import parse_url
+
+from quartermaster_engine.redaction import redact_text
 
 #: Characters a key prefix may not contain: braces would move the hash tag
 #: (Cluster slot) away from the flow id, whitespace makes keys awkward to inspect.
@@ -28,15 +30,9 @@ def check_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` with its password replaced by ``***``, fit for error messages (the
+    engine's one rule, `quartermaster_engine.redaction.redact_text`)."""
+    return redact_text(url)
 
 
 def check_prefix(prefix: str) -> str:

@@ -35,6 +35,7 @@ that a script that never closes its store still exits.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import threading
@@ -47,7 +48,12 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from qm_store_sqlite import schema
-from qm_store_sqlite.errors import SchemaVersionError, SQLiteStoreError, StoreOpenError
+from qm_store_sqlite.errors import (
+    SchemaVersionError,
+    SQLiteStoreError,
+    StoreDamagedError,
+    StoreOpenError,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +63,32 @@ if not callable(getattr(aiosqlite.Connection, "_execute", None)):  # pragma: no 
     raise ImportError(
         f"qm-store-sqlite needs aiosqlite's Connection._execute, which aiosqlite "
         f"{aiosqlite.__version__} does not have; install aiosqlite 0.22"
+    )
+
+
+_UNCHANGED = "it was not changed. Restore it from a backup, or move it away to start a new store"
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def damaged(path: Path, exc: BaseException) -> StoreDamagedError | None:
+    """The `StoreDamagedError` an error met while reading or writing ``path`` stands
+    for, or None when it is no sign of damage: SQLite's corrupt-file codes, text that
+    is not UTF-8, a missing table of ours, stored JSON that does not parse."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        text = str(exc)
+        if not (
+            code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+            or "Could not decode to UTF-8" in text
+            or text.startswith("no such table: qm_")
+        ):
+            return None
+    elif not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return None
+    return StoreDamagedError(
+        f"the SQLite store {path} is damaged ({str(exc)[:200]}); nothing was changed "
+        "(the transaction was rolled back). Restore it from a backup, or move it away "
+        "to start a new store"
     )
 
 
@@ -201,6 +233,11 @@ class Database:
             execute: Callable[..., Awaitable[T]] = handle.conn._execute
             try:
                 return await execute(_call, handle, fn, args)
+            except json.JSONDecodeError as exc:
+                error = damaged(self.path, exc)
+                if error is None:
+                    raise
+                raise error from exc
             except ValueError as exc:
                 # Closed between our read of the handle and the call: the
                 # function never ran, so it is safe to run it on a new one.
@@ -212,7 +249,15 @@ class Database:
                         f"the SQLite store {self.path} stayed locked by another connection "
                         f"for longer than its busy_timeout ({self.busy_timeout:g} s): {exc}"
                     ) from exc
-                raise
+                error = damaged(self.path, exc)
+                if error is None:
+                    raise
+                raise error from exc
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                error = damaged(self.path, exc)
+                if error is None:
+                    raise
+                raise error from exc
 
     async def open(self) -> None:
         """Open the file now (checks, WAL, schema) instead of on first use."""
@@ -262,7 +307,18 @@ class Database:
             if not is_busy(exc):
                 raise
             return await self.run(in_write_tx, fn, *args)
-        return _finish_tx(db, fn, args)
+        except sqlite3.DatabaseError as exc:
+            error = damaged(self.path, exc)
+            if error is None:
+                raise
+            raise error from exc
+        try:
+            return _finish_tx(db, fn, args)
+        except (sqlite3.DatabaseError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            error = damaged(self.path, exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def _thread_conn(self) -> sqlite3.Connection:
         entry = getattr(self._local, "entry", None)
@@ -345,6 +401,8 @@ def prepare(db: sqlite3.Connection, path: Path, synchronous: str, busy_timeout: 
     prefix = f"cannot open the SQLite store {path}"
     try:
         version = retry_busy(lambda: schema.read_version(db), busy_timeout)
+    except schema.SchemaDamage as exc:
+        raise StoreDamagedError(f"{prefix}: the file is damaged: {exc}; {_UNCHANGED}") from None
     except sqlite3.OperationalError as exc:
         if is_busy(exc):
             raise StoreOpenError(f"{prefix}: {exc}") from None

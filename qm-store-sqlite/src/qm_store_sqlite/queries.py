@@ -290,8 +290,6 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
             raise not_waiting(UUID(bytes=fid), (UUID(bytes=node), visit))
     events = rows.events
     execute(_BUMP, (events[-1][1] if events else 0, rows.touch, fid))
-    if events:
-        _write_rows(db, _ADD_EVENT, events)
     record = rows.record
     if record is not None:
         execute(_ADD_RECORD, (fid, (last or 0) + 1, *record))
@@ -307,6 +305,8 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
         _write_rows(db, _RESET_LOOP, rows.resets)
     if rows.exits:
         _write_rows(db, _ADD_LOOP_EXIT, rows.exits)
+    if events:
+        _write_rows(db, _ADD_EVENT, events)
 
 
 def _write_rows(db: sqlite3.Connection, sql: str, rows: list[Any]) -> None:

@@ -201,15 +201,51 @@ FLOW_TABLES = (
 )
 
 
+class SchemaDamage(Exception):
+    """The file's tables of ours are not those of any schema version."""
+
+
+#: The tables each schema version has (index: the version).
+TABLES_OF: tuple[frozenset[str], ...] = (
+    frozenset(),
+    frozenset(TABLES) - {"qm_events"},
+    frozenset(TABLES),
+)
+assert len(TABLES_OF) == SCHEMA_VERSION + 1
+
+
 def read_version(db: sqlite3.Connection) -> int:
-    """The file's schema version; 0 when it has none of our tables."""
-    try:
-        row = db.execute("SELECT value FROM qm_meta WHERE key = 'schema_version'").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return 0
-        raise
-    return 0 if row is None else int(row[0])
+    """The file's schema version; 0 when it has none of our tables.
+
+    Raises `SchemaDamage` when our tables do not make a schema: a version that is no
+    positive whole number ('abc', 0, -1), no version while tables of ours exist, or
+    tables of the version missing. Reads only.
+    """
+    ours = {
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'qm\\_%' ESCAPE '\\'"
+        )
+    }
+    others = sorted(ours - {"qm_meta"})
+    if "qm_meta" not in ours:
+        if others:
+            raise SchemaDamage(f"table qm_meta is missing, but {', '.join(others)} exist")
+        return 0
+    row = db.execute("SELECT value FROM qm_meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        if others:
+            raise SchemaDamage(f"qm_meta has no schema_version, but {', '.join(others)} exist")
+        return 0
+    text = str(row[0])
+    if not text.isdigit() or int(text) < 1:
+        raise SchemaDamage(f"schema_version in qm_meta is {row[0]!r}, not a version (1 or more)")
+    version = int(text)
+    if version < len(TABLES_OF):
+        missing = sorted(TABLES_OF[version] - ours)
+        if missing:
+            raise SchemaDamage(f"schema version {version} has tables {', '.join(missing)} missing")
+    return version
 
 
 def migrate(db: sqlite3.Connection, version: int) -> None:

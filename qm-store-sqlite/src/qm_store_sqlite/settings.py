@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from quartermaster_engine import durations
+from quartermaster_engine.durations import is_duration_text
+
 #: The values of SQLite's ``PRAGMA synchronous`` we accept.
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
-_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|w|d|h|m|s)", re.IGNORECASE)
-_SHORT = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|w|d|h|m|s)\s*)+$", re.IGNORECASE)
-_SECONDS = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
-
 
 def parse_duration(value: Any) -> Any:
     """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90s"``, ``"500ms"``, or seconds as a string
-    (environment variables), as a timedelta.
+    (environment variables), as a timedelta (`quartermaster_engine.durations`).
 
     Anything else is returned unchanged for pydantic's own timedelta parsing
     (seconds as a number, ISO 8601 such as ``"P7D"``, ``"HH:MM:SS"``).
     """
-    if isinstance(value, str):
-        if _SECONDS.match(value):
-            return timedelta(seconds=float(value))
-        if _SHORT.match(value):
-            seconds = sum(float(n) * _UNITS[u.lower()] for n, u in _PART.findall(value))
-            return timedelta(seconds=seconds)
+    if isinstance(value, str) and is_duration_text(value):
+        return durations.parse_duration(value)
     return value
 
 

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from qm_store_sqlite import codec, queries
 from qm_store_sqlite.connection import Database, check_path, in_read_tx, in_write_tx
-from qm_store_sqlite.errors import SQLiteStoreError
+from qm_store_sqlite.errors import SQLiteDataError
 from qm_store_sqlite.graphs import GraphCache
 from qm_store_sqlite.persistent import SQLitePersistentMemory
 from qm_store_sqlite.settings import DEFAULT_BUSY_TIMEOUT, SQLiteSettings
@@ -227,7 +227,15 @@ class SQLiteStore:
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome in one write transaction."""
-        await self._db.write(queries.apply_commit, self._commit_rows(flow_id, commit))
+        rows = self._commit_rows(flow_id, commit)
+        try:
+            await self._db.write(queries.apply_commit, rows)
+        except (UnicodeEncodeError, OverflowError) as exc:
+            # Raised by sqlite3 while binding a value, inside the transaction it rolled back.
+            raise SQLiteDataError(
+                f"cannot store the outcome of {_describe(commit)} of flow {flow_id} in "
+                f"{self.path}: {exc} (text must be valid Unicode, numbers fit in 64 bits)"
+            ) from None
 
     def _commit_rows(self, flow_id: UUID, commit: Commit) -> queries.CommitRows:
         fid = flow_id.bytes
@@ -246,8 +254,6 @@ class SQLiteStore:
                 rows.attempt = commit.record.attempt
         if commit.answers is not None:
             rows.answers = (fid, commit.answers[0].bytes, commit.answers[1])
-        if commit.events:
-            rows.events = self._event_rows(flow_id, commit.events)
         try:
             if commit.record is not None:
                 rows.record = codec.encode_record(commit.record)
@@ -258,8 +264,10 @@ class SQLiteStore:
                 order = self._queue_order
                 encode = codec.encode_activation
                 rows.pending = [encode(fid, act, next(order)) for act in commit.enqueue]
+            if commit.events:
+                rows.events = self._event_rows(flow_id, commit.events)
         except (TypeError, ValueError) as exc:
-            raise SQLiteStoreError(
+            raise SQLiteDataError(
                 f"cannot store the outcome of {_describe(commit)} of flow {flow_id} in "
                 f"{self.path}: {exc} (flow memory and node output data must be JSON values)"
             ) from None
@@ -302,7 +310,7 @@ class SQLiteStore:
         try:
             encoded = codec.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise SQLiteStoreError(
+            raise SQLiteDataError(
                 f"cannot store flow memory {key!r} of flow {flow_id} in {self.path}: {exc}"
             ) from None
         await self._db.write(queries.set_memory, flow_id.bytes, key, encoded)

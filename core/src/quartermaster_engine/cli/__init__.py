@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 import warnings
 
 import click
@@ -18,6 +20,11 @@ from quartermaster_engine.cli.run_commands import recover_command, resume_comman
 def main() -> None:
     """Quartermaster: run, inspect and operate agent graphs."""
     warnings.showwarning = _show_warning
+    # Text no terminal can show (a lone surrogate in a node's output) is printed
+    # escaped (\udcff) instead of crashing the command.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _show_warning(

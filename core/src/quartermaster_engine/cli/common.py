@@ -13,6 +13,7 @@ from quartermaster_engine.config import ConfigError, EngineConfig
 from quartermaster_engine.plugins.loader import PluginLoadError
 from quartermaster_engine.plugins.registry import PluginConflictError, UnknownBackendError
 from quartermaster_engine.runner import FlowStateError, NodeConfigError, UnknownNodeTypeError
+from quartermaster_engine.runner.arguments import InvalidTextError
 from quartermaster_engine.stores.base import StoreError
 from quartermaster_graph.files import GraphFileError, load_graph
 from quartermaster_graph.models import GraphSpec
@@ -43,6 +44,7 @@ _EXPECTED = (
     UnknownNodeTypeError,
     NodeConfigError,
     FlowStateError,
+    InvalidTextError,
     StoreError,
     LookupError,
     OSError,

@@ -10,6 +10,7 @@ from quartermaster_engine import assembly
 from quartermaster_engine.cli.common import config_option, echo_json, guarded, json_option
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.plugins.loader import load_plugins
+from quartermaster_engine.redaction import redact_text
 
 
 @click.group("config")
@@ -37,7 +38,7 @@ def show_command(config_path: str | None, as_json: bool) -> None:
             registration = plugins.registry(kind).get(section.name)
             assembly.settings_for(registration, section.settings, config, key)
         except (LookupError, ValueError) as exc:
-            problems.append(str(exc))
+            problems.append(redact_text(str(exc)))
     if as_json:
         echo_json(
             {

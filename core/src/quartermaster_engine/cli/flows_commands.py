@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,21 +24,19 @@ from quartermaster_engine.cli.common import (
     reported,
 )
 from quartermaster_engine.context.node_execution import NodeStatus
+from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def parse_age(text: str) -> timedelta:
-    """``90s``, ``15m``, ``12h``, ``7d``, ``2w`` -> timedelta."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    """``90s``, ``15m``, ``12h``, ``7d``, ``2w``, ``1d12h`` -> timedelta."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _when(ts: float) -> str:

@@ -40,6 +40,7 @@ from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
 from quartermaster_engine.runner import FlowResult, FlowRunner
+from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.sinks.console import ConsoleSink
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowStatus
@@ -220,6 +221,7 @@ def run_command(
     model: str | None,
 ) -> None:
     """Run GRAPH (YAML or JSON) on the configured store and dispatcher."""
+    guarded(text_arg, input_text, "--input")
     spec = load_graph_file(graph)
     config = load_config(config_path)
     fid = flow_id or uuid4()
@@ -274,6 +276,7 @@ def resume_command(
 ) -> None:
     """Give INPUT to a paused flow and continue it (a durable store makes this work
     from another process)."""
+    guarded(text_arg, input_text, "--input")
     runner = _stored_runner(config_path, flow_id, as_json, quiet)
     _drive(
         runner,

@@ -13,14 +13,24 @@ decides how they run:
 
 The scheduler's own state (joins, memory, commits) only ever changes on the
 event loop's thread, whatever the dispatcher, so it needs no locks.
+
+0.1.5 documented another protocol, `DispatchProtocol` (``dispatch(flow_id,
+node_id, execute_fn)``, ``wait_all()``, ``shutdown()``). The engine's own
+dispatchers implement it too, and a dispatcher that implements only that one
+is accepted by `FlowRunner` through `LegacyDispatcher` (see `as_dispatcher`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from uuid import UUID
 
 from quartermaster_engine.types import GraphNode
+
+if TYPE_CHECKING:
+    from quartermaster_engine.context.execution_context import ExecutionContext
+    from quartermaster_engine.nodes import NodeExecutor
 
 T = TypeVar("T")
 
@@ -39,3 +49,37 @@ class TaskDispatcher(Protocol):
     def shutdown(self, wait: bool = True) -> None:
         """Release the dispatcher's resources (threads, pools)."""
         ...
+
+
+@runtime_checkable
+class DispatchProtocol(Protocol):
+    """quartermaster-engine 0.1.5's dispatcher protocol."""
+
+    def dispatch(
+        self, flow_id: UUID, node_id: UUID, execute_fn: Callable[[UUID, UUID], None]
+    ) -> None:
+        """Run ``execute_fn(flow_id, node_id)``, now or later, here or elsewhere."""
+        ...
+
+    def wait_all(self) -> None:
+        """Block until every dispatched call has returned; raise their errors."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release the dispatcher's resources."""
+        ...
+
+
+class BlockingCall:
+    """The call a dispatcher's ``run_blocking`` receives for a blocking executor:
+    calling it runs ``executor.execute(context)``; ``context`` tells the dispatcher
+    which flow the call belongs to (``context.cancelled``, ``context.stop_flow``)."""
+
+    __slots__ = ("context", "executor")
+
+    def __init__(self, executor: NodeExecutor, context: ExecutionContext) -> None:
+        self.executor = executor
+        self.context = context
+
+    def __call__(self) -> Any:
+        return self.executor.execute(self.context)

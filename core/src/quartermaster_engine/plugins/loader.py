@@ -7,7 +7,8 @@ warning, and never stops the engine from starting, unless ``QM_STRICT_PLUGINS=1`
 Environment:
 
 - ``QM_LOAD_PLUGINS``: comma-separated allow-list of distributions (or entry-point
-  names) to load; set but empty loads none. Unset loads all.
+  names) to load; set but empty loads none. Unset loads all. A name that is no
+  installed plugin raises `PluginLoadError` naming it (strict mode or not).
 - ``QM_DISABLE_PLUGINS``: comma-separated block-list, same names.
 - ``QM_STRICT_PLUGINS=1``: any plugin error raises `PluginLoadError`.
 
@@ -263,9 +264,12 @@ class _Loader:
             importlib_metadata.entry_points(group=ENTRY_POINT_GROUP),
             key=lambda ep: (ep.dist.name if ep.dist else "", ep.name),
         )
+        installed = {_normalize(CORE_DISTRIBUTION): CORE_DISTRIBUTION, "core": "core"}
         for ep in entry_points:
             dist = ep.dist.name if ep.dist else "unknown"
             version = ep.dist.version if ep.dist else "?"
+            installed.setdefault(_normalize(dist), dist)
+            installed.setdefault(_normalize(ep.name), ep.name)
             if (dist, ep.name) in seen:
                 continue  # the same distribution found twice on sys.path
             seen.add((dist, ep.name))
@@ -279,6 +283,14 @@ class _Loader:
                 self.fail(info, _short_error(exc), exc)
                 continue
             self.add(info, plugin)
+        unknown = sorted(n for n in allow or () if _normalize(n) not in installed)
+        if unknown:
+            # A typo here would silently run the core alone: refuse, whatever the mode.
+            names = ", ".join(sorted({v for k, v in installed.items() if v != "core"}))
+            raise PluginLoadError(
+                f"QM_LOAD_PLUGINS names {', '.join(repr(n) for n in unknown)}, which is no "
+                f"installed plugin; installed: {names}"
+            )
 
     def collect(self) -> None:
         for hook_name, kind in self.kinds.items():

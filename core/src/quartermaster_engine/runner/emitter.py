@@ -14,30 +14,24 @@ emitted while a staged one awaits its commit is held until that one is out.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent, TokenGenerated
+from quartermaster_engine.runner.listeners import Listener, Listeners
 from quartermaster_engine.stores.records import Activation
-
-logger = logging.getLogger("quartermaster_engine.runner")
-
-Listener = Callable[[FlowEvent], Any]
 
 
 class Emitter:
     """Numbers and delivers one flow's events; collects them for the event log."""
 
     __slots__ = (
-        "_failed",
+        "_delivery",
         "_order",
-        "_tasks",
         "flow_id",
         "listeners",
         "listening",
@@ -54,13 +48,15 @@ class Emitter:
         self,
         flow_id: UUID,
         parent_flow_id: UUID | None,
-        listeners: Iterable[tuple[str, Listener]],
+        listeners: Iterable[Listener],
         *,
         logging: bool,
+        listener_budget: float | None,
     ) -> None:
         self.flow_id = flow_id
         self.parent_flow_id = parent_flow_id
         self.listeners = list(listeners)
+        self._delivery = Listeners(self.listeners, flow_id, listener_budget)
         #: Whether anything wants events: when False and nothing is logged, the
         #: runner does not even build them.
         self.logging = logging
@@ -71,8 +67,6 @@ class Emitter:
         self.muted = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread = 0
-        self._failed: set[str] = set()
-        self._tasks: set[asyncio.Future[Any]] = set()
         # Events numbered but not yet delivered, in order: [event, released].
         self._order: deque[list[Any]] = deque()
 
@@ -130,24 +124,10 @@ class Emitter:
         return events
 
     def deliver(self, event: FlowEvent) -> None:
-        """Hand an already numbered event to every listener. A failing listener is
-        logged once and never breaks the flow."""
-        for name, listener in self.listeners:
-            try:
-                result = listener(event)
-                if result is not None and inspect.isawaitable(result):
-                    task = asyncio.ensure_future(result)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            except Exception:
-                if name not in self._failed:
-                    self._failed.add(name)
-                    logger.exception(
-                        "event listener %s failed on %s of flow %s; the flow goes on",
-                        name,
-                        event.type,
-                        self.flow_id,
-                    )
+        """Hand an already numbered event to every listener (see `Listeners`: a
+        failing listener is logged once, one over its time budget is muted)."""
+        if self.listeners:
+            self._delivery.deliver(event)
 
     def emit_threadsafe(self, event: FlowEvent) -> None:
         """`emit` from any thread: events from worker threads are handed to the loop's

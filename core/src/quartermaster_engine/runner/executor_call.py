@@ -2,24 +2,26 @@
 
 Async executors run on the flow's loop. A blocking (plain ``def``) executor runs
 inline under the sync dispatcher when it has no timeout; otherwise it goes to
-the dispatcher's ``run_blocking`` (concurrent dispatchers) or a worker thread,
-so that a timeout or a stop does not wait for it. Whatever an executor returns
+the dispatcher's ``run_blocking`` (concurrent dispatchers) or a daemon thread,
+so that a timeout or a stop does not wait for it (an abandoned call runs on in
+its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
 is turned into a `NodeResult` or a named node error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
+from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.control import RunControl
 from quartermaster_engine.runner.errors import NodeError, NodeTimeoutError, fmt_seconds
+from quartermaster_engine.runner.results import checked, coerce
 from quartermaster_engine.stores.records import Activation
 
 if TYPE_CHECKING:
@@ -27,21 +29,6 @@ if TYPE_CHECKING:
 
 #: Finds the executor of a node type: (executor, is it async) or None.
 ExecutorLookup = Callable[[str], "tuple[NodeExecutor, bool] | None"]
-
-
-class BlockingCall:
-    """The call a dispatcher's ``run_blocking`` receives for a blocking executor:
-    calling it runs ``executor.execute(context)``; ``context`` tells the dispatcher
-    which flow the call belongs to (``context.cancelled``, ``context.stop_flow``)."""
-
-    __slots__ = ("context", "executor")
-
-    def __init__(self, executor: NodeExecutor, context: ExecutionContext) -> None:
-        self.executor = executor
-        self.context = context
-
-    def __call__(self) -> Any:
-        return self.executor.execute(self.context)
 
 
 class ExecutorCaller:
@@ -92,13 +79,13 @@ class ExecutorCaller:
             if self.offloads_blocking:
                 job = self.dispatcher.run_blocking(call, cnode.node)
             else:
-                job = asyncio.to_thread(call)
+                job = run_in_daemon_thread(call)
             result = await self._await(
                 job if timeout is None else asyncio.wait_for(job, timeout), cnode, act
             )
         if type(result) is not NodeResult:
-            return await _coerce(result, cnode)
-        return result
+            return await coerce(result, cnode)
+        return checked(result, cnode)
 
     async def _await(self, awaitable: Any, cnode: CNode, act: Activation) -> Any:
         try:
@@ -114,17 +101,4 @@ def timeout_message(cnode: CNode, act: Activation) -> str:
     return (
         f"node {cnode.describe()} timed out after {fmt_seconds(cnode.timeout or 0)} s "
         f"(attempt {act.attempt} of {total})"
-    )
-
-
-async def _coerce(result: Any, cnode: CNode) -> NodeResult:
-    if inspect.isawaitable(result):
-        result = await result
-    if isinstance(result, NodeResult):
-        return result
-    if isinstance(result, str):
-        return NodeResult(success=True, output_text=result)
-    raise NodeError(
-        f"the executor of node {cnode.describe()} returned {type(result).__name__}; "
-        "expected a NodeResult or a str"
     )

@@ -32,6 +32,7 @@ from quartermaster_engine.runner.host import RunHost
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.node_inputs import NodeInputs
 from quartermaster_engine.runner.result import FlowResult, WaitingNode
+from quartermaster_engine.runner.results import cancelled_by_executor, spurious_cancel
 from quartermaster_engine.runner.routing import Router
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import (
@@ -96,6 +97,7 @@ class FlowRun:
             parent_flow_id,
             [*host.listeners(), *self.extra_listeners],
             logging=store.durable,
+            listener_budget=host.listener_budget,
         )
         self.control.on_halt = self._mute
         self.committer = Committer(store, host.store_name(), flow_id, compiled, self.emitter, lease)
@@ -330,11 +332,13 @@ class FlowRun:
                 if picked is None:
                     result = NodeResult(success=False, error=outcomes.bad_pick(self, cnode, result))
         except asyncio.CancelledError:
-            if not self.control.halted:
-                raise
-            _uncancel()
-            await outcomes.cancelled(self, act, started)
-            return None
+            if self.control.halted:
+                _uncancel()
+                await outcomes.cancelled(self, act, started)
+                return None
+            if not cancelled_by_executor():
+                raise  # cancelled from outside: drive() handles it
+            result = spurious_cancel(cnode)
         except Exception as exc:
             result = NodeResult(success=False, error=error_text(exc))
         return Outcome(result, picked, started, input_text)

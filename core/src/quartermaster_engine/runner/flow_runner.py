@@ -13,18 +13,26 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine._sync import run_sync
-from quartermaster_engine.control_nodes import control_executors
-from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
+from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
+from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
+from quartermaster_engine.runner.arguments import (
+    flow_id_arg,
+    node_arg,
+    optional_flow_id_arg,
+    text_arg,
+)
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
+from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET
 from quartermaster_engine.runner.result import FlowResult, NodeResults
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
@@ -47,15 +55,24 @@ class FlowRunner:
     """Runs flows of one graph.
 
     ``node_registry`` maps node types to executors; the engine's Start1 and
-    End1 executors are used for those types when the registry has none. Without
+    End1 executors are used for those types when the registry has none, and a
+    Merge1 without LLM settings is always the engine's join (see `control_nodes`). Without
     a registry, every installed node executor plugin is used.
     ``store`` keeps flow state (default: a new `InMemoryStore`), ``dispatcher``
-    decides how activations run (default: `SyncDispatcher`), ``context_manager``
+    decides how activations run (default: `SyncDispatcher`; one implementing only
+    0.1.5's ``dispatch``/``wait_all``/``shutdown`` is wrapped in a `LegacyDispatcher`,
+    which ``self.dispatcher`` then holds), ``context_manager``
     cuts input messages to the context window, ``on_event`` receives every
-    event, and each of ``sinks`` (objects with ``emit(event)``) too.
+    event, and each of ``sinks`` (objects with ``emit(event)``) too. Listeners
+    run inline, in order, on the flow's loop thread; a call running longer than
+    ``listener_budget`` seconds is reported by a warning and that listener is
+    not called again for the flow (see `runner.listeners`).
 
     Every method has a synchronous form (``run``) that works from scripts and
-    from inside a running event loop, and an async one (``arun``).
+    from inside a running event loop, and an async one (``arun``). Arguments are
+    checked at the call: a flow id is a `UUID` or its string form, ``input_message``
+    and ``user_input`` are str; anything else raises `TypeError` or `ValueError`
+    naming the argument.
     """
 
     def __init__(
@@ -63,7 +80,7 @@ class FlowRunner:
         graph: GraphSpec,
         node_registry: NodeRegistry | None = None,
         store: Any | None = None,
-        dispatcher: TaskDispatcher | None = None,
+        dispatcher: TaskDispatcher | DispatchProtocol | None = None,
         context_manager: ContextManager | None = None,
         on_event: EventHandler | None = None,
         *,
@@ -71,9 +88,9 @@ class FlowRunner:
         max_visits: int | None = DEFAULT_MAX_VISITS,
         persistence: Any | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
     ) -> None:
         _check_component("store", store, _STORE_METHODS)
-        _check_component("dispatcher", dispatcher, _DISPATCHER_ATTRIBUTES)
         if node_registry is not None and not callable(getattr(node_registry, "get_executor", None)):
             raise TypeError(
                 f"node_registry must have a get_executor(node_type) method; "
@@ -83,7 +100,9 @@ class FlowRunner:
         self._compiled = CompiledGraph(graph)
         self.node_registry = node_registry
         self.store = store if store is not None else InMemoryStore()
-        self.dispatcher: TaskDispatcher = dispatcher if dispatcher is not None else SyncDispatcher()
+        self.dispatcher: TaskDispatcher = (
+            as_dispatcher(dispatcher) if dispatcher is not None else SyncDispatcher()
+        )
         self.context_manager = context_manager if context_manager is not None else ContextManager()
         self.on_event = on_event
         self.sinks = list(sinks)
@@ -91,6 +110,12 @@ class FlowRunner:
         #: How long this runner's hold on a flow it drives lasts unless renewed.
         self.lease_seconds = lease_seconds
         self._owner: tuple[int, str] | None = None
+        if listener_budget is not None and not listener_budget > 0:
+            raise ValueError(
+                f"listener_budget must be a number of seconds > 0 or None, got {listener_budget!r}"
+            )
+        #: Seconds a listener call may run before it is reported (see `runner.listeners`).
+        self.listener_budget = listener_budget
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
@@ -99,6 +124,7 @@ class FlowRunner:
         self._installed: NodeRegistry | None = None
         self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
         self._control = control_executors()
+        self._merge: MergeExecutor | None = None
         # Backends this runner created (from_config) and must release in close().
         self._owned: list[Any] = []
         self._active: dict[UUID, FlowRun] = {}
@@ -263,7 +289,17 @@ class FlowRunner:
     def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
         """With a ``node_registry``: its executors, then the engine's own Start1/End1
         (as in 0.1.5, nothing else runs). Without one: every installed node executor,
-        loaded on first need. `from_config` passes a registry of the installed ones."""
+        loaded on first need. `from_config` passes a registry of the installed ones.
+        Merge1 is always the engine's (`MergeExecutor`), which hands the Merge1 nodes
+        that ask for an LLM to the executor found for Merge1 here."""
+        if node_type == MERGE_TYPE:
+            # One per runner: executors are cached by identity (`_is_async`).
+            if self._merge is None:
+                self._merge = MergeExecutor(self._lookup_executor(node_type))
+            return self._merge
+        return self._lookup_executor(node_type)
+
+    def _lookup_executor(self, node_type: str) -> NodeExecutor | None:
         if self.node_registry is not None:
             executor = self.node_registry.get_executor(node_type)
             return executor if executor is not None else self._control.get(node_type)
@@ -278,6 +314,7 @@ class FlowRunner:
             registry, extra = self.node_registry, list(self._control)
         list_types = getattr(registry, "list_types", None)
         types = list(list_types()) if callable(list_types) else []
+        extra.append(MERGE_TYPE)
         return types + [t for t in extra if t not in types]
 
     def missing_executor_message(self, cnode: CNode) -> str:
@@ -355,16 +392,16 @@ class FlowRunner:
     def _new_run(
         self,
         input_message: str,
-        flow_id: UUID | None,
+        flow_id: UUID | str | None,
         parent_flow_id: UUID | None,
         listeners: Iterable[tuple[str, EventHandler]] = (),
         compiled: CompiledGraph | None = None,
     ) -> FlowRun:
         compiled = compiled if compiled is not None else self._compiled
+        text_arg(input_message, "input_message")
+        checked_id = optional_flow_id_arg(flow_id)
         self.preflight(compiled)
-        if not isinstance(input_message, str):
-            raise TypeError(f"input_message must be a str, got {type(input_message).__name__}")
-        fid = flow_id if flow_id is not None else uuid4()
+        fid = checked_id if checked_id is not None else uuid4()
         if fid in self._active:
             raise FlowStateError(f"flow {fid} is already running in this runner")
         return FlowRun(
@@ -412,7 +449,7 @@ class FlowRunner:
     async def arun(
         self,
         input_message: str,
-        flow_id: UUID | None = None,
+        flow_id: UUID | str | None = None,
         *,
         parent_flow_id: UUID | None = None,
         on_event: EventHandler | None = None,
@@ -451,12 +488,12 @@ class FlowRunner:
         """Synchronous `asubmit`."""
         return run_sync(self.asubmit(input_message, flow_id))
 
-    def run(self, input_message: str, flow_id: UUID | None = None) -> FlowResult:
+    def run(self, input_message: str, flow_id: UUID | str | None = None) -> FlowResult:
         """Run a new flow synchronously (from scripts, or inside a running event loop)."""
         return run_sync(self.arun(input_message, flow_id))
 
     async def run_async(
-        self, input_message: str, flow_id: UUID | None = None
+        self, input_message: str, flow_id: UUID | str | None = None
     ) -> AsyncIterator[FlowEvent]:
         """Run a new flow, yielding its events as they happen.
 
@@ -606,13 +643,17 @@ class FlowRunner:
         return spec is self.graph or (spec.id == self.graph.id and spec == self.graph)
 
     async def aresume(
-        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+        self, flow_id: UUID | str, user_input: str, node_id: UUID | str | None = None
     ) -> FlowResult:
         """Give ``user_input`` to a waiting node of a paused flow and continue it.
 
         ``node_id`` (an id or a node name) picks the node when several wait;
-        by default the one that started waiting first.
+        by default the one that started waiting first. The flow's graph is
+        pre-flighted as by `run` before the answer is recorded.
         """
+        flow_id = flow_id_arg(flow_id)
+        text_arg(user_input, "user_input")
+        node_arg(node_id)
         about = "it cannot be resumed now"
         if node_id is not None:
             about = f"node {node_id!r} cannot be answered now"
@@ -621,9 +662,19 @@ class FlowRunner:
         if status.is_terminal:
             await run.lease.release()
             raise FlowStateError(f"flow {flow_id} is {status.value}; there is nothing to resume")
+        # The same pre-flight as run(): refused here, the flow stays as it is.
+        await self._preflight_held(run)
         run.started = time.monotonic()
         await self._answer(run, user_input, node_id)
         return await self._drive(run)
+
+    async def _preflight_held(self, run: FlowRun) -> None:
+        """`preflight` for a run holding the flow's lease: refused, it lets go."""
+        try:
+            self.preflight(run.cg)
+        except BaseException:
+            await run.lease.release()
+            raise
 
     async def _answer(self, run: FlowRun, user_input: str, node_id: UUID | str | None) -> None:
         try:
@@ -633,12 +684,12 @@ class FlowRunner:
             raise
 
     def resume(
-        self, flow_id: UUID, user_input: str, node_id: UUID | str | None = None
+        self, flow_id: UUID | str, user_input: str, node_id: UUID | str | None = None
     ) -> FlowResult:
         """Synchronous `aresume`."""
         return run_sync(self.aresume(flow_id, user_input, node_id))
 
-    async def arecover(self, flow_id: UUID, *, wait: float = 0.0) -> FlowResult:
+    async def arecover(self, flow_id: UUID | str, *, wait: float = 0.0) -> FlowResult:
         """Continue a flow whose run was interrupted (a crash, a lost store connection).
 
         Only activations that had not committed run again. A paused flow stays
@@ -646,13 +697,18 @@ class FlowRunner:
         While another process drives the flow (holds its live lease) this raises
         `FlowBusyError`, after waiting up to ``wait`` seconds for it to let go;
         a driver that died on this host is taken over at once, one elsewhere once
-        its lease runs out.
+        its lease runs out. A flow that will run is pre-flighted as by `run`
+        first: a missing node type raises `UnknownNodeTypeError` and the flow is
+        left untouched, recoverable from a process that has the executors.
         """
+        flow_id = flow_id_arg(flow_id)
         run = await self._load(flow_id, wait=wait, about="it is not interrupted")
         status = run.status_on_load or FlowStatus.RUNNING
         if status is not FlowStatus.RUNNING:
             await run.lease.release()
             return _stored_result(run, status)
+        # The same pre-flight as run(): refused here, the flow stays recoverable.
+        await self._preflight_held(run)
         run.started = time.monotonic()
         if run.listening:
             run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
@@ -660,16 +716,17 @@ class FlowRunner:
             await run.queue_start()  # died between creating the flow and queueing Start
         return await self._drive(run)
 
-    def recover(self, flow_id: UUID, *, wait: float = 0.0) -> FlowResult:
+    def recover(self, flow_id: UUID | str, *, wait: float = 0.0) -> FlowResult:
         """Synchronous `arecover`."""
         return run_sync(self.arecover(flow_id, wait=wait))
 
-    def stop(self, flow_id: UUID) -> None:
+    def stop(self, flow_id: UUID | str) -> None:
         """Stop a flow: nothing new starts, running executors are cancelled (async)
         or see ``context.cancelled`` (blocking); the flow ends as stopped.
 
         Works from any thread. A paused flow in the store is marked stopped.
         """
+        flow_id = flow_id_arg(flow_id)
         run = self._active.get(flow_id)
         if run is not None and run.loop is not None:
             if _running_loop() is run.loop:
@@ -679,8 +736,9 @@ class FlowRunner:
             return
         run_sync(self.astop(flow_id))
 
-    async def astop(self, flow_id: UUID) -> None:
+    async def astop(self, flow_id: UUID | str) -> None:
         """Async `stop`."""
+        flow_id = flow_id_arg(flow_id)
         run = self._active.get(flow_id)
         if run is not None:
             if run.loop is asyncio.get_running_loop():
@@ -735,12 +793,13 @@ class FlowRunner:
         async for event in read_log(self._store, flow_id, after=after, follow=follow, poll=poll):
             yield event
 
-    async def aget_result(self, flow_id: UUID) -> FlowResult:
+    async def aget_result(self, flow_id: UUID | str) -> FlowResult:
         """The current result of a stored flow, without running anything."""
+        flow_id = flow_id_arg(flow_id)
         run = await self._load(flow_id, drive=False)
         return _stored_result(run, run.status_on_load or FlowStatus.PAUSED)
 
-    def get_result(self, flow_id: UUID) -> FlowResult:
+    def get_result(self, flow_id: UUID | str) -> FlowResult:
         """Synchronous `aget_result`."""
         return run_sync(self.aget_result(flow_id))
 
@@ -763,7 +822,6 @@ _STORE_METHODS = (
     "append_message",
     "clear_flow",
 )
-_DISPATCHER_ATTRIBUTES = ("concurrent", "max_concurrency", "run_blocking", "shutdown")
 
 
 def _check_component(role: str, value: Any, needed: tuple[str, ...]) -> None:

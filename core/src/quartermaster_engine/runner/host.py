@@ -38,6 +38,11 @@ class RunHost(Protocol):
     def max_visits(self) -> int | None: ...
 
     @property
+    def listener_budget(self) -> float | None:
+        """Seconds a listener call may take before it is reported and muted."""
+        ...
+
+    @property
     def persistence(self) -> Any: ...
 
     @property

@@ -23,6 +23,8 @@ from typing import Any
 
 import simpleeval  # type: ignore[import-untyped]
 
+from qm_nodes_std.limits import PADDING, bounded_padding, safe_mod
+
 #: Functions every expression may call.
 SAFE_FUNCTIONS: dict[str, Any] = {
     "len": len,
@@ -53,9 +55,9 @@ _CONSTANTS = {"True": True, "False": False, "None": None}
 # that mutate (the memory snapshot is shared by every node until the next write).
 _BASIC = simpleeval.BASIC_ALLOWED_ATTRS
 _SAFE_ATTRS: dict[type, frozenset[str]] = {
-    # Padding to a width the expression chooses would build strings of any size.
-    str: frozenset(_BASIC[str])
-    - {"format", "format_map", "maketrans", "center", "ljust", "rjust", "zfill", "expandtabs"},
+    # Padding methods are handed out bounded (see `limits`); format specifications
+    # are not read here, so format and format_map stay refused.
+    str: frozenset(_BASIC[str]) - {"format", "format_map", "maketrans"} - PADDING,
     int: frozenset(_BASIC[int]),
     float: frozenset(_BASIC[float]),
     bool: frozenset(_BASIC[bool]),
@@ -105,6 +107,8 @@ class _SafeEval(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         if attr.startswith("_") or attr in simpleeval.DISALLOW_METHODS:
             raise simpleeval.FeatureNotAvailable(f"attribute {attr!r} is not allowed")
         value = self._eval(node.value)
+        if type(value) is str and attr in PADDING:
+            return bounded_padding(value, attr)
         allowed = _SAFE_ATTRS.get(type(value))
         if allowed is not None and attr in allowed:
             return getattr(value, attr)
@@ -121,6 +125,8 @@ class _SafeEval(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
 
 
 _local = threading.local()
+#: simpleeval's operators, with ``%`` formatting bounded like the rest (see `limits`).
+_OPERATORS = {**simpleeval.DEFAULT_OPERATORS, ast.Mod: safe_mod}
 
 
 def _evaluator() -> _SafeEval:
@@ -128,7 +134,9 @@ def _evaluator() -> _SafeEval:
     # an evaluation never awaits, so one per thread is never used twice at once.
     evaluator: _SafeEval | None = getattr(_local, "evaluator", None)
     if evaluator is None:
-        evaluator = _local.evaluator = _SafeEval(functions=dict(SAFE_FUNCTIONS), names={})
+        evaluator = _local.evaluator = _SafeEval(
+            operators=_OPERATORS, functions=dict(SAFE_FUNCTIONS), names={}
+        )
     return evaluator
 
 

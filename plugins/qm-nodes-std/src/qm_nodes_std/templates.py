@@ -12,7 +12,8 @@ top-level names and syntax errors are found before a flow starts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -21,26 +22,86 @@ import jinja2
 import simpleeval  # type: ignore[import-untyped]
 from jinja2 import meta
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from qm_nodes_std.expressions import BASE_NAMES
+from qm_nodes_std.limits import (
+    PADDING,
+    bounded_output,
+    bounded_padding,
+    bounded_range,
+    check_format_spec,
+    safe_mod,
+)
+
+
+class _BoundedFormatter(SandboxedFormatter):
+    """Jinja's sandboxed ``str.format``, refusing widths over the limit (see `limits`)."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        check_format_spec(format_spec)
+        return super().format_field(value, format_spec)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, with simpleeval's limits on ``*`` and ``**`` (no string
-    or list of more than 100,000 items, no huge powers), as in expressions."""
+    """Jinja's immutable sandbox with the limits of expressions (`qm_nodes_std.limits`):
+    ``*``, ``**`` and ``+`` as simpleeval bounds them, ``%`` formatting, padding
+    methods and ``str.format`` refusing widths over the limit, ``range`` of at most
+    as many items as a comprehension."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             return simpleeval.safe_mult(left, right)
         if operator == "**":
             return simpleeval.safe_power(left, right)
+        if operator == "+":
+            return simpleeval.safe_add(left, right)
+        if operator == "%":
+            return safe_mod(left, right)
         return super().call_binop(context, operator, left, right)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and attr in PADDING:
+            return False  # only the bounded versions `getattr` hands out
+        return super().is_safe_attribute(obj, attr, value)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is str and attribute in PADDING:
+            return bounded_padding(obj, attribute)
+        return super().getattr(obj, attribute)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        if (
+            not isinstance(value, types.MethodType | types.BuiltinMethodType)
+            or value.__name__ not in ("format", "format_map")
+            or type(value.__self__) is not str
+        ):
+            return super().wrap_str_format(value)
+        text: str = value.__self__
+        vformat = _BoundedFormatter(self).vformat
+        if value.__name__ == "format_map":
+
+            def format_map(mapping: Mapping[str, Any]) -> str:
+                return vformat(text, (), mapping)
+
+            return format_map
+
+        def format_(*args: Any, **kwargs: Any) -> str:
+            return vformat(text, args, kwargs)
+
+        return format_
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    """Jinja's ``format`` filter (``"%s"|format(x)``), bounded like ``%``."""
+    return str(safe_mod(str(value), kwargs or args))
 
 
 _ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV.filters["format"] = _format_filter
+_ENV.globals["range"] = bounded_range
 _GLOBALS = frozenset(_ENV.globals)
 
 
@@ -63,7 +124,7 @@ class Template:
     def render(self, variables: Mapping[str, Any]) -> str:
         """The rendered text; `TemplateFailed` names the template and the error."""
         try:
-            return self.template.render(variables)
+            return bounded_output(self.template.generate(variables))
         except jinja2.UndefinedError as exc:
             raise TemplateFailed(f"template {self.source!r} failed: {exc.message}") from None
         except jinja2.TemplateError as exc:
