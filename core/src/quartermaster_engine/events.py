@@ -114,10 +114,13 @@ class FlowStarted(FlowEvent):
 
 @dataclass(slots=True)
 class FlowResumed(FlowEvent):
-    """A paused or interrupted flow continues (``reason``: "resume" or "recover")."""
+    """A paused or interrupted flow continues (``reason``: "resume" or "recover"),
+    possibly in another process than the one that started it (``graph_name`` names its
+    graph as `FlowStarted` did)."""
 
     reason: str = "resume"
     node_id: UUID | None = None
+    graph_name: str = ""
 
 
 @dataclass(slots=True)

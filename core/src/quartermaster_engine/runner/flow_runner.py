@@ -544,7 +544,7 @@ class FlowRunner:
             return _stored_result(run, status)
         run.started = time.monotonic()
         if run.listening:
-            run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
+            run.emit(FlowResumed(flow_id=flow_id, reason="recover", graph_name=run.graph.name))
         if run.untouched:
             await run.queue_start()  # died between creating the flow and queueing Start
         return await self._drive(run)

@@ -1338,7 +1338,14 @@ class FlowRun:
                 FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time(), event_seq=self.seq),
             )
         if self.listening:
-            self.emit(FlowResumed(flow_id=self.flow_id, reason="resume", node_id=act.node_id))
+            self.emit(
+                FlowResumed(
+                    flow_id=self.flow_id,
+                    reason="resume",
+                    node_id=act.node_id,
+                    graph_name=self.graph.name,
+                )
+            )
         self.ready.append(act)
 
     def _find_waiting(self, node: UUID | str | None) -> Activation:
