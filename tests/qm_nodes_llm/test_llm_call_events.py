@@ -4,7 +4,7 @@ closed by an event carrying the model, the prompt, the answer and the token usag
 from __future__ import annotations
 
 from fake_openai import FakeOpenAI, completion, error
-from llm_support import Recorder, line, nid, node, openai_settings, registry, runner
+from llm_support import Recorder, brief_answer, line, nid, node, openai_settings, registry, runner
 
 from qm_nodes_llm import LLMCallFinished, LLMCallStarted
 from quartermaster_engine import FlowStatus, event_from_dict
@@ -14,19 +14,7 @@ def test_a_call_is_announced_with_its_prompt_and_closed_with_model_and_usage(
     openai_server: FakeOpenAI,
 ) -> None:
     openai_server.reply(completion("Hi there.", model="gpt-4o-mini-2024"))
-    spec = line(
-        (
-            "Answer",
-            node(
-                "Instruction1",
-                llm_model="gpt-4o-mini",
-                llm_stream=False,
-                llm_temperature=0.2,
-                llm_max_output_tokens=64,
-                llm_system_instruction="Be brief.",
-            ),
-        )
-    )
+    spec = brief_answer()
     events = Recorder()
     result = runner(spec, registry(openai_settings(openai_server.base_url)), on_event=events).run(
         "hello"

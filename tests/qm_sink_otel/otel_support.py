@@ -7,6 +7,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support import node_id
 
 from qm_sink_otel import OtelSettings, OtelSink
 
@@ -69,3 +70,15 @@ def events(span: ReadableSpan) -> list[tuple[str, dict[str, Any]]]:
 
 def _plain(attributes: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in (attributes or {}).items()}
+
+
+def completed_run(name: str, node_type: str) -> dict[str, Any]:
+    """The attributes of the span of a first run of node ``name`` that completed."""
+    return {
+        "qm.node.id": str(node_id(name)),
+        "qm.node.name": name,
+        "qm.node.type": node_type,
+        "qm.node.visit": 1,
+        "qm.node.attempt": 1,
+        "qm.node.status": "completed",
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_support import Spans, attrs, events, leaf
+from otel_support import Spans, attrs, completed_run, events, leaf
 from support import build, node_id
 
 from qm_nodes_std import register_graph, std_registry
@@ -64,14 +64,7 @@ def test_a_chain_is_one_trace_whose_id_is_the_flow_id(spans: Spans) -> None:
         "qm.flow.status": "completed",
     }
     assert flow.status.status_code is StatusCode.UNSET
-    assert attrs(spans.one("node A")) == {
-        "qm.node.id": str(node_id("A")),
-        "qm.node.name": "A",
-        "qm.node.type": "step",
-        "qm.node.visit": 1,
-        "qm.node.attempt": 1,
-        "qm.node.status": "completed",
-    }
+    assert attrs(spans.one("node A")) == completed_run("A", "step")
     assert spans.sink.tracer.open_flows == 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from fake_openai import FakeOpenAI, completion, error, streamed
-from llm_support import line, node, openai_settings, registry
+from llm_support import brief_answer, line, node, openai_settings, registry
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Spans, attrs, leaf
 
@@ -45,19 +45,7 @@ def test_an_llm_node_has_a_chat_span_with_models_and_token_usage(
     spans: Spans, openai_server: FakeOpenAI
 ) -> None:
     openai_server.reply(completion("Hi there.", model="gpt-4o-mini-2024"))
-    graph = line(
-        (
-            "Answer",
-            node(
-                "Instruction1",
-                llm_model="gpt-4o-mini",
-                llm_stream=False,
-                llm_temperature=0.2,
-                llm_max_output_tokens=64,
-                llm_system_instruction="Be brief.",
-            ),
-        )
-    )
+    graph = brief_answer()
     reg = registry(openai_settings(openai_server.base_url))
     result = FlowRunner(graph, reg, sinks=[spans.sink]).run("hello")
     assert result.final_output == "Hi there."

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from otel_support import completed_run
 from otlp_receiver import OtlpReceiver
-from support import build, node_id
+from support import build
 
 from qm_sink_otel import SCHEMA_URL, OtelSettings, OtelSink, flow_span_id
 from quartermaster_engine import (
@@ -87,14 +88,7 @@ def test_the_configured_sink_sends_otlp_protobuf_that_decodes(receiver: OtlpRece
     for name in ("node Start", "node A", "node End"):
         assert spans[name].trace_id == result.flow_id.bytes
         assert spans[name].parent_span_id == flow.span_id
-    assert values(spans["node A"].attributes) == {
-        "qm.node.id": str(node_id("A")),
-        "qm.node.name": "A",
-        "qm.node.type": "step",
-        "qm.node.visit": 1,
-        "qm.node.attempt": 1,
-        "qm.node.status": "completed",
-    }
+    assert values(spans["node A"].attributes) == completed_run("A", "step")
     assert spans["node A"].start_time_unix_nano >= flow.start_time_unix_nano
     assert spans["node A"].end_time_unix_nano <= flow.end_time_unix_nano
 

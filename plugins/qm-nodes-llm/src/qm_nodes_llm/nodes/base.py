@@ -244,18 +244,21 @@ class LLMExecutor(Generic[P]):
                 if not context.cancelled:
                     emit(token)
 
-        node = context.current_node
-        number = next(_calls)
-        context.emit(_call_started(context, binding, request, number))
-        started = time.perf_counter()
-        finished = LLMCallFinished(
-            flow_id=context.flow_id,
-            node_id=node.id,
-            node_name=node.name,
-            call=number,
-            provider=binding.name,
-            model=request.model or "",
+        call = _call_fields(context, binding, request)
+        context.emit(
+            LLMCallStarted(
+                **call,
+                messages=[_message_dict(m) for m in request.messages],
+                tools=[tool.name for tool in request.tools],
+                temperature=request.temperature,
+                max_output_tokens=request.max_output_tokens,
+                top_p=request.top_p,
+                seed=request.seed,
+                stream=request.stream,
+            )
         )
+        started = time.perf_counter()
+        finished = LLMCallFinished(**call)
         try:
             response = await binding.provider.complete(request, on_token, lambda: context.cancelled)
         except ProviderError as exc:
@@ -307,22 +310,16 @@ def _message_dict(message: ChatMessage) -> dict[str, Any]:
     return data
 
 
-def _call_started(
-    context: ExecutionContext, binding: Binding, request: LLMRequest, number: int
-) -> LLMCallStarted:
+def _call_fields(
+    context: ExecutionContext, binding: Binding, request: LLMRequest
+) -> dict[str, Any]:
+    """What `LLMCallStarted` and `LLMCallFinished` of one call share."""
     node = context.current_node
-    return LLMCallStarted(
-        flow_id=context.flow_id,
-        node_id=node.id,
-        node_name=node.name,
-        call=number,
-        provider=binding.name,
-        model=request.model or "",
-        messages=[_message_dict(m) for m in request.messages],
-        tools=[tool.name for tool in request.tools],
-        temperature=request.temperature,
-        max_output_tokens=request.max_output_tokens,
-        top_p=request.top_p,
-        seed=request.seed,
-        stream=request.stream,
-    )
+    return {
+        "flow_id": context.flow_id,
+        "node_id": node.id,
+        "node_name": node.name,
+        "call": next(_calls),
+        "provider": binding.name,
+        "model": request.model or "",
+    }
