@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 
 class OtlpReceiver:
@@ -36,7 +37,7 @@ class OtlpReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def spans(self) -> list[object]:
+    def spans(self) -> list[Span]:
         """Every span received, in order."""
         with self._lock:
             return [
