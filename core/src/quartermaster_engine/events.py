@@ -175,6 +175,15 @@ class NodeSkipped(FlowEvent):
 
 
 @dataclass(slots=True)
+class NodeDead(FlowEvent):
+    """A node will not run this time: every path that could reach it was not taken
+    (a decision chose another branch, a failed node delivered nothing)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+
+
+@dataclass(slots=True)
 class FlowError(FlowEvent):
     """A node failed for good (once per final failure). ``recoverable`` is True
     when the flow goes on (SKIP, CONTINUE)."""
@@ -228,6 +237,7 @@ __all__ = [
     "FlowResumed",
     "FlowStarted",
     "FlowStopped",
+    "NodeDead",
     "NodeFinished",
     "NodeRetrying",
     "NodeSkipped",

@@ -43,6 +43,7 @@ from quartermaster_engine.events import (
     FlowResumed,
     FlowStarted,
     FlowStopped,
+    NodeDead,
     NodeFinished,
     NodeRetrying,
     NodeSkipped,
@@ -1130,6 +1131,8 @@ class FlowRun:
 
     def _kill(self, cnode: CNode, work: list[CEdge]) -> None:
         """A node that will not run this visit: its successors hear it will not deliver."""
+        if self.listening:
+            self.emit(NodeDead(flow_id=self.flow_id, node_id=cnode.node_id, node_name=cnode.name))
         for loop in cnode.loops:
             self._touched.add(loop.idx)
         work.extend(e for e in cnode.out_edges if not e.back)
