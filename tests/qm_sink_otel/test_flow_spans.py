@@ -21,7 +21,7 @@ from quartermaster_engine import (
     NodeStarted,
     SimpleNodeRegistry,
 )
-from quartermaster_graph import TraverseIn
+from quartermaster_graph import TraverseIn, TraverseOut
 
 
 def step(ctx: ExecutionContext) -> NodeResult:
@@ -59,6 +59,7 @@ def test_a_chain_is_one_trace_whose_id_is_the_flow_id(spans: Spans) -> None:
     assert flow.resource.attributes["service.name"] == "quartermaster"
     assert attrs(flow) == {
         "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.conversation.id": str(result.flow_id),
         "gen_ai.agent.name": "chain",
         "qm.flow.id": str(result.flow_id),
         "qm.flow.status": "completed",
@@ -280,6 +281,8 @@ def test_a_child_flow_is_a_child_span_of_its_sub_assistant_node(spans: Spans) ->
     child = spans.one("invoke_agent triage")
     assert child.context.trace_id == result.flow_id.int
     assert attrs(child)["qm.flow.parent_id"] == str(result.flow_id)
+    # One conversation: the root flow's.
+    assert attrs(child)["gen_ai.conversation.id"] == str(result.flow_id)
     child_id = result.node_results[node_id("Sub")].data["child_flow_id"]
     assert attrs(child)["qm.flow.id"] == child_id
 
@@ -347,3 +350,50 @@ def test_stopping_a_paused_flow_closes_its_trace_with_a_stopped_segment(spans: S
     assert stopped.parent is not None
     assert stopped.parent.span_id == flow_span_id(paused.flow_id)
     assert spans.sink.tracer.open_flows == 0
+
+
+def test_a_branch_not_taken_is_a_dead_node_span(spans: Spans) -> None:
+    graph = build(
+        {
+            "Start": "Start1",
+            "Pick": {"type": "pick", "traverse_out": TraverseOut.SPAWN_PICKED},
+            "Yes": "step",
+            "No": "step",
+            "After no": "step",
+            "End": "End1",
+        },
+        [
+            ("Start", "Pick"),
+            ("Pick", "Yes", "yes"),
+            ("Pick", "No", "no"),
+            ("No", "After no"),
+            ("Yes", "End"),
+            ("After no", "End"),
+        ],
+        name="branch",
+    )
+
+    def pick(ctx: ExecutionContext) -> NodeResult:
+        return NodeResult(output_text="y", picked_node="Yes")
+
+    result = FlowRunner(graph, registry(pick=pick), sinks=[spans.sink]).run("x")
+    assert result.final_output == "Yes(y)"
+    assert result.status is FlowStatus.COMPLETED
+
+    [(_, children)] = spans.tree()
+    assert sorted(name for name, _ in children) == [
+        "node After no",
+        "node End",
+        "node No",
+        "node Pick",
+        "node Start",
+        "node Yes",
+    ]
+    dead = {s.name: s for s in spans.finished() if attrs(s).get("qm.node.status") == "dead"}
+    assert sorted(dead) == ["node After no", "node No"]
+    assert attrs(dead["node No"]) == {
+        "qm.node.id": str(node_id("No")),
+        "qm.node.name": "No",
+        "qm.node.status": "dead",
+    }
+    assert dead["node No"].start_time == dead["node No"].end_time

@@ -6,7 +6,8 @@
   with a ``qm.flow.resumed`` span event.
 - Each node run (one attempt of one visit) is a ``node {name}`` span under the flow
   span: its status, and what the engine did when it failed (``qm.node.error_strategy``:
-  retry, skip, continue, stop); a retry is a span event of the failed attempt.
+  retry, skip, continue, stop); a retry is a span event of the failed attempt. A node
+  on a path not taken is a span of no duration with status ``dead``.
 - A child flow's span is under the span of the node that runs it, in the same trace.
 - Extensions open spans under a node run with `open_span` / `close_span` (the LLM
   pack's model and tool calls, `qm_sink_otel.genai`).
@@ -46,6 +47,7 @@ from quartermaster_engine.events import (
     FlowResumed,
     FlowStarted,
     FlowStopped,
+    NodeDead,
     NodeFinished,
     NodeRetrying,
     NodeSkipped,
@@ -128,6 +130,7 @@ class FlowTracer:
             NodeFinished: self._node_finished,
             NodeRetrying: self._node_retrying,
             NodeSkipped: self._node_skipped,
+            NodeDead: self._node_dead,
             FlowError: self._flow_error,
             UserInputRequired: self._user_input,
         }
@@ -172,21 +175,32 @@ class FlowTracer:
             self._flows[event.flow_id] = flow
         return flow
 
+    @staticmethod
+    def _flow_attributes(event: FlowEvent, graph_name: str, trace_id: int) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: sc.INVOKE_AGENT,
+            # The conversation is the root flow, whose id is the trace id.
+            sc.CONVERSATION_ID: str(UUID(int=trace_id)),
+            sc.FLOW_ID: str(event.flow_id),
+        }
+        if graph_name:
+            attributes[sc.AGENT_NAME] = graph_name
+        if event.parent_flow_id is not None:
+            attributes[sc.FLOW_PARENT_ID] = str(event.parent_flow_id)
+        return attributes
+
     def _start_flow_span(
         self,
         event: FlowEvent,
         graph_name: str,
         parent: Context,
-        trace_id: int | None,
-        attributes: dict[str, Any],
+        trace_id: int,
+        root: bool,
+        content: dict[str, Any],
     ) -> Span:
-        attributes[sc.OPERATION_NAME] = sc.INVOKE_AGENT
-        attributes[sc.FLOW_ID] = str(event.flow_id)
-        if graph_name:
-            attributes[sc.AGENT_NAME] = graph_name
-        if event.parent_flow_id is not None:
-            attributes[sc.FLOW_PARENT_ID] = str(event.parent_flow_id)
-        self.ids.plan(flow_span_id(event.flow_id), trace_id)
+        attributes = self._flow_attributes(event, graph_name, trace_id)
+        attributes.update(content)
+        self.ids.plan(flow_span_id(event.flow_id), trace_id if root else None)
         try:
             return self.tracer.start_span(
                 sc.agent_span_name(graph_name),
@@ -220,15 +234,15 @@ class FlowTracer:
         parent = self._flows.get(parent_id) if parent_id is not None else None
         if parent_id is None:
             trace_id = flow_trace_id(event.flow_id)
-            span = self._start_flow_span(event, event.graph_name, _ROOT, trace_id, attributes)
+            where = _ROOT
         elif parent is not None:
             trace_id = parent.trace_id
             where = self._child_parent(parent_id, parent, event.flow_id)
-            span = self._start_flow_span(event, event.graph_name, where, None, attributes)
         else:
             trace_id = flow_trace_id(parent_id)
             where = self._remote(trace_id, flow_span_id(parent_id))
-            span = self._start_flow_span(event, event.graph_name, where, None, attributes)
+        root = parent_id is None
+        span = self._start_flow_span(event, event.graph_name, where, trace_id, root, attributes)
         self._flows[event.flow_id] = _Flow(trace_id, span, trace.set_span_in_context(span, _ROOT))
 
     def _segment(self, event: FlowEvent, graph_name: str) -> tuple[_Flow, Span]:
@@ -245,10 +259,8 @@ class FlowTracer:
             context=under,
             kind=SpanKind.INTERNAL,
             attributes={
-                sc.OPERATION_NAME: sc.INVOKE_AGENT,
-                sc.FLOW_ID: str(event.flow_id),
+                **self._flow_attributes(event, graph_name, trace_id),
                 sc.FLOW_RESUMED: True,
-                **({sc.AGENT_NAME: graph_name} if graph_name else {}),
             },
             start_time=_ns(event.ts),
         )
@@ -376,6 +388,22 @@ class FlowTracer:
         run = self._run(event)
         if run is not None:
             self._end_run(event, run, "skipped", event.error, "skip")
+
+    def _node_dead(self, event: NodeDead) -> None:
+        flow = self._flow(event)
+        at = _ns(event.ts)
+        span = self.tracer.start_span(
+            sc.node_span_name(event.node_name),
+            context=flow.context,
+            attributes={
+                sc.NODE_ID: str(event.node_id),
+                sc.NODE_NAME: event.node_name,
+                sc.NODE_STATUS: "dead",
+            },
+            start_time=at,
+        )
+        span.end(end_time=at)
+        self._forget_if_idle(event.flow_id, flow)
 
     def _flow_error(self, event: FlowError) -> None:
         run = self._run(event)
