@@ -4,7 +4,10 @@ Runs a graph on the SQLite store at ``db`` with an `OtelSink` on an in-memory ex
 and prints one JSON object: the flow's result and every span the process exported.
 
 - ``pause``: start the ``graph`` ("approval", or "nested": a sub-graph that asks);
-- ``resume``: answer the paused ``flow_id`` with ``answer``.
+- ``resume``: answer the paused ``flow_id`` with ``answer``;
+- ``hang``: start the "hang" graph (Start -> Before -> Hang -> After -> End) as
+  ``flow_id``; Hang touches the file ``ready`` and blocks until the process is killed;
+- ``recover``: recover ``flow_id`` of the "hang" graph (Hang now returns).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -46,6 +50,25 @@ def approval(name: str = "approval") -> Any:
     )
 
 
+def hang_graph() -> Any:
+    return build(
+        {"Start": "Start1", "Before": "step", "Hang": "hang", "After": "step", "End": "End1"},
+        [("Start", "Before"), ("Before", "Hang"), ("Hang", "After"), ("After", "End")],
+        name="hang",
+    )
+
+
+def hang(ready: Path | None) -> Any:
+    def execute(ctx: ExecutionContext) -> NodeResult:
+        if ready is not None:
+            ready.touch()
+            while True:
+                time.sleep(1)
+        return NodeResult(output_text="Hang")
+
+    return execute
+
+
 def nested() -> Any:
     register_graph("otel-review", approval("review"))
     return build(
@@ -78,13 +101,19 @@ def main(command: str, args: dict[str, Any]) -> dict[str, Any]:
     reg = std_registry()
     reg.register("step", step)
     reg.register("ask", ask)
-    graph = nested() if args.get("graph") == "nested" else approval()
+    reg.register("hang", hang(Path(args["ready"]) if command == "hang" else None))
+    graphs = {"nested": nested, "hang": hang_graph, "approval": approval}
+    graph = graphs[args.get("graph", "approval")]()
     runner = FlowRunner(graph, reg, store=store, sinks=[sink])
     try:
         if command == "pause":
             result = runner.run("draft")
         elif command == "resume":
             result = runner.resume(UUID(args["flow_id"]), args["answer"])
+        elif command == "hang":
+            result = runner.run("x", UUID(args["flow_id"]))
+        elif command == "recover":
+            result = runner.recover(UUID(args["flow_id"]))
         else:
             raise SystemExit(f"unknown command {command!r}")
     finally:

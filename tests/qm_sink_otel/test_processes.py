@@ -5,11 +5,13 @@ the first one exported, knowing its ids from the flow id alone."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from qm_sink_otel import flow_span_id
 
@@ -88,3 +90,35 @@ def test_a_child_flow_resumed_in_another_process_stays_in_its_root_trace(
     ]
     every = first["spans"] + second["spans"]
     assert {s["trace_id"] for s in every} == {root_id.int}
+
+
+def test_a_flow_recovered_after_sigkill_continues_its_trace(tmp_path: Path) -> None:
+    db = str(tmp_path / "flows.db")
+    ready = tmp_path / "ready"
+    flow_id = uuid4()
+    args = {"db": db, "graph": "hang", "flow_id": str(flow_id), "ready": str(ready)}
+    proc = subprocess.Popen([sys.executable, str(WORKER), "hang", json.dumps(args)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, "the worker died before reaching Hang"
+            assert time.monotonic() < deadline, "the worker never reached Hang"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    recovered = worker("recover", db=db, graph="hang", flow_id=str(flow_id))
+    assert (recovered["status"], recovered["final_output"]) == ("completed", "After(Hang)")
+    # The killed process exported nothing; the recovering one continues the trace
+    # under the flow span's id, known from the flow id alone.
+    [segment] = [s for s in recovered["spans"] if s["parent_id"] == flow_span_id(flow_id)]
+    assert segment["name"] == "invoke_agent hang"
+    assert segment["events"] == ["qm.flow.resumed"]
+    assert names_under(recovered["spans"], segment["span_id"]) == [
+        "node Hang",
+        "node After",
+        "node End",
+    ]
+    assert {s["trace_id"] for s in recovered["spans"]} == {flow_id.int}
