@@ -3,6 +3,7 @@ the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import threading
 from uuid import uuid4
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -397,3 +398,32 @@ def test_a_branch_not_taken_is_a_dead_node_span(spans: Spans) -> None:
         "qm.node.status": "dead",
     }
     assert dead["node No"].start_time == dead["node No"].end_time
+
+
+def test_runners_in_several_threads_share_one_sink(spans: Spans) -> None:
+    results: list[FlowStatus] = []
+
+    def run_flows() -> None:
+        runner = FlowRunner(chain_graph(), registry(), sinks=[spans.sink])
+        results.extend(runner.run(f"x{i}").status for i in range(10))
+
+    threads = [threading.Thread(target=run_flows) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [FlowStatus.COMPLETED] * 40
+
+    finished = spans.finished()
+    assert len(finished) == 40 * 5
+    by_trace: dict[int, list[str]] = {}
+    for span in finished:
+        by_trace.setdefault(span.context.trace_id, []).append(span.name)
+    assert len(by_trace) == 40
+    for names in by_trace.values():
+        assert sorted(names) == ["invoke_agent chain", "node A", "node B", "node End", "node Start"]
+    flows = {s.context.span_id: s for s in finished if s.parent is None}
+    for span in finished:
+        if span.parent is not None:
+            assert flows[span.parent.span_id].context.trace_id == span.context.trace_id
+    assert spans.sink.tracer.open_flows == 0
