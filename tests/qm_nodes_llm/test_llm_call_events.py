@@ -8,6 +8,7 @@ from llm_support import Recorder, brief_answer, line, nid, node, openai_settings
 
 from qm_nodes_llm import LLMCallFinished, LLMCallStarted
 from quartermaster_engine import FlowStatus, event_from_dict
+from quartermaster_engine.sinks import ConsoleSink
 
 
 def test_a_call_is_announced_with_its_prompt_and_closed_with_model_and_usage(
@@ -54,6 +55,10 @@ def test_a_call_is_announced_with_its_prompt_and_closed_with_model_and_usage(
     assert kinds[kinds.index("LLMCallFinished") + 1] == "NodeFinished"
     # The JSON form reads back.
     assert event_from_dict(finished.to_dict()) == finished
+    # The console shows the call once, when it answered.
+    console = ConsoleSink()
+    assert console.format(started) is None
+    assert console.format(finished) == "  · Answer: gpt-4o-mini-2024, 11 → 7 tokens"
 
 
 def test_a_failed_call_is_closed_with_the_providers_error(openai_server: FakeOpenAI) -> None:
@@ -69,3 +74,6 @@ def test_a_failed_call_is_closed_with_the_providers_error(openai_server: FakeOpe
     assert finished.call == started.call
     assert finished.error == f"openai at {openai_server.base_url}: HTTP 400: bad request"
     assert (finished.text, finished.usage, finished.tool_calls) == ("", {}, [])
+    assert ConsoleSink().format(finished) == (
+        f"  · Answer: openai call failed: openai at {openai_server.base_url}: HTTP 400: bad request"
+    )

@@ -48,6 +48,13 @@ class FlowEvent:
         """The event's type name (``"NodeStarted"``)."""
         return type(self).__name__
 
+    def summary(self) -> str | None:
+        """What a progress display (the console sink) shows of an event a plugin
+        defines: its type and node by default; None shows nothing. The engine's own
+        events have lines of their own."""
+        name = getattr(self, "node_name", "") or ""
+        return f"{self.type} {name}" if name else self.type
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a ``type`` field."""
         data: dict[str, Any] = {"type": type(self).__name__}

@@ -36,6 +36,9 @@ class LLMCallStarted(FlowEvent):
     seed: int | None = None
     stream: bool = True
 
+    def summary(self) -> str | None:
+        return None  # the answer streams, and LLMCallFinished sums the call up
+
 
 @dataclass(slots=True)
 class LLMCallFinished(FlowEvent):
@@ -54,6 +57,14 @@ class LLMCallFinished(FlowEvent):
     usage: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     duration_seconds: float = 0.0
+
+    def summary(self) -> str | None:
+        if self.error is not None:
+            return f"{self.node_name}: {self.provider} call failed: {self.error}"
+        tokens = ""
+        if "input_tokens" in self.usage and "output_tokens" in self.usage:
+            tokens = f", {self.usage['input_tokens']} → {self.usage['output_tokens']} tokens"
+        return f"{self.node_name}: {self.model or self.provider}{tokens}"
 
 
 @dataclass(slots=True)
