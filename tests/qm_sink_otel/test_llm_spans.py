@@ -8,10 +8,15 @@ import json
 from fake_openai import FakeOpenAI, completion, error, streamed
 from llm_support import brief_answer, line, node, openai_settings, registry
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_support import Spans, attrs, leaf
+from otel_support import Spans, Tree, attrs, leaf
 
 from qm_nodes_llm import StaticTools
 from quartermaster_engine import FlowRunner, FlowStatus
+
+
+def one_node_flow(name: str, children: list[Tree]) -> list[Tree]:
+    """The tree of a flow of graph "g": Start, the node ``name`` with ``children``, End."""
+    return [("invoke_agent g", [("node Start", []), (name, children), ("node End", [])])]
 
 
 def add(a: int, b: int) -> int:
@@ -50,16 +55,7 @@ def test_an_llm_node_has_a_chat_span_with_models_and_token_usage(
     result = FlowRunner(graph, reg, sinks=[spans.sink]).run("hello")
     assert result.final_output == "Hi there."
 
-    assert spans.tree() == [
-        (
-            "invoke_agent g",
-            [
-                ("node Start", []),
-                ("node Answer", leaf("chat gpt-4o-mini")),
-                ("node End", []),
-            ],
-        )
-    ]
+    assert spans.tree() == one_node_flow("node Answer", leaf("chat gpt-4o-mini"))
     chat = spans.one("chat gpt-4o-mini")
     assert chat.kind is SpanKind.CLIENT
     assert attrs(chat) == {
@@ -84,19 +80,9 @@ def test_an_agent_has_a_chat_span_per_turn_and_a_tool_span_between(
     result = FlowRunner(agent_graph(), reg, sinks=[spans.sink]).run("What is 2 + 3?")
     assert result.final_output == "The sum is 5."
 
-    assert spans.tree() == [
-        (
-            "invoke_agent g",
-            [
-                ("node Start", []),
-                (
-                    "node Agent",
-                    leaf("chat gpt-4o-mini", "execute_tool add", "chat gpt-4o-mini"),
-                ),
-                ("node End", []),
-            ],
-        )
-    ]
+    assert spans.tree() == one_node_flow(
+        "node Agent", leaf("chat gpt-4o-mini", "execute_tool add", "chat gpt-4o-mini")
+    )
     tool = spans.one("execute_tool add")
     assert tool.kind is SpanKind.INTERNAL
     assert attrs(tool) == {

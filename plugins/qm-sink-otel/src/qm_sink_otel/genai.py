@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 def handlers(tracer: FlowTracer) -> dict[type, Callable[[Any], None]]:
     """The tracer's handlers of the LLM pack's events."""
     record = tracer.record_content
+    spans = tracer.nodes
 
     def llm_started(event: LLMCallStarted) -> None:
-        tracer.open_span(
+        spans.open_span(
             event,
             ("chat", event.call),
             sc.chat_span_name(event.model),
@@ -31,10 +32,10 @@ def handlers(tracer: FlowTracer) -> dict[type, Callable[[Any], None]]:
         )
 
     def llm_finished(event: LLMCallFinished) -> None:
-        tracer.close_span(event, ("chat", event.call), chat_finished(event, record), event.error)
+        spans.close_span(event, ("chat", event.call), chat_finished(event, record), event.error)
 
     def tool_started_(event: ToolCallStarted) -> None:
-        tracer.open_span(
+        spans.open_span(
             event,
             ("tool", event.node_id, event.call),
             sc.tool_span_name(event.tool),
@@ -44,7 +45,7 @@ def handlers(tracer: FlowTracer) -> dict[type, Callable[[Any], None]]:
 
     def tool_finished_(event: ToolCallFinished) -> None:
         key = ("tool", event.node_id, event.call)
-        tracer.close_span(event, key, tool_finished(event, record), event.error)
+        spans.close_span(event, key, tool_finished(event, record), event.error)
 
     return {
         LLMCallStarted: llm_started,
