@@ -14,13 +14,12 @@ from qm_sink_otel import content
 from qm_sink_otel import conventions as sc
 
 if TYPE_CHECKING:
-    from qm_sink_otel.tracing import FlowTracer
+    from qm_sink_otel.nodes import NodeSpans
 
 
-def handlers(tracer: FlowTracer) -> dict[type, Callable[[Any], None]]:
-    """The tracer's handlers of the LLM pack's events."""
-    record = tracer.record_content
-    spans = tracer.nodes
+def handlers(spans: NodeSpans) -> dict[type, Callable[[Any], None]]:
+    """Handlers of the LLM pack's events: spans under the node runs of ``spans``."""
+    record = spans.record_content
 
     def llm_started(event: LLMCallStarted) -> None:
         spans.open_span(

@@ -76,7 +76,7 @@ class FlowTracer:
         except ImportError:  # qm-nodes-llm is not installed: no LLM events to trace
             pass
         else:
-            self._handlers.update(genai.handlers(self))
+            self._handlers.update(genai.handlers(self.nodes))
 
     def handle(self, event: FlowEvent) -> None:
         """Turn ``event`` into span changes (events of other types are ignored)."""
