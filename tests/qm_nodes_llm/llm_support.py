@@ -43,6 +43,24 @@ def line(*named: tuple[str, str | dict[str, Any]]) -> GraphSpec:
     return graph(nodes, list(itertools.pairwise(order)))
 
 
+def brief_answer() -> GraphSpec:
+    """Start -> Answer (Instruction1, not streamed, with the request keys call events
+    carry: model gpt-4o-mini, temperature 0.2, 64 output tokens, "Be brief.") -> End."""
+    return line(
+        (
+            "Answer",
+            node(
+                "Instruction1",
+                llm_model="gpt-4o-mini",
+                llm_stream=False,
+                llm_temperature=0.2,
+                llm_max_output_tokens=64,
+                llm_system_instruction="Be brief.",
+            ),
+        )
+    )
+
+
 def nid(name: str) -> UUID:
     return name_id(name)
 

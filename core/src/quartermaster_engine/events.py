@@ -51,6 +51,13 @@ class FlowEvent:
         """The event's type name (``"NodeStarted"``)."""
         return type(self).__name__
 
+    def summary(self) -> str | None:
+        """What a progress display (the console sink) shows of an event a plugin
+        defines: its type and node by default; None shows nothing. The engine's own
+        events have lines of their own."""
+        name = getattr(self, "node_name", "") or ""
+        return f"{self.type} {name}" if name else self.type
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a ``type`` field."""
         cls = type(self)
@@ -123,10 +130,13 @@ class FlowStarted(FlowEvent):
 
 @dataclass(slots=True)
 class FlowResumed(FlowEvent):
-    """A paused or interrupted flow continues (``reason``: "resume" or "recover")."""
+    """A paused or interrupted flow continues (``reason``: "resume" or "recover"),
+    possibly in another process than the one that started it (``graph_name`` names its
+    graph as `FlowStarted` did)."""
 
     reason: str = "resume"
     node_id: UUID | None = None
+    graph_name: str = ""
 
 
 @dataclass(slots=True)
@@ -178,6 +188,15 @@ class NodeSkipped(FlowEvent):
     node_id: UUID = _NO_NODE
     node_name: str = ""
     error: str = ""
+
+
+@dataclass(slots=True)
+class NodeDead(FlowEvent):
+    """A node will not run this time: every path that could reach it was not taken
+    (a decision chose another branch, a failed node delivered nothing)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
 
 
 @dataclass(slots=True)
@@ -234,6 +253,7 @@ __all__ = [
     "FlowResumed",
     "FlowStarted",
     "FlowStopped",
+    "NodeDead",
     "NodeFinished",
     "NodeRetrying",
     "NodeSkipped",

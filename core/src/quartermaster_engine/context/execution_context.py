@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from quartermaster_engine.stores.records import Activation
 
 
+def child_flow_id(flow_id: UUID, node_id: UUID, visit: int, key: str = "") -> UUID:
+    """The id `ExecutionContext.child_flow_id` gives the child flow ``key`` of visit
+    ``visit`` of node ``node_id`` in flow ``flow_id`` (so an event sink can tell which
+    node's run a child flow belongs to)."""
+    return uuid5(flow_id, f"{node_id}:{visit}:{key}")
+
+
 class ExecutionContext:
     """The runtime context passed to a node executor.
 
@@ -191,7 +198,7 @@ class ExecutionContext:
     def child_flow_id(self, key: str = "") -> UUID:
         """A stable id for a child flow of this activation: the same on every attempt
         and after resume, so an executor can find the child it started."""
-        return uuid5(self.flow_id, f"{self.node_id}:{self.visit}:{key}")
+        return child_flow_id(self.flow_id, self.node_id, self.visit, key)
 
     async def run_child(
         self, graph: GraphSpec, input_text: str, flow_id: UUID | None = None

@@ -369,7 +369,12 @@ class FlowRun:
         del self.state.waiting[act.key]
         if self.emitter.listening:
             self.emitter.emit(
-                FlowResumed(flow_id=self.flow_id, reason="resume", node_id=act.node_id)
+                FlowResumed(
+                    flow_id=self.flow_id,
+                    reason="resume",
+                    node_id=act.node_id,
+                    graph_name=self.graph.name,
+                )
             )
         if self.committer.durable:
             await self.committer.commit(Commit(enqueue=[act], answers=act.key))

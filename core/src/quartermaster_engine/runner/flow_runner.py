@@ -711,7 +711,7 @@ class FlowRunner:
         await self._preflight_held(run)
         run.started = time.monotonic()
         if run.listening:
-            run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
+            run.emit(FlowResumed(flow_id=flow_id, reason="recover", graph_name=run.graph.name))
         if run.state.untouched:
             await run.queue_start()  # died between creating the flow and queueing Start
         return await self._drive(run)

@@ -15,6 +15,7 @@ from quartermaster_engine.context.node_execution import NodeExecution, NodeStatu
 from quartermaster_engine.events import (
     FlowError,
     FlowEvent,
+    NodeDead,
     NodeFinished,
     NodeRetrying,
     NodeSkipped,
@@ -68,10 +69,16 @@ def bad_pick(run: FlowRun, cnode: CNode, result: NodeResult) -> str:
 async def _commit_and_apply(
     run: FlowRun, cnode: CNode, rec: NodeExecution, commit: Commit, event: FlowEvent | None
 ) -> None:
-    """Settle loops, commit, apply to the state, then deliver the staged event."""
-    run.router.settle(cnode, commit)
+    """Settle loops, report dead nodes, commit, apply to the state, then deliver
+    the staged event."""
+    router = run.router
+    router.settle(cnode, commit)
     committer = run.committer
     emitter = run.emitter
+    dead = router.take_dead()
+    if dead and emitter.listening:
+        for node in dead:
+            emitter.emit(NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name))
     handle = None if event is None else emitter.stage(event)
     if committer.sync:
         committer.commit_now(commit)  # no coroutine on the in-memory hot path

@@ -39,13 +39,16 @@ class Router:
     """Routing over one flow's state. ``limit_error`` is set (node, message) when a
     node would pass its visit limit; the caller fails the flow with it."""
 
-    __slots__ = ("cg", "limit_error", "max_visits", "state")
+    __slots__ = ("cg", "dead", "limit_error", "max_visits", "state")
 
     def __init__(self, compiled: CompiledGraph, state: FlowState, max_visits: int | None) -> None:
         self.cg = compiled
         self.state = state
         self.max_visits = max_visits
         self.limit_error: tuple[CNode, str] | None = None
+        #: Nodes that routing found dead (they will not run this visit), until
+        #: the caller reports them (`take_dead`).
+        self.dead: list[CNode] = []
 
     def route(
         self,
@@ -161,8 +164,16 @@ class Router:
                     # The last edge is dead but others delivered: fire with those.
                     self._fire(target, tuple(r for r in slot.got if r is not None), commit)
 
+    def take_dead(self) -> list[CNode]:
+        """The nodes found dead since the last call."""
+        dead = self.dead
+        if dead:
+            self.dead = []
+        return dead
+
     def _kill(self, cnode: CNode, work: list[CEdge]) -> None:
         """A node that will not run this visit: its successors hear it will not deliver."""
+        self.dead.append(cnode)
         for loop in cnode.loops:
             self.state.touched.add(loop.idx)
         work.extend(e for e in cnode.out_edges if not e.back)

@@ -69,9 +69,9 @@ class ConsoleSink:
         if isinstance(event, FlowFinished):
             return f"flow {event.flow_id} {event.status}"
         if type(event).__module__ != FlowEvent.__module__:
-            # An event a plugin defines (a tool call, ...): its type and node.
-            name = getattr(event, "node_name", "") or ""
-            return f"  · {event.type}{' ' + name if name else ''}"
+            # An event a plugin defines (a tool call, ...): its own summary.
+            summary = event.summary()
+            return None if summary is None else f"  · {summary}"
         return None
 
     def emit(self, event: FlowEvent) -> None:

@@ -16,7 +16,13 @@ See ``docs/nodes-llm.md``.
 """
 
 from qm_nodes_llm.detect import Detection, NoProviderError, clear_detection_cache, detect_provider
-from qm_nodes_llm.events import ToolCallFinished, ToolCallStarted, emit_event
+from qm_nodes_llm.events import (
+    LLMCallFinished,
+    LLMCallStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+    emit_event,
+)
 from qm_nodes_llm.nodes import (
     EXECUTORS,
     LLM_NODE_TYPES,
@@ -80,6 +86,8 @@ __all__ = [
     "InstructionExecutor",
     "InstructionParametersExecutor",
     "JsonSchema",
+    "LLMCallFinished",
+    "LLMCallStarted",
     "LLMExecutor",
     "LLMNodeSettings",
     "LLMProvider",

@@ -3,13 +3,16 @@ provider and model, building the request, streaming tokens, reporting failures."
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from qm_nodes_llm.detect import NoProviderError, detect_provider
+from qm_nodes_llm.events import LLMCallFinished, LLMCallStarted
 from qm_nodes_llm.providers.base import (
     LLMProvider,
     PluginProviders,
@@ -23,6 +26,9 @@ from quartermaster_engine import ExecutionContext, NodeResult
 from quartermaster_graph import GraphNode, GraphSpec
 
 P = TypeVar("P")
+
+#: Numbers the model calls of this process (`LLMCallStarted.call`).
+_calls = itertools.count(1)
 
 
 class NodeFailure(RuntimeError):
@@ -226,7 +232,10 @@ class LLMExecutor(Generic[P]):
         """Call the provider; streamed free text becomes TokenGenerated events, none of
         them after the flow began to stop (a listener may stop it on any token, while
         text already received or generated is still being handed over). A constrained
-        answer (choices, JSON schema) is for the engine, not a reader: it never streams."""
+        answer (choices, JSON schema) is for the engine, not a reader: it never streams.
+
+        The call is announced by `LLMCallStarted` and closed by `LLMCallFinished`
+        (with the provider's error when it fails)."""
         on_token = None
         if request.stream and request.free_text:
             emit = context.emit_token
@@ -235,7 +244,36 @@ class LLMExecutor(Generic[P]):
                 if not context.cancelled:
                     emit(token)
 
-        return await binding.provider.complete(request, on_token, lambda: context.cancelled)
+        call = _call_fields(context, binding, request)
+        context.emit(
+            LLMCallStarted(
+                **call,
+                messages=[_message_dict(m) for m in request.messages],
+                tools=[tool.name for tool in request.tools],
+                temperature=request.temperature,
+                max_output_tokens=request.max_output_tokens,
+                top_p=request.top_p,
+                seed=request.seed,
+                stream=request.stream,
+            )
+        )
+        started = time.perf_counter()
+        finished = LLMCallFinished(**call)
+        try:
+            response = await binding.provider.complete(request, on_token, lambda: context.cancelled)
+        except ProviderError as exc:
+            finished.error = str(exc)
+            finished.duration_seconds = time.perf_counter() - started
+            context.emit(finished)
+            raise
+        finished.model = response.model
+        finished.text = response.text
+        finished.tool_calls = [call.to_dict() for call in response.tool_calls]
+        finished.finish_reason = response.finish_reason
+        finished.usage = dict(response.usage)
+        finished.duration_seconds = time.perf_counter() - started
+        context.emit(finished)
+        return response
 
     @staticmethod
     def llm_data(binding: Binding, response: LLMResponse) -> dict[str, Any]:
@@ -261,3 +299,27 @@ class LLMExecutor(Generic[P]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _message_dict(message: ChatMessage) -> dict[str, Any]:
+    data: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        data["tool_calls"] = [call.to_dict() for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        data["tool_call_id"] = message.tool_call_id
+    return data
+
+
+def _call_fields(
+    context: ExecutionContext, binding: Binding, request: LLMRequest
+) -> dict[str, Any]:
+    """What `LLMCallStarted` and `LLMCallFinished` of one call share."""
+    node = context.current_node
+    return {
+        "flow_id": context.flow_id,
+        "node_id": node.id,
+        "node_name": node.name,
+        "call": next(_calls),
+        "provider": binding.name,
+        "model": request.model or "",
+    }

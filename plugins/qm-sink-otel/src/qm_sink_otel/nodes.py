@@ -1,0 +1,188 @@
+"""`NodeSpans`: a ``node {name}`` span per node run, and spans of extensions under it.
+
+A run is one attempt of one visit. It ends with its status (``qm.node.status``) and,
+when it failed, what the engine did next (``qm.node.error_strategy``: retry, skip,
+continue, stop); a retry is a span event of the failed attempt. A node on a path not
+taken is a span of no duration with status ``dead``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from qm_sink_otel import conventions as sc
+from qm_sink_otel.state import Flows, NodeEvent, Run, ns, under
+from quartermaster_engine.events import (
+    FlowError,
+    NodeDead,
+    NodeFinished,
+    NodeRetrying,
+    NodeSkipped,
+    NodeStarted,
+    UserInputRequired,
+)
+from quartermaster_graph import NodeType
+
+
+def _node(event: NodeStarted | NodeDead) -> dict[str, Any]:
+    return {sc.NODE_ID: str(event.node_id), sc.NODE_NAME: event.node_name}
+
+
+class NodeSpans:
+    """Node runs of the ``flows`` open in this process, traced with ``tracer``."""
+
+    def __init__(self, tracer: trace.Tracer, flows: Flows, *, record_content: bool) -> None:
+        self.tracer = tracer
+        self.flows = flows
+        self.record_content = record_content
+
+    def handlers(self) -> dict[type, Callable[[Any], None]]:
+        """The handler of each node event."""
+        return {
+            NodeStarted: self._started,
+            NodeFinished: self._finished,
+            NodeRetrying: self._retrying,
+            NodeSkipped: self._skipped,
+            NodeDead: self._dead,
+            FlowError: self._error,
+            UserInputRequired: self._user_input,
+        }
+
+    # -- runs -----------------------------------------------------------------------
+
+    def _started(self, event: NodeStarted) -> None:
+        flow = self.flows.of(event)
+        kind = event.node_type
+        node_type = kind.value if isinstance(kind, NodeType) else kind
+        attributes = _node(event)
+        attributes[sc.NODE_TYPE] = node_type
+        attributes[sc.NODE_VISIT] = event.visit
+        attributes[sc.NODE_ATTEMPT] = event.attempt
+        span = self.tracer.start_span(
+            sc.node_span_name(event.node_name),
+            context=flow.context,
+            attributes=attributes,
+            start_time=ns(event.ts),
+        )
+        run = Run(span, node_type, event.visit, event.attempt)
+        flow.runs[(event.node_id, event.visit)] = run
+        flow.latest[event.node_id] = run
+
+    def _end(
+        self,
+        event: NodeEvent,
+        run: Run,
+        status: str,
+        error: str | None = None,
+        strategy: str | None = None,
+    ) -> None:
+        flow = self.flows.open[event.flow_id]
+        del flow.runs[(event.node_id, run.visit)]
+        if flow.latest.get(event.node_id) is run:
+            del flow.latest[event.node_id]
+        span = run.span
+        span.set_attribute(sc.NODE_STATUS, status)
+        if strategy is not None:
+            span.set_attribute(sc.NODE_ERROR_STRATEGY, strategy)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=ns(event.ts))
+        self.flows.forget_if_idle(event.flow_id, flow)
+
+    def _latest(self, event: NodeEvent) -> Run | None:
+        flow = self.flows.open.get(event.flow_id)
+        return flow.latest.get(event.node_id) if flow is not None else None
+
+    def _finished(self, event: NodeFinished) -> None:
+        flow = self.flows.open.get(event.flow_id)
+        run = flow.runs.get((event.node_id, event.visit)) if flow is not None else None
+        if run is not None:
+            self._end(event, run, "completed")
+
+    def _retrying(self, event: NodeRetrying) -> None:
+        run = self._latest(event)
+        if run is None:
+            return
+        run.span.add_event(
+            sc.EVENT_RETRY,
+            {
+                "error": event.error,
+                "attempt": event.attempt,
+                "next_attempt": event.next_attempt,
+                "delay": event.delay,
+            },
+            timestamp=ns(event.ts),
+        )
+        self._end(event, run, "failed", event.error, "retry")
+
+    def _skipped(self, event: NodeSkipped) -> None:
+        run = self._latest(event)
+        if run is not None:
+            self._end(event, run, "skipped", event.error, "skip")
+
+    def _error(self, event: FlowError) -> None:
+        run = self._latest(event)
+        if run is not None:  # (a skipped node's run has ended already)
+            strategy = "continue" if event.recoverable else "stop"
+            self._end(event, run, "failed", event.error, strategy)
+
+    def _user_input(self, event: UserInputRequired) -> None:
+        run = self._latest(event)
+        if run is None:
+            return
+        attributes: dict[str, Any] = {"options": list(event.options)}
+        if self.record_content:
+            attributes["prompt"] = event.prompt
+        run.span.add_event(sc.EVENT_USER_INPUT, attributes, timestamp=ns(event.ts))
+        self._end(event, run, "waiting")
+
+    def _dead(self, event: NodeDead) -> None:
+        flow = self.flows.of(event)
+        at = ns(event.ts)
+        attributes = _node(event)
+        attributes[sc.NODE_STATUS] = "dead"
+        span = self.tracer.start_span(
+            sc.node_span_name(event.node_name),
+            context=flow.context,
+            attributes=attributes,
+            start_time=at,
+        )
+        span.end(end_time=at)
+        self.flows.forget_if_idle(event.flow_id, flow)
+
+    # -- extensions -----------------------------------------------------------------
+
+    def open_span(
+        self,
+        event: NodeEvent,
+        key: Hashable,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+    ) -> None:
+        """Start a span under the open run of ``event.node_id`` (else under the flow),
+        closed by `close_span` with the same ``key``, or when the flow ends."""
+        flow = self.flows.of(event)
+        run = flow.latest.get(event.node_id)
+        parent = under(run.span) if run is not None else flow.context
+        flow.extras[key] = self.tracer.start_span(
+            name, context=parent, kind=kind, attributes=attributes, start_time=ns(event.ts)
+        )
+
+    def close_span(
+        self, event: NodeEvent, key: Hashable, attributes: dict[str, Any], error: str | None
+    ) -> None:
+        """End the span `open_span` started with ``key`` (an unknown key is ignored)."""
+        flow = self.flows.open.get(event.flow_id)
+        span = flow.extras.pop(key, None) if flow is not None else None
+        if flow is None or span is None:
+            return
+        span.set_attributes(attributes)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=ns(event.ts))
+        self.flows.forget_if_idle(event.flow_id, flow)
