@@ -253,5 +253,7 @@ def test_the_merge_executor_is_made_once_per_runner() -> None:
     runner = FlowRunner(_fan_in(), SimpleNodeRegistry({"Instruction1": _named}))
     for _ in range(3):
         assert runner.run("q").final_output == "A:q\nB:q"
-    assert runner._resolve_executor("Merge1") is runner._resolve_executor("Merge1")
-    assert len(runner._async_of) == 4  # Start1, Instruction1, Merge1, End1
+    merge = runner.executor_for("Merge1")
+    assert merge is not None
+    assert runner.executor_for("Merge1") == merge
+    assert runner.executors.resolve("Merge1") is merge[0]  # the same object every time

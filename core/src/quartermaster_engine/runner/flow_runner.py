@@ -3,42 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import inspect
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine._sync import run_sync
-from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
-from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
+from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
-from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
+from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.runner.arguments import (
-    flow_id_arg,
-    node_arg,
     optional_flow_id_arg,
     text_arg,
 )
+from quartermaster_engine.runner.child_flows import ChildFlows
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
-from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
+from quartermaster_engine.runner.executors import Executors, NodeConfigError, UnknownNodeTypeError
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET
-from quartermaster_engine.runner.result import FlowResult, NodeResults
+from quartermaster_engine.runner.result import FlowResult
+from quartermaster_engine.runner.stored_flows import StoredFlows
 from quartermaster_engine.stores.adapter import StoreAdapter
-from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.base import FlowExistsError
 from quartermaster_engine.stores.memory_store import InMemoryStore
-from quartermaster_engine.stores.records import FlowSnapshot, FlowStatus, FlowUpdate
-from quartermaster_engine.types import GraphSpec, NodeType
+from quartermaster_engine.types import GraphSpec
 
 EventHandler = Callable[[FlowEvent], Any]
 
@@ -51,7 +47,7 @@ _END = object()
 logger = logging.getLogger("quartermaster_engine.runner")
 
 
-class FlowRunner:
+class FlowRunner(StoredFlows, ChildFlows):
     """Runs flows of one graph.
 
     ``node_registry`` maps node types to executors; the engine's Start1 and
@@ -121,10 +117,8 @@ class FlowRunner:
         self._store = StoreAdapter(self.store)
         self._persistence = persistence
         self._agent_memory: AgentMemory | None = None
-        self._installed: NodeRegistry | None = None
-        self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
-        self._control = control_executors()
-        self._merge: MergeExecutor | None = None
+        #: Which executor runs each node type (`Executors`).
+        self.executors = Executors(node_registry)
         # Backends this runner created (from_config) and must release in close().
         self._owned: list[Any] = []
         self._active: dict[UUID, FlowRun] = {}
@@ -134,7 +128,6 @@ class FlowRunner:
         self._compiled_cache: dict[int, tuple[GraphSpec, CompiledGraph]] = {
             id(graph): (graph, self._compiled)
         }
-        self._preflighted: set[int] = set()
 
     @property
     def store_adapter(self) -> StoreAdapter:
@@ -230,7 +223,7 @@ class FlowRunner:
             max_visits=engine_config.limits.max_visits,
             **runner_kwargs,
         )
-        runner._installed = installed
+        runner.executors.installed = installed
         runner._owned = owned
         runner.config = engine_config
         return runner
@@ -265,62 +258,13 @@ class FlowRunner:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _is_async(self, executor: NodeExecutor) -> bool:
-        """Whether ``executor.execute`` is a coroutine function, asked once per executor
-        (not once per flow: small flows would pay it every time)."""
-        key = id(executor)
-        hit = self._async_of.get(key)
-        if hit is None or hit[0] is not executor:
-            hit = self._async_of[key] = (executor, is_async_executor(executor))
-        return hit[1]
-
-    def _installed_executors(self) -> NodeRegistry:
-        if self._installed is None:
-            from quartermaster_engine.plugins.loader import load_plugins
-
-            self._installed = load_plugins().node_registry()
-        return self._installed
-
     def executor_for(self, node_type: str) -> tuple[NodeExecutor, bool] | None:
         """The executor of ``node_type`` and whether it is async, or None."""
-        executor = self._resolve_executor(node_type)
-        return None if executor is None else (executor, self._is_async(executor))
-
-    def _resolve_executor(self, node_type: str) -> NodeExecutor | None:
-        """With a ``node_registry``: its executors, then the engine's own Start1/End1
-        (as in 0.1.5, nothing else runs). Without one: every installed node executor,
-        loaded on first need. `from_config` passes a registry of the installed ones.
-        Merge1 is always the engine's (`MergeExecutor`), which hands the Merge1 nodes
-        that ask for an LLM to the executor found for Merge1 here."""
-        if node_type == MERGE_TYPE:
-            # One per runner: executors are cached by identity (`_is_async`).
-            if self._merge is None:
-                self._merge = MergeExecutor(self._lookup_executor(node_type))
-            return self._merge
-        return self._lookup_executor(node_type)
-
-    def _lookup_executor(self, node_type: str) -> NodeExecutor | None:
-        if self.node_registry is not None:
-            executor = self.node_registry.get_executor(node_type)
-            return executor if executor is not None else self._control.get(node_type)
-        return self._installed_executors().get_executor(node_type)
-
-    def _known_types(self) -> list[str]:
-        """The node types this runner can run (for "did you mean" hints)."""
-        if self.node_registry is None:
-            registry: Any = self._installed_executors()
-            extra: list[str] = []
-        else:
-            registry, extra = self.node_registry, list(self._control)
-        list_types = getattr(registry, "list_types", None)
-        types = list(list_types()) if callable(list_types) else []
-        extra.append(MERGE_TYPE)
-        return types + [t for t in extra if t not in types]
+        return self.executors.executor_for(node_type)
 
     def missing_executor_message(self, cnode: CNode) -> str:
-        close = difflib.get_close_matches(cnode.type_name, self._known_types(), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "`qm plugins` lists the installed ones"
-        return f"no executor for node type {cnode.type_name!r} (node {cnode.describe()}); {hint}"
+        """The error of a node whose type has no executor."""
+        return self.executors.missing_message(cnode)
 
     def _compile(self, spec: GraphSpec) -> CompiledGraph:
         hit = self._compiled_cache.get(id(spec))
@@ -331,47 +275,11 @@ class FlowRunner:
         return compiled
 
     def preflight(self, compiled: CompiledGraph | None = None) -> None:
-        """Check, before anything runs, what can be known before: every node type that is
-        not one of 0.1.5's has an executor, and every executor that can check its node's
-        settings (``validate_node(node, graph) -> list[str]``) finds no problem.
-
-        Runs once per graph per runner; `run` calls it. Raises `UnknownNodeTypeError`
-        or `NodeConfigError` listing every problem at once.
-        """
-        compiled = compiled if compiled is not None else self._compiled
-        if id(compiled) in self._preflighted:
-            return
-        spec = compiled.spec
-        graph_name = spec.name or str(spec.id)
-        known = {t.value for t in NodeType}
-        unknown: list[str] = []
-        # Problem -> the nodes that have it: one line per problem, not per node.
-        problems: dict[str, list[str]] = {}
-        checked: dict[str, NodeExecutor | None] = {}
-        for cnode in compiled.nodes:
-            if cnode.type_name not in checked:
-                checked[cnode.type_name] = self._resolve_executor(cnode.type_name)
-            executor = checked[cnode.type_name]
-            if executor is None:
-                if cnode.type_name not in known:
-                    unknown.append(self.missing_executor_message(cnode))
-                continue
-            validate = getattr(executor, "validate_node", None)
-            if callable(validate):
-                for problem in validate(cnode.node, spec) or ():
-                    problems.setdefault(problem, []).append(cnode.describe())
-        if unknown:
-            lines = "\n".join(f"  {line}" for line in unknown)
-            raise UnknownNodeTypeError(
-                f"graph {graph_name} uses node types with no executor:\n{lines}"
-            )
-        if problems:
-            lines = "\n".join(
-                f"  {'node' if len(nodes) == 1 else 'nodes'} {', '.join(nodes)}: {problem}"
-                for problem, nodes in problems.items()
-            )
-            raise NodeConfigError(f"graph {graph_name} has invalid node settings:\n{lines}")
-        self._preflighted.add(id(compiled))
+        """Check, before anything runs, that every node type has an executor and every
+        executor that checks its node's settings finds no problem (see
+        `Executors.preflight`); `run`, `resume` and `recover` call it. Raises
+        `UnknownNodeTypeError` or `NodeConfigError` listing every problem."""
+        self.executors.preflight(compiled if compiled is not None else self._compiled)
 
     def listeners(self) -> list[tuple[str, EventHandler]]:
         """This runner's own listeners: ``on_event`` and the sinks."""
@@ -529,279 +437,8 @@ class FlowRunner:
                 run.request_stop("the run_async consumer stopped iterating")
                 await asyncio.gather(task, return_exceptions=True)
 
-    # -- resume, recover, stop -------------------------------------------------------
-
-    # -- child flows (sub-graphs) ------------------------------------------------------
-
-    async def run_child(
-        self, parent: FlowRun, graph: GraphSpec, input_text: str, flow_id: UUID
-    ) -> FlowResult:
-        """Run ``graph`` as a child flow of ``parent``: same store, executors and
-        listeners; its events carry the parent's flow id; stopping the parent stops it.
-
-        If the child already exists (the parent is being recovered after a crash), it
-        is continued where it stopped: recovered if it was running, else its stored
-        result (paused or ended) is returned.
-        """
-        run = self._new_run(
-            input_text, flow_id, parent.flow_id, parent.extra_listeners, self._compile(graph)
-        )
-        run.yield_each_step = parent.yield_each_step
-        try:
-            await run.start_new()
-        except FlowExistsError:
-            existing = await self._load(flow_id, parent.extra_listeners)
-            status = existing.status_on_load or FlowStatus.RUNNING
-            if status is not FlowStatus.RUNNING:
-                await existing.lease.release()
-                return _stored_result(existing, status)
-            existing.yield_each_step = parent.yield_each_step
-            return await self._drive_child(parent, existing)
-        return await self._drive_child(parent, run)
-
-    async def resume_child(
-        self, parent: FlowRun, flow_id: UUID, user_input: str, node_id: UUID | str | None
-    ) -> FlowResult:
-        """Give a paused child flow its answer and continue it."""
-        run = await self._load(flow_id, parent.extra_listeners)
-        status = run.status_on_load or FlowStatus.PAUSED
-        if status.is_terminal:
-            await run.lease.release()
-            raise FlowStateError(f"child flow {flow_id} is {status.value}; nothing to resume")
-        await self._answer(run, user_input, node_id)
-        return await self._drive_child(parent, run)
-
-    async def _drive_child(self, parent: FlowRun, run: FlowRun) -> FlowResult:
-        parent.children.add(run)
-        if parent.cancel_requested:
-            run.request_stop("the parent flow is stopping")
-        try:
-            return await self._drive(run)
-        finally:
-            parent.children.discard(run)
-
-    async def _load(
-        self,
-        flow_id: UUID,
-        listeners: Iterable[tuple[str, EventHandler]] = (),
-        *,
-        drive: bool = True,
-        wait: float = 0.0,
-        about: str = "",
-    ) -> FlowRun:
-        """A run of a stored flow. With ``drive`` this runner first takes the flow's
-        lease (waiting up to ``wait`` seconds for a live driver to let go; else
-        `FlowBusyError`), then reads the flow, so what it reads no other process
-        changes while it holds the lease."""
-        if flow_id in self._active:
-            raise FlowStateError(f"flow {flow_id} is running in this process")
-        if not self._store.durable:
-            parked = self._parked.get(flow_id)
-            if parked is None:
-                raise FlowNotFoundError(
-                    f"flow {flow_id} is not paused in this process, and the store "
-                    f"({self.store_name()}) cannot continue flows across processes"
-                )
-            parked.control.resume()
-            return parked
-        lease = self.lease_for(flow_id)
-        if drive:
-            try:
-                await lease.acquire(wait=wait, about=about)
-            except FlowNotFoundError:
-                raise FlowNotFoundError(
-                    f"no flow {flow_id} in the store ({self.store_name()})"
-                ) from None
-        try:
-            snapshot: FlowSnapshot | None = await self._store.call("load_flow", flow_id)
-            if snapshot is None:
-                raise FlowNotFoundError(f"no flow {flow_id} in the store ({self.store_name()})")
-            compiled = self.compiled_for(snapshot.flow.graph)
-            run = FlowRun(
-                self,
-                compiled,
-                flow_id,
-                snapshot.flow.input,
-                lease,
-                parent_flow_id=snapshot.flow.parent_flow_id,
-                listeners=listeners,
-            )
-            run.restore(snapshot)
-        except BaseException:
-            if drive:
-                await lease.release()
-            raise
-        status = snapshot.flow.status
-        if status is FlowStatus.PAUSED and (run.state.ready or run.state.timers):
-            # An answer was committed but the process died before marking the flow
-            # running again: it is a running flow to recover, not a paused one.
-            status = FlowStatus.RUNNING
-        run.status_on_load = status
-        return run
-
     def _same_graph(self, spec: GraphSpec) -> bool:
         return spec is self.graph or (spec.id == self.graph.id and spec == self.graph)
-
-    async def aresume(
-        self, flow_id: UUID | str, user_input: str, node_id: UUID | str | None = None
-    ) -> FlowResult:
-        """Give ``user_input`` to a waiting node of a paused flow and continue it.
-
-        ``node_id`` (an id or a node name) picks the node when several wait;
-        by default the one that started waiting first. The flow's graph is
-        pre-flighted as by `run` before the answer is recorded.
-        """
-        flow_id = flow_id_arg(flow_id)
-        text_arg(user_input, "user_input")
-        node_arg(node_id)
-        about = "it cannot be resumed now"
-        if node_id is not None:
-            about = f"node {node_id!r} cannot be answered now"
-        run = await self._load(flow_id, about=about)
-        status = run.status_on_load or FlowStatus.PAUSED
-        if status.is_terminal:
-            await run.lease.release()
-            raise FlowStateError(f"flow {flow_id} is {status.value}; there is nothing to resume")
-        # The same pre-flight as run(): refused here, the flow stays as it is.
-        await self._preflight_held(run)
-        run.started = time.monotonic()
-        await self._answer(run, user_input, node_id)
-        return await self._drive(run)
-
-    async def _preflight_held(self, run: FlowRun) -> None:
-        """`preflight` for a run holding the flow's lease: refused, it lets go."""
-        try:
-            self.preflight(run.cg)
-        except BaseException:
-            await run.lease.release()
-            raise
-
-    async def _answer(self, run: FlowRun, user_input: str, node_id: UUID | str | None) -> None:
-        try:
-            await run.answer(user_input, node_id)
-        except BaseException:
-            await run.lease.release()
-            raise
-
-    def resume(
-        self, flow_id: UUID | str, user_input: str, node_id: UUID | str | None = None
-    ) -> FlowResult:
-        """Synchronous `aresume`."""
-        return run_sync(self.aresume(flow_id, user_input, node_id))
-
-    async def arecover(self, flow_id: UUID | str, *, wait: float = 0.0) -> FlowResult:
-        """Continue a flow whose run was interrupted (a crash, a lost store connection).
-
-        Only activations that had not committed run again. A paused flow stays
-        paused and an ended flow is left as it is; both return their result.
-        While another process drives the flow (holds its live lease) this raises
-        `FlowBusyError`, after waiting up to ``wait`` seconds for it to let go;
-        a driver that died on this host is taken over at once, one elsewhere once
-        its lease runs out. A flow that will run is pre-flighted as by `run`
-        first: a missing node type raises `UnknownNodeTypeError` and the flow is
-        left untouched, recoverable from a process that has the executors.
-        """
-        flow_id = flow_id_arg(flow_id)
-        run = await self._load(flow_id, wait=wait, about="it is not interrupted")
-        status = run.status_on_load or FlowStatus.RUNNING
-        if status is not FlowStatus.RUNNING:
-            await run.lease.release()
-            return _stored_result(run, status)
-        # The same pre-flight as run(): refused here, the flow stays recoverable.
-        await self._preflight_held(run)
-        run.started = time.monotonic()
-        if run.listening:
-            run.emit(FlowResumed(flow_id=flow_id, reason="recover", graph_name=run.graph.name))
-        if run.state.untouched:
-            await run.queue_start()  # died between creating the flow and queueing Start
-        return await self._drive(run)
-
-    def recover(self, flow_id: UUID | str, *, wait: float = 0.0) -> FlowResult:
-        """Synchronous `arecover`."""
-        return run_sync(self.arecover(flow_id, wait=wait))
-
-    def stop(self, flow_id: UUID | str) -> None:
-        """Stop a flow: nothing new starts, running executors are cancelled (async)
-        or see ``context.cancelled`` (blocking); the flow ends as stopped.
-
-        Works from any thread. A paused flow in the store is marked stopped.
-        """
-        flow_id = flow_id_arg(flow_id)
-        run = self._active.get(flow_id)
-        if run is not None and run.loop is not None:
-            if _running_loop() is run.loop:
-                run.request_stop("stop() called")
-            else:
-                run.request_stop_threadsafe("stop() called")
-            return
-        run_sync(self.astop(flow_id))
-
-    async def astop(self, flow_id: UUID | str) -> None:
-        """Async `stop`."""
-        flow_id = flow_id_arg(flow_id)
-        run = self._active.get(flow_id)
-        if run is not None:
-            if run.loop is asyncio.get_running_loop():
-                run.request_stop("stop() called")
-            else:
-                run.request_stop_threadsafe("stop() called")
-            return
-        parked = self._parked.pop(flow_id, None)
-        if parked is not None:
-            parked.emit(FlowStopped(flow_id=flow_id, reason="stop() called"))
-            return
-        if not self._store.durable:
-            raise FlowNotFoundError(f"flow {flow_id} is not running in this process")
-        record = await self._store.call("get_flow", flow_id)
-        if record is None:
-            raise FlowNotFoundError(f"no flow {flow_id} in the store ({self.store_name()})")
-        if record.status.is_terminal:
-            return
-        seq = record.event_seq + 1
-        event = FlowStopped(flow_id=flow_id, reason="stop() called", seq=seq, ts=time.time())
-        # No lease: a stop wins over a driver elsewhere, whose next commit is refused.
-        await self._store.call(
-            "update_flow",
-            flow_id,
-            FlowUpdate(
-                status=FlowStatus.STOPPED,
-                updated_at=time.time(),
-                event_seq=seq,
-                events=[event],
-                release_lease=True,
-            ),
-        )
-        for name, listener in self.listeners():
-            try:
-                listener(event)
-            except Exception:  # a listener never breaks a stop
-                logger.exception("event listener %s failed on FlowStopped", name)
-
-    # -- inspection ---------------------------------------------------------------------
-
-    async def events(
-        self,
-        flow_id: UUID,
-        *,
-        after: int = 0,
-        follow: bool = False,
-        poll: float = DEFAULT_POLL_SECONDS,
-    ) -> AsyncIterator[FlowEvent]:
-        """The flow's events from the store's durable log (every event but tokens),
-        numbered above ``after``; from any process. With ``follow`` it keeps
-        yielding new events until the flow has ended (see `event_log.read_log`)."""
-        async for event in read_log(self._store, flow_id, after=after, follow=follow, poll=poll):
-            yield event
-
-    async def aget_result(self, flow_id: UUID | str) -> FlowResult:
-        """The current result of a stored flow, without running anything."""
-        flow_id = flow_id_arg(flow_id)
-        run = await self._load(flow_id, drive=False)
-        return _stored_result(run, run.status_on_load or FlowStatus.PAUSED)
-
-    def get_result(self, flow_id: UUID | str) -> FlowResult:
-        """Synchronous `aget_result`."""
-        return run_sync(self.aget_result(flow_id))
 
     @property
     def active_flows(self) -> list[UUID]:
@@ -833,38 +470,6 @@ def _check_component(role: str, value: Any, needed: tuple[str, ...]) -> None:
         raise TypeError(
             f"{role} {type(value).__name__} is not a {role}: it lacks {', '.join(missing)}"
         )
-
-
-class UnknownNodeTypeError(ValueError):
-    """The graph uses a node type no installed executor handles."""
-
-
-class NodeConfigError(ValueError):
-    """A node's settings are invalid (found before the flow starts)."""
-
-
-def _stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
-    """The result of a flow as the store holds it (nothing runs)."""
-    end = run.state.end_record
-    record_error = run.describe_failure()
-    return FlowResult(
-        flow_id=run.flow_id,
-        success=status is FlowStatus.COMPLETED,
-        final_output=(end.result or "") if end is not None else "",
-        output_data=end.output_data if end is not None else {},
-        error=record_error,
-        node_results=NodeResults(run.state.latest),
-        duration_seconds=0.0,
-        status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
-        waiting=run.waiting_nodes(),
-    )
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 __all__ = ["DEFAULT_MAX_VISITS", "FlowRunner", "NodeConfigError", "UnknownNodeTypeError"]
