@@ -89,11 +89,17 @@ class InProcessEventLog:
             subscription.queue.put_nowait(event)
 
     def _trim(self) -> None:
-        while len(self._logs) > self._keep:
-            oldest, events = next(iter(self._logs.items()))
-            if not events or not isinstance(events[-1], TERMINAL_EVENTS):
-                break  # a flow still going keeps its log
-            del self._logs[oldest]
+        excess = len(self._logs) - self._keep
+        if excess <= 0:
+            return
+        # Oldest ended flows go first; a flow still going (or paused) keeps its log.
+        ended = [
+            flow_id
+            for flow_id, events in self._logs.items()
+            if events and isinstance(events[-1], TERMINAL_EVENTS)
+        ]
+        for flow_id in ended[:excess]:
+            del self._logs[flow_id]
 
     def forget(self, flow_id: UUID) -> None:
         """Drop a flow's log (the flow was deleted)."""
