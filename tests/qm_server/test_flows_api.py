@@ -70,6 +70,8 @@ def test_a_reconnect_with_last_event_id_gets_no_gap_and_no_duplicate(server: Liv
         second = sse_events(client, path, last_event_id=first[-1].id, limit=20)
         rest = sse_events(client, path, last_event_id=second[-1].id)
         whole = sse_events(client, path)
+        after_the_end = client.get(path, headers={"last-event-id": str(whole[-1].id)})
+    assert after_the_end.status_code == 204  # an EventSource stops reconnecting
     joined = first + second + rest
     assert [e.id for e in joined] == list(range(1, len(whole) + 1))
     assert joined == whole

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qm_server.errors import ApiError
@@ -150,10 +150,10 @@ def api_router(
         request: Request,
         last_event_id: Annotated[str | None, Header()] = None,
         after: Annotated[int | None, Query(ge=0, description="replay after this event")] = None,
-    ) -> StreamingResponse:
+    ) -> Response:
         """The flow's events as server-sent events: replayed from the start (or after
         ``Last-Event-ID`` / ``after``), then live, tokens included. Ends after the
-        flow finishes or stops."""
+        flow finishes or stops; ``204`` when an ended flow has nothing after that."""
         fid = _flow_id(flow_id)
         record = await service.record(fid)
         start = after if after is not None else 0
@@ -162,12 +162,16 @@ def api_router(
                 raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a number")
             start = int(last_event_id)
         ended = record.status.is_terminal and not service.is_running_here(fid)
+        past = events.events_after(fid, start) if ended else []
+        if ended and not past:
+            # Nothing more will come: 204 tells an EventSource to stop reconnecting.
+            return Response(status_code=204)
 
         async def stream() -> AsyncIterator[bytes]:
             yield b"retry: 1000\n\n"
             if ended:
-                for past in events.events_after(fid, start):
-                    yield sse_frame(past)
+                for old in past:
+                    yield sse_frame(old)
                 return
             async for event in follow(events, fid, start, heartbeat=heartbeat):
                 if event is not None:
