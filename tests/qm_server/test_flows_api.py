@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-from qm_server_support import LiveServer, sse_events
+from conftest import sqlite_config
+from qm_server_support import LiveServer, graphs_folder, sse_events
+
+from qm_server import ServerSettings
 
 ROUTER = (
     "Thanks for reaching out about billing. We have forwarded your ticket to the accounts "
@@ -175,3 +179,41 @@ def test_flows_are_listed_by_status_a_page_at_a_time(server: LiveServer) -> None
     assert ([f["flow_id"] for f in page1["flows"]], page1["more"]) == ([done[2], done[1]], True)
     assert ([f["flow_id"] for f in page2["flows"]], page2["more"]) == ([done[0]], False)
     assert [(f["flow_id"], f["graph"]) for f in only_paused["flows"]] == [(paused, "Approval Loop")]
+
+
+def test_a_flow_paused_before_a_restart_is_answered_after_it(tmp_path: Path) -> None:
+    """The store is the truth: a second server on the same SQLite file answers the pause,
+    and its events continue the flow's numbering (a client's Last-Event-ID still holds)."""
+    graphs = graphs_folder(tmp_path / "graphs")
+    config = sqlite_config(tmp_path)
+    first = LiveServer(ServerSettings(graphs_dir=graphs, config=config)).start()
+    try:
+        with first.client() as client:
+            flow_id = client.post(
+                "/api/flows", json={"graph": "approval-loop", "input": "memo", "wait": True}
+            ).json()["flow_id"]
+            before = sse_events(client, f"/api/flows/{flow_id}/events", limit=8)
+    finally:
+        first.stop()
+    second = LiveServer(ServerSettings(graphs_dir=graphs, config=config)).start()
+    try:
+        with second.client() as client:
+            seen = client.get(f"/api/flows/{flow_id}").json()
+            done = client.post(
+                f"/api/flows/{flow_id}/resume", json={"answer": "approve", "wait": True}
+            ).json()
+            after = sse_events(client, f"/api/flows/{flow_id}/events", last_event_id=before[-1].id)
+    finally:
+        second.stop()
+    assert [e.event for e in before] == [
+        "FlowStarted",
+        "NodeStarted", "NodeFinished",
+        "NodeStarted", "NodeFinished",
+        "NodeStarted", "UserInputRequired",
+        "FlowPaused",
+    ]  # fmt: skip
+    assert (seen["status"], [w["node_name"] for w in seen["waiting"]]) == ("paused", ["Review"])
+    assert (done["status"], done["output"]) == ("completed", "Published after 0 revision(s): memo")
+    assert after[0].event == "FlowResumed"
+    assert [e.id for e in after] == list(range(before[-1].id + 1, before[-1].id + 1 + len(after)))
+    assert after[-1].event == "FlowFinished"

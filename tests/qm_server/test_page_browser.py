@@ -126,6 +126,12 @@ def test_the_page_runs_the_router_and_answers_the_approval_loop(
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")) == 2)
     statuses = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#flows tbody td.status")]
     assert statuses == ["completed", "completed"]
+    with secured.client(TOKEN) as client:  # another client starts a flow: the list shows it
+        client.post("/api/flows", json={"graph": "approval-loop", "input": "x", "wait": True})
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")) == 3)
+    first_row = browser.find_element(By.CSS_SELECTOR, "#flows tbody tr")
+    assert first_row.find_element(By.CSS_SELECTOR, "td.status").text == "paused"
+    assert first_row.find_element(By.CSS_SELECTOR, "td.graph").text == "Approval Loop"
     keep = os.environ.get("QM_SERVER_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
