@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 
 from qm_server import ServerSettings, create_app
+from qm_server.cli import GRACEFUL_SHUTDOWN_SECONDS
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +102,12 @@ class LiveServer:
         self.port = free_port()
         app = create_app(settings, node_registry=test_registry())
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

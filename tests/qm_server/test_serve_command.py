@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from qm_server_support import TOKEN, free_port, graphs_folder
+from qm_server_support import TOKEN, free_port, graphs_folder, sse_events
 
 QM = str(Path(sys.executable).parent / "qm")
 
@@ -50,8 +53,13 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             raise RuntimeError(f"qm serve did not start: {proc.communicate()[1]}")
         time.sleep(0.1)
     yield url, proc
-    proc.terminate()
-    proc.wait(timeout=20)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # the test fails on its own; leave no server behind
+            proc.wait()
 
 
 def test_qm_serve_runs_flows_of_the_graphs_folder_behind_the_token(
@@ -115,3 +123,29 @@ def test_qm_help_lists_serve() -> None:
     assert "  serve     Serve the HTTP API (OpenAPI schema at /openapi.json) and the...\n" in (
         done.stdout
     )
+
+
+def test_stopping_qm_serve_ends_the_streams_of_paused_flows(
+    served: tuple[str, subprocess.Popen[str]],
+) -> None:
+    url, proc = served
+    client = httpx.Client(base_url=url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=60)
+    flow_id = client.post(
+        "/api/flows", json={"graph": "approval-loop", "input": "d", "wait": True}
+    ).json()["flow_id"]
+    streamed: list[str] = []
+
+    def follow() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            streamed.extend(e.event for e in sse_events(client, f"/api/flows/{flow_id}/events"))
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    time.sleep(0.5)  # the stream is open and idle: the flow waits for an answer
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn stops gracefully, then re-raises the signal it caught.
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    reader.join(timeout=30)
+    client.close()
+    assert not reader.is_alive()
+    assert streamed[-1:] in ([], ["FlowPaused"])

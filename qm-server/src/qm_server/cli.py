@@ -8,6 +8,10 @@ import click
 
 from qm_server.settings import ServerSettings, SettingsError, check_listen, load_token
 
+#: How long a stop waits for open requests: event streams of paused flows never end
+#: by themselves, so after this they are closed.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
 
 @click.command("serve")
 @click.option(
@@ -69,4 +73,11 @@ def serve_command(
         raise click.exceptions.Exit(1) from None
     auth = "token required" if token else "no token (loopback only)"
     click.echo(f"qm-server on http://{host}:{port}/ ({auth})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
