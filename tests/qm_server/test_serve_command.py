@@ -81,7 +81,7 @@ def test_qm_serve_runs_flows_of_the_graphs_folder_behind_the_token(
         "completed",
         "Escalated to the on-call team right away: The site is down ASAP",
     )
-    assert stderr.startswith(f"qm-server on {url}/ (token required)\n")
+    assert stderr.startswith(f"qm-server on {url}/ (token required)\nstore sqlite path=flows.db\n")
     assert TOKEN not in stderr
     assert (tmp_path / "flows.db").exists()
 
@@ -149,3 +149,33 @@ def test_stopping_qm_serve_ends_the_streams_of_paused_flows(
     client.close()
     assert not reader.is_alive()
     assert streamed[-1:] in ([], ["FlowPaused"])
+
+
+def test_qm_serve_never_prints_a_password_of_the_config(tmp_path: Path) -> None:
+    (tmp_path / "qm.toml").write_text(
+        '[store]\nname = "redis"\nurl = "redis://app:hunter2-secret@127.0.0.1:1/0"\n'
+    )
+    port = free_port()
+    graphs = str(graphs_folder(tmp_path / "g"))
+    proc = subprocess.Popen(
+        [QM, "serve", "--config", "qm.toml", "--graphs", graphs, "--port", str(port)],
+        cwd=tmp_path,
+        env=_environ(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    info: httpx.Response | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/server")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=20)
+    assert info is not None, f"qm serve did not answer: {stderr}"
+    assert "hunter2" not in stderr + info.text
+    assert "store redis url=redis://app:********@127.0.0.1:1/0\n" in stderr

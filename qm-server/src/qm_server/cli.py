@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from qm_server.security import mask_secrets
 from qm_server.settings import ServerSettings, SettingsError, check_listen, load_token
+from quartermaster_engine.config import EngineConfig
 
 #: How long a stop waits for open requests: event streams of paused flows never end
 #: by themselves, so after this they are closed.
@@ -60,9 +62,10 @@ def serve_command(
     try:
         token = load_token(token_file)
         check_listen(host, token)
+        config = EngineConfig.load(config_path)
         settings = ServerSettings(
             graphs_dir=graphs_dir,
-            config=config_path,
+            config=config,
             token=token,
             allow_inline_graphs=allow_inline_graphs,
             max_body_bytes=max_body_bytes,
@@ -72,7 +75,9 @@ def serve_command(
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
     auth = "token required" if token else "no token (loopback only)"
+    store = " ".join(f"{key}={value}" for key, value in mask_secrets(config.store.settings).items())
     click.echo(f"qm-server on http://{host}:{port}/ ({auth})", err=True)
+    click.echo(f"store {config.store.name} {store}".rstrip(), err=True)
     uvicorn.run(
         app,
         host=host,
