@@ -75,6 +75,7 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
         "module": "qm_acme.plugin",
         "hooks": [
             "qm_register_acme_widgets",
+            "qm_register_commands",
             "qm_register_dispatchers",
             "qm_register_event_sinks",
             "qm_register_node_executors",
@@ -85,6 +86,7 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
             "dispatcher": ["acme-sync"],
             "node_executor": ["acme.Shout"],
             "event_sink": ["acme-count"],
+            "command": ["acme-hello"],
             "acme_widget": ["spring"],
         },
         "error": None,
@@ -109,6 +111,24 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
         "node_executor": ["Start1", "End1"],
         "event_sink": ["console", "jsonl"],
     }
+
+
+def test_a_plugin_command_runs_as_a_qm_subcommand(venv: Path, tmp_path: Path) -> None:
+    done = qm(venv, "acme-hello", "world", cwd=tmp_path, QM_DISABLE_PLUGINS="qm-clash")
+    assert (done.returncode, done.stdout) == (0, "hello world, from acme\n"), done.stderr
+    listed = qm(venv, "--help", cwd=tmp_path, QM_DISABLE_PLUGINS="qm-clash")
+    assert "acme-hello  Greets NAME, from ACME." in listed.stdout
+
+
+def test_qm_serve_without_qm_server_names_the_distribution_to_install(
+    venv: Path, tmp_path: Path
+) -> None:
+    done = qm(venv, "serve", "--graphs", ".", cwd=tmp_path, QM_DISABLE_PLUGINS="qm-clash,qm-broken")
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: `qm serve` is provided by the qm-server distribution, which is not "
+        "installed: pip install qm-server\n"
+    )
 
 
 def test_qm_run_uses_the_plugin_executor_dispatcher_and_sink_from_config(

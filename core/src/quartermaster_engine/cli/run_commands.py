@@ -85,15 +85,7 @@ def _result_json(result: FlowResult) -> dict[str, Any]:
         "status": result.status.value,
         "final_output": result.final_output,
         "error": result.error,
-        "waiting": [
-            {
-                "node_id": str(w.node_id),
-                "node_name": w.node_name,
-                "prompt": w.prompt,
-                "options": w.options,
-            }
-            for w in result.waiting
-        ],
+        "waiting": [w.to_dict() for w in result.waiting],
         "duration_seconds": round(result.duration_seconds, 6),
     }
 

@@ -59,10 +59,20 @@ def qm_register_event_sinks(register: Register) -> None:
     """
 
 
+@hookspec
+def qm_register_commands(register: Register) -> None:
+    """Register ``qm`` subcommands: ``register(name, factory, description=...)``.
+
+    ``factory(settings)`` returns a `click.Command`; ``qm NAME`` runs it. Plugins
+    are loaded for this only when ``NAME`` is not one of the core's commands.
+    """
+
+
 #: Hook name -> the kind of thing it registers.
 HOOK_KINDS = {
     "qm_register_stores": "store",
     "qm_register_dispatchers": "dispatcher",
     "qm_register_node_executors": "node_executor",
     "qm_register_event_sinks": "event_sink",
+    "qm_register_commands": "command",
 }

@@ -135,6 +135,8 @@ class PluginSet:
     dispatchers: Registry
     node_executors: Registry
     event_sinks: Registry
+    #: ``qm`` subcommands plugins add.
+    commands: Registry = field(default_factory=lambda: Registry("command"))
     #: Registries of extension hooks declared by plugins, by kind.
     extensions: dict[str, Registry] = field(default_factory=dict)
 
@@ -145,6 +147,7 @@ class PluginSet:
             "dispatcher": self.dispatchers,
             "node_executor": self.node_executors,
             "event_sink": self.event_sinks,
+            "command": self.commands,
         }
         found = core.get(kind) or self.extensions.get(kind)
         return found if found is not None else Registry(kind)
@@ -377,6 +380,7 @@ def load_plugins(*, refresh: bool = False, environ: Mapping[str, str] | None = N
             dispatchers=loader.registries["dispatcher"],
             node_executors=loader.registries["node_executor"],
             event_sinks=loader.registries["event_sink"],
+            commands=loader.registries["command"],
             extensions={
                 kind: registry
                 for kind, registry in loader.registries.items()

@@ -155,4 +155,7 @@ class Emitter:
             event.seq = self.seq  # tokens take no number of their own: the log has no gaps
             event.ts = time.time()
             event.parent_flow_id = self.parent_flow_id
-            self.deliver(event)
+            if self._order:
+                self._order.append([event, True])  # behind a staged event, in order
+            else:
+                self.deliver(event)

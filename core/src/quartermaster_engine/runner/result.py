@@ -22,6 +22,16 @@ class WaitingNode:
     options: list[str]
     visit: int = 1
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``qm run --json``, qm-server)."""
+        return {
+            "node_id": str(self.node_id),
+            "node_name": self.node_name,
+            "prompt": self.prompt,
+            "options": list(self.options),
+            "visit": self.visit,
+        }
+
 
 class NodeResults(Mapping[UUID, NodeResult]):
     """``{node_id: NodeResult}`` of each node's latest activation, built on first access."""

@@ -1,11 +1,12 @@
-"""Registers the node type acme.Shout, the store acme-memory, the dispatcher acme-sync and
-the sink acme-count."""
+"""Registers the node type acme.Shout, the store acme-memory, the dispatcher acme-sync,
+the sink acme-count and the command ``qm acme-hello``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import click
 from pydantic import BaseModel, ConfigDict
 
 from qm_acme import hookspecs  # noqa: F401 - declares the extension hook
@@ -91,3 +92,15 @@ def qm_register_dispatchers(register: Any) -> None:
 @hookimpl
 def qm_register_event_sinks(register: Any) -> None:
     register("acme-count", CountSink, config_model=CountSettings)
+
+
+@click.command("acme-hello")
+@click.argument("name")
+def hello(name: str) -> None:
+    """Greets NAME, from ACME."""
+    click.echo(f"hello {name}, from acme")
+
+
+@hookimpl
+def qm_register_commands(register: Any) -> None:
+    register("acme-hello", lambda settings: hello)
