@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio.connection import parse_url
@@ -25,18 +25,6 @@ def check_url(url: str) -> str:
     if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
         raise ValueError(f"invalid Redis URL {url!r}: database {database!r} is not a number")
     return url
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def check_prefix(prefix: str) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +18,6 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from qm_store_redis import scripts
-from qm_store_redis.clients import LoopClients
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -36,11 +33,12 @@ from qm_store_redis.codec import (
 )
 from qm_store_redis.keys import COMMIT_KEYS, KeySpace
 from qm_store_redis.persistent import RedisPersistentMemory
-from qm_store_redis.settings import RedisSettings, check_prefix, check_url, redact
+from qm_store_redis.settings import RedisSettings, check_prefix, check_url
 from qm_store_redis.wire import Client, ClusterLoopClient, LoopClient, pack_command, pack_items
 from quartermaster_engine.context.node_execution import NodeExecution
-from quartermaster_engine.messaging.history import MessageLog
+from quartermaster_engine.messaging.history import history_from_records
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
+from quartermaster_engine.stores.loops import PerLoop
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
@@ -50,7 +48,8 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
 )
-from quartermaster_engine.types import Message, MessageRole
+from quartermaster_engine.stores.servers import os_reason, redact_url
+from quartermaster_engine.types import Message
 from quartermaster_graph.models import GraphSpec
 
 P = ParamSpec("P")
@@ -122,9 +121,9 @@ class RedisStore:
         self.timeout_seconds = timeout_seconds
         self.cluster = cluster
         self._ttl_ms = 0 if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
-        self._safe_url = redact(url)
+        self._safe_url = redact_url(url)
         self._keys = KeySpace(key_prefix)
-        self._clients = LoopClients(self._new_client)
+        self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
 
@@ -166,7 +165,7 @@ class RedisStore:
 
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-            reason = _os_reason(exc)
+            reason = os_reason(exc)
             return RedisUnavailableError(
                 f"Redis server {self._safe_url} is unavailable{reason}: {exc}"
             )
@@ -280,7 +279,7 @@ class RedisStore:
             NodeExecution.from_dict(loads(r))
             for r in await client.command("LRANGE", keys[2], 0, -1)
         ]
-        return _history(records, latest)
+        return history_from_records(records, node_id)
 
     async def append_message(self, flow_id: UUID, node_id: UUID, message: Message) -> None:
         history = await self.get_messages(flow_id, node_id)
@@ -518,18 +517,6 @@ class RedisStore:
         return count
 
 
-def _os_reason(exc: BaseException) -> str:
-    """`` (Connection refused)`` and the like, from the OS error behind ``exc``."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        seen = seen.__cause__ or seen.__context__ if seen is not None else None
-        if isinstance(seen, socket.gaierror):
-            return " (host name not resolved)"
-        if isinstance(seen, OSError) and seen.errno and seen.errno > 0:
-            return f" ({os.strerror(seen.errno)})"
-    return ""
-
-
 def _pairs(flat: list[bytes]) -> list[tuple[bytes, float]]:
     """(member, score) pairs of a flat ``WITHSCORES`` reply."""
     return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
@@ -577,30 +564,3 @@ def _commit_args(commit: Commit) -> list[Any]:
     args.append(len(commit.loop_exits))
     args.extend(f"{header} {edge}" for header, edge in commit.loop_exits)
     return args
-
-
-def _history(records: list[NodeExecution], target: NodeExecution) -> list[Message]:
-    """The full history ``target`` ends, rebuilt from stored records as the runner
-    does on restore: own leading system messages, then the continued histories,
-    then the rest of its own messages."""
-    latest: dict[tuple[UUID, int], NodeExecution] = {}
-    for rec in records:
-        prev = latest.get(rec.key)
-        if prev is None or rec.attempt >= prev.attempt:
-            latest[rec.key] = rec
-    found: MessageLog | None = None
-    # Parents always commit before their children, so one pass in commit order works.
-    for rec in records:
-        own = rec.messages
-        lead = 0
-        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
-            lead += 1
-        parents = []
-        for key in rec.history_parents:
-            parent = latest.get(key)
-            if parent is not None and parent.log is not None:
-                parents.append(parent.log)
-        rec.log = MessageLog((*own[:lead], *parents, *own[lead:]))
-        if rec.node_id == target.node_id:
-            found = rec.log  # the node's latest record is its last one
-    return found.to_list() if found is not None else list(target.messages)

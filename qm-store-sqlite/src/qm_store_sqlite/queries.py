@@ -16,15 +16,14 @@ from qm_store_sqlite.connection import in_write_tx
 from qm_store_sqlite.graphs import GraphCache
 from qm_store_sqlite.schema import FLOW_TABLES
 from quartermaster_engine.context.node_execution import NodeExecution
-from quartermaster_engine.messaging.history import MessageLog
+from quartermaster_engine.messaging.history import history_from_records
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
 from quartermaster_engine.stores.records import (
-    ActivationKey,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
 )
-from quartermaster_engine.types import Message, MessageRole
+from quartermaster_engine.types import Message
 
 TERMINAL = tuple(s.value for s in FlowStatus if s.is_terminal)
 #: Flows deleted per transaction by `prune`, so other writers are not held up long.
@@ -373,26 +372,4 @@ def messages_of(db: sqlite3.Connection, fid: bytes, node: bytes) -> list[Message
     rows = db.execute(
         f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? ORDER BY seq", (fid,)
     )
-    return _history_of(rows, UUID(bytes=node))
-
-
-def _history_of(rows: Any, node_id: UUID) -> list[Message]:
-    """The history the node's latest record ends, rebuilt from the flow's records the
-    way a restoring run does: a record's own messages after its parents' histories,
-    its system messages first."""
-    logs: dict[ActivationKey, tuple[int, MessageLog]] = {}
-    latest: MessageLog | None = None
-    for row in rows:
-        rec = codec.decode_record(*row)
-        own = rec.messages
-        lead = 0
-        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
-            lead += 1
-        parents = [logs[k][1] for k in rec.history_parents if k in logs]
-        log = MessageLog((*own[:lead], *parents, *own[lead:]))
-        prev = logs.get(rec.key)
-        if prev is None or rec.attempt >= prev[0]:
-            logs[rec.key] = (rec.attempt, log)
-        if rec.node_id == node_id:
-            latest = log
-    return [] if latest is None else latest.to_list()
+    return history_from_records((codec.decode_record(*row) for row in rows), UUID(bytes=node))

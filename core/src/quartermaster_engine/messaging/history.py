@@ -9,9 +9,14 @@ reads it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+from uuid import UUID
 
-from quartermaster_engine.types import Message
+from quartermaster_engine.types import Message, MessageRole
+
+if TYPE_CHECKING:
+    from quartermaster_engine.context.node_execution import NodeExecution
 
 
 class MessageLog:
@@ -61,3 +66,28 @@ class MessageLog:
 
 
 EMPTY_LOG = MessageLog()
+
+
+def history_from_records(records: Iterable[NodeExecution], node_id: UUID) -> list[Message]:
+    """The history the node's latest record ends, rebuilt from a flow's stored
+    records (in commit order) the way a restoring run does: a record's own leading
+    system messages, then the histories it continues, then the rest of its own.
+
+    For durable stores answering 0.1.5's ``get_messages`` from their records.
+    """
+    logs: dict[tuple[UUID, int], tuple[int, MessageLog]] = {}
+    latest: MessageLog | None = None
+    # Parents always commit before their children, so one pass in commit order works.
+    for rec in records:
+        own = rec.messages
+        lead = 0
+        while lead < len(own) and own[lead].role is MessageRole.SYSTEM:
+            lead += 1
+        parents = [logs[k][1] for k in rec.history_parents if k in logs]
+        log = MessageLog((*own[:lead], *parents, *own[lead:]))
+        prev = logs.get(rec.key)
+        if prev is None or rec.attempt >= prev[0]:
+            logs[rec.key] = (rec.attempt, log)
+        if rec.node_id == node_id:
+            latest = log
+    return [] if latest is None else latest.to_list()
