@@ -36,7 +36,7 @@ def test_processes_drive_flows_at_once_on_one_database(
     pg_server: PostgresServer, tmp_path: Path, processes: int
 ) -> None:
     schema, go, side = unique_schema(), tmp_path / "go", tmp_path / "side.txt"
-    call(store_for(pg_server, schema), "open")  # the schema exists before the race
+    _open_and_close(store_for(pg_server, schema))  # the schema exists before the race
     procs = [
         subprocess.Popen(
             [
@@ -76,6 +76,11 @@ def test_processes_drive_flows_at_once_on_one_database(
         assert all(c == {"finished": MANY_LENGTH} for c in counts.values())
     finally:
         call(store, "close")
+
+
+def _open_and_close(store: PostgresStore) -> None:
+    call(store, "open")
+    call(store, "close")
 
 
 def _nested(count: int) -> str:
@@ -188,7 +193,7 @@ def test_a_role_without_create_rights_is_a_clear_error(pg_server: PostgresServer
 
 def test_a_newer_schema_is_refused_untouched(pg_server: PostgresServer) -> None:
     schema = unique_schema()
-    call(store_for(pg_server, schema), "open")
+    _open_and_close(store_for(pg_server, schema))
     pg_server.admin(f"UPDATE {schema}.qm_meta SET value = '99' WHERE key = 'schema_version'")
     pg_server.admin(f"CREATE TABLE {schema}.from_the_future (x int)")
     tables = _tables(pg_server, schema)

@@ -301,7 +301,8 @@ class PostgresStore:
         try:
             await self._db.execute_in_order(flow_id, self._sql.commit, args)
         except StoreError as exc:
-            if isinstance(exc.__cause__, pgerr.RaiseError) and exc.__cause__.sqlstate == _NO_FLOW:
+            cause = exc.__cause__
+            if isinstance(cause, pgerr.PostgresError) and cause.sqlstate == _NO_FLOW:
                 raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}") from None
             raise
 
