@@ -26,8 +26,8 @@ Layout, for one flow:
 Every per-flow table leads its primary key with ``flow_id``.
 
 A node's commit is one call of the ``qm_commit`` function: one statement, one
-transaction, one round trip. Its first statement locks the flow's row; that is
-where a commit's preconditions are checked.
+transaction, one round trip. Its first statement reads (and key-share locks) the
+flow's row; that is where a commit's preconditions are checked.
 """
 
 from __future__ import annotations
@@ -132,10 +132,15 @@ CREATE FUNCTION {s}.qm_commit(
 ) RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     -- The precondition check, in one place: the flow exists (a commit to a deleted
-    -- flow changes nothing). The row lock orders the commits of one flow across
-    -- every connection and process until this transaction ends.
-    UPDATE {s}.qm_flows SET updated_at = coalesce(p_touch, updated_at)
-     WHERE flow_id = p_flow;
+    -- flow changes nothing). KEY SHARE holds off a concurrent delete of the flow
+    -- until this transaction ends, without writing a new row version; commits of
+    -- one flow are ordered by the process driving it. A fencing check (the epoch
+    -- of the caller's lease) belongs in this statement.
+    IF p_touch IS NULL THEN
+        PERFORM 1 FROM {s}.qm_flows WHERE flow_id = p_flow FOR KEY SHARE;
+    ELSE
+        UPDATE {s}.qm_flows SET updated_at = p_touch WHERE flow_id = p_flow;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no flow %', p_flow USING ERRCODE = 'QM404';
     END IF;
@@ -168,7 +173,12 @@ BEGIN
          USING unnest(p_closed_target, p_closed_slot) AS c(t, sl)
          WHERE d.flow_id = p_flow AND d.target = c.t AND d.slot = c.sl;
     END IF;
-    IF p_enq_node IS NOT NULL THEN
+    IF cardinality(p_enq_node) = 1 THEN  -- the usual case, without unnest
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        VALUES (p_flow, p_enq_node[1], p_enq_visit[1], p_enq_seq[1], p_enq_body[1])
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    ELSIF p_enq_node IS NOT NULL THEN
         INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
         SELECT DISTINCT ON (nd, vi) p_flow, nd, vi, sq, b
           FROM unnest(p_enq_node, p_enq_visit, p_enq_seq, p_enq_body)

@@ -56,6 +56,16 @@ def binary(name: str) -> str:
     return found
 
 
+def _postgres_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError(
+            "initdb refuses to run as root and there is no user 'postgres' to run it as "
+            "(Debian's postgresql package creates it)"
+        ) from None
+
+
 class TemporaryServer:
     """A PostgreSQL server of our own. ``start`` raises RuntimeError when it cannot
     be made or does not start; ``fsync`` off suits tests, on suits benchmarks."""
@@ -69,7 +79,7 @@ class TemporaryServer:
         self.fsync = fsync
         self._as_root = os.geteuid() == 0
         if self._as_root:
-            entry = pwd.getpwnam("postgres")
+            entry = _postgres_user()
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run(["mkdir", "-p", str(self.sockets)])
 
@@ -77,8 +87,15 @@ class TemporaryServer:
         command = list(args)
         if self._as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
+        # From our own folder: the caller's may be closed to the postgres user.
         return subprocess.run(
-            command, capture_output=True, text=True, timeout=120, check=False, **kwargs
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=self.root,
+            **kwargs,
         )
 
     def dsn(self, user: str = SUPERUSER, password: str = PASSWORD, database: str = DATABASE) -> str:
@@ -92,7 +109,7 @@ class TemporaryServer:
         pwfile = self.root / "pw"
         pwfile.write_text(PASSWORD + "\n")
         if self._as_root:
-            entry = pwd.getpwnam("postgres")
+            entry = _postgres_user()
             os.chown(pwfile, entry.pw_uid, entry.pw_gid)
         done = self._run(
             [
