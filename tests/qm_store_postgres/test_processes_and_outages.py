@@ -4,16 +4,19 @@ a server can refuse us: each fails clearly, naming the server, before anything r
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from qm_pg_support import PASSWORD, PostgresServer, free_port, store_for, unique_schema
-from qm_pg_worker import MANY_LENGTH, expected_output
+from qm_pg_worker import MANY_LENGTH
 
 from qm_store_postgres import (
     PostgresSettings,
@@ -26,6 +29,8 @@ from quartermaster_engine import FlowRunner
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing import call, chain_graph
+from quartermaster_engine.testing.crash import expected_output
+from quartermaster_engine.testing.graphs import name_id
 
 WORKER = Path(__file__).with_name("qm_pg_worker.py")
 FLOWS_PER_PROCESS = 25
@@ -40,7 +45,7 @@ def test_processes_drive_flows_at_once_on_one_database(
     procs = [
         subprocess.Popen(
             [
-                *(sys.executable, str(WORKER), "many", "chain", pg_server.url, schema),
+                *(sys.executable, str(WORKER), pg_server.url, schema, "many"),
                 *(f"p{i}", str(side), str(FLOWS_PER_PROCESS), str(go)),
             ],
             stdout=subprocess.PIPE,
@@ -122,6 +127,55 @@ def test_server_crashed_mid_run_fails_clearly_then_recover_completes() -> None:
         assert ran == [f"n{i}" for i in range(11)] + [f"n{i}" for i in range(10, 38)]
         snap = call(store, "load_flow", failed.flow_id)
         assert len(snap.records) == 40
+    finally:
+        call(store, "close")
+        server.remove()
+
+
+def test_a_frozen_server_times_out_instead_of_hanging() -> None:
+    server = PostgresServer().start()
+    ran: list[str] = []
+    frozen: list[int] = []
+
+    def work(ctx: Any) -> NodeResult:
+        name = ctx.current_node.name
+        ran.append(name)
+        if name == "n5" and ran.count("n5") == 1:
+            # The store's backends stop answering, alive, like a partitioned server.
+            # (Asked from another thread: this one runs the flow's event loop.)
+            with ThreadPoolExecutor(1) as pool:
+                rows = pool.submit(
+                    server.admin_rows,
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'quartermaster'",
+                ).result()
+            frozen.extend(r[0] for r in rows)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+        return NodeResult(output_text=f"{name}({ctx.input_text})")
+
+    store = store_for(server, unique_schema(), statement_timeout=0.5)
+    runner = FlowRunner(chain_graph(12), SimpleNodeRegistry({"echo": work}), store=store)
+    try:
+        started = time.monotonic()
+        failed = runner.run("in")
+        assert time.monotonic() - started < 15
+        assert frozen
+        assert failed.status is FlowStatus.FAILED
+        assert failed.error == (
+            f"the store ({store.describe()}) failed while committing flow {failed.flow_id}: "
+            f"PostgresUnavailableError: PostgreSQL server {server.dsn(password='***')} is "
+            "unavailable: no answer within 5.5 s"
+        )
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        # The commit sent before the freeze may have landed once the backend woke up:
+        # it was never retried, so n5 ran again only if it did not.
+        snap = call(store, "load_flow", failed.flow_id)
+        landed = any(r.node_id == name_id("n5") for r in snap.records)
+        done = runner.recover(failed.flow_id)
+        assert (done.status, done.final_output) == (FlowStatus.COMPLETED, _nested(10))
+        again = [] if landed else ["n5"]
+        assert ran == [f"n{i}" for i in range(6)] + again + [f"n{i}" for i in range(6, 10)]
     finally:
         call(store, "close")
         server.remove()

@@ -98,9 +98,11 @@ def test_a_commit_waits_for_a_held_row_lock_up_to_statement_timeout(
     pg_server: PostgresServer, schema: str
 ) -> None:
     store = store_for(pg_server, schema, statement_timeout=0.5)
-    record = _flow(store)
+    now = time.time()
+    record = FlowRecord(uuid4(), chain_graph(3), "in", created_at=now, updated_at=now)
 
     async def held() -> str:
+        await store.create_flow(record)
         conn = await asyncpg.connect(pg_server.url)
         try:
             async with conn.transaction():
@@ -304,3 +306,21 @@ def test_close_twice_then_use_again(store: PostgresStore) -> None:
     call(store, "close")
     call(store, "close")
     assert call(store, "get_flow", record.flow_id).flow_id == record.flow_id
+
+
+def test_a_pool_of_one_serves_concurrent_flows(pg_server: PostgresServer, schema: str) -> None:
+    async def slow_echo(ctx: Any) -> NodeResult:
+        await asyncio.sleep(0.001)
+        return _echo(ctx)
+
+    store = store_for(pg_server, schema, pool_size=1)
+
+    async def three() -> list[Any]:
+        runner = FlowRunner(chain_graph(8), SimpleNodeRegistry({"echo": slow_echo}), store=store)
+        try:
+            return list(await asyncio.gather(*(runner.arun(f"f{i}") for i in range(3))))
+        finally:
+            await store.close()
+
+    results = asyncio.run(three())
+    assert [r.final_output for r in results] == [f"n5(n4(n3(n2(n1(n0(f{i}))))))" for i in range(3)]

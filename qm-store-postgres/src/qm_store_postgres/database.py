@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -61,17 +61,19 @@ _REFUSED: tuple[type[BaseException], ...] = (
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
-    """The pool's reset hook: the store leaves no session state behind (no open
-    transaction, cursor, listener or setting), so a released connection needs no
-    reset query, which would be a second round trip per commit."""
+    """The pool's reset hook. asyncpg still rolls back a transaction left open (a
+    cancelled call) before calling it; beyond that the store leaves no session
+    state behind (no cursor, listener or setting), so a released connection needs
+    no reset query, which would be a second round trip per use."""
 
 
 class LoopPool:
     """The asyncpg pool of one event loop, opened on first use, and its flow locks.
 
-    Commits use a connection the loop keeps for itself while no other commit of
-    the loop is using it: taking one from the pool and giving it back costs a
-    task and two loop iterations per commit, more than encoding the commit.
+    Calls use a connection the loop keeps for itself while no other call of the
+    loop is using it: taking one from the pool and giving it back costs a task
+    and two loop iterations, more than encoding a commit. Concurrent calls take
+    connections from the pool.
     """
 
     __slots__ = ("_open", "_opening", "busy", "kept", "locks", "pool")
@@ -95,6 +97,32 @@ class LoopPool:
             if self.pool is None:
                 self.pool = await self._open()
             return self.pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """The kept connection if it is free, else one of the pool's."""
+        pool = self.pool or await self.get()
+        if self.busy:
+            async with pool.acquire() as conn:
+                yield conn
+            return
+        self.busy = True
+        try:
+            conn = self.kept
+            if conn is None or conn.is_closed():
+                if conn is not None:
+                    await pool.release(conn)  # the pool replaces a closed one
+                conn = self.kept = await pool.acquire()
+            try:
+                yield conn
+            except BaseException:
+                # Never reuse a connection whose exchange failed or was cut short.
+                self.kept = None
+                with contextlib.suppress(Exception):
+                    await pool.release(conn)
+                raise
+        finally:
+            self.busy = False
 
     def lock(self, flow_id: UUID) -> asyncio.Lock:
         lock = self.locks.get(flow_id)
@@ -128,6 +156,9 @@ class Database:
         self.pool_size = settings.pool_size
         self.statement_timeout = settings.statement_timeout
         self.connect_timeout = settings.connect_timeout
+        #: How long the client waits for an answer: past statement_timeout, so the
+        #: server's own timeout normally fires first; this one catches a frozen server.
+        self.answer_timeout = settings.statement_timeout + 5
         self.loops: PerLoop[LoopPool] = PerLoop(lambda: LoopPool(self._open_pool))
         self._schema_ready = False
 
@@ -138,9 +169,10 @@ class Database:
             pool = await asyncpg.create_pool(
                 self.dsn,
                 min_size=1,
-                max_size=self.pool_size,
+                # pool_size for calls at once, plus the one each loop keeps.
+                max_size=self.pool_size + 1,
                 timeout=self.connect_timeout,
-                command_timeout=self.statement_timeout + 5,
+                command_timeout=self.answer_timeout,
                 max_inactive_connection_lifetime=60.0,
                 reset=_keep_session,
                 server_settings={
@@ -151,7 +183,7 @@ class Database:
         except _REFUSED as exc:
             raise self._open_error(exc) from None
         except _UNAVAILABLE as exc:
-            raise self.unavailable(exc) from exc
+            raise self.unavailable(exc, self.connect_timeout) from exc
         except pgerr.PostgresError as exc:
             raise self._open_error(exc) from None
         if not self._schema_ready:
@@ -207,10 +239,12 @@ class Database:
             )
         return StoreOpenError(f"cannot open the PostgreSQL store {self.describe()}: {exc}{hint}")
 
-    def unavailable(self, exc: BaseException) -> PostgresUnavailableError:
+    def unavailable(
+        self, exc: BaseException, waited: float | None = None
+    ) -> PostgresUnavailableError:
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError):
-            detail = f"no answer within {self.statement_timeout:g} s"
+            detail = f"no answer within {waited or self.answer_timeout:g} s"
         return PostgresUnavailableError(
             f"PostgreSQL server {self.shown} is unavailable{os_reason(exc)}: {detail}"
         )
@@ -237,9 +271,8 @@ class Database:
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(connection, *args)`` on a connection of this loop's pool; errors
         of the driver become store errors naming the server."""
-        pool = await self.loops.get().get()
         try:
-            async with pool.acquire() as conn:
+            async with self.loops.get().connection() as conn:
                 return await fn(conn, *args)
         except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
             raise self.error(exc) from exc
@@ -248,31 +281,26 @@ class Database:
         """One statement for ``flow_id``, after the flow's earlier ones of this loop."""
         loop_pool = self.loops.get()
         async with loop_pool.lock(flow_id):
-            pool = loop_pool.pool or await loop_pool.get()
             try:
-                if loop_pool.busy:  # another flow's commit holds the kept connection
-                    async with pool.acquire() as conn:
-                        await conn.execute(sql, *args)
-                    return
-                loop_pool.busy = True
-                try:
-                    conn = loop_pool.kept
-                    if conn is None or conn.is_closed():
-                        if conn is not None:
-                            await pool.release(conn)  # the pool replaces a closed one
-                        conn = loop_pool.kept = await pool.acquire()
+                async with loop_pool.connection() as conn:
                     await conn.execute(sql, *args)
-                except BaseException:
-                    # Never reuse a connection whose exchange failed or was cut short.
-                    kept, loop_pool.kept = loop_pool.kept, None
-                    if kept is not None:
-                        with contextlib.suppress(Exception):
-                            await pool.release(kept)
-                    raise
-                finally:
-                    loop_pool.busy = False
             except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
                 raise self.error(exc) from exc
 
     async def close(self) -> None:
         await self.loops.close()
+
+
+async def execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
+    """For `Database.run`: one statement, no result."""
+    await conn.execute(sql, *args)
+
+
+async def fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
+    """For `Database.run`: the first value of the first row, or None."""
+    return await conn.fetchval(sql, *args)
+
+
+async def fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[Any]:
+    """For `Database.run`: every row."""
+    return list(await conn.fetch(sql, *args))

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from qm_store_postgres.codec import loads
+from qm_store_postgres.database import execute, fetch, fetchval
 from quartermaster_engine.memory.persistent_memory import MemoryEntry
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from qm_store_postgres.database import Database
     from qm_store_postgres.queries import Queries
 
@@ -28,25 +27,25 @@ class PostgresPersistentMemory:
 
     async def read(self, agent_id: UUID, key: str) -> str | None:
         """The value of ``key``, or None."""
-        value: str | None = await self._db.run(_fetchval, self._sql.agent_read, agent_id, key)
+        value: str | None = await self._db.run(fetchval, self._sql.agent_read, agent_id, key)
         return value
 
     async def write(self, agent_id: UUID, key: str, value: str) -> None:
         """Create or overwrite ``key``."""
-        await self._db.run(_execute, self._sql.agent_write, agent_id, key, value, time.time())
+        await self._db.run(execute, self._sql.agent_write, agent_id, key, value, time.time())
 
     async def update(self, agent_id: UUID, key: str, value: str) -> None:
         """Change ``key``'s value, keeping when it was created (created when absent)."""
-        await self._db.run(_execute, self._sql.agent_update, agent_id, key, value, time.time())
+        await self._db.run(execute, self._sql.agent_update, agent_id, key, value, time.time())
 
     async def delete(self, agent_id: UUID, key: str) -> None:
         """Remove ``key`` (no error when absent)."""
-        await self._db.run(_execute, self._sql.agent_delete, agent_id, key)
+        await self._db.run(execute, self._sql.agent_delete, agent_id, key)
 
     async def search(self, agent_id: UUID, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Entries whose key or value contains ``query`` (case-insensitive), oldest first."""
         needle = query.lower()
-        rows = await self._db.run(_fetch, self._sql.agent_entries, agent_id)
+        rows = await self._db.run(fetch, self._sql.agent_entries, agent_id)
         found = [
             _entry(agent_id, row)
             for row in rows
@@ -56,7 +55,7 @@ class PostgresPersistentMemory:
 
     async def list_keys(self, agent_id: UUID) -> list[str]:
         """Every key of the agent, oldest first."""
-        return [row[0] for row in await self._db.run(_fetch, self._sql.agent_entries, agent_id)]
+        return [row[0] for row in await self._db.run(fetch, self._sql.agent_entries, agent_id)]
 
 
 def _entry(agent_id: UUID, row: Any) -> MemoryEntry:
@@ -69,15 +68,3 @@ def _entry(agent_id: UUID, row: Any) -> MemoryEntry:
         updated_at=datetime.fromtimestamp(updated, UTC),
         metadata=loads(metadata) if metadata else {},
     )
-
-
-async def _execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
-    await conn.execute(sql, *args)
-
-
-async def _fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
-    return await conn.fetchval(sql, *args)
-
-
-async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[Any]:
-    return list(await conn.fetch(sql, *args))

@@ -3,6 +3,7 @@ once per connection and reuses it, so a commit costs one Bind/Execute round trip
 
 from __future__ import annotations
 
+from qm_store_postgres.schema import FLOW_TABLES
 from quartermaster_engine.stores.records import FlowStatus
 
 TERMINAL = [s.value for s in FlowStatus if s.is_terminal]
@@ -69,15 +70,7 @@ class Queries:
             f"DELETE FROM {s}.qm_flows WHERE flow_id = ANY ($1::uuid[]) RETURNING graph_hash"
         )
         self.delete_rows = [
-            f"DELETE FROM {s}.{table} WHERE flow_id = ANY ($1::uuid[])"
-            for table in (
-                "qm_records",
-                "qm_memory",
-                "qm_messages",
-                "qm_pending",
-                "qm_deliveries",
-                "qm_loop_exits",
-            )
+            f"DELETE FROM {s}.{table} WHERE flow_id = ANY ($1::uuid[])" for table in FLOW_TABLES
         ]
         self.drop_graphs = (
             f"DELETE FROM {s}.qm_graphs g WHERE hash = ANY ($1::text[]) AND NOT EXISTS "

@@ -48,7 +48,8 @@ class PostgresSettings(BaseModel):
       are understood. The password never appears in messages.
     - ``schema_name``: the PostgreSQL schema holding the store's tables (created on
       first use); several stores may share a database under different schemas.
-    - ``pool_size``: connections per event loop of each process.
+    - ``pool_size``: connections per event loop of each process for calls at once
+      (plus one the loop keeps for its calls one at a time).
     - ``statement_timeout``: seconds a statement may run on the server (and the
       client waits for its answer) before it fails.
     - ``connect_timeout``: seconds to wait for a connection.

@@ -14,7 +14,7 @@ import asyncpg
 from asyncpg import exceptions as pgerr
 
 from qm_store_postgres import codec
-from qm_store_postgres.database import Database
+from qm_store_postgres.database import Database, execute, fetch, fetchval
 from qm_store_postgres.persistent import PostgresPersistentMemory
 from qm_store_postgres.queries import TERMINAL, Queries
 from qm_store_postgres.settings import PostgresSettings, check_dsn
@@ -201,7 +201,7 @@ class PostgresStore:
         in the same transaction."""
         self._touched.pop(flow_id, None)
         changed = await self._db.run(
-            _fetchval,
+            fetchval,
             self._sql.update_flow,
             update.status.value,
             update.updated_at,
@@ -232,7 +232,7 @@ class PostgresStore:
     async def record_counts(self, flow_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
         """How many records of each status every flow has (``qm flows list``), counted
         by the server."""
-        rows = await self._db.run(_fetch, self._sql.record_counts, flow_ids)
+        rows = await self._db.run(fetch, self._sql.record_counts, flow_ids)
         counts: dict[UUID, dict[str, int]] = {f: {} for f in flow_ids}
         for fid, status, count in rows:
             counts.setdefault(codec.plain_uuid(fid), {})[status] = count
@@ -336,42 +336,42 @@ class PostgresStore:
         """Append a record of the node (its latest from now on)."""
         body = codec.encode_record(execution)
         await self._db.run(
-            _execute, self._sql.save_record, flow_id, node_id, execution.status.value, body
+            execute, self._sql.save_record, flow_id, node_id, execution.status.value, body
         )
 
     async def get_node_execution(self, flow_id: UUID, node_id: UUID) -> NodeExecution | None:
         """The node's latest record, or None."""
-        body = await self._db.run(_fetchval, self._sql.latest_record, flow_id, node_id)
+        body = await self._db.run(fetchval, self._sql.latest_record, flow_id, node_id)
         return None if body is None else NodeExecution.from_dict(codec.loads(body))
 
     async def get_all_node_executions(self, flow_id: UUID) -> dict[UUID, NodeExecution]:
         """``{node_id: latest record}`` for the flow."""
-        body = await self._db.run(_fetchval, self._sql.records, flow_id)
+        body = await self._db.run(fetchval, self._sql.records, flow_id)
         return {rec.node_id: rec for rec in codec.decode_records(body)}
 
     async def save_memory(self, flow_id: UUID, key: str, value: Any) -> None:
         """Set a flow-memory value (a JSON value)."""
         encoded = codec.dumps(value, f"flow memory {key!r} of flow {flow_id}")
-        await self._db.run(_execute, self._sql.set_memory, flow_id, key, encoded)
+        await self._db.run(execute, self._sql.set_memory, flow_id, key, encoded)
 
     async def get_memory(self, flow_id: UUID, key: str) -> Any:
         """A flow-memory value, or None."""
-        body = await self._db.run(_fetchval, self._sql.get_memory, flow_id, key)
+        body = await self._db.run(fetchval, self._sql.get_memory, flow_id, key)
         return None if body is None else codec.loads(body)
 
     async def get_all_memory(self, flow_id: UUID) -> dict[str, Any]:
         """The flow's memory as a new dict."""
-        body = await self._db.run(_fetchval, self._sql.all_memory, flow_id)
+        body = await self._db.run(fetchval, self._sql.all_memory, flow_id)
         return codec.loads(body) if body else {}
 
     async def delete_memory(self, flow_id: UUID, key: str) -> None:
         """Remove a flow-memory value (no error when absent)."""
-        await self._db.run(_execute, self._sql.delete_memory, flow_id, key)
+        await self._db.run(execute, self._sql.delete_memory, flow_id, key)
 
     async def save_messages(self, flow_id: UUID, node_id: UUID, messages: list[Message]) -> None:
         """Replace the node's message history."""
         body = codec.encode_messages(messages)
-        await self._db.run(_execute, self._sql.set_messages, flow_id, node_id, body)
+        await self._db.run(execute, self._sql.set_messages, flow_id, node_id, body)
 
     async def get_messages(self, flow_id: UUID, node_id: UUID) -> list[Message]:
         """The node's history: saved explicitly (unless a record of the node was
@@ -393,15 +393,3 @@ class PostgresStore:
         history = await self.get_messages(flow_id, node_id)
         history.append(message)
         await self.save_messages(flow_id, node_id, history)
-
-
-async def _execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
-    await conn.execute(sql, *args)
-
-
-async def _fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
-    return await conn.fetchval(sql, *args)
-
-
-async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[Any]:
-    return list(await conn.fetch(sql, *args))

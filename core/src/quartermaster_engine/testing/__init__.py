@@ -23,7 +23,9 @@ module and provide its fixture; pytest collects the inherited tests::
             yield d
             d.shutdown()
 
-See ``docs/writing-plugins.md``.
+Durable stores also run the SIGKILL crash matrix of
+`quartermaster_engine.testing.crash` (a flow killed mid-run in a process of
+its own, recovered in another). See ``docs/writing-plugins.md``.
 """
 
 import pytest
@@ -33,6 +35,7 @@ import pytest
 pytest.register_assert_rewrite(
     "quartermaster_engine.testing.store_contract",
     "quartermaster_engine.testing.dispatcher_contract",
+    "quartermaster_engine.testing.crash",
 )
 
 from quartermaster_engine.testing.dispatcher_contract import DispatcherContract  # noqa: E402
