@@ -287,6 +287,10 @@ class Database:
             except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
                 raise self.error(exc) from exc
 
+    async def open(self) -> None:
+        """Open this loop's pool now (checking the schema on the first)."""
+        await self.loops.get().get()
+
     async def close(self) -> None:
         await self.loops.close()
 

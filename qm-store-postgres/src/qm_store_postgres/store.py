@@ -111,7 +111,7 @@ class PostgresStore:
     async def open(self) -> None:
         """Connect and check the schema now rather than on first use: raises
         `StoreOpenError`, `SchemaVersionError` or `PostgresUnavailableError`."""
-        await self._db.loops.get().get()
+        await self._db.open()
 
     async def close(self) -> None:
         """Close the pools of every event loop that used the store; safe twice. A
