@@ -24,6 +24,7 @@ from typing import Any
 
 from qmbench import envs, machine, report
 from qmbench.execute import MEMORY_CAP, TIMEOUT, run_cell
+from qmbench.postgres_server import postgres_server
 from qmbench.redis_server import redis_server
 from qmbench.spec import ENGINES, WORKLOADS, Cell, plan
 
@@ -131,13 +132,17 @@ def skip_reason(
 
 @contextlib.contextmanager
 def services(cells: list[Cell]) -> Iterator[dict[str, Any]]:
-    """Parameters the cells need from services the harness starts (redis-server for W5)."""
-    if any(c.workload == "W5" for c in cells):
-        with redis_server() as url:
-            _log(f"redis-server at {url}")
-            yield {"redis_url": url}
-    else:
-        yield {}
+    """Parameters the cells need from services the harness starts (redis-server for W5,
+    PostgreSQL for W3p)."""
+    params: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        if any(c.workload == "W5" for c in cells):
+            params["redis_url"] = stack.enter_context(redis_server())
+            _log(f"redis-server at {params['redis_url']}")
+        if any(c.workload == "W3p" for c in cells):
+            params["postgres_dsn"] = stack.enter_context(postgres_server())
+            _log("PostgreSQL (fsync on, synchronous_commit on) started")
+        yield params
 
 
 def _skipped(cell: Cell, reason: str) -> dict[str, Any]:

@@ -46,8 +46,14 @@ class PeerEnv:
 PEERS: dict[str, PeerEnv] = {
     LANGGRAPH: PeerEnv(
         LANGGRAPH,
-        ("langgraph==1.2.22", "langgraph-checkpoint-sqlite==3.1.2"),
-        ("langgraph-checkpoint", "langchain-core", "pydantic"),
+        (
+            "langgraph==1.2.22",
+            "langgraph-checkpoint-sqlite==3.1.2",
+            "langgraph-checkpoint-postgres==3.2.0",
+            "psycopg==3.3.9",
+            "psycopg-binary==3.3.9",
+        ),
+        ("langgraph-checkpoint", "langchain-core", "psycopg-pool", "pydantic"),
     ),
     # 0.1.5's own requirements are ">=", which would pull the 0.9 line of its siblings.
     QM015: PeerEnv(
@@ -141,7 +147,13 @@ def our_versions() -> dict[str, str | None]:
         raise EnvError(f"{OUR_PYTHON} is missing: set up the development environment first")
     return installed_versions(
         OUR_PYTHON,
-        ["quartermaster-engine", "qm-store-sqlite", "qm-store-redis", "qm-dispatch-thread"],
+        [
+            "quartermaster-engine",
+            "qm-store-sqlite",
+            "qm-store-redis",
+            "qm-store-postgres",
+            "qm-dispatch-thread",
+        ],
     )
 
 

@@ -305,6 +305,15 @@ TARGETS: list[Target] = [
         )
         for n in (1_000, 5_000, 10_000)
     ),
+    *(
+        Target(
+            "#17",
+            f"W3p PostgreSQL chain of {n:,}: ≤ 250 µs per node",
+            _cell_value("W3p", n, "ours-postgres"),
+            _max(250),
+        )
+        for n in (1_000, 5_000, 10_000)
+    ),
     Target(
         "#8",
         f"W6 100 branches of 10 ms, 32 workers: speed-up over sync ≥ 0.8 {TIMES} 32 = 25.6",

@@ -51,6 +51,12 @@ VARIANTS: dict[str, Variant] = {
             "peers, which run at SQLite's default (FULL)",
         ),
         Variant("ours-redis", OURS, "ours Redis", "qm_store_redis.RedisStore(url=...)"),
+        Variant(
+            "ours-postgres",
+            OURS,
+            "ours PostgreSQL",
+            "qm_store_postgres.PostgresStore(dsn=...), a schema per cell",
+        ),
         Variant("ours-sync", OURS, "ours sync", "FlowRunner, SyncDispatcher, InMemoryStore"),
         Variant(
             "ours-thread",
@@ -71,6 +77,18 @@ VARIANTS: dict[str, Variant] = {
             LANGGRAPH,
             "LangGraph SqliteSaver sync",
             'checkpointer=SqliteSaver, durability="sync"',
+        ),
+        Variant(
+            "lg-postgres",
+            LANGGRAPH,
+            "LangGraph PostgresSaver",
+            "checkpointer=PostgresSaver (psycopg 3), default durability (async)",
+        ),
+        Variant(
+            "lg-postgres-sync",
+            LANGGRAPH,
+            "LangGraph PostgresSaver sync",
+            'checkpointer=PostgresSaver (psycopg 3), durability="sync"',
         ),
         Variant(
             "lg-par",
@@ -196,6 +214,23 @@ WORKLOADS: dict[str, Workload] = {
                 "No peer: 0.1.5 shipped no Redis store (only a README sketch), and "
                 "LangGraph's Redis checkpointer (langgraph-checkpoint-redis) needs the "
                 "RedisJSON and RediSearch modules, which plain Redis 7 does not have."
+            ),
+        ),
+        Workload(
+            "W3p",
+            "durable chain on PostgreSQL",
+            "node",
+            (100, 1_000, 5_000, 10_000),
+            (100,),
+            ("ours-postgres", "lg-postgres", "lg-postgres-sync"),
+            "ours-postgres",
+            "nodes",
+            "W1's chain with every node's outcome committed to a local PostgreSQL server "
+            "the harness starts (fsync and synchronous_commit on: each commit is flushed "
+            "to disk before it returns); a schema per cell, a new flow / thread per run.",
+            peers_note=(
+                "0.1.5 shipped no PostgreSQL store. LangGraph's is "
+                "langgraph-checkpoint-postgres's PostgresSaver on one psycopg 3 connection."
             ),
         ),
         Workload(

@@ -64,9 +64,9 @@ def test_run_reports_problems_in_one_line_with_status_1(cli: CliRunner, tmp_path
     assert missing.exit_code == 1
     assert missing.stderr.startswith("error: graph echo uses node types with no executor:\n")
     assert "no executor for node type 'acme.Nope' (node 'End'" in missing.stderr
-    unknown = cli.invoke(main, ["run", "echo.yaml", "-i", "x"], env={"QM_STORE": "postgres"})
+    unknown = cli.invoke(main, ["run", "echo.yaml", "-i", "x"], env={"QM_STORE": "cassandra"})
     assert unknown.exit_code == 1
-    assert unknown.stderr.startswith("error: unknown store 'postgres'; installed: ")
+    assert unknown.stderr.startswith("error: unknown store 'cassandra'; installed: ")
     assert unknown.stderr.rstrip().endswith("(from environment (QM_STORE))")
     nofile = cli.invoke(main, ["run", "nope.yaml", "-i", "x"])
     assert nofile.exit_code == 1

@@ -193,9 +193,9 @@ def test_invalid_backend_settings_name_the_plugin_and_the_field() -> None:
 
 def test_an_unknown_backend_lists_the_installed_ones() -> None:
     with pytest.raises(ConfigError) as caught:
-        FlowRunner.from_config(chain(2), {"store": {"name": "postgres"}})
+        FlowRunner.from_config(chain(2), {"store": {"name": "cassandra"}})
     message = str(caught.value)
-    assert message.startswith("unknown store 'postgres'; installed: ")
+    assert message.startswith("unknown store 'cassandra'; installed: ")
     assert "memory" in message.split("installed: ")[1]
     assert message.endswith("(from dict)")
 

@@ -125,7 +125,7 @@ def test_checks() -> None:
 
 def test_plan() -> None:
     full = spec.plan()
-    assert len(full) == 76
+    assert len(full) == 88
     per_workload = Counter(c.workload for c in full)
     assert per_workload == {
         "W1": 20,
@@ -133,6 +133,7 @@ def test_plan() -> None:
         "W3": 24,
         "W4": 4,
         "W5": 4,
+        "W3p": 12,
         "W6": 4,
         "W6c": 2,
         "W6f": 2,

@@ -13,7 +13,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from qm_redis_crash_worker import expected_output
 from qm_redis_support import RedisServer, free_port, store_for, unique_prefix
 
 from qm_store_redis import RedisSettings, RedisStore, RedisUnavailableError
@@ -21,6 +20,7 @@ from quartermaster_engine import FlowRunner
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing import call, chain_graph
+from quartermaster_engine.testing.crash import expected_output
 from quartermaster_engine.testing.graphs import name_id
 
 WORKER = Path(__file__).with_name("qm_redis_crash_worker.py")
@@ -34,7 +34,7 @@ def test_two_processes_drive_different_flows_at_once(
     procs = {
         shape: subprocess.Popen(
             [
-                *(sys.executable, str(WORKER), "run", shape, redis_server.url, prefix),
+                *(sys.executable, str(WORKER), redis_server.url, prefix, "run", shape),
                 *(str(flow_id), str(tmp_path / f"{shape}.txt")),
             ],
             stdout=subprocess.PIPE,

@@ -11,6 +11,7 @@ would have to.
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import time
 import uuid
@@ -55,7 +56,9 @@ class LangGraphBench:
         self.checkpointer: Any = None
         self.conn: sqlite3.Connection | None = None
         self.graph: Any = None
-        self.durability: str | None = "sync" if variant == "lg-sqlite-sync" else None
+        self.durability: str | None = "sync" if variant.endswith("-sync") else None
+        self.pg_conn: Any = None
+        self.postgres_dsn: str | None = params.get("postgres_dsn")
         self._configs: list[dict[str, Any]] = []
 
     def _node(self, name: str) -> Callable[[State], None]:
@@ -118,8 +121,33 @@ class LangGraphBench:
         elif self.variant.startswith("lg-sqlite"):
             self.conn = sqlite3.connect(self.workdir / "langgraph.db", check_same_thread=False)
             self.checkpointer = SqliteSaver(self.conn)
+        elif self.variant.startswith("lg-postgres"):
+            self.checkpointer = self._postgres_saver()
         self.graph = builder.compile(checkpointer=self.checkpointer)
         self._configs = self._next_configs()
+
+    def _postgres_saver(self) -> Any:
+        """PostgresSaver on one connection, as ``PostgresSaver.from_conn_string`` opens
+        it, with its tables in a schema of this cell's own."""
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+
+        if self.postgres_dsn is None:
+            raise EngineFailed("no PostgreSQL server: the harness passes postgres_dsn")
+        schema = f"lg_cell_{os.getpid()}"
+        with psycopg.connect(self.postgres_dsn, autocommit=True) as admin:
+            admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        self.pg_conn = psycopg.connect(
+            self.postgres_dsn,
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,
+            options=f"-c search_path={schema}",
+        )
+        saver = PostgresSaver(self.pg_conn)
+        saver.setup()
+        return saver
 
     def run(self) -> list[Any]:
         invoke = self.graph.invoke
@@ -151,6 +179,8 @@ class LangGraphBench:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+        if self.pg_conn is not None:
+            self.pg_conn.close()
 
 
 def make(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ class OursBench:
         if self.variant == "ours-redis":
             cls = _import_attr("qm_store_redis", "RedisStore", "issue 7")
             return cls(url=self.params["redis_url"])
+        if self.variant == "ours-postgres":
+            cls = _import_attr("qm_store_postgres", "PostgresStore", "issue 17")
+            return cls(self.params["postgres_dsn"], schema_name=f"qm_cell_{os.getpid()}")
         return InMemoryStore()
 
     def _make_dispatcher(self) -> Any:

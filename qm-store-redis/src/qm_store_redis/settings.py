@@ -8,8 +8,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio.connection import parse_url
 
-from quartermaster_engine.redaction import redact_text
-
 #: Characters a key prefix may not contain: braces would move the hash tag
 #: (Cluster slot) away from the flow id, whitespace makes keys awkward to inspect.
 _BAD_PREFIX = re.compile(r"[{}\s]")
@@ -27,12 +25,6 @@ def check_url(url: str) -> str:
     if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
         raise ValueError(f"invalid Redis URL {url!r}: database {database!r} is not a number")
     return url
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for error messages (the
-    engine's one rule, `quartermaster_engine.redaction.redact_text`)."""
-    return redact_text(url)
 
 
 def check_prefix(prefix: str) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +18,6 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from qm_store_redis import scripts
-from qm_store_redis.clients import LoopClients
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -36,7 +33,7 @@ from qm_store_redis.codec import (
 )
 from qm_store_redis.keys import COMMIT_KEYS, KeySpace
 from qm_store_redis.persistent import RedisPersistentMemory
-from qm_store_redis.settings import RedisSettings, check_prefix, check_url, redact
+from qm_store_redis.settings import RedisSettings, check_prefix, check_url
 from qm_store_redis.wire import Client, ClusterLoopClient, LoopClient, pack_command, pack_items
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent, event_from_dict
@@ -49,6 +46,7 @@ from quartermaster_engine.stores.fencing import (
     not_waiting,
     stale_lease,
 )
+from quartermaster_engine.stores.loops import PerLoop
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
@@ -59,6 +57,7 @@ from quartermaster_engine.stores.records import (
     FlowUpdate,
     Lease,
 )
+from quartermaster_engine.stores.servers import os_reason, redact_url
 from quartermaster_engine.types import Message
 from quartermaster_graph.models import GraphSpec
 
@@ -131,9 +130,9 @@ class RedisStore:
         self.timeout_seconds = timeout_seconds
         self.cluster = cluster
         self._ttl_ms = 0 if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
-        self._safe_url = redact(url)
+        self._safe_url = redact_url(url)
         self._keys = KeySpace(key_prefix)
-        self._clients = LoopClients(self._new_client)
+        self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
 
@@ -175,7 +174,7 @@ class RedisStore:
 
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-            reason = _os_reason(exc)
+            reason = os_reason(exc)
             return RedisUnavailableError(
                 f"Redis server {self._safe_url} is unavailable{reason}: {exc}"
             )
@@ -601,18 +600,6 @@ class RedisStore:
                 count += await self.delete_flow(UUID(text(fid)))
         await self._drop_dangling(client, dangling)
         return count
-
-
-def _os_reason(exc: BaseException) -> str:
-    """`` (Connection refused)`` and the like, from the OS error behind ``exc``."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        seen = seen.__cause__ or seen.__context__ if seen is not None else None
-        if isinstance(seen, socket.gaierror):
-            return " (host name not resolved)"
-        if isinstance(seen, OSError) and seen.errno and seen.errno > 0:
-            return f" ({os.strerror(seen.errno)})"
-    return ""
 
 
 def _pairs(flat: list[bytes]) -> list[tuple[bytes, float]]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from quartermaster_engine.memory.persistent_memory import MemoryEntry
+from quartermaster_engine.memory.persistent_memory import MemoryEntry, search_entries
 
 if TYPE_CHECKING:
     from qm_store_sqlite.connection import Database
@@ -45,14 +45,8 @@ class SQLitePersistentMemory:
 
     async def search(self, agent_id: UUID, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Entries whose key or value contains ``query`` (case-insensitive), oldest first."""
-        needle = query.lower()
         rows = await self._db.run(_entries, agent_id.bytes)
-        found = [
-            _entry(agent_id, row)
-            for row in rows
-            if needle in row[0].lower() or needle in row[1].lower()
-        ]
-        return found[:limit]
+        return search_entries((_entry(agent_id, row) for row in rows), query, limit)
 
     async def list_keys(self, agent_id: UUID) -> list[str]:
         """Every key of the agent, oldest first."""

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from quartermaster_engine import durations
-from quartermaster_engine.durations import is_duration_text
+from quartermaster_engine.stores.retention import Retention
 
 #: The values of SQLite's ``PRAGMA synchronous`` we accept.
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
-
-
-def parse_duration(value: Any) -> Any:
-    """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90s"``, ``"500ms"``, or seconds as a string
-    (environment variables), as a timedelta (`quartermaster_engine.durations`).
-
-    Anything else is returned unchanged for pydantic's own timedelta parsing
-    (seconds as a number, ISO 8601 such as ``"P7D"``, ``"HH:MM:SS"``).
-    """
-    if isinstance(value, str) and is_duration_text(value):
-        return durations.parse_duration(value)
-    return value
 
 
 class SQLiteSettings(BaseModel):
@@ -52,7 +38,7 @@ class SQLiteSettings(BaseModel):
     path: Path
     synchronous: Synchronous = "NORMAL"
     busy_timeout: float = Field(default=DEFAULT_BUSY_TIMEOUT, ge=0)
-    retention: timedelta | None = None
+    retention: Retention = None
 
     @field_validator("path", mode="after")
     @classmethod
@@ -70,15 +56,3 @@ class SQLiteSettings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("retention", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
-
-    @field_validator("retention", mode="after")
-    @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise ValueError("retention must be a positive duration")
-        return value

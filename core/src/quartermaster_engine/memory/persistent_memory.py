@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -51,6 +52,14 @@ class PersistentMemory(Protocol):
         ...
 
 
+def search_entries(entries: Iterable[MemoryEntry], query: str, limit: int) -> list[MemoryEntry]:
+    """The first ``limit`` of ``entries`` whose key or value contains ``query``,
+    ignoring case: what every `PersistentMemory.search` answers."""
+    needle = query.lower()
+    found = [e for e in entries if needle in e.key.lower() or needle in e.value.lower()]
+    return found[:limit]
+
+
 class InMemoryPersistence:
     """Dict-backed `PersistentMemory`; lives as long as the process. Thread-safe."""
 
@@ -84,13 +93,7 @@ class InMemoryPersistence:
 
     def search(self, agent_id: UUID, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Case-insensitive substring match on keys and values."""
-        needle = query.lower()
-        found = [
-            e
-            for e in self._entries.get(agent_id, {}).values()
-            if needle in e.key.lower() or needle in e.value.lower()
-        ]
-        return found[:limit]
+        return search_entries(self._entries.get(agent_id, {}).values(), query, limit)
 
     def list_keys(self, agent_id: UUID) -> list[str]:
         return list(self._entries.get(agent_id, {}))

@@ -1,5 +1,6 @@
 """Stores: where flow state lives. `InMemoryStore` ships with the core; durable
-stores are separate distributions (qm-store-sqlite, qm-store-redis)."""
+stores are separate distributions (qm-store-sqlite, qm-store-redis,
+qm-store-postgres)."""
 
 from quartermaster_engine.stores.base import (
     DurableStore,

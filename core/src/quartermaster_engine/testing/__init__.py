@@ -23,7 +23,9 @@ module and provide its fixture; pytest collects the inherited tests::
             yield d
             d.shutdown()
 
-See ``docs/writing-plugins.md``.
+Durable stores also run the SIGKILL crash matrix of
+`quartermaster_engine.testing.crash` (a flow killed mid-run in a process of
+its own, recovered in another). See ``docs/writing-plugins.md``.
 """
 
 import pytest
@@ -34,6 +36,7 @@ pytest.register_assert_rewrite(
     "quartermaster_engine.testing.store_contract",
     "quartermaster_engine.testing.dispatcher_contract",
     "quartermaster_engine.testing.fencing_contract",
+    "quartermaster_engine.testing.crash",
 )
 
 from quartermaster_engine.testing.calls import call  # noqa: E402

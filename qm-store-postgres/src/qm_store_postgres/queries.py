@@ -1,0 +1,131 @@
+"""The store's SQL, written once per schema name. asyncpg prepares each statement
+once per connection and reuses it, so a commit costs one Bind/Execute round trip."""
+
+from __future__ import annotations
+
+from qm_store_postgres.schema import FLOW_TABLES
+from quartermaster_engine.stores.records import FlowStatus
+
+TERMINAL = [s.value for s in FlowStatus if s.is_terminal]
+#: Flows deleted per transaction by `prune`, so other writers are not held up long.
+PRUNE_BATCH = 200
+
+FLOW_COLUMNS = (
+    "flow_id, graph_hash, input, status, created_at, updated_at, error, final_output, "
+    "event_seq, parent_flow_id"
+)
+
+
+class Queries:
+    """Every statement of the store, for one schema."""
+
+    def __init__(self, s: str) -> None:
+        self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 24))})"
+        self.save_record = f"SELECT {s}.qm_save_record($1, $2, $3, $4)"
+        self.add_graph = (
+            f"INSERT INTO {s}.qm_graphs (hash, spec) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        )
+        self.add_flow = (
+            f"INSERT INTO {s}.qm_flows ({FLOW_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )
+        self.graph = f"SELECT spec FROM {s}.qm_graphs WHERE hash = $1"
+        self.get_flow = f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows WHERE flow_id = $1"
+        # One statement: the status change and, for a terminal status, the queue,
+        # joins and loop marks go in the same transaction.
+        self.update_flow = (
+            f"WITH f AS (UPDATE {s}.qm_flows SET status = $1, updated_at = $2, error = $3, "
+            "final_output = $4, event_seq = $5 WHERE flow_id = $6 RETURNING flow_id), "
+            f"p AS (DELETE FROM {s}.qm_pending WHERE $7 AND flow_id IN (SELECT flow_id FROM f)), "
+            f"d AS (DELETE FROM {s}.qm_deliveries WHERE $7 AND flow_id IN "
+            "(SELECT flow_id FROM f)), "
+            f"l AS (DELETE FROM {s}.qm_loop_exits WHERE $7 AND flow_id IN "
+            "(SELECT flow_id FROM f)) "
+            "SELECT count(*) FROM f"
+        )
+        self.list_flows = (
+            f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows ORDER BY updated_at DESC LIMIT $1"
+        )
+        self.list_flows_by_status = (
+            f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows WHERE status = $1 "
+            "ORDER BY updated_at DESC LIMIT $2"
+        )
+        self.record_counts = (
+            f"SELECT flow_id, status, count(*) FROM {s}.qm_records "
+            "WHERE flow_id = ANY ($1::uuid[]) GROUP BY flow_id, status"
+        )
+        # One statement, so one snapshot of the flow.
+        self.load_flow = (
+            f"SELECT {', '.join('f.' + c.strip() for c in FLOW_COLUMNS.split(','))}, "
+            f"(SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_records WHERE flow_id = $1), "
+            f"(SELECT json_object_agg(key, value)::text FROM {s}.qm_memory WHERE flow_id = $1), "
+            f"(SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_pending WHERE flow_id = $1), "
+            "(SELECT json_agg(json_build_array(target, slot, edge, source, source_visit))::text "
+            f"FROM {s}.qm_deliveries WHERE flow_id = $1), "
+            "(SELECT json_agg(json_build_array(header, edge) ORDER BY header::text, edge::text)"
+            f"::text FROM {s}.qm_loop_exits WHERE flow_id = $1) "
+            f"FROM {s}.qm_flows f WHERE f.flow_id = $1"
+        )
+        self.delete_flow = (
+            f"DELETE FROM {s}.qm_flows WHERE flow_id = ANY ($1::uuid[]) RETURNING graph_hash"
+        )
+        self.delete_rows = [
+            f"DELETE FROM {s}.{table} WHERE flow_id = ANY ($1::uuid[])" for table in FLOW_TABLES
+        ]
+        self.drop_graphs = (
+            f"DELETE FROM {s}.qm_graphs g WHERE hash = ANY ($1::text[]) AND NOT EXISTS "
+            f"(SELECT 1 FROM {s}.qm_flows f WHERE f.graph_hash = g.hash)"
+        )
+        # SKIP LOCKED: pruners in several processes share the work, never wait on
+        # each other, and never take a flow whose row a commit holds.
+        self.prune_batch = (
+            f"SELECT flow_id FROM {s}.qm_flows WHERE status = ANY ($1::text[]) "
+            f"AND updated_at < $2 LIMIT {PRUNE_BATCH} FOR UPDATE SKIP LOCKED"
+        )
+        # 0.1.5's per-node methods.
+        self.latest_record = (
+            f"SELECT body::text FROM {s}.qm_records WHERE flow_id = $1 AND node_id = $2 "
+            "ORDER BY seq DESC LIMIT 1"
+        )
+        self.records = (
+            f"SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_records WHERE flow_id = $1"
+        )
+        self.set_memory = (
+            f"INSERT INTO {s}.qm_memory (flow_id, key, value) VALUES ($1, $2, $3::text::jsonb) "
+            "ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value"
+        )
+        self.get_memory = f"SELECT value::text FROM {s}.qm_memory WHERE flow_id = $1 AND key = $2"
+        self.all_memory = (
+            f"SELECT json_object_agg(key, value)::text FROM {s}.qm_memory WHERE flow_id = $1"
+        )
+        self.delete_memory = f"DELETE FROM {s}.qm_memory WHERE flow_id = $1 AND key = $2"
+        self.set_messages = (
+            f"INSERT INTO {s}.qm_messages (flow_id, node_id, after_seq, body) VALUES ($1, $2, "
+            f"(SELECT coalesce(max(seq), 0) FROM {s}.qm_records WHERE flow_id = $1), "
+            "$3::text::jsonb) ON CONFLICT (flow_id, node_id) "
+            "DO UPDATE SET after_seq = excluded.after_seq, body = excluded.body"
+        )
+        # The saved history, and whether it still stands (no record of the node after it).
+        self.saved_messages = (
+            "SELECT body::text, after_seq >= (SELECT coalesce(max(seq), 0) FROM "
+            f"{s}.qm_records r WHERE r.flow_id = $1 AND r.node_id = $2) "
+            f"FROM {s}.qm_messages WHERE flow_id = $1 AND node_id = $2"
+        )
+        # Per-agent memory.
+        self.agent_read = f"SELECT value FROM {s}.qm_agent_memory WHERE agent_id = $1 AND key = $2"
+        self.agent_write = (
+            f"INSERT INTO {s}.qm_agent_memory (agent_id, key, value, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (agent_id, key) DO UPDATE SET "
+            "value = excluded.value, created_at = excluded.created_at, "
+            "updated_at = excluded.updated_at, metadata = NULL"
+        )
+        self.agent_update = (
+            f"INSERT INTO {s}.qm_agent_memory (agent_id, key, value, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (agent_id, key) DO UPDATE SET "
+            "value = excluded.value, updated_at = excluded.updated_at"
+        )
+        self.agent_delete = f"DELETE FROM {s}.qm_agent_memory WHERE agent_id = $1 AND key = $2"
+        self.agent_entries = (
+            "SELECT key, value, created_at, updated_at, metadata::text "
+            f"FROM {s}.qm_agent_memory WHERE agent_id = $1 ORDER BY created_at, key"
+        )

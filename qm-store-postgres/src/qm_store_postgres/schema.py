@@ -1,0 +1,271 @@
+"""The database schema, its version record and its migrations.
+
+Everything lives in one PostgreSQL schema (``schema_name``, default
+``quartermaster``), so several stores can share a database and nothing of
+another application's is touched. The version lives in ``qm_meta`` under
+``schema_version``. ``MIGRATIONS[i]`` takes a schema from version ``i`` to
+``i + 1``; version 0 is a schema without our tables. A schema whose version is
+newer than `SCHEMA_VERSION` is refused before anything is written. Opening runs
+under a transaction-scoped advisory lock, so processes starting together
+migrate once.
+
+Layout, for one flow:
+
+- ``qm_flows``: one row per flow; its graph is a ``graph_hash`` into ``qm_graphs``
+  (each distinct graph once, kept while a flow uses it: a foreign key).
+  Indexed by ``updated_at`` and by ``(status, updated_at)`` for listing and pruning.
+- ``qm_records``: every activation record as JSONB, numbered in commit order
+  (``seq``); one row per node run, never a growing blob.
+- ``qm_memory``: flow memory, a JSONB value per key; ``qm_messages``: histories
+  saved explicitly (0.1.5's ``save_messages``), standing until a record of the
+  node is committed after them (``after_seq``).
+- ``qm_pending``, ``qm_deliveries``, ``qm_loop_exits``: the queue and the join and
+  loop state a recovering process needs; dropped when the flow ends.
+- ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
+
+Every per-flow table leads its primary key with ``flow_id``.
+
+A node's commit is one call of the ``qm_commit`` function: one statement, one
+transaction, one round trip. Its first statement reads (and key-share locks) the
+flow's row; that is where a commit's preconditions are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+SCHEMA_VERSION = 1
+
+_V1 = """
+CREATE TABLE {s}.qm_graphs (
+    hash text PRIMARY KEY,
+    spec text NOT NULL
+);
+
+CREATE TABLE {s}.qm_flows (
+    flow_id        uuid PRIMARY KEY,
+    graph_hash     text NOT NULL REFERENCES {s}.qm_graphs (hash),
+    input          text NOT NULL,
+    status         text NOT NULL,
+    created_at     double precision NOT NULL,
+    updated_at     double precision NOT NULL,
+    error          text,
+    final_output   text,
+    event_seq      bigint NOT NULL,
+    parent_flow_id uuid
+);
+CREATE INDEX qm_flows_by_updated ON {s}.qm_flows (updated_at);
+CREATE INDEX qm_flows_by_status ON {s}.qm_flows (status, updated_at);
+CREATE INDEX qm_flows_by_graph ON {s}.qm_flows (graph_hash);
+
+CREATE TABLE {s}.qm_records (
+    flow_id uuid NOT NULL,
+    seq     integer NOT NULL,
+    node_id uuid NOT NULL,
+    status  text NOT NULL,
+    body    jsonb NOT NULL,
+    PRIMARY KEY (flow_id, seq)
+);
+
+CREATE TABLE {s}.qm_memory (
+    flow_id uuid NOT NULL,
+    key     text NOT NULL,
+    value   jsonb NOT NULL,
+    PRIMARY KEY (flow_id, key)
+);
+
+CREATE TABLE {s}.qm_messages (
+    flow_id   uuid NOT NULL,
+    node_id   uuid NOT NULL,
+    after_seq integer NOT NULL,
+    body      jsonb NOT NULL,
+    PRIMARY KEY (flow_id, node_id)
+);
+
+CREATE TABLE {s}.qm_pending (
+    flow_id uuid NOT NULL,
+    node_id uuid NOT NULL,
+    visit   integer NOT NULL,
+    seq     bigint NOT NULL,
+    body    jsonb NOT NULL,
+    PRIMARY KEY (flow_id, node_id, visit)
+);
+
+CREATE TABLE {s}.qm_deliveries (
+    flow_id      uuid NOT NULL,
+    target       uuid NOT NULL,
+    slot         integer NOT NULL,
+    edge         uuid NOT NULL,
+    source       uuid,
+    source_visit integer NOT NULL,
+    PRIMARY KEY (flow_id, target, slot, edge)
+);
+
+CREATE TABLE {s}.qm_loop_exits (
+    flow_id uuid NOT NULL,
+    header  uuid NOT NULL,
+    edge    uuid NOT NULL,
+    PRIMARY KEY (flow_id, header, edge)
+);
+
+CREATE TABLE {s}.qm_agent_memory (
+    agent_id   uuid NOT NULL,
+    key        text NOT NULL,
+    value      text NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    metadata   jsonb,
+    PRIMARY KEY (agent_id, key)
+);
+
+-- One activation's outcome, in the order `Commit` documents. Empty parts are NULL.
+CREATE FUNCTION {s}.qm_commit(
+    p_flow uuid, p_touch double precision,
+    p_done_node uuid, p_done_visit integer,
+    p_rec_node uuid, p_rec_status text, p_record jsonb,
+    p_mem_keys text[], p_mem_values jsonb[],
+    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
+    p_del_source uuid[], p_del_visit integer[],
+    p_closed_target uuid[], p_closed_slot integer[],
+    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
+    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[]
+) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- The precondition check, in one place: the flow exists (a commit to a deleted
+    -- flow changes nothing). KEY SHARE holds off a concurrent delete of the flow
+    -- until this transaction ends, without writing a new row version; commits of
+    -- one flow are ordered by the process driving it. A fencing check (the epoch
+    -- of the caller's lease) belongs in this statement.
+    IF p_touch IS NULL THEN
+        PERFORM 1 FROM {s}.qm_flows WHERE flow_id = p_flow FOR KEY SHARE;
+    ELSE
+        UPDATE {s}.qm_flows SET updated_at = p_touch WHERE flow_id = p_flow;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no flow %', p_flow USING ERRCODE = 'QM404';
+    END IF;
+    IF p_done_node IS NOT NULL THEN
+        DELETE FROM {s}.qm_pending
+         WHERE flow_id = p_flow AND node_id = p_done_node AND visit = p_done_visit;
+    END IF;
+    IF p_record IS NOT NULL THEN
+        INSERT INTO {s}.qm_records (flow_id, seq, node_id, status, body)
+        SELECT p_flow, coalesce(max(seq), 0) + 1, p_rec_node, p_rec_status, p_record
+          FROM {s}.qm_records WHERE flow_id = p_flow;
+    END IF;
+    IF p_mem_keys IS NOT NULL THEN
+        INSERT INTO {s}.qm_memory (flow_id, key, value)
+        SELECT p_flow, k, v FROM unnest(p_mem_keys, p_mem_values) AS m(k, v)
+        ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value;
+    END IF;
+    IF p_del_target IS NOT NULL THEN
+        -- A repeated delivery of an edge counts once (the last one stands).
+        INSERT INTO {s}.qm_deliveries (flow_id, target, slot, edge, source, source_visit)
+        SELECT DISTINCT ON (t, sl, e) p_flow, t, sl, e, src, v
+          FROM unnest(p_del_target, p_del_slot, p_del_edge, p_del_source, p_del_visit)
+               WITH ORDINALITY AS d(t, sl, e, src, v, n)
+         ORDER BY t, sl, e, n DESC
+        ON CONFLICT (flow_id, target, slot, edge)
+        DO UPDATE SET source = excluded.source, source_visit = excluded.source_visit;
+    END IF;
+    IF p_closed_target IS NOT NULL THEN
+        DELETE FROM {s}.qm_deliveries AS d
+         USING unnest(p_closed_target, p_closed_slot) AS c(t, sl)
+         WHERE d.flow_id = p_flow AND d.target = c.t AND d.slot = c.sl;
+    END IF;
+    IF cardinality(p_enq_node) = 1 THEN  -- the usual case, without unnest
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        VALUES (p_flow, p_enq_node[1], p_enq_visit[1], p_enq_seq[1], p_enq_body[1])
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    ELSIF p_enq_node IS NOT NULL THEN
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        SELECT DISTINCT ON (nd, vi) p_flow, nd, vi, sq, b
+          FROM unnest(p_enq_node, p_enq_visit, p_enq_seq, p_enq_body)
+               WITH ORDINALITY AS q(nd, vi, sq, b, n)
+         ORDER BY nd, vi, n DESC
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    END IF;
+    IF p_resets IS NOT NULL THEN
+        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
+    END IF;
+    IF p_exit_header IS NOT NULL THEN
+        INSERT INTO {s}.qm_loop_exits (flow_id, header, edge)
+        SELECT p_flow, h, e FROM unnest(p_exit_header, p_exit_edge) AS x(h, e)
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$fn$;
+
+-- 0.1.5's save_node_execution: a record that, unlike a committed one, leaves a
+-- history saved with save_messages standing.
+CREATE FUNCTION {s}.qm_save_record(
+    p_flow uuid, p_node uuid, p_status text, p_record jsonb
+) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_seq integer;
+BEGIN
+    PERFORM 1 FROM {s}.qm_flows WHERE flow_id = p_flow FOR NO KEY UPDATE;
+    SELECT coalesce(max(seq), 0) + 1 INTO v_seq FROM {s}.qm_records WHERE flow_id = p_flow;
+    INSERT INTO {s}.qm_records (flow_id, seq, node_id, status, body)
+    VALUES (p_flow, v_seq, p_node, p_status, p_record);
+    UPDATE {s}.qm_messages SET after_seq = v_seq
+     WHERE flow_id = p_flow AND node_id = p_node AND after_seq >= (
+        SELECT coalesce(max(seq), 0) FROM {s}.qm_records
+         WHERE flow_id = p_flow AND node_id = p_node AND seq < v_seq);
+END
+$fn$;
+"""
+
+#: Every table of the schema; the per-flow ones are listed in `FLOW_TABLES`.
+TABLES = (
+    "qm_meta",
+    "qm_graphs",
+    "qm_flows",
+    "qm_records",
+    "qm_memory",
+    "qm_messages",
+    "qm_pending",
+    "qm_deliveries",
+    "qm_loop_exits",
+    "qm_agent_memory",
+)
+FLOW_TABLES = (
+    "qm_records",
+    "qm_memory",
+    "qm_messages",
+    "qm_pending",
+    "qm_deliveries",
+    "qm_loop_exits",
+)
+
+
+def _v1(schema: str) -> str:
+    return _V1.replace("{s}", schema)
+
+
+#: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1,)
+
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def meta_sql(schema: str) -> str:
+    """Creates the schema and its version table if missing."""
+    return (
+        f"CREATE SCHEMA IF NOT EXISTS {schema};"
+        f"CREATE TABLE IF NOT EXISTS {schema}.qm_meta (key text PRIMARY KEY, value text NOT NULL)"
+    )
+
+
+def version_query(schema: str) -> str:
+    """The schema's version; run only when ``qm_meta`` exists."""
+    return f"SELECT value FROM {schema}.qm_meta WHERE key = 'schema_version'"
+
+
+def set_version_sql(schema: str) -> str:
+    return (
+        f"INSERT INTO {schema}.qm_meta (key, value) VALUES ('schema_version', $1) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )

@@ -1,0 +1,395 @@
+"""`PostgresStore`: the whole store contract (0.1.5's methods and `DurableStore`) in
+PostgreSQL, shared by any number of processes and machines."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from asyncpg import exceptions as pgerr
+
+from qm_store_postgres import codec
+from qm_store_postgres.database import Database, execute, fetch, fetchval
+from qm_store_postgres.persistent import PostgresPersistentMemory
+from qm_store_postgres.queries import TERMINAL, Queries
+from qm_store_postgres.settings import PostgresSettings, check_dsn
+from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.messaging.history import history_of
+from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
+from quartermaster_engine.stores.graphs import GraphCache
+from quartermaster_engine.stores.records import (
+    Activation,
+    Commit,
+    Delivery,
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
+from quartermaster_engine.types import GraphSpec, Message
+
+#: Commits refresh a running flow's ``updated_at`` when it is older than this
+#: (seconds): the column is indexed, and changing it on every commit would turn
+#: the flow row's cheap in-place (HOT) update into one that writes two indexes.
+TOUCH_INTERVAL = 1.0
+_TOUCHED_MAX = 10_000
+#: SQLSTATE ``qm_commit`` raises for a flow that is not stored.
+_NO_FLOW = "QM404"
+
+
+class PostgresStore:
+    """A durable store in PostgreSQL 12 or later, through asyncpg.
+
+    ``dsn`` is a ``postgresql://`` URL; the store keeps its tables in the schema
+    ``schema_name`` (created on first use, versioned, migrated; a newer one is
+    refused). Each node commit is one call of a server-side function: one
+    statement, one transaction, one round trip. ``pool_size`` connections per
+    event loop; ``statement_timeout`` seconds per statement; ``retention`` how
+    long ended flows are kept before ``qm flows prune`` deletes them.
+
+    Every method is ``async def``; the store works from any number of event loops
+    (one pool per loop). A commit whose connection is lost is never retried: it
+    was applied once or not at all, and ``recover`` continues the flow.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema_name: str = "quartermaster",
+        pool_size: int = 10,
+        statement_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        retention: timedelta | str | float | None = None,
+    ) -> None:
+        settings = PostgresSettings.model_validate(
+            {
+                "dsn": check_dsn(dsn),
+                "schema_name": schema_name,
+                "pool_size": pool_size,
+                "statement_timeout": statement_timeout,
+                "connect_timeout": connect_timeout,
+                "retention": retention,
+            }
+        )
+        self._init(settings)
+
+    @classmethod
+    def from_settings(cls, settings: PostgresSettings) -> PostgresStore:
+        """The store a validated ``[store]`` section describes."""
+        store = cls.__new__(cls)
+        store._init(settings)
+        return store
+
+    def _init(self, settings: PostgresSettings) -> None:
+        self.schema_name: str = settings.schema_name
+        #: How long ended flows are kept; ``qm flows prune`` without an age uses it.
+        self.retention: timedelta | None = settings.retention
+        self._db = Database(settings)
+        self._sql = Queries(settings.schema_name)
+        self._graphs = GraphCache()
+        # Graphs this process knows are stored: their JSON is not sent again.
+        self._stored_graphs: set[str] = set()
+        # Orders the queue: increasing within this process, and a later process
+        # starts later (the clock in ns), after what earlier ones queued.
+        self._queue_order = itertools.count(time.time_ns())
+        self._touched: dict[UUID, float] = {}
+        self._persistent: PostgresPersistentMemory | None = None
+
+    def describe(self) -> str:
+        """``postgres <dsn> schema <name>`` (password hidden), for messages."""
+        return f"postgres {self._db.describe()}"
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._db.shown!r}, schema_name={self.schema_name!r})"
+
+    async def open(self) -> None:
+        """Connect and check the schema now rather than on first use: raises
+        `StoreOpenError`, `SchemaVersionError` or `PostgresUnavailableError`."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Close the pools of every event loop that used the store; safe twice. A
+        later call opens new ones."""
+        await self._db.close()
+
+    def persistent_memory(self) -> PostgresPersistentMemory:
+        """Per-agent persistent memory kept in this database (survives processes)."""
+        if self._persistent is None:
+            self._persistent = PostgresPersistentMemory(self._db, self._sql)
+        return self._persistent
+
+    # -- flow records ----------------------------------------------------------------------
+
+    async def create_flow(self, record: FlowRecord) -> None:
+        """Store a new flow; `FlowExistsError` if the id is taken."""
+        digest, spec = self._graphs.row(record.graph)
+        row = (
+            record.flow_id,
+            digest,
+            record.input,
+            record.status.value,
+            record.created_at,
+            record.updated_at,
+            record.error,
+            record.final_output,
+            record.event_seq,
+            record.parent_flow_id,
+        )
+        await self._db.run(self._create, row, digest, spec)
+
+    async def _create(
+        self, conn: asyncpg.Connection, row: tuple[Any, ...], digest: str, spec: str
+    ) -> None:
+        sql = self._sql
+        for _ in range(2):
+            try:
+                if digest not in self._stored_graphs:
+                    await conn.execute(sql.add_graph, digest, spec)
+                    self._stored_graphs.add(digest)
+                await conn.execute(sql.add_flow, *row)
+                return
+            except pgerr.UniqueViolationError:
+                raise FlowExistsError(
+                    f"flow {row[0]} already exists in {self.describe()}"
+                ) from None
+            except pgerr.ForeignKeyViolationError:
+                # Pruned by another process since we stored it: store it again.
+                self._stored_graphs.discard(digest)
+        raise StoreError(f"{self.describe()}: graph {digest} of flow {row[0]} vanished twice")
+
+    async def get_flow(self, flow_id: UUID) -> FlowRecord | None:
+        """The flow's record, or None."""
+        return await self._db.run(self._get_flow, flow_id)
+
+    async def _get_flow(self, conn: asyncpg.Connection, flow_id: UUID) -> FlowRecord | None:
+        row = await conn.fetchrow(self._sql.get_flow, flow_id)
+        return None if row is None else await self._flow_record(conn, row)
+
+    async def _flow_record(self, conn: asyncpg.Connection, row: Any) -> FlowRecord:
+        fid, digest, input_text, status, created, updated, error, output, seq, parent = row[:10]
+        return FlowRecord(
+            flow_id=codec.plain_uuid(fid),
+            graph=await self._graph(conn, digest),
+            input=input_text,
+            status=FlowStatus(status),
+            created_at=created,
+            updated_at=updated,
+            error=error,
+            final_output=output,
+            event_seq=seq,
+            parent_flow_id=None if parent is None else codec.plain_uuid(parent),
+        )
+
+    async def _graph(self, conn: asyncpg.Connection, digest: str) -> GraphSpec:
+        graph = self._graphs.cached(digest)
+        if graph is not None:
+            return graph
+        spec = await conn.fetchval(self._sql.graph, digest)
+        if spec is None:
+            raise StoreError(f"{self.describe()} has a flow whose graph {digest} is missing")
+        self._stored_graphs.add(digest)
+        return self._graphs.parse(digest, spec)
+
+    async def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
+        """Change the flow's status; a terminal status also drops its queue and joins,
+        in the same transaction."""
+        self._touched.pop(flow_id, None)
+        changed = await self._db.run(
+            fetchval,
+            self._sql.update_flow,
+            update.status.value,
+            update.updated_at,
+            update.error,
+            update.final_output,
+            update.event_seq,
+            flow_id,
+            update.status.is_terminal,
+        )
+        if not changed:
+            raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+
+    async def list_flows(
+        self, *, status: FlowStatus | None = None, limit: int | None = None
+    ) -> list[FlowRecord]:
+        """Flow records, most recently updated first (read through an index)."""
+        return await self._db.run(self._list, status, limit)
+
+    async def _list(
+        self, conn: asyncpg.Connection, status: FlowStatus | None, limit: int | None
+    ) -> list[FlowRecord]:
+        if status is None:
+            rows = await conn.fetch(self._sql.list_flows, limit)
+        else:
+            rows = await conn.fetch(self._sql.list_flows_by_status, status.value, limit)
+        return [await self._flow_record(conn, row) for row in rows]
+
+    async def record_counts(self, flow_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
+        """How many records of each status every flow has (``qm flows list``), counted
+        by the server."""
+        rows = await self._db.run(fetch, self._sql.record_counts, flow_ids)
+        counts: dict[UUID, dict[str, int]] = {f: {} for f in flow_ids}
+        for fid, status, count in rows:
+            counts.setdefault(codec.plain_uuid(fid), {})[status] = count
+        return counts
+
+    async def delete_flow(self, flow_id: UUID) -> bool:
+        """Remove the flow and everything stored for it; True if anything was stored."""
+        removed: int = await self._db.run(self._delete, [flow_id])
+        return removed > 0
+
+    async def _delete(self, conn: asyncpg.Connection, fids: list[UUID]) -> int:
+        """Delete flows and their rows in one transaction, then their graphs unless
+        another flow uses them. Returns how many rows went."""
+        sql = self._sql
+        async with conn.transaction():
+            digests = [r[0] for r in await conn.fetch(sql.delete_flow, fids)]
+            removed = len(digests)
+            for statement in sql.delete_rows:
+                status = await conn.execute(statement, fids)
+                removed += int(status.rsplit(" ", 1)[1])
+        if digests:
+            # A flow of that graph created meanwhile keeps it (its foreign key).
+            with contextlib.suppress(pgerr.ForeignKeyViolationError):
+                await conn.execute(sql.drop_graphs, sorted(set(digests)))
+            self._stored_graphs.difference_update(digests)
+        return removed
+
+    async def clear_flow(self, flow_id: UUID) -> None:
+        """Remove everything stored for the flow (0.1.5's name for `delete_flow`)."""
+        await self.delete_flow(flow_id)
+
+    async def prune(self, older_than: timedelta | None = None) -> int:
+        """Delete ended flows last updated longer ago than ``older_than`` (default:
+        `retention`); return how many. Paused and running flows are kept."""
+        age = older_than if older_than is not None else self.retention
+        if age is None:
+            raise ValueError(
+                f"prune() needs an age: the store {self._db.describe()} has no retention"
+            )
+        return await self._db.run(self._prune, time.time() - age.total_seconds())
+
+    async def _prune(self, conn: asyncpg.Connection, cutoff: float) -> int:
+        pruned = 0
+        while True:
+            async with conn.transaction():
+                rows = await conn.fetch(self._sql.prune_batch, TERMINAL, cutoff)
+                fids = [r[0] for r in rows]
+                if fids:
+                    await self._delete(conn, fids)
+            if not fids:
+                return pruned
+            pruned += len(fids)
+
+    # -- commits ----------------------------------------------------------------------------
+
+    async def commit(self, flow_id: UUID, commit: Commit) -> None:
+        """Apply one activation's outcome: one statement, one transaction."""
+        touch = None
+        now = time.time()
+        touched = self._touched
+        if now - touched.get(flow_id, 0.0) >= TOUCH_INTERVAL:
+            if len(touched) >= _TOUCHED_MAX:
+                touched.clear()
+            touched[flow_id] = touch = now
+        args = codec.commit_args(flow_id, commit, touch, self._queue_order)
+        try:
+            await self._db.execute_in_order(flow_id, self._sql.commit, args)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, pgerr.PostgresError) and cause.sqlstate == _NO_FLOW:
+                raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}") from None
+            raise
+
+    async def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
+        """Everything needed to continue the flow, read in one statement (one snapshot)."""
+        return await self._db.run(self._load, flow_id)
+
+    async def _load(self, conn: asyncpg.Connection, flow_id: UUID) -> FlowSnapshot | None:
+        row = await conn.fetchrow(self._sql.load_flow, flow_id)
+        if row is None:
+            return None
+        records, memory, pending, deliveries, exits = row[10:]
+        loads = codec.loads
+        return FlowSnapshot(
+            flow=await self._flow_record(conn, row),
+            memory=loads(memory) if memory else {},
+            records=codec.decode_records(records),
+            pending=[Activation.from_dict(a) for a in loads(pending)] if pending else [],
+            deliveries=[
+                Delivery(UUID(t), slot, UUID(e), None if src is None else (UUID(src), visit))
+                for t, slot, e, src, visit in (loads(deliveries) if deliveries else ())
+            ],
+            loop_exits=[(UUID(h), UUID(e)) for h, e in (loads(exits) if exits else ())],
+        )
+
+    # -- 0.1.5 contract ----------------------------------------------------------------------
+
+    async def save_node_execution(
+        self, flow_id: UUID, node_id: UUID, execution: NodeExecution
+    ) -> None:
+        """Append a record of the node (its latest from now on)."""
+        body = codec.encode_record(execution)
+        await self._db.run(
+            execute, self._sql.save_record, flow_id, node_id, execution.status.value, body
+        )
+
+    async def get_node_execution(self, flow_id: UUID, node_id: UUID) -> NodeExecution | None:
+        """The node's latest record, or None."""
+        body = await self._db.run(fetchval, self._sql.latest_record, flow_id, node_id)
+        return None if body is None else NodeExecution.from_dict(codec.loads(body))
+
+    async def get_all_node_executions(self, flow_id: UUID) -> dict[UUID, NodeExecution]:
+        """``{node_id: latest record}`` for the flow."""
+        body = await self._db.run(fetchval, self._sql.records, flow_id)
+        return {rec.node_id: rec for rec in codec.decode_records(body)}
+
+    async def save_memory(self, flow_id: UUID, key: str, value: Any) -> None:
+        """Set a flow-memory value (a JSON value)."""
+        encoded = codec.dumps(value, f"flow memory {key!r} of flow {flow_id}")
+        await self._db.run(execute, self._sql.set_memory, flow_id, key, encoded)
+
+    async def get_memory(self, flow_id: UUID, key: str) -> Any:
+        """A flow-memory value, or None."""
+        body = await self._db.run(fetchval, self._sql.get_memory, flow_id, key)
+        return None if body is None else codec.loads(body)
+
+    async def get_all_memory(self, flow_id: UUID) -> dict[str, Any]:
+        """The flow's memory as a new dict."""
+        body = await self._db.run(fetchval, self._sql.all_memory, flow_id)
+        return codec.loads(body) if body else {}
+
+    async def delete_memory(self, flow_id: UUID, key: str) -> None:
+        """Remove a flow-memory value (no error when absent)."""
+        await self._db.run(execute, self._sql.delete_memory, flow_id, key)
+
+    async def save_messages(self, flow_id: UUID, node_id: UUID, messages: list[Message]) -> None:
+        """Replace the node's message history."""
+        body = codec.encode_messages(messages)
+        await self._db.run(execute, self._sql.set_messages, flow_id, node_id, body)
+
+    async def get_messages(self, flow_id: UUID, node_id: UUID) -> list[Message]:
+        """The node's history: saved explicitly (unless a record of the node was
+        committed since), else the one its latest record ends."""
+        return await self._db.run(self._messages, flow_id, node_id)
+
+    async def _messages(
+        self, conn: asyncpg.Connection, flow_id: UUID, node_id: UUID
+    ) -> list[Message]:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            saved = await conn.fetchrow(self._sql.saved_messages, flow_id, node_id)
+            if saved is not None and saved[1]:
+                return codec.decode_messages(saved[0])
+            body = await conn.fetchval(self._sql.records, flow_id)
+        return history_of(codec.decode_records(body), node_id)
+
+    async def append_message(self, flow_id: UUID, node_id: UUID, message: Message) -> None:
+        """Append one message to the node's history."""
+        history = await self.get_messages(flow_id, node_id)
+        history.append(message)
+        await self.save_messages(flow_id, node_id, history)
