@@ -13,21 +13,25 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from qm_pg_support import PASSWORD, PostgresServer, free_port, store_for, unique_schema
 from qm_pg_worker import MANY_LENGTH
 
 from qm_store_postgres import (
+    SCHEMA_VERSION,
     PostgresSettings,
     PostgresStore,
     PostgresUnavailableError,
     SchemaVersionError,
     StoreOpenError,
 )
+from qm_store_postgres.schema import MIGRATIONS, meta_sql
 from quartermaster_engine import FlowRunner
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
-from quartermaster_engine.stores.records import FlowStatus
+from quartermaster_engine.stores.graphs import GraphCache
+from quartermaster_engine.stores.records import Activation, FlowStatus
 from quartermaster_engine.testing import call, chain_graph
 from quartermaster_engine.testing.crash import expected_output
 from quartermaster_engine.testing.graphs import name_id
@@ -132,6 +136,17 @@ def test_server_crashed_mid_run_fails_clearly_then_recover_completes() -> None:
         server.remove()
 
 
+def _end_backends(server: PostgresServer, pids: list[int]) -> None:
+    """Terminate the backends ``pids`` and wait until they are gone."""
+    listed = ", ".join(str(p) for p in pids)
+    deadline = time.monotonic() + 30
+    while server.admin_value(
+        f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid IN ({listed})"
+    ):
+        assert time.monotonic() < deadline, f"backends {listed} did not end"
+        time.sleep(0.05)
+
+
 def test_a_frozen_server_times_out_instead_of_hanging() -> None:
     server = PostgresServer().start()
     ran: list[str] = []
@@ -168,8 +183,10 @@ def test_a_frozen_server_times_out_instead_of_hanging() -> None:
         )
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
-        # The commit sent before the freeze may have landed once the backend woke up:
-        # it was never retried, so n5 ran again only if it did not.
+        _end_backends(server, frozen)
+        # The commit sent before the freeze may have landed once the backend woke up
+        # (the backends are gone now, so it has or never will): it was never
+        # retried, so n5 ran again only if it did not.
         snap = call(store, "load_flow", failed.flow_id)
         landed = any(r.node_id == name_id("n5") for r in snap.records)
         done = runner.recover(failed.flow_id)
@@ -256,11 +273,15 @@ def test_a_newer_schema_is_refused_untouched(pg_server: PostgresServer) -> None:
     assert message == (
         f"cannot open the PostgreSQL store {pg_server.dsn(password='***')} schema {schema}: "
         f"its schema {schema!r} is at version 99, newer than this qm-store-postgres "
-        "understands (1); upgrade qm-store-postgres. Nothing was changed."
+        "understands (2); upgrade qm-store-postgres. Nothing was changed."
     )
     assert _tables(pg_server, schema) == tables
     version = f"SELECT value FROM {schema}.qm_meta WHERE key = 'schema_version'"
     assert pg_server.admin_value(version) == "99"
+
+
+def _echo(ctx: Any) -> NodeResult:
+    return NodeResult(output_text=f"{ctx.current_node.name}({ctx.input_text})")
 
 
 def _tables(server: PostgresServer, schema: str) -> list[str]:
@@ -300,3 +321,40 @@ def test_password_is_hidden_in_descriptions() -> None:
         "postgres postgresql://agent:***@db.internal:5433/agents schema quartermaster"
     )
     assert "s3cret" not in repr(store)
+
+
+def test_a_version_1_schema_is_migrated_and_its_flows_go_on(pg_server: PostgresServer) -> None:
+    # A schema as qm-store-postgres 1 left it: a flow whose process died with its
+    # first activation queued.
+    s = unique_schema()
+    graph = chain_graph(4)
+    digest, spec = GraphCache().row(graph)
+    fid = uuid4()
+    start = Activation(name_id("Start"), 1)
+    pg_server.admin(
+        f"{meta_sql(s)}; {MIGRATIONS[0](s)}; INSERT INTO {s}.qm_meta VALUES ('schema_version', '1')"
+    )
+    pg_server.admin(
+        f"INSERT INTO {s}.qm_graphs VALUES ('{digest}', $${spec}$$); "
+        f"INSERT INTO {s}.qm_flows VALUES ('{fid}', '{digest}', 'in', 'running', 1.0, 2.0, "
+        "NULL, NULL, 0, NULL); "
+        f"INSERT INTO {s}.qm_pending VALUES ('{fid}', '{start.node_id}', 1, 1, "
+        f"'{json.dumps(start.to_dict())}')"
+    )
+    store = store_for(pg_server, s)
+    try:
+        before = call(store, "get_flow", fid)
+        assert (before.version, before.lease_owner, before.lease_epoch) == (0, None, 0)
+        assert pg_server.admin_value(
+            f"SELECT value FROM {s}.qm_meta WHERE key = 'schema_version'"
+        ) == str(SCHEMA_VERSION)
+        runner = FlowRunner(graph, SimpleNodeRegistry({"echo": _echo}), store=store)
+        done = runner.recover(fid)
+        assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "n1(n0(in))")
+        after = call(store, "get_flow", fid)
+        assert (after.version, after.lease_epoch, after.lease_owner) == (4, 1, None)
+        events = call(store, "read_events", fid)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert [e.type for e in events][-1] == "FlowFinished"
+    finally:
+        call(store, "close")

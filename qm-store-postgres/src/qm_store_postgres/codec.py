@@ -8,13 +8,14 @@ values. The commit's arguments are the parameters of ``qm_commit`` (see
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
 import orjson
 
 from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.events import FlowEvent, event_from_dict
 from quartermaster_engine.stores.base import StoreDataError
 from quartermaster_engine.stores.records import Commit
 from quartermaster_engine.types import Message
@@ -54,12 +55,17 @@ def decode_messages(body: str) -> list[Message]:
 def commit_args(
     flow_id: UUID, commit: Commit, touch: float | None, order: Iterator[int]
 ) -> tuple[Any, ...]:
-    """The 23 arguments of ``qm_commit`` for ``commit``; ``order`` numbers queued
+    """The 29 arguments of ``qm_commit`` for ``commit``; ``order`` numbers queued
     activations (queue order survives a reload)."""
     done = commit.done
     rec = commit.record
-    args: list[Any] = [flow_id, touch]
-    args += (None, None) if done is None else done
+    args: list[Any] = [flow_id, touch, commit.epoch]
+    if done is None:
+        args += (None, None, None)
+    else:
+        args += (done[0], done[1], None if rec is None else rec.attempt)
+    answers = commit.answers
+    args += (None, None) if answers is None else answers
     if rec is None:
         args += (None, None, None)
     else:
@@ -94,7 +100,23 @@ def commit_args(
         args += ([h for h, _ in exits], [e for _, e in exits])
     else:
         args += (None, None)
+    args += event_args(commit.events)
     return tuple(args)
+
+
+def event_args(events: Sequence[FlowEvent]) -> tuple[list[int] | None, list[str] | None]:
+    """The events' numbers and JSON bodies, as two arrays (NULL when there are none)."""
+    if not events:
+        return (None, None)
+    return (
+        [e.seq for e in events],
+        [dumps(e.to_dict(), f"event {e.type} {e.seq}") for e in events],
+    )
+
+
+def decode_events(body: str | None) -> list[FlowEvent]:
+    """Events from a JSON array of event bodies (``json_agg``)."""
+    return [event_from_dict(d) for d in loads(body)] if body else []
 
 
 def _deliveries(deliveries: Any) -> tuple[Any, ...]:

@@ -277,13 +277,14 @@ class Database:
         except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
             raise self.error(exc) from exc
 
-    async def execute_in_order(self, flow_id: UUID, sql: str, args: tuple[Any, ...]) -> None:
-        """One statement for ``flow_id``, after the flow's earlier ones of this loop."""
+    async def fetchval_in_order(self, flow_id: UUID, sql: str, args: tuple[Any, ...]) -> Any:
+        """One statement for ``flow_id``, after the flow's earlier ones of this loop;
+        its first value."""
         loop_pool = self.loops.get()
         async with loop_pool.lock(flow_id):
             try:
                 async with loop_pool.connection() as conn:
-                    await conn.execute(sql, *args)
+                    return await conn.fetchval(sql, *args)
             except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
                 raise self.error(exc) from exc
 
@@ -303,6 +304,11 @@ async def execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
 async def fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
     """For `Database.run`: the first value of the first row, or None."""
     return await conn.fetchval(sql, *args)
+
+
+async def fetchrow(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
+    """For `Database.run`: the first row, or None."""
+    return await conn.fetchrow(sql, *args)
 
 
 async def fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[Any]:

@@ -12,37 +12,31 @@ PRUNE_BATCH = 200
 
 FLOW_COLUMNS = (
     "flow_id, graph_hash, input, status, created_at, updated_at, error, final_output, "
-    "event_seq, parent_flow_id"
+    "event_seq, parent_flow_id, version, lease_owner, lease_epoch, lease_expires"
 )
+#: How many of a flow row's columns `FLOW_COLUMNS` names (the columns after them
+#: in a `load_flow` row are the flow's state).
+FLOW_WIDTH = len(FLOW_COLUMNS.split(","))
 
 
 class Queries:
     """Every statement of the store, for one schema."""
 
     def __init__(self, s: str) -> None:
-        self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 24))})"
+        self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 30))})"
         self.save_record = f"SELECT {s}.qm_save_record($1, $2, $3, $4)"
         self.add_graph = (
             f"INSERT INTO {s}.qm_graphs (hash, spec) VALUES ($1, $2) ON CONFLICT DO NOTHING"
         )
         self.add_flow = (
             f"INSERT INTO {s}.qm_flows ({FLOW_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            f"VALUES ({', '.join(f'${i}' for i in range(1, FLOW_WIDTH + 1))})"
         )
         self.graph = f"SELECT spec FROM {s}.qm_graphs WHERE hash = $1"
         self.get_flow = f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows WHERE flow_id = $1"
-        # One statement: the status change and, for a terminal status, the queue,
-        # joins and loop marks go in the same transaction.
-        self.update_flow = (
-            f"WITH f AS (UPDATE {s}.qm_flows SET status = $1, updated_at = $2, error = $3, "
-            "final_output = $4, event_seq = $5 WHERE flow_id = $6 RETURNING flow_id), "
-            f"p AS (DELETE FROM {s}.qm_pending WHERE $7 AND flow_id IN (SELECT flow_id FROM f)), "
-            f"d AS (DELETE FROM {s}.qm_deliveries WHERE $7 AND flow_id IN "
-            "(SELECT flow_id FROM f)), "
-            f"l AS (DELETE FROM {s}.qm_loop_exits WHERE $7 AND flow_id IN "
-            "(SELECT flow_id FROM f)) "
-            "SELECT count(*) FROM f"
-        )
+        # One statement: the fence, the status change, its events and, for a
+        # terminal status, the end of the queue, joins and loop marks.
+        self.update_flow = f"SELECT {s}.qm_update_flow({', '.join(f'${i}' for i in range(1, 12))})"
         self.list_flows = (
             f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows ORDER BY updated_at DESC LIMIT $1"
         )
@@ -57,7 +51,9 @@ class Queries:
         # One statement, so one snapshot of the flow.
         self.load_flow = (
             f"SELECT {', '.join('f.' + c.strip() for c in FLOW_COLUMNS.split(','))}, "
-            f"(SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_records WHERE flow_id = $1), "
+            f"(SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_records "
+            "WHERE flow_id = $1 AND seq > $2), "
+            f"(SELECT coalesce(max(seq), 0) FROM {s}.qm_records WHERE flow_id = $1), "
             f"(SELECT json_object_agg(key, value)::text FROM {s}.qm_memory WHERE flow_id = $1), "
             f"(SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_pending WHERE flow_id = $1), "
             "(SELECT json_agg(json_build_array(target, slot, edge, source, source_visit))::text "
@@ -65,6 +61,33 @@ class Queries:
             "(SELECT json_agg(json_build_array(header, edge) ORDER BY header::text, edge::text)"
             f"::text FROM {s}.qm_loop_exits WHERE flow_id = $1) "
             f"FROM {s}.qm_flows f WHERE f.flow_id = $1"
+        )
+        # Leases: a change reads and locks the flow's row first (a row lock, held to
+        # the end of the transaction), so two processes cannot both take it.
+        self.lock_lease = (
+            f"SELECT status, lease_owner, lease_epoch, lease_expires FROM {s}.qm_flows "
+            "WHERE flow_id = $1 FOR NO KEY UPDATE"
+        )
+        self.set_lease = (
+            f"UPDATE {s}.qm_flows SET lease_owner = $2, lease_epoch = $3, lease_expires = $4 "
+            "WHERE flow_id = $1"
+        )
+        # A renewal is one statement; when it changes nothing, `lease_state` says why.
+        self.renew_lease = (
+            f"UPDATE {s}.qm_flows SET lease_expires = $3 WHERE flow_id = $1 AND lease_epoch = $2 "
+            "RETURNING coalesce(lease_owner, '')"
+        )
+        self.lease_state = (
+            f"SELECT status, lease_owner, lease_epoch FROM {s}.qm_flows WHERE flow_id = $1"
+        )
+        self.release_lease = (
+            f"UPDATE {s}.qm_flows SET lease_owner = NULL, lease_expires = 0 "
+            "WHERE flow_id = $1 AND lease_epoch = $2"
+        )
+        self.read_events = (
+            "SELECT json_agg(body ORDER BY seq)::text FROM "
+            f"(SELECT seq, body FROM {s}.qm_events WHERE flow_id = $1 AND seq > $2 "
+            "ORDER BY seq LIMIT $3) AS e"
         )
         self.delete_flow = (
             f"DELETE FROM {s}.qm_flows WHERE flow_id = ANY ($1::uuid[]) RETURNING graph_hash"

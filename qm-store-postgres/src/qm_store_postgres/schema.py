@@ -22,19 +22,25 @@ Layout, for one flow:
 - ``qm_pending``, ``qm_deliveries``, ``qm_loop_exits``: the queue and the join and
   loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
+- ``qm_events``: the flow's event log (every event but tokens), by sequence number.
+
+``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
+the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``).
 
 Every per-flow table leads its primary key with ``flow_id``.
 
-A node's commit is one call of the ``qm_commit`` function: one statement, one
-transaction, one round trip. Its first statement reads (and key-share locks) the
-flow's row; that is where a commit's preconditions are checked.
+A node's commit is one call of the ``qm_commit`` function, a status change one
+of ``qm_update_flow``: one statement, one transaction, one round trip each.
+Their first statement reads and locks the flow's row; that is where the fencing
+preconditions are checked (see `qm_store_postgres.refusals`), before anything
+is written, so a refused call writes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE {s}.qm_graphs (
@@ -218,6 +224,192 @@ END
 $fn$;
 """
 
+# Version 2: fencing (a commit counter and the driver's lease on each flow), the
+# durable event log, and commits and status updates that check both.
+_V2 = """
+ALTER TABLE {s}.qm_flows
+    ADD COLUMN version       bigint NOT NULL DEFAULT 0,
+    ADD COLUMN lease_owner   text,
+    ADD COLUMN lease_epoch   bigint NOT NULL DEFAULT 0,
+    ADD COLUMN lease_expires double precision NOT NULL DEFAULT 0;
+
+CREATE TABLE {s}.qm_events (
+    flow_id uuid NOT NULL,
+    seq     bigint NOT NULL,
+    body    jsonb NOT NULL,
+    PRIMARY KEY (flow_id, seq)
+);
+
+DROP FUNCTION {s}.qm_commit(
+    uuid, double precision, uuid, integer, uuid, text, jsonb, text[], jsonb[],
+    uuid[], integer[], uuid[], uuid[], integer[], uuid[], integer[],
+    uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[]
+);
+
+-- The fence both functions check, on the flow's row (locked until the
+-- transaction ends): NULL when the write may go on, else the refusal
+-- {code, status, lease epoch, lease owner}: '0' no flow, '-1' the flow has
+-- ended, '-2' the epoch is stale. Locking the row also orders the check
+-- before any other writer's change to the lease.
+CREATE FUNCTION {s}.qm_fence(p_flow uuid, p_epoch bigint, p_ending boolean)
+RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_status text;
+    v_epoch bigint;
+    v_owner text;
+BEGIN
+    SELECT status, lease_epoch, lease_owner INTO v_status, v_epoch, v_owner
+      FROM {s}.qm_flows WHERE flow_id = p_flow FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN ARRAY['0'];
+    END IF;
+    IF p_ending AND v_status IN ('completed', 'failed', 'stopped') THEN
+        RETURN ARRAY['-1', v_status, v_epoch::text, v_owner];
+    END IF;
+    IF p_epoch IS NOT NULL AND p_epoch <> v_epoch THEN
+        RETURN ARRAY['-2', v_status, v_epoch::text, v_owner];
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- One activation's outcome, in the order `Commit` documents, after its checks.
+-- Empty parts are NULL. Returns NULL when applied, else a refusal: a fence one
+-- (see qm_fence), {'-3'} when done is not pending (with that attempt), {'-4'}
+-- when the answered activation is not waiting. Every check comes before the
+-- first write, so a refusal writes nothing.
+CREATE FUNCTION {s}.qm_commit(
+    p_flow uuid, p_touch double precision, p_epoch bigint,
+    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
+    p_answer_node uuid, p_answer_visit integer,
+    p_rec_node uuid, p_rec_status text, p_record jsonb,
+    p_mem_keys text[], p_mem_values jsonb[],
+    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
+    p_del_source uuid[], p_del_visit integer[],
+    p_closed_target uuid[], p_closed_slot integer[],
+    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
+    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
+    p_ev_seq bigint[], p_ev_body jsonb[]
+) RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_refused text[];
+BEGIN
+    v_refused := {s}.qm_fence(p_flow, p_epoch, true);
+    IF v_refused IS NOT NULL THEN
+        RETURN v_refused;
+    END IF;
+    IF p_answer_node IS NOT NULL THEN
+        PERFORM 1 FROM {s}.qm_pending
+         WHERE flow_id = p_flow AND node_id = p_answer_node AND visit = p_answer_visit
+           AND (body->>'waiting')::boolean;
+        IF NOT FOUND THEN
+            RETURN ARRAY['-4'];
+        END IF;
+    END IF;
+    -- The first write: removing done checks that it was pending.
+    IF p_done_node IS NOT NULL THEN
+        DELETE FROM {s}.qm_pending
+         WHERE flow_id = p_flow AND node_id = p_done_node AND visit = p_done_visit
+           AND (p_done_attempt IS NULL OR (body->>'attempt')::integer = p_done_attempt);
+        IF NOT FOUND THEN
+            RETURN ARRAY['-3'];
+        END IF;
+    END IF;
+    UPDATE {s}.qm_flows
+       SET version = version + 1,
+           event_seq = coalesce(p_ev_seq[cardinality(p_ev_seq)], event_seq),
+           updated_at = coalesce(p_touch, updated_at)
+     WHERE flow_id = p_flow;
+    IF p_record IS NOT NULL THEN
+        INSERT INTO {s}.qm_records (flow_id, seq, node_id, status, body)
+        SELECT p_flow, coalesce(max(seq), 0) + 1, p_rec_node, p_rec_status, p_record
+          FROM {s}.qm_records WHERE flow_id = p_flow;
+    END IF;
+    IF p_mem_keys IS NOT NULL THEN
+        INSERT INTO {s}.qm_memory (flow_id, key, value)
+        SELECT p_flow, k, v FROM unnest(p_mem_keys, p_mem_values) AS m(k, v)
+        ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value;
+    END IF;
+    IF p_del_target IS NOT NULL THEN
+        -- A repeated delivery of an edge counts once (the last one stands).
+        INSERT INTO {s}.qm_deliveries (flow_id, target, slot, edge, source, source_visit)
+        SELECT DISTINCT ON (t, sl, e) p_flow, t, sl, e, src, v
+          FROM unnest(p_del_target, p_del_slot, p_del_edge, p_del_source, p_del_visit)
+               WITH ORDINALITY AS d(t, sl, e, src, v, n)
+         ORDER BY t, sl, e, n DESC
+        ON CONFLICT (flow_id, target, slot, edge)
+        DO UPDATE SET source = excluded.source, source_visit = excluded.source_visit;
+    END IF;
+    IF p_closed_target IS NOT NULL THEN
+        DELETE FROM {s}.qm_deliveries AS d
+         USING unnest(p_closed_target, p_closed_slot) AS c(t, sl)
+         WHERE d.flow_id = p_flow AND d.target = c.t AND d.slot = c.sl;
+    END IF;
+    IF cardinality(p_enq_node) = 1 THEN  -- the usual case, without unnest
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        VALUES (p_flow, p_enq_node[1], p_enq_visit[1], p_enq_seq[1], p_enq_body[1])
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    ELSIF p_enq_node IS NOT NULL THEN
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        SELECT DISTINCT ON (nd, vi) p_flow, nd, vi, sq, b
+          FROM unnest(p_enq_node, p_enq_visit, p_enq_seq, p_enq_body)
+               WITH ORDINALITY AS q(nd, vi, sq, b, n)
+         ORDER BY nd, vi, n DESC
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    END IF;
+    IF p_resets IS NOT NULL THEN
+        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
+    END IF;
+    IF p_exit_header IS NOT NULL THEN
+        INSERT INTO {s}.qm_loop_exits (flow_id, header, edge)
+        SELECT p_flow, h, e FROM unnest(p_exit_header, p_exit_edge) AS x(h, e)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF p_ev_seq IS NOT NULL THEN
+        INSERT INTO {s}.qm_events (flow_id, seq, body)
+        SELECT p_flow, q, b FROM unnest(p_ev_seq, p_ev_body) AS ev(q, b);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- A status change (under the lease of p_epoch, when given), the events it logs,
+-- and for a terminal status the end of the queue, joins and loop marks. Returns
+-- NULL when applied, else a fence refusal (see qm_fence).
+CREATE FUNCTION {s}.qm_update_flow(
+    p_flow uuid, p_status text, p_updated double precision, p_error text,
+    p_output text, p_event_seq bigint, p_terminal boolean, p_epoch bigint,
+    p_release boolean, p_ev_seq bigint[], p_ev_body jsonb[]
+) RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_refused text[];
+BEGIN
+    v_refused := {s}.qm_fence(p_flow, p_epoch, p_epoch IS NOT NULL);
+    IF v_refused IS NOT NULL THEN
+        RETURN v_refused;
+    END IF;
+    UPDATE {s}.qm_flows
+       SET status = p_status, updated_at = p_updated, error = p_error,
+           final_output = p_output, event_seq = p_event_seq,
+           lease_owner = CASE WHEN p_release THEN NULL ELSE lease_owner END,
+           lease_expires = CASE WHEN p_release THEN 0 ELSE lease_expires END
+     WHERE flow_id = p_flow;
+    IF p_ev_seq IS NOT NULL THEN
+        INSERT INTO {s}.qm_events (flow_id, seq, body)
+        SELECT p_flow, q, b FROM unnest(p_ev_seq, p_ev_body) AS ev(q, b);
+    END IF;
+    IF p_terminal THEN
+        DELETE FROM {s}.qm_pending WHERE flow_id = p_flow;
+        DELETE FROM {s}.qm_deliveries WHERE flow_id = p_flow;
+        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+"""
+
 #: Every table of the schema; the per-flow ones are listed in `FLOW_TABLES`.
 TABLES = (
     "qm_meta",
@@ -230,6 +422,7 @@ TABLES = (
     "qm_deliveries",
     "qm_loop_exits",
     "qm_agent_memory",
+    "qm_events",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -238,6 +431,7 @@ FLOW_TABLES = (
     "qm_pending",
     "qm_deliveries",
     "qm_loop_exits",
+    "qm_events",
 )
 
 
@@ -245,8 +439,12 @@ def _v1(schema: str) -> str:
     return _V1.replace("{s}", schema)
 
 
+def _v2(schema: str) -> str:
+    return _V2.replace("{s}", schema)
+
+
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

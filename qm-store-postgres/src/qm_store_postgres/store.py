@@ -14,13 +14,16 @@ import asyncpg
 from asyncpg import exceptions as pgerr
 
 from qm_store_postgres import codec
-from qm_store_postgres.database import Database, execute, fetch, fetchval
+from qm_store_postgres.database import Database, execute, fetch, fetchrow, fetchval
 from qm_store_postgres.persistent import PostgresPersistentMemory
-from qm_store_postgres.queries import TERMINAL, Queries
+from qm_store_postgres.queries import FLOW_WIDTH, TERMINAL, Queries
+from qm_store_postgres.refusals import refusal
 from qm_store_postgres.settings import PostgresSettings, check_dsn
 from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
+from quartermaster_engine.stores.fencing import check_fence, check_lease_free
 from quartermaster_engine.stores.graphs import GraphCache
 from quartermaster_engine.stores.records import (
     Activation,
@@ -30,6 +33,7 @@ from quartermaster_engine.stores.records import (
     FlowSnapshot,
     FlowStatus,
     FlowUpdate,
+    Lease,
 )
 from quartermaster_engine.types import GraphSpec, Message
 
@@ -38,8 +42,6 @@ from quartermaster_engine.types import GraphSpec, Message
 #: the flow row's cheap in-place (HOT) update into one that writes two indexes.
 TOUCH_INTERVAL = 1.0
 _TOUCHED_MAX = 10_000
-#: SQLSTATE ``qm_commit`` raises for a flow that is not stored.
-_NO_FLOW = "QM404"
 
 
 class PostgresStore:
@@ -140,6 +142,10 @@ class PostgresStore:
             record.final_output,
             record.event_seq,
             record.parent_flow_id,
+            record.version,
+            record.lease_owner,
+            record.lease_epoch,
+            record.lease_expires,
         )
         await self._db.run(self._create, row, digest, spec)
 
@@ -173,6 +179,7 @@ class PostgresStore:
 
     async def _flow_record(self, conn: asyncpg.Connection, row: Any) -> FlowRecord:
         fid, digest, input_text, status, created, updated, error, output, seq, parent = row[:10]
+        version, owner, epoch, expires = row[10:FLOW_WIDTH]
         return FlowRecord(
             flow_id=codec.plain_uuid(fid),
             graph=await self._graph(conn, digest),
@@ -184,6 +191,10 @@ class PostgresStore:
             final_output=output,
             event_seq=seq,
             parent_flow_id=None if parent is None else codec.plain_uuid(parent),
+            version=version,
+            lease_owner=owner,
+            lease_epoch=epoch,
+            lease_expires=expires,
         )
 
     async def _graph(self, conn: asyncpg.Connection, digest: str) -> GraphSpec:
@@ -197,22 +208,26 @@ class PostgresStore:
         return self._graphs.parse(digest, spec)
 
     async def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
-        """Change the flow's status; a terminal status also drops its queue and joins,
-        in the same transaction."""
+        """Change the flow's status (under the lease of ``update.epoch``, when set) and
+        log its events; a terminal status also drops its queue and joins. One
+        statement, one transaction."""
         self._touched.pop(flow_id, None)
-        changed = await self._db.run(
+        refused = await self._db.run(
             fetchval,
             self._sql.update_flow,
+            flow_id,
             update.status.value,
             update.updated_at,
             update.error,
             update.final_output,
             update.event_seq,
-            flow_id,
             update.status.is_terminal,
+            update.epoch,
+            update.release_lease,
+            *codec.event_args(update.events),
         )
-        if not changed:
-            raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+        if refused is not None:
+            raise refusal(flow_id, refused, self.describe(), epoch=update.epoch)
 
     async def list_flows(
         self, *, status: FlowStatus | None = None, limit: int | None = None
@@ -289,7 +304,8 @@ class PostgresStore:
     # -- commits ----------------------------------------------------------------------------
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
-        """Apply one activation's outcome: one statement, one transaction."""
+        """Apply one activation's outcome after its fencing checks (see
+        `DurableStore.commit`): one statement, one transaction."""
         touch = None
         now = time.time()
         touched = self._touched
@@ -298,23 +314,22 @@ class PostgresStore:
                 touched.clear()
             touched[flow_id] = touch = now
         args = codec.commit_args(flow_id, commit, touch, self._queue_order)
-        try:
-            await self._db.execute_in_order(flow_id, self._sql.commit, args)
-        except StoreError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, pgerr.PostgresError) and cause.sqlstate == _NO_FLOW:
-                raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}") from None
-            raise
+        refused = await self._db.fetchval_in_order(flow_id, self._sql.commit, args)
+        if refused is not None:
+            raise refusal(flow_id, refused, self.describe(), epoch=commit.epoch, commit=commit)
 
-    async def load_flow(self, flow_id: UUID) -> FlowSnapshot | None:
-        """Everything needed to continue the flow, read in one statement (one snapshot)."""
-        return await self._db.run(self._load, flow_id)
+    async def load_flow(self, flow_id: UUID, *, records_after: int = 0) -> FlowSnapshot | None:
+        """Everything needed to continue the flow, read in one statement (one snapshot);
+        its records are those numbered above ``records_after``."""
+        return await self._db.run(self._load, flow_id, records_after)
 
-    async def _load(self, conn: asyncpg.Connection, flow_id: UUID) -> FlowSnapshot | None:
-        row = await conn.fetchrow(self._sql.load_flow, flow_id)
+    async def _load(
+        self, conn: asyncpg.Connection, flow_id: UUID, records_after: int
+    ) -> FlowSnapshot | None:
+        row = await conn.fetchrow(self._sql.load_flow, flow_id, records_after)
         if row is None:
             return None
-        records, memory, pending, deliveries, exits = row[10:]
+        records, count, memory, pending, deliveries, exits = row[FLOW_WIDTH:]
         loads = codec.loads
         return FlowSnapshot(
             flow=await self._flow_record(conn, row),
@@ -326,7 +341,64 @@ class PostgresStore:
                 for t, slot, e, src, visit in (loads(deliveries) if deliveries else ())
             ],
             loop_exits=[(UUID(h), UUID(e)) for h, e in (loads(exits) if exits else ())],
+            record_count=count,
         )
+
+    # -- leases and the event log ---------------------------------------------------------
+
+    async def acquire_lease(
+        self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None
+    ) -> Lease:
+        """Make ``owner`` the flow's driver for ``ttl`` seconds (see
+        `DurableStore.acquire_lease`), under a lock of the flow's row."""
+        return await self._db.run(self._acquire, flow_id, owner, ttl, take_over)
+
+    async def _acquire(
+        self,
+        conn: asyncpg.Connection,
+        flow_id: UUID,
+        owner: str,
+        ttl: float,
+        take_over: int | None,
+    ) -> Lease:
+        async with conn.transaction():
+            row = await conn.fetchrow(self._sql.lock_lease, flow_id)
+            if row is None:
+                raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+            _, holder, epoch, expires = row
+            now = time.time()
+            current = None if holder is None else Lease(holder, epoch, expires)
+            check_lease_free(flow_id, current, now, take_over)
+            lease = Lease(owner, epoch + 1, now + ttl)
+            await conn.execute(
+                self._sql.set_lease, flow_id, lease.owner, lease.epoch, lease.expires_at
+            )
+        return lease
+
+    async def renew_lease(self, flow_id: UUID, epoch: int, ttl: float) -> Lease:
+        """Extend the lease of ``epoch`` by ``ttl`` seconds from now; `StaleLeaseError`
+        if the flow's lease is no longer that epoch."""
+        expires = time.time() + ttl
+        owner = await self._db.run(fetchval, self._sql.renew_lease, flow_id, epoch, expires)
+        if owner is None:
+            row = await self._db.run(fetchrow, self._sql.lease_state, flow_id)
+            if row is None:
+                raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
+            # Epochs only grow: one that did not match then does not match now.
+            status, holder, current = row
+            check_fence(flow_id, FlowStatus(status), current, holder, epoch, ending=False)
+        return Lease(owner or "", epoch, expires)
+
+    async def release_lease(self, flow_id: UUID, epoch: int) -> None:
+        """End the lease of ``epoch`` (nothing happens if it is no longer current)."""
+        await self._db.run(execute, self._sql.release_lease, flow_id, epoch)
+
+    async def read_events(
+        self, flow_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[FlowEvent]:
+        """The flow's logged events numbered above ``after``, in order (at most ``limit``)."""
+        body = await self._db.run(fetchval, self._sql.read_events, flow_id, after, limit)
+        return codec.decode_events(body)
 
     # -- 0.1.5 contract ----------------------------------------------------------------------
 

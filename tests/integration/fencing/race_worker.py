@@ -56,6 +56,10 @@ def make_store(spec: dict[str, Any]) -> Any:
         from qm_store_sqlite import SQLiteStore
 
         return SQLiteStore(spec["path"])
+    if spec["kind"] == "postgres":
+        from qm_store_postgres import PostgresStore
+
+        return PostgresStore(spec["url"], schema_name=spec["schema"])
     from qm_store_redis import RedisStore
 
     return RedisStore(spec["url"], key_prefix=spec["prefix"])

@@ -1,4 +1,5 @@
-"""Exactly-once progress with real processes racing on one store (SQLite, Redis).
+"""Exactly-once progress with real processes racing on one store (SQLite, Redis,
+PostgreSQL).
 
 Node work may run again when its driver dies mid-node (at-least-once); the
 bookkeeping never does: each activation commits once, each answer is taken
