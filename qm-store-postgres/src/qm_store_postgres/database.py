@@ -306,11 +306,6 @@ async def fetchval(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
     return await conn.fetchval(sql, *args)
 
 
-async def fetchrow(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
-    """For `Database.run`: the first row, or None."""
-    return await conn.fetchrow(sql, *args)
-
-
 async def fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[Any]:
     """For `Database.run`: every row."""
     return list(await conn.fetch(sql, *args))

@@ -13,8 +13,8 @@ from uuid import UUID
 import asyncpg
 from asyncpg import exceptions as pgerr
 
-from qm_store_postgres import codec
-from qm_store_postgres.database import Database, execute, fetch, fetchrow, fetchval
+from qm_store_postgres import codec, leases
+from qm_store_postgres.database import Database, execute, fetch, fetchval
 from qm_store_postgres.persistent import PostgresPersistentMemory
 from qm_store_postgres.queries import FLOW_WIDTH, TERMINAL, Queries
 from qm_store_postgres.refusals import refusal
@@ -22,8 +22,7 @@ from qm_store_postgres.settings import PostgresSettings, check_dsn
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.messaging.history import history_of
-from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
-from quartermaster_engine.stores.fencing import check_fence, check_lease_free
+from quartermaster_engine.stores.base import FlowExistsError, StoreError
 from quartermaster_engine.stores.graphs import GraphCache
 from quartermaster_engine.stores.records import (
     Activation,
@@ -351,43 +350,14 @@ class PostgresStore:
     ) -> Lease:
         """Make ``owner`` the flow's driver for ``ttl`` seconds (see
         `DurableStore.acquire_lease`), under a lock of the flow's row."""
-        return await self._db.run(self._acquire, flow_id, owner, ttl, take_over)
-
-    async def _acquire(
-        self,
-        conn: asyncpg.Connection,
-        flow_id: UUID,
-        owner: str,
-        ttl: float,
-        take_over: int | None,
-    ) -> Lease:
-        async with conn.transaction():
-            row = await conn.fetchrow(self._sql.lock_lease, flow_id)
-            if row is None:
-                raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
-            _, holder, epoch, expires = row
-            now = time.time()
-            current = None if holder is None else Lease(holder, epoch, expires)
-            check_lease_free(flow_id, current, now, take_over)
-            lease = Lease(owner, epoch + 1, now + ttl)
-            await conn.execute(
-                self._sql.set_lease, flow_id, lease.owner, lease.epoch, lease.expires_at
-            )
-        return lease
+        return await self._db.run(
+            leases.acquire, self._sql, self.describe(), flow_id, owner, ttl, take_over
+        )
 
     async def renew_lease(self, flow_id: UUID, epoch: int, ttl: float) -> Lease:
         """Extend the lease of ``epoch`` by ``ttl`` seconds from now; `StaleLeaseError`
         if the flow's lease is no longer that epoch."""
-        expires = time.time() + ttl
-        owner = await self._db.run(fetchval, self._sql.renew_lease, flow_id, epoch, expires)
-        if owner is None:
-            row = await self._db.run(fetchrow, self._sql.lease_state, flow_id)
-            if row is None:
-                raise FlowNotFoundError(f"no flow {flow_id} in {self.describe()}")
-            # Epochs only grow: one that did not match then does not match now.
-            status, holder, current = row
-            check_fence(flow_id, FlowStatus(status), current, holder, epoch, ending=False)
-        return Lease(owner or "", epoch, expires)
+        return await self._db.run(leases.renew, self._sql, self.describe(), flow_id, epoch, ttl)
 
     async def release_lease(self, flow_id: UUID, epoch: int) -> None:
         """End the lease of ``epoch`` (nothing happens if it is no longer current)."""
