@@ -39,8 +39,8 @@ from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.stores.records import FlowStatus
-from quartermaster_engine.testing.graphs import build_graph, chain_graph
 from quartermaster_engine.testing.calls import call
+from quartermaster_engine.testing.graphs import build_graph, chain_graph
 from quartermaster_graph.models import GraphSpec
 
 CHAIN_LENGTH = 300
