@@ -68,6 +68,12 @@ def test_the_redaction_rules() -> None:
     )
     assert redact_setting("store.password", "x") == "***"
     assert redact_setting("store.url", "postgresql://bob@db/x") == "postgresql://bob@db/x"
+    # OTLP exporters' headers carry API keys: masked whatever the header is called.
+    assert redact_setting("sinks.otel.headers.x-honeycomb-team", "hc-123") == "***"
+    assert redact_setting("sinks.otel.headers", {"authorization": "Bearer t"}) == "***"
+    assert redact_setting("sinks.otel.endpoint", "http://127.0.0.1:4318") == (
+        "http://127.0.0.1:4318"
+    )
 
 
 def test_the_store_still_gets_the_real_url(tmp_path: Path) -> None:

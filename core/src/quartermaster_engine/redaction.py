@@ -29,8 +29,13 @@ def redact_text(text: str) -> str:
 
 
 def is_secret_name(key: str) -> bool:
-    """Whether a setting's name (``store.password``, ``api_key``) says it is a secret."""
-    last = key.rsplit(".", 1)[-1].lower()
+    """Whether a setting's name (``store.password``, ``api_key``) says it is a secret.
+    HTTP headers (``sinks.otel.headers``, ``....headers.authorization``) count as
+    secrets too: they carry API keys and bearer tokens."""
+    parts = key.lower().split(".")
+    last = parts[-1]
+    if "headers" in parts or last == "authorization":
+        return True
     return last in SECRET_NAMES or last.endswith(("_password", "_secret", "_token", "_key"))
 
 

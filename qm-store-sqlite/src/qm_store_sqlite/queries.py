@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from qm_store_sqlite import codec
@@ -52,9 +52,15 @@ _FENCE = (
     "SELECT status, lease_epoch, lease_owner, (SELECT max(seq) FROM qm_records WHERE flow_id = ?) "
     "FROM qm_flows WHERE flow_id = ?"
 )
-_BUMP = (
+# The fence and the flow row's update in one statement: it changes the row only
+# if the flow runs and the epoch (when given) is current, and returns the number
+# of the flow's last record. No row back: `_FENCE` then says why.
+_FENCED_BUMP = (
     "UPDATE qm_flows SET version = version + 1, event_seq = max(event_seq, ?), "
-    "updated_at = coalesce(?, updated_at) WHERE flow_id = ?"
+    "updated_at = coalesce(?, updated_at) "
+    f"WHERE flow_id = ? AND status NOT IN {tuple(s.value for s in FlowStatus if s.is_terminal)!r} "
+    "AND (? IS NULL OR lease_epoch = ?) "
+    "RETURNING (SELECT max(seq) FROM qm_records WHERE flow_id = ?)"
 )
 _DONE = "DELETE FROM qm_pending WHERE flow_id = ? AND node_id = ? AND visit = ?"
 _DONE_ATTEMPT = _DONE + " AND attempt = ?"
@@ -266,14 +272,16 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
     """Apply a commit in the order `Commit` documents."""
     execute = db.execute
     fid = rows.fid
-    # The fence: the flow exists and has not ended, the lease epoch is current;
-    # the same read numbers the record.
-    head = execute(_FENCE, (fid, fid)).fetchone()
-    if head is None:
-        raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
-    status, current, owner, last = head
-    if (rows.epoch is not None and rows.epoch != current) or status in TERMINAL:
-        check_fence(UUID(bytes=fid), FlowStatus(status), current, owner, rows.epoch)
+    # The fence (the flow exists and has not ended, the lease epoch is current)
+    # and the flow row's update, which also numbers the record.
+    events = rows.events
+    epoch = rows.epoch
+    bumped = execute(
+        _FENCED_BUMP, (events[-1][1] if events else 0, rows.touch, fid, epoch, epoch, fid)
+    ).fetchone()
+    if bumped is None:
+        _refuse(db, fid, epoch)
+    last = bumped[0]
     done = rows.done
     if done is not None:
         if rows.attempt is None:
@@ -288,8 +296,6 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
         if waiting is None or not waiting[0]:
             _, node, visit = rows.answers
             raise not_waiting(UUID(bytes=fid), (UUID(bytes=node), visit))
-    events = rows.events
-    execute(_BUMP, (events[-1][1] if events else 0, rows.touch, fid))
     record = rows.record
     if record is not None:
         execute(_ADD_RECORD, (fid, (last or 0) + 1, *record))
@@ -307,6 +313,16 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
         _write_rows(db, _ADD_LOOP_EXIT, rows.exits)
     if events:
         _write_rows(db, _ADD_EVENT, events)
+
+
+def _refuse(db: sqlite3.Connection, fid: bytes, epoch: int | None) -> NoReturn:
+    """Raise why a fenced write to the flow was refused."""
+    head = db.execute(_FENCE, (fid, fid)).fetchone()
+    if head is None:
+        raise FlowNotFoundError(f"no flow {UUID(bytes=fid)}")
+    status, current, owner, _ = head
+    check_fence(UUID(bytes=fid), FlowStatus(status), current, owner, epoch)
+    raise AssertionError("the fenced update matched no row, yet the fence holds")
 
 
 def _write_rows(db: sqlite3.Connection, sql: str, rows: list[Any]) -> None:

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from fencing_support import (
@@ -27,6 +27,11 @@ from fencing_support import (
     stored,
     wait_for,
 )
+from race_worker import make_store
+
+from quartermaster_engine import FlowRunner, SimpleNodeRegistry
+from quartermaster_engine.testing import chain_graph
+from quartermaster_engine.testing.calls import close_store
 
 APPROVAL = ["Start", "Draft", "Ask", "Approved?", "Publish", "End"]
 
@@ -140,4 +145,27 @@ def test_a_stopped_driver_whose_lease_ran_out_is_taken_over_and_commits_nothing(
     assert snap.flow.lease_epoch == 2
     assert len(snap.records) == 12
     assert set(finished_per_node(snap).values()) == {1}
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.slow
+def test_a_stop_from_another_process_ends_the_driver_as_stopped(
+    store_spec: dict[str, Any], tmp_path: Path
+) -> None:
+    side, entered = tmp_path / "side.log", tmp_path / "entered"
+    fid = str(uuid4())
+    common = {"store": store_spec, "side": str(side), "size": 8, "flow_id": fid}
+    driver = start("run", **common, stall="n2", stall_seconds=1.0, entered=str(entered))
+    wait_for(entered)
+    store = make_store(store_spec)
+    stopper = FlowRunner(chain_graph(8, "work"), SimpleNodeRegistry({}), store=store)
+    stopper.stop(UUID(fid))
+    close_store(store)
+    outcome = finish(driver)
+    assert outcome == {"status": "stopped", "error": None}
+    runs = side_runs(side)
+    assert [runs[(fid, f"n{i}")] for i in range(6)] == [1, 1, 1, 0, 0, 0]  # nothing after n2
+    snap, events = stored(store_spec, fid)
+    assert snap.flow.status.value == "stopped"
+    assert [e.type for e in events].count("FlowStopped") == 1
     assert [e.seq for e in events] == list(range(1, len(events) + 1))

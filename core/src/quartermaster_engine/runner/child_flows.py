@@ -9,19 +9,19 @@ from uuid import UUID
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.result import FlowResult
-from quartermaster_engine.runner.stored_flows import stored_result
+from quartermaster_engine.runner.stored_flows import StoredFlows, stored_result
 from quartermaster_engine.stores.base import FlowExistsError
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.types import GraphSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
     from quartermaster_engine.runner.compiled import CompiledGraph
     from quartermaster_engine.runner.flow_runner import EventHandler
 
 
-class ChildFlows:
+class ChildFlows(StoredFlows):
     """`FlowRunner`'s part that runs and resumes child flows."""
 
     if TYPE_CHECKING:  # what FlowRunner provides
@@ -35,21 +35,6 @@ class ChildFlows:
             compiled: CompiledGraph | None = None,
         ) -> FlowRun: ...
         def _compile(self, spec: GraphSpec) -> CompiledGraph: ...
-        async def _load(
-            self,
-            flow_id: UUID,
-            listeners: Iterable[tuple[str, EventHandler]] = (),
-            *,
-            drive: bool = True,
-            wait: float = 0.0,
-            about: str = "",
-        ) -> FlowRun: ...
-        async def _answer(
-            self, run: FlowRun, user_input: str, node_id: UUID | str | None
-        ) -> None: ...
-        async def _drive(
-            self, run: FlowRun, on_end: Callable[[], None] | None = None
-        ) -> FlowResult: ...
 
     async def run_child(
         self, parent: FlowRun, graph: GraphSpec, input_text: str, flow_id: UUID

@@ -17,14 +17,20 @@ from quartermaster_engine.runner.compiled import CompiledGraph
 from quartermaster_engine.runner.emitter import Emitter
 from quartermaster_engine.runner.errors import (
     LeaseLostError,
+    StoppedElsewhereError,
     StoreUnavailableError,
     UnstorableOutputError,
     error_text,
 )
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.stores.adapter import StoreAdapter
-from quartermaster_engine.stores.base import DuplicateCommitError, StaleLeaseError, StoreDataError
-from quartermaster_engine.stores.records import Commit, FlowUpdate
+from quartermaster_engine.stores.base import (
+    DuplicateCommitError,
+    FlowEndedError,
+    StaleLeaseError,
+    StoreDataError,
+)
+from quartermaster_engine.stores.records import Commit, FlowStatus, FlowUpdate
 
 
 class Committer:
@@ -88,10 +94,12 @@ class Committer:
         try:
             await self.store.call("update_flow", self.flow_id, update)
         except StaleLeaseError as exc:
-            raise LeaseLostError(str(exc)) from exc
+            raise self.failure(exc, Commit()) from exc
 
     def failure(self, exc: Exception, commit: Commit) -> Exception:
         """The runner's error for a store's refusal or failure of ``commit``."""
+        if isinstance(exc, FlowEndedError) and exc.status is FlowStatus.STOPPED:
+            return StoppedElsewhereError(str(exc))
         if isinstance(exc, StaleLeaseError | DuplicateCommitError):
             return LeaseLostError(str(exc))
         if isinstance(exc, StoreDataError) and commit.record is not None:

@@ -70,7 +70,14 @@ class Emitter:
         # Events numbered but not yet delivered, in order: [event, released].
         self._order: deque[list[Any]] = deque()
 
-    def _number(self, event: FlowEvent) -> None:
+    @property
+    def holding(self) -> bool:
+        """Whether events wait behind a staged one (deliveries must keep order)."""
+        return bool(self._order)
+
+    def number(self, event: FlowEvent) -> None:
+        """Give ``event`` the flow's next number and hold it for the log, without
+        delivering it (the caller delivers it once its commit is written)."""
         self.seq += 1
         event.seq = self.seq
         event.ts = time.time()
@@ -80,7 +87,7 @@ class Emitter:
 
     def emit(self, event: FlowEvent) -> None:
         """Number ``event``, hold it for the log, and hand it to every listener."""
-        self._number(event)
+        self.number(event)
         if self._order:
             self._order.append([event, True])  # after a staged event still committing
         else:
@@ -89,7 +96,7 @@ class Emitter:
     def stage(self, event: FlowEvent) -> list[Any]:
         """Number ``event`` and hold it for the next commit; `release` the returned
         handle once the commit succeeded (or `drop` it if it failed)."""
-        self._number(event)
+        self.number(event)
         handle = [event, False]
         self._order.append(handle)
         return handle

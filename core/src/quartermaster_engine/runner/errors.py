@@ -43,6 +43,11 @@ class LeaseLostError(RuntimeError):
     nothing more for the flow."""
 
 
+class StoppedElsewhereError(LeaseLostError):
+    """Another process stopped the flow while this one drove it: the run ends as
+    stopped (the stop and its event are in the store already)."""
+
+
 def error_text(exc: BaseException) -> str:
     """How an executor's exception reads in a node's error."""
     text = str(exc)

@@ -9,6 +9,7 @@ from quartermaster_engine.events import FlowFinished, FlowPaused, FlowStopped
 from quartermaster_engine.runner.control import Phase
 from quartermaster_engine.runner.errors import (
     LeaseLostError,
+    StoppedElsewhereError,
     UnstorableOutputError,
     error_text,
 )
@@ -25,6 +26,8 @@ def decide(run: FlowRun) -> tuple[FlowStatus, str | None]:
     control = run.control
     state = run.state
     phase = control.phase
+    if isinstance(control.abort, StoppedElsewhereError):
+        return FlowStatus.STOPPED, None
     if phase is Phase.ABORTED:
         return FlowStatus.FAILED, str(control.abort)
     if phase is Phase.STOPPING:

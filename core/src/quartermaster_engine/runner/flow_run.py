@@ -212,6 +212,38 @@ class FlowRun:
             await self.committer.commit(Commit(enqueue=[act]))
         self.state.ready.append(act)
 
+    @classmethod
+    def from_snapshot(
+        cls,
+        host: RunHost,
+        snapshot: FlowSnapshot,
+        lease: LeaseKeeper,
+        *,
+        listeners: Iterable[tuple[str, Callable[[FlowEvent], Any]]] = (),
+        state: FlowState | None = None,
+    ) -> FlowRun:
+        """A run of a stored flow: its state read from ``snapshot`` (or, given a
+        ``state`` read before, brought up to date by it), and `status_on_load`."""
+        flow = snapshot.flow
+        run = cls(
+            host,
+            host.compiled_for(flow.graph),
+            flow.flow_id,
+            flow.input,
+            lease,
+            parent_flow_id=flow.parent_flow_id,
+            listeners=listeners,
+            state=state,
+        )
+        run.restore(snapshot)
+        status = flow.status
+        if status is FlowStatus.PAUSED and (run.state.ready or run.state.timers):
+            # An answer was committed but the process died before marking the flow
+            # running again: it is a running flow to recover, not a paused one.
+            status = FlowStatus.RUNNING
+        run.status_on_load = status
+        return run
+
     def restore(self, snapshot: FlowSnapshot) -> None:
         """Rebuild this run's state from what the store holds."""
         self.state.restore(snapshot)

@@ -30,7 +30,6 @@ from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET
 from quartermaster_engine.runner.result import FlowResult
-from quartermaster_engine.runner.stored_flows import StoredFlows
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowExistsError
 from quartermaster_engine.stores.memory_store import InMemoryStore
@@ -47,7 +46,7 @@ _END = object()
 logger = logging.getLogger("quartermaster_engine.runner")
 
 
-class FlowRunner(StoredFlows, ChildFlows):
+class FlowRunner(ChildFlows):
     """Runs flows of one graph.
 
     ``node_registry`` maps node types to executors; the engine's Start1 and

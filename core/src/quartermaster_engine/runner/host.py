@@ -11,7 +11,7 @@ from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor
-from quartermaster_engine.runner.compiled import CNode
+from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.types import GraphSpec
 
@@ -58,6 +58,10 @@ class RunHost(Protocol):
 
     def missing_executor_message(self, cnode: CNode) -> str:
         """The error of a node whose type has no executor."""
+        ...
+
+    def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
+        """The compiled form of a stored flow's graph."""
         ...
 
     def store_name(self) -> str:

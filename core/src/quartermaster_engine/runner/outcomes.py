@@ -79,9 +79,19 @@ async def _commit_and_apply(
     if dead and emitter.listening:
         for node in dead:
             emitter.emit(NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name))
+    if committer.sync and not emitter.holding:
+        # The commit cannot suspend, so nothing is emitted between it and the
+        # delivery: number the event into the commit, deliver it right after.
+        if event is not None:
+            emitter.number(event)
+        committer.commit_now(commit)  # no coroutine on the in-memory hot path
+        run.state.apply(cnode, rec, commit)
+        if event is not None:
+            emitter.deliver(event)
+        return
     handle = None if event is None else emitter.stage(event)
     if committer.sync:
-        committer.commit_now(commit)  # no coroutine on the in-memory hot path
+        committer.commit_now(commit)
     else:
         await _committed(run, commit, handle)
     run.state.apply(cnode, rec, commit)

@@ -207,21 +207,7 @@ class FlowStepper:
             state = None  # the flow was deleted and made anew: read it whole
             snapshot = await runner.store_adapter.call("load_flow", flow_id)
             assert snapshot is not None
-        compiled = runner.compiled_for(snapshot.flow.graph)
-        if state is None:
-            state = FlowState(compiled, flow_id, snapshot.flow.input)
-        run = FlowRun(
-            runner,
-            compiled,
-            flow_id,
-            snapshot.flow.input,
-            lease,
-            parent_flow_id=snapshot.flow.parent_flow_id,
-            state=state,
-        )
-        run.restore(snapshot)
-        run.status_on_load = snapshot.flow.status
-        return run
+        return FlowRun.from_snapshot(runner, snapshot, lease, state=state)
 
     def _remember(self, flow_id: UUID, state: FlowState) -> None:
         self._states[flow_id] = state

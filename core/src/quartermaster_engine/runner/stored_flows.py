@@ -85,27 +85,12 @@ class StoredFlows:
             snapshot: FlowSnapshot | None = await self._store.call("load_flow", flow_id)
             if snapshot is None:
                 raise FlowNotFoundError(f"no flow {flow_id} in the store ({self.store_name()})")
-            compiled = self.compiled_for(snapshot.flow.graph)
-            run = FlowRun(
-                cast("RunHost", self),  # FlowRunner, which implements RunHost
-                compiled,
-                flow_id,
-                snapshot.flow.input,
-                lease,
-                parent_flow_id=snapshot.flow.parent_flow_id,
-                listeners=listeners,
-            )
-            run.restore(snapshot)
+            # FlowRunner implements RunHost.
+            run = FlowRun.from_snapshot(cast("RunHost", self), snapshot, lease, listeners=listeners)
         except BaseException:
             if drive:
                 await lease.release()
             raise
-        status = snapshot.flow.status
-        if status is FlowStatus.PAUSED and (run.state.ready or run.state.timers):
-            # An answer was committed but the process died before marking the flow
-            # running again: it is a running flow to recover, not a paused one.
-            status = FlowStatus.RUNNING
-        run.status_on_load = status
         return run
 
     async def aresume(

@@ -194,6 +194,15 @@ class StaleLeaseError(StoreError):
     flow's, or for a flow that has ended; nothing was written."""
 
 
+class FlowEndedError(StaleLeaseError):
+    """A commit or update for a flow that has ended (``status``: completed, failed or
+    stopped, perhaps by another process); nothing was written."""
+
+    def __init__(self, message: str, status: FlowStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class DuplicateCommitError(StoreError):
     """The commit's activation is no longer pending (it was committed already), or
     the node it answers is no longer waiting; nothing was written."""
@@ -212,6 +221,7 @@ __all__ = [
     "DuplicateCommitError",
     "DurableStore",
     "ExecutionStore",
+    "FlowEndedError",
     "FlowExistsError",
     "FlowNotFoundError",
     "FlowRecord",

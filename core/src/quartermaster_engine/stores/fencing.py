@@ -13,6 +13,7 @@ from uuid import UUID
 
 from quartermaster_engine.stores.base import (
     DuplicateCommitError,
+    FlowEndedError,
     LeaseHeldError,
     StaleLeaseError,
 )
@@ -73,8 +74,8 @@ def stale_lease(flow_id: UUID, epoch: int, current: int, owner: str | None) -> S
     )
 
 
-def flow_ended(flow_id: UUID, status: FlowStatus) -> StaleLeaseError:
-    return StaleLeaseError(f"flow {flow_id} is {status.value}; nothing more is written")
+def flow_ended(flow_id: UUID, status: FlowStatus) -> FlowEndedError:
+    return FlowEndedError(f"flow {flow_id} is {status.value}; nothing more is written", status)
 
 
 def duplicate_commit(
