@@ -115,7 +115,10 @@ class DurableStore(ExecutionStore, Protocol):
         ...
 
     def update_flow(self, flow_id: UUID, update: FlowUpdate) -> Any:
-        """Change the flow's status; a terminal status also drops its queue and joins."""
+        """Change the flow's status; a terminal status also drops its queue and joins.
+        When ``update.epoch`` is set it is checked like a commit's (`StaleLeaseError`,
+        `FlowEndedError` for an ended flow); ``update.events`` are appended to the log;
+        ``update.release_lease`` ends the lease."""
         ...
 
     def commit(self, flow_id: UUID, commit: Commit) -> Any:
