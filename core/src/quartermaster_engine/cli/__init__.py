@@ -11,6 +11,7 @@ from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
+from quartermaster_engine.cli.worker_command import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,7 @@ for command in (
     plugins_command,
     config_group,
     flows_group,
+    worker_command,
 ):
     main.add_command(command)
 

@@ -43,6 +43,12 @@ class LeaseLostError(RuntimeError):
     nothing more for the flow."""
 
 
+class MissingExecutorError(LookupError):
+    """This process has no executor for an activation's node type
+    (`FlowStepper.execute`): nothing ran and nothing was written, so a process
+    that has the executor can run the activation."""
+
+
 def error_text(exc: BaseException) -> str:
     """How an executor's exception reads in a node's error."""
     text = str(exc)

@@ -15,11 +15,13 @@ from uuid import UUID, uuid4
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.control_nodes import control_executors
 from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.dispatchers.remote import RemoteDispatcher, is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStopped
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
+from quartermaster_engine.runner import remote_run
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
@@ -84,6 +86,8 @@ class FlowRunner:
         self.node_registry = node_registry
         self.store = store if store is not None else InMemoryStore()
         self.dispatcher: TaskDispatcher = dispatcher if dispatcher is not None else SyncDispatcher()
+        #: The dispatcher runs activations on workers elsewhere (`RemoteDispatcher`).
+        self.remote = is_remote(self.dispatcher)
         self.context_manager = context_manager if context_manager is not None else ContextManager()
         self.on_event = on_event
         self.sinks = list(sinks)
@@ -94,6 +98,12 @@ class FlowRunner:
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
+        if self.remote and not self._store.durable:
+            raise TypeError(
+                f"dispatcher {type(self.dispatcher).__name__} runs flows on workers in other "
+                f"processes: it needs a durable store they share (sqlite, redis); "
+                f"{self.store_name()} keeps flows in this process only"
+            )
         self._persistence = persistence
         self._agent_memory: AgentMemory | None = None
         self._installed: NodeRegistry | None = None
@@ -316,7 +326,8 @@ class FlowRunner:
                 checked[cnode.type_name] = self._resolve_executor(cnode.type_name)
             executor = checked[cnode.type_name]
             if executor is None:
-                if cnode.type_name not in known:
+                # A remote dispatcher's workers may have executors this process lacks.
+                if cnode.type_name not in known and not self.remote:
                     unknown.append(self.missing_executor_message(cnode))
                 continue
             validate = getattr(executor, "validate_node", None)
@@ -426,12 +437,31 @@ class FlowRunner:
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
-        return await self._drive(run)
+        return await self._continue(run)
+
+    async def _continue(self, run: FlowRun) -> FlowResult:
+        """Drive the run in this process, or hand it to a remote dispatcher's workers
+        and follow it until it pauses or ends."""
+        if not self.remote:
+            return await self._drive(run)
+        after = await self._hand_off(run)
+        return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)
+
+    async def _hand_off(self, run: FlowRun) -> int:
+        """Let the flow's lease go and give its pending activations to the remote
+        workers; return the number of the last event logged before."""
+        await run.lease.release()
+        record = await self._store.call("get_flow", run.flow_id)
+        dispatcher = self.dispatcher
+        assert isinstance(dispatcher, RemoteDispatcher)
+        await dispatcher.start(self, run.flow_id)
+        return int(record.event_seq) if record is not None else 0
 
     async def asubmit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
         """Store a new flow with its start node queued, run nothing, and return its
         id: another process advances it (`FlowStepper`, a distributed dispatcher)
-        or recovers it. Needs a durable store."""
+        or recovers it. Needs a durable store. With a remote dispatcher the flow is
+        handed to its workers."""
         if not self._store.durable:
             raise FlowStateError(
                 f"submit() needs a durable store; {self.store_name()} keeps flows in this "
@@ -444,7 +474,10 @@ class FlowRunner:
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
-        await run.lease.release()
+        if self.remote:
+            await self._hand_off(run)
+        else:
+            await run.lease.release()
         return run.flow_id
 
     def submit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
@@ -462,11 +495,35 @@ class FlowRunner:
 
         Breaking out of the iteration stops the flow.
         """
+        if self.remote:
+            async for event in self._run_remote_async(input_message, flow_id):
+                yield event
+            return
         queue: asyncio.Queue[Any] = asyncio.Queue()
         run = self._new_run(input_message, flow_id, None, [("run_async", queue.put_nowait)])
         run.yield_each_step = True
         async for event in self._stream(run, queue, run.start_new):
             yield event
+
+    async def _run_remote_async(
+        self, input_message: str, flow_id: UUID | None
+    ) -> AsyncIterator[FlowEvent]:
+        """`run_async` with a remote dispatcher: the client's own events (FlowStarted),
+        then the workers' from the durable log."""
+        own: list[FlowEvent] = []
+        run = self._new_run(input_message, flow_id, None, [("run_async", own.append)])
+        await run.start_new()
+        after = await self._hand_off(run)
+        settled = False
+        try:
+            for event in own:
+                yield event
+            async for event in remote_run.relay(self, run.flow_id, after, ()):
+                yield event
+            settled = True
+        finally:
+            if not settled:
+                await self.astop(run.flow_id)
 
     async def _stream(
         self, run: FlowRun, queue: asyncio.Queue[Any], prepare: Callable[[], Any]
@@ -623,7 +680,7 @@ class FlowRunner:
             raise FlowStateError(f"flow {flow_id} is {status.value}; there is nothing to resume")
         run.started = time.monotonic()
         await self._answer(run, user_input, node_id)
-        return await self._drive(run)
+        return await self._continue(run)
 
     async def _answer(self, run: FlowRun, user_input: str, node_id: UUID | str | None) -> None:
         try:
@@ -654,11 +711,12 @@ class FlowRunner:
             await run.lease.release()
             return _stored_result(run, status)
         run.started = time.monotonic()
-        if run.listening:
+        if run.listening and not self.remote:
+            # (Remote: no commit of this process would log it; the workers' events follow.)
             run.emit(FlowResumed(flow_id=flow_id, reason="recover"))
         if run.state.untouched:
             await run.queue_start()  # died between creating the flow and queueing Start
-        return await self._drive(run)
+        return await self._continue(run)
 
     def recover(self, flow_id: UUID, *, wait: float = 0.0) -> FlowResult:
         """Synchronous `arecover`."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -27,6 +28,10 @@ logger = logging.getLogger("quartermaster_engine.runner")
 
 #: How long a lease lives unless renewed (seconds); `FlowRunner(lease_seconds=...)`.
 DEFAULT_LEASE_SECONDS = 30.0
+
+
+#: Seconds between looks at a lease another holder has, first and at most.
+_FIRST_POLL, _LAST_POLL = 0.002, 0.05
 
 
 def new_owner() -> str:
@@ -82,6 +87,9 @@ class LeaseKeeper:
         wanted (it ends the message)."""
         deadline = time.monotonic() + wait
         take_over: int | None = None
+        # A holder may let go at any moment (a worker's commit holds it for
+        # milliseconds): look again soon, backing off, not only once it runs out.
+        poll = _FIRST_POLL
         while True:
             try:
                 lease: Lease = await self.store.call(
@@ -96,7 +104,9 @@ class LeaseKeeper:
                 if left <= 0:
                     suffix = f"; {about}" if about else ""
                     raise FlowBusyError(f"{exc}{suffix}", held.owner, held.expires_at) from None
-                await asyncio.sleep(min(left, 0.05 + max(0.0, held.expires_at - time.time())))
+                until_expiry = 0.05 + max(0.0, held.expires_at - time.time())
+                await asyncio.sleep(min(left, until_expiry, poll * (0.5 + random.random())))
+                poll = min(poll * 2, _LAST_POLL)
                 continue
             self.epoch = lease.epoch
             return lease
