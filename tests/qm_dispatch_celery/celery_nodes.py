@@ -1,6 +1,6 @@
 """Node executors the test workers load with ``qm worker -p celery_nodes``.
 
-Each run appends ``<event> <pid> <flow id> <node> <visit> <attempt>`` to the
+Each run appends ``<event> <pid> <flow id> <node> <visit> <attempt> <time>`` to the
 file ``$QM_TEST_SIDE`` (one write per line, O_APPEND: lines from many
 processes never interleave), so tests see which process ran what, how often.
 """
@@ -20,7 +20,8 @@ from quartermaster_engine.plugins import Register, hookimpl
 
 def note(ctx: ExecutionContext, event: str = "ran") -> None:
     line = (
-        f"{event} {os.getpid()} {ctx.flow_id} {ctx.current_node.name} {ctx.visit} {ctx.attempt}\n"
+        f"{event} {os.getpid()} {ctx.flow_id} {ctx.current_node.name} {ctx.visit} "
+        f"{ctx.attempt} {time.time():.6f}\n"
     )
     fd = os.open(os.environ["QM_TEST_SIDE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -33,6 +34,13 @@ def work(ctx: ExecutionContext) -> str:
     """Sleeps ``metadata.sleep`` seconds (blocking), returns its name and input."""
     note(ctx)
     time.sleep(float(ctx.current_node.metadata.get("sleep", 0)))
+    return f"{ctx.current_node.name}({ctx.input_text})"
+
+
+async def awork(ctx: ExecutionContext) -> str:
+    """`work` as an async executor."""
+    note(ctx)
+    await asyncio.sleep(float(ctx.current_node.metadata.get("sleep", 0)))
     return f"{ctx.current_node.name}({ctx.input_text})"
 
 
@@ -75,12 +83,24 @@ def flaky(ctx: ExecutionContext) -> str:
     note(ctx)
     if ctx.attempt < 3:
         raise ConnectionError("try again")
-    return f"third time at {time.time():.3f}"
+    return "third time"
 
 
 def route(ctx: ExecutionContext) -> NodeResult:
     note(ctx)
     return NodeResult(output_text=ctx.input_text, picked_node="left")
+
+
+def again(ctx: ExecutionContext) -> NodeResult:
+    """Loops back once: picks ``again`` on the first visit, ``done`` after."""
+    note(ctx)
+    pick = "again" if ctx.visit < 2 else "done"
+    return NodeResult(output_text=ctx.input_text[-60:], picked_node=pick)
+
+
+def fail(ctx: ExecutionContext) -> str:
+    note(ctx)
+    raise ValueError(f"{ctx.current_node.name} always fails")
 
 
 class Executor:
@@ -90,12 +110,15 @@ class Executor:
 
 EXECUTORS: dict[str, Callable[[ExecutionContext], Any]] = {
     "work": work,
+    "awork": awork,
     "join": join,
     "hang": hang,
     "ahang": ahang,
     "ask": ask,
     "flaky": flaky,
     "route": route,
+    "again": again,
+    "fail": fail,
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from quartermaster_engine import FlowRunner
+from quartermaster_engine.testing import call
 from quartermaster_engine.types import GraphSpec
 
 HERE = Path(__file__).parent
@@ -24,6 +25,7 @@ class Fleet:
     """One test's configuration, side file and worker processes."""
 
     def __init__(self, directory: Path, redis_url: str, **dispatcher: Any) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.redis_url = redis_url
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
@@ -58,8 +60,20 @@ class Fleet:
             **extra,
         }
 
+    def start_workers(self, count: int, concurrency: int = 2) -> list[subprocess.Popen[bytes]]:
+        """``count`` workers, started at once."""
+        procs = [self.start_worker(concurrency, wait=False) for _ in range(count)]
+        for proc in procs:
+            self.wait_ready(self.logs[self.workers.index(proc)], proc)
+        return procs
+
     def start_worker(
-        self, concurrency: int = 2, *, modules: tuple[str, ...] = ("celery_nodes",), **env: str
+        self,
+        concurrency: int = 2,
+        *,
+        modules: tuple[str, ...] = ("celery_nodes",),
+        wait: bool = True,
+        **env: str,
     ) -> subprocess.Popen[bytes]:
         """A ``qm worker`` process (its own process group, so a kill takes its children)."""
         log = self.directory / f"worker{len(self.workers)}.log"
@@ -77,7 +91,8 @@ class Fleet:
             )
         self.workers.append(proc)
         self.logs.append(log)
-        self.wait_ready(log, proc)
+        if wait:
+            self.wait_ready(log, proc)
         return proc
 
     def wait_ready(self, log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -102,6 +117,37 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+    def script(self, code: str, *args: str) -> subprocess.Popen[str]:
+        """A client process running ``code`` (``sys.argv[1:]`` are ``args``)."""
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            cwd=self.directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+        )
+
+    def qm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A ``qm`` command on this fleet's configuration."""
+        return subprocess.run(
+            [str(QM), *args, "--config", str(self.config)],
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=120,
+        )
+
+    def wait_status(self, store: Any, flow_id: Any, status: str, timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = call(store, "get_flow", flow_id)
+            if record is not None and record.status.value == status:
+                return record
+            assert time.monotonic() < deadline, f"flow is {record and record.status.value}"
+            time.sleep(0.05)
 
     def runner(self, graph: GraphSpec, **kwargs: Any) -> FlowRunner:
         return FlowRunner.from_config(graph, str(self.config), **kwargs)

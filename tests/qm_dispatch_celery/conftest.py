@@ -4,8 +4,9 @@ module on a free port, and a fleet of real workers per test."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_server.url)
-    yield fleet
-    fleet.stop_all()
+def make_fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[..., Fleet]]:
+    """``make_fleet(**dispatcher_settings)``: a fleet whose workers stop after the test."""
+    fleets: list[Fleet] = []
+
+    def make(**settings: Any) -> Fleet:
+        fleets.append(Fleet(tmp_path / f"fleet{len(fleets)}", redis_server.url, **settings))
+        return fleets[-1]
+
+    yield make
+    for fleet in fleets:
+        fleet.stop_all()
+
+
+@pytest.fixture
+def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
+    return make_fleet()

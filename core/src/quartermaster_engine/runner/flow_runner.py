@@ -98,7 +98,7 @@ class FlowRunner:
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
-        if self.remote and not self._store.durable:
+        if self.remote and (not self._store.durable or isinstance(self.store, InMemoryStore)):
             raise TypeError(
                 f"dispatcher {type(self.dispatcher).__name__} runs flows on workers in other "
                 f"processes: it needs a durable store they share (sqlite, redis); "
