@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from uuid import UUID, uuid4
 
@@ -39,8 +40,9 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
 
-#: The (owner, flow) pairs this process is driving right now.
-_driving: set[tuple[str, UUID]] = set()
+#: The (owner, flow) pairs this process holds the lease of right now, with how many
+#: keepers hold it (one runner's concurrent steps of a flow take turns with it).
+_driving: Counter[tuple[str, UUID]] = Counter()
 
 
 def owner_is_dead(owner: str, flow_id: UUID) -> bool:
@@ -65,7 +67,17 @@ def owner_is_dead(owner: str, flow_id: UUID) -> bool:
 class LeaseKeeper:
     """Acquires, renews and releases one flow's lease for one driver."""
 
-    __slots__ = ("_handle", "_lost", "_task", "epoch", "flow_id", "owner", "store", "ttl")
+    __slots__ = (
+        "_handle",
+        "_held",
+        "_lost",
+        "_task",
+        "epoch",
+        "flow_id",
+        "owner",
+        "store",
+        "ttl",
+    )
 
     def __init__(self, store: StoreAdapter, flow_id: UUID, owner: str, ttl: float) -> None:
         self.store = store
@@ -76,10 +88,12 @@ class LeaseKeeper:
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost: Callable[[str], None] | None = None
+        self._held = False
 
     def adopt(self, epoch: int) -> None:
         """Hold the lease a new flow was created with."""
         self.epoch = epoch
+        self._hold()
 
     async def acquire(self, *, wait: float = 0.0, about: str = "") -> Lease:
         """Take the flow's lease, waiting up to ``wait`` seconds for a live holder to
@@ -109,14 +123,22 @@ class LeaseKeeper:
                 poll = min(poll * 2, _LAST_POLL)
                 continue
             self.epoch = lease.epoch
+            self._hold()
             return lease
 
     def keep(self, on_lost: Callable[[str], None]) -> None:
         """Renew the lease in the background until `stop`; ``on_lost`` hears why if
         the store says it is no longer ours."""
         self._lost = on_lost
-        _driving.add((self.owner, self.flow_id))
+        self._hold()
         self._arm()
+
+    def _hold(self) -> None:
+        """Count this keeper as holding the lease: a step of the same runner waiting
+        for it must not mistake the holder for a dead driver of this process."""
+        if not self._held:
+            self._held = True
+            _driving[(self.owner, self.flow_id)] += 1
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,7 +167,12 @@ class LeaseKeeper:
     def stop(self) -> None:
         """Stop renewing (the lease itself is released by the flow's last update)."""
         self._lost = None
-        _driving.discard((self.owner, self.flow_id))
+        if self._held:
+            self._held = False
+            key = (self.owner, self.flow_id)
+            _driving[key] -= 1
+            if _driving[key] <= 0:
+                del _driving[key]
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

@@ -139,7 +139,8 @@ class FlowStepper:
         With ``stop_poll`` the flow's record is read every ``stop_poll`` seconds
         while the executor runs: once the flow has ended (stopped elsewhere) the
         executor is stopped as by `FlowRunner.stop` (async ones cancelled, blocking
-        ones see ``context.cancelled``). Raises `MissingExecutorError` when this
+        ones see ``context.cancelled``; a blocking executor must run off the loop, as
+        under a concurrent dispatcher). Raises `MissingExecutorError` when this
         process has no executor for the node's type (nothing ran)."""
         runner = self.runner
         run = await self._load(flow_id, runner.lease_for(flow_id))
