@@ -73,13 +73,21 @@ class Fleet:
         *,
         modules: tuple[str, ...] = ("celery_nodes",),
         wait: bool = True,
+        celery_command: bool = False,
         **env: str,
     ) -> subprocess.Popen[bytes]:
-        """A ``qm worker`` process (its own process group, so a kill takes its children)."""
+        """A ``qm worker`` process (its own process group, so a kill takes its children);
+        with ``celery_command``, ``celery -A qm_dispatch_celery.app worker`` instead."""
         log = self.directory / f"worker{len(self.workers)}.log"
-        args = [str(QM), "worker", "--config", str(self.config), "-c", str(concurrency)]
-        for module in modules:
-            args += ["-p", module]
+        if celery_command:
+            app = "qm_dispatch_celery.app"
+            args = [str(QM.with_name("celery")), "-A", app, "worker", "-c", str(concurrency)]
+            args += ["-l", "INFO"]  # (the queue is the configured one by default)
+            env = {"QM_CONFIG": str(self.config), "QM_WORKER_MODULES": ",".join(modules), **env}
+        else:
+            args = [str(QM), "worker", "--config", str(self.config), "-c", str(concurrency)]
+            for module in modules:
+                args += ["-p", module]
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 args,

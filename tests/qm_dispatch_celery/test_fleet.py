@@ -67,3 +67,11 @@ def test_fan_out_fan_in_joins_once_with_every_branch(fleet: Fleet, branch: str) 
         result = runner.run("x")
     assert result.final_output == "+".join(sorted(f"b{i}(x)" for i in range(100)))
     assert fleet.runs() == {**{f"b{i}": 1 for i in range(100)}, "J": 1}
+
+
+def test_celery_started_the_operators_way_runs_flows(fleet: Fleet) -> None:
+    fleet.start_worker(concurrency=1, celery_command=True)
+    with fleet.runner(chain_graph(4, "work")) as runner:
+        result = runner.run("in")
+    assert result.final_output == "n1(n0(in))"
+    assert fleet.runs() == {"n0": 1, "n1": 1}
