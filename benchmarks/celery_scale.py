@@ -122,7 +122,7 @@ class Bench:
         return proc
 
     def workers(self, count: int, concurrency: int) -> None:
-        for i in range(count):
+        for _ in range(count):
             log = self.folder / f"worker-{len(self.procs)}.log"
             args = [str(QM), "worker", "--config", str(self.config), "-c", str(concurrency)]
             self.start([*args, "-p", "bench_nodes", "-l", "INFO"], log)
