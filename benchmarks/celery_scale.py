@@ -127,6 +127,19 @@ class Bench:
             args = [str(QM), "worker", "--config", str(self.config), "-c", str(concurrency)]
             self.start([*args, "-p", "bench_nodes", "-l", "INFO"], log)
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of the workers (their sessions)."""
+        sessions = {proc.pid for proc in self.procs}
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) in sessions:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -169,12 +182,14 @@ def scale(bench: Bench, concurrency: int, runs: int, counts: list[int]) -> dict[
         bench.workers(count, concurrency)
         with FlowRunner.from_config(graph, str(bench.config)) as runner:
             timed_run(runner, "256")  # warm-up: imports and connections of every child
+            cpu = bench.cpu_seconds()
             times = [timed_run(runner, "256")[0] for _ in range(runs)]
+            cpu = (bench.cpu_seconds() - cpu) / runs
         bench.stop()
         walls[count] = statistics.median(times)
         print(
             f"  {count} worker(s) x {concurrency}: {walls[count]:.2f} s "
-            f"(runs: {', '.join(f'{t:.2f}' for t in times)})",
+            f"(runs: {', '.join(f'{t:.2f}' for t in times)}); workers' CPU {cpu:.2f} s per run",
             flush=True,
         )
     return walls
