@@ -24,7 +24,9 @@ QM = Path(sys.executable).with_name("qm")
 class Fleet:
     """One test's configuration, side file and worker processes."""
 
-    def __init__(self, directory: Path, redis_url: str, **dispatcher: Any) -> None:
+    def __init__(
+        self, directory: Path, redis_url: str, broker_url: str | None = None, **dispatcher: Any
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.redis_url = redis_url
@@ -32,7 +34,7 @@ class Fleet:
         self.side = directory / "side.log"
         self.config = directory / "qm.toml"
         settings = {
-            "broker_url": redis_url,
+            "broker_url": broker_url or redis_url,
             "queue": f"{self.prefix}-q",
             "stop_poll": 0.2,
             "refuse_delay": 0.2,

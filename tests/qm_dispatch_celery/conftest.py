@@ -29,8 +29,9 @@ def make_fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[.
     """``make_fleet(**dispatcher_settings)``: a fleet whose workers stop after the test."""
     fleets: list[Fleet] = []
 
-    def make(**settings: Any) -> Fleet:
-        fleets.append(Fleet(tmp_path / f"fleet{len(fleets)}", redis_server.url, **settings))
+    def make(broker_url: str | None = None, **settings: Any) -> Fleet:
+        folder = tmp_path / f"fleet{len(fleets)}"
+        fleets.append(Fleet(folder, redis_server.url, broker_url, **settings))
         return fleets[-1]
 
     yield make

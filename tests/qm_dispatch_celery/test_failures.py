@@ -8,14 +8,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery_nodes import EXECUTORS
 from celery_support import Fleet
+from qm_redis_support import RedisServer
 
 from quartermaster_engine import FlowRunner, FlowStatus, SimpleNodeRegistry
-from quartermaster_engine.testing import build_graph, call
+from quartermaster_engine.testing import build_graph, call, chain_graph
 from quartermaster_engine.testing.graphs import name_id
 
 CHAIN_WITH_HANG = build_graph(
@@ -157,3 +159,31 @@ def _local_runner(fleet: Fleet) -> FlowRunner:
     """A runner on the fleet's store that hands nothing to the workers."""
     registry = SimpleNodeRegistry(EXECUTORS)
     return FlowRunner.from_config(FAN, str(fleet.config), dispatcher="sync", node_registry=registry)
+
+
+@pytest.mark.slow
+def test_the_broker_restarted_mid_run_the_flow_completes(
+    make_fleet: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    # A broker of its own that keeps its queues on disk (append-only, fsync always),
+    # killed while a node runs and started again on the same port.
+    broker = RedisServer(tmp_path / "broker", appendonly=True).start()
+    try:
+        fleet = make_fleet(broker.url, visibility_timeout=3, restore_interval=1)
+        fleet.start_workers(2, concurrency=1)
+        graph = chain_graph(6, "work")
+        slow = graph.model_copy(deep=True)
+        for node in slow.nodes:
+            node.metadata["sleep"] = 0.5
+        with fleet.runner(slow) as runner:
+            fid = runner.submit("x")
+            fleet.wait_for_line("ran", "n1")
+            broker.kill()
+            time.sleep(1.0)
+            broker.start()
+            record = fleet.wait_status(runner.store, fid, "completed", timeout=90)
+            snap = call(runner.store, "load_flow", fid)
+        assert record.final_output == "n3(n2(n1(n0(x))))"
+        assert _finished(snap) == {"Start": 1, "n0": 1, "n1": 1, "n2": 1, "n3": 1, "End": 1}
+    finally:
+        broker.stop()

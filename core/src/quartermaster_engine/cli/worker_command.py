@@ -45,8 +45,8 @@ def worker_command(
     try:
         from qm_dispatch_celery.worker_app import build_worker_app
     except ModuleNotFoundError as exc:
-        if exc.name != "qm_dispatch_celery":
-            raise
+        if (exc.name or "").partition(".")[0] != "qm_dispatch_celery":
+            raise  # something qm-dispatch-celery itself needs is missing: show that
         fail("qm worker runs Celery workers: pip install qm-dispatch-celery")
     if config_path is not None:
         # Worker processes read the same configuration (prefork children, -A apps).
