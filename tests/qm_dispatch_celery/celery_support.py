@@ -76,6 +76,7 @@ class Fleet:
         modules: tuple[str, ...] = ("celery_nodes",),
         wait: bool = True,
         celery_command: bool = False,
+        pool: str | None = None,
         **env: str,
     ) -> subprocess.Popen[bytes]:
         """A ``qm worker`` process (its own process group, so a kill takes its children);
@@ -90,6 +91,8 @@ class Fleet:
             args = [str(QM), "worker", "--config", str(self.config), "-c", str(concurrency)]
             for module in modules:
                 args += ["-p", module]
+            if pool is not None:
+                args += ["--pool", pool]
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 args,

@@ -75,3 +75,12 @@ def test_celery_started_the_operators_way_runs_flows(fleet: Fleet) -> None:
         result = runner.run("in")
     assert result.final_output == "n1(n0(in))"
     assert fleet.runs() == {"n0": 1, "n1": 1}
+
+
+def test_a_worker_of_threads_runs_a_flow_s_branches_at_once(fleet: Fleet) -> None:
+    fleet.start_worker(concurrency=4, pool="threads")
+    with fleet.runner(fan(20, sleep=0.05)) as runner:
+        result = runner.run("x")
+    assert result.final_output == "+".join(sorted(f"b{i}(x)" for i in range(20)))
+    assert fleet.runs() == {**{f"b{i}": 1 for i in range(20)}, "J": 1}
+    assert fleet.pids() == {fleet.workers[0].pid}

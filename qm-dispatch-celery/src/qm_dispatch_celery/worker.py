@@ -10,7 +10,8 @@ transactional outbox); activations committed but never published (the worker
 died in between) are published again by the sweep or by ``recover``.
 
 Each worker process (a prefork child, or the main process for the sweep) has
-its own runner, store connection and event loop, made on first use.
+its own runner, made on first use; each thread (``--pool threads``) its own
+stepper and event loop, so the flow states a stepper caches are never shared.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Worker:
         self.modules = list(modules)
         self._pid: int | None = None
         self._runner: FlowRunner | None = None
-        self._stepper: FlowStepper | None = None
+        self._local = threading.local()
         self._lock = threading.Lock()
 
     def check(self) -> None:
@@ -78,14 +79,22 @@ class Worker:
                 run_sync(result)
 
     @property
-    def stepper(self) -> FlowStepper:
-        """This process's stepper (made anew in a forked child)."""
+    def runner(self) -> FlowRunner:
+        """This process's runner (made anew in a forked child)."""
         with self._lock:
-            if self._stepper is None or self._pid != os.getpid():
+            if self._runner is None or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._runner = self._make_runner()
-                self._stepper = FlowStepper(self._runner)
-            return self._stepper
+            return self._runner
+
+    @property
+    def stepper(self) -> FlowStepper:
+        """This thread's stepper over this process's runner."""
+        runner = self.runner
+        stepper: FlowStepper | None = getattr(self._local, "stepper", None)
+        if stepper is None or stepper.runner is not runner:
+            stepper = self._local.stepper = FlowStepper(runner)
+        return stepper
 
     def _make_runner(self) -> FlowRunner:
         own = load_executor_modules(self.modules)
