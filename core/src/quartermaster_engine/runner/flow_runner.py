@@ -40,6 +40,9 @@ EventHandler = Callable[[FlowEvent], Any]
 #: (metadata ``max_visits``).
 DEFAULT_MAX_VISITS = 100
 
+#: Seconds `resume` and `recover` wait for a flow's lease under a remote dispatcher.
+REMOTE_LEASE_WAIT = 10.0
+
 _END = object()
 
 logger = logging.getLogger("quartermaster_engine.runner")
@@ -659,6 +662,11 @@ class FlowRunner:
         run.status_on_load = status
         return run
 
+    def _lease_wait(self, wait: float) -> float:
+        """How long to wait for a flow's lease: a remote dispatcher's workers hold it
+        only while they commit, so waiting for them is always short."""
+        return max(wait, REMOTE_LEASE_WAIT) if self.remote else wait
+
     def _same_graph(self, spec: GraphSpec) -> bool:
         return spec is self.graph or (spec.id == self.graph.id and spec == self.graph)
 
@@ -673,7 +681,7 @@ class FlowRunner:
         about = "it cannot be resumed now"
         if node_id is not None:
             about = f"node {node_id!r} cannot be answered now"
-        run = await self._load(flow_id, about=about)
+        run = await self._load(flow_id, wait=self._lease_wait(0.0), about=about)
         status = run.status_on_load or FlowStatus.PAUSED
         if status.is_terminal:
             await run.lease.release()
@@ -705,7 +713,7 @@ class FlowRunner:
         a driver that died on this host is taken over at once, one elsewhere once
         its lease runs out.
         """
-        run = await self._load(flow_id, wait=wait, about="it is not interrupted")
+        run = await self._load(flow_id, wait=self._lease_wait(wait), about="it is not interrupted")
         status = run.status_on_load or FlowStatus.RUNNING
         if status is not FlowStatus.RUNNING:
             await run.lease.release()
