@@ -65,8 +65,11 @@ class CelerySettings(BaseModel):
         ),
     )
     sweep_interval: PositiveFloat | None = Field(
-        60.0,
-        description="Seconds between a worker's sweeps (None: only when it starts).",
+        600.0,
+        description=(
+            "Seconds between a worker's sweeps (None: only when it starts). A sweep lists "
+            "the store's running flows: keep it rare on stores with many flows."
+        ),
     )
     modules: list[str] = Field(
         default_factory=list,
