@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,21 +41,25 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
 
-#: The (owner, flow) pairs this process holds the lease of right now, with how many
-#: keepers hold it (one runner's concurrent steps of a flow take turns with it).
+#: The (owner, flow) pairs this process holds or is taking the lease of right now,
+#: with how many keepers do (one runner's concurrent steps of a flow, in tasks or
+#: threads, take turns with it).
 _driving: Counter[tuple[str, UUID]] = Counter()
+_driving_lock = threading.Lock()
 
 
-def owner_is_dead(owner: str, flow_id: UUID) -> bool:
+def owner_is_dead(owner: str, flow_id: UUID, *, mine: int = 0) -> bool:
     """Whether ``owner`` no longer drives ``flow_id``: it ran on this host in a process
-    that no longer exists, or in this process and its run is over (cancelled)."""
+    that no longer exists, or in this process and its run is over (cancelled): no
+    keeper of it holds or is taking the lease, besides the ``mine`` asking."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return (owner, flow_id) not in _driving
+        with _driving_lock:
+            return _driving.get((owner, flow_id), 0) <= mine
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -104,27 +109,38 @@ class LeaseKeeper:
         # A holder may let go at any moment (a worker's commit holds it for
         # milliseconds): look again soon, backing off, not only once it runs out.
         poll = _FIRST_POLL
-        while True:
-            try:
-                lease: Lease = await self.store.call(
-                    "acquire_lease", self.flow_id, self.owner, self.ttl, take_over=take_over
-                )
-            except LeaseHeldError as exc:
-                held = exc.lease
-                if take_over != held.epoch and owner_is_dead(held.owner, self.flow_id):
-                    take_over = held.epoch
+        # Counted before asking: a keeper of the same owner must not take the lease
+        # over between the store granting it to us and our learning so.
+        taking = not self._held
+        self._hold()
+        try:
+            while True:
+                try:
+                    lease: Lease = await self.store.call(
+                        "acquire_lease", self.flow_id, self.owner, self.ttl, take_over=take_over
+                    )
+                except LeaseHeldError as exc:
+                    held = exc.lease
+                    mine = 1 if held.owner == self.owner else 0
+                    if take_over != held.epoch and owner_is_dead(
+                        held.owner, self.flow_id, mine=mine
+                    ):
+                        take_over = held.epoch
+                        continue
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        suffix = f"; {about}" if about else ""
+                        raise FlowBusyError(f"{exc}{suffix}", held.owner, held.expires_at) from None
+                    until_expiry = 0.05 + max(0.0, held.expires_at - time.time())
+                    await asyncio.sleep(min(left, until_expiry, poll * (0.5 + random.random())))
+                    poll = min(poll * 2, _LAST_POLL)
                     continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    suffix = f"; {about}" if about else ""
-                    raise FlowBusyError(f"{exc}{suffix}", held.owner, held.expires_at) from None
-                until_expiry = 0.05 + max(0.0, held.expires_at - time.time())
-                await asyncio.sleep(min(left, until_expiry, poll * (0.5 + random.random())))
-                poll = min(poll * 2, _LAST_POLL)
-                continue
-            self.epoch = lease.epoch
-            self._hold()
-            return lease
+                self.epoch = lease.epoch
+                return lease
+        except BaseException:
+            if taking:
+                self._unhold()
+            raise
 
     def keep(self, on_lost: Callable[[str], None]) -> None:
         """Renew the lease in the background until `stop`; ``on_lost`` hears why if
@@ -138,7 +154,17 @@ class LeaseKeeper:
         for it must not mistake the holder for a dead driver of this process."""
         if not self._held:
             self._held = True
-            _driving[(self.owner, self.flow_id)] += 1
+            with _driving_lock:
+                _driving[(self.owner, self.flow_id)] += 1
+
+    def _unhold(self) -> None:
+        if self._held:
+            self._held = False
+            key = (self.owner, self.flow_id)
+            with _driving_lock:
+                _driving[key] -= 1
+                if _driving[key] <= 0:
+                    del _driving[key]
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()
@@ -167,12 +193,7 @@ class LeaseKeeper:
     def stop(self) -> None:
         """Stop renewing (the lease itself is released by the flow's last update)."""
         self._lost = None
-        if self._held:
-            self._held = False
-            key = (self.owner, self.flow_id)
-            _driving[key] -= 1
-            if _driving[key] <= 0:
-                del _driving[key]
+        self._unhold()
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
