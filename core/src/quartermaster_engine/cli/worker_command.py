@@ -33,12 +33,20 @@ from quartermaster_engine.cli.common import config_option, fail, reported
 )
 @click.option("--loglevel", "-l", default="INFO", show_default=True, help="Celery log level.")
 @click.option("--pool", default=None, help="Celery pool (prefork, threads, solo; default prefork).")
+@click.option(
+    "--hostname",
+    "-n",
+    default=None,
+    help="Celery node name (default qm-PID@HOST: several workers on one machine each "
+    "need their own).",
+)
 def worker_command(
     config_path: str | None,
     concurrency: int | None,
     modules: tuple[str, ...],
     loglevel: str,
     pool: str | None,
+    hostname: str | None,
 ) -> None:
     """Start a Celery worker that runs the nodes of flows of the configured store
     (needs [dispatcher] name = "celery"; see docs/scale-out.md)."""
@@ -56,7 +64,8 @@ def worker_command(
     with reported():
         app, worker = build_worker_app(config_path)
         worker.check()
-    argv = ["worker", "--loglevel", loglevel, "--queues", worker.settings.queue]
+    name = hostname or f"qm-{os.getpid()}@%h"
+    argv = ["worker", "--loglevel", loglevel, "--queues", worker.settings.queue, "-n", name]
     if concurrency is not None:
         argv += ["--concurrency", str(concurrency)]
     if pool is not None:
