@@ -15,7 +15,10 @@ from pathlib import Path
 from qm_redis_support import free_port
 
 #: The server script itself (the /usr/sbin wrapper switches to the system's user).
-_SCRIPTS = (Path("/usr/lib/rabbitmq/bin/rabbitmq-server"), Path("/lib/rabbitmq/bin/rabbitmq-server"))
+_SCRIPTS = (
+    Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),
+    Path("/lib/rabbitmq/bin/rabbitmq-server"),
+)
 
 
 class RabbitServer:
@@ -90,8 +93,8 @@ class RabbitServer:
         # The node started an epmd of its own on our port: end that one only.
         for environ in Path("/proc").glob("[0-9]*/environ"):
             try:
-                if f"ERL_EPMD_PORT={self.epmd_port}\0".encode() in environ.read_bytes():
-                    if Path(environ.parent / "comm").read_text().strip() == "epmd":
-                        os.kill(int(environ.parent.name), signal.SIGTERM)
+                mine = f"ERL_EPMD_PORT={self.epmd_port}\0".encode() in environ.read_bytes()
+                if mine and (environ.parent / "comm").read_text().strip() == "epmd":
+                    os.kill(int(environ.parent.name), signal.SIGTERM)
             except (OSError, ValueError):
                 continue
