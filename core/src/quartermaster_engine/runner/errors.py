@@ -48,6 +48,12 @@ class StoppedElsewhereError(LeaseLostError):
     stopped (the stop and its event are in the store already)."""
 
 
+class MissingExecutorError(LookupError):
+    """This process has no executor for an activation's node type
+    (`FlowStepper.execute`): nothing ran and nothing was written, so a process
+    that has the executor can run the activation."""
+
+
 def error_text(exc: BaseException) -> str:
     """How an executor's exception reads in a node's error."""
     text = str(exc)

@@ -9,7 +9,7 @@ from uuid import UUID
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowNotFoundError
-from quartermaster_engine.stores.records import FlowRecord
+from quartermaster_engine.stores.records import FlowRecord, FlowStatus
 
 #: How often a follower asks the store for new events (seconds).
 DEFAULT_POLL_SECONDS = 0.2
@@ -23,11 +23,13 @@ async def read_log(
     follow: bool = False,
     poll: float = DEFAULT_POLL_SECONDS,
     batch: int = 500,
+    until_paused: bool = False,
 ) -> AsyncIterator[FlowEvent]:
     """The flow's logged events numbered above ``after``, in order. With ``follow``,
     keep reading as the flow goes on (asking the store every ``poll`` seconds)
     until it has ended (completed, failed, stopped) and every event is read; a
-    paused flow is followed until someone resumes it and it ends."""
+    paused flow is followed until someone resumes it and it ends, or, with
+    ``until_paused``, until it pauses."""
     if not store.durable:
         raise FlowNotFoundError("the store keeps no event log (it is not a durable store)")
     record: FlowRecord | None = await store.call("get_flow", flow_id)
@@ -46,6 +48,7 @@ async def read_log(
         record = await store.call("get_flow", flow_id)
         if record is None:
             return  # deleted while followed
-        if record.status.is_terminal and seen >= record.event_seq:
+        settled = record.status.is_terminal or (until_paused and record.status is FlowStatus.PAUSED)
+        if settled and seen >= record.event_seq:
             return
         await asyncio.sleep(poll)

@@ -88,13 +88,14 @@ class Executors:
         hint = f"did you mean {close[0]!r}?" if close else "`qm plugins` lists the installed ones"
         return f"no executor for node type {cnode.type_name!r} (node {cnode.describe()}); {hint}"
 
-    def preflight(self, compiled: CompiledGraph) -> None:
+    def preflight(self, compiled: CompiledGraph, *, allow_missing: bool = False) -> None:
         """Check, before anything runs, what can be known before: every node type that is
         not one of 0.1.5's has an executor, and every executor that can check its node's
         settings (``validate_node(node, graph) -> list[str]``) finds no problem.
 
         Runs once per graph. Raises `UnknownNodeTypeError` or `NodeConfigError`
-        listing every problem at once.
+        listing every problem at once. ``allow_missing``: node types without an
+        executor here are fine (a remote dispatcher's workers run them).
         """
         if id(compiled) in self._preflighted:
             return
@@ -110,7 +111,7 @@ class Executors:
                 checked[cnode.type_name] = self.resolve(cnode.type_name)
             executor = checked[cnode.type_name]
             if executor is None:
-                if cnode.type_name not in known:
+                if cnode.type_name not in known and not allow_missing:
                     unknown.append(self.missing_message(cnode))
                 continue
             validate = getattr(executor, "validate_node", None)

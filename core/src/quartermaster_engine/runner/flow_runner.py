@@ -13,11 +13,13 @@ from uuid import UUID, uuid4
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
+from quartermaster_engine.dispatchers.remote import RemoteDispatcher, is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
+from quartermaster_engine.runner import remote_run
 from quartermaster_engine.runner.arguments import (
     optional_flow_id_arg,
     text_arg,
@@ -98,6 +100,8 @@ class FlowRunner(ChildFlows):
         self.dispatcher: TaskDispatcher = (
             as_dispatcher(dispatcher) if dispatcher is not None else SyncDispatcher()
         )
+        #: The dispatcher runs activations on workers elsewhere (`RemoteDispatcher`).
+        self.remote = is_remote(self.dispatcher)
         self.context_manager = context_manager if context_manager is not None else ContextManager()
         self.on_event = on_event
         self.sinks = list(sinks)
@@ -114,6 +118,12 @@ class FlowRunner(ChildFlows):
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
+        if self.remote and (not self._store.durable or isinstance(self.store, InMemoryStore)):
+            raise TypeError(
+                f"dispatcher {type(self.dispatcher).__name__} runs flows on workers in other "
+                f"processes: it needs a durable store they share (sqlite, redis, postgres); "
+                f"{self.store_name()} keeps flows in this process only"
+            )
         self._persistence = persistence
         self._agent_memory: AgentMemory | None = None
         #: Which executor runs each node type (`Executors`).
@@ -278,7 +288,11 @@ class FlowRunner(ChildFlows):
         executor that checks its node's settings finds no problem (see
         `Executors.preflight`); `run`, `resume` and `recover` call it. Raises
         `UnknownNodeTypeError` or `NodeConfigError` listing every problem."""
-        self.executors.preflight(compiled if compiled is not None else self._compiled)
+        self.executors.preflight(
+            compiled if compiled is not None else self._compiled,
+            # A remote dispatcher's workers may have executors this process lacks.
+            allow_missing=self.remote,
+        )
 
     def listeners(self) -> list[tuple[str, EventHandler]]:
         """This runner's own listeners: ``on_event`` and the sinks."""
@@ -370,12 +384,31 @@ class FlowRunner(ChildFlows):
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
-        return await self._drive(run)
+        return await self._continue(run)
+
+    async def _continue(self, run: FlowRun) -> FlowResult:
+        """Drive the run in this process, or hand it to a remote dispatcher's workers
+        and follow it until it pauses or ends."""
+        if not self.remote:
+            return await self._drive(run)
+        after = await self._hand_off(run)
+        return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)
+
+    async def _hand_off(self, run: FlowRun) -> int:
+        """Let the flow's lease go and give its pending activations to the remote
+        workers; return the number of the last event logged before."""
+        await run.lease.release()
+        record = await self._store.call("get_flow", run.flow_id)
+        dispatcher = self.dispatcher
+        assert isinstance(dispatcher, RemoteDispatcher)
+        await dispatcher.start(self, run.flow_id)
+        return int(record.event_seq) if record is not None else 0
 
     async def asubmit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
         """Store a new flow with its start node queued, run nothing, and return its
         id: another process advances it (`FlowStepper`, a distributed dispatcher)
-        or recovers it. Needs a durable store."""
+        or recovers it. Needs a durable store. With a remote dispatcher the flow is
+        handed to its workers."""
         if not self._store.durable:
             raise FlowStateError(
                 f"submit() needs a durable store; {self.store_name()} keeps flows in this "
@@ -388,7 +421,10 @@ class FlowRunner(ChildFlows):
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
-        await run.lease.release()
+        if self.remote:
+            await self._hand_off(run)
+        else:
+            await run.lease.release()
         return run.flow_id
 
     def submit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
@@ -406,11 +442,35 @@ class FlowRunner(ChildFlows):
 
         Breaking out of the iteration stops the flow.
         """
+        if self.remote:
+            async for event in self._run_remote_async(input_message, flow_id):
+                yield event
+            return
         queue: asyncio.Queue[Any] = asyncio.Queue()
         run = self._new_run(input_message, flow_id, None, [("run_async", queue.put_nowait)])
         run.yield_each_step = True
         async for event in self._stream(run, queue, run.start_new):
             yield event
+
+    async def _run_remote_async(
+        self, input_message: str, flow_id: UUID | str | None
+    ) -> AsyncIterator[FlowEvent]:
+        """`run_async` with a remote dispatcher: the client's own events (FlowStarted),
+        then the workers' from the durable log."""
+        own: list[FlowEvent] = []
+        run = self._new_run(input_message, flow_id, None, [("run_async", own.append)])
+        await run.start_new()
+        after = await self._hand_off(run)
+        settled = False
+        try:
+            for event in own:
+                yield event
+            async for event in remote_run.relay(self, run.flow_id, after, ()):
+                yield event
+            settled = True
+        finally:
+            if not settled:
+                await self.astop(run.flow_id)
 
     async def _stream(
         self, run: FlowRun, queue: asyncio.Queue[Any], prepare: Callable[[], Any]

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from uuid import UUID, uuid4
 
@@ -29,25 +32,34 @@ logger = logging.getLogger("quartermaster_engine.runner")
 DEFAULT_LEASE_SECONDS = 30.0
 
 
+#: Seconds between looks at a lease another holder has, first and at most.
+_FIRST_POLL, _LAST_POLL = 0.002, 0.05
+
+
 def new_owner() -> str:
     """A name for a driver: ``host:pid:token`` (the token tells runners of one process apart)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
 
-#: The (owner, flow) pairs this process is driving right now.
-_driving: set[tuple[str, UUID]] = set()
+#: The (owner, flow) pairs this process holds or is taking the lease of right now,
+#: with how many keepers do (one runner's concurrent steps of a flow, in tasks or
+#: threads, take turns with it).
+_driving: Counter[tuple[str, UUID]] = Counter()
+_driving_lock = threading.Lock()
 
 
-def owner_is_dead(owner: str, flow_id: UUID) -> bool:
+def owner_is_dead(owner: str, flow_id: UUID, *, mine: int = 0) -> bool:
     """Whether ``owner`` no longer drives ``flow_id``: it ran on this host in a process
-    that no longer exists, or in this process and its run is over (cancelled)."""
+    that no longer exists, or in this process and its run is over (cancelled): no
+    keeper of it holds or is taking the lease, besides the ``mine`` asking."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return (owner, flow_id) not in _driving
+        with _driving_lock:
+            return _driving.get((owner, flow_id), 0) <= mine
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +72,17 @@ def owner_is_dead(owner: str, flow_id: UUID) -> bool:
 class LeaseKeeper:
     """Acquires, renews and releases one flow's lease for one driver."""
 
-    __slots__ = ("_handle", "_lost", "_task", "epoch", "flow_id", "owner", "store", "ttl")
+    __slots__ = (
+        "_handle",
+        "_held",
+        "_lost",
+        "_task",
+        "epoch",
+        "flow_id",
+        "owner",
+        "store",
+        "ttl",
+    )
 
     def __init__(self, store: StoreAdapter, flow_id: UUID, owner: str, ttl: float) -> None:
         self.store = store
@@ -71,10 +93,12 @@ class LeaseKeeper:
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost: Callable[[str], None] | None = None
+        self._held = False
 
     def adopt(self, epoch: int) -> None:
         """Hold the lease a new flow was created with."""
         self.epoch = epoch
+        self._hold()
 
     async def acquire(self, *, wait: float = 0.0, about: str = "") -> Lease:
         """Take the flow's lease, waiting up to ``wait`` seconds for a live holder to
@@ -82,31 +106,65 @@ class LeaseKeeper:
         wanted (it ends the message)."""
         deadline = time.monotonic() + wait
         take_over: int | None = None
-        while True:
-            try:
-                lease: Lease = await self.store.call(
-                    "acquire_lease", self.flow_id, self.owner, self.ttl, take_over=take_over
-                )
-            except LeaseHeldError as exc:
-                held = exc.lease
-                if take_over != held.epoch and owner_is_dead(held.owner, self.flow_id):
-                    take_over = held.epoch
+        # A holder may let go at any moment (a worker's commit holds it for
+        # milliseconds): look again soon, backing off, not only once it runs out.
+        poll = _FIRST_POLL
+        # Counted before asking: a keeper of the same owner must not take the lease
+        # over between the store granting it to us and our learning so.
+        taking = not self._held
+        self._hold()
+        try:
+            while True:
+                try:
+                    lease: Lease = await self.store.call(
+                        "acquire_lease", self.flow_id, self.owner, self.ttl, take_over=take_over
+                    )
+                except LeaseHeldError as exc:
+                    held = exc.lease
+                    mine = 1 if held.owner == self.owner else 0
+                    if take_over != held.epoch and owner_is_dead(
+                        held.owner, self.flow_id, mine=mine
+                    ):
+                        take_over = held.epoch
+                        continue
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        suffix = f"; {about}" if about else ""
+                        raise FlowBusyError(f"{exc}{suffix}", held.owner, held.expires_at) from None
+                    until_expiry = 0.05 + max(0.0, held.expires_at - time.time())
+                    await asyncio.sleep(min(left, until_expiry, poll * (0.5 + random.random())))
+                    poll = min(poll * 2, _LAST_POLL)
                     continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    suffix = f"; {about}" if about else ""
-                    raise FlowBusyError(f"{exc}{suffix}", held.owner, held.expires_at) from None
-                await asyncio.sleep(min(left, 0.05 + max(0.0, held.expires_at - time.time())))
-                continue
-            self.epoch = lease.epoch
-            return lease
+                self.epoch = lease.epoch
+                return lease
+        except BaseException:
+            if taking:
+                self._unhold()
+            raise
 
     def keep(self, on_lost: Callable[[str], None]) -> None:
         """Renew the lease in the background until `stop`; ``on_lost`` hears why if
         the store says it is no longer ours."""
         self._lost = on_lost
-        _driving.add((self.owner, self.flow_id))
+        self._hold()
         self._arm()
+
+    def _hold(self) -> None:
+        """Count this keeper as holding the lease: a step of the same runner waiting
+        for it must not mistake the holder for a dead driver of this process."""
+        if not self._held:
+            self._held = True
+            with _driving_lock:
+                _driving[(self.owner, self.flow_id)] += 1
+
+    def _unhold(self) -> None:
+        if self._held:
+            self._held = False
+            key = (self.owner, self.flow_id)
+            with _driving_lock:
+                _driving[key] -= 1
+                if _driving[key] <= 0:
+                    del _driving[key]
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,7 +193,7 @@ class LeaseKeeper:
     def stop(self) -> None:
         """Stop renewing (the lease itself is released by the flow's last update)."""
         self._lost = None
-        _driving.discard((self.owner, self.flow_id))
+        self._unhold()
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

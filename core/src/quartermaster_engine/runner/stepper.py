@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.runner import finish
+from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.result import FlowResult
@@ -127,18 +128,35 @@ class FlowStepper:
         self._remember(flow_id, run.state)
         return _queued(run.state)
 
-    async def execute(self, flow_id: UUID, ref: ActivationRef) -> Work | None:
+    async def execute(
+        self, flow_id: UUID, ref: ActivationRef, *, stop_poll: float | None = None
+    ) -> Work | None:
         """Run one pending activation's executor without taking the flow's lease, so
         other activations of the flow run at the same time elsewhere. Nothing is
         written; None if the activation is no longer pending (it was committed:
-        a duplicate delivery). Hand the `Work` to `complete`."""
-        run = await self._load(flow_id, self.runner.lease_for(flow_id))
+        a duplicate delivery) or the flow has ended. Hand the `Work` to `complete`.
+
+        With ``stop_poll`` the flow's record is read every ``stop_poll`` seconds
+        while the executor runs: once the flow has ended (stopped elsewhere) the
+        executor is stopped as by `FlowRunner.stop` (async ones cancelled, blocking
+        ones see ``context.cancelled``; a blocking executor must run off the loop, as
+        under a concurrent dispatcher). Raises `MissingExecutorError` when this
+        process has no executor for the node's type (nothing ran)."""
+        runner = self.runner
+        run = await self._load(flow_id, runner.lease_for(flow_id))
         self._remember(flow_id, run.state)
         act = _find(run.state, ref)
         if act is None or (run.status_on_load or FlowStatus.RUNNING).is_terminal:
             return None
+        if runner.executor_for(act.cnode.type_name) is None:
+            raise MissingExecutorError(runner.missing_executor_message(act.cnode))
         run.attach()
-        outcome = await run.execute(act)
+        watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))
+        try:
+            outcome = await run.execute(act)
+        finally:
+            if watch is not None:
+                watch.cancel()
         return None if outcome is None else Work(flow_id, ref, outcome)
 
     async def complete(self, work: Work, *, wait: float = 30.0) -> StepResult:
@@ -213,6 +231,17 @@ class FlowStepper:
         self._states[flow_id] = state
         while len(self._states) > self.cache_size:
             self._states.popitem(last=False)
+
+
+async def _watch(run: FlowRun, every: float) -> None:
+    """Stop ``run`` once its flow has ended in the store (see `FlowStepper.execute`)."""
+    store = run.host.store_adapter
+    while True:
+        await asyncio.sleep(every)
+        record = await store.call("get_flow", run.flow_id)
+        if record is None or record.status.is_terminal:
+            run.request_stop("the flow was stopped")
+            return
 
 
 def _queued(state: FlowState) -> list[tuple[ActivationRef, float]]:

@@ -31,11 +31,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("quartermaster_engine.runner")
 
+#: Seconds `resume` and `recover` wait for a flow's lease under a remote dispatcher.
+REMOTE_LEASE_WAIT = 10.0
+
 
 class StoredFlows:
     """`FlowRunner`'s operations on flows it did not start in this call."""
 
     if TYPE_CHECKING:  # what FlowRunner provides
+        remote: bool
         _store: StoreAdapter
         _active: dict[UUID, FlowRun]
         _parked: dict[UUID, FlowRun]
@@ -48,6 +52,7 @@ class StoredFlows:
         async def _drive(
             self, run: FlowRun, on_end: Callable[[], None] | None = None
         ) -> FlowResult: ...
+        async def _continue(self, run: FlowRun) -> FlowResult: ...
 
     async def _load(
         self,
@@ -108,7 +113,7 @@ class StoredFlows:
         about = "it cannot be resumed now"
         if node_id is not None:
             about = f"node {node_id!r} cannot be answered now"
-        run = await self._load(flow_id, about=about)
+        run = await self._load(flow_id, wait=self._lease_wait(0.0), about=about)
         status = run.status_on_load or FlowStatus.PAUSED
         if status.is_terminal:
             await run.lease.release()
@@ -117,7 +122,12 @@ class StoredFlows:
         await self._preflight_held(run)
         run.started = time.monotonic()
         await self._answer(run, user_input, node_id)
-        return await self._drive(run)
+        return await self._continue(run)
+
+    def _lease_wait(self, wait: float) -> float:
+        """How long to wait for a flow's lease: a remote dispatcher's workers hold it
+        only while they commit, so waiting for them is always short."""
+        return max(wait, REMOTE_LEASE_WAIT) if self.remote else wait
 
     async def _preflight_held(self, run: FlowRun) -> None:
         """`preflight` for a run holding the flow's lease: refused, it lets go."""
@@ -153,7 +163,7 @@ class StoredFlows:
         left untouched, recoverable from a process that has the executors.
         """
         flow_id = flow_id_arg(flow_id)
-        run = await self._load(flow_id, wait=wait, about="it is not interrupted")
+        run = await self._load(flow_id, wait=self._lease_wait(wait), about="it is not interrupted")
         status = run.status_on_load or FlowStatus.RUNNING
         if status is not FlowStatus.RUNNING:
             await run.lease.release()
@@ -161,11 +171,12 @@ class StoredFlows:
         # The same pre-flight as run(): refused here, the flow stays recoverable.
         await self._preflight_held(run)
         run.started = time.monotonic()
-        if run.listening:
+        if run.listening and not self.remote:
+            # (Remote: no commit of this process would log it; the workers' events follow.)
             run.emit(FlowResumed(flow_id=flow_id, reason="recover", graph_name=run.graph.name))
         if run.state.untouched:
             await run.queue_start()  # died between creating the flow and queueing Start
-        return await self._drive(run)
+        return await self._continue(run)
 
     def recover(self, flow_id: UUID | str, *, wait: float = 0.0) -> FlowResult:
         """Synchronous `arecover`."""

@@ -1,0 +1,58 @@
+"""Following a flow that remote workers advance (see `dispatchers.remote`).
+
+The client relays the flow's events from the store's durable log to the
+runner's listeners as workers commit them, and reads the result from the store
+once the flow has paused or ended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.runner.event_log import read_log
+from quartermaster_engine.runner.result import FlowResult
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.flow_runner import FlowRunner
+
+logger = logging.getLogger("quartermaster_engine.runner")
+
+Listener = tuple[str, Callable[[FlowEvent], Any]]
+
+
+async def relay(
+    runner: FlowRunner, flow_id: UUID, after: int, listeners: Iterable[Listener]
+) -> AsyncIterator[FlowEvent]:
+    """The flow's logged events above ``after`` until it pauses or ends, each also
+    given to ``listeners`` (a failing listener is logged, never breaks the run)."""
+    targets = [*runner.listeners(), *listeners]
+    async for event in read_log(
+        runner.store_adapter, flow_id, after=after, follow=True, until_paused=True
+    ):
+        for name, listener in targets:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %s failed on %s", name, event.type)
+        yield event
+
+
+async def follow(
+    runner: FlowRunner,
+    flow_id: UUID,
+    after: int,
+    started: float,
+    listeners: Iterable[Listener] = (),
+) -> FlowResult:
+    """Relay the flow's events until it pauses or ends; return its stored result,
+    timed from ``started`` (`time.monotonic`)."""
+    async for _ in relay(runner, flow_id, after, listeners):
+        pass
+    result = await runner.aget_result(flow_id)
+    return dataclasses.replace(result, duration_seconds=time.monotonic() - started)

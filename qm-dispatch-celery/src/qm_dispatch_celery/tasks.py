@@ -1,0 +1,68 @@
+"""The ``qm.activation`` task on a worker's Celery app.
+
+Outcomes: the activation ran (or was a duplicate) and the message is
+acknowledged; this worker lacks the node's executor, so it waits
+``refuse_delay`` seconds and rejects the message back onto the queue for a
+worker that has it (the flow is never failed for it); the store or the lease
+was not available, so the task is retried later with backoff (nothing was
+committed, the executor runs again then).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from uuid import UUID
+
+from celery import Celery
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+
+from qm_dispatch_celery.celery_app import TASK_NAME
+from qm_dispatch_celery.worker import Worker
+from quartermaster_engine._sync import run_sync
+from quartermaster_engine.runner.errors import MissingExecutorError
+from quartermaster_engine.stores.base import FlowNotFoundError
+
+logger = logging.getLogger("qm_dispatch_celery")
+
+#: Longest wait between retries of a task the store could not take (seconds).
+MAX_BACKOFF = 30.0
+
+
+def register_task(app: Celery, worker: Worker) -> Any:
+    """Add ``qm.activation`` to ``app``, run by ``worker``."""
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+    )
+    def activation(task: Any, flow_id: str, node_id: str, visit: int, attempt: int) -> str:
+        fid, ref = UUID(flow_id), (UUID(node_id), visit, attempt)
+        try:
+            return run_sync(worker.handle(fid, ref))
+        except MissingExecutorError as exc:
+            logger.error(
+                "refused activation %s (visit %d, attempt %d) of flow %s: %s; handing it "
+                "back for a worker that has it",
+                node_id, visit, attempt, flow_id, exc,
+            )  # fmt: skip
+            time.sleep(worker.settings.refuse_delay)
+            raise Reject(str(exc), requeue=True) from None
+        except FlowNotFoundError:
+            logger.warning("flow %s is no longer in the store; dropped its activation", flow_id)
+            return "gone"
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** min(task.request.retries, 10))
+            logger.warning(
+                "activation %s of flow %s could not finish (%s: %s); retrying in %.1f s",
+                node_id, flow_id, type(exc).__name__, exc, delay,
+            )  # fmt: skip
+            raise task.retry(exc=exc, countdown=delay, max_retries=None) from None
+
+    return activation

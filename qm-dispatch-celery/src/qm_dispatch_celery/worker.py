@@ -1,0 +1,164 @@
+"""The worker side: what one ``qm.activation`` task does, and the recovery sweep.
+
+Per task: `FlowStepper.execute` runs the activation's executor without the
+flow's lease (branches of one flow run at once on many workers; None means the
+activation was committed already: a duplicate delivery, dropped), then
+`FlowStepper.complete` does the bookkeeping under a short lease with one fenced
+commit (a duplicate changes nothing), then one task is published per activation
+that commit queued. The next work comes only from what was committed (a
+transactional outbox); activations committed but never published (the worker
+died in between) are published again by the sweep or by ``recover``.
+
+Each worker process (a prefork child, or the main process for the sweep) has
+its own runner, made on first use; each thread (``--pool threads``) its own
+stepper and event loop, so the flow states a stepper caches are never shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+from celery import Celery
+
+from qm_dispatch_celery.celery_app import publish
+from qm_dispatch_celery.executor_modules import load_executor_modules
+from qm_dispatch_celery.settings import CelerySettings
+from quartermaster_engine import assembly
+from quartermaster_engine._sync import run_sync
+from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
+from quartermaster_engine.plugins.loader import PluginNodeRegistry
+from quartermaster_engine.runner.flow_runner import FlowRunner
+from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.stores.records import FlowStatus
+from quartermaster_engine.types import GraphNode, GraphSpec
+
+logger = logging.getLogger("qm_dispatch_celery")
+
+
+def _placeholder_graph() -> GraphSpec:
+    """The graph a worker's runner is made with; every flow brings its own graph
+    (the snapshot in the store), so this one never runs."""
+    start = uuid4()
+    return GraphSpec(
+        name="qm-worker", start_node_id=start, nodes=[GraphNode(id=start, type="Start1")]
+    )
+
+
+class Worker:
+    """The engine inside one worker process: a runner over the configured store,
+    with the installed node executors and those of ``modules``."""
+
+    def __init__(
+        self, config: EngineConfig, settings: CelerySettings, app: Celery, modules: Sequence[str]
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.app = app
+        self.modules = list(modules)
+        self._pid: int | None = None
+        self._runner: FlowRunner | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Fail now, not at the first task, when the modules or the store are wrong."""
+        load_executor_modules(self.modules)
+        store = assembly.build_store(self.config)
+        FlowRunner(_placeholder_graph(), store=store, dispatcher=AsyncDispatcher())
+        close = getattr(store, "close", None)
+        if callable(close):
+            result = close()
+            if result is not None:
+                run_sync(result)
+
+    @property
+    def runner(self) -> FlowRunner:
+        """This process's runner (made anew in a forked child)."""
+        with self._lock:
+            if self._runner is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._runner = self._make_runner()
+            return self._runner
+
+    @property
+    def stepper(self) -> FlowStepper:
+        """This thread's stepper over this process's runner."""
+        runner = self.runner
+        stepper: FlowStepper | None = getattr(self._local, "stepper", None)
+        if stepper is None or stepper.runner is not runner:
+            stepper = self._local.stepper = FlowStepper(runner)
+        return stepper
+
+    def _make_runner(self) -> FlowRunner:
+        own = load_executor_modules(self.modules)
+        config = self.config
+
+        def validate(registration: Any, raw: Any) -> Any:
+            return assembly.settings_for(registration, raw, config, f"nodes.{registration.name}")
+
+        node_settings = {k: v for k, v in config.nodes.items() if k in own}
+        config_for_installed = config.model_copy(
+            update={"nodes": {k: v for k, v in config.nodes.items() if k not in own}}
+        )
+        return FlowRunner.from_config(
+            _placeholder_graph(),
+            config_for_installed,
+            dispatcher=AsyncDispatcher(),
+            node_registry=PluginNodeRegistry(own, node_settings, validate),
+        )
+
+    async def handle(self, flow_id: UUID, ref: ActivationRef) -> str:
+        """Run one activation and publish what its commit queued; says what happened
+        (``ran <node>``, ``duplicate``). Raises `MissingExecutorError` (nothing ran)."""
+        stepper = self.stepper
+        work = await stepper.execute(flow_id, ref, stop_poll=self.settings.stop_poll)
+        if work is None:
+            return "duplicate"
+        result = await stepper.complete(work, wait=max(30.0, self.settings.stale_seconds()))
+        if result.duplicate:
+            return "duplicate"
+        for queued, due in result.queued:
+            publish(self.app, self.settings, flow_id, queued, due)
+        return f"ran {result.ran}"
+
+    async def sweep(self, stale_after: float) -> int:
+        """Publish again the pending activations of every running flow unchanged for
+        ``stale_after`` seconds; return how many were published."""
+        stepper = self.stepper
+        store = stepper.runner.store_adapter
+        flows = await store.call("list_flows", status=FlowStatus.RUNNING)
+        now = time.time()
+        published = 0
+        for record in flows:
+            if now - record.updated_at < stale_after:
+                continue
+            for ref, due in await stepper.pending(record.flow_id):
+                publish(self.app, self.settings, record.flow_id, ref, due)
+                published += 1
+        if published:
+            logger.warning("sweep: published %d pending activations of idle flows", published)
+        return published
+
+    def start_sweeping(self) -> threading.Thread:
+        """Sweep now, then every ``sweep_interval`` seconds, on a daemon thread."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    run_sync(self.sweep(self.settings.stale_seconds()))
+                except Exception:
+                    logger.exception("sweep failed; trying again at the next interval")
+                if self.settings.sweep_interval is None:
+                    return
+                time.sleep(self.settings.sweep_interval)
+
+        thread = threading.Thread(target=loop, name="qm-sweep", daemon=True)
+        thread.start()
+        return thread
