@@ -21,40 +21,9 @@ from qm_dispatch_celery import CeleryDispatcher, CelerySettings
 from quartermaster_engine import FlowRunner, FlowStatus, InMemoryStore, SimpleNodeRegistry
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.testing import build_graph, call, chain_graph
-from quartermaster_engine.testing.graphs import name_id
+from quartermaster_engine.testing.graphs import branching_graph, name_id
 
-BRANCHING = build_graph(
-    {
-        "Start": "Start1",
-        "A": "work",
-        "B": "work",
-        "C": "work",
-        "J": {"type": "work", "traverse_in": "AwaitAll"},
-        "D": {"type": "route", "traverse_out": "SpawnPickedNode"},
-        "L": "work",
-        "R": "work",
-        "M": {"type": "work", "traverse_in": "AwaitAll"},
-        "Check": {"type": "again", "traverse_out": "SpawnPickedNode"},
-        "End": "End1",
-    },
-    [
-        ("Start", "A"),
-        ("Start", "B"),
-        ("Start", "C"),
-        ("A", "J"),
-        ("B", "J"),
-        ("C", "J"),
-        ("J", "D"),
-        ("D", "L", "left"),
-        ("D", "R", "right"),
-        ("L", "M"),
-        ("R", "M"),
-        ("M", "Check"),
-        ("Check", "J", "again"),
-        ("Check", "End", "done"),
-    ],
-    name="branching",
-)
+BRANCHING = branching_graph()
 
 
 def _records(snap: Any) -> Counter[tuple[Any, ...]]:

@@ -19,45 +19,7 @@ from race_worker import make_store
 from quartermaster_engine import FlowRunner, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.runner.stepper import FlowStepper
-from quartermaster_engine.testing.graphs import build_graph
-from quartermaster_engine.types import GraphSpec
-
-
-def branching_graph() -> GraphSpec:
-    """A fan-out into an AwaitAll join, a decision whose other branch is dead, a
-    join after the decision, and a loop back from a check."""
-    return build_graph(
-        {
-            "Start": "Start1",
-            "A": "work",
-            "B": "work",
-            "C": "work",
-            "J": {"type": "work", "traverse_in": "AwaitAll"},
-            "D": {"type": "route", "traverse_out": "SpawnPickedNode"},
-            "L": "work",
-            "R": "work",
-            "M": {"type": "work", "traverse_in": "AwaitAll"},
-            "Check": {"type": "again", "traverse_out": "SpawnPickedNode"},
-            "End": "End1",
-        },
-        [
-            ("Start", "A"),
-            ("Start", "B"),
-            ("Start", "C"),
-            ("A", "J"),
-            ("B", "J"),
-            ("C", "J"),
-            ("J", "D"),
-            ("D", "L", "left"),
-            ("D", "R", "right"),
-            ("L", "M"),
-            ("R", "M"),
-            ("M", "Check"),
-            ("Check", "J", "again"),
-            ("Check", "End", "done"),
-        ],
-        name="branching",
-    )
+from quartermaster_engine.testing.graphs import branching_graph
 
 
 def registry() -> SimpleNodeRegistry:

@@ -13,11 +13,12 @@ from typing import Any
 from uuid import UUID
 
 from fencing_support import stored
-from step_worker import branching_graph, registry
+from step_worker import registry
 
 from quartermaster_engine import FlowRunner, FlowStatus, InMemoryStore
 from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.testing import call
+from quartermaster_engine.testing.graphs import branching_graph
 
 WORKER = Path(__file__).with_name("step_worker.py")
 

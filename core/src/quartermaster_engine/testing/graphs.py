@@ -46,3 +46,42 @@ def chain_graph(length: int, node_type: str = "echo") -> GraphSpec:
     nodes.update({n: node_type for n in names[1:-1]})
     nodes["End"] = "End1"
     return build_graph(nodes, list(itertools.pairwise(names)))
+
+
+def branching_graph() -> GraphSpec:
+    """Every routing shape in one graph: a fan-out into an AwaitAll join (A, B, C ->
+    J), a decision D picking ``left`` or ``right`` (the other branch is dead), a join
+    M after it, and a check that loops back to J (``again``) or ends (``done``).
+    Node types: ``work`` for plain nodes, ``route`` for D, ``again`` for Check."""
+    return build_graph(
+        {
+            "Start": "Start1",
+            "A": "work",
+            "B": "work",
+            "C": "work",
+            "J": {"type": "work", "traverse_in": "AwaitAll"},
+            "D": {"type": "route", "traverse_out": "SpawnPickedNode"},
+            "L": "work",
+            "R": "work",
+            "M": {"type": "work", "traverse_in": "AwaitAll"},
+            "Check": {"type": "again", "traverse_out": "SpawnPickedNode"},
+            "End": "End1",
+        },
+        [
+            ("Start", "A"),
+            ("Start", "B"),
+            ("Start", "C"),
+            ("A", "J"),
+            ("B", "J"),
+            ("C", "J"),
+            ("J", "D"),
+            ("D", "L", "left"),
+            ("D", "R", "right"),
+            ("L", "M"),
+            ("R", "M"),
+            ("M", "Check"),
+            ("Check", "J", "again"),
+            ("Check", "End", "done"),
+        ],
+        name="branching",
+    )
