@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
-from quartermaster_engine.dispatchers.remote import RemoteDispatcher, is_remote
+from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
@@ -310,6 +310,15 @@ class FlowRunner(ChildFlows):
 
     # -- running ----------------------------------------------------------------
 
+    def new_run(
+        self,
+        input_message: str,
+        flow_id: UUID | str | None = None,
+        listeners: Iterable[tuple[str, EventHandler]] = (),
+    ) -> FlowRun:
+        """A run of a new flow, checked and pre-flighted but not started."""
+        return self._new_run(input_message, flow_id, None, listeners)
+
     def _new_run(
         self,
         input_message: str,
@@ -391,18 +400,8 @@ class FlowRunner(ChildFlows):
         and follow it until it pauses or ends."""
         if not self.remote:
             return await self._drive(run)
-        after = await self._hand_off(run)
+        after = await remote_run.hand_off(self, run)
         return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)
-
-    async def _hand_off(self, run: FlowRun) -> int:
-        """Let the flow's lease go and give its pending activations to the remote
-        workers; return the number of the last event logged before."""
-        await run.lease.release()
-        record = await self._store.call("get_flow", run.flow_id)
-        dispatcher = self.dispatcher
-        assert isinstance(dispatcher, RemoteDispatcher)
-        await dispatcher.start(self, run.flow_id)
-        return int(record.event_seq) if record is not None else 0
 
     async def asubmit(self, input_message: str, flow_id: UUID | None = None) -> UUID:
         """Store a new flow with its start node queued, run nothing, and return its
@@ -422,7 +421,7 @@ class FlowRunner(ChildFlows):
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
         if self.remote:
-            await self._hand_off(run)
+            await remote_run.hand_off(self, run)
         else:
             await run.lease.release()
         return run.flow_id
@@ -443,7 +442,7 @@ class FlowRunner(ChildFlows):
         Breaking out of the iteration stops the flow.
         """
         if self.remote:
-            async for event in self._run_remote_async(input_message, flow_id):
+            async for event in remote_run.run_async(self, input_message, flow_id):
                 yield event
             return
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -451,26 +450,6 @@ class FlowRunner(ChildFlows):
         run.yield_each_step = True
         async for event in self._stream(run, queue, run.start_new):
             yield event
-
-    async def _run_remote_async(
-        self, input_message: str, flow_id: UUID | str | None
-    ) -> AsyncIterator[FlowEvent]:
-        """`run_async` with a remote dispatcher: the client's own events (FlowStarted),
-        then the workers' from the durable log."""
-        own: list[FlowEvent] = []
-        run = self._new_run(input_message, flow_id, None, [("run_async", own.append)])
-        await run.start_new()
-        after = await self._hand_off(run)
-        settled = False
-        try:
-            for event in own:
-                yield event
-            async for event in remote_run.relay(self, run.flow_id, after, ()):
-                yield event
-            settled = True
-        finally:
-            if not settled:
-                await self.astop(run.flow_id)
 
     async def _stream(
         self, run: FlowRun, queue: asyncio.Queue[Any], prepare: Callable[[], Any]

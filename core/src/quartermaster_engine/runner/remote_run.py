@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from quartermaster_engine.dispatchers.remote import RemoteDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.result import FlowResult
 
 if TYPE_CHECKING:
+    from quartermaster_engine.runner.flow_run import FlowRun
     from quartermaster_engine.runner.flow_runner import FlowRunner
 
 logger = logging.getLogger("quartermaster_engine.runner")
@@ -56,3 +58,36 @@ async def follow(
         pass
     result = await runner.aget_result(flow_id)
     return dataclasses.replace(result, duration_seconds=time.monotonic() - started)
+
+
+async def hand_off(runner: FlowRunner, run: FlowRun) -> int:
+    """Let the flow's lease go and give its pending activations to the remote
+    workers; return the number of the last event logged before."""
+    await run.lease.release()
+    record = await runner.store_adapter.call("get_flow", run.flow_id)
+    dispatcher = runner.dispatcher
+    assert isinstance(dispatcher, RemoteDispatcher)
+    await dispatcher.start(runner, run.flow_id)
+    return int(record.event_seq) if record is not None else 0
+
+
+async def run_async(
+    runner: FlowRunner, input_message: str, flow_id: UUID | str | None
+) -> AsyncIterator[FlowEvent]:
+    """`FlowRunner.run_async` with a remote dispatcher: the client's own events
+    (FlowStarted), then the workers' from the durable log; breaking out of the
+    iteration stops the flow."""
+    own: list[FlowEvent] = []
+    run = runner.new_run(input_message, flow_id, [("run_async", own.append)])
+    await run.start_new()
+    after = await hand_off(runner, run)
+    settled = False
+    try:
+        for event in own:
+            yield event
+        async for event in relay(runner, run.flow_id, after, ()):
+            yield event
+        settled = True
+    finally:
+        if not settled:
+            await runner.astop(run.flow_id)
