@@ -42,6 +42,58 @@ from collections.abc import Callable
 
 SCHEMA_VERSION = 2
 
+# The part of a node commit both versions of qm_commit apply the same way:
+# record, memory, join deliveries and closed slots, the queue, loop marks.
+_APPLY = """
+    IF p_record IS NOT NULL THEN
+        INSERT INTO {s}.qm_records (flow_id, seq, node_id, status, body)
+        SELECT p_flow, coalesce(max(seq), 0) + 1, p_rec_node, p_rec_status, p_record
+          FROM {s}.qm_records WHERE flow_id = p_flow;
+    END IF;
+    IF p_mem_keys IS NOT NULL THEN
+        INSERT INTO {s}.qm_memory (flow_id, key, value)
+        SELECT p_flow, k, v FROM unnest(p_mem_keys, p_mem_values) AS m(k, v)
+        ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value;
+    END IF;
+    IF p_del_target IS NOT NULL THEN
+        -- A repeated delivery of an edge counts once (the last one stands).
+        INSERT INTO {s}.qm_deliveries (flow_id, target, slot, edge, source, source_visit)
+        SELECT DISTINCT ON (t, sl, e) p_flow, t, sl, e, src, v
+          FROM unnest(p_del_target, p_del_slot, p_del_edge, p_del_source, p_del_visit)
+               WITH ORDINALITY AS d(t, sl, e, src, v, n)
+         ORDER BY t, sl, e, n DESC
+        ON CONFLICT (flow_id, target, slot, edge)
+        DO UPDATE SET source = excluded.source, source_visit = excluded.source_visit;
+    END IF;
+    IF p_closed_target IS NOT NULL THEN
+        DELETE FROM {s}.qm_deliveries AS d
+         USING unnest(p_closed_target, p_closed_slot) AS c(t, sl)
+         WHERE d.flow_id = p_flow AND d.target = c.t AND d.slot = c.sl;
+    END IF;
+    IF cardinality(p_enq_node) = 1 THEN  -- the usual case, without unnest
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        VALUES (p_flow, p_enq_node[1], p_enq_visit[1], p_enq_seq[1], p_enq_body[1])
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    ELSIF p_enq_node IS NOT NULL THEN
+        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
+        SELECT DISTINCT ON (nd, vi) p_flow, nd, vi, sq, b
+          FROM unnest(p_enq_node, p_enq_visit, p_enq_seq, p_enq_body)
+               WITH ORDINALITY AS q(nd, vi, sq, b, n)
+         ORDER BY nd, vi, n DESC
+        ON CONFLICT (flow_id, node_id, visit)
+        DO UPDATE SET seq = excluded.seq, body = excluded.body;
+    END IF;
+    IF p_resets IS NOT NULL THEN
+        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
+    END IF;
+    IF p_exit_header IS NOT NULL THEN
+        INSERT INTO {s}.qm_loop_exits (flow_id, header, edge)
+        SELECT p_flow, h, e FROM unnest(p_exit_header, p_exit_edge) AS x(h, e)
+        ON CONFLICT DO NOTHING;
+    END IF;
+"""
+
 _V1 = """
 CREATE TABLE {s}.qm_graphs (
     hash text PRIMARY KEY,
@@ -154,54 +206,7 @@ BEGIN
         DELETE FROM {s}.qm_pending
          WHERE flow_id = p_flow AND node_id = p_done_node AND visit = p_done_visit;
     END IF;
-    IF p_record IS NOT NULL THEN
-        INSERT INTO {s}.qm_records (flow_id, seq, node_id, status, body)
-        SELECT p_flow, coalesce(max(seq), 0) + 1, p_rec_node, p_rec_status, p_record
-          FROM {s}.qm_records WHERE flow_id = p_flow;
-    END IF;
-    IF p_mem_keys IS NOT NULL THEN
-        INSERT INTO {s}.qm_memory (flow_id, key, value)
-        SELECT p_flow, k, v FROM unnest(p_mem_keys, p_mem_values) AS m(k, v)
-        ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value;
-    END IF;
-    IF p_del_target IS NOT NULL THEN
-        -- A repeated delivery of an edge counts once (the last one stands).
-        INSERT INTO {s}.qm_deliveries (flow_id, target, slot, edge, source, source_visit)
-        SELECT DISTINCT ON (t, sl, e) p_flow, t, sl, e, src, v
-          FROM unnest(p_del_target, p_del_slot, p_del_edge, p_del_source, p_del_visit)
-               WITH ORDINALITY AS d(t, sl, e, src, v, n)
-         ORDER BY t, sl, e, n DESC
-        ON CONFLICT (flow_id, target, slot, edge)
-        DO UPDATE SET source = excluded.source, source_visit = excluded.source_visit;
-    END IF;
-    IF p_closed_target IS NOT NULL THEN
-        DELETE FROM {s}.qm_deliveries AS d
-         USING unnest(p_closed_target, p_closed_slot) AS c(t, sl)
-         WHERE d.flow_id = p_flow AND d.target = c.t AND d.slot = c.sl;
-    END IF;
-    IF cardinality(p_enq_node) = 1 THEN  -- the usual case, without unnest
-        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
-        VALUES (p_flow, p_enq_node[1], p_enq_visit[1], p_enq_seq[1], p_enq_body[1])
-        ON CONFLICT (flow_id, node_id, visit)
-        DO UPDATE SET seq = excluded.seq, body = excluded.body;
-    ELSIF p_enq_node IS NOT NULL THEN
-        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
-        SELECT DISTINCT ON (nd, vi) p_flow, nd, vi, sq, b
-          FROM unnest(p_enq_node, p_enq_visit, p_enq_seq, p_enq_body)
-               WITH ORDINALITY AS q(nd, vi, sq, b, n)
-         ORDER BY nd, vi, n DESC
-        ON CONFLICT (flow_id, node_id, visit)
-        DO UPDATE SET seq = excluded.seq, body = excluded.body;
-    END IF;
-    IF p_resets IS NOT NULL THEN
-        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
-    END IF;
-    IF p_exit_header IS NOT NULL THEN
-        INSERT INTO {s}.qm_loop_exits (flow_id, header, edge)
-        SELECT p_flow, h, e FROM unnest(p_exit_header, p_exit_edge) AS x(h, e)
-        ON CONFLICT DO NOTHING;
-    END IF;
-END
+{apply}END
 $fn$;
 
 -- 0.1.5's save_node_execution: a record that, unlike a committed one, leaves a
@@ -320,54 +325,7 @@ BEGIN
            event_seq = coalesce(p_ev_seq[cardinality(p_ev_seq)], event_seq),
            updated_at = coalesce(p_touch, updated_at)
      WHERE flow_id = p_flow;
-    IF p_record IS NOT NULL THEN
-        INSERT INTO {s}.qm_records (flow_id, seq, node_id, status, body)
-        SELECT p_flow, coalesce(max(seq), 0) + 1, p_rec_node, p_rec_status, p_record
-          FROM {s}.qm_records WHERE flow_id = p_flow;
-    END IF;
-    IF p_mem_keys IS NOT NULL THEN
-        INSERT INTO {s}.qm_memory (flow_id, key, value)
-        SELECT p_flow, k, v FROM unnest(p_mem_keys, p_mem_values) AS m(k, v)
-        ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value;
-    END IF;
-    IF p_del_target IS NOT NULL THEN
-        -- A repeated delivery of an edge counts once (the last one stands).
-        INSERT INTO {s}.qm_deliveries (flow_id, target, slot, edge, source, source_visit)
-        SELECT DISTINCT ON (t, sl, e) p_flow, t, sl, e, src, v
-          FROM unnest(p_del_target, p_del_slot, p_del_edge, p_del_source, p_del_visit)
-               WITH ORDINALITY AS d(t, sl, e, src, v, n)
-         ORDER BY t, sl, e, n DESC
-        ON CONFLICT (flow_id, target, slot, edge)
-        DO UPDATE SET source = excluded.source, source_visit = excluded.source_visit;
-    END IF;
-    IF p_closed_target IS NOT NULL THEN
-        DELETE FROM {s}.qm_deliveries AS d
-         USING unnest(p_closed_target, p_closed_slot) AS c(t, sl)
-         WHERE d.flow_id = p_flow AND d.target = c.t AND d.slot = c.sl;
-    END IF;
-    IF cardinality(p_enq_node) = 1 THEN  -- the usual case, without unnest
-        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
-        VALUES (p_flow, p_enq_node[1], p_enq_visit[1], p_enq_seq[1], p_enq_body[1])
-        ON CONFLICT (flow_id, node_id, visit)
-        DO UPDATE SET seq = excluded.seq, body = excluded.body;
-    ELSIF p_enq_node IS NOT NULL THEN
-        INSERT INTO {s}.qm_pending (flow_id, node_id, visit, seq, body)
-        SELECT DISTINCT ON (nd, vi) p_flow, nd, vi, sq, b
-          FROM unnest(p_enq_node, p_enq_visit, p_enq_seq, p_enq_body)
-               WITH ORDINALITY AS q(nd, vi, sq, b, n)
-         ORDER BY nd, vi, n DESC
-        ON CONFLICT (flow_id, node_id, visit)
-        DO UPDATE SET seq = excluded.seq, body = excluded.body;
-    END IF;
-    IF p_resets IS NOT NULL THEN
-        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
-    END IF;
-    IF p_exit_header IS NOT NULL THEN
-        INSERT INTO {s}.qm_loop_exits (flow_id, header, edge)
-        SELECT p_flow, h, e FROM unnest(p_exit_header, p_exit_edge) AS x(h, e)
-        ON CONFLICT DO NOTHING;
-    END IF;
-    IF p_ev_seq IS NOT NULL THEN
+{apply}    IF p_ev_seq IS NOT NULL THEN
         INSERT INTO {s}.qm_events (flow_id, seq, body)
         SELECT p_flow, q, b FROM unnest(p_ev_seq, p_ev_body) AS ev(q, b);
     END IF;
@@ -436,11 +394,11 @@ FLOW_TABLES = (
 
 
 def _v1(schema: str) -> str:
-    return _V1.replace("{s}", schema)
+    return _V1.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
 
 
 def _v2(schema: str) -> str:
-    return _V2.replace("{s}", schema)
+    return _V2.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
 
 
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
