@@ -58,7 +58,7 @@ _FENCE = (
 _FENCED_BUMP = (
     "UPDATE qm_flows SET version = version + 1, event_seq = max(event_seq, ?), "
     "updated_at = coalesce(?, updated_at) "
-    f"WHERE flow_id = ? AND status NOT IN {tuple(s.value for s in FlowStatus if s.is_terminal)!r} "
+    f"WHERE flow_id = ? AND status NOT IN {TERMINAL!r} "
     "AND (? IS NULL OR lease_epoch = ?) "
     "RETURNING (SELECT max(seq) FROM qm_records WHERE flow_id = ?)"
 )

@@ -72,9 +72,7 @@ class FlowState:
         #: Final node failures, in the order they happened.
         self.failures: list[tuple[CNode, str]] = []
         self.records_by_key: dict[ActivationKey, NodeExecution] = {}
-        #: The flow's version in the store as this state last saw it, and how many
-        #: of its records it has read.
-        self.version = 0
+        #: How many of the flow's records this state has read.
         self.record_count = 0
         # The latest record of each (node, visit) that failed: final failures
         # unless the activation is pending again (a retry).
@@ -151,7 +149,6 @@ class FlowState:
         cg = self.cg
         self.memory = dict(snapshot.memory)
         self._snapshot = None
-        self.version = snapshot.flow.version
         self._reset_frontier()
         self._add_records(snapshot.records)
         self.record_count = snapshot.record_count
