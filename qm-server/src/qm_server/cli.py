@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from qm_server.security import mask_secrets
 from qm_server.settings import ServerSettings, SettingsError, check_listen, load_token
 from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.redaction import redact_tree
 
 #: How long a stop waits for open requests: event streams of paused flows never end
 #: by themselves, so after this they are closed.
@@ -75,7 +75,8 @@ def serve_command(
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
     auth = "token required" if token else "no token (loopback only)"
-    store = " ".join(f"{key}={value}" for key, value in mask_secrets(config.store.settings).items())
+    shown = redact_tree(config.store.settings, "store")
+    store = " ".join(f"{key}={value}" for key, value in shown.items())
     click.echo(f"qm-server on http://{host}:{port}/ ({auth})", err=True)
     click.echo(f"store {config.store.name} {store}".rstrip(), err=True)
     uvicorn.run(
