@@ -12,7 +12,12 @@ import click
 from quartermaster_engine.config import ConfigError, EngineConfig
 from quartermaster_engine.plugins.loader import PluginLoadError
 from quartermaster_engine.plugins.registry import PluginConflictError, UnknownBackendError
-from quartermaster_engine.runner import FlowStateError, NodeConfigError, UnknownNodeTypeError
+from quartermaster_engine.runner import (
+    FlowStateError,
+    NodeConfigError,
+    StoreNotSharedError,
+    UnknownNodeTypeError,
+)
 from quartermaster_engine.runner.arguments import InvalidTextError
 from quartermaster_engine.stores.base import StoreError
 from quartermaster_graph.files import GraphFileError, load_graph
@@ -44,6 +49,7 @@ _EXPECTED = (
     UnknownNodeTypeError,
     NodeConfigError,
     FlowStateError,
+    StoreNotSharedError,
     InvalidTextError,
     StoreError,
     LookupError,
