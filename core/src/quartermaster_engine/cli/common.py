@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import click
+from rich.console import Console
 
 from quartermaster_engine.config import ConfigError, EngineConfig
 from quartermaster_engine.plugins.loader import PluginLoadError
@@ -86,6 +87,19 @@ def load_config(path: str | None) -> EngineConfig:
 
 def load_graph_file(path: str) -> GraphSpec:
     return guarded(load_graph, path)
+
+
+#: The width tables get when stdout is not a terminal: wide enough that nothing is cut.
+PIPED_WIDTH = 10_000
+
+
+def table_console() -> Console:
+    """The console ``qm`` prints tables on. On a terminal, tables fit its width; piped
+    or redirected, they take the width they need, so no id or value is cut."""
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=PIPED_WIDTH)
+    return console
 
 
 def echo_json(data: Any) -> None:

@@ -32,7 +32,7 @@ from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET
 from quartermaster_engine.runner.result import FlowResult
-from quartermaster_engine.runner.shared_store import require_shared_store, store_name
+from quartermaster_engine.runner.shared_store import check_dispatcher_store, store_name
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowExistsError
 from quartermaster_engine.stores.memory_store import InMemoryStore
@@ -119,11 +119,7 @@ class FlowRunner(ChildFlows):
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
-        if self.remote:
-            dispatcher_name = type(self.dispatcher).__name__
-            require_shared_store(
-                self.store, f"dispatcher {dispatcher_name} runs flows on workers in other processes"
-            )
+        check_dispatcher_store(self.dispatcher, self.store)
         self._persistence = persistence
         self._agent_memory: AgentMemory | None = None
         #: Which executor runs each node type (`Executors`).

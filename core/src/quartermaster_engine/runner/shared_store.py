@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.runner.errors import StoreNotSharedError
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.memory_store import InMemoryStore
@@ -29,3 +30,11 @@ def require_shared_store(store: Any, who: str) -> None:
             f"{who}: it needs a durable store they share (sqlite, redis, postgres); "
             f"{store_name(store)} keeps flows in this process only"
         )
+
+
+def check_dispatcher_store(dispatcher: Any, store: Any) -> None:
+    """Raise `StoreNotSharedError` when ``dispatcher`` runs flows on remote workers and
+    ``store`` is not shared with them (what `FlowRunner` and ``qm serve`` check)."""
+    if is_remote(dispatcher):
+        name = type(dispatcher).__name__
+        require_shared_store(store, f"dispatcher {name} runs flows on workers in other processes")
