@@ -4,12 +4,14 @@ takes commit ids (``qm resume 42278a94``)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 from uuid import UUID
 
 import click
 
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.cli.common import fail
+from quartermaster_engine.runner.shared_store import is_shared
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowRecord
 
@@ -33,10 +35,31 @@ def resolve_flow_id(adapter: StoreAdapter, text: str, store_name: str) -> UUID:
     records: list[FlowRecord] = run_sync(adapter.call("list_flows"))
     matches = sorted(str(r.flow_id) for r in records if str(r.flow_id).startswith(wanted))
     if not matches:
-        fail(f"no flow id in the store ({store_name}) starts with {wanted!r}")
+        note = memory_note(adapter.store)
+        fail(
+            f"no flow id in the store ({store_name}) starts with {wanted!r}"
+            + (f"; {note}" if note else "")
+        )
     if len(matches) > 1:
         fail(
             f"flow id prefix {wanted!r} is ambiguous: {len(matches)} flows match:\n"
             + "\n".join(f"  {flow_id}" for flow_id in matches)
         )
     return UUID(matches[0])
+
+
+def memory_note(store: Any) -> str:
+    """Why no other ``qm`` command can see the flows of ``store`` when it is not
+    shared between processes (the default ``memory`` store); else ""."""
+    if is_shared(store):
+        return ""
+    return (
+        "the memory store keeps flows only inside the process that runs them: configure "
+        'a durable store to keep them (e.g. [store] name = "sqlite")'
+    )
+
+
+def no_flow(flow_id: UUID, store: Any, where: str = "") -> str:
+    """The message for a flow the store does not have."""
+    note = memory_note(store)
+    return f"no flow {flow_id}{where}" + (f"; {note}" if note else "")

@@ -23,7 +23,12 @@ from quartermaster_engine.cli.common import (
     reported,
     table_console,
 )
-from quartermaster_engine.cli.flow_ids import flow_id_argument, resolve_flow_id
+from quartermaster_engine.cli.flow_ids import (
+    flow_id_argument,
+    memory_note,
+    no_flow,
+    resolve_flow_id,
+)
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import FlowEvent
@@ -100,6 +105,9 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
             adapter.call("list_flows", status=FlowStatus(status) if status else None, limit=limit)
         )
         all_counts = _record_counts(store, adapter, [r.flow_id for r in records])
+        note = memory_note(store)
+    if note:
+        click.echo(f"note: {note}", err=True)
     rows: list[dict[str, Any]] = []
     for record in records:
         counts = all_counts.get(record.flow_id, {})
@@ -136,11 +144,11 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
 
 def _load(config_path: str | None, flow_id: str) -> tuple[UUID, FlowSnapshot]:
     """The stored flow FLOW_ID (an id or a unique prefix) names."""
-    with _store(config_path) as (_, adapter, name), reported():
+    with _store(config_path) as (store, adapter, name), reported():
         fid = resolve_flow_id(adapter, flow_id, name)
         snap: FlowSnapshot | None = run_sync(adapter.call("load_flow", fid))
-    if snap is None:
-        fail(f"no flow {fid}")
+        if snap is None:
+            fail(no_flow(fid, store))
     return fid, snap
 
 
