@@ -34,7 +34,9 @@ from quartermaster_engine._sync import run_sync
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.plugins.loader import PluginNodeRegistry
+from quartermaster_engine.redaction import redact_setting, redact_text
 from quartermaster_engine.runner.flow_runner import FlowRunner
+from quartermaster_engine.runner.shared_store import require_shared_store
 from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.types import GraphNode, GraphSpec
@@ -71,12 +73,32 @@ class Worker:
         """Fail now, not at the first task, when the modules or the store are wrong."""
         load_executor_modules(self.modules)
         store = assembly.build_store(self.config)
-        FlowRunner(_placeholder_graph(), store=store, dispatcher=AsyncDispatcher())
-        close = getattr(store, "close", None)
-        if callable(close):
-            result = close()
-            if result is not None:
-                run_sync(result)
+        try:
+            # A worker on a store of its own would take tasks and find no flow.
+            require_shared_store(
+                store,
+                "a worker of the celery dispatcher runs flows its clients store, in other "
+                "processes",
+            )
+            FlowRunner(_placeholder_graph(), store=store, dispatcher=AsyncDispatcher())
+        finally:
+            close = getattr(store, "close", None)
+            if callable(close):
+                result = close()
+                if result is not None:
+                    run_sync(result)
+
+    def describe(self) -> str:
+        """What this worker works on, for its start-up line: store (with its settings)
+        and broker; passwords and secrets masked."""
+        store = self.config.store
+        settings = ", ".join(
+            f"{key}={redact_setting(f'store.{key}', value)}"
+            for key, value in store.settings.items()
+        )
+        store_text = f"{store.name} ({settings})" if settings else store.name
+        broker = redact_text(self.settings.broker_url)
+        return f"store {store_text}, broker {broker}, queue {self.settings.queue}"
 
     @property
     def runner(self) -> FlowRunner:

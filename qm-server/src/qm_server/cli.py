@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
 
+from qm_server.service import check_backends
 from qm_server.settings import ServerSettings, SettingsError, check_listen, load_token
+from quartermaster_engine.cli.common import reported
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.redaction import redact_tree
 
@@ -74,6 +77,8 @@ def serve_command(
     except (SettingsError, ValueError, LookupError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
+    with reported():
+        asyncio.run(check_backends(config))
     auth = "token required" if token else "no token (loopback only)"
     shown = redact_tree(config.store.settings, "store")
     store = " ".join(f"{key}={value}" for key, value in shown.items())

@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
 from quartermaster_engine import assembly
-from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.config import ConfigError, EngineConfig
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
@@ -28,6 +28,7 @@ from quartermaster_engine.runner import (
     NodeConfigError,
     UnknownNodeTypeError,
 )
+from quartermaster_engine.runner.shared_store import check_dispatcher_store
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
 from quartermaster_graph.models import GraphSpec
@@ -62,11 +63,12 @@ class FlowService:
         self.store = assembly.build_store(self.config, plugins)
         self._adapter = StoreAdapter(self.store)
         if not self._adapter.durable:
-            raise RuntimeError(
+            raise ConfigError(
                 f"store {self.config.store.name!r} does not keep flow records "
                 "(the DurableStore contract); qm-server needs one"
             )
         self._dispatcher = assembly.build_dispatcher(self.config, plugins)
+        check_dispatcher_store(self._dispatcher, self.store)
 
     async def close(self) -> None:
         """Cancel flows still running (a durable store keeps them for ``qm recover``),
@@ -235,3 +237,14 @@ async def _translated(awaitable: Awaitable[FlowResult]) -> FlowResult:
 
 def _lines(exc: BaseException) -> list[str]:
     return [line.strip() for line in str(exc).split("\n")[1:] if line.strip()]
+
+
+async def check_backends(config: EngineConfig) -> None:
+    """Build the configured store and dispatcher once and release them: ``qm serve``
+    reports a wrong configuration in one line before it listens, rather than in a
+    traceback from the server's start-up."""
+    service = FlowService(config, InProcessEventLog())
+    try:
+        await service.open()
+    finally:
+        await service.close()

@@ -8,11 +8,17 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import click
+from rich.console import Console
 
 from quartermaster_engine.config import ConfigError, EngineConfig
 from quartermaster_engine.plugins.loader import PluginLoadError
 from quartermaster_engine.plugins.registry import PluginConflictError, UnknownBackendError
-from quartermaster_engine.runner import FlowStateError, NodeConfigError, UnknownNodeTypeError
+from quartermaster_engine.runner import (
+    FlowStateError,
+    NodeConfigError,
+    StoreNotSharedError,
+    UnknownNodeTypeError,
+)
 from quartermaster_engine.runner.arguments import InvalidTextError
 from quartermaster_engine.stores.base import StoreError
 from quartermaster_graph.files import GraphFileError, load_graph
@@ -44,6 +50,7 @@ _EXPECTED = (
     UnknownNodeTypeError,
     NodeConfigError,
     FlowStateError,
+    StoreNotSharedError,
     InvalidTextError,
     StoreError,
     LookupError,
@@ -80,6 +87,19 @@ def load_config(path: str | None) -> EngineConfig:
 
 def load_graph_file(path: str) -> GraphSpec:
     return guarded(load_graph, path)
+
+
+#: The width tables get when stdout is not a terminal: wide enough that nothing is cut.
+PIPED_WIDTH = 10_000
+
+
+def table_console() -> Console:
+    """The console ``qm`` prints tables on. On a terminal, tables fit its width; piped
+    or redirected, they take the width they need, so no id or value is cut."""
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=PIPED_WIDTH)
+    return console
 
 
 def echo_json(data: Any) -> None:

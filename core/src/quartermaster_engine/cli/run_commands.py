@@ -36,6 +36,7 @@ from quartermaster_engine.cli.common import (
     load_graph_file,
     reported,
 )
+from quartermaster_engine.cli.flow_ids import flow_id_argument, no_flow, resolve_flow_id
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
@@ -99,6 +100,7 @@ def _finish(
     result: FlowResult,
     *,
     as_json: bool,
+    quiet: bool,
     interactive: bool,
     config_path: str | None,
 ) -> int:
@@ -115,9 +117,10 @@ def _finish(
         echo_json(_result_json(result))
     elif result.status is FlowStatus.COMPLETED:
         click.echo(result.final_output)
-        click.echo(
-            f"completed in {result.duration_seconds:.3f} s (flow {result.flow_id})", err=True
-        )
+        if not quiet:
+            click.echo(
+                f"completed in {result.duration_seconds:.3f} s (flow {result.flow_id})", err=True
+            )
     elif result.paused:
         for waiting in result.waiting:
             options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
@@ -167,6 +170,7 @@ def _drive(
     *,
     config_path: str | None,
     as_json: bool,
+    quiet: bool,
     interactive: bool,
 ) -> NoReturn:
     """Run ``call`` on ``runner`` (closing it after), report, and exit with the status."""
@@ -179,7 +183,12 @@ def _drive(
                 f"store, continue it with: qm recover {flow_id}{_config_flag(config_path)}"
             )
         code = _finish(
-            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
+            runner,
+            result,
+            as_json=as_json,
+            quiet=quiet,
+            interactive=interactive,
+            config_path=config_path,
         )
     raise click.exceptions.Exit(code)
 
@@ -229,14 +238,16 @@ def run_command(
         fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=_interactive(as_json),
     )
 
 
 def _stored_runner(
-    config_path: str | None, flow_id: UUID, as_json: bool, quiet: bool
-) -> FlowRunner:
-    """A runner for a stored flow: on the configured store, with the flow's own graph."""
+    config_path: str | None, flow_id: str, as_json: bool, quiet: bool
+) -> tuple[FlowRunner, UUID]:
+    """A runner for the stored flow FLOW_ID (an id or a unique prefix) names, and
+    that flow's id: on the configured store, with the flow's own graph."""
     config = load_config(config_path)
     with reported():
         store = assembly.build_store(config)
@@ -245,21 +256,22 @@ def _stored_runner(
             fail(
                 f"the configured store ({config.store.name}) cannot continue flows across processes"
             )
-        record = run_sync(adapter.call("get_flow", flow_id))
+        fid = resolve_flow_id(adapter, flow_id, config.store.name)
+        record = run_sync(adapter.call("get_flow", fid))
         if record is None:
-            fail(f"no flow {flow_id} in the store ({config.store.name})")
-    return _runner(record.graph, config, as_json, quiet, store)
+            fail(no_flow(fid, store, f" in the store ({config.store.name})"))
+    return _runner(record.graph, config, as_json, quiet, store), fid
 
 
 @click.command("resume")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @click.option("--input", "-i", "input_text", required=True, help="The answer to give.")
 @click.option("--node", default=None, help="Name or id of the waiting node (default: the first).")
 @config_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def resume_command(
-    flow_id: UUID,
+    flow_id: str,
     input_text: str,
     node: str | None,
     config_path: str | None,
@@ -267,33 +279,36 @@ def resume_command(
     quiet: bool,
 ) -> None:
     """Give INPUT to a paused flow and continue it (a durable store makes this work
-    from another process)."""
+    from another process). FLOW_ID is the id or a unique prefix of it."""
     guarded(text_arg, input_text, "--input")
-    runner = _stored_runner(config_path, flow_id, as_json, quiet)
+    runner, fid = _stored_runner(config_path, flow_id, as_json, quiet)
     _drive(
         runner,
-        lambda: runner.resume(flow_id, input_text, node),
-        flow_id,
+        lambda: runner.resume(fid, input_text, node),
+        fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=_interactive(as_json),
     )
 
 
 @click.command("recover")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @config_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def recover_command(flow_id: UUID, config_path: str | None, as_json: bool, quiet: bool) -> None:
+def recover_command(flow_id: str, config_path: str | None, as_json: bool, quiet: bool) -> None:
     """Continue a flow whose run was interrupted (crash, lost connection): only the
-    activations that had not committed run again."""
-    runner = _stored_runner(config_path, flow_id, as_json, quiet)
+    activations that had not committed run again. FLOW_ID is the id or a unique
+    prefix of it."""
+    runner, fid = _stored_runner(config_path, flow_id, as_json, quiet)
     _drive(
         runner,
-        lambda: runner.recover(flow_id),
-        flow_id,
+        lambda: runner.recover(fid),
+        fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=False,
     )

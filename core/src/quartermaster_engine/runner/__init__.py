@@ -4,6 +4,7 @@ from quartermaster_engine.runner.errors import (
     FlowBusyError,
     FlowStateError,
     LeaseLostError,
+    StoreNotSharedError,
     StoreUnavailableError,
     UnstorableOutputError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "LeaseLostError",
     "NodeConfigError",
     "NodeResults",
+    "StoreNotSharedError",
     "StoreUnavailableError",
     "UnknownNodeTypeError",
     "UnstorableOutputError",

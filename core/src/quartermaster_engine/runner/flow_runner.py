@@ -32,6 +32,7 @@ from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET
 from quartermaster_engine.runner.result import FlowResult
+from quartermaster_engine.runner.shared_store import check_dispatcher_store, store_name
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowExistsError
 from quartermaster_engine.stores.memory_store import InMemoryStore
@@ -118,12 +119,7 @@ class FlowRunner(ChildFlows):
         #: The `EngineConfig` a runner built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
-        if self.remote and (not self._store.durable or isinstance(self.store, InMemoryStore)):
-            raise TypeError(
-                f"dispatcher {type(self.dispatcher).__name__} runs flows on workers in other "
-                f"processes: it needs a durable store they share (sqlite, redis, postgres); "
-                f"{self.store_name()} keeps flows in this process only"
-            )
+        check_dispatcher_store(self.dispatcher, self.store)
         self._persistence = persistence
         self._agent_memory: AgentMemory | None = None
         #: Which executor runs each node type (`Executors`).
@@ -305,8 +301,7 @@ class FlowRunner(ChildFlows):
 
     def store_name(self) -> str:
         """The store as messages name it."""
-        describe = getattr(self.store, "describe", None)
-        return describe() if callable(describe) else type(self.store).__name__
+        return store_name(self.store)
 
     # -- running ----------------------------------------------------------------
 
