@@ -80,6 +80,7 @@ def _run_view(record: NodeExecution, names: dict[UUID, tuple[str, str]]) -> dict
         "output": record.result,
         "error": record.error,
         "user_input": record.user_input,
+        "memory_updates": record.output_data.get("memory_updates") or {},
         "messages": [{"role": m.role.value, "content": m.content} for m in record.messages],
     }
 
