@@ -8,43 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from qm_server_support import TOKEN, LiveServer
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
-
-CHROMIUM = ("chromium", "chromium-browser")
-DRIVER = "chromedriver"
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    binary = next((found for name in CHROMIUM if (found := shutil.which(name))), None)
-    driver_path = shutil.which(DRIVER)
-    if binary is None or driver_path is None:
-        raise RuntimeError(
-            "the page tests need Debian's chromium and chromium-driver "
-            "(apt-get install chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,860"):
-        options.add_argument(argument)
-    options.add_argument("--disable-dev-shm-usage")
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
 
 def _node(driver: WebDriver, name: str) -> object:
     return driver.find_element(By.CSS_SELECTOR, f'#graph-area g.node[data-node-name="{name}"]')
@@ -90,8 +61,8 @@ def test_the_page_runs_the_router_and_answers_the_approval_loop(
         "dead", "dead", "dead",
     ]  # fmt: skip
     timeline = [
-        row.find_element(By.CSS_SELECTOR, "td").text
-        for row in browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+        row.get_attribute("data-node-name")
+        for row in browser.find_elements(By.CSS_SELECTOR, "#waterfall g.wf-row")
     ]
     assert timeline == [
         "Start", "Remember ticket", "Urgent?", "Classify", "Billing reply", "Remember reply", "End",

@@ -60,7 +60,7 @@
       g.addEventListener("click", () => onClick(row));
       y += ROW;
       for (const call of row.llm) {
-        const c = el("g", { class: `wf-llm${call.error ? " failed" : ""}`, transform: `translate(0 ${y})` }, svg);
+        const c = el("g", { class: `wf-llm${call.error ? " failed" : ""}`, "data-node-name": row.name, transform: `translate(0 ${y})` }, svg);
         el("text", { x: 18, y: 13, class: "wf-label llm" }, c).textContent = call.label;
         const cend = call.end == null ? now : call.end;
         const cx = xOf(call.start), cw = Math.max(2, xOf(cend) - cx);
