@@ -28,7 +28,7 @@ from qm_server import ServerSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "qm_nodes_llm"))
 
-from fake_openai import FakeOpenAI, Reply, completion, error  # noqa: E402
+from fake_openai import FakeOpenAI, completion, error
 
 #: Nine nodes: a memory write, an LLM classification, three parallel branches (one an
 #: LLM call, one a slow lookup), a merge that waits for all, a memory write, the end.
@@ -74,7 +74,7 @@ edges:
 
 
 def wide_graph_yaml() -> str:
-    """Fifty nodes: a start fanning out to 16 two-node branches, a merge, a 15-node tail."""
+    """Fifty nodes: a start fanning out to 16 two-node branches, a merge, 15 steps, the end."""
     nodes = ["  - {name: Start, type: Start1}"]
     edges = []
     for i in range(1, 17):
@@ -84,7 +84,7 @@ def wide_graph_yaml() -> str:
         edges.append(f"  - {{from: Review {i}, to: Merge}}")
     nodes.append("  - {name: Merge, type: StaticMerge1, metadata: {static_text: merged}}")
     previous = "Merge"
-    for i in range(1, 15):
+    for i in range(1, 16):
         nodes.append(f"  - {{name: Step {i}, type: Static1, metadata: {{static_text: s{i}}}}}")
         edges.append(f"  - {{from: {previous}, to: Step {i}}}")
         previous = f"Step {i}"
@@ -121,9 +121,12 @@ def live(tmp_path: Path, openai_server: FakeOpenAI) -> Iterator[LiveServer]:
     server.stop()
 
 
-def screenshot(driver: WebDriver, name: str, tmp_path: Path, element: WebElement | None = None) -> None:
+def screenshot(
+    driver: WebDriver, name: str, tmp_path: Path, element: WebElement | None = None
+) -> None:
     """Take the screenshot; keep it in ``$QM_SERVER_SCREENSHOTS`` when set."""
     shot = tmp_path / name
+    driver.execute_script("window.scrollTo(0, 0)")
     if element is None:
         driver.save_screenshot(str(shot))
     else:
@@ -141,7 +144,9 @@ def start(server: LiveServer, graph: str, text: str, *, wait: bool = False) -> s
     return flow_id
 
 
-def open_flow(driver: WebDriver, server: LiveServer, flow_id: str, width: int = 1400) -> WebDriverWait:
+def open_flow(
+    driver: WebDriver, server: LiveServer, flow_id: str, width: int = 1400
+) -> WebDriverWait[WebDriver]:
     driver.set_window_size(width, 1000)
     driver.get(f"{server.url}/#/flows/{flow_id}")
     wait = WebDriverWait(driver, 30)
@@ -164,10 +169,11 @@ const area = document.querySelector('#graph-area');
 const svg = area.querySelector('svg').getBoundingClientRect();
 const boxes = [...area.querySelectorAll('g.node rect')].map((r) => {
   const b = r.getBoundingClientRect();
-  return {name: r.parentNode.dataset.nodeName, left: b.left, right: b.right, top: b.top, bottom: b.bottom};
+  const name = r.parentNode.dataset.nodeName;
+  return {name, left: b.left, right: b.right, top: b.top, bottom: b.bottom};
 });
 return {page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth,
-        area: area.getBoundingClientRect(), areaScroll: area.scrollWidth, areaClient: area.clientWidth,
+        areaScroll: area.scrollWidth, areaClient: area.clientWidth,
         svg: {left: svg.left, right: svg.right, top: svg.top, bottom: svg.bottom}, boxes};
 """
 
@@ -180,8 +186,10 @@ def assert_fits(driver: WebDriver, count: int) -> None:
     assert len(boxes) == count
     svg = geometry["svg"]
     for box in boxes:
-        assert svg["left"] <= box["left"] and box["right"] <= svg["right"], box
-        assert svg["top"] <= box["top"] and box["bottom"] <= svg["bottom"], box
+        assert svg["left"] <= box["left"], box
+        assert box["right"] <= svg["right"], box
+        assert svg["top"] <= box["top"], box
+        assert box["bottom"] <= svg["bottom"], box
     for i, a in enumerate(boxes):
         for b in boxes[i + 1 :]:
             apart = (
@@ -210,7 +218,6 @@ def test_a_nine_node_flow_fits_1400px_and_its_panel_shows_what_each_node_did(
         for n in browser.find_elements(By.CSS_SELECTOR, "#graph-area g.node")
     }
     assert set(states.values()) == {"finished"}, states
-    screenshot(browser, "page-flow.png", tmp_path)
 
     node(browser, "Remember ticket").click()
     wait.until(lambda d: panel_texts(d, ".memory-changes th") == ["ticket_text"])
@@ -220,7 +227,7 @@ def test_a_nine_node_flow_fits_1400px_and_its_panel_shows_what_each_node_did(
     wait.until(lambda d: panel_texts(d, ".llm-model") == ["gpt-4o-mini-2024"])
     assert panel_texts(browser, ".llm-tokens") == ["11 → 7"]
     [duration] = panel_texts(browser, ".llm-duration")
-    assert duration.endswith(" ms") or duration.endswith(" s"), duration
+    assert duration.endswith((" ms", " s")), duration
     assert panel_texts(browser, ".node-input pre") == [
         "Classify the ticket as billing or outage.",
         "My invoice is wrong",
@@ -228,7 +235,12 @@ def test_a_nine_node_flow_fits_1400px_and_its_panel_shows_what_each_node_did(
     assert panel_texts(browser, ".node-input .role") == ["system", "user"]
     assert panel_texts(browser, ".node-output") == ["billing"]
     assert panel_texts(browser, ".node-errors") == []
-    screenshot(browser, "page-node.png", tmp_path, browser.find_element(By.CSS_SELECTOR, ".inspector"))
+    screenshot(
+        browser, "page-node.png", tmp_path, browser.find_element(By.CSS_SELECTOR, ".inspector")
+    )
+    browser.set_window_size(1400, 1260)
+    assert_fits(browser, 9)
+    screenshot(browser, "page-flow.png", tmp_path)
 
     node(browser, "Remember reply").click()
     wait.until(lambda d: panel_texts(d, ".memory-changes th") == ["status"])
@@ -249,14 +261,31 @@ def test_a_failed_llm_call_shows_its_error_in_the_panel_and_the_waterfall(
     wait.until(lambda d: panel_texts(d, ".node-errors .error") == [expected])
     assert panel_texts(browser, ".llm-calls tbody tr.failed td.error") == [expected]
     assert panel_texts(browser, ".llm-tokens") == [""]
-    failed = browser.find_elements(By.CSS_SELECTOR, '#waterfall g.wf-row.state-failed')
-    assert [row.get_attribute("data-node-name") for row in failed] == ["Classify"]
+    assert waterfall_rows(browser, ".state-failed") == ["Classify"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#waterfall g.wf-llm.failed")) == 1
+
+
+def text(driver: WebDriver, selector: str) -> str:
+    """The text of the first element ``selector`` finds, read at once (the waterfall is
+    redrawn while the flow runs, so element references go stale)."""
+    found: str = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';", selector
+    )
+    return found
+
+
+def waterfall_rows(driver: WebDriver, state: str = "") -> list[str]:
+    """The node names of the waterfall's rows (of ``state``, a class), top to bottom."""
+    names: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((r) => r.dataset.nodeName)",
+        f"#waterfall g.wf-row{state}",
+    )
+    return names
 
 
 def bar(driver: WebDriver, name: str) -> dict[str, float]:
     found: dict[str, float] = driver.execute_script(
-        "const r = document.querySelector(`#waterfall g.wf-row[data-node-name=\"${arguments[0]}\"]"
+        'const r = document.querySelector(`#waterfall g.wf-row[data-node-name="${arguments[0]}"]'
         " .wf-bar`); if (!r) return null;"
         "return {x: +r.getAttribute('x'), w: +r.getAttribute('width')};",
         name,
@@ -268,53 +297,58 @@ def test_the_waterfall_grows_while_the_flow_runs_and_shows_parallel_branches(
     tmp_path: Path, openai_server: FakeOpenAI, browser: WebDriver
 ) -> None:
     slow = completion("We will refund the invoice.", model="gpt-4o-2024")
-    slow.delay = 1.5
+    slow.delay = 3.0
     openai_server.reply(completion("billing", model="gpt-4o-mini-2024"), slow)
     server = inspector_server(tmp_path, openai_server, lookup=0.8)
     try:
         flow_id = start(server, "inspector", "My invoice is wrong")
         wait = open_flow(browser, server, flow_id)
+        browser.set_window_size(1400, 1500)  # the waterfall in view, under the graph
         wait.until(lambda d: (bar(d, "Draft reply") or {}).get("w", 0) > 0)
-        running = browser.find_element(By.CSS_SELECTOR, '#waterfall g.wf-row[data-node-name="Draft reply"]')
-        assert "state-running" in (running.get_attribute("class") or "")
+        row = '#waterfall g.wf-row[data-node-name="Draft reply"]'
+        assert browser.execute_script(
+            "return document.querySelector(arguments[0]).classList.contains('state-running')", row
+        )
         # Its bar and duration grow while the call runs; the LLM call shows under it.
         llm = '#waterfall g.wf-llm[data-node-name="Draft reply"]'
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, llm))
-        assert browser.find_element(By.CSS_SELECTOR, f"{llm} .wf-label").text == "↳ gpt-4o"
-        duration = '#waterfall g.wf-row[data-node-name="Draft reply"] .wf-duration'
-        first = browser.find_element(By.CSS_SELECTOR, duration).text
+        wait.until(lambda d: text(d, f"{llm} .wf-label") == "↳ gpt-4o")
+        first = text(browser, f"{row} .wf-duration")
         assert first.endswith("…"), first
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, duration).text not in ("", first))
-        assert browser.find_element(By.CSS_SELECTOR, duration).text.endswith("…")
-        screenshot(browser, "page-waterfall-live.png", tmp_path, browser.find_element(By.ID, "waterfall"))
+        wait.until(lambda d: (now := text(d, f"{row} .wf-duration")) != first and now.endswith("…"))
+        screenshot(
+            browser, "page-waterfall-live.png", tmp_path, browser.find_element(By.ID, "waterfall")
+        )
         wait.until(lambda d: d.find_element(By.ID, "flow-status").text == "completed")
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#waterfall g.wf-row.state-finished")) == 9)
-        rows = [
-            r.get_attribute("data-node-name")
-            for r in browser.find_elements(By.CSS_SELECTOR, "#waterfall g.wf-row")
-        ]
+        wait.until(lambda d: len(waterfall_rows(d, ".state-finished")) == 9)
+        rows = waterfall_rows(browser)
         assert rows[:3] == ["Start", "Remember ticket", "Classify"]
         assert set(rows[3:6]) == {"Draft reply", "Look up account", "Check policy"}
         assert rows[6:] == ["Collect", "Remember reply", "End"]
-        draft, lookup, collect = (bar(browser, n) for n in ("Draft reply", "Look up account", "Collect"))
+        draft, lookup, collect = (
+            bar(browser, n) for n in ("Draft reply", "Look up account", "Collect")
+        )
         # The parallel branches overlap in time; the merge starts after the slowest.
-        assert lookup["x"] < draft["x"] + draft["w"] and draft["x"] < lookup["x"] + lookup["w"]
+        assert lookup["x"] < draft["x"] + draft["w"]
+        assert draft["x"] < lookup["x"] + lookup["w"]
         assert draft["w"] > lookup["w"]  # the LLM branch is the slow one
         assert collect["x"] >= draft["x"] + draft["w"] - 1
-        assert browser.find_element(By.CSS_SELECTOR, f"{llm} .wf-label").text == "↳ gpt-4o-2024"
-        screenshot(browser, "page-waterfall.png", tmp_path, browser.find_element(By.ID, "waterfall"))
+        assert text(browser, f"{llm} .wf-label") == "↳ gpt-4o-2024"
+        screenshot(
+            browser, "page-waterfall.png", tmp_path, browser.find_element(By.ID, "waterfall")
+        )
     finally:
         server.stop()
 
 
 def test_a_fifty_node_graph_fits_the_width_without_overlaps(
-    live: LiveServer, browser: WebDriver
+    live: LiveServer, browser: WebDriver, tmp_path: Path
 ) -> None:
     flow_id = start(live, "fifty", "go", wait=True)
     for width in (1400, 1000):
         wait = open_flow(browser, live, flow_id, width)
         wait.until(lambda d: d.find_element(By.ID, "flow-status").text == "completed")
         assert_fits(browser, 50)
+    screenshot(browser, "page-fifty.png", tmp_path, browser.find_element(By.ID, "graph-area"))
     # The loop's back edge of the approval loop stays inside the drawing too.
     loop = start(live, "approval-loop", "Launch post", wait=True)
     open_flow(browser, live, loop, 1000)
@@ -331,28 +365,34 @@ def test_the_flows_list_filters_by_status_and_searches(
     browser.set_window_size(1400, 900)
     browser.get(f"{live.url}/#/")
     wait = WebDriverWait(browser, 30)
-    rows = lambda d: d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")  # noqa: E731
-    wait.until(lambda d: len(rows(d)) == 3)
+
+    def listed(driver: WebDriver) -> list[list[str]]:
+        """Each listed flow's id and input, read at once (the list is redrawn every second)."""
+        found: list[list[str]] = driver.execute_script(
+            "return [...document.querySelectorAll('#flows tbody tr')]"
+            ".map((r) => [r.dataset.flowId, r.querySelector('td.input').textContent])"
+        )
+        return found
+
+    wait.until(lambda d: len(listed(d)) == 3)
     assert browser.find_element(By.ID, "flow-count").text == "3 flows"
     screenshot(browser, "page-flows.png", tmp_path)
 
     Select(browser.find_element(By.ID, "status-filter")).select_by_value("paused")
-    wait.until(lambda d: len(rows(d)) == 1)
-    assert rows(browser)[0].get_attribute("data-flow-id") == paused
+    wait.until(lambda d: [flow for flow, _ in listed(d)] == [paused])
     assert browser.find_element(By.ID, "flow-count").text == "1 paused flow"
 
     Select(browser.find_element(By.ID, "status-filter")).select_by_value("")
     browser.find_element(By.ID, "search").send_keys("DOWN")
-    wait.until(lambda d: len(rows(d)) == 1)
-    assert rows(browser)[0].find_element(By.CSS_SELECTOR, "td.input").text == "The server is down"
+    wait.until(lambda d: [text for _, text in listed(d)] == ["The server is down"])
     assert browser.find_element(By.ID, "flow-count").text == "1 of 3 flows match"
     search = browser.find_element(By.ID, "search")
     search.clear()
     search.send_keys(paused[:8])
-    wait.until(lambda d: [r.get_attribute("data-flow-id") for r in rows(d)] == [paused])
+    wait.until(lambda d: [flow for flow, _ in listed(d)] == [paused])
     search.clear()
     search.send_keys("no such flow")
-    wait.until(lambda d: len(rows(d)) == 0)
+    wait.until(lambda d: listed(d) == [])
     assert browser.find_element(By.ID, "flow-count").text == "0 of 3 flows match"
 
 
@@ -364,7 +404,9 @@ def test_the_page_has_a_favicon(live: LiveServer, browser: WebDriver) -> None:
     assert response.text.startswith("<svg")
     browser.get(f"{live.url}/#/")
     WebDriverWait(browser, 30).until(
-        lambda d: d.execute_script("return document.querySelector('header img.logo').naturalWidth") > 0
+        lambda d: (
+            d.execute_script("return document.querySelector('header img.logo').naturalWidth") > 0
+        )
     )
     href = browser.execute_script("return document.querySelector('link[rel=icon]').href")
     assert href == f"{live.url}/static/favicon.svg"

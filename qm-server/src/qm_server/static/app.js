@@ -52,12 +52,16 @@
 
   const LIST_LIMIT = 500;
 
+  let listRequest = 0; // answers to older requests (an earlier filter) are dropped
+
   async function refreshList() {
     const status = $("#status-filter").value;
-    const words = $("#search").value.toLowerCase().split(/\s+/).filter(Boolean);
+    const asked = ++listRequest;
     try {
       const query = `limit=${LIST_LIMIT}` + (status ? `&status=${encodeURIComponent(status)}` : "");
       const data = await api("GET", `/api/flows?${query}`);
+      if (asked !== listRequest || $("#list-view").hidden) return;
+      const words = $("#search").value.toLowerCase().split(/\s+/).filter(Boolean);
       const shown = data.flows.filter((f) => matches(f, words));
       const body = $("#flows tbody");
       body.replaceChildren();
@@ -127,7 +131,9 @@
     closeFlow();
     $("#list-view").hidden = true;
     $("#flow-view").hidden = false;
-    $("#node-detail").replaceChildren(Object.assign(document.createElement("h3"), { textContent: "Node" }));
+    $("#node-detail").replaceChildren(
+      Object.assign(document.createElement("h3"), { textContent: "Node" }),
+      Object.assign(document.createElement("p"), { className: "muted", textContent: "Click a node or a bar of the waterfall." }));
     current = {
       id, events: null, graph: null, view: null, ticker: null, pending: null, selected: null,
       tokens: new Map(), // node id -> text streamed by its running activation
@@ -243,6 +249,7 @@
       node: view.graph_view.nodes.find((n) => n.id === nodeId),
       state: shown && shown !== runs[runs.length - 1] ? shown.status : state,
       runs,
+      allRuns: view.runs,
       run: state === "running" && !chosen ? null : shown,
       tokens: current.tokens.get(nodeId) || "",
       calls: callsOf(nodeId, visit),
@@ -286,7 +293,8 @@
     });
     on("LLMCallStarted", (e) => {
       current.calls.push({ node_id: e.node_id, visit: current.visits.get(e.node_id) || 1, call: e.call,
-        provider: e.provider, model: e.model, start: e.ts, end: null, usage: {}, error: null, duration: null });
+        provider: e.provider, model: e.model, start: e.ts, end: null, usage: {}, error: null, duration: null,
+        messages: e.messages.map((m) => ({ role: m.role, content: m.content || "" })) });
       if (selectedIs(e.node_id)) selectNode(e.node_id, current.selected.run);
     });
     on("LLMCallFinished", (e) => {
@@ -334,6 +342,7 @@
     const match = location.hash.match(/^#\/flows\/([0-9a-f-]{36})$/);
     if (match) showFlow(match[1]); else showList();
   }
+  window.addEventListener("resize", () => { if (current && current.view) drawWaterfall(); });
   window.addEventListener("hashchange", route);
   route();
 })();

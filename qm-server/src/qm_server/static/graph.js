@@ -5,7 +5,7 @@
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const H = 40, GAP_X = 18, GAP_Y = 34, PAD = 14, LANE = 14, DUMMY = 10;
+  const H = 40, GAP_X = 18, GAP_Y = 34, PAD = 14, LANE = 14, DUMMY = 10, CHANNEL = 6;
   const MAX_W = 168, MIN_W = 104;
 
   function el(name, attrs, parent) {
@@ -108,35 +108,67 @@
     const forward = view.edges.filter((e) => !back.has(e) && known.has(e.source) && known.has(e.target));
     const layer = layers(view, out, back);
     const { rows, items, chains } = order(view, forward, layer);
+    // Loops run up a lane on the left or the right: room for every one on each side.
     const lanes = back.size ? back.size * LANE + LANE : 0;
-    const usable = Math.max(MIN_W + 2 * PAD, width) - 2 * PAD - lanes;
-    // The node width: as wide as fits the widest layer on one row, within bounds.
-    const widest = Math.max(1, ...rows.map((r) => r.filter((i) => !i.dummy).length));
-    const w = Math.max(MIN_W, Math.min(MAX_W, Math.floor((usable - (widest - 1) * GAP_X) / widest)));
+    const usable = Math.max(MIN_W + 2 * PAD, width) - 2 * PAD - 2 * lanes;
+    // The node width: as wide as lets every layer fit on one row, within bounds.
+    const fits = rows.map((row) => {
+      const nodes = row.filter((i) => !i.dummy).length;
+      const rest = usable - (row.length - nodes) * DUMMY - (row.length - 1) * GAP_X;
+      return nodes ? Math.floor(rest / nodes) : MAX_W;
+    });
+    const w = Math.max(MIN_W, Math.min(MAX_W, ...fits));
     const span = (item) => (item.dummy ? DUMMY : w);
     let y = PAD;
     for (const row of rows) {
-      // Wrap a layer wider than the usable width onto as many rows as it needs.
-      const lines = [[]];
-      let used = 0;
-      for (const item of row) {
-        const need = (lines[lines.length - 1].length ? GAP_X : 0) + span(item);
-        if (used + need > usable && lines[lines.length - 1].length) { lines.push([]); used = 0; }
-        used += (lines[lines.length - 1].length ? GAP_X : 0) + span(item);
-        lines[lines.length - 1].push(item);
-      }
-      for (const line of lines) {
-        const total = line.reduce((s, item, i) => s + span(item) + (i ? GAP_X : 0), 0);
-        let x = PAD + Math.max(0, (usable - total) / 2);
-        for (const item of line) {
-          item.x = x; item.y = y; item.w = span(item);
+      const total = row.reduce((s, item, i) => s + span(item) + (i ? GAP_X : 0), 0);
+      if (total <= usable) {
+        let x = PAD + lanes + (usable - total) / 2;
+        for (const item of row) {
+          Object.assign(item, { x, y, w: span(item), lines: 1, line: 0 });
           x += span(item) + GAP_X;
         }
         y += H + GAP_Y;
+        continue;
       }
+      // Too wide: wrap the layer onto K lines of a grid. Right of each column runs a
+      // channel of 2(K-1) lanes: edges into a lower line come down one, edges out of
+      // a higher line go down another, so no edge crosses a node of the layer.
+      let lines = 2, cap = 1, slot = 0;
+      for (; lines < row.length; lines++) {
+        slot = w + GAP_X + 2 * (lines - 1) * CHANNEL;
+        cap = Math.max(1, Math.floor((usable + GAP_X) / slot));
+        if (Math.ceil(row.length / cap) <= lines) break;
+      }
+      lines = Math.ceil(row.length / cap);
+      const x0 = PAD + lanes + (usable - (cap * slot - GAP_X - 2 * (lines - 1) * CHANNEL)) / 2;
+      const top = y, bottom = y + lines * (H + GAP_Y) - GAP_Y;
+      row.forEach((item, i) => {
+        const line = Math.floor(i / cap), column = i % cap, left = x0 + column * slot;
+        const x = item.dummy ? left + (w - DUMMY) / 2 : left;
+        Object.assign(item, { x, y: y + line * (H + GAP_Y), w: span(item), lines, line, top, bottom,
+          channel: left + w + GAP_X / 2 });
+      });
+      y = bottom + GAP_Y;
     }
     const height = y - GAP_Y + PAD + 6;
-    return { items, chains, back, w, width: usable + 2 * PAD + lanes, height, right: PAD + usable };
+    return { items, chains, back, w, height, left: PAD + lanes, right: PAD + lanes + usable };
+  }
+
+  // Where an edge leaves an item (a node or a dummy) and where it arrives, as points:
+  // through a lane of the layer's channel when the layer is wrapped.
+  const centre = (item) => item.x + item.w / 2;
+  function exit(item) {
+    const start = { x: centre(item), y: item.y + H };
+    if (item.line === item.lines - 1) return [start];
+    const x = item.channel + (item.lines - 1 + item.line) * CHANNEL;
+    return [start, { x, y: item.y + H + GAP_Y * 0.45 }, { x, y: item.bottom + 3 }];
+  }
+  function entry(item) {
+    const end = { x: centre(item), y: item.y };
+    if (item.line === 0) return [end];
+    const x = item.channel + (item.line - 1) * CHANNEL;
+    return [{ x, y: item.top - 3 }, { x, y: item.y - GAP_Y * 0.45 }, end];
   }
 
   function edgePath(points) {
@@ -155,9 +187,11 @@
     let selected = null;
     const states = new Map();
 
+    let drawnFor = -1; // the container width the drawing was laid out for
     function render() {
-      const width = Math.max(320, container.clientWidth - 2);
-      const { items, chains, back, w, height, right } = layout(view, width);
+      drawnFor = container.clientWidth;
+      const width = Math.max(320, drawnFor - 2);
+      const { items, chains, back, w, height, left, right } = layout(view, width);
       const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
         "aria-label": `graph ${view.title || view.name || ""}` });
       const defs = el("defs", {}, svg);
@@ -167,9 +201,7 @@
       const labels = [];
       for (const [e, chain] of chains) {
         const a = items.get(e.source), b = items.get(e.target);
-        const points = [{ x: a.x + w / 2, y: a.y + H }];
-        for (const d of chain) points.push({ x: d.x + DUMMY / 2, y: d.y }, { x: d.x + DUMMY / 2, y: d.y + H });
-        points.push({ x: b.x + w / 2, y: b.y });
+        const points = [...exit(a), ...chain.flatMap((d) => [...entry(d), ...exit(d)]), ...entry(b)];
         el("path", { d: edgePath(points), class: "edge", "marker-end": "url(#arrow)" }, svg);
         if (e.label) {
           // Near the source, where the branches leave a decision.
@@ -177,16 +209,21 @@
           labels.push({ x: p.x + (q.x - p.x) * 0.45, y: p.y + (q.y - p.y) * 0.45 + 3, text: e.label });
         }
       }
-      let lane = 0;
+      // A loop leaves its source on the side nearer the drawing's edge, runs up a lane
+      // there, and enters its target from that side.
+      const lane = { left: 0, right: 0 };
       for (const e of back) {
         const a = items.get(e.source), b = items.get(e.target);
         if (!a || !b) continue;
-        const x = right + LANE * (++lane), r = 8;
-        const y1 = a.y + H / 2, y2 = b.y + H / 2;
-        const d = `M ${a.x + w} ${y1} L ${x - r} ${y1} Q ${x} ${y1} ${x} ${y1 - r} L ${x} ${y2 + r} ` +
-          `Q ${x} ${y2} ${x - r} ${y2} L ${b.x + w} ${y2}`;
+        const side = a.x + w / 2 < (left + right) / 2 ? "left" : "right";
+        const r = 8, y1 = a.y + H / 2, y2 = b.y + H / 2;
+        const x = side === "left" ? left - LANE * ++lane.left : right + LANE * ++lane.right;
+        const out = side === "left" ? -r : r;
+        const ax = side === "left" ? a.x : a.x + w, bx = side === "left" ? b.x : b.x + w;
+        const d = `M ${ax} ${y1} L ${x - out} ${y1} Q ${x} ${y1} ${x} ${y1 - r} L ${x} ${y2 + r} ` +
+          `Q ${x} ${y2} ${x - out} ${y2} L ${bx} ${y2}`;
         el("path", { d, class: "edge back", "marker-end": "url(#arrow)" }, svg);
-        if (e.label) labels.push({ x: x - 4, y: (y1 + y2) / 2, text: e.label, anchor: "end" });
+        if (e.label) labels.push({ x: x + (side === "left" ? 4 : -4), y: (y1 + y2) / 2, text: e.label, anchor: side === "left" ? "start" : "end" });
       }
       for (const l of labels) {
         const t = el("text", { x: l.x, y: l.y, class: "edge-label", "text-anchor": l.anchor || "middle" }, svg);
@@ -219,10 +256,8 @@
     }
 
     render();
-    let lastWidth = container.clientWidth;
-    const observer = new ResizeObserver(() => {
-      if (container.clientWidth !== lastWidth) { lastWidth = container.clientWidth; render(); }
-    });
+    // Lay out again when the width changes (a window resize, a scroll bar appearing).
+    const observer = new ResizeObserver(() => { if (container.clientWidth !== drawnFor) render(); });
     observer.observe(container);
     return {
       setState(id, state) { states.set(id, state); paint(id); },

@@ -34,7 +34,7 @@
     return `${u.input_tokens ?? "?"} → ${u.output_tokens ?? "?"}`;
   }
 
-  // info: { node, state, runs, run, tokens, calls, retries, onPick(run) }
+  // info: { node, state, runs, run, allRuns, tokens, calls, retries, onPick(run) }
   function render(box, info) {
     box.replaceChildren();
     const head = add(box, "div", { className: "panel-head" });
@@ -53,9 +53,18 @@
     if (run) {
       add(box, "p", { className: "muted run-meta",
         textContent: `visit ${run.visit}, attempt ${run.attempt} · ${run.status} · started ${when(run.started)} · ${seconds(run.duration_seconds)}` });
-      const inputs = inputMessages(run);
-      const s = section(box, "Input messages", "node-input");
-      if (!inputs.length) add(s, "p", { className: "muted", textContent: "none" });
+      if (run.inputs.length) {
+        const s = section(box, "Input", "node-from");
+        for (const from of run.inputs) {
+          const source = info.allRuns.find((r) => r.node_id === from.node_id && r.visit === from.visit);
+          add(s, "div", { className: "muted role", textContent: `from ${from.node_name}${from.visit > 1 ? " #" + from.visit : ""}` });
+          add(s, "pre", { className: "input-text", textContent: source && source.output != null ? source.output : "" });
+        }
+      }
+      // An LLM node's input messages are the prompt its (latest) call sent.
+      const prompt = info.calls.length ? info.calls[info.calls.length - 1].messages : null;
+      const inputs = prompt || inputMessages(run);
+      const s = inputs.length ? section(box, prompt ? "Input messages (prompt)" : "Input messages", "node-input") : null;
       for (const m of inputs) {
         add(s, "div", { className: "muted role", textContent: m.role });
         add(s, "pre", { className: `message role-${m.role}`, textContent: m.content });

@@ -15,6 +15,13 @@
 
   const seconds = (s) => (s == null ? "" : s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`);
 
+  // A tick's label, with as many decimals as its step needs.
+  function tickText(t, s) {
+    if (t === 0) return "0";
+    if (s >= 0.1) return `${t.toFixed(Math.max(0, -Math.floor(Math.log10(s) + 1e-9)))} s`;
+    return `${(t * 1000).toFixed(Math.max(0, -Math.floor(Math.log10(s * 1000) + 1e-9)))} ms`;
+  }
+
   // A tick step of 1, 2 or 5 times a power of ten giving at most ``n`` ticks over ``span``.
   function step(span, n) {
     const raw = span / n, power = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -43,7 +50,7 @@
     for (let t = 0; t <= t1 - t0 + 1e-9; t += s) {
       const x = xOf(t0 + t);
       el("line", { x1: x, x2: x, y1: AXIS - 4, y2: height - PAD, class: "tick" }, svg);
-      el("text", { x, y: AXIS - 8, class: "tick-label", "text-anchor": "middle" }, svg).textContent = seconds(t);
+      el("text", { x, y: AXIS - 8, class: "tick-label", "text-anchor": "middle" }, svg).textContent = tickText(t, s);
     }
     let y = AXIS;
     for (const row of rows) {
