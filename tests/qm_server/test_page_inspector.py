@@ -105,6 +105,13 @@ def inspector_server(tmp_path: Path, llm: FakeOpenAI, *, lookup: float = 0.3) ->
     graphs = graphs_folder(tmp_path / "graphs")
     (graphs / "inspector.yaml").write_text(INSPECTOR_YAML.replace("LOOKUP", str(lookup)))
     (graphs / "fifty.yaml").write_text(wide_graph_yaml())
+    retried = INSPECTOR_YAML.replace("LOOKUP", "0").replace(
+        "    type: Instruction1\n    metadata:\n      llm_model: gpt-4o-mini",
+        "    type: Instruction1\n    error_handling: Retry\n    max_retries: 1\n"
+        "    retry_delay: 0\n    metadata:\n      llm_model: gpt-4o-mini",
+    )
+    assert "error_handling" in retried
+    (graphs / "inspector-retry.yaml").write_text(retried)
     openai = {"base_url": llm.base_url, "api_key": "sk-test", "max_retries": 0}
     config: dict[str, Any] = {
         "store": {"name": "sqlite", "path": str(tmp_path / "flows.db")},
@@ -281,6 +288,34 @@ def waterfall_rows(driver: WebDriver, state: str = "") -> list[str]:
         f"#waterfall g.wf-row{state}",
     )
     return names
+
+
+def test_a_retried_node_lists_the_failed_attempt_and_each_run_is_one_click_away(
+    live: LiveServer, openai_server: FakeOpenAI, browser: WebDriver
+) -> None:
+    openai_server.reply(
+        error(503, "busy"),
+        completion("billing", model="gpt-4o-mini-2024"),
+        completion("We will refund the invoice.", model="gpt-4o-2024"),
+    )
+    flow_id = start(live, "inspector-retry", "My invoice is wrong", wait=True)
+    wait = open_flow(browser, live, flow_id)
+    wait.until(lambda d: d.find_element(By.ID, "flow-status").text == "completed")
+    busy = f"openai at {openai_server.base_url}: HTTP 503: busy (after 0 retries)"
+    assert waterfall_rows(browser)[2:4] == ["Classify", "Classify"]
+    node(browser, "Classify").click()
+    wait.until(lambda d: panel_texts(d, ".run-pick") == ["visit 1", "visit 1 · attempt 2"])
+    # The latest run: it answered; the attempt before it failed and was retried.
+    assert panel_texts(browser, ".run-pick.active") == ["visit 1 · attempt 2"]
+    assert panel_texts(browser, ".node-errors .error") == [
+        f"attempt 1 failed: {busy} (retried after 0.0 ms)"
+    ]
+    assert panel_texts(browser, ".node-output") == ["billing"]
+    browser.find_element(By.CSS_SELECTOR, "#node-detail .run-pick").click()
+    wait.until(lambda d: panel_texts(d, ".run-pick.active") == ["visit 1"])
+    assert panel_texts(browser, "#node-state") == ["failed"]
+    assert panel_texts(browser, ".node-errors .error") == [busy]
+    assert panel_texts(browser, ".node-output") == []
 
 
 def bar(driver: WebDriver, name: str) -> dict[str, float]:
