@@ -25,7 +25,14 @@ from quartermaster_engine.redaction import redact_tree
 logger = logging.getLogger("qm_server")
 
 _STATIC = resources.files("qm_server") / "static"
-_ASSETS = {"app.js": "text/javascript", "graph.js": "text/javascript", "style.css": "text/css"}
+_ASSETS = {
+    "app.js": "text/javascript",
+    "graph.js": "text/javascript",
+    "panel.js": "text/javascript",
+    "waterfall.js": "text/javascript",
+    "style.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None = None) -> Any:
