@@ -28,7 +28,14 @@ from quartermaster_graph.enums import (
     TraverseIn,
     TraverseOut,
 )
-from quartermaster_graph.models import Agent, GraphEdge, GraphNode, GraphSpec, type_name
+from quartermaster_graph.models import (
+    Agent,
+    GraphEdge,
+    GraphNode,
+    GraphSpec,
+    NodePosition,
+    type_name,
+)
 from quartermaster_graph.validation import check_graph
 
 #: Keyword arguments that set `GraphNode` fields on any node method; every other
@@ -43,6 +50,9 @@ NODE_OPTIONS: tuple[str, ...] = (
     "thought_type",
     "message_type",
 )
+
+#: Vertical distance between the positions the builder gives consecutive nodes.
+_ROW_HEIGHT = 120
 
 _PICKS = {"traverse_out": TraverseOut.SPAWN_PICKED}
 _USES_PREVIOUS = {"thought_type": ThoughtType.USE_PREVIOUS, "message_type": MessageType.VARIABLE}
@@ -674,12 +684,38 @@ class GraphBuilder(_Chain):
         """The edges added so far (a copy of the list)."""
         return list(self._edges)
 
+    @property
+    def start_node_id(self) -> UUID:
+        """The Start node's id; ValueError before ``start()``."""
+        if self._start_id is None:
+            raise ValueError(f"No start node in graph '{self._name}': call .start() first")
+        return self._start_id
+
+    # -- queries (0.1.5's builder API; the built GraphSpec has the same) ----
+
+    def get_node(self, node_id: UUID) -> GraphNode | None:
+        """The node added with this id, or None."""
+        return self._nodes_by_id.get(node_id)
+
+    def get_successors(self, node_id: UUID) -> list[GraphNode]:
+        """Distinct targets of the node's edges added so far, in edge order."""
+        targets = dict.fromkeys(e.target_id for e in self._edges if e.source_id == node_id)
+        return [self._nodes_by_id[t] for t in targets if t in self._nodes_by_id]
+
+    def get_edges_from(self, node_id: UUID) -> list[GraphEdge]:
+        """The edges added so far that start at the node."""
+        return [e for e in self._edges if e.source_id == node_id]
+
     # -- bookkeeping --------------------------------------------------------
 
     def _register(self, node: GraphNode) -> None:
         if node.id in self._nodes_by_id:
             other = self._nodes_by_id[node.id]
             raise ValueError(f"node '{node.name}' has the same id as {other.describe()}")
+        if node.position is None:
+            # A top-to-bottom column in the order of adding, as 0.1.5 laid nodes out,
+            # so that editors can draw a built graph.
+            node.position = NodePosition(x=0, y=_ROW_HEIGHT * len(self._nodes))
         self._nodes.append(node)
         self._nodes_by_id[node.id] = node
         self._ids_by_name.setdefault(node.name, []).append(node.id)
@@ -802,15 +838,22 @@ class GraphBuilder(_Chain):
     # -- output -------------------------------------------------------------
 
     def to_graph(self, validate: bool = True, agent_id: UUID | None = None) -> GraphSpec:
-        """The `GraphSpec`. Open ends (closed branches, the last node) are connected
-        to the End node first. Raises `GraphValidationError` listing every error
-        unless ``validate`` is False."""
+        """The `GraphSpec`. Each closed branch that nothing continued gets an End node
+        of its own, and a last node still open is connected to the graph's End.
+        Raises `GraphValidationError` listing every error unless ``validate`` is False."""
         if self._start_id is None:
             raise ValueError(f"graph '{self._name}' has no start node: call .start() first")
         if self._open_branches:
             unclosed = next(iter(self._open_branches))
             raise ValueError(f"{unclosed._where()} was never closed with .end()")
-        if self._tail is not None or self._open_ends:
+        # Branches closed with .end() that nothing continued each get their own End
+        # node, as quartermaster-graph 0.1.5 built them (docs/builder.md#ends).
+        for node_id, label in self._open_ends:
+            end = _make_node(NodeType.END, "End", {}, {})
+            self._register(end)
+            self._link(node_id, end.id, label)
+        self._open_ends = []
+        if self._tail is not None:
             self.end()
         spec = GraphSpec(
             name=self._name,
@@ -833,6 +876,9 @@ class GraphBuilder(_Chain):
         now = datetime.now(UTC)
         return Agent(name=self._name, description=self.description, created_at=now, updated_at=now)
 
+
+#: The name of `BranchBuilder` in quartermaster-graph 0.1.5, which code imports.
+_BranchBuilder = BranchBuilder
 
 #: Alias: ``Graph("name").start()...`` reads naturally.
 Graph = GraphBuilder
