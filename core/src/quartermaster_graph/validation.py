@@ -15,7 +15,7 @@ from typing import Literal
 from uuid import UUID
 
 from quartermaster_graph.enums import NodeType, TraverseOut
-from quartermaster_graph.models import GraphEdge, GraphNode, GraphSpec
+from quartermaster_graph.models import CAPTURE_AS, GraphEdge, GraphNode, GraphSpec
 
 Severity = Literal["error", "warning"]
 
@@ -52,6 +52,8 @@ ISSUE_CODES: dict[str, Severity] = {
     "invalid_edge_target": "error",
     "picked-edge-duplicate-label": "error",
     "picked-edge-ambiguous": "error",
+    "capture-name-invalid": "error",
+    "duplicate-capture-name": "error",
     "orphan_node": "warning",
     "picked-too-few-edges": "warning",
     "duplicate-node-name": "warning",
@@ -192,7 +194,9 @@ class _Checker:
                     node.id,
                 )
         named: dict[str, GraphNode] = {}
+        captured: dict[str, GraphNode] = {}
         for node in self.spec.nodes:
+            yield from self.check_capture(node, captured)
             first = self.nodes[node.id]
             if first is not node:
                 yield _error(
@@ -209,6 +213,28 @@ class _Checker:
                         f"{node.describe()} has the same name as {earlier.describe()}",
                         node.id,
                     )
+
+    def check_capture(
+        self, node: GraphNode, captured: dict[str, GraphNode]
+    ) -> Iterator[ValidationIssue]:
+        if CAPTURE_AS not in node.metadata:
+            return
+        name = node.metadata[CAPTURE_AS]
+        if not isinstance(name, str) or not name:
+            yield _error(
+                "capture-name-invalid",
+                f"{node.describe()} has capture_as {name!r}; it must be a non-empty string",
+                node.id,
+            )
+            return
+        earlier = captured.setdefault(name, node)
+        if earlier is not node:
+            yield _error(
+                "duplicate-capture-name",
+                f"{node.describe()} is captured as '{name}', as {earlier.describe()} is; "
+                "capture names must be distinct",
+                node.id,
+            )
 
     def check_edges(self) -> Iterator[ValidationIssue]:
         seen: dict[UUID, GraphEdge] = {}
