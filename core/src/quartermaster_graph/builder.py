@@ -810,10 +810,18 @@ class GraphBuilder(_Chain):
             exits = {(n, ""): None for n in kept if n not in has_outgoing}
         return list(entries), list(exits), inner
 
+    def _attach(self, node: GraphNode) -> Self:
+        # Graph("x").user()... : the first node of a graph without start() gets a
+        # Start node before it, as quartermaster 0.2+ builders did.
+        if not self._nodes and node.type_name != NodeType.START.value:
+            self.start()
+        return super()._attach(node)
+
     # -- start and end ------------------------------------------------------
 
     def start(self, **kwargs: Any) -> Self:
-        """Add the Start node; every graph has exactly one."""
+        """Add the Start node; every graph has exactly one. Optional: a graph whose
+        first node is added without it gets a Start node first."""
         if self._start_id is not None:
             raise ValueError(f"start() called twice: graph '{self._name}' already has a Start node")
         self._attach(_make_node(NodeType.START, "Start", {}, kwargs))
