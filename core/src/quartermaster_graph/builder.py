@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, NoReturn, Self, TypeVar
 from uuid import UUID, uuid4
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from quartermaster_graph.enums import (
@@ -50,6 +51,9 @@ NODE_OPTIONS: tuple[str, ...] = (
     "thought_type",
     "message_type",
 )
+
+#: The structured-output node type of the LLM pack (quartermaster 0.7's name).
+INSTRUCTION_FORM = "InstructionForm1"
 
 #: Vertical distance between the positions the builder gives consecutive nodes.
 _ROW_HEIGHT = 120
@@ -303,6 +307,33 @@ class _Chain:
         """An InstructionImageVision1 node: LLM image analysis."""
         meta = _llm_metadata(model, provider, temperature, system_instruction, vision=True)
         return self._add(NodeType.INSTRUCTION_IMAGE_VISION, name, meta, kwargs, llm=True)
+
+    def instruction_form(
+        self,
+        name: str,
+        schema: type[BaseModel] | Mapping[str, Any],
+        model: str = "",
+        provider: str = "",
+        temperature: float = 0.5,
+        system_instruction: str = "",
+        **kwargs: Any,
+    ) -> Self:
+        """An InstructionForm1 node: structured output. ``schema`` is a pydantic model
+        (its JSON schema is stored, and metadata ``schema_model`` names it as
+        ``module:QualName`` so the LLM pack validates with it) or a JSON schema of an
+        object. The parsed answer is the node's ``data["parsed"]``."""
+        meta = _llm_metadata(model, provider, temperature, system_instruction, stream=False)
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            meta["schema"] = schema.model_json_schema()
+            meta["schema_model"] = f"{schema.__module__}:{schema.__qualname__}"
+        elif isinstance(schema, Mapping):
+            meta["schema"] = dict(schema)
+        else:
+            raise ValueError(
+                f"instruction_form('{name}'): schema must be a pydantic model or a JSON "
+                f"schema dict, got {type(schema).__name__}"
+            )
+        return self._add(INSTRUCTION_FORM, name, meta, kwargs, llm=True)
 
     # -- branching ----------------------------------------------------------
 
