@@ -26,6 +26,7 @@ from quartermaster_graph.files import (
 )
 from quartermaster_graph.metadata import (
     AgentMetadata,
+    BackMetadata,
     BreakMetadata,
     CodeMetadata,
     CommentMetadata,
@@ -93,6 +94,7 @@ __all__ = [
     "AgentGraph",
     "AgentMetadata",
     "AgentVersion",
+    "BackMetadata",
     "BranchBuilder",
     "BreakMetadata",
     "CodeMetadata",

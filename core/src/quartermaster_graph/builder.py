@@ -69,6 +69,7 @@ _ASSISTANT = {"message_type": MessageType.ASSISTANT}
 _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     NodeType.START.value: _SKIPS,
     NodeType.END.value: {"traverse_out": TraverseOut.SPAWN_NONE, **_SKIPS},
+    NodeType.BACK.value: {"traverse_out": TraverseOut.SPAWN_START, **_SKIPS},
     NodeType.INSTRUCTION.value: _ASSISTANT,
     NodeType.SUMMARIZE.value: _ASSISTANT,
     NodeType.AGENT.value: _ASSISTANT,
@@ -578,6 +579,22 @@ class _Chain:
         """0.1.5's `sub_graph`: writes ``graph`` and 0.1.5's ``sub_assistant_id``."""
         meta = {"graph": graph_id, "sub_assistant_id": graph_id}
         return self._add(NodeType.SUB_ASSISTANT, name, meta, kwargs)
+
+    def back(self, name: str = "Back", max_iterations: int | None = None, **kwargs: Any) -> Self:
+        """A Back1 node: the flow loops back to Start from here, at most
+        ``max_iterations`` times (else the runner's visit limit); in a sub-graph it
+        returns to the parent graph instead, with what reached it. Nothing can follow
+        it on this chain."""
+        meta: dict[str, Any] = {}
+        if max_iterations is not None:
+            if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
+                raise ValueError(f"back('{name}'): max_iterations must be an int >= 1")
+            if max_iterations < 1:
+                raise ValueError(f"back('{name}'): max_iterations must be an int >= 1")
+            meta["max_iterations"] = max_iterations
+        self._add(NodeType.BACK, name, meta, kwargs)
+        self._tail, self._fork, self._fork_kind = None, None, None
+        return self
 
     def node(
         self,

@@ -199,6 +199,13 @@ class CommentMetadata(NodeMetadata):
     comment: str = ""
 
 
+class BackMetadata(NodeMetadata):
+    """Back1: ``max_iterations`` loops back to Start at most (None: the runner's
+    visit limit)."""
+
+    max_iterations: int | None = None
+
+
 class BreakMetadata(NodeMetadata):
     """Break1."""
 
@@ -234,6 +241,7 @@ METADATA_SCHEMAS: dict[str, type[NodeMetadata]] = {
     NodeType.SUB_ASSISTANT.value: SubAssistantMetadata,
     NodeType.COMMENT.value: CommentMetadata,
     NodeType.BREAK.value: BreakMetadata,
+    NodeType.BACK.value: BackMetadata,
 }
 
 
