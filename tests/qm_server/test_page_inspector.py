@@ -157,6 +157,8 @@ def open_flow(
     driver.set_window_size(width, 1000)
     driver.get(f"{server.url}/#/flows/{flow_id}")
     wait = WebDriverWait(driver, 30)
+    # Another flow's page may be open: wait for this one's.
+    wait.until(lambda d: flow_id in d.find_element(By.ID, "flow-id").text)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#graph-area g.node"))
     return wait
 
