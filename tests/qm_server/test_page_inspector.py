@@ -456,3 +456,18 @@ def test_the_page_has_a_favicon(live: LiveServer, browser: WebDriver) -> None:
     )
     href = browser.execute_script("return document.querySelector('link[rel=icon]').href")
     assert href == f"{live.url}/static/favicon.svg"
+
+
+def test_the_flow_view_gives_each_runs_memory_changes_and_inputs(live: LiveServer) -> None:
+    flow_id = start(live, "ticket-router", "My invoice is wrong", wait=True)
+    with live.client() as client:
+        view = client.get(f"/api/flows/{flow_id}").json()
+    runs = {run["node_name"]: run for run in view["runs"]}
+    ids = {node["name"]: node["id"] for node in view["graph_view"]["nodes"]}
+    remember = runs["Remember ticket"]
+    assert remember["memory_updates"] == {"ticket_text": "My invoice is wrong"}
+    assert remember["inputs"] == [{"node_id": ids["Start"], "node_name": "Start", "visit": 1}]
+    assert runs["Billing reply"]["memory_updates"] == {}
+    assert runs["Billing reply"]["inputs"] == [
+        {"node_id": ids["Classify"], "node_name": "Classify", "visit": 1}
+    ]
