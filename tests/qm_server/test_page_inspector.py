@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,8 @@ def open_flow(
     driver.set_window_size(width, 1000)
     driver.get(f"{server.url}/#/flows/{flow_id}")
     wait = WebDriverWait(driver, 30)
+    # Another flow's page may be open: wait for this one's.
+    wait.until(lambda d: flow_id in d.find_element(By.ID, "flow-id").text)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#graph-area g.node"))
     return wait
 
@@ -332,9 +335,9 @@ def test_the_waterfall_grows_while_the_flow_runs_and_shows_parallel_branches(
     tmp_path: Path, openai_server: FakeOpenAI, browser: WebDriver
 ) -> None:
     slow = completion("We will refund the invoice.", model="gpt-4o-2024")
-    slow.delay = 3.0
+    slow.gate = threading.Event()  # Draft reply's call runs until the test opens it
     openai_server.reply(completion("billing", model="gpt-4o-mini-2024"), slow)
-    server = inspector_server(tmp_path, openai_server, lookup=0.8)
+    server = inspector_server(tmp_path, openai_server, lookup=0.3)
     try:
         flow_id = start(server, "inspector", "My invoice is wrong")
         wait = open_flow(browser, server, flow_id)
@@ -350,9 +353,16 @@ def test_the_waterfall_grows_while_the_flow_runs_and_shows_parallel_branches(
         first = text(browser, f"{row} .wf-duration")
         assert first.endswith("…"), first
         wait.until(lambda d: (now := text(d, f"{row} .wf-duration")) != first and now.endswith("…"))
+        # The parallel lookup ends while the call still runs.
+        wait.until(
+            lambda d: (
+                set(waterfall_rows(d, ".state-finished")[3:]) == {"Look up account", "Check policy"}
+            )
+        )
         screenshot(
             browser, "page-waterfall-live.png", tmp_path, browser.find_element(By.ID, "waterfall")
         )
+        slow.gate.set()
         wait.until(lambda d: d.find_element(By.ID, "flow-status").text == "completed")
         wait.until(lambda d: len(waterfall_rows(d, ".state-finished")) == 9)
         rows = waterfall_rows(browser)
@@ -372,6 +382,7 @@ def test_the_waterfall_grows_while_the_flow_runs_and_shows_parallel_branches(
             browser, "page-waterfall.png", tmp_path, browser.find_element(By.ID, "waterfall")
         )
     finally:
+        slow.gate.set()
         server.stop()
 
 
@@ -445,3 +456,18 @@ def test_the_page_has_a_favicon(live: LiveServer, browser: WebDriver) -> None:
     )
     href = browser.execute_script("return document.querySelector('link[rel=icon]').href")
     assert href == f"{live.url}/static/favicon.svg"
+
+
+def test_the_flow_view_gives_each_runs_memory_changes_and_inputs(live: LiveServer) -> None:
+    flow_id = start(live, "ticket-router", "My invoice is wrong", wait=True)
+    with live.client() as client:
+        view = client.get(f"/api/flows/{flow_id}").json()
+    runs = {run["node_name"]: run for run in view["runs"]}
+    ids = {node["name"]: node["id"] for node in view["graph_view"]["nodes"]}
+    remember = runs["Remember ticket"]
+    assert remember["memory_updates"] == {"ticket_text": "My invoice is wrong"}
+    assert remember["inputs"] == [{"node_id": ids["Start"], "node_name": "Start", "visit": 1}]
+    assert runs["Billing reply"]["memory_updates"] == {}
+    assert runs["Billing reply"]["inputs"] == [
+        {"node_id": ids["Classify"], "node_name": "Classify", "visit": 1}
+    ]

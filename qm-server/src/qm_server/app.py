@@ -27,6 +27,7 @@ logger = logging.getLogger("qm_server")
 _STATIC = resources.files("qm_server") / "static"
 _ASSETS = {
     "app.js": "text/javascript",
+    "dom.js": "text/javascript",
     "graph.js": "text/javascript",
     "panel.js": "text/javascript",
     "waterfall.js": "text/javascript",

@@ -4,7 +4,7 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const { seconds, when } = window.QMPanel;
+  const { seconds, when } = window.QMDom;
   let current = null;
   let listTimer = null;
 
@@ -131,6 +131,8 @@
     closeFlow();
     $("#list-view").hidden = true;
     $("#flow-view").hidden = false;
+    $("#graph-area").replaceChildren();
+    $("#waterfall").replaceChildren();
     $("#node-detail").replaceChildren(
       Object.assign(document.createElement("h3"), { textContent: "Node" }),
       Object.assign(document.createElement("p"), { className: "muted", textContent: "Click a node or a bar of the waterfall." }));
@@ -253,7 +255,9 @@
       run: state === "running" && !chosen ? null : shown,
       tokens: current.tokens.get(nodeId) || "",
       calls: callsOf(nodeId, visit),
-      retries: current.retries.filter((r) => r.node_id === nodeId && (!shown || r.attempt < shown.attempt || state === "running")),
+      // The failed attempts before the shown one (of its visit).
+      retries: current.retries.filter((r) => r.node_id === nodeId && r.visit === visit
+        && (!shown || r.attempt < shown.attempt || state === "running")),
       onPick: (r) => selectNode(nodeId, r),
     });
   }
@@ -308,7 +312,10 @@
       if (selectedIs(e.node_id)) selectNode(e.node_id, current.selected.run);
       drawWaterfall();
     });
-    on("NodeRetrying", (e) => { current.retries.push(e); refreshFlow(); });
+    on("NodeRetrying", (e) => {
+      current.retries.push({ ...e, visit: current.visits.get(e.node_id) || 1 });
+      refreshFlow();
+    });
     const ended = (e) => {
       for (const [key, r] of current.running) if (r.node_id === e.node_id) current.running.delete(key);
       refreshFlow();

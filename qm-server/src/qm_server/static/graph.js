@@ -4,16 +4,10 @@
 // a loop run up the side as dashed lines. Nodes in a layer are ordered to cut crossings.
 "use strict";
 (function () {
-  const SVG = "http://www.w3.org/2000/svg";
   const H = 40, GAP_X = 18, GAP_Y = 34, PAD = 14, LANE = 14, DUMMY = 10, CHANNEL = 6;
   const MAX_W = 168, MIN_W = 104;
 
-  function el(name, attrs, parent) {
-    const node = document.createElementNS(SVG, name);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-    if (parent) parent.appendChild(node);
-    return node;
-  }
+  const el = window.QMDom.svg;
 
   // Back edges: edges closing a cycle in a depth-first walk from the start node (then
   // from any node the start does not reach).

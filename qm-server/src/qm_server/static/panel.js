@@ -3,8 +3,7 @@
 // errors. Other runs of the node (loop visits, retries) are one click away.
 "use strict";
 (function () {
-  const seconds = (s) => (s == null ? "" : s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`);
-  const when = (ts) => (ts ? new Date(ts * 1000).toLocaleTimeString() : "");
+  const { seconds, when } = window.QMDom;
 
   function add(parent, tag, props) {
     const node = Object.assign(document.createElement(tag), props || {});
@@ -116,5 +115,5 @@
     }
   }
 
-  window.QMPanel = { render, seconds, when };
+  window.QMPanel = { render };
 })();

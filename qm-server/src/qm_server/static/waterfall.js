@@ -3,17 +3,9 @@
 // nodes stand out. Bars of what still runs grow until it ends.
 "use strict";
 (function () {
-  const SVG = "http://www.w3.org/2000/svg";
   const ROW = 22, SUB = 18, AXIS = 22, LABEL = 190, RIGHT = 84, PAD = 8;
 
-  function el(name, attrs, parent) {
-    const node = document.createElementNS(SVG, name);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-    if (parent) parent.appendChild(node);
-    return node;
-  }
-
-  const seconds = (s) => (s == null ? "" : s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`);
+  const { svg: el, seconds } = window.QMDom;
 
   // A tick's label, with as many decimals as its step needs.
   function tickText(t, s) {
