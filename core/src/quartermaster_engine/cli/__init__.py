@@ -16,7 +16,8 @@ from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
 from quartermaster_engine.cli.worker_command import worker_command
 
-#: Every exit status of ``qm`` (docs/cli.md says the same); "\b" keeps click from re-wrapping.
+#: Every exit status of ``qm`` (the README's "Command line" says the same); "\b" keeps
+#: click from re-wrapping it.
 EXIT_STATUSES = """\b
 Exit status:
   0  done (run, resume, recover: the flow completed)
