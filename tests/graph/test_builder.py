@@ -94,8 +94,13 @@ def test_readme_example_spec_fields():
     assert spec.validate() == []
 
 
-def test_graph_is_an_alias_of_graph_builder():
-    assert Graph is GraphBuilder
+def test_graph_is_a_graph_builder_that_adds_its_own_start():
+    assert issubclass(Graph, GraphBuilder)
+    assert [n.type_name for n in Graph("g").static("A").build().nodes] == [
+        "Start1",
+        "Static1",
+        "End1",
+    ]
 
 
 # -- metadata and defaults each method writes ----------------------------------

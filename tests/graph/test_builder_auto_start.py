@@ -1,5 +1,5 @@
 """Graph() adds its own Start node (quartermaster 0.2+): a chain may open with any
-node, and End stays optional."""
+node, and End stays optional. GraphBuilder() still needs start(), as in 0.1.5."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def test_an_explicit_start_is_still_the_only_start():
     assert spec.nodes[0].timeout == 3
     with pytest.raises(ValueError, match=r"^start\(\) called twice"):
         Graph("G").static("A").start()
+
+
+def test_graph_builder_needs_start_as_in_0_1_5_unless_asked():
+    with pytest.raises(ValueError, match=r"^graph 'G' has no start node: call \.start\(\) first$"):
+        GraphBuilder("G").static("X").end().build()
+    spec = GraphBuilder("G", auto_start=True).static("X").build()
+    assert [n.type_name for n in spec.nodes] == ["Start1", "Static1", "End1"]
 
 
 def test_an_empty_graph_still_has_no_start():

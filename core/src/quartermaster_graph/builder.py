@@ -689,7 +689,10 @@ class BranchBuilder(_Chain, Generic[P]):
 
 
 class GraphBuilder(_Chain):
-    """Fluent builder of a `GraphSpec` (alias ``Graph``).
+    """Fluent builder of a `GraphSpec`. As in quartermaster-graph 0.1.5 a graph
+    starts with ``start()``; with ``auto_start=True`` (the default of `Graph`, as
+    quartermaster 0.2+ builders did) the first node added without it gets a Start
+    node before it.
 
     >>> spec = (
     ...     GraphBuilder("Support Agent")
@@ -701,12 +704,13 @@ class GraphBuilder(_Chain):
     ...     .build()
     ... )
     >>> [node.name for node in spec.nodes]
-    ['Start', 'Classify', 'Route', 'Handle billing', 'Handle technical', 'End']
+    ['Start', 'Classify', 'Route', 'Handle billing', 'Handle technical', 'End', 'End']
     """
 
-    def __init__(self, name: str, description: str = "") -> None:
+    def __init__(self, name: str, description: str = "", *, auto_start: bool = False) -> None:
         super().__init__()
         self._root = self
+        self._auto_start = auto_start
         self._name = name
         self.description = description
         self._nodes: list[GraphNode] = []
@@ -861,15 +865,15 @@ class GraphBuilder(_Chain):
     def _attach(self, node: GraphNode) -> Self:
         # Graph("x").user()... : the first node of a graph without start() gets a
         # Start node before it, as quartermaster 0.2+ builders did.
-        if not self._nodes and node.type_name != NodeType.START.value:
+        if self._auto_start and not self._nodes and node.type_name != NodeType.START.value:
             self.start()
         return super()._attach(node)
 
     # -- start and end ------------------------------------------------------
 
     def start(self, **kwargs: Any) -> Self:
-        """Add the Start node; every graph has exactly one. Optional: a graph whose
-        first node is added without it gets a Start node first."""
+        """Add the Start node; every graph has exactly one. Optional with
+        ``auto_start`` (`Graph`): the first node added without it gets one first."""
         if self._start_id is not None:
             raise ValueError(f"start() called twice: graph '{self._name}' already has a Start node")
         self._attach(_make_node(NodeType.START, "Start", {}, kwargs))
@@ -936,5 +940,11 @@ class GraphBuilder(_Chain):
 #: The name of `BranchBuilder` in quartermaster-graph 0.1.5, which code imports.
 _BranchBuilder = BranchBuilder
 
-#: Alias: ``Graph("name").start()...`` reads naturally.
-Graph = GraphBuilder
+
+class Graph(GraphBuilder):
+    """`GraphBuilder` that adds its own Start node (quartermaster 0.2+):
+    ``Graph("Chat").user("Ask").instruction("Reply").build()``. ``start()`` may
+    still open the chain."""
+
+    def __init__(self, name: str, description: str = "", *, auto_start: bool = True) -> None:
+        super().__init__(name, description, auto_start=auto_start)
