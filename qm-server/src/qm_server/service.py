@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -28,6 +29,7 @@ from quartermaster_engine.runner import (
     NodeConfigError,
     UnknownNodeTypeError,
 )
+from quartermaster_engine.runner.arguments import InvalidTextError
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
 from quartermaster_graph.models import GraphSpec
@@ -55,6 +57,7 @@ class FlowService:
         self._runners: dict[UUID, tuple[GraphSpec, FlowRunner]] = {}
         self._running: dict[UUID, FlowRunner] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._locks: dict[UUID, asyncio.Lock] = {}
 
     async def open(self) -> None:
         """Build the configured store and dispatcher; the store must keep flow records."""
@@ -146,16 +149,32 @@ class FlowService:
         self, flow_id: UUID, answer: str, node: str | None, *, wait: bool
     ) -> FlowResult | None:
         """Give ``answer`` to a waiting node of a paused flow and continue it."""
-        record = await self.record(flow_id)
-        if flow_id in self._running or record.status is not FlowStatus.PAUSED:
-            state = "running" if flow_id in self._running else record.status.value
-            raise ApiError(
-                409, "flow_not_waiting", f"flow {flow_id} is {state}; no node waits for input"
+        async with self._acting_on(flow_id):
+            record = await self.record(flow_id)
+            if flow_id in self._running or record.status is not FlowStatus.PAUSED:
+                state = "running" if flow_id in self._running else record.status.value
+                raise ApiError(
+                    409, "flow_not_waiting", f"flow {flow_id} is {state}; no node waits for input"
+                )
+            runner = self.runner_for(record.graph)
+            task = await self._start_task(
+                flow_id, runner, lambda: runner.aresume(flow_id, answer, node)
             )
-        runner = self.runner_for(record.graph)
-        return await self._launch(
-            flow_id, runner, lambda: runner.aresume(flow_id, answer, node), wait
-        )
+        return await self._outcome(task, wait)
+
+    @asynccontextmanager
+    async def _acting_on(self, flow_id: UUID) -> AsyncIterator[None]:
+        """One resume, stop or delete of a flow at a time in this server (each checks
+        the flow's state, then acts on it: two at once acted on the same state)."""
+        lock = self._locks.get(flow_id)
+        if lock is None:
+            lock = self._locks[flow_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(flow_id) is lock:
+                del self._locks[flow_id]
 
     async def _launch(
         self,
@@ -167,6 +186,18 @@ class FlowService:
         """Run ``go`` as a task that outlives the request. Return once the flow's first
         event is out (so the flow is in the store and errors found before running are
         the caller's), or with ``wait`` once the task is done."""
+        return await self._outcome(await self._start_task(flow_id, runner, go), wait)
+
+    async def _outcome(self, task: asyncio.Task[FlowResult], wait: bool) -> FlowResult | None:
+        """None while ``task`` runs (unless ``wait``), else its result."""
+        if not wait and not task.done():
+            return None
+        return await _translated(asyncio.shield(task))
+
+    async def _start_task(
+        self, flow_id: UUID, runner: FlowRunner, go: Callable[[], Awaitable[FlowResult]]
+    ) -> asyncio.Task[FlowResult]:
+        """``go`` as a task, once the flow's first event is out or the task ended."""
         subscription = self.events.subscribe(flow_id)
         self._running[flow_id] = runner
 
@@ -181,15 +212,12 @@ class FlowService:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         try:
-            if not wait:
-                first = asyncio.ensure_future(subscription.next(within=3600))
-                await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
-                first.cancel()
-                if not task.done():
-                    return None
-            return await _translated(asyncio.shield(task))
+            first = asyncio.ensure_future(subscription.next(within=3600))
+            await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
+            first.cancel()
         finally:
             subscription.close()
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -200,25 +228,29 @@ class FlowService:
 
     async def stop(self, flow_id: UUID) -> None:
         """Stop a running or paused flow; an ended flow is left as it is."""
-        runner = self._running.get(flow_id)
-        if runner is None:
-            record = await self.record(flow_id)
-            if record.status.is_terminal:
-                raise ApiError(
-                    409, "flow_ended", f"flow {flow_id} is {record.status.value}; nothing to stop"
-                )
-            runner = self.runner_for(record.graph)
-        await runner.astop(flow_id)
+        async with self._acting_on(flow_id):
+            runner = self._running.get(flow_id)
+            if runner is None:
+                record = await self.record(flow_id)
+                if record.status.is_terminal:
+                    raise ApiError(
+                        409,
+                        "flow_ended",
+                        f"flow {flow_id} is {record.status.value}; nothing to stop",
+                    )
+                runner = self.runner_for(record.graph)
+            await runner.astop(flow_id)
 
     async def delete(self, flow_id: UUID) -> None:
-        if flow_id in self._running:
-            raise ApiError(409, "flow_running", f"flow {flow_id} is running; stop it first")
-        if not await self.adapter.call("delete_flow", flow_id):
-            raise unknown_flow(flow_id)
-        self.events.forget(flow_id)
+        async with self._acting_on(flow_id):
+            if flow_id in self._running:
+                raise ApiError(409, "flow_running", f"flow {flow_id} is running; stop it first")
+            if not await self.adapter.call("delete_flow", flow_id):
+                raise unknown_flow(flow_id)
+            self.events.forget(flow_id)
 
 
-_EXPECTED = (FlowStateError, UnknownNodeTypeError, NodeConfigError, LookupError)
+_EXPECTED = (FlowStateError, UnknownNodeTypeError, NodeConfigError, LookupError, InvalidTextError)
 
 
 async def _translated(awaitable: Awaitable[FlowResult]) -> FlowResult:
