@@ -189,3 +189,46 @@ def test_the_openapi_document_lists_each_routes_error_responses(inline: LiveServ
         "code",
         "message",
     ]
+
+
+def _with_subgraph(reference: str) -> dict[str, Any]:
+    return {
+        "name": "outer",
+        "nodes": [
+            {"name": "Start", "type": "Start1"},
+            {"name": "Sub", "type": "SubAssistant1", "metadata": {"graph": reference}},
+            {"name": "End", "type": "End1"},
+        ],
+        "edges": [{"from": "Start", "to": "Sub"}, {"from": "Sub", "to": "End"}],
+    }
+
+
+def test_an_inline_graph_cannot_read_server_files_through_a_sub_graph_path(
+    inline: LiveServer, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("root_password: hunter2\n")
+    answers = {}
+    with inline.client() as client:
+        for reference in (str(secret), "../secret.yaml", "../secret", str(tmp_path / "nothing")):
+            answers[reference] = client.post(
+                "/api/flows", json={"graph_spec": _with_subgraph(reference), "wait": True}
+            )
+        inside = client.post(
+            "/api/flows",
+            json={"graph_spec": _with_subgraph("typewriter"), "input": "hi", "wait": True},
+        )
+    for reference, answer in answers.items():
+        assert answer.status_code == 422, answer.text
+        assert "hunter2" not in answer.text
+        assert "root_password" not in answer.text
+        assert (
+            f"sub-graph {reference!r} not found: it is no configured or registered graph name "
+            "and no graph of the graphs folder"
+        ) in answer.text
+    # Existing or not, a file outside the folder gets the same answer.
+    assert answers[str(secret)].json()["error"]["problems"] == [
+        p.replace(str(tmp_path / "nothing"), str(secret))
+        for p in answers[str(tmp_path / "nothing")].json()["error"]["problems"]
+    ]
+    assert inside.json()["status"] == "completed", inside.text

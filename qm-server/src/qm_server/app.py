@@ -32,8 +32,8 @@ def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None =
     """The server's ASGI app. ``node_registry`` adds executors to the installed ones."""
     config = EngineConfig.load(settings.config)
     events = InProcessEventLog()
-    service = FlowService(config, events, node_registry=node_registry)
     graphs = GraphFolder(settings.graphs_dir)
+    service = FlowService(config, events, node_registry=node_registry, graphs_folder=graphs.folder)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

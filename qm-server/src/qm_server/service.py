@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -46,8 +47,10 @@ class FlowService:
         events: InProcessEventLog,
         *,
         node_registry: NodeRegistry | None = None,
+        graphs_folder: Path | None = None,
     ) -> None:
         self.config = config
+        self._graphs_folder = graphs_folder
         self.events = events
         self._node_registry = node_registry
         self.store: Any = None
@@ -62,6 +65,8 @@ class FlowService:
     async def open(self) -> None:
         """Build the configured store and dispatcher; the store must keep flow records."""
         plugins = load_plugins()
+        if self._graphs_folder is not None and SUB_GRAPH in plugins.node_executors:
+            self.config = _subgraphs_inside(self.config, self._graphs_folder)
         self.store = assembly.build_store(self.config, plugins)
         self._adapter = StoreAdapter(self.store)
         if not self._adapter.durable:
@@ -248,6 +253,18 @@ class FlowService:
             if not await self.adapter.call("delete_flow", flow_id):
                 raise unknown_flow(flow_id)
             self.events.forget(flow_id)
+
+
+#: The node type whose graph references the server confines to its graphs folder.
+SUB_GRAPH = "SubAssistant1"
+
+
+def _subgraphs_inside(config: EngineConfig, folder: Path) -> EngineConfig:
+    """``config`` with sub-graph file references resolving only inside ``folder``
+    (the std pack's ``root`` setting), as top-level graph names do: an inline graph
+    must not read the server's files through a sub-graph path."""
+    section = {**config.nodes.get(SUB_GRAPH, {}), "root": str(folder)}
+    return config.model_copy(update={"nodes": {**config.nodes, SUB_GRAPH: section}})
 
 
 _EXPECTED = (FlowStateError, UnknownNodeTypeError, NodeConfigError, LookupError, InvalidTextError)
