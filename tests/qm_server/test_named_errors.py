@@ -6,6 +6,7 @@ delete. And every route's error responses are in the OpenAPI document."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from conftest import sqlite_config
 from qm_server_support import LiveServer, graphs_folder
 
 from qm_server import ServerSettings
+from qm_server.service import MAX_RUNNERS
 
 JSON = {"content-type": "application/json"}
 
@@ -232,3 +234,51 @@ def test_an_inline_graph_cannot_read_server_files_through_a_sub_graph_path(
         for p in answers[str(tmp_path / "nothing")].json()["error"]["problems"]
     ]
     assert inside.json()["status"] == "completed", inside.text
+
+
+def _one_node(name: str, node_type: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": [
+            {"name": "Start", "type": "Start1"},
+            {"name": "Work", "type": node_type, "metadata": metadata or {}},
+            {"name": "End", "type": "End1"},
+        ],
+        "edges": [{"from": "Start", "to": "Work"}, {"from": "Work", "to": "End"}],
+    }
+
+
+def test_a_blocking_executor_never_stalls_other_requests(tmp_path: Path) -> None:
+    # No dispatcher configured: the server picks one that keeps its loop free.
+    settings = ServerSettings(
+        graphs_dir=graphs_folder(tmp_path / "graphs"),
+        config={"store": {"name": "sqlite", "path": str(tmp_path / "flows.db")}},
+        allow_inline_graphs=True,
+    )
+    live = LiveServer(settings).start()
+    try:
+        with live.client() as client:
+            spec = _one_node("blocking", "test.Blocker", {"seconds": 3})
+            started = client.post("/api/flows", json={"graph_spec": spec})
+            began = time.monotonic()
+            health = client.get("/api/health")
+            took = time.monotonic() - began
+            info = client.get("/api/server").json()
+    finally:
+        live.stop()
+    assert started.status_code == 202
+    assert health.json() == {"status": "ok"}
+    assert took < 1.0, f"/api/health took {took:.1f} s while a node blocked"
+    assert info["config"]["dispatcher"] == {"name": "thread"}
+
+
+def test_the_server_keeps_a_bounded_number_of_runners(inline: LiveServer) -> None:
+    with inline.client() as client:
+        for i in range(MAX_RUNNERS + 6):
+            done = client.post(
+                "/api/flows",
+                json={"graph_spec": _one_node(f"g{i}", "test.Typewriter"), "wait": True},
+            )
+            assert done.status_code == 200, done.text
+    service = inline.app_service()
+    assert service.runner_count == MAX_RUNNERS

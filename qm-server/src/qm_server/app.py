@@ -71,7 +71,7 @@ def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None =
     async def server_info() -> dict[str, Any]:
         """The effective engine configuration, secrets masked."""
         return {
-            "config": redact_tree(config.model_dump(mode="json")),
+            "config": redact_tree(service.config.model_dump(mode="json")),
             "inline_graphs": settings.allow_inline_graphs,
             "max_body_bytes": settings.max_body_bytes,
         }

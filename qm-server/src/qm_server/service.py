@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from uuid import UUID, uuid4
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
 from quartermaster_engine import assembly
-from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.config import BackendConfig, EngineConfig
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
@@ -36,6 +37,11 @@ from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowSt
 from quartermaster_graph.models import GraphSpec
 
 logger = logging.getLogger("qm_server")
+
+
+#: Runners kept (one per graph, most recently used): inline graphs each make
+#: one, and a server must not keep one per graph ever posted.
+MAX_RUNNERS = 64
 
 
 class FlowService:
@@ -57,7 +63,7 @@ class FlowService:
         self._dispatcher: Any = None
         self._adapter: StoreAdapter | None = None
         # One runner per graph (by graph id), and the runner of each flow running here.
-        self._runners: dict[UUID, tuple[GraphSpec, FlowRunner]] = {}
+        self._runners: OrderedDict[UUID, tuple[GraphSpec, FlowRunner]] = OrderedDict()
         self._running: dict[UUID, FlowRunner] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: dict[UUID, asyncio.Lock] = {}
@@ -74,6 +80,8 @@ class FlowService:
                 f"store {self.config.store.name!r} does not keep flow records "
                 "(the DurableStore contract); qm-server needs one"
             )
+        if self.config.source_of("dispatcher") == "default":
+            self.config = _loop_free_dispatcher(self.config, plugins.dispatchers.names())
         self._dispatcher = assembly.build_dispatcher(self.config, plugins)
 
     async def close(self) -> None:
@@ -100,6 +108,7 @@ class FlowService:
         """The runner of ``spec`` (a new one when the graph changed)."""
         hit = self._runners.get(spec.id)
         if hit is not None and (hit[0] is spec or hit[0] == spec):
+            self._runners.move_to_end(spec.id)
             return hit[1]
         runner = FlowRunner.from_config(
             spec,
@@ -109,8 +118,34 @@ class FlowService:
             on_event=self.events.record,
             **({"node_registry": self._node_registry} if self._node_registry else {}),
         )
+        if hit is not None:
+            self._retire(hit[1])
         self._runners[spec.id] = (spec, runner)
+        self._runners.move_to_end(spec.id)
+        busy = list(self._running.values())
+        for graph_id in list(self._runners)[:-1]:  # least recently used first
+            if len(self._runners) <= MAX_RUNNERS:
+                break
+            old = self._runners[graph_id][1]
+            if old not in busy:
+                del self._runners[graph_id]
+                self._retire(old)
         return runner
+
+    @property
+    def runner_count(self) -> int:
+        """How many graphs' runners this service keeps (at most `MAX_RUNNERS`, plus
+        those whose flows are running)."""
+        return len(self._runners)
+
+    def _retire(self, runner: FlowRunner) -> None:
+        """Release a runner no graph of this server maps to any more (its flows
+        still running keep it until they end)."""
+        if runner in self._running.values():
+            return
+        task = asyncio.ensure_future(runner.aclose())
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     # -- reading -------------------------------------------------------------------
 
@@ -253,6 +288,18 @@ class FlowService:
             if not await self.adapter.call("delete_flow", flow_id):
                 raise unknown_flow(flow_id)
             self.events.forget(flow_id)
+
+
+#: The dispatchers a server uses when its configuration names none, best first:
+#: both run blocking executors off the event loop, so one slow node never stalls
+#: the server's other requests (the engine's own default, ``sync``, runs them
+#: inline on the loop).
+SERVER_DISPATCHERS = ("thread", "async")
+
+
+def _loop_free_dispatcher(config: EngineConfig, installed: list[str]) -> EngineConfig:
+    name = next(n for n in SERVER_DISPATCHERS if n in installed or n == "async")
+    return config.model_copy(update={"dispatcher": BackendConfig(name=name)})
 
 
 #: The node type whose graph references the server confines to its graphs folder.
