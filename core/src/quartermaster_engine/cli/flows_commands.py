@@ -12,6 +12,7 @@ from uuid import UUID
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from quartermaster_engine import assembly
 from quartermaster_engine._sync import run_sync
@@ -22,6 +23,7 @@ from quartermaster_engine.cli.common import (
     json_option,
     load_config,
     reported,
+    terminal_text,
 )
 from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.durations import parse_duration
@@ -159,25 +161,31 @@ def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
         echo_json(data)
         return
     click.echo(f"flow {flow_id}  {snap.flow.status.value}  graph {snap.flow.graph.name!r}")
+    # Flow text (input, outputs, errors, prompts) is escaped for the terminal.
+    show = terminal_text
     click.echo(
         f"started {_when(snap.flow.created_at)} UTC, updated {_when(snap.flow.updated_at)} UTC"
     )
-    click.echo(f"input: {snap.flow.input}")
+    click.echo(f"input: {show(snap.flow.input)}")
     if snap.flow.final_output is not None:
-        click.echo(f"final output: {snap.flow.final_output}")
+        click.echo(f"final output: {show(snap.flow.final_output)}")
     if snap.flow.error:
-        click.echo(f"error: {snap.flow.error}")
+        click.echo(f"error: {show(snap.flow.error)}")
     table = Table()
     for column in ("node", "visit", "attempt", "status", "output / error"):
         table.add_column(column)
     for rec in data["records"]:
         text = rec["error"] if rec["status"] == NodeStatus.FAILED.value else rec["result"]
         table.add_row(
-            rec["node"], str(rec["visit"]), str(rec["attempt"]), rec["status"], str(text or "")
+            Text(show(rec["node"])),
+            str(rec["visit"]),
+            str(rec["attempt"]),
+            rec["status"],
+            Text(show(text or "")),
         )
     Console(soft_wrap=False).print(table)
     for waiting in data["waiting"]:
-        click.echo(f"waiting: {waiting['node']} asks {waiting['prompt']!r}")
+        click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
 
 
 @flows_group.command("events")
