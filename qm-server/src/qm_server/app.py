@@ -40,8 +40,8 @@ def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None =
     """The server's ASGI app. ``node_registry`` adds executors to the installed ones."""
     config = EngineConfig.load(settings.config)
     events = InProcessEventLog()
-    service = FlowService(config, events, node_registry=node_registry)
     graphs = GraphFolder(settings.graphs_dir)
+    service = FlowService(config, events, node_registry=node_registry, graphs_folder=graphs.folder)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,7 +79,7 @@ def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None =
     async def server_info() -> dict[str, Any]:
         """The effective engine configuration, secrets masked."""
         return {
-            "config": redact_tree(config.model_dump(mode="json")),
+            "config": redact_tree(service.config.model_dump(mode="json")),
             "inline_graphs": settings.allow_inline_graphs,
             "max_body_bytes": settings.max_body_bytes,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
@@ -104,3 +105,15 @@ def table_console() -> Console:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# C0 and C1 control characters but newline and tab: ESC starts terminal commands
+# (OSC 52 clipboard writes, window titles, clearing the screen), so flow text a
+# node or a user wrote is never printed to a terminal with them raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: object) -> str:
+    """``text`` fit for a terminal: each control character but newline and tab
+    written as its Python escape (``\\x1b``), as ``qm flows events`` shows them."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], str(text))

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from quartermaster_engine import assembly
 from quartermaster_engine._sync import run_sync
@@ -22,6 +23,7 @@ from quartermaster_engine.cli.common import (
     load_config,
     reported,
     table_console,
+    terminal_text,
 )
 from quartermaster_engine.cli.flow_ids import (
     flow_id_argument,
@@ -173,8 +175,13 @@ def _print_records(rows: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for rec in rows:
         text = rec["error"] if rec["status"] == NodeStatus.FAILED.value else rec["result"]
+        # Flow text is escaped for the terminal; Text() keeps rich from reading markup.
         table.add_row(
-            rec["node"], str(rec["visit"]), str(rec["attempt"]), rec["status"], str(text or "")
+            Text(terminal_text(rec["node"])),
+            str(rec["visit"]),
+            str(rec["attempt"]),
+            rec["status"],
+            Text(terminal_text(str(text or ""))),
         )
     table_console().print(table)
 
@@ -201,17 +208,19 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
         echo_json(data)
         return
     click.echo(f"flow {fid}  {snap.flow.status.value}  graph {snap.flow.graph.name!r}")
+    # Flow text (input, outputs, errors, prompts) is escaped for the terminal.
+    show = terminal_text
     click.echo(
         f"started {_when(snap.flow.created_at)} UTC, updated {_when(snap.flow.updated_at)} UTC"
     )
-    click.echo(f"input: {snap.flow.input}")
+    click.echo(f"input: {show(snap.flow.input)}")
     if snap.flow.final_output is not None:
-        click.echo(f"final output: {snap.flow.final_output}")
+        click.echo(f"final output: {show(snap.flow.final_output)}")
     if snap.flow.error:
-        click.echo(f"error: {snap.flow.error}")
+        click.echo(f"error: {show(snap.flow.error)}")
     _print_records(data["nodes"])
     for waiting in data["waiting"]:
-        click.echo(f"waiting: {waiting['node']} asks {waiting['prompt']!r}")
+        click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
 
 
 @flows_group.command("history")

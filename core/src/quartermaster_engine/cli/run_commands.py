@@ -35,6 +35,7 @@ from quartermaster_engine.cli.common import (
     load_config,
     load_graph_file,
     reported,
+    terminal_text,
 )
 from quartermaster_engine.cli.flow_ids import flow_id_argument, no_flow, resolve_flow_id
 from quartermaster_engine.config import EngineConfig
@@ -68,7 +69,7 @@ class Progress:
 
     def __call__(self, event: FlowEvent) -> None:
         if isinstance(event, TokenGenerated):
-            self.console.out(event.token, end="", highlight=False)
+            self.console.out(terminal_text(event.token), end="", highlight=False)
             self._streaming = True
             return
         line = self.lines.format(event)
@@ -77,7 +78,7 @@ class Progress:
         if self._streaming:
             self.console.out("")
             self._streaming = False
-        self.console.print(line, style=_STYLES.get(event.type), markup=False)
+        self.console.print(terminal_text(line), style=_STYLES.get(event.type), markup=False)
 
 
 def _result_json(result: FlowResult) -> dict[str, Any]:
@@ -109,14 +110,13 @@ def _finish(
         waiting = result.waiting[0]
         options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
         # On stderr, with the progress: stdout carries only the flow's output.
-        answer = click.prompt(
-            f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}", err=True
-        )
+        question = f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}"
+        answer = click.prompt(terminal_text(question), err=True)
         result = guarded(runner.resume, result.flow_id, answer, waiting.node_id)
     if as_json:
         echo_json(_result_json(result))
     elif result.status is FlowStatus.COMPLETED:
-        click.echo(result.final_output)
+        click.echo(terminal_text(result.final_output))
         if not quiet:
             click.echo(
                 f"completed in {result.duration_seconds:.3f} s (flow {result.flow_id})", err=True
@@ -124,7 +124,8 @@ def _finish(
     elif result.paused:
         for waiting in result.waiting:
             options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
-            click.echo(f"{waiting.node_name} asks: {waiting.prompt}{options}", err=True)
+            asks = f"{waiting.node_name} asks: {waiting.prompt}{options}"
+            click.echo(terminal_text(asks), err=True)
         command = f"qm resume {result.flow_id} --input ANSWER{_config_flag(config_path)}"
         click.echo(f"flow {result.flow_id} is paused; continue it with:\n  {command}", err=True)
         if not runner.store_adapter.durable or (
@@ -137,7 +138,8 @@ def _finish(
             )
     else:
         reason = result.error or f"flow {result.status.value}"
-        click.echo(f"error: {reason.splitlines()[0]} (flow {result.flow_id})", err=True)
+        line = terminal_text(reason.splitlines()[0] if reason else "")
+        click.echo(f"error: {line} (flow {result.flow_id})", err=True)
     if result.status is FlowStatus.COMPLETED:
         return EXIT_OK
     return EXIT_PAUSED if result.paused else EXIT_FAILED
