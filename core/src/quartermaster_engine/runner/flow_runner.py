@@ -26,7 +26,7 @@ from quartermaster_engine.runner.arguments import (
 )
 from quartermaster_engine.runner.child_flows import ChildFlows
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
-from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.errors import FlowStateError, StoreUnavailableError
 from quartermaster_engine.runner.executors import Executors, NodeConfigError, UnknownNodeTypeError
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
@@ -393,6 +393,12 @@ class FlowRunner(ChildFlows):
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
+        except StoreUnavailableError as exc:
+            # The flow is stored but its start could not be queued: like any store
+            # failure of a stored flow, a FAILED result, the flow left for recover().
+            # (A store that fails to store the flow raises its own error: no flow.)
+            run.control.fail_with(exc)
+            return await self._drive(run)
         return await self._continue(run)
 
     async def _continue(self, run: FlowRun) -> FlowResult:
