@@ -6,7 +6,9 @@ another process recovers the flow as soon as there is room again."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,11 +39,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _fill(disk: Path, leave: int) -> Path:
     """Fill ``disk`` to ENOSPC, then free ``leave`` bytes."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass
     os.truncate(filler, max(0, filler.stat().st_size - leave))
@@ -79,3 +80,35 @@ def test_a_full_disk_mid_run_returns_failed_and_releases_the_lease(small_disk: P
     recovered = other.recover(result.flow_id)
     assert recovered.status is FlowStatus.COMPLETED, recovered.error
     assert recovered.final_output == "y" * BIG
+
+
+def test_run_raises_only_when_the_flow_could_not_be_stored(small_disk: Path) -> None:
+    # From no room at all, through room for the flow but not for its start's
+    # commit (StoreUnavailableError was raised there, the lease held), to room for
+    # a few commits: with the flow stored, a FAILED result (never a raise);
+    # without, the store's own error and no flow.
+    path = small_disk / "flows.db"
+    runner = FlowRunner(chain_graph(3), _registry(), store=SQLiteStore(path))
+    runner.run("warm")
+    outcomes: list[str] = []
+    for leave in range(0, 64 * 1024, 4096):
+        filler = _fill(small_disk, leave)
+        flow_id = uuid.uuid4()
+        raised: sqlite3.OperationalError | None = None
+        try:
+            result = runner.run("big", flow_id=flow_id)
+        except sqlite3.OperationalError as exc:
+            raised = exc
+        if raised is not None:
+            assert str(raised) == "database or disk is full"
+            assert call(runner.store, "get_flow", flow_id) is None
+            outcomes.append("raised")
+        else:
+            assert result.status is FlowStatus.FAILED
+            assert result.error is not None
+            assert result.error.startswith(f"the store (sqlite {path}) failed while ")
+            record = call(runner.store, "get_flow", flow_id)
+            assert record.status is FlowStatus.RUNNING
+            outcomes.append("failed")
+        filler.unlink()
+    assert set(outcomes) == {"raised", "failed"}, outcomes
