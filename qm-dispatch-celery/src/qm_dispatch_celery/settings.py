@@ -7,6 +7,7 @@ Clients and workers read the same section: the client publishes activations to
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
@@ -101,4 +102,12 @@ class CelerySettings(BaseModel):
             },
             "broker_connection_retry_on_startup": True,
             "worker_hijack_root_logger": False,
+            **self._transport(),
         }
+
+    def _transport(self) -> dict[str, str]:
+        """A Redis broker gets the transport that dead-letters malformed messages
+        (`qm_dispatch_celery.redis_transport`); other brokers keep kombu's own."""
+        if urlsplit(self.broker_url).scheme.lower() in ("redis", "rediss"):
+            return {"broker_transport": "qm_dispatch_celery.redis_transport:Transport"}
+        return {}

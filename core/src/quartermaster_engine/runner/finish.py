@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -10,12 +11,15 @@ from quartermaster_engine.runner.control import Phase
 from quartermaster_engine.runner.errors import (
     LeaseLostError,
     StoppedElsewhereError,
+    StoreUnavailableError,
     UnstorableOutputError,
     error_text,
 )
 from quartermaster_engine.runner.result import Captures, FlowResult, NodeResults, WaitingNode
 from quartermaster_engine.runner.routing import stalled_join
 from quartermaster_engine.stores.records import FlowStatus, FlowUpdate
+
+logger = logging.getLogger("quartermaster_engine.runner")
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_run import FlowRun
@@ -91,6 +95,8 @@ async def finish(run: FlowRun) -> FlowResult:
                 f"flow {run.flow_id}: {error_text(exc)}"
             )
             status = FlowStatus.FAILED
+    elif isinstance(abort, StoreUnavailableError) and run.committer.durable:
+        await release_after_outage(run)
     results = NodeResults(run.state.latest)
     return FlowResult(
         flow_id=run.flow_id,
@@ -104,6 +110,22 @@ async def finish(run: FlowRun) -> FlowResult:
         status=status,
         waiting=waiting_nodes(run),
     )
+
+
+async def release_after_outage(run: FlowRun) -> None:
+    """The store failed mid-run: the flow stays running for recover(), and its lease
+    is given up now if the store takes a write again (on a full disk a small update
+    often still fits), so recover() need not wait for it to run out."""
+    try:
+        await run.lease.release()
+    except Exception as exc:
+        logger.warning(
+            "flow %s: the lease could not be released after the store failed (%s); "
+            "it runs out in %.0f s",
+            run.flow_id,
+            error_text(exc),
+            run.lease.ttl,
+        )
 
 
 def describe_failure(run: FlowRun) -> str | None:

@@ -19,14 +19,14 @@ from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
-from quartermaster_engine.runner import remote_run
+from quartermaster_engine.runner import finish, remote_run
 from quartermaster_engine.runner.arguments import (
     optional_flow_id_arg,
     text_arg,
 )
 from quartermaster_engine.runner.child_flows import ChildFlows
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
-from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.errors import FlowStateError, StoreUnavailableError
 from quartermaster_engine.runner.executors import Executors, NodeConfigError, UnknownNodeTypeError
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
@@ -383,12 +383,25 @@ class FlowRunner(ChildFlows):
         extra = [("on_event", on_event)] if on_event is not None else []
         run = self._new_run(input_message, flow_id, parent_flow_id, extra)
         try:
-            await run.start_new()
+            await self._start_new(run)
         except FlowExistsError:
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
+        if run.control.abort is not None:
+            return await self._drive(run)  # (finish() reports it FAILED)
         return await self._continue(run)
+
+    async def _start_new(self, run: FlowRun) -> None:
+        """Store the new flow and queue its start node. The store failing once the
+        flow is stored aborts the run instead of raising: like any store failure of
+        a stored flow, driving it gives a FAILED result, the flow left running for
+        recover() and its lease released. (A store that fails to store the flow
+        raises its own error: there is no flow to report on.)"""
+        try:
+            await run.start_new()
+        except StoreUnavailableError as exc:
+            run.control.fail_with(exc)
 
     async def _continue(self, run: FlowRun) -> FlowResult:
         """Drive the run in this process, or hand it to a remote dispatcher's workers
@@ -415,6 +428,9 @@ class FlowRunner(ChildFlows):
             raise FlowStateError(
                 f"flow {run.flow_id} already exists in the store; use resume() or recover()"
             ) from None
+        except StoreUnavailableError:
+            await finish.release_after_outage(run)
+            raise
         if self.remote:
             await remote_run.hand_off(self, run)
         else:
@@ -443,7 +459,7 @@ class FlowRunner(ChildFlows):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         run = self._new_run(input_message, flow_id, None, [("run_async", queue.put_nowait)])
         run.yield_each_step = True
-        async for event in self._stream(run, queue, run.start_new):
+        async for event in self._stream(run, queue, lambda: self._start_new(run)):
             yield event
 
     async def _stream(
