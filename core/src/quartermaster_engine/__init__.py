@@ -34,6 +34,7 @@ from quartermaster_engine.memory import (
 from quartermaster_engine.messaging import ContextManager, MessageLog, MessageRouter
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.runner import (
+    Engine,
     FlowResult,
     FlowRunner,
     FlowStateError,
@@ -69,6 +70,7 @@ __all__ = [
     "AsyncDispatcher",
     "ContextManager",
     "DurableStore",
+    "Engine",
     "ErrorStrategy",
     "ExecutionContext",
     "ExecutionStore",

@@ -1,15 +1,16 @@
-"""`FlowService`: starts, resumes, stops and deletes flows on one store, for the HTTP layer.
+"""`FlowService`: starts, resumes, stops and deletes flows, for the HTTP layer.
 
-Flows run as tasks on the server's event loop, through one `FlowRunner` per
-graph, all sharing the store and dispatcher the configuration names. Every
-runner's ``on_event`` is the event log's ``record``, so whatever a flow does
-here (start, pause, resume, stop) is followable over SSE.
+The server holds one `Engine`, built from the configuration: the store, the
+dispatcher and the executors every graph's flows share. Flows are driven by
+tasks on the server's event loop; with a remote dispatcher (``celery``) the
+engine only hands them to the workers and follows the store's durable log.
+The engine's ``on_event`` is the event log's ``record``, so whatever a flow
+does (start, pause, resume, stop) is followable over SSE.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,18 +18,17 @@ from uuid import UUID, uuid4
 
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
-from quartermaster_engine import assembly
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.nodes import NodeRegistry
-from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
+    Engine,
     FlowResult,
-    FlowRunner,
     FlowStateError,
     NodeConfigError,
     UnknownNodeTypeError,
 )
 from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
 from quartermaster_graph.models import GraphSpec
 
@@ -48,83 +48,62 @@ class FlowService:
         self.config = config
         self.events = events
         self._node_registry = node_registry
-        self.store: Any = None
-        self._dispatcher: Any = None
-        self._adapter: StoreAdapter | None = None
-        # One runner per graph (by graph id), and the runner of each flow running here.
-        self._runners: dict[UUID, tuple[GraphSpec, FlowRunner]] = {}
-        self._running: dict[UUID, FlowRunner] = {}
+        self._engine: Engine | None = None
+        # The flows driven (or followed) by a task of this server right now.
+        self._running: set[UUID] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def open(self) -> None:
-        """Build the configured store and dispatcher; the store must keep flow records."""
-        plugins = load_plugins()
-        self.store = assembly.build_store(self.config, plugins)
-        self._adapter = StoreAdapter(self.store)
-        if not self._adapter.durable:
+        """Build the engine; its store must keep flow records."""
+        extra: dict[str, Any] = {}
+        if self._node_registry is not None:
+            extra["node_registry"] = self._node_registry
+        engine = Engine.from_config(self.config, on_event=self.events.record, **extra)
+        if not engine.store_adapter.durable:
+            await engine.aclose()
             raise RuntimeError(
                 f"store {self.config.store.name!r} does not keep flow records "
                 "(the DurableStore contract); qm-server needs one"
             )
-        self._dispatcher = assembly.build_dispatcher(self.config, plugins)
+        self._engine = engine
 
     async def close(self) -> None:
         """Cancel flows still running (a durable store keeps them for ``qm recover``),
-        then release the runners, the dispatcher and the store."""
+        then close the engine (its dispatcher and store)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for _, runner in self._runners.values():
-            await runner.aclose()
-        for item, method in ((self._dispatcher, "shutdown"), (self.store, "close")):
-            fn = getattr(item, method, None)
-            if callable(fn):
-                result = fn()
-                if inspect.isawaitable(result):
-                    await result
+        if self._engine is not None:
+            await self._engine.aclose()
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "FlowService.open() was not awaited"
+        return self._engine
 
     @property
     def adapter(self) -> StoreAdapter:
-        assert self._adapter is not None, "FlowService.open() was not awaited"
-        return self._adapter
-
-    def runner_for(self, spec: GraphSpec) -> FlowRunner:
-        """The runner of ``spec`` (a new one when the graph changed)."""
-        hit = self._runners.get(spec.id)
-        if hit is not None and (hit[0] is spec or hit[0] == spec):
-            return hit[1]
-        runner = FlowRunner.from_config(
-            spec,
-            self.config,
-            store=self.store,
-            dispatcher=self._dispatcher,
-            on_event=self.events.record,
-            **({"node_registry": self._node_registry} if self._node_registry else {}),
-        )
-        self._runners[spec.id] = (spec, runner)
-        return runner
+        return self.engine.store_adapter
 
     # -- reading -------------------------------------------------------------------
 
     async def record(self, flow_id: UUID) -> FlowRecord:
-        record: FlowRecord | None = await self.adapter.call("get_flow", flow_id)
-        if record is None:
-            raise unknown_flow(flow_id)
-        return record
+        try:
+            return await self.engine.flows.get(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
 
     async def snapshot(self, flow_id: UUID) -> FlowSnapshot:
-        snapshot: FlowSnapshot | None = await self.adapter.call("load_flow", flow_id)
-        if snapshot is None:
-            raise unknown_flow(flow_id)
-        return snapshot
+        try:
+            return await self.engine.flows.show(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
 
     async def list(
         self, status: FlowStatus | None, limit: int, offset: int
     ) -> tuple[list[FlowRecord], bool]:
         """A page of flows, most recently updated first, and whether more follow."""
-        records: list[FlowRecord] = await self.adapter.call(
-            "list_flows", status=status, limit=offset + limit + 1
-        )
+        records = await self.engine.flows.list(status=status, limit=offset + limit + 1)
         page = records[offset : offset + limit]
         return page, len(records) > offset + limit
 
@@ -137,9 +116,9 @@ class FlowService:
         self, spec: GraphSpec, text: str, *, wait: bool
     ) -> tuple[UUID, FlowResult | None]:
         """Start a flow of ``spec``; with ``wait``, its result (end or first pause)."""
-        runner = self.runner_for(spec)
+        engine = self.engine
         flow_id = uuid4()
-        result = await self._launch(flow_id, runner, lambda: runner.arun(text, flow_id), wait)
+        result = await self._launch(flow_id, lambda: engine.run(spec, text, flow_id), wait)
         return flow_id, result
 
     async def resume(
@@ -152,15 +131,12 @@ class FlowService:
             raise ApiError(
                 409, "flow_not_waiting", f"flow {flow_id} is {state}; no node waits for input"
             )
-        runner = self.runner_for(record.graph)
-        return await self._launch(
-            flow_id, runner, lambda: runner.aresume(flow_id, answer, node), wait
-        )
+        engine = self.engine
+        return await self._launch(flow_id, lambda: engine.resume(flow_id, answer, node), wait)
 
     async def _launch(
         self,
         flow_id: UUID,
-        runner: FlowRunner,
         go: Callable[[], Awaitable[FlowResult]],
         wait: bool,
     ) -> FlowResult | None:
@@ -168,14 +144,13 @@ class FlowService:
         event is out (so the flow is in the store and errors found before running are
         the caller's), or with ``wait`` once the task is done."""
         subscription = self.events.subscribe(flow_id)
-        self._running[flow_id] = runner
+        self._running.add(flow_id)
 
         async def drive() -> FlowResult:
             try:
                 return await go()
             finally:
-                if self._running.get(flow_id) is runner:
-                    del self._running[flow_id]
+                self._running.discard(flow_id)
 
         task = asyncio.ensure_future(drive())
         self._tasks.add(task)
@@ -200,21 +175,21 @@ class FlowService:
 
     async def stop(self, flow_id: UUID) -> None:
         """Stop a running or paused flow; an ended flow is left as it is."""
-        runner = self._running.get(flow_id)
-        if runner is None:
+        if flow_id not in self._running:
             record = await self.record(flow_id)
             if record.status.is_terminal:
                 raise ApiError(
                     409, "flow_ended", f"flow {flow_id} is {record.status.value}; nothing to stop"
                 )
-            runner = self.runner_for(record.graph)
-        await runner.astop(flow_id)
+        await self.engine.stop(flow_id)
 
     async def delete(self, flow_id: UUID) -> None:
         if flow_id in self._running:
             raise ApiError(409, "flow_running", f"flow {flow_id} is running; stop it first")
-        if not await self.adapter.call("delete_flow", flow_id):
-            raise unknown_flow(flow_id)
+        try:
+            await self.engine.flows.delete(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
         self.events.forget(flow_id)
 
 

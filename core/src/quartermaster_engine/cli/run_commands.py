@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 from uuid import UUID, uuid4
 
 import click
 from rich.console import Console
 
-from quartermaster_engine import assembly
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.cli.common import (
     EXIT_FAILED,
@@ -39,10 +38,10 @@ from quartermaster_engine.cli.common import (
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
-from quartermaster_engine.runner import FlowResult, FlowRunner
+from quartermaster_engine.runner import Engine, FlowResult
 from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.sinks.console import ConsoleSink
-from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import FlowStatus
 
 _STYLES = {
@@ -95,7 +94,7 @@ def _config_flag(config_path: str | None) -> str:
 
 
 def _finish(
-    runner: FlowRunner,
+    engine: Engine,
     result: FlowResult,
     *,
     as_json: bool,
@@ -110,7 +109,7 @@ def _finish(
         answer = click.prompt(
             f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}", err=True
         )
-        result = guarded(runner.resume, result.flow_id, answer, waiting.node_id)
+        result = guarded(run_sync, engine.resume(result.flow_id, answer, waiting.node_id))
     if as_json:
         echo_json(_result_json(result))
     elif result.status is FlowStatus.COMPLETED:
@@ -124,8 +123,8 @@ def _finish(
             click.echo(f"{waiting.node_name} asks: {waiting.prompt}{options}", err=True)
         command = f"qm resume {result.flow_id} --input ANSWER{_config_flag(config_path)}"
         click.echo(f"flow {result.flow_id} is paused; continue it with:\n  {command}", err=True)
-        if not runner.store_adapter.durable or (
-            runner.config and runner.config.store.name == "memory"
+        if not engine.store_adapter.durable or (
+            engine.config and engine.config.store.name == "memory"
         ):
             click.echo(
                 "note: the store is in memory, so this flow ends with this process; configure "
@@ -140,46 +139,35 @@ def _finish(
     return EXIT_PAUSED if result.paused else EXIT_FAILED
 
 
-def _runner(
-    graph: Any,
-    config: EngineConfig,
-    as_json: bool,
-    quiet: bool,
-    store: Any = None,
-    nodes: dict[str, Any] | None = None,
-) -> FlowRunner:
-    """A runner from config; a ``store`` given is used and owned (closed with it);
-    ``nodes`` overrides node executor settings."""
+def _engine(
+    config: EngineConfig, as_json: bool, quiet: bool, nodes: dict[str, Any] | None = None
+) -> Engine:
+    """The command's engine, from config; ``nodes`` overrides node executor settings."""
     on_event = None if (as_json or quiet) else Progress()
-    extra: dict[str, Any] = {} if store is None else {"store": store}
-    if nodes:
-        extra["nodes"] = nodes
-    runner = guarded(FlowRunner.from_config, graph, config, on_event=on_event, **extra)
-    if store is not None:
-        runner._owned.append(store)
-    return runner
+    extra: dict[str, Any] = {"nodes": nodes} if nodes else {}
+    return guarded(Engine.from_config, config, on_event=on_event, **extra)
 
 
 def _drive(
-    runner: FlowRunner,
-    call: Callable[[], FlowResult],
+    engine: Engine,
+    call: Callable[[], Awaitable[FlowResult]],
     flow_id: UUID,
     *,
     config_path: str | None,
     as_json: bool,
     interactive: bool,
 ) -> NoReturn:
-    """Run ``call`` on ``runner`` (closing it after), report, and exit with the status."""
-    with runner:
+    """Run ``call`` on ``engine`` (closing it after), report, and exit with the status."""
+    with engine:
         try:
-            result = guarded(call)
+            result = guarded(run_sync, call())
         except KeyboardInterrupt:
             fail(
                 f"interrupted; flow {flow_id} is left as it was in the store. With a durable "
                 f"store, continue it with: qm recover {flow_id}{_config_flag(config_path)}"
             )
         code = _finish(
-            runner, result, as_json=as_json, interactive=interactive, config_path=config_path
+            engine, result, as_json=as_json, interactive=interactive, config_path=config_path
         )
     raise click.exceptions.Exit(code)
 
@@ -222,10 +210,10 @@ def run_command(
         nodes = llm_node_settings(provider, model)
     except ImportError as exc:
         fail(str(exc))
-    runner = _runner(spec, config, as_json, quiet, nodes=nodes)
+    engine = _engine(config, as_json, quiet, nodes=nodes)
     _drive(
-        runner,
-        lambda: runner.run(input_text, fid),
+        engine,
+        lambda: engine.run(spec, input_text, fid),
         fid,
         config_path=config_path,
         as_json=as_json,
@@ -233,22 +221,26 @@ def run_command(
     )
 
 
-def _stored_runner(
-    config_path: str | None, flow_id: UUID, as_json: bool, quiet: bool
-) -> FlowRunner:
-    """A runner for a stored flow: on the configured store, with the flow's own graph."""
+def _stored_engine(config_path: str | None, flow_id: UUID, as_json: bool, quiet: bool) -> Engine:
+    """The engine for a stored flow (the flow brings its own graph): its store must
+    continue flows across processes and hold the flow."""
     config = load_config(config_path)
+    engine = _engine(config, as_json, quiet)
     with reported():
-        store = assembly.build_store(config)
-        adapter = StoreAdapter(store)
-        if not adapter.durable:
-            fail(
-                f"the configured store ({config.store.name}) cannot continue flows across processes"
-            )
-        record = run_sync(adapter.call("get_flow", flow_id))
-        if record is None:
+        try:
+            if not engine.store_adapter.durable:
+                fail(
+                    f"the configured store ({config.store.name}) cannot continue flows "
+                    "across processes"
+                )
+            run_sync(engine.flows.get(flow_id))
+        except FlowNotFoundError:
+            engine.close()
             fail(f"no flow {flow_id} in the store ({config.store.name})")
-    return _runner(record.graph, config, as_json, quiet, store)
+        except BaseException:
+            engine.close()
+            raise
+    return engine
 
 
 @click.command("resume")
@@ -269,10 +261,10 @@ def resume_command(
     """Give INPUT to a paused flow and continue it (a durable store makes this work
     from another process)."""
     guarded(text_arg, input_text, "--input")
-    runner = _stored_runner(config_path, flow_id, as_json, quiet)
+    engine = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
-        runner,
-        lambda: runner.resume(flow_id, input_text, node),
+        engine,
+        lambda: engine.resume(flow_id, input_text, node),
         flow_id,
         config_path=config_path,
         as_json=as_json,
@@ -288,10 +280,10 @@ def resume_command(
 def recover_command(flow_id: UUID, config_path: str | None, as_json: bool, quiet: bool) -> None:
     """Continue a flow whose run was interrupted (crash, lost connection): only the
     activations that had not committed run again."""
-    runner = _stored_runner(config_path, flow_id, as_json, quiet)
+    engine = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
-        runner,
-        lambda: runner.recover(flow_id),
+        engine,
+        lambda: engine.recover(flow_id),
         flow_id,
         config_path=config_path,
         as_json=as_json,

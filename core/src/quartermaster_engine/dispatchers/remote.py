@@ -28,7 +28,7 @@ from uuid import UUID
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 
 if TYPE_CHECKING:
-    from quartermaster_engine.runner.flow_runner import FlowRunner
+    from quartermaster_engine.runner.engine import Engine
 
 
 @runtime_checkable
@@ -40,7 +40,7 @@ class RemoteDispatcher(TaskDispatcher, Protocol):
     #: Always True: marks the dispatcher as remote (see the module).
     remote: bool
 
-    async def start(self, runner: FlowRunner, flow_id: UUID) -> int:
+    async def start(self, engine: Engine, flow_id: UUID) -> int:
         """Hand every pending activation of the stored flow to the workers (after
         a submit, an answer, or to recover it); return how many were handed over.
         Handing over one twice must be harmless: workers drop duplicates."""
