@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Trace, build, chain
 
 from qm_store_sqlite import SQLiteStore
 from quartermaster_engine import (
@@ -23,7 +24,6 @@ from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.runner import FlowStateError
 from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.testing import call
-from support import Trace, build, chain
 
 
 def _ask(ctx: ExecutionContext) -> NodeResult:
@@ -163,7 +163,8 @@ def test_a_stepper_takes_an_engine(tmp_path: Path) -> None:
 
     done = asyncio.run(go())
     assert done.status is FlowStatus.COMPLETED
-    assert done.result is not None and done.result.final_output == "n0(s)"
+    assert done.result is not None
+    assert done.result.final_output == "n0(s)"
     call(engine.store, "close")
 
 
