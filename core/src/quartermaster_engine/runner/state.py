@@ -41,6 +41,19 @@ class JoinSlot:
         self.live = 0
         self.fired = False
 
+    def receive(self, pos: int, source: Any) -> bool:
+        """Count a delivery on incoming edge ``pos``: ``source`` is the delivering
+        record, or `DEAD` for a branch that will not deliver. A repeated delivery of
+        an edge counts once (returns False). The one join-counting rule: routing
+        (`Router`) and restoring from the store (`FlowState.restore`) both use it."""
+        if self.got[pos] is not MISSING:
+            return False
+        self.got[pos] = source
+        self.count += 1
+        if source is not DEAD:
+            self.live += 1
+        return True
+
 
 class FlowState:
     """What one flow has done and may do next, as held in this process."""
@@ -181,15 +194,10 @@ class FlowState:
                 slot = slots[(target.idx, delivery.slot)] = JoinSlot(delivery.slot, target.n_in_fwd)
                 self.joins.setdefault(target.idx, deque()).append(slot)
                 self.slot_seq[target.idx] = max(self.slot_seq.get(target.idx, 0), delivery.slot)
-            if slot.got[edge.in_pos] is not MISSING:
-                continue  # a repeated delivery of this edge counts once
-            source = None if delivery.source is None else by_key[delivery.source]
-            slot.got[edge.in_pos] = source
-            slot.count += 1
-            if source is not None:
-                slot.live += 1
-                if not target.await_all:
-                    slot.fired = True
+            source = DEAD if delivery.source is None else by_key[delivery.source]
+            counted = slot.receive(edge.in_pos, source)
+            if counted and source is not DEAD and not target.await_all:
+                slot.fired = True  # an AwaitFirst join fired on its first live input
         for header_id, edge_id in snapshot.loop_exits:
             loop = cg.loops_by_header[header_id]
             self.loop_live[loop.idx].add(cg.edge_by_id[edge_id].idx)
