@@ -139,16 +139,36 @@ class FlowState:
 
     # -- applying commits ----------------------------------------------------------
 
-    def apply(self, cnode: CNode, rec: NodeExecution, commit: Commit) -> None:
-        """Make a committed outcome of ``cnode`` visible: memory, records, new work."""
+    def apply(
+        self,
+        commit: Commit,
+        cnode: CNode | None = None,
+        rec: NodeExecution | None = None,
+        *,
+        failure: tuple[CNode, str] | None = None,
+        leaves_loops: bool = False,
+    ) -> None:
+        """The one writer of an outcome's effects, called once the store accepted
+        ``commit`` (without a durable store, in its place): memory, ``cnode``'s latest
+        record ``rec``, an answered wait, the new work (ready, timers, waiting), a
+        final ``failure``; ``leaves_loops``: ``cnode`` halted the flow inside loops."""
         if commit.memory:
             self.memory.update(commit.memory)
             self._snapshot = None
-        self.latest[cnode.idx] = rec
-        if cnode.is_end and rec.status is NodeStatus.FINISHED:
-            self.end_record = rec
+        if cnode is not None and rec is not None:
+            self.latest[cnode.idx] = rec
+            if cnode.is_end and rec.status is NodeStatus.FINISHED:
+                self.end_record = rec
+            if leaves_loops:
+                self.leave_loops(cnode)
+        if failure is not None:
+            self.failures.append(failure)
+        if commit.answers is not None:
+            self.waiting.pop(commit.answers, None)
         for new in commit.enqueue:
-            if new.not_before:
+            if new.waiting:
+                self.waiting[new.key] = new
+            elif new.not_before:
                 self.add_timer(new)
             else:
                 self.ready.append(new)
