@@ -10,8 +10,7 @@ works like this:
   `start`, follow the store's durable event log (relaying each event to
   ``on_event`` and the sinks) until the flow pauses or ends, and return its
   `FlowResult` as the store holds it.
-- ``submit``, `Engine.start`: store the flow and call `start`; return at once
-  (qm-server's flows started over HTTP take this path: the server only enqueues).
+- ``submit``, `Engine.start`: store the flow and call `start`; return at once.
 - ``resume``: commit the answer under the flow's lease (as locally), call `start`
   for what is now pending, follow. ``recover``: call `start`, follow.
 - ``stop``: mark the flow stopped in the store; workers refuse to commit for an
