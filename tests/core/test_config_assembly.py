@@ -171,7 +171,7 @@ def test_overrides_win_and_ready_objects_are_used_not_owned() -> None:
     )
     assert runner.store is store
     assert runner.dispatcher is dispatcher
-    assert runner._owned == []
+    assert runner.engine.owned == ()
     result = runner.run("x")
     assert store.get_flow(result.flow_id).status is FlowStatus.COMPLETED
 

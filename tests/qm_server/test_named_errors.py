@@ -17,7 +17,7 @@ from conftest import sqlite_config
 from qm_server_support import LiveServer, graphs_folder
 
 from qm_server import ServerSettings
-from qm_server.service import MAX_RUNNERS
+from quartermaster_engine.runner.compiled_graphs import MAX_GRAPHS
 
 JSON = {"content-type": "application/json"}
 
@@ -272,13 +272,14 @@ def test_a_blocking_executor_never_stalls_other_requests(tmp_path: Path) -> None
     assert info["config"]["dispatcher"] == {"name": "thread"}
 
 
-def test_the_server_keeps_a_bounded_number_of_runners(inline: LiveServer) -> None:
+def test_the_server_keeps_a_bounded_number_of_compiled_graphs(inline: LiveServer) -> None:
     with inline.client() as client:
-        for i in range(MAX_RUNNERS + 6):
+        for i in range(MAX_GRAPHS + 6):
             done = client.post(
                 "/api/flows",
                 json={"graph_spec": _one_node(f"g{i}", "test.Typewriter"), "wait": True},
             )
             assert done.status_code == 200, done.text
     service = inline.app_service()
-    assert service.runner_count == MAX_RUNNERS
+    # One engine for every graph, keeping the most recently used graphs compiled.
+    assert service.engine.graph_count == MAX_GRAPHS

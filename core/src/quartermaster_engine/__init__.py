@@ -39,6 +39,7 @@ from quartermaster_engine.memory import (
 from quartermaster_engine.messaging import ContextManager, MessageLog, MessageRouter
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.runner import (
+    Engine,
     FlowResult,
     FlowRunner,
     FlowStateError,
@@ -75,6 +76,7 @@ __all__ = [
     "ContextManager",
     "CustomEvent",
     "DurableStore",
+    "Engine",
     "ErrorStrategy",
     "ExecutionContext",
     "ExecutionStore",

@@ -1,4 +1,4 @@
-"""Assembling a runner from configuration and the installed plugins.
+"""Assembling an engine from configuration and the installed plugins.
 
 Each backend section is validated by the settings model its plugin registered,
 so an error names the plugin, the setting and where the value came from. An
@@ -8,12 +8,13 @@ unknown backend name lists the installed ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
-from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
+from quartermaster_engine.nodes import ListsTypes, NodeExecutor, NodeRegistry
 from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
 from quartermaster_engine.plugins.registry import Registration, UnknownBackendError, kind_label
 from quartermaster_engine.redaction import redact_text
@@ -115,7 +116,66 @@ class ChainedRegistry:
     def list_types(self) -> list[str]:
         types: list[str] = []
         for registry in self.registries:
-            list_types = getattr(registry, "list_types", None)
-            if callable(list_types):
-                types.extend(t for t in list_types() if t not in types)
+            if isinstance(registry, ListsTypes):
+                types.extend(t for t in registry.list_types() if t not in types)
         return types
+
+
+#: Keyword arguments of `from_config` that go to the `Engine` itself.
+ENGINE_KWARGS = (
+    "on_event",
+    "context_manager",
+    "persistence",
+    "lease_seconds",
+    "listener_budget",
+)
+
+
+@dataclass
+class Assembled:
+    """What `assemble` built: the parts of an engine, and which of them it owns."""
+
+    config: EngineConfig
+    store: Any
+    dispatcher: Any
+    sinks: list[Any]
+    installed: PluginNodeRegistry
+    registry: NodeRegistry
+    owned: list[Any] = field(default_factory=list)
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def assemble(config: Any, overrides: dict[str, Any]) -> Assembled:
+    """The parts of an engine from configuration (see `Engine.from_config`):
+    ``overrides`` may hold config sections as dicts, ready ``store``/``dispatcher``
+    objects, a ``node_registry`` (wins over the installed executors) and the
+    `ENGINE_KWARGS`. Backends built here are listed in ``owned``."""
+    overrides = dict(overrides)
+    engine_kwargs = {k: overrides.pop(k) for k in ENGINE_KWARGS if k in overrides}
+    explicit = overrides.pop("node_registry", None)
+    objects = {
+        k: overrides.pop(k)
+        for k in ("store", "dispatcher")
+        if k in overrides and not isinstance(overrides[k], dict | str)
+    }
+    for key in ("store", "dispatcher"):
+        if isinstance(overrides.get(key), str):
+            overrides[key] = {"name": overrides[key]}
+    engine_config = EngineConfig.load(config, overrides=overrides or None)
+    plugins = load_plugins()
+    owned: list[Any] = []
+    store = objects.get("store")
+    if store is None:
+        store = build_store(engine_config, plugins)
+        owned.append(store)
+    dispatcher = objects.get("dispatcher")
+    if dispatcher is None:
+        dispatcher = build_dispatcher(engine_config, plugins)
+        owned.append(dispatcher)
+    sinks = build_sinks(engine_config, plugins)
+    owned.extend(sinks)
+    installed = node_registry(engine_config, plugins)
+    registry: NodeRegistry = installed if explicit is None else ChainedRegistry(explicit, installed)
+    return Assembled(
+        engine_config, store, dispatcher, sinks, installed, registry, owned, engine_kwargs
+    )

@@ -13,14 +13,14 @@ from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.types import GraphNode
 
 if TYPE_CHECKING:
-    from quartermaster_engine.runner.flow_runner import FlowRunner
+    from quartermaster_engine.runner.engine import Engine
 
 T = TypeVar("T")
 
 
 class CeleryDispatcher:
     """A `RemoteDispatcher`: the nodes of a flow run on Celery workers (``qm worker``),
-    never in the client. The runner stores the flow, this dispatcher publishes one
+    never in the client. The engine stores the flow, this dispatcher publishes one
     ``qm.activation`` task per pending activation, and the workers publish the rest
     from what they commit. Needs a durable store the workers share."""
 
@@ -37,9 +37,9 @@ class CeleryDispatcher:
     def from_settings(cls, settings: CelerySettings) -> CeleryDispatcher:
         return cls(settings)
 
-    async def start(self, runner: FlowRunner, flow_id: UUID) -> int:
+    async def start(self, engine: Engine, flow_id: UUID) -> int:
         """Publish every pending activation of the stored flow (see `RemoteDispatcher`)."""
-        pending = await FlowStepper(runner).pending(flow_id)
+        pending = await FlowStepper(engine).pending(flow_id)
         for ref, due in pending:
             await asyncio.to_thread(publish, self.app, self.settings, flow_id, ref, due)
         return len(pending)

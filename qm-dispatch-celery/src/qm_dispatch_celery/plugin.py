@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
-
 from qm_dispatch_celery.dispatcher import CeleryDispatcher
 from qm_dispatch_celery.settings import CelerySettings
 from quartermaster_engine.plugins import Register, hookimpl
@@ -27,14 +25,13 @@ def qm_register_dispatchers(register: Register) -> None:
     )
 
 
-def _worker(settings: Any) -> click.Command:
-    # The command lives in the core (without this distribution it says what to
-    # install); registering it here lists it among what qm-dispatch-celery provides.
-    from quartermaster_engine.cli.worker_command import worker_command
+def worker_command(_: object) -> Any:
+    """``qm worker``: a Celery worker running the nodes of flows of the configured store."""
+    from qm_dispatch_celery.command import worker_command
 
     return worker_command
 
 
 @hookimpl
 def qm_register_commands(register: Register) -> None:
-    register("worker", _worker, description="run the nodes of flows on this machine")
+    register("worker", worker_command, description="run the nodes of flows on this machine")

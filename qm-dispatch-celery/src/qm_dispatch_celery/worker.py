@@ -10,7 +10,7 @@ transactional outbox); activations committed but never published (the worker
 died in between) are published again by the sweep or by ``recover``.
 
 Each worker process (a prefork child, or the main process for the sweep) has
-its own runner, made on first use; each thread (``--pool threads``) its own
+its own `Engine`, made on first use; each thread (``--pool threads``) its own
 stepper and event loop, so the flow states a stepper caches are never shared.
 """
 
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from celery import Celery
 
@@ -35,26 +35,16 @@ from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.plugins.loader import PluginNodeRegistry
 from quartermaster_engine.redaction import redact_setting, redact_text
-from quartermaster_engine.runner.flow_runner import FlowRunner
+from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.shared_store import require_shared_store
 from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
 from quartermaster_engine.stores.records import FlowStatus
-from quartermaster_engine.types import GraphNode, GraphSpec
 
 logger = logging.getLogger("qm_dispatch_celery")
 
 
-def _placeholder_graph() -> GraphSpec:
-    """The graph a worker's runner is made with; every flow brings its own graph
-    (the snapshot in the store), so this one never runs."""
-    start = uuid4()
-    return GraphSpec(
-        name="qm-worker", start_node_id=start, nodes=[GraphNode(id=start, type="Start1")]
-    )
-
-
 class Worker:
-    """The engine inside one worker process: a runner over the configured store,
+    """What runs inside one worker process: an `Engine` over the configured store,
     with the installed node executors and those of ``modules``."""
 
     def __init__(
@@ -65,28 +55,22 @@ class Worker:
         self.app = app
         self.modules = list(modules)
         self._pid: int | None = None
-        self._runner: FlowRunner | None = None
+        self._engine: Engine | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
 
     def check(self) -> None:
         """Fail now, not at the first task, when the modules or the store are wrong."""
-        load_executor_modules(self.modules)
-        store = assembly.build_store(self.config)
+        engine = self._make_engine()
         try:
             # A worker on a store of its own would take tasks and find no flow.
             require_shared_store(
-                store,
+                engine.store,
                 "a worker of the celery dispatcher runs flows its clients store, in other "
                 "processes",
             )
-            FlowRunner(_placeholder_graph(), store=store, dispatcher=AsyncDispatcher())
         finally:
-            close = getattr(store, "close", None)
-            if callable(close):
-                result = close()
-                if result is not None:
-                    run_sync(result)
+            engine.close()
 
     def describe(self) -> str:
         """What this worker works on, for its start-up line: store (with its settings)
@@ -101,24 +85,24 @@ class Worker:
         return f"store {store_text}, broker {broker}, queue {self.settings.queue}"
 
     @property
-    def runner(self) -> FlowRunner:
-        """This process's runner (made anew in a forked child)."""
+    def engine(self) -> Engine:
+        """This process's engine (made anew in a forked child)."""
         with self._lock:
-            if self._runner is None or self._pid != os.getpid():
+            if self._engine is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._runner = self._make_runner()
-            return self._runner
+                self._engine = self._make_engine()
+            return self._engine
 
     @property
     def stepper(self) -> FlowStepper:
-        """This thread's stepper over this process's runner."""
-        runner = self.runner
+        """This thread's stepper over this process's engine."""
+        engine = self.engine
         stepper: FlowStepper | None = getattr(self._local, "stepper", None)
-        if stepper is None or stepper.runner is not runner:
-            stepper = self._local.stepper = FlowStepper(runner)
+        if stepper is None or stepper.engine is not engine:
+            stepper = self._local.stepper = FlowStepper(engine)
         return stepper
 
-    def _make_runner(self) -> FlowRunner:
+    def _make_engine(self) -> Engine:
         own = load_executor_modules(self.modules)
         config = self.config
 
@@ -129,8 +113,7 @@ class Worker:
         config_for_installed = config.model_copy(
             update={"nodes": {k: v for k, v in config.nodes.items() if k not in own}}
         )
-        return FlowRunner.from_config(
-            _placeholder_graph(),
+        return Engine.from_config(
             config_for_installed,
             dispatcher=AsyncDispatcher(),
             node_registry=PluginNodeRegistry(own, node_settings, validate),
@@ -154,8 +137,8 @@ class Worker:
         """Publish again the pending activations of every running flow unchanged for
         ``stale_after`` seconds; return how many were published."""
         stepper = self.stepper
-        store = stepper.runner.store_adapter
-        flows = await store.call("list_flows", status=FlowStatus.RUNNING)
+        store = stepper.engine.store_adapter
+        flows = await store.list_flows(status=FlowStatus.RUNNING)
         now = time.time()
         published = 0
         for record in flows:

@@ -1,17 +1,17 @@
-"""`FlowService`: starts, resumes, stops and deletes flows on one store, for the HTTP layer.
+"""`FlowService`: starts, resumes, stops and deletes flows, for the HTTP layer.
 
-Flows run as tasks on the server's event loop, through one `FlowRunner` per
-graph, all sharing the store and dispatcher the configuration names. Every
-runner's ``on_event`` is the event log's ``record``, so whatever a flow does
-here (start, pause, resume, stop) is followable over SSE.
+The server holds one `Engine`, built from the configuration: the store, the
+dispatcher and the executors every graph's flows share. Flows are driven by
+tasks on the server's event loop; with a remote dispatcher (``celery``) the
+engine only hands them to the workers and follows the store's durable log.
+The engine's ``on_event`` is the event log's ``record``, so whatever a flow
+does (start, pause, resume, stop) is followable over SSE.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,29 +20,23 @@ from uuid import UUID, uuid4
 
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
-from quartermaster_engine import assembly
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
+    Engine,
     FlowResult,
-    FlowRunner,
     FlowStateError,
     NodeConfigError,
     UnknownNodeTypeError,
 )
 from quartermaster_engine.runner.arguments import InvalidTextError
-from quartermaster_engine.runner.shared_store import check_dispatcher_store
 from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
 from quartermaster_graph.models import GraphSpec
 
 logger = logging.getLogger("qm_server")
-
-
-#: Runners kept (one per graph, most recently used): inline graphs each make
-#: one, and a server must not keep one per graph ever posted.
-MAX_RUNNERS = 64
 
 
 class FlowService:
@@ -60,116 +54,69 @@ class FlowService:
         self._graphs_folder = graphs_folder
         self.events = events
         self._node_registry = node_registry
-        self.store: Any = None
-        self._dispatcher: Any = None
-        self._adapter: StoreAdapter | None = None
-        # One runner per graph (by graph id), and the runner of each flow running here.
-        self._runners: OrderedDict[UUID, tuple[GraphSpec, FlowRunner]] = OrderedDict()
-        self._running: dict[UUID, FlowRunner] = {}
+        self._engine: Engine | None = None
+        # The flows driven (or followed) by a task of this server right now.
+        self._running: set[UUID] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: dict[UUID, asyncio.Lock] = {}
 
     async def open(self) -> None:
-        """Build the configured store and dispatcher; the store must keep flow records."""
+        """Build the engine; its store must keep flow records, and one a remote
+        dispatcher's workers share (the engine checks that)."""
         plugins = load_plugins()
         if self._graphs_folder is not None and SUB_GRAPH in plugins.node_executors:
             self.config = _subgraphs_inside(self.config, self._graphs_folder)
-        self.store = assembly.build_store(self.config, plugins)
-        self._adapter = StoreAdapter(self.store)
-        if not self._adapter.durable:
+        if self.config.source_of("dispatcher") == "default":
+            self.config = _loop_free_dispatcher(self.config, plugins.dispatchers.names())
+        extra: dict[str, Any] = {}
+        if self._node_registry is not None:
+            extra["node_registry"] = self._node_registry
+        engine = Engine.from_config(self.config, on_event=self.events.record, **extra)
+        if not engine.store_adapter.durable:
+            await engine.aclose()
             raise ConfigError(
                 f"store {self.config.store.name!r} does not keep flow records "
                 "(the DurableStore contract); qm-server needs one"
             )
-        if self.config.source_of("dispatcher") == "default":
-            self.config = _loop_free_dispatcher(self.config, plugins.dispatchers.names())
-        self._dispatcher = assembly.build_dispatcher(self.config, plugins)
-        check_dispatcher_store(self._dispatcher, self.store)
+        self._engine = engine
 
     async def close(self) -> None:
         """Cancel flows still running (a durable store keeps them for ``qm recover``),
-        then release the runners, the dispatcher and the store."""
+        then close the engine (its dispatcher and store)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for _, runner in self._runners.values():
-            await runner.aclose()
-        for item, method in ((self._dispatcher, "shutdown"), (self.store, "close")):
-            fn = getattr(item, method, None)
-            if callable(fn):
-                result = fn()
-                if inspect.isawaitable(result):
-                    await result
+        if self._engine is not None:
+            await self._engine.aclose()
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "FlowService.open() was not awaited"
+        return self._engine
 
     @property
     def adapter(self) -> StoreAdapter:
-        assert self._adapter is not None, "FlowService.open() was not awaited"
-        return self._adapter
-
-    def runner_for(self, spec: GraphSpec) -> FlowRunner:
-        """The runner of ``spec`` (a new one when the graph changed)."""
-        hit = self._runners.get(spec.id)
-        if hit is not None and (hit[0] is spec or hit[0] == spec):
-            self._runners.move_to_end(spec.id)
-            return hit[1]
-        runner = FlowRunner.from_config(
-            spec,
-            self.config,
-            store=self.store,
-            dispatcher=self._dispatcher,
-            on_event=self.events.record,
-            **({"node_registry": self._node_registry} if self._node_registry else {}),
-        )
-        if hit is not None:
-            self._retire(hit[1])
-        self._runners[spec.id] = (spec, runner)
-        self._runners.move_to_end(spec.id)
-        busy = list(self._running.values())
-        for graph_id in list(self._runners)[:-1]:  # least recently used first
-            if len(self._runners) <= MAX_RUNNERS:
-                break
-            old = self._runners[graph_id][1]
-            if old not in busy:
-                del self._runners[graph_id]
-                self._retire(old)
-        return runner
-
-    @property
-    def runner_count(self) -> int:
-        """How many graphs' runners this service keeps (at most `MAX_RUNNERS`, plus
-        those whose flows are running)."""
-        return len(self._runners)
-
-    def _retire(self, runner: FlowRunner) -> None:
-        """Release a runner no graph of this server maps to any more (its flows
-        still running keep it until they end)."""
-        if runner in self._running.values():
-            return
-        task = asyncio.ensure_future(runner.aclose())
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        return self.engine.store_adapter
 
     # -- reading -------------------------------------------------------------------
 
     async def record(self, flow_id: UUID) -> FlowRecord:
-        record: FlowRecord | None = await self.adapter.call("get_flow", flow_id)
-        if record is None:
-            raise unknown_flow(flow_id)
-        return record
+        try:
+            return await self.engine.flows.get(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
 
     async def snapshot(self, flow_id: UUID) -> FlowSnapshot:
-        snapshot: FlowSnapshot | None = await self.adapter.call("load_flow", flow_id)
-        if snapshot is None:
-            raise unknown_flow(flow_id)
-        return snapshot
+        try:
+            return await self.engine.flows.show(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
 
     async def list(
         self, status: FlowStatus | None, limit: int, offset: int
     ) -> tuple[list[FlowRecord], bool]:
         """A page of flows, most recently updated first, and whether more follow."""
-        records: list[FlowRecord] = await self.adapter.call(
-            "list_flows", status=status, limit=offset + limit + 1
-        )
+        records = await self.engine.flows.list(status=status, limit=offset + limit + 1)
         page = records[offset : offset + limit]
         return page, len(records) > offset + limit
 
@@ -182,9 +129,9 @@ class FlowService:
         self, spec: GraphSpec, text: str, *, wait: bool
     ) -> tuple[UUID, FlowResult | None]:
         """Start a flow of ``spec``; with ``wait``, its result (end or first pause)."""
-        runner = self.runner_for(spec)
+        engine = self.engine
         flow_id = uuid4()
-        result = await self._launch(flow_id, runner, lambda: runner.arun(text, flow_id), wait)
+        result = await self._launch(flow_id, lambda: engine.run(spec, text, flow_id), wait)
         return flow_id, result
 
     async def resume(
@@ -198,10 +145,8 @@ class FlowService:
                 raise ApiError(
                     409, "flow_not_waiting", f"flow {flow_id} is {state}; no node waits for input"
                 )
-            runner = self.runner_for(record.graph)
-            task = await self._start_task(
-                flow_id, runner, lambda: runner.aresume(flow_id, answer, node)
-            )
+            engine = self.engine
+            task = await self._start_task(flow_id, lambda: engine.resume(flow_id, answer, node))
         return await self._outcome(task, wait)
 
     @asynccontextmanager
@@ -219,16 +164,12 @@ class FlowService:
                 del self._locks[flow_id]
 
     async def _launch(
-        self,
-        flow_id: UUID,
-        runner: FlowRunner,
-        go: Callable[[], Awaitable[FlowResult]],
-        wait: bool,
+        self, flow_id: UUID, go: Callable[[], Awaitable[FlowResult]], wait: bool
     ) -> FlowResult | None:
         """Run ``go`` as a task that outlives the request. Return once the flow's first
         event is out (so the flow is in the store and errors found before running are
         the caller's), or with ``wait`` once the task is done."""
-        return await self._outcome(await self._start_task(flow_id, runner, go), wait)
+        return await self._outcome(await self._start_task(flow_id, go), wait)
 
     async def _outcome(self, task: asyncio.Task[FlowResult], wait: bool) -> FlowResult | None:
         """None while ``task`` runs (unless ``wait``), else its result."""
@@ -237,18 +178,17 @@ class FlowService:
         return await _translated(asyncio.shield(task))
 
     async def _start_task(
-        self, flow_id: UUID, runner: FlowRunner, go: Callable[[], Awaitable[FlowResult]]
+        self, flow_id: UUID, go: Callable[[], Awaitable[FlowResult]]
     ) -> asyncio.Task[FlowResult]:
         """``go`` as a task, once the flow's first event is out or the task ended."""
         subscription = self.events.subscribe(flow_id)
-        self._running[flow_id] = runner
+        self._running.add(flow_id)
 
         async def drive() -> FlowResult:
             try:
                 return await go()
             finally:
-                if self._running.get(flow_id) is runner:
-                    del self._running[flow_id]
+                self._running.discard(flow_id)
 
         task = asyncio.ensure_future(drive())
         self._tasks.add(task)
@@ -271,8 +211,7 @@ class FlowService:
     async def stop(self, flow_id: UUID) -> None:
         """Stop a running or paused flow; an ended flow is left as it is."""
         async with self._acting_on(flow_id):
-            runner = self._running.get(flow_id)
-            if runner is None:
+            if flow_id not in self._running:
                 record = await self.record(flow_id)
                 if record.status.is_terminal:
                     raise ApiError(
@@ -280,15 +219,16 @@ class FlowService:
                         "flow_ended",
                         f"flow {flow_id} is {record.status.value}; nothing to stop",
                     )
-                runner = self.runner_for(record.graph)
-            await runner.astop(flow_id)
+            await self.engine.stop(flow_id)
 
     async def delete(self, flow_id: UUID) -> None:
         async with self._acting_on(flow_id):
             if flow_id in self._running:
                 raise ApiError(409, "flow_running", f"flow {flow_id} is running; stop it first")
-            if not await self.adapter.call("delete_flow", flow_id):
-                raise unknown_flow(flow_id)
+            try:
+                await self.engine.flows.delete(flow_id)
+            except FlowNotFoundError:
+                raise unknown_flow(flow_id) from None
             self.events.forget(flow_id)
 
 

@@ -14,7 +14,6 @@ from quartermaster_engine.cli.graph_commands import show_command, validate_comma
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
-from quartermaster_engine.cli.worker_command import worker_command
 
 #: Every exit status of ``qm`` (the README's "Command line" says the same); "\b" keeps
 #: click from re-wrapping it.
@@ -65,7 +64,6 @@ for command in (
     plugins_command,
     config_group,
     flows_group,
-    worker_command,
 ):
     main.add_command(command)
 

@@ -32,7 +32,7 @@ def resolve_flow_id(adapter: StoreAdapter, text: str, store_name: str) -> UUID:
         pass
     if not _PREFIX.fullmatch(wanted):
         fail(f"{text!r} is not a flow id (nor the start of one)")
-    records: list[FlowRecord] = run_sync(adapter.call("list_flows"))
+    records: list[FlowRecord] = run_sync(adapter.list_flows())
     matches = sorted(str(r.flow_id) for r in records if str(r.flow_id).startswith(wanted))
     if not matches:
         note = memory_note(adapter.store)

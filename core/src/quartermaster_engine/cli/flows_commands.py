@@ -68,21 +68,20 @@ def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter, str]]:
     try:
         yield store, adapter, config.store.name
     finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            run_sync(adapter.call("close"))
+        run_sync(adapter.close())
 
 
 def _record_counts(
     store: Any, adapter: StoreAdapter, flow_ids: list[UUID]
 ) -> dict[UUID, dict[str, int]]:
     """Nodes per latest state of each flow (`latest_records`): counted by the store
-    when it can (an optional ``record_counts(flow_ids)``), else by loading each flow."""
-    if callable(getattr(store, "record_counts", None)):
-        return run_sync(adapter.call("record_counts", flow_ids))
+    when it can (the `CountsRecords` ability), else by loading each flow."""
+    counted = run_sync(adapter.record_counts(flow_ids))
+    if counted is not None:
+        return counted
     counts: dict[UUID, dict[str, int]] = {}
     for flow_id in flow_ids:
-        snapshot: FlowSnapshot | None = run_sync(adapter.call("load_flow", flow_id))
+        snapshot: FlowSnapshot | None = run_sync(adapter.load_flow(flow_id))
         per_status: dict[str, int] = {}
         for record in latest_records(snapshot.records) if snapshot is not None else ():
             per_status[record.status.value] = per_status.get(record.status.value, 0) + 1
@@ -104,7 +103,7 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
     """Flows, most recently updated first, with their node counts."""
     with _store(config_path) as (store, adapter, _), reported():
         records: list[FlowRecord] = run_sync(
-            adapter.call("list_flows", status=FlowStatus(status) if status else None, limit=limit)
+            adapter.list_flows(status=FlowStatus(status) if status else None, limit=limit)
         )
         all_counts = _record_counts(store, adapter, [r.flow_id for r in records])
         note = memory_note(store)
@@ -148,7 +147,7 @@ def _load(config_path: str | None, flow_id: str) -> tuple[UUID, FlowSnapshot]:
     """The stored flow FLOW_ID (an id or a unique prefix) names."""
     with _store(config_path) as (store, adapter, name), reported():
         fid = resolve_flow_id(adapter, flow_id, name)
-        snap: FlowSnapshot | None = run_sync(adapter.call("load_flow", fid))
+        snap: FlowSnapshot | None = run_sync(adapter.load_flow(fid))
         if snap is None:
             fail(no_flow(fid, store))
     return fid, snap
@@ -270,7 +269,7 @@ def delete_command(flow_id: str, config_path: str | None) -> None:
     prefix of it."""
     with _store(config_path) as (_, adapter, name), reported():
         fid = resolve_flow_id(adapter, flow_id, name)
-        deleted = run_sync(adapter.call("delete_flow", fid))
+        deleted = run_sync(adapter.delete_flow(fid))
     if not deleted:
         fail(f"no flow {fid}")
     click.echo(f"deleted flow {fid}")
@@ -292,7 +291,7 @@ def prune_command(older_than: str | None, config_path: str | None) -> None:
         if age is None:
             fail("give --older-than, or set a retention on the store")
         with reported():
-            count = run_sync(adapter.call("prune", age))
+            count = run_sync(adapter.prune(age))
     cutoff = _when(time.time() - age.total_seconds())
     click.echo(f"pruned {count} flow{'s' if count != 1 else ''} ended before {cutoff} UTC")
 

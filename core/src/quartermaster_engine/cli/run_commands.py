@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 from uuid import UUID, uuid4
 
 import click
 from rich.console import Console
 
-from quartermaster_engine import assembly
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.cli.common import (
     EXIT_FAILED,
@@ -41,10 +40,9 @@ from quartermaster_engine.cli.flow_ids import flow_id_argument, no_flow, resolve
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
-from quartermaster_engine.runner import FlowResult, FlowRunner
+from quartermaster_engine.runner import Engine, FlowResult
 from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.sinks.console import ConsoleSink
-from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import FlowStatus
 
 _STYLES = {
@@ -97,7 +95,7 @@ def _config_flag(config_path: str | None) -> str:
 
 
 def _finish(
-    runner: FlowRunner,
+    engine: Engine,
     result: FlowResult,
     *,
     as_json: bool,
@@ -112,7 +110,7 @@ def _finish(
         # On stderr, with the progress: stdout carries only the flow's output.
         question = f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}"
         answer = click.prompt(terminal_text(question), err=True)
-        result = guarded(runner.resume, result.flow_id, answer, waiting.node_id)
+        result = guarded(run_sync, engine.resume(result.flow_id, answer, waiting.node_id))
     if as_json:
         echo_json(_result_json(result))
     elif result.status is FlowStatus.COMPLETED:
@@ -128,8 +126,8 @@ def _finish(
             click.echo(terminal_text(asks), err=True)
         command = f"qm resume {result.flow_id} --input ANSWER{_config_flag(config_path)}"
         click.echo(f"flow {result.flow_id} is paused; continue it with:\n  {command}", err=True)
-        if not runner.store_adapter.durable or (
-            runner.config and runner.config.store.name == "memory"
+        if not engine.store_adapter.durable or (
+            engine.config and engine.config.store.name == "memory"
         ):
             click.echo(
                 "note: the store is in memory, so this flow ends with this process; configure "
@@ -145,29 +143,18 @@ def _finish(
     return EXIT_PAUSED if result.paused else EXIT_FAILED
 
 
-def _runner(
-    graph: Any,
-    config: EngineConfig,
-    as_json: bool,
-    quiet: bool,
-    store: Any = None,
-    nodes: dict[str, Any] | None = None,
-) -> FlowRunner:
-    """A runner from config; a ``store`` given is used and owned (closed with it);
-    ``nodes`` overrides node executor settings."""
+def _engine(
+    config: EngineConfig, as_json: bool, quiet: bool, nodes: dict[str, Any] | None = None
+) -> Engine:
+    """The command's engine, from config; ``nodes`` overrides node executor settings."""
     on_event = None if (as_json or quiet) else Progress()
-    extra: dict[str, Any] = {} if store is None else {"store": store}
-    if nodes:
-        extra["nodes"] = nodes
-    runner = guarded(FlowRunner.from_config, graph, config, on_event=on_event, **extra)
-    if store is not None:
-        runner._owned.append(store)
-    return runner
+    extra: dict[str, Any] = {"nodes": nodes} if nodes else {}
+    return guarded(Engine.from_config, config, on_event=on_event, **extra)
 
 
 def _drive(
-    runner: FlowRunner,
-    call: Callable[[], FlowResult],
+    engine: Engine,
+    call: Callable[[], Awaitable[FlowResult]],
     flow_id: UUID,
     *,
     config_path: str | None,
@@ -175,17 +162,17 @@ def _drive(
     quiet: bool,
     interactive: bool,
 ) -> NoReturn:
-    """Run ``call`` on ``runner`` (closing it after), report, and exit with the status."""
-    with runner:
+    """Run ``call`` on ``engine`` (closing it after), report, and exit with the status."""
+    with engine:
         try:
-            result = guarded(call)
+            result = guarded(run_sync, call())
         except KeyboardInterrupt:
             fail(
                 f"interrupted; flow {flow_id} is left as it was in the store. With a durable "
                 f"store, continue it with: qm recover {flow_id}{_config_flag(config_path)}"
             )
         code = _finish(
-            runner,
+            engine,
             result,
             as_json=as_json,
             quiet=quiet,
@@ -233,10 +220,10 @@ def run_command(
         nodes = llm_node_settings(provider, model)
     except ImportError as exc:
         fail(str(exc))
-    runner = _runner(spec, config, as_json, quiet, nodes=nodes)
+    engine = _engine(config, as_json, quiet, nodes=nodes)
     _drive(
-        runner,
-        lambda: runner.run(input_text, fid),
+        engine,
+        lambda: engine.run(spec, input_text, fid),
         fid,
         config_path=config_path,
         as_json=as_json,
@@ -245,24 +232,30 @@ def run_command(
     )
 
 
-def _stored_runner(
+def _stored_engine(
     config_path: str | None, flow_id: str, as_json: bool, quiet: bool
-) -> tuple[FlowRunner, UUID]:
-    """A runner for the stored flow FLOW_ID (an id or a unique prefix) names, and
-    that flow's id: on the configured store, with the flow's own graph."""
+) -> tuple[Engine, UUID]:
+    """The engine for the stored flow FLOW_ID (an id or a unique prefix) names, and
+    that flow's id (the flow brings its own graph): its store must continue flows
+    across processes and hold the flow."""
     config = load_config(config_path)
-    with reported():
-        store = assembly.build_store(config)
-        adapter = StoreAdapter(store)
-        if not adapter.durable:
-            fail(
-                f"the configured store ({config.store.name}) cannot continue flows across processes"
-            )
-        fid = resolve_flow_id(adapter, flow_id, config.store.name)
-        record = run_sync(adapter.call("get_flow", fid))
-        if record is None:
-            fail(no_flow(fid, store, f" in the store ({config.store.name})"))
-    return _runner(record.graph, config, as_json, quiet, store), fid
+    engine = _engine(config, as_json, quiet)
+    try:
+        with reported():
+            adapter = engine.store_adapter
+            if not adapter.durable:
+                fail(
+                    f"the configured store ({config.store.name}) cannot continue flows "
+                    "across processes"
+                )
+            fid = resolve_flow_id(adapter, flow_id, config.store.name)
+            record = run_sync(adapter.get_flow(fid))
+            if record is None:
+                fail(no_flow(fid, engine.store, f" in the store ({config.store.name})"))
+    except BaseException:
+        engine.close()
+        raise
+    return engine, fid
 
 
 @click.command("resume")
@@ -283,10 +276,10 @@ def resume_command(
     """Give INPUT to a paused flow and continue it (a durable store makes this work
     from another process). FLOW_ID is the id or a unique prefix of it."""
     guarded(text_arg, input_text, "--input")
-    runner, fid = _stored_runner(config_path, flow_id, as_json, quiet)
+    engine, fid = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
-        runner,
-        lambda: runner.resume(fid, input_text, node),
+        engine,
+        lambda: engine.resume(fid, input_text, node),
         fid,
         config_path=config_path,
         as_json=as_json,
@@ -304,10 +297,10 @@ def recover_command(flow_id: str, config_path: str | None, as_json: bool, quiet:
     """Continue a flow whose run was interrupted (crash, lost connection): only the
     activations that had not committed run again. FLOW_ID is the id or a unique
     prefix of it."""
-    runner, fid = _stored_runner(config_path, flow_id, as_json, quiet)
+    engine, fid = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
-        runner,
-        lambda: runner.recover(fid),
+        engine,
+        lambda: engine.recover(fid),
         fid,
         config_path=config_path,
         as_json=as_json,

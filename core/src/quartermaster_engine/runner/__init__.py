@@ -1,5 +1,6 @@
 """The runner: compiles a graph once and schedules its activations."""
 
+from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import (
     FlowBusyError,
     FlowStateError,
@@ -18,6 +19,7 @@ from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingN
 
 __all__ = [
     "DEFAULT_MAX_VISITS",
+    "Engine",
     "FlowBusyError",
     "FlowResult",
     "FlowRunner",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from quartermaster_engine.context.current_context import bind
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
+from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher, offloads_blocking
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
 from quartermaster_engine.runner.compiled import CNode
@@ -48,7 +48,7 @@ class ExecutorCaller:
         self.missing = missing
         self.dispatcher = dispatcher
         self.control = control
-        self.offloads_blocking = bool(getattr(dispatcher, "offloads_blocking", control.concurrent))
+        self.offloads_blocking = offloads_blocking(dispatcher)
         self._cache: dict[str, tuple[NodeExecutor, bool] | None] = {}
 
     def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:
@@ -65,7 +65,7 @@ class ExecutorCaller:
         if found is None:
             raise NodeError(self.missing(cnode))
         executor, is_async = found
-        ctx = ExecutionContext._for_activation(run, act, input_text)
+        ctx = ExecutionContext._for_activation(run.view, act, input_text)
         timeout = cnode.timeout
         result: Any
         if is_async:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import weakref
 from typing import Any
 
 from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
-from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
+from quartermaster_engine.nodes import (
+    ListsTypes,
+    NodeExecutor,
+    NodeRegistry,
+    ValidatesNodes,
+    is_async_executor,
+)
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.types import NodeType
 
@@ -33,7 +40,8 @@ class Executors:
         self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
         self._control = control_executors()
         self._merge: MergeExecutor | None = None
-        self._preflighted: set[int] = set()
+        # Graphs that passed (by identity; a dropped graph leaves with its entry).
+        self._preflighted: weakref.WeakSet[CompiledGraph] = weakref.WeakSet()
 
     def is_async(self, executor: NodeExecutor) -> bool:
         """Whether ``executor.execute`` is a coroutine function, asked once per executor
@@ -77,8 +85,7 @@ class Executors:
             extra: list[str] = []
         else:
             registry, extra = self.node_registry, list(self._control)
-        list_types = getattr(registry, "list_types", None)
-        types = list(list_types()) if callable(list_types) else []
+        types = list(registry.list_types()) if isinstance(registry, ListsTypes) else []
         extra.append(MERGE_TYPE)
         return types + [t for t in extra if t not in types]
 
@@ -97,7 +104,7 @@ class Executors:
         listing every problem at once. ``allow_missing``: node types without an
         executor here are fine (a remote dispatcher's workers run them).
         """
-        if id(compiled) in self._preflighted:
+        if compiled in self._preflighted:
             return
         spec = compiled.spec
         graph_name = spec.name or str(spec.id)
@@ -114,9 +121,8 @@ class Executors:
                 if cnode.type_name not in known and not allow_missing:
                     unknown.append(self.missing_message(cnode))
                 continue
-            validate = getattr(executor, "validate_node", None)
-            if callable(validate):
-                for problem in validate(cnode.node, spec) or ():
+            if isinstance(executor, ValidatesNodes):
+                for problem in executor.validate_node(cnode.node, spec) or ():
                     problems.setdefault(problem, []).append(cnode.describe())
         if unknown:
             lines = "\n".join(f"  {line}" for line in unknown)
@@ -129,4 +135,4 @@ class Executors:
                 for problem, nodes in problems.items()
             )
             raise NodeConfigError(f"graph {graph_name} has invalid node settings:\n{lines}")
-        self._preflighted.add(id(compiled))
+        self._preflighted.add(compiled)

@@ -1,4 +1,4 @@
-"""`RunHost`: what a running flow needs from the runner that started it."""
+"""`RunHost`: what a running flow needs from the engine that drives it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class RunHost(Protocol):
-    """Implemented by `FlowRunner`; a `FlowRun` reaches its runner only through this."""
+    """Implemented by `Engine`; a `FlowRun` reaches its engine only through this."""
 
     @property
     def store_adapter(self) -> StoreAdapter:

@@ -1,7 +1,7 @@
 """Following a flow that remote workers advance (see `dispatchers.remote`).
 
 The client relays the flow's events from the store's durable log to the
-runner's listeners as workers commit them, and reads the result from the store
+engine's listeners as workers commit them, and reads the result from the store
 once the flow has paused or ended.
 """
 
@@ -20,8 +20,9 @@ from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.result import FlowResult
 
 if TYPE_CHECKING:
+    from quartermaster_engine.runner.engine import Engine
     from quartermaster_engine.runner.flow_run import FlowRun
-    from quartermaster_engine.runner.flow_runner import FlowRunner
+    from quartermaster_engine.types import GraphSpec
 
 logger = logging.getLogger("quartermaster_engine.runner")
 
@@ -29,13 +30,13 @@ Listener = tuple[str, Callable[[FlowEvent], Any]]
 
 
 async def relay(
-    runner: FlowRunner, flow_id: UUID, after: int, listeners: Iterable[Listener]
+    engine: Engine, flow_id: UUID, after: int, listeners: Iterable[Listener]
 ) -> AsyncIterator[FlowEvent]:
     """The flow's logged events above ``after`` until it pauses or ends, each also
     given to ``listeners`` (a failing listener is logged, never breaks the run)."""
-    targets = [*runner.listeners(), *listeners]
+    targets = [*engine.listeners(), *listeners]
     async for event in read_log(
-        runner.store_adapter, flow_id, after=after, follow=True, until_paused=True
+        engine.store_adapter, flow_id, after=after, follow=True, until_paused=True
     ):
         for name, listener in targets:
             try:
@@ -46,7 +47,7 @@ async def relay(
 
 
 async def follow(
-    runner: FlowRunner,
+    engine: Engine,
     flow_id: UUID,
     after: int,
     started: float,
@@ -54,40 +55,40 @@ async def follow(
 ) -> FlowResult:
     """Relay the flow's events until it pauses or ends; return its stored result,
     timed from ``started`` (`time.monotonic`)."""
-    async for _ in relay(runner, flow_id, after, listeners):
+    async for _ in relay(engine, flow_id, after, listeners):
         pass
-    result = await runner.aget_result(flow_id)
+    result = await engine.result(flow_id)
     return dataclasses.replace(result, duration_seconds=time.monotonic() - started)
 
 
-async def hand_off(runner: FlowRunner, run: FlowRun) -> int:
+async def hand_off(engine: Engine, run: FlowRun) -> int:
     """Let the flow's lease go and give its pending activations to the remote
     workers; return the number of the last event logged before."""
     await run.lease.release()
-    record = await runner.store_adapter.call("get_flow", run.flow_id)
-    dispatcher = runner.dispatcher
+    record = await engine.store_adapter.get_flow(run.flow_id)
+    dispatcher = engine.dispatcher
     assert isinstance(dispatcher, RemoteDispatcher)
-    await dispatcher.start(runner, run.flow_id)
+    await dispatcher.start(engine, run.flow_id)
     return int(record.event_seq) if record is not None else 0
 
 
 async def run_async(
-    runner: FlowRunner, input_message: str, flow_id: UUID | str | None
+    engine: Engine, graph: GraphSpec, input_message: str, flow_id: UUID | str | None
 ) -> AsyncIterator[FlowEvent]:
-    """`FlowRunner.run_async` with a remote dispatcher: the client's own events
+    """`Engine.stream` with a remote dispatcher: the client's own events
     (FlowStarted), then the workers' from the durable log; breaking out of the
     iteration stops the flow."""
     own: list[FlowEvent] = []
-    run = runner.new_run(input_message, flow_id, [("run_async", own.append)])
+    run = engine.new_run(graph, input_message, flow_id, [("run_async", own.append)])
     await run.start_new()
-    after = await hand_off(runner, run)
+    after = await hand_off(engine, run)
     settled = False
     try:
         for event in own:
             yield event
-        async for event in relay(runner, run.flow_id, after, ()):
+        async for event in relay(engine, run.flow_id, after, ()):
             yield event
         settled = True
     finally:
         if not settled:
-            await runner.astop(run.flow_id)
+            await engine.stop(run.flow_id)

@@ -8,13 +8,14 @@ from typing import Any
 from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.runner.errors import StoreNotSharedError
 from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import DescribesItself
 from quartermaster_engine.stores.memory_store import InMemoryStore
 
 
 def store_name(store: Any) -> str:
-    """The store as messages name it (its ``describe()`` when it has one)."""
-    describe = getattr(store, "describe", None)
-    return describe() if callable(describe) else type(store).__name__
+    """The store as messages name it (its ``describe()`` when it has one:
+    `DescribesItself`)."""
+    return store.describe() if isinstance(store, DescribesItself) else type(store).__name__
 
 
 def is_shared(store: Any) -> bool:
@@ -34,7 +35,7 @@ def require_shared_store(store: Any, who: str) -> None:
 
 def check_dispatcher_store(dispatcher: Any, store: Any) -> None:
     """Raise `StoreNotSharedError` when ``dispatcher`` runs flows on remote workers and
-    ``store`` is not shared with them (what `FlowRunner` and ``qm serve`` check)."""
+    ``store`` is not shared with them (what every `Engine` checks)."""
     if is_remote(dispatcher):
         name = type(dispatcher).__name__
         require_shared_store(store, f"dispatcher {name} runs flows on workers in other processes")

@@ -17,21 +17,18 @@ import heapq
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.runner import finish
+from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
+from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import Activation, FlowSnapshot, FlowStatus
-
-if TYPE_CHECKING:
-    from quartermaster_engine.runner.flow_runner import FlowRunner
-
 
 #: A pending activation as dispatchers name it: (node id, visit, attempt).
 ActivationRef = tuple[UUID, int, int]
@@ -71,26 +68,29 @@ class StepResult:
 
 
 class FlowStepper:
-    """Advances stored flows of a runner's store, one activation per `step`.
+    """Advances stored flows of an engine's store, one activation per `step`
+    (given a `FlowRunner`, its engine's).
 
     Keeps the state it read of up to ``cache_size`` flows, so that the next step
     of a flow reads only what changed. Safe with other steppers and drivers in
     other processes: each step holds the flow's lease while it runs.
     """
 
-    def __init__(self, runner: FlowRunner, *, cache_size: int = 256) -> None:
-        if not runner.store_adapter.durable:
+    def __init__(self, engine: Engine | FlowRunner, *, cache_size: int = 256) -> None:
+        if isinstance(engine, FlowRunner):
+            engine = engine.engine
+        if not engine.store_adapter.durable:
             raise TypeError(
-                f"a FlowStepper needs a durable store; {runner.store_name()} is not one"
+                f"a FlowStepper needs a durable store; {engine.store_name()} is not one"
             )
-        self.runner = runner
+        self.engine = engine
         self.cache_size = cache_size
         self._states: OrderedDict[UUID, FlowState] = OrderedDict()
 
     async def step(self, flow_id: UUID) -> StepResult:
         """Run one ready activation of the flow and commit it (see the module)."""
-        runner = self.runner
-        lease = runner.lease_for(flow_id)
+        engine = self.engine
+        lease = engine.lease_for(flow_id)
         await lease.acquire(about="it cannot be advanced now")
         try:
             run = await self._load(flow_id, lease)
@@ -124,7 +124,7 @@ class FlowStepper:
     async def pending(self, flow_id: UUID) -> list[tuple[ActivationRef, float]]:
         """The flow's activations that may run (not waiting for a person), with when
         each may start: what a dispatcher enqueues when it takes a flow over."""
-        run = await self._load(flow_id, self.runner.lease_for(flow_id))
+        run = await self._load(flow_id, self.engine.lease_for(flow_id))
         self._remember(flow_id, run.state)
         return _queued(run.state)
 
@@ -138,18 +138,18 @@ class FlowStepper:
 
         With ``stop_poll`` the flow's record is read every ``stop_poll`` seconds
         while the executor runs: once the flow has ended (stopped elsewhere) the
-        executor is stopped as by `FlowRunner.stop` (async ones cancelled, blocking
+        executor is stopped as by `Engine.stop` (async ones cancelled, blocking
         ones see ``context.cancelled``; a blocking executor must run off the loop, as
         under a concurrent dispatcher). Raises `MissingExecutorError` when this
         process has no executor for the node's type (nothing ran)."""
-        runner = self.runner
-        run = await self._load(flow_id, runner.lease_for(flow_id))
+        engine = self.engine
+        run = await self._load(flow_id, engine.lease_for(flow_id))
         self._remember(flow_id, run.state)
         act = _find(run.state, ref)
         if act is None or (run.status_on_load or FlowStatus.RUNNING).is_terminal:
             return None
-        if runner.executor_for(act.cnode.type_name) is None:
-            raise MissingExecutorError(runner.missing_executor_message(act.cnode))
+        if engine.executor_for(act.cnode.type_name) is None:
+            raise MissingExecutorError(engine.missing_executor_message(act.cnode))
         run.attach()
         watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))
         try:
@@ -165,7 +165,7 @@ class FlowStepper:
         flow's current state, one fenced commit. A duplicate (the activation was
         committed by another delivery) changes nothing."""
         flow_id = work.flow_id
-        lease = self.runner.lease_for(flow_id)
+        lease = self.engine.lease_for(flow_id)
         await lease.acquire(wait=wait, about="its work cannot be committed now")
         try:
             run = await self._load(flow_id, lease)
@@ -213,19 +213,19 @@ class FlowStepper:
         return StepResult(run.flow_id, ran, result.status, 0, None, result)
 
     async def _load(self, flow_id: UUID, lease: LeaseKeeper) -> FlowRun:
-        runner = self.runner
+        engine = self.engine
         state = self._states.pop(flow_id, None)
         after = 0 if state is None else state.record_count
-        snapshot: FlowSnapshot | None = await runner.store_adapter.call(
-            "load_flow", flow_id, records_after=after
+        snapshot: FlowSnapshot | None = await engine.store_adapter.load_flow(
+            flow_id, records_after=after
         )
         if snapshot is None:
-            raise FlowNotFoundError(f"no flow {flow_id} in the store ({runner.store_name()})")
+            raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
         if state is not None and snapshot.record_count < after:
             state = None  # the flow was deleted and made anew: read it whole
-            snapshot = await runner.store_adapter.call("load_flow", flow_id)
+            snapshot = await engine.store_adapter.load_flow(flow_id)
             assert snapshot is not None
-        return FlowRun.from_snapshot(runner, snapshot, lease, state=state)
+        return FlowRun.from_snapshot(engine, snapshot, lease, state=state)
 
     def _remember(self, flow_id: UUID, state: FlowState) -> None:
         self._states[flow_id] = state
@@ -238,7 +238,7 @@ async def _watch(run: FlowRun, every: float) -> None:
     store = run.host.store_adapter
     while True:
         await asyncio.sleep(every)
-        record = await store.call("get_flow", run.flow_id)
+        record = await store.get_flow(run.flow_id)
         if record is None or record.status.is_terminal:
             run.request_stop("the flow was stopped")
             return
