@@ -160,8 +160,10 @@ def sse_events(
     *,
     last_event_id: str | None = None,
     limit: int | None = None,
+    until: str | None = None,
 ) -> list[Sse]:
-    """Read ``path``'s event stream until the server ends it, or ``limit`` events."""
+    """Read ``path``'s event stream until the server ends it, or ``limit`` events,
+    or (``until``) the first event of that type."""
     headers = {"last-event-id": last_event_id} if last_event_id is not None else {}
     found: list[Sse] = []
     with client.stream("GET", path, headers=headers) as response:
@@ -172,6 +174,8 @@ def sse_events(
                 continue
             found.append(Sse(block["id"], block["event"], json.loads(block["data"])))
             if limit is not None and len(found) >= limit:
+                break
+            if until is not None and found[-1].event == until:
                 break
     return found
 

@@ -40,6 +40,13 @@ def position_text(position: Position) -> str:
     return str(seq) if token == 0 else f"{seq}.{token}"
 
 
+def next_position(last: Position, event: FlowEvent) -> Position:
+    """Where ``event`` stands, coming right after the event at ``last``."""
+    if isinstance(event, TokenGenerated):
+        return (event.seq, last[1] + 1 if last[0] == event.seq else 1)
+    return (event.seq, 0)
+
+
 def parse_position(text: str) -> Position | None:
     """The position a ``Last-Event-ID`` names, or None if it names none."""
     seq, dot, token = text.strip().partition(".")
@@ -113,11 +120,7 @@ class InProcessEventLog:
         if log is None:
             log = self._logs[event.flow_id] = []
             self._trim()
-        position = (event.seq, 0)
-        if isinstance(event, TokenGenerated):
-            last = log[-1][0] if log else (event.seq, 0)
-            position = (event.seq, last[1] + 1 if last[0] == event.seq else 1)
-        item = (position, event)
+        item = (next_position(log[-1][0] if log else (event.seq, 0), event), event)
         log.append(item)
         for subscription in self._subscribers.get(event.flow_id, ()):
             subscription.queue.put_nowait(item)

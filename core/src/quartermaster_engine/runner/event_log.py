@@ -1,4 +1,5 @@
-"""Reading a flow's durable event log, from any process, and following it."""
+"""Reading a flow's durable event log, from any process, and following it
+(with the live tokens of the nodes running meanwhile, given a subscription)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.runner.live_tokens import decode_token
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowNotFoundError
+from quartermaster_engine.stores.live import LiveSubscription
 from quartermaster_engine.stores.records import FlowRecord, FlowStatus
 
 #: How often a follower asks the store for new events (seconds).
@@ -24,12 +27,19 @@ async def read_log(
     poll: float = DEFAULT_POLL_SECONDS,
     batch: int = 500,
     until_paused: bool = False,
+    live: LiveSubscription | None = None,
 ) -> AsyncIterator[FlowEvent]:
     """The flow's logged events numbered above ``after``, in order. With ``follow``,
     keep reading as the flow goes on (asking the store every ``poll`` seconds)
     until it has ended (completed, failed, stopped) and every event is read; a
     paused flow is followed until someone resumes it and it ends, or, with
-    ``until_paused``, until it pauses."""
+    ``until_paused``, until it pauses.
+
+    With ``live`` (a subscription to the flow's `LiveChannel`, made before this
+    call), tokens published by the workers are yielded as they arrive, between
+    the logged events, each numbered as the logged event before it. A worker
+    publishes a node's tokens before it commits the node, so they are taken
+    before the events of that commit are read."""
     if not store.durable:
         raise FlowNotFoundError("the store keeps no event log (it is not a durable store)")
     record: FlowRecord | None = await store.call("get_flow", flow_id)
@@ -37,6 +47,9 @@ async def read_log(
         raise FlowNotFoundError(f"no flow {flow_id} in the store")
     seen = after
     while True:
+        if live is not None:
+            while (token := await _next_token(live, 0, seen)) is not None:
+                yield token
         events: list[FlowEvent] = await store.call("read_events", flow_id, seen, batch)
         for event in events:
             seen = event.seq
@@ -51,4 +64,21 @@ async def read_log(
         settled = record.status.is_terminal or (until_paused and record.status is FlowStatus.PAUSED)
         if settled and seen >= record.event_seq:
             return
-        await asyncio.sleep(poll)
+        if live is None:
+            await asyncio.sleep(poll)
+            continue
+        # Wait for the next read of the log on the subscription: tokens go out live.
+        deadline = asyncio.get_running_loop().time() + poll
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            token = await _next_token(live, left, seen)
+            if token is not None:
+                yield token
+
+
+async def _next_token(live: LiveSubscription, within: float, seen: int) -> FlowEvent | None:
+    """The next token within ``within`` seconds (skipping messages that are none)."""
+    while (message := await live.next(within)) is not None:
+        token = decode_token(message, seen)
+        if token is not None:
+            return token
+    return None

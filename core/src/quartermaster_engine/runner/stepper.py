@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -25,6 +26,7 @@ from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.runner.lease import LeaseKeeper
+from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.base import FlowNotFoundError
@@ -129,7 +131,12 @@ class FlowStepper:
         return _queued(run.state)
 
     async def execute(
-        self, flow_id: UUID, ref: ActivationRef, *, stop_poll: float | None = None
+        self,
+        flow_id: UUID,
+        ref: ActivationRef,
+        *,
+        stop_poll: float | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> Work | None:
         """Run one pending activation's executor without taking the flow's lease, so
         other activations of the flow run at the same time elsewhere. Nothing is
@@ -141,9 +148,12 @@ class FlowStepper:
         executor is stopped as by `Engine.stop` (async ones cancelled, blocking
         ones see ``context.cancelled``; a blocking executor must run off the loop, as
         under a concurrent dispatcher). Raises `MissingExecutorError` when this
-        process has no executor for the node's type (nothing ran)."""
+        process has no executor for the node's type (nothing ran).
+
+        ``listeners`` hear the events of the execution besides the engine's (the
+        tokens the executor streams: a worker publishes them live)."""
         engine = self.engine
-        run = await self._load(flow_id, engine.lease_for(flow_id))
+        run = await self._load(flow_id, engine.lease_for(flow_id), listeners)
         self._remember(flow_id, run.state)
         act = _find(run.state, ref)
         if act is None or (run.status_on_load or FlowStatus.RUNNING).is_terminal:
@@ -212,7 +222,9 @@ class FlowStepper:
         result = await finish.finish(run)
         return StepResult(run.flow_id, ran, result.status, 0, None, result)
 
-    async def _load(self, flow_id: UUID, lease: LeaseKeeper) -> FlowRun:
+    async def _load(
+        self, flow_id: UUID, lease: LeaseKeeper, listeners: Iterable[Listener] = ()
+    ) -> FlowRun:
         engine = self.engine
         state = self._states.pop(flow_id, None)
         after = 0 if state is None else state.record_count
@@ -225,7 +237,7 @@ class FlowStepper:
             state = None  # the flow was deleted and made anew: read it whole
             snapshot = await engine.store_adapter.call("load_flow", flow_id)
             assert snapshot is not None
-        return FlowRun.from_snapshot(engine, snapshot, lease, state=state)
+        return FlowRun.from_snapshot(engine, snapshot, lease, listeners=listeners, state=state)
 
     def _remember(self, flow_id: UUID, state: FlowState) -> None:
         self._states[flow_id] = state

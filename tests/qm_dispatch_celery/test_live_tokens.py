@@ -1,0 +1,117 @@
+"""Tokens streamed by nodes on real workers reach clients live, through the store's
+pub/sub (Redis), never through the durable log: ``run_async``, ``on_event`` and the
+server's SSE, numbered as local tokens are (the k-th token after event N is
+``N.k``), and a reconnecting SSE client gets every durable event, without a gap.
+
+The ``stream`` node streams ``a``, then waits for the test to acknowledge that a
+client received ``a`` (file ``ack-<flow id>``), then streams ``b`` and ``c``: its
+output ``acked`` proves the client heard ``a`` while the node was still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from celery_support import Fleet
+
+from qm_server import ServerSettings
+from quartermaster_engine.events import FlowEvent, TokenGenerated
+from quartermaster_engine.testing import call, chain_graph
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "qm_server"))
+
+from qm_server_support import LiveServer, logged_numbers, sse_events
+
+STREAM_YAML = """\
+name: Stream
+nodes:
+  - {name: Start, type: Start1}
+  - {name: A, type: work}
+  - {name: S, type: stream}
+  - {name: End, type: End1}
+edges:
+  - {from: Start, to: A}
+  - {from: A, to: S}
+  - {from: S, to: End}
+"""
+
+
+def _ack(fleet: Fleet, flow_id: object) -> None:
+    fleet.side.with_name(f"ack-{flow_id}").write_text("heard")
+
+
+def test_run_async_yields_a_workers_tokens_live_numbered_after_the_event_before_them(
+    fleet: Fleet,
+) -> None:
+    fleet.start_worker(concurrency=1)
+    heard: list[FlowEvent] = []
+    with fleet.runner(chain_graph(3, "stream"), on_event=heard.append) as runner:
+
+        async def collect() -> list[FlowEvent]:
+            events: list[FlowEvent] = []
+            async for event in runner.run_async("x"):
+                events.append(event)
+                if isinstance(event, TokenGenerated) and event.token == "a ":
+                    _ack(fleet, event.flow_id)
+            return events
+
+        events = asyncio.run(collect())
+        logged = call(runner.engine.store, "read_events", events[0].flow_id, 0, 100)
+    tokens = [e for e in events if isinstance(e, TokenGenerated)]
+    assert [t.token for t in tokens] == ["a ", "b ", "c "]
+    # Each token carries the number of the durable event before it in the stream.
+    last = 0
+    for event in events:
+        if isinstance(event, TokenGenerated):
+            assert event.seq == last, (event, last)
+        else:
+            assert event.seq == last + 1, (event, last)
+            last = event.seq
+    # The node's tokens come before its outcome; the output says "a" arrived live.
+    finished = next(i for i, e in enumerate(events) if getattr(e, "node_name", "") == "n0"
+                    and e.type == "NodeFinished")  # fmt: skip
+    assert max(events.index(t) for t in tokens) < finished
+    assert events[finished].result == "acked"  # type: ignore[attr-defined]
+    assert events[-1].type == "FlowFinished"
+    # Never through the durable log; on_event heard the same stream.
+    assert [e.type for e in logged] == [e.type for e in events if not isinstance(e, TokenGenerated)]
+    assert [(e.type, e.seq) for e in heard] == [(e.type, e.seq) for e in events]
+
+
+def test_the_server_streams_a_workers_tokens_as_n_dot_k_and_a_reconnect_has_no_gap(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "stream.yaml").write_text(STREAM_YAML)
+    fleet.start_workers(1, concurrency=2)
+    server = LiveServer(ServerSettings(graphs_dir=graphs, config=str(fleet.config))).start()
+    try:
+        with server.client() as client:
+            started = client.post("/api/flows", json={"graph": "stream", "input": "go"})
+            assert started.status_code == 202, started.text
+            flow_id = started.json()["flow_id"]
+            path = f"/api/flows/{flow_id}/events"
+            # Follow until the first token, acknowledge it, then reconnect from there.
+            first = sse_events(client, path, limit=100, until="TokenGenerated")
+            _ack(fleet, flow_id)
+            rest = sse_events(client, path, last_event_id=first[-1].id)
+            # A client that drops right after an early event gets all durable ones.
+            again = sse_events(client, path, last_event_id="2")
+    finally:
+        server.stop()
+    events = first + rest
+    tokens = [e for e in events if e.event == "TokenGenerated"]
+    assert [t.data["token"] for t in tokens] == ["a ", "b ", "c "]
+    before = next(e for e in reversed(events[: events.index(tokens[0])]) if "." not in e.id)
+    assert [t.id for t in tokens] == [f"{before.id}.1", f"{before.id}.2", f"{before.id}.3"]
+    numbers = logged_numbers(events)
+    assert numbers == list(range(1, len(numbers) + 1))
+    node_finished = [e for e in events if e.event == "NodeFinished"]
+    assert [e.data["node_name"] for e in node_finished] == ["Start", "A", "S", "End"]
+    assert node_finished[2].data["result"] == "acked"
+    assert events[-1].event == "FlowFinished"
+    assert logged_numbers(again) == numbers[2:]
+    assert [t.id for t in again if t.event == "TokenGenerated"] == [t.id for t in tokens]
