@@ -14,7 +14,6 @@ from quartermaster_engine.cli.graph_commands import show_command, validate_comma
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
-from quartermaster_engine.cli.worker_command import worker_command
 
 
 @click.group(cls=PluginCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +49,6 @@ for command in (
     plugins_command,
     config_group,
     flows_group,
-    worker_command,
 ):
     main.add_command(command)
 
