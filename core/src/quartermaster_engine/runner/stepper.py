@@ -256,19 +256,19 @@ class FlowStepper:
         state = self._states.pop(flow_id, None)
         exact = self._exact.pop(flow_id, None)
         if state is not None and exact is not None:
-            record: FlowRecord | None = await store.call("get_flow", flow_id)
+            record: FlowRecord | None = await store.get_flow(flow_id)
             if record is None:
                 raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
             if (record.version, record.created_at) == exact:
                 run = FlowRun.from_record(engine, record, lease, listeners=listeners, state=state)
                 return run, exact
         after = 0 if state is None else state.record_count
-        snapshot: FlowSnapshot | None = await store.call("load_flow", flow_id, records_after=after)
+        snapshot: FlowSnapshot | None = await store.load_flow(flow_id, records_after=after)
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
         if state is not None and snapshot.record_count < after:
             state = None  # the flow was deleted and made anew: read it whole
-            snapshot = await store.call("load_flow", flow_id)
+            snapshot = await store.load_flow(flow_id)
             assert snapshot is not None
         run = FlowRun.from_snapshot(engine, snapshot, lease, listeners=listeners, state=state)
         flow = snapshot.flow
@@ -290,7 +290,7 @@ async def _watch(run: FlowRun, every: float) -> None:
     store = run.host.store_adapter
     while True:
         await asyncio.sleep(every)
-        record = await store.call("get_flow", run.flow_id)
+        record = await store.get_flow(run.flow_id)
         if record is None or record.status.is_terminal:
             run.request_stop("the flow was stopped")
             return
