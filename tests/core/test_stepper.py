@@ -154,7 +154,8 @@ def test_a_lone_worker_reads_the_frontier_a_fixed_number_of_times_at_any_width()
             assert work is not None
             last = await stepper.complete(work)
             queue.extend(q for q, _ in last.queued)
-        assert last is not None and last.result is not None
+        assert last is not None
+        assert last.result is not None
         assert last.status is FlowStatus.COMPLETED
         return store.frontier_reads, last.result.final_output
 
