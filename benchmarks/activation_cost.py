@@ -102,9 +102,7 @@ async def main_async(url: str, widths: list[int], runs: int, sample: int | None)
     engine = Engine(store=store, dispatcher=AsyncDispatcher(), registry=registry)
     try:
         await one_flow(engine, 16)  # warm-up: imports, scripts loaded, connections
-        print(
-            "| width | CPU per activation, median (mean) | wall per activation | CPU timed |"
-        )
+        print("| width | CPU per activation, median (mean) | wall per activation | CPU timed |")
         print("|---:|---:|---:|---:|")
         for width in widths:
             medians: list[tuple[float, float, float, float]] = []

@@ -203,11 +203,10 @@ class FlowStepper:
             await lease.release()
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
         _take(state, act)
-        before = {ref for ref, _ in _queued(state)}
         run.attach()
         run.emit_started(act)
         await run.complete(act, work.outcome)
-        queued = tuple(q for q in _queued(state) if q[0] not in before)
+        queued = _enqueued(run.committer.enqueued)
         name = act.cnode.name or str(act.node_id)
         if run.control.halted or (not state.ready and not state.timers):
             done = await self._finish(run, name)
@@ -301,6 +300,17 @@ def _queued(state: FlowState) -> list[tuple[ActivationRef, float]]:
     out = [((a.node_id, a.visit, a.attempt), 0.0) for a in state.ready]
     out.extend(((a.node_id, a.visit, a.attempt), due) for due, _, a in state.timers)
     return out
+
+
+def _enqueued(enqueued: list[Activation]) -> tuple[tuple[ActivationRef, float], ...]:
+    """What commits queued that may run (not waiting for a person), each once, with
+    when it may start: read from the commits, not from the whole queue."""
+    now = time.time()
+    out: dict[ActivationRef, float] = {}
+    for a in enqueued:
+        if not a.waiting:
+            out[(a.node_id, a.visit, a.attempt)] = a.not_before if a.not_before > now else 0.0
+    return tuple(out.items())
 
 
 def _find(state: FlowState, ref: ActivationRef) -> Activation | None:
