@@ -14,11 +14,18 @@ from uuid import UUID
 from quartermaster_engine.events import FlowResumed, FlowStopped
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.result import FlowResult, NodeResults
 from quartermaster_engine.stores.base import FlowNotFoundError
-from quartermaster_engine.stores.records import FlowSnapshot, FlowStatus, FlowUpdate
+from quartermaster_engine.stores.records import (
+    Activation,
+    Commit,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
@@ -53,7 +60,7 @@ async def load(
     lease (waiting up to ``wait`` seconds for a live driver to let go; else
     `FlowBusyError`), then reads the flow, so what it reads no other process
     changes while it holds the lease."""
-    if engine.active(flow_id) is not None:
+    if engine.running.active(flow_id) is not None:
         raise FlowStateError(f"flow {flow_id} is running in this process")
     store = engine.store_adapter
     if not store.durable:
@@ -132,12 +139,53 @@ async def preflight_held(engine: Engine, run: FlowRun) -> None:
 
 
 async def answer(run: FlowRun, user_input: str, node_id: UUID | str | None) -> None:
-    """`FlowRun.answer`; refused, the run lets the flow's lease go."""
+    """Give ``user_input`` to a waiting node of ``run`` and queue it to run again;
+    refused, the run lets the flow's lease go."""
     try:
-        await run.answer(user_input, node_id)
+        waiting = find_waiting(run, node_id)
+        # A new activation, not the waiting one changed in place: an in-memory store
+        # holds that very object, and the commit checks it is still waiting.
+        act = Activation(
+            waiting.node_id, waiting.visit, waiting.attempt, waiting.inputs, user_input=user_input
+        )
+        act.cnode = waiting.cnode
+        act.sources = waiting.sources
+        del run.state.waiting[act.key]
+        if run.listening:
+            run.emit(
+                FlowResumed(
+                    flow_id=run.flow_id,
+                    reason="resume",
+                    node_id=act.node_id,
+                    graph_name=run.graph.name,
+                )
+            )
+        if run.committer.durable:
+            await run.committer.commit(Commit(enqueue=[act], answers=act.key))
+            await run.committer.update(
+                FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time())
+            )
+        run.state.ready.append(act)
     except BaseException:
         await run.lease.release()
         raise
+
+
+def find_waiting(run: FlowRun, node: UUID | str | None) -> Activation:
+    """The waiting activation ``node`` (an id or a name) names; by default the one
+    that started waiting first."""
+    waiting = run.state.waiting
+    if not waiting:
+        raise FlowStateError(f"flow {run.flow_id} has no node waiting for input")
+    if node is None:
+        return next(iter(waiting.values()))
+    for act in waiting.values():
+        if act.node_id == node or act.cnode.name == node or str(act.node_id) == node:
+            return act
+    names = ", ".join(a.cnode.describe() for a in waiting.values())
+    raise FlowStateError(
+        f"node {node!r} of flow {run.flow_id} is not waiting for input; waiting: {names}"
+    )
 
 
 async def recover(
@@ -177,7 +225,7 @@ def request_stop(engine: Engine, flow_id: UUID | str) -> bool:
     """Stop a flow the engine drives right now, from any thread (a stop that must
     wait for a blocking executor holding the loop's thread is not waited for);
     False if the engine drives no such flow."""
-    run = engine.active(flow_id_arg(flow_id))
+    run = engine.running.active(flow_id_arg(flow_id))
     if run is None or run.loop is None:
         return False
     if _running_loop() is run.loop:
@@ -192,7 +240,7 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
     process ends as stopped; one in the store is marked stopped there (without its
     lease: a stop wins over a driver elsewhere, whose next commit is refused)."""
     flow_id = flow_id_arg(flow_id)
-    run = engine.active(flow_id)
+    run = engine.running.active(flow_id)
     if run is not None:
         if run.loop is asyncio.get_running_loop():
             run.request_stop("stop() called")
@@ -230,9 +278,19 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
             logger.exception("event listener %s failed on FlowStopped", name)
 
 
-async def result(engine: Engine, flow_id: UUID | str) -> FlowResult:
-    """The current result of a stored flow, without running anything."""
+async def result(engine: Engine, flow_id: UUID | str, *, wait: bool = False) -> FlowResult:
+    """The current result of a stored flow, without running anything. With ``wait``, a
+    flow the engine drives in the background (`Engine.start`) is awaited first, and
+    one remote workers advance is followed until it pauses or ends."""
     flow_id = flow_id_arg(flow_id)
+    if wait:
+        task = engine.running.task(flow_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        if engine.remote:
+            log = read_log(engine.store_adapter, flow_id, follow=True, until_paused=True)
+            async for _ in log:
+                pass
     run = await load(engine, flow_id, drive=False)
     return stored_result(run, run.status_on_load or FlowStatus.PAUSED)
 
