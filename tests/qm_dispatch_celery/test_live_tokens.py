@@ -22,7 +22,7 @@ from quartermaster_engine.testing import call, chain_graph
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "qm_server"))
 
-from qm_server_support import LiveServer, logged_numbers, sse_events
+from qm_server_support import LiveServer, Sse, logged_numbers, sse_events
 
 STREAM_YAML = """\
 name: Stream
@@ -40,6 +40,13 @@ edges:
 
 def _ack(fleet: Fleet, flow_id: object) -> None:
     fleet.side.with_name(f"ack-{flow_id}").write_text("heard")
+
+
+def _heard(fleet: Fleet, flow_id: object, event: Sse) -> None:
+    """The client's first event: it listens, the node may stream; a token: ack it."""
+    fleet.side.with_name(f"go-{flow_id}").write_text("listening")
+    if event.event == "TokenGenerated":
+        _ack(fleet, flow_id)
 
 
 def test_run_async_yields_a_workers_tokens_live_numbered_after_the_event_before_them(
@@ -115,3 +122,41 @@ def test_the_server_streams_a_workers_tokens_as_n_dot_k_and_a_reconnect_has_no_g
     assert events[-1].event == "FlowFinished"
     assert logged_numbers(again) == numbers[2:]
     assert [t.id for t in again if t.event == "TokenGenerated"] == [t.id for t in tokens]
+
+
+def test_a_server_that_did_not_start_the_flow_streams_its_tokens_too(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A flow started by another server is followed from the store's durable log
+    plus the store's live channel (the node streams once the follower listens)."""
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "stream.yaml").write_text(
+        STREAM_YAML.replace("type: stream}", "type: stream, metadata: {wait_go: true}}")
+    )
+    fleet.start_workers(1, concurrency=2)
+    settings = ServerSettings(graphs_dir=graphs, config=str(fleet.config))
+    starter, follower = LiveServer(settings).start(), LiveServer(settings).start()
+    try:
+        with starter.client() as client:
+            started = client.post("/api/flows", json={"graph": "stream", "input": "go"})
+            assert started.status_code == 202, started.text
+            flow_id = started.json()["flow_id"]
+        with follower.client() as client:
+            # One connection to the end: the first token is acknowledged as it arrives.
+            events = sse_events(
+                client,
+                f"/api/flows/{flow_id}/events",
+                on_event=lambda e: _heard(fleet, flow_id, e),
+            )
+    finally:
+        starter.stop()
+        follower.stop()
+    tokens = [e for e in events if e.event == "TokenGenerated"]
+    assert [t.data["token"] for t in tokens] == ["a ", "b ", "c "]
+    n = tokens[0].number
+    assert [t.id for t in tokens] == [f"{n}.1", f"{n}.2", f"{n}.3"]
+    numbers = logged_numbers(events)
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert [e.data["result"] for e in events if e.event == "NodeFinished"][2] == "acked"
+    assert events[-1].event == "FlowFinished"
