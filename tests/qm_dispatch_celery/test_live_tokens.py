@@ -113,6 +113,8 @@ def test_the_server_streams_a_workers_tokens_as_n_dot_k_and_a_reconnect_has_no_g
     tokens = [e for e in events if e.event == "TokenGenerated"]
     assert [t.data["token"] for t in tokens] == ["a ", "b ", "c "]
     before = next(e for e in reversed(events[: events.index(tokens[0])]) if "." not in e.id)
+    # S's tokens come after what was logged when S began (A finished), before S's end.
+    assert (before.event, before.data["node_name"]) == ("NodeFinished", "A")
     assert [t.id for t in tokens] == [f"{before.id}.1", f"{before.id}.2", f"{before.id}.3"]
     numbers = logged_numbers(events)
     assert numbers == list(range(1, len(numbers) + 1))

@@ -1,11 +1,12 @@
 """Tokens of nodes that run in another process, carried by the store's `LiveChannel`.
 
 A worker publishes the tokens its executor streams (`TokenPublisher`), in
-order, and has published all of them before it commits the node's outcome. A
-client following the flow (`event_log.read_log` with a subscription) hands them
-on between the durable events it reads, each numbered as a local token is: the
-number of the durable event before it (the k-th token after event N is at
-``N.k``). Tokens never enter the durable log.
+order, and has published all of them before it commits the node's outcome.
+Each carries the number of the last event logged when its node began. A client
+following the flow (`event_log.read_log` with a subscription) hands them on
+after the durable events up to that number, each numbered as a local token
+is: the number of the durable event before it in the client's stream (the
+k-th token after event N is at ``N.k``). Tokens never enter the durable log.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def encode_token(event: TokenGenerated) -> bytes:
     return json.dumps(event.to_dict(), separators=(",", ":")).encode()
 
 
-def decode_token(message: bytes, seq: int) -> TokenGenerated | None:
-    """The token ``message`` carries, numbered ``seq`` (the durable event before it);
-    None (logged) if the message is not a token."""
+def decode_token(message: bytes) -> TokenGenerated | None:
+    """The token ``message`` carries (its ``seq``: the last event logged when its node
+    began); None (logged) if the message is not a token."""
     try:
         event = event_from_dict(json.loads(message))
     except (ValueError, TypeError, KeyError) as exc:
@@ -37,7 +38,6 @@ def decode_token(message: bytes, seq: int) -> TokenGenerated | None:
     if not isinstance(event, TokenGenerated):
         logger.warning("ignored a live %s: only tokens travel live", event.type)
         return None
-    event.seq = seq
     return event
 
 
