@@ -106,3 +106,62 @@ async def _branches() -> None:
 
 
 FAN_NAMES = ["Start", "A", "B", "C", "J", "End"]
+
+
+class FrontierCountingStore(InMemoryStore):
+    """The in-memory store, counting the reads of a flow's whole frontier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frontier_reads = 0
+
+    def load_flow(self, flow_id: Any, *, records_after: int = 0) -> Any:
+        self.frontier_reads += 1
+        return super().load_flow(flow_id, records_after=records_after)
+
+
+def _fan(width: int) -> Any:
+    nodes: dict[str, Any] = {"Start": "Start1"}
+    nodes.update({f"b{i}": "name" for i in range(width)})
+    nodes["J"] = {"type": "join", "traverse_in": "AwaitAll"}
+    nodes["End"] = "End1"
+    edges = [("Start", f"b{i}") for i in range(width)] + [(f"b{i}", "J") for i in range(width)]
+    return build_graph(nodes, [*edges, ("J", "End")])
+
+
+def test_a_lone_worker_reads_the_frontier_a_fixed_number_of_times_at_any_width() -> None:
+    """Nothing committed by others since a stepper's own commit: the flow record's
+    version says so, and neither execute nor complete reads the frontier."""
+
+    async def scenario(width: int, interleave: bool) -> tuple[int, str | None]:
+        store = FrontierCountingStore()
+        registry = SimpleNodeRegistry(
+            {
+                "name": lambda ctx: ctx.current_node.name,
+                "join": lambda ctx: str(len(ctx.input_text.split("\n"))),
+            }
+        )
+        runner = FlowRunner(_fan(width), registry, store=store)
+        worker, other = FlowStepper(runner), FlowStepper(runner)
+        fid = await runner.asubmit("go")
+        queue = [ref for ref, _ in await worker.pending(fid)]
+        last = None
+        while queue:
+            ref = queue.pop(0)
+            # With interleave, another worker takes every fifth activation.
+            stepper = other if interleave and ref[0] == name_id("b5") else worker
+            work = await stepper.execute(fid, ref)
+            assert work is not None
+            last = await stepper.complete(work)
+            queue.extend(q for q, _ in last.queued)
+        assert last is not None
+        assert last.result is not None
+        assert last.status is FlowStatus.COMPLETED
+        return store.frontier_reads, last.result.final_output
+
+    # pending, then execute and complete of Start; nothing more whatever the width.
+    assert asyncio.run(scenario(10, False)) == (3, str(10))
+    assert asyncio.run(scenario(60, False)) == (3, str(60))
+    # Another worker's commit in between: the next execute and complete read it
+    # (2 reads by the other worker, 2 by this one to catch up).
+    assert asyncio.run(scenario(60, True)) == (3 + 4, str(60))

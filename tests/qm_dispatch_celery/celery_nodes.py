@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from quartermaster_engine.context.execution_context import ExecutionContext
@@ -98,6 +99,30 @@ def again(ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output_text=ctx.input_text[-60:], picked_node=pick)
 
 
+def stream(ctx: ExecutionContext) -> str:
+    """Streams the tokens ``a``, ``b``, ``c`` (with ``metadata.wait_go``, only once the
+    file ``go-<flow id>`` exists). After ``a`` it waits (up to 30 s) for
+    the file ``ack-<flow id>`` next to ``$QM_TEST_SIDE``, which a test writes once a
+    client received ``a``: the output says whether it came while the node ran."""
+    note(ctx)
+    side = Path(os.environ["QM_TEST_SIDE"])
+    ack = side.with_name(f"ack-{ctx.flow_id}")
+    if ctx.current_node.metadata.get("wait_go"):
+        # A client must be listening first: it writes go-<flow id> (up to 30 s).
+        _wait_for(side.with_name(f"go-{ctx.flow_id}"), 30)
+    ctx.emit_token("a ")
+    _wait_for(ack, 30)
+    ctx.emit_token("b ")
+    ctx.emit_token("c ")
+    return "acked" if ack.exists() else "no ack within 30 s"
+
+
+def _wait_for(path: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def fail(ctx: ExecutionContext) -> str:
     note(ctx)
     raise ValueError(f"{ctx.current_node.name} always fails")
@@ -119,6 +144,7 @@ EXECUTORS: dict[str, Callable[[ExecutionContext], Any]] = {
     "route": route,
     "again": again,
     "fail": fail,
+    "stream": stream,
 }
 
 

@@ -9,7 +9,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,8 +174,11 @@ def sse_events(
     *,
     last_event_id: str | None = None,
     limit: int | None = None,
+    until: str | None = None,
+    on_event: Callable[[Sse], object] | None = None,
 ) -> list[Sse]:
-    """Read ``path``'s event stream until the server ends it, or ``limit`` events."""
+    """Read ``path``'s event stream until the server ends it, or ``limit`` events,
+    or (``until``) the first event of that type; ``on_event`` sees each as read."""
     headers = {"last-event-id": last_event_id} if last_event_id is not None else {}
     found: list[Sse] = []
     with client.stream("GET", path, headers=headers) as response:
@@ -185,7 +188,11 @@ def sse_events(
             if "data" not in block:
                 continue
             found.append(Sse(block["id"], block["event"], json.loads(block["data"])))
+            if on_event is not None:
+                on_event(found[-1])
             if limit is not None and len(found) >= limit:
+                break
+            if until is not None and found[-1].event == until:
                 break
     return found
 

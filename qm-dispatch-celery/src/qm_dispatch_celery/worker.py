@@ -7,7 +7,9 @@ activation was committed already: a duplicate delivery, dropped), then
 commit (a duplicate changes nothing), then one task is published per activation
 that commit queued. The next work comes only from what was committed (a
 transactional outbox); activations committed but never published (the worker
-died in between) are published again by the sweep or by ``recover``.
+died in between) are published again by the sweep or by ``recover``. Tokens
+the executor streams are published live on the store's `LiveChannel` (when it
+has one), all of them before the commit.
 
 Each worker process (a prefork child, or the main process for the sweep) has
 its own `Engine`, made on first use; each thread (``--pool threads``) its own
@@ -36,8 +38,10 @@ from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.plugins.loader import PluginNodeRegistry
 from quartermaster_engine.redaction import redact_setting, redact_text
 from quartermaster_engine.runner.engine import Engine
+from quartermaster_engine.runner.live_tokens import TokenPublisher
 from quartermaster_engine.runner.shared_store import require_shared_store
 from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.stores.live import live_channel
 from quartermaster_engine.stores.records import FlowStatus
 
 logger = logging.getLogger("qm_dispatch_celery")
@@ -123,7 +127,16 @@ class Worker:
         """Run one activation and publish what its commit queued; says what happened
         (``ran <node>``, ``duplicate``). Raises `MissingExecutorError` (nothing ran)."""
         stepper = self.stepper
-        work = await stepper.execute(flow_id, ref, stop_poll=self.settings.stop_poll)
+        channel = live_channel(stepper.engine.store_adapter)
+        tokens = None if channel is None else TokenPublisher(channel, flow_id)
+        try:
+            listeners = () if tokens is None else [("live tokens", tokens.listener)]
+            work = await stepper.execute(
+                flow_id, ref, stop_poll=self.settings.stop_poll, listeners=listeners
+            )
+        finally:
+            if tokens is not None:
+                await tokens.close()  # every token out before the commit
         if work is None:
             return "duplicate"
         result = await stepper.complete(work, wait=max(30.0, self.settings.stale_seconds()))

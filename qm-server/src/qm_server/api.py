@@ -16,6 +16,7 @@ from qm_server.event_source import (
     EventSource,
     Position,
     follow,
+    next_position,
     parse_position,
 )
 from qm_server.graphs import GraphFolder, graph_from_body
@@ -24,6 +25,7 @@ from qm_server.views import flow_summary, flow_view, graph_view, result_view, ss
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.live import live_channel
 from quartermaster_engine.stores.records import FlowStatus
 
 
@@ -297,15 +299,25 @@ async def _stored_stream(
     adapter: StoreAdapter, flow_id: UUID, start: Position, ended: bool
 ) -> Response:
     """A flow this process does not run (another server, a worker, before a
-    restart): its durable log, followed until the flow ends. Tokens are live only
-    and so are not in it."""
+    restart): its durable log, followed until the flow ends, with the tokens its
+    nodes stream from now on when the store carries them live (`LiveChannel`)."""
     if ended and not await adapter.read_events(flow_id, start[0], 1):
         return Response(status_code=204)
 
     async def stream() -> AsyncIterator[bytes]:
         yield b"retry: 1000\n\n"
-        async for event in read_log(adapter, flow_id, after=start[0], follow=not ended):
-            yield sse_frame((event.seq, 0), event)
+        channel = None if ended else live_channel(adapter)
+        live = None if channel is None else await channel.subscribe_live(flow_id)
+        position = start
+        try:
+            async for event in read_log(
+                adapter, flow_id, after=start[0], follow=not ended, live=live
+            ):
+                position = next_position(position, event)
+                yield sse_frame(position, event)
+        finally:
+            if live is not None:
+                await live.close()
 
     return StreamingResponse(
         stream(),

@@ -41,6 +41,13 @@ def position_text(position: Position) -> str:
     return str(seq) if token == 0 else f"{seq}.{token}"
 
 
+def next_position(last: Position, event: FlowEvent) -> Position:
+    """Where ``event`` stands, coming right after the event at ``last``."""
+    if isinstance(event, TokenGenerated):
+        return (event.seq, last[1] + 1 if last[0] == event.seq else 1)
+    return (event.seq, 0)
+
+
 #: The largest event number (the stores keep 64-bit signed integers).
 MAX_EVENT_NUMBER = 2**63 - 1
 _POSITION = re.compile(r"([0-9]{1,19})(?:\.([0-9]{1,19}))?")
@@ -123,11 +130,7 @@ class InProcessEventLog:
         if log is None:
             log = self._logs[event.flow_id] = []
             self._trim()
-        position = (event.seq, 0)
-        if isinstance(event, TokenGenerated):
-            last = log[-1][0] if log else (event.seq, 0)
-            position = (event.seq, last[1] + 1 if last[0] == event.seq else 1)
-        item = (position, event)
+        item = (next_position(log[-1][0] if log else (event.seq, 0), event), event)
         log.append(item)
         for subscription in self._subscribers.get(event.flow_id, ()):
             subscription.queue.put_nowait(item)

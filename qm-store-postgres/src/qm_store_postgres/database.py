@@ -289,6 +289,13 @@ class Database:
             except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
                 raise self.error(exc) from exc
 
+    async def connect(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pools (one that ``LISTEN``s)."""
+        try:
+            return await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
+        except (*_UNAVAILABLE, pgerr.PostgresError) as exc:
+            raise self.error(exc) from exc
+
     async def open(self) -> None:
         """Open this loop's pool now (checking the schema on the first)."""
         await self.loops.get().get()

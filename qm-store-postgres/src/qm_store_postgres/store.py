@@ -15,6 +15,7 @@ from asyncpg import exceptions as pgerr
 
 from qm_store_postgres import codec, leases
 from qm_store_postgres.database import Database, execute, fetch, fetchval
+from qm_store_postgres.live import NOTIFY_SQL, PostgresLiveSubscription, channel_of
 from qm_store_postgres.persistent import PostgresPersistentMemory
 from qm_store_postgres.queries import FLOW_WIDTH, TERMINAL, Queries
 from qm_store_postgres.refusals import refusal
@@ -118,6 +119,14 @@ class PostgresStore:
         """Close the pools of every event loop that used the store; safe twice. A
         later call opens new ones."""
         await self._db.close()
+
+    async def publish_live(self, flow_id: UUID, message: bytes) -> None:
+        """Notify the flow's channel (the `LiveChannel` ability; see `qm_store_postgres.live`)."""
+        await self._db.run(execute, NOTIFY_SQL, channel_of(flow_id), message.decode())
+
+    async def subscribe_live(self, flow_id: UUID) -> PostgresLiveSubscription:
+        """``LISTEN`` to the flow's channel on a connection of its own."""
+        return await PostgresLiveSubscription.open(await self._db.connect(), flow_id)
 
     def persistent_memory(self) -> PostgresPersistentMemory:
         """Per-agent persistent memory kept in this database (survives processes)."""

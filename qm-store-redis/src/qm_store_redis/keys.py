@@ -14,6 +14,7 @@ under their own tags and are never touched by the same script as a flow's::
     <p>:{<flow>}:loops     set    "<loop header> <exit edge>"
     <p>:{<flow>}:msgs      hash   node id -> "stamp<TAB>JSON history" set by save_messages
     <p>:{<flow>}:events    list   the event log (event JSON), in sequence order from 1
+    <p>:{<flow>}:live      channel live-only messages of the flow (tokens), pub/sub
     <p>:flows              zset   flow ids scored by updated_at (listing, pruning)
     <p>:graph:{<sha>}      string a graph's JSON, shared by every flow running it
     <p>:graph:{<sha>}:refs zset   flows using it, scored by when their keys expire
@@ -66,6 +67,10 @@ class KeySpace:
         """The commit script's KEYS: the flow's first seven keys, then its events."""
         keys = self.flow(flow_id)
         return (*keys[:7], keys[8])
+
+    def live(self, flow_id: UUID) -> str:
+        """The flow's pub/sub channel of live messages."""
+        return f"{self.prefix}:{{{flow_id}}}:live"
 
     def graph(self, digest: str) -> tuple[str, str]:
         """(graph JSON key, its reference set key)."""

@@ -32,6 +32,7 @@ from qm_store_redis.codec import (
     text,
 )
 from qm_store_redis.keys import COMMIT_KEYS, KeySpace
+from qm_store_redis.live import RedisLiveSubscription
 from qm_store_redis.persistent import RedisPersistentMemory
 from qm_store_redis.settings import RedisSettings, check_prefix, check_url
 from qm_store_redis.wire import Client, ClusterLoopClient, LoopClient, pack_command, pack_items
@@ -205,6 +206,20 @@ class RedisStore:
     def persistent_memory(self) -> RedisPersistentMemory:
         """Per-agent memory kept in this Redis under this store's prefix."""
         return RedisPersistentMemory(self)
+
+    # -- live messages (the `LiveChannel` ability) ---------------------------------------
+
+    @_redis_errors
+    async def publish_live(self, flow_id: UUID, message: bytes) -> None:
+        """Publish ``message`` on the flow's channel (see `qm_store_redis.live`)."""
+        await self._clients.get().command("PUBLISH", self._keys.live(flow_id), message)
+
+    @_redis_errors
+    async def subscribe_live(self, flow_id: UUID) -> RedisLiveSubscription:
+        """Subscribe to the flow's channel on a connection of its own."""
+        return await RedisLiveSubscription.open(
+            self.url, self._keys.live(flow_id), self.timeout_seconds
+        )
 
     # -- 0.1.5 contract ----------------------------------------------------------------
 

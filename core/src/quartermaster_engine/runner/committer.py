@@ -30,13 +30,24 @@ from quartermaster_engine.stores.base import (
     StaleLeaseError,
     StoreDataError,
 )
-from quartermaster_engine.stores.records import Commit, FlowStatus, FlowUpdate
+from quartermaster_engine.stores.records import Activation, Commit, FlowStatus, FlowUpdate
 
 
 class Committer:
     """Commits one flow's outcomes under its lease."""
 
-    __slots__ = ("cg", "durable", "emitter", "flow_id", "lease", "store", "store_name", "sync")
+    __slots__ = (
+        "cg",
+        "commits",
+        "durable",
+        "emitter",
+        "enqueued",
+        "flow_id",
+        "lease",
+        "store",
+        "store_name",
+        "sync",
+    )
 
     def __init__(
         self,
@@ -56,6 +67,10 @@ class Committer:
         self.durable = store.durable
         #: The store's commit never suspends: callers may use `commit_now`.
         self.sync = store.commit_is_sync
+        #: Commits this committer wrote (each adds one to the flow's version), and
+        #: the activations they queued.
+        self.commits = 0
+        self.enqueued: list[Activation] = []
 
     def _stamp(self, commit: Commit) -> None:
         commit.epoch = self.lease.epoch
@@ -77,6 +92,7 @@ class Committer:
             raise
         except Exception as exc:
             raise self.failure(exc, commit) from exc
+        self._written(commit)
 
     def commit_now(self, commit: Commit) -> None:
         """`commit` for stores whose commit never suspends: no coroutine on the hot path."""
@@ -85,6 +101,11 @@ class Committer:
             self.store.commit_now(self.flow_id, commit)
         except Exception as exc:
             raise self.failure(exc, commit) from exc
+        self._written(commit)
+
+    def _written(self, commit: Commit) -> None:
+        self.commits += 1
+        self.enqueued.extend(commit.enqueue)
 
     async def update(self, update: FlowUpdate) -> None:
         """Change the flow's status under the lease, with the events not yet logged."""

@@ -207,6 +207,23 @@ class FlowRun:
         """A run of a stored flow: its state read from ``snapshot`` (or, given a
         ``state`` read before, brought up to date by it), and `status_on_load`."""
         flow = snapshot.flow
+        if state is None:
+            state = FlowState(host.compiled_for(flow.graph), flow.flow_id, flow.input)
+        state.restore(snapshot)
+        return cls.from_record(host, flow, lease, listeners=listeners, state=state)
+
+    @classmethod
+    def from_record(
+        cls,
+        host: RunHost,
+        flow: FlowRecord,
+        lease: LeaseKeeper,
+        *,
+        listeners: Iterable[tuple[str, Callable[[FlowEvent], Any]]] = (),
+        state: FlowState,
+    ) -> FlowRun:
+        """A run of a stored flow whose ``state`` is what the store holds as of
+        ``flow`` (the caller knows nothing was committed since), and `status_on_load`."""
         run = cls(
             host,
             host.compiled_for(flow.graph),
@@ -217,9 +234,9 @@ class FlowRun:
             listeners=listeners,
             state=state,
         )
-        run.restore(snapshot)
+        run.emitter.seq = flow.event_seq
         status = flow.status
-        if status is FlowStatus.PAUSED and (run.state.ready or run.state.timers):
+        if status is FlowStatus.PAUSED and (state.ready or state.timers):
             # An answer was committed but the process died before marking the flow
             # running again: it is a running flow to recover, not a paused one.
             status = FlowStatus.RUNNING

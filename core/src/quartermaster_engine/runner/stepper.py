@@ -8,6 +8,14 @@ has read of each flow, so a step reads only the records committed since its
 last step (by this or any other process) plus the flow's frontier (queue,
 open joins, loop marks, memory): its cost does not grow with the flow's
 length.
+
+"What changed since I last read" is first asked of the flow's record alone:
+its ``version`` counts the commits applied to the flow. After its own commit
+under the lease, a stepper knows which version its state is; while the record
+still has that version (and creation time), nothing changed, and `execute`
+and `complete` neither read nor decode the frontier: their cost does not grow
+with the flow's width as long as no other process commits to the flow in
+between (one worker on a flow; with several, the frontier is read as before).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import asyncio
 import heapq
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -25,13 +34,16 @@ from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.runner.lease import LeaseKeeper
+from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.base import FlowNotFoundError
-from quartermaster_engine.stores.records import Activation, FlowSnapshot, FlowStatus
+from quartermaster_engine.stores.records import Activation, FlowRecord, FlowSnapshot, FlowStatus
 
 #: A pending activation as dispatchers name it: (node id, visit, attempt).
 ActivationRef = tuple[UUID, int, int]
+#: A flow record's (version, created_at): which commit of which flow a state is at.
+Seen = tuple[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,9 @@ class FlowStepper:
         self.engine = engine
         self.cache_size = cache_size
         self._states: OrderedDict[UUID, FlowState] = OrderedDict()
+        #: Per cached state that is exactly what the store holds: the flow record's
+        #: (version, created_at) then (set after this stepper's own commit).
+        self._exact: dict[UUID, Seen] = {}
 
     async def step(self, flow_id: UUID) -> StepResult:
         """Run one ready activation of the flow and commit it (see the module)."""
@@ -93,7 +108,7 @@ class FlowStepper:
         lease = engine.lease_for(flow_id)
         await lease.acquire(about="it cannot be advanced now")
         try:
-            run = await self._load(flow_id, lease)
+            run, _ = await self._load(flow_id, lease)
         except BaseException:
             await lease.release()
             raise
@@ -124,12 +139,17 @@ class FlowStepper:
     async def pending(self, flow_id: UUID) -> list[tuple[ActivationRef, float]]:
         """The flow's activations that may run (not waiting for a person), with when
         each may start: what a dispatcher enqueues when it takes a flow over."""
-        run = await self._load(flow_id, self.engine.lease_for(flow_id))
+        run, _ = await self._load(flow_id, self.engine.lease_for(flow_id))
         self._remember(flow_id, run.state)
         return _queued(run.state)
 
     async def execute(
-        self, flow_id: UUID, ref: ActivationRef, *, stop_poll: float | None = None
+        self,
+        flow_id: UUID,
+        ref: ActivationRef,
+        *,
+        stop_poll: float | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> Work | None:
         """Run one pending activation's executor without taking the flow's lease, so
         other activations of the flow run at the same time elsewhere. Nothing is
@@ -141,10 +161,14 @@ class FlowStepper:
         executor is stopped as by `Engine.stop` (async ones cancelled, blocking
         ones see ``context.cancelled``; a blocking executor must run off the loop, as
         under a concurrent dispatcher). Raises `MissingExecutorError` when this
-        process has no executor for the node's type (nothing ran)."""
+        process has no executor for the node's type (nothing ran).
+
+        ``listeners`` hear the events of the execution besides the engine's (the
+        tokens the executor streams: a worker publishes them live)."""
         engine = self.engine
-        run = await self._load(flow_id, engine.lease_for(flow_id))
-        self._remember(flow_id, run.state)
+        run, exact = await self._load(flow_id, engine.lease_for(flow_id), listeners)
+        # Executing changes no state: a state the store holds stays so.
+        self._remember(flow_id, run.state, exact)
         act = _find(run.state, ref)
         if act is None or (run.status_on_load or FlowStatus.RUNNING).is_terminal:
             return None
@@ -168,7 +192,7 @@ class FlowStepper:
         lease = self.engine.lease_for(flow_id)
         await lease.acquire(wait=wait, about="its work cannot be committed now")
         try:
-            run = await self._load(flow_id, lease)
+            run, seen = await self._load(flow_id, lease, under_lease=True)
         except BaseException:
             await lease.release()
             raise
@@ -179,17 +203,18 @@ class FlowStepper:
             await lease.release()
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
         _take(state, act)
-        before = {ref for ref, _ in _queued(state)}
         run.attach()
         run.emit_started(act)
         await run.complete(act, work.outcome)
-        queued = tuple(q for q in _queued(state) if q[0] not in before)
+        queued = _enqueued(run.committer.enqueued)
         name = act.cnode.name or str(act.node_id)
         if run.control.halted or (not state.ready and not state.timers):
             done = await self._finish(run, name)
             return StepResult(flow_id, name, done.status, 0, None, done.result, queued)
         await lease.release()
-        self._remember(flow_id, state)
+        # Read under the lease, then only our commits: the store holds this state.
+        assert seen is not None
+        self._remember(flow_id, state, (seen[0] + run.committer.commits, seen[1]))
         return StepResult(flow_id, name, FlowStatus.RUNNING, len(state.ready), None, None, queued)
 
     def records_read(self, flow_id: UUID) -> int | None:
@@ -209,28 +234,54 @@ class FlowStepper:
 
     async def _finish(self, run: FlowRun, ran: str | None) -> StepResult:
         self._states.pop(run.flow_id, None)
+        self._exact.pop(run.flow_id, None)
         result = await finish.finish(run)
         return StepResult(run.flow_id, ran, result.status, 0, None, result)
 
-    async def _load(self, flow_id: UUID, lease: LeaseKeeper) -> FlowRun:
+    async def _load(
+        self,
+        flow_id: UUID,
+        lease: LeaseKeeper,
+        listeners: Iterable[Listener] = (),
+        *,
+        under_lease: bool = False,
+    ) -> tuple[FlowRun, Seen | None]:
+        """A run of the flow with its state brought up to date, and the record's
+        (version, created_at) if the state is exactly the store's at that version
+        (known when nothing changed since this stepper's commit, or when read
+        ``under_lease``: then no one else commits meanwhile)."""
         engine = self.engine
+        store = engine.store_adapter
         state = self._states.pop(flow_id, None)
+        exact = self._exact.pop(flow_id, None)
+        if state is not None and exact is not None:
+            record: FlowRecord | None = await store.get_flow(flow_id)
+            if record is None:
+                raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
+            if (record.version, record.created_at) == exact:
+                run = FlowRun.from_record(engine, record, lease, listeners=listeners, state=state)
+                return run, exact
         after = 0 if state is None else state.record_count
-        snapshot: FlowSnapshot | None = await engine.store_adapter.load_flow(
-            flow_id, records_after=after
-        )
+        snapshot: FlowSnapshot | None = await store.load_flow(flow_id, records_after=after)
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
         if state is not None and snapshot.record_count < after:
             state = None  # the flow was deleted and made anew: read it whole
-            snapshot = await engine.store_adapter.load_flow(flow_id)
+            snapshot = await store.load_flow(flow_id)
             assert snapshot is not None
-        return FlowRun.from_snapshot(engine, snapshot, lease, state=state)
+        run = FlowRun.from_snapshot(engine, snapshot, lease, listeners=listeners, state=state)
+        flow = snapshot.flow
+        return run, (flow.version, flow.created_at) if under_lease else None
 
-    def _remember(self, flow_id: UUID, state: FlowState) -> None:
+    def _remember(self, flow_id: UUID, state: FlowState, exact: Seen | None = None) -> None:
         self._states[flow_id] = state
+        if exact is None:
+            self._exact.pop(flow_id, None)
+        else:
+            self._exact[flow_id] = exact
         while len(self._states) > self.cache_size:
-            self._states.popitem(last=False)
+            dropped, _ = self._states.popitem(last=False)
+            self._exact.pop(dropped, None)
 
 
 async def _watch(run: FlowRun, every: float) -> None:
@@ -249,6 +300,17 @@ def _queued(state: FlowState) -> list[tuple[ActivationRef, float]]:
     out = [((a.node_id, a.visit, a.attempt), 0.0) for a in state.ready]
     out.extend(((a.node_id, a.visit, a.attempt), due) for due, _, a in state.timers)
     return out
+
+
+def _enqueued(enqueued: list[Activation]) -> tuple[tuple[ActivationRef, float], ...]:
+    """What commits queued that may run (not waiting for a person), each once, with
+    when it may start: read from the commits, not from the whole queue."""
+    now = time.time()
+    out: dict[ActivationRef, float] = {}
+    for a in enqueued:
+        if not a.waiting:
+            out[(a.node_id, a.visit, a.attempt)] = a.not_before if a.not_before > now else 0.0
+    return tuple(out.items())
 
 
 def _find(state: FlowState, ref: ActivationRef) -> Activation | None:

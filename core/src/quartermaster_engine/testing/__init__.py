@@ -36,6 +36,7 @@ pytest.register_assert_rewrite(
     "quartermaster_engine.testing.store_contract",
     "quartermaster_engine.testing.dispatcher_contract",
     "quartermaster_engine.testing.fencing_contract",
+    "quartermaster_engine.testing.live_contract",
     "quartermaster_engine.testing.crash",
 )
 
