@@ -235,6 +235,19 @@ class FlowStopped(FlowEvent):
 
 
 @dataclass(slots=True)
+class FlowEdited(FlowEvent):
+    """Someone changed a paused flow's state (`Engine.update`): ``memory`` holds the
+    values set; ``messages`` (when not None) replaces the message history of the
+    waiting node ``node_id``. ``after_record``: how many records the flow had then,
+    which places the edit in the flow's history."""
+
+    memory: dict[str, Any] = field(default_factory=dict)
+    node_id: UUID | None = None
+    messages: list[dict[str, Any]] | None = None
+    after_record: int = 0
+
+
+@dataclass(slots=True)
 class FlowFinished(FlowEvent):
     """The flow ended, completed or failed (``status``, ``success``)."""
 
@@ -246,6 +259,7 @@ class FlowFinished(FlowEvent):
 
 
 __all__ = [
+    "FlowEdited",
     "FlowError",
     "FlowEvent",
     "FlowFinished",

@@ -147,6 +147,14 @@ def api_router(
         snapshot = await service.snapshot(fid)
         return flow_view(snapshot, running_here=service.is_running_here(fid))
 
+    @router.get("/flows/{flow_id}/history", tags=["flows"])
+    async def flow_history(flow_id: str) -> dict[str, Any]:
+        """The flow's checkpoints, one per commit, oldest first: node, visit, attempt,
+        outcome, time, and the memory and messages as they stood after it."""
+        fid = _flow_id(flow_id)
+        history = await service.history(fid)
+        return {"flow_id": str(fid), "checkpoints": [c.to_dict() for c in history]}
+
     @router.get(
         "/flows/{flow_id}/events",
         tags=["flows"],

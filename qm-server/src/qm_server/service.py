@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
 from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.runner import (
     Engine,
@@ -96,6 +97,13 @@ class FlowService:
     async def snapshot(self, flow_id: UUID) -> FlowSnapshot:
         try:
             return await self.engine.flows.show(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
+
+    async def history(self, flow_id: UUID) -> list[Checkpoint]:
+        """The flow's checkpoints, one per commit (see `Engine.history`)."""
+        try:
+            return await self.engine.history(flow_id)
         except FlowNotFoundError:
             raise unknown_flow(flow_id) from None
 

@@ -20,6 +20,7 @@ from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.history import Checkpoint, read_history
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
@@ -429,6 +430,12 @@ class Engine:
                 async for _ in log:
                     pass
         return await stored_flows.result(self, fid)
+
+    async def history(self, flow_id: UUID | str) -> list[Checkpoint]:
+        """The flow's checkpoints, one per commit, oldest first: node, visit, attempt,
+        outcome, and the memory and messages as they stood after it (see
+        `quartermaster_engine.history`). Needs a durable store; reads, writes nothing."""
+        return await read_history(self._store, flow_id_arg(flow_id), self.store_name())
 
     async def events(
         self,
