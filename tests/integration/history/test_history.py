@@ -42,7 +42,9 @@ def _step(ctx: ExecutionContext) -> NodeResult:
 def _ask(ctx: ExecutionContext) -> NodeResult:
     if ctx.user_input is None:
         return NodeResult(wait_for_user=True, user_prompt="Name?")
-    return NodeResult(output_text=f"hello {ctx.user_input}", data={"memory_updates": {"who": ctx.user_input}})
+    return NodeResult(
+        output_text=f"hello {ctx.user_input}", data={"memory_updates": {"who": ctx.user_input}}
+    )
 
 
 def registry() -> SimpleNodeRegistry:

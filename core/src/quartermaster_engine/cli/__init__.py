@@ -10,8 +10,8 @@ import click
 
 from quartermaster_engine.cli.config_commands import config_group
 from quartermaster_engine.cli.flows_commands import flows_group
-from quartermaster_engine.cli.history_commands import history_command
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
+from quartermaster_engine.cli.history_commands import history_command
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
