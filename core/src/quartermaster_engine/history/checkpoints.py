@@ -14,7 +14,6 @@ right after that record.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,6 +22,7 @@ from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEdited
+from quartermaster_engine.history.replay import memory_updates
 from quartermaster_engine.messaging.history import EMPTY_LOG, MessageLog, rebuild_log
 from quartermaster_engine.stores.records import FlowSnapshot
 from quartermaster_engine.types import Message
@@ -81,58 +81,54 @@ class Checkpoint:
         return data
 
 
+def timeline(
+    records: Sequence[NodeExecution], edits: Sequence[FlowEdited] = ()
+) -> list[NodeExecution | FlowEdited]:
+    """The flow's commits in order: its records, with each edit placed after the
+    record count it names. Checkpoint ``n`` is item ``n - 1``."""
+    out: list[NodeExecution | FlowEdited] = []
+    pending = sorted(edits, key=lambda e: (e.after_record, e.seq))
+    at = 0
+    for count in range(len(records) + 1):
+        while at < len(pending) and pending[at].after_record <= count:
+            out.append(pending[at])
+            at += 1
+        if count < len(records):
+            out.append(records[count])
+    out.extend(pending[at:])
+    return out
+
+
 def checkpoints(snapshot: FlowSnapshot, edits: Sequence[FlowEdited] = ()) -> list[Checkpoint]:
     """The checkpoints of the flow ``snapshot`` holds (read with all its records),
-    with ``edits`` (its `FlowEdited` events, in order) placed after the record
-    count each names."""
+    with ``edits`` (its `FlowEdited` events) placed after the record count each names."""
     names = {node.id: node.name for node in snapshot.flow.graph.nodes}
-    records = snapshot.records
     memory = _initial_memory(snapshot, edits)
     by_key: dict[tuple[UUID, int], NodeExecution] = {}
     logs: dict[UUID, MessageLog] = {}
     out: list[Checkpoint] = []
-    pending_edits = list(edits)
-    edit_at = 0
-
-    def add_edits(count: int) -> None:
-        nonlocal memory, edit_at
-        while edit_at < len(pending_edits) and pending_edits[edit_at].after_record <= count:
-            edit = pending_edits[edit_at]
-            edit_at += 1
-            if edit.memory:
-                memory = MappingProxyType({**memory, **edit.memory})
-            node = edit.node_id
+    for seq, item in enumerate(timeline(snapshot.records, edits), 1):
+        if isinstance(item, FlowEdited):
+            if item.memory:
+                memory = MappingProxyType({**memory, **item.memory})
+            node = item.node_id
             log = logs.get(node, EMPTY_LOG) if node is not None else EMPTY_LOG
-            if node is not None and edit.messages is not None:
-                log = logs[node] = MessageLog(tuple(Message.from_dict(m) for m in edit.messages))
-            out.append(
-                Checkpoint(
-                    len(out) + 1,
-                    node,
-                    names.get(node, "") if node is not None else "",
-                    0,
-                    0,
-                    EDITED,
-                    memory,
-                    log,
-                    edit.ts or None,
-                )
-            )
-
-    add_edits(0)
-    for count, rec in enumerate(records, 1):
+            name = names.get(node, str(node)) if node is not None else ""
+            out.append(Checkpoint(seq, node, name, 0, 0, EDITED, memory, log, item.ts or None))
+            continue
+        rec = item
         if rec.log is None:
             rec.log = rebuild_log(rec, by_key)
         prev = by_key.get(rec.key)
         if prev is None or rec.attempt >= prev.attempt:
             by_key[rec.key] = rec
-        updates = _memory_updates(rec)
+        updates = memory_updates(rec)
         if updates:
             memory = MappingProxyType({**memory, **updates})
         logs[rec.node_id] = rec.log
         out.append(
             Checkpoint(
-                len(out) + 1,
+                seq,
                 rec.node_id,
                 names.get(rec.node_id, str(rec.node_id)),
                 rec.visit,
@@ -145,19 +141,7 @@ def checkpoints(snapshot: FlowSnapshot, edits: Sequence[FlowEdited] = ()) -> lis
                 rec.error,
             )
         )
-        add_edits(count)
-    add_edits(sys.maxsize)  # an edit can name no more records than exist; be lenient
     return out
-
-
-def _memory_updates(rec: NodeExecution) -> dict[str, Any] | None:
-    """The memory a record's commit wrote: a finished node's ``memory_updates``
-    (the runner commits no other record's)."""
-    if rec.status.value != "finished":
-        return None
-    data = rec.output_data
-    updates = data.get("memory_updates") if data else None
-    return updates if isinstance(updates, dict) and updates else None
 
 
 def _initial_memory(
@@ -167,10 +151,10 @@ def _initial_memory(
     commit wrote (set before the flow ran, by 0.1.5's ``save_memory``)."""
     written: set[str] = set()
     for rec in snapshot.records:
-        written.update(_memory_updates(rec) or ())
+        written.update(memory_updates(rec) or ())
     for edit in edits:
         written.update(edit.memory or ())
     return MappingProxyType({k: v for k, v in snapshot.memory.items() if k not in written})
 
 
-__all__ = ["EDITED", "Checkpoint", "checkpoints"]
+__all__ = ["EDITED", "Checkpoint", "checkpoints", "timeline"]
