@@ -248,6 +248,15 @@ class FlowEdited(FlowEvent):
 
 
 @dataclass(slots=True)
+class FlowForked(FlowEvent):
+    """The first event of a fork: the flow began as ``from_flow`` stood at its
+    checkpoint ``at`` (0: before anything ran), with edits applied after it."""
+
+    from_flow: UUID | None = None
+    at: int = 0
+
+
+@dataclass(slots=True)
 class FlowFinished(FlowEvent):
     """The flow ended, completed or failed (``status``, ``success``)."""
 
@@ -263,6 +272,7 @@ __all__ = [
     "FlowError",
     "FlowEvent",
     "FlowFinished",
+    "FlowForked",
     "FlowPaused",
     "FlowResumed",
     "FlowStarted",

@@ -104,7 +104,7 @@ class Replay:
         act.cnode = cnode
         commits: list[Commit] = []
         if act.waiting and (rec.status is not NodeStatus.WAITING_USER or rec.user_input):
-            answered = _copy(act, waiting=False, user_input=rec.user_input)
+            answered = copy_activation(act, waiting=False, user_input=rec.user_input)
             self.pending[key] = act = answered
             commits.append(Commit(enqueue=[answered], answers=key))
         commits.append(self._commit(cnode, act, rec))
@@ -122,7 +122,7 @@ class Replay:
             n = self._parked[cnode.node_id]
             self._parked[cnode.node_id] = n + 1
             event = asked[n] if n < len(asked) else None
-            waiting = _copy(act, waiting=True, user_input=None)
+            waiting = copy_activation(act, waiting=True, user_input=None)
             waiting.prompt = event.prompt if event is not None else ""
             waiting.options = list(event.options) if event is not None and event.options else None
             self.pending[key] = waiting
@@ -140,7 +140,7 @@ class Replay:
         elif status is NodeStatus.FAILED and (
             strategy is ErrorStrategy.RETRY and rec.attempt <= cnode.max_retries
         ):
-            commit.enqueue = [_copy(act, attempt=rec.attempt + 1)]
+            commit.enqueue = [copy_activation(act, attempt=rec.attempt + 1)]
         elif status is NodeStatus.SKIPPED or strategy is ErrorStrategy.CONTINUE:
             router.route(cnode, rec, commit, None, failed=True)
             router.settle(cnode, commit)
@@ -202,13 +202,14 @@ def _receivers(snapshot: FlowSnapshot) -> dict[ActivationKey, set[UUID]]:
     return received
 
 
-def _copy(
+def copy_activation(
     act: Activation,
     *,
     attempt: int | None = None,
     waiting: bool | None = None,
     user_input: Any = MISSING,
 ) -> Activation:
+    """A copy of ``act`` with the fields given changed (runtime fields kept)."""
     new = Activation(
         act.node_id,
         act.visit,
@@ -232,4 +233,4 @@ def replay_all(replay: Replay, records: Sequence[NodeExecution]) -> list[Commit]
     return commits
 
 
-__all__ = ["Replay", "ReplayError", "memory_updates", "replay_all"]
+__all__ = ["Replay", "ReplayError", "copy_activation", "memory_updates", "replay_all"]

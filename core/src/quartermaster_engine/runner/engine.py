@@ -21,6 +21,8 @@ from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.history import Checkpoint, read_history
+from quartermaster_engine.history import edits as history_edits
+from quartermaster_engine.history import fork as history_fork
 from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
@@ -436,6 +438,43 @@ class Engine:
         outcome, and the memory and messages as they stood after it (see
         `quartermaster_engine.history`). Needs a durable store; reads, writes nothing."""
         return await read_history(self._store, flow_id_arg(flow_id), self.store_name())
+
+    async def update(self, flow_id: UUID | str, *, memory: dict[str, Any]) -> int:
+        """Set flow-memory values of a paused, failed or stopped flow, fenced by its
+        lease and logged as a `FlowEdited` event; return the edit's checkpoint number
+        (see `history.edits.update`)."""
+        return await history_edits.update(self, flow_id_arg(flow_id), memory)
+
+    async def retry(
+        self,
+        flow_id: UUID | str,
+        *,
+        on_event: EventHandler | None = None,
+        listeners: Iterable[Listener] = (),
+    ) -> FlowResult:
+        """Continue a failed flow from its failed activation, after a fix; committed
+        nodes stay as they are (see `history.edits.retry`)."""
+        extra = _extra(on_event, listeners)
+        return await history_edits.retry(self, flow_id_arg(flow_id), extra)
+
+    async def fork(
+        self,
+        flow_id: UUID | str,
+        *,
+        at: int | None = None,
+        memory: dict[str, Any] | None = None,
+        input: str | None = None,
+        answer: str | None = None,
+    ) -> UUID:
+        """Store a new flow whose state is ``flow_id``'s at checkpoint ``at`` with the
+        edits applied, and return its id; `recover` runs it (see `history.fork`)."""
+        return await history_fork.fork(
+            self, flow_id_arg(flow_id), at=at, memory=memory, input=input, answer=answer
+        )
+
+    async def lineage(self, flow_id: UUID | str) -> tuple[UUID, int] | None:
+        """The (flow, checkpoint) a fork began from; None for a flow that is no fork."""
+        return await history_fork.lineage(self, flow_id_arg(flow_id))
 
     async def events(
         self,
