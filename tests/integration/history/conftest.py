@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[2] / "qm_store_redis"))
 sys.path.insert(0, str(Path(__file__).parents[2] / "qm_store_postgres"))
 
