@@ -31,7 +31,7 @@ def test_the_history_of_a_flow_is_one_checkpoint_per_commit(server: LiveServer) 
         invalid = client.get("/api/flows/nope/history")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["flow_id"] == flow_id
+    assert (body["flow_id"], body["forked_from"]) == (flow_id, None)
     checkpoints = body["checkpoints"]
     assert [(c["seq"], c["node"], c["visit"], c["attempt"], c["outcome"]) for c in checkpoints] == [
         (i, name, 1, 1, "finished") for i, name in enumerate(NODES, 1)

@@ -100,10 +100,11 @@ class FlowService:
         except FlowNotFoundError:
             raise unknown_flow(flow_id) from None
 
-    async def history(self, flow_id: UUID) -> list[Checkpoint]:
-        """The flow's checkpoints, one per commit (see `Engine.history`)."""
+    async def history(self, flow_id: UUID) -> tuple[list[Checkpoint], tuple[UUID, int] | None]:
+        """The flow's checkpoints, one per commit, and the (flow, checkpoint) it was
+        forked from (see `Engine.history`, `Engine.lineage`)."""
         try:
-            return await self.engine.history(flow_id)
+            return await self.engine.history(flow_id), await self.engine.lineage(flow_id)
         except FlowNotFoundError:
             raise unknown_flow(flow_id) from None
 

@@ -14,7 +14,14 @@ from quartermaster_engine.cli.graph_commands import show_command, validate_comma
 from quartermaster_engine.cli.history_commands import history_command
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
-from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
+from quartermaster_engine.cli.run_commands import (
+    edit_command,
+    fork_command,
+    recover_command,
+    resume_command,
+    retry_command,
+    run_command,
+)
 from quartermaster_engine.cli.worker_command import worker_command
 
 
@@ -54,6 +61,7 @@ for command in (
     worker_command,
 ):
     main.add_command(command)
-flows_group.add_command(history_command)
+for command in (history_command, edit_command, fork_command, retry_command):
+    flows_group.add_command(command)
 
 __all__ = ["main"]

@@ -47,9 +47,12 @@ def history_command(flow_id: UUID, config_path: str | None, as_json: bool) -> No
     config = load_config(config_path)
     with guarded(Engine.from_config, config) as engine, reported():
         history = run_sync(engine.history(flow_id))
+        lineage = run_sync(engine.lineage(flow_id))
     if as_json:
         echo_json([c.to_dict() for c in history])
         return
+    if lineage is not None:
+        click.echo(f"forked from flow {lineage[0]} at checkpoint {lineage[1]}")
     table = Table(title=f"flow {flow_id}: {len(history)} checkpoints")
     for column in ("#", "node", "visit", "attempt", "outcome", "time (UTC)", "memory", "messages"):
         table.add_column(column)

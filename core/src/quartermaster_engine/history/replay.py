@@ -95,6 +95,12 @@ class Replay:
             )
         key = rec.key
         act = self.pending.get(key)
+        commits: list[Commit] = []
+        if act is None:
+            act = self._retried(rec)
+            if act is not None:  # `retry` queued the failed activation again
+                self.pending[key] = act
+                commits.append(Commit(enqueue=[act]))
         if act is None:
             raise ReplayError(
                 f"flow {self.flow_id}: node {cnode.describe()} visit {rec.visit} ran "
@@ -102,7 +108,6 @@ class Replay:
             )
         act.sources = tuple(self._by_key[k] for k in act.inputs)
         act.cnode = cnode
-        commits: list[Commit] = []
         if act.waiting and (rec.status is not NodeStatus.WAITING_USER or rec.user_input):
             answered = copy_activation(act, waiting=False, user_input=rec.user_input)
             self.pending[key] = act = answered
@@ -112,6 +117,14 @@ class Replay:
         if prev is None or rec.attempt >= prev.attempt:
             self._by_key[key] = rec
         return commits
+
+    def _retried(self, rec: NodeExecution) -> Activation | None:
+        """The next attempt of an activation that failed for good, if ``rec`` is it."""
+        for i, act in enumerate(self.failed):
+            if act.key == rec.key and act.attempt + 1 == rec.attempt:
+                del self.failed[i]
+                return copy_activation(act, attempt=rec.attempt)
+        return None
 
     def _commit(self, cnode: CNode, act: Activation, rec: NodeExecution) -> Commit:
         status = rec.status
