@@ -78,6 +78,7 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
             "qm_register_commands",
             "qm_register_dispatchers",
             "qm_register_event_sinks",
+            "qm_register_exports",
             "qm_register_node_executors",
             "qm_register_stores",
         ],
@@ -87,6 +88,7 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
             "node_executor": ["acme.Shout"],
             "event_sink": ["acme-count"],
             "command": ["acme-hello"],
+            "export": ["qm_acme.old:Greeting"],
             "acme_widget": ["spring"],
         },
         "error": None,
@@ -263,4 +265,36 @@ def test_an_unknown_backend_lists_the_installed_ones(venv: Path, tmp_path: Path)
     assert done.stderr.strip() == (
         "error: unknown dispatcher 'threads'; installed: acme-sync, async, sync "
         "(from environment (QM_DISPATCHER))"
+    )
+
+
+def test_exports_resolve_through_the_registry_and_missing_plugins_say_what_to_install(
+    venv: Path, tmp_path: Path
+) -> None:
+    """The core imports no plugin: an old import path finds its object through the
+    registry (``qm_register_exports``); qm-store-sqlite is not installed here."""
+    code = (
+        "from quartermaster_engine.plugins.exports import exported\n"
+        "print(exported('qm_acme.old', 'Greeting', 'install qm-acme'))\n"
+        "from quartermaster_engine.stores.sqlite_store import SQLiteStore\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
+    environ["QM_DISABLE_PLUGINS"] = "qm-broken,qm-clash"
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environ,
+        check=False,
+        timeout=120,
+    )
+    assert done.stdout == "hello from acme\n"
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: SQLiteStore now ships in its own distribution: pip install qm-store-sqlite"
+    )
+    worker = qm(venv, "worker", cwd=tmp_path, QM_DISABLE_PLUGINS="qm-broken,qm-clash")
+    assert (worker.returncode, worker.stderr.strip()) == (
+        1,
+        "error: qm worker runs Celery workers: pip install qm-dispatch-celery",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,11 +54,11 @@ def test_a_configuration_without_the_celery_dispatcher(tmp_path: Path) -> None:
 
 
 def test_without_the_distribution_it_says_what_to_install() -> None:
-    code = (
-        "import sys; sys.modules['qm_dispatch_celery'] = None; "
-        "from quartermaster_engine.cli import main; main(['worker'])"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # The command comes from qm-dispatch-celery's plugin; QM_DISABLE_PLUGINS hides it as
+    # if the distribution were not installed.
+    code = "from quartermaster_engine.cli import main; main(['worker'])"
+    env = {**os.environ, "QM_DISABLE_PLUGINS": "qm-dispatch-celery"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 1
     assert done.stderr.strip() == (
         "error: qm worker runs Celery workers: pip install qm-dispatch-celery"

@@ -25,7 +25,11 @@ def test_the_pack_registers_its_node_types_and_providers() -> None:
     plugins = load_plugins()
     [info] = [p for p in plugins.plugins if p.distribution == "qm-nodes-llm"]
     assert info.error is None
-    assert info.hooks == ["qm_register_llm_providers", "qm_register_node_executors"]
+    assert info.hooks == [
+        "qm_register_exports",
+        "qm_register_llm_providers",
+        "qm_register_node_executors",
+    ]
     assert info.provides == {
         "node_executor": [
             "Instruction1",
@@ -36,6 +40,10 @@ def test_the_pack_registers_its_node_types_and_providers() -> None:
             "Merge1",
         ],
         "llm_provider": ["openai", "ollama", "anthropic", "llamacpp"],
+        "export": [
+            "quartermaster_engine.convenience:run_graph",
+            "quartermaster_engine.convenience:llm_node_settings",
+        ],
     }
     assert list(LLM_NODE_TYPES) == info.provides["node_executor"]
     assert plugins.registry("llm_tool").names() == []

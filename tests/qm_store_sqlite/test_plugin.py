@@ -122,8 +122,11 @@ def test_the_plugin_registers_the_sqlite_store(only_this_plugin: None, tmp_path:
     plugins = load_plugins(refresh=True)
     (info,) = [p for p in plugins.plugins if p.distribution == "qm-store-sqlite"]
     assert (info.name, info.module, info.error) == ("sqlite", "qm_store_sqlite.plugin", None)
-    assert info.hooks == ["qm_register_stores"]
-    assert info.provides == {"store": ["sqlite"]}
+    assert info.hooks == ["qm_register_exports", "qm_register_stores"]
+    assert info.provides == {
+        "store": ["sqlite"],
+        "export": ["quartermaster_engine.stores.sqlite_store:SQLiteStore"],
+    }
     registration = plugins.stores.get("sqlite")
     assert registration.config_model is SQLiteSettings
     store = registration.create(SQLiteSettings(path=tmp_path / "flows.db"))

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
-from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
+from quartermaster_engine.nodes import ListsTypes, NodeExecutor, NodeRegistry
 from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
 from quartermaster_engine.plugins.registry import Registration, UnknownBackendError, kind_label
 from quartermaster_engine.redaction import redact_text
@@ -116,9 +116,8 @@ class ChainedRegistry:
     def list_types(self) -> list[str]:
         types: list[str] = []
         for registry in self.registries:
-            list_types = getattr(registry, "list_types", None)
-            if callable(list_types):
-                types.extend(t for t in list_types() if t not in types)
+            if isinstance(registry, ListsTypes):
+                types.extend(t for t in registry.list_types() if t not in types)
         return types
 
 

@@ -19,7 +19,7 @@ import inspect
 from typing import Any
 
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.nodes import NodeExecutor, NodeResult
+from quartermaster_engine.nodes import NodeExecutor, NodeResult, ValidatesNodes
 from quartermaster_graph import GraphNode, GraphSpec
 from quartermaster_graph.enums import NodeType
 
@@ -74,8 +74,9 @@ class MergeExecutor:
                 "LLM merges is installed: install qm-nodes-llm or register a Merge1 "
                 f"executor; without {', '.join(LLM_MERGE_KEYS)} a Merge1 joins its inputs"
             ]
-        validate: Any = getattr(self.llm, "validate_node", None)
-        return list(validate(node, graph) or ()) if callable(validate) else []
+        if isinstance(self.llm, ValidatesNodes):
+            return list(self.llm.validate_node(node, graph) or ())
+        return []
 
     async def execute(self, context: ExecutionContext) -> NodeResult:
         if self.llm is not None and merge_asks_for_llm(context.current_node) is not None:

@@ -1,7 +1,8 @@
 """0.1.5's ``run_graph()``, whose implementation lives in the LLM node pack (qm-nodes-llm).
 
 Importing this module imports nothing from the pack and reads no environment; the
-pack is imported when ``run_graph`` is called.
+pack's functions are found through the plugin registry (see `plugins.exports`)
+when ``run_graph`` is called: the core imports no plugin.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ if TYPE_CHECKING:
     from quartermaster_engine.runner.result import FlowResult
 
 
-def _pack(what: str) -> Any:
-    try:
-        import qm_nodes_llm.run
-    except ImportError as exc:
-        if (exc.name or "").split(".")[0] == "qm_nodes_llm":
-            raise ImportError(f"{what} needs the LLM nodes: pip install qm-nodes-llm") from exc
-        raise
-    return qm_nodes_llm.run
+def _pack(name: str, what: str) -> Any:
+    from quartermaster_engine.plugins.exports import exported
+
+    return exported(__name__, name, f"{what} needs the LLM nodes: pip install qm-nodes-llm")
 
 
 def run_graph(
@@ -37,7 +34,7 @@ def run_graph(
     Implemented by ``qm_nodes_llm.run_graph``; raises ImportError when qm-nodes-llm is
     not installed.
     """
-    result: FlowResult = _pack("run_graph()").run_graph(
+    result: FlowResult = _pack("run_graph", "run_graph()")(
         agent, user_input=user_input, provider=provider, model=model, config=config
     )
     return result
@@ -48,5 +45,5 @@ def llm_node_settings(provider: str | None, model: str | None) -> dict[str, Any]
     (``qm run --provider/--model``); ``{}`` when both are None."""
     if not provider and not model:
         return {}
-    settings: dict[str, Any] = _pack("--provider/--model").llm_node_settings(provider, model)
+    settings: dict[str, Any] = _pack("llm_node_settings", "--provider/--model")(provider, model)
     return settings

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from quartermaster_graph.enums import NodeType
+from quartermaster_graph.models import GraphNode, GraphSpec
 
 if TYPE_CHECKING:
     from quartermaster_engine.context.execution_context import ExecutionContext
@@ -50,6 +51,23 @@ class NodeExecutor(Protocol):
     def execute(self, context: ExecutionContext) -> NodeResult | Awaitable[NodeResult]:
         """Run the node and describe the outcome."""
         ...
+
+
+@runtime_checkable
+class ValidatesNodes(Protocol):
+    """An optional ability of an executor: check a node's settings before the flow
+    starts. ``validate_node`` returns the problems found (empty: none); the engine
+    refuses to start a graph with any (`NodeConfigError`)."""
+
+    def validate_node(self, node: GraphNode, graph: GraphSpec) -> list[str]: ...
+
+
+@runtime_checkable
+class ListsTypes(Protocol):
+    """An optional ability of a registry: list the node types it knows (for "did you
+    mean" hints and ``qm plugins``)."""
+
+    def list_types(self) -> list[str]: ...
 
 
 @runtime_checkable

@@ -115,7 +115,7 @@ class Worker:
         ``stale_after`` seconds; return how many were published."""
         stepper = self.stepper
         store = stepper.engine.store_adapter
-        flows = await store.call("list_flows", status=FlowStatus.RUNNING)
+        flows = await store.list_flows(status=FlowStatus.RUNNING)
         now = time.time()
         published = 0
         for record in flows:

@@ -205,7 +205,7 @@ def api_router(
         if adapter.durable and (first is None or first > start[0] + 1):
             earlier = [
                 e
-                for e in await adapter.call("read_events", fid, start[0])
+                for e in await adapter.read_events(fid, start[0])
                 if first is None or e.seq < first
             ]
             if earlier:
@@ -266,7 +266,7 @@ async def _stored_stream(
     """A flow this process does not run (another server, a worker, before a
     restart): its durable log, followed until the flow ends. Tokens are live only
     and so are not in it."""
-    if ended and not await adapter.call("read_events", flow_id, start[0], 1):
+    if ended and not await adapter.read_events(flow_id, start[0], 1):
         return Response(status_code=204)
 
     async def stream() -> AsyncIterator[bytes]:

@@ -23,3 +23,15 @@ def qm_register_stores(register: Register) -> None:
             "resume, several processes on one machine"
         ),
     )
+
+
+def legacy_store(_: object) -> type[SQLiteStore]:
+    """0.1.5's ``SQLiteStore`` (plain methods), at 0.1.5's import path."""
+    from qm_store_sqlite.legacy import SQLiteStore as LegacySQLiteStore
+
+    return LegacySQLiteStore
+
+
+@hookimpl
+def qm_register_exports(register: Register) -> None:
+    register("quartermaster_engine.stores.sqlite_store:SQLiteStore", legacy_store)

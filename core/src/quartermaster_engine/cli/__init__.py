@@ -22,7 +22,6 @@ from quartermaster_engine.cli.run_commands import (
     retry_command,
     run_command,
 )
-from quartermaster_engine.cli.worker_command import worker_command
 
 
 @click.group(cls=PluginCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,7 +57,6 @@ for command in (
     plugins_command,
     config_group,
     flows_group,
-    worker_command,
 ):
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command):

@@ -54,21 +54,20 @@ def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter]]:
     try:
         yield store, adapter
     finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            run_sync(adapter.call("close"))
+        run_sync(adapter.close())
 
 
 def _record_counts(
     store: Any, adapter: StoreAdapter, flow_ids: list[UUID]
 ) -> dict[UUID, dict[str, int]]:
-    """Records per status of each flow: counted by the store when it can (an optional
-    ``record_counts(flow_ids)``), else by loading each flow."""
-    if callable(getattr(store, "record_counts", None)):
-        return run_sync(adapter.call("record_counts", flow_ids))
+    """Records per status of each flow: counted by the store when it can (the
+    `CountsRecords` ability), else by loading each flow."""
+    counted = run_sync(adapter.record_counts(flow_ids))
+    if counted is not None:
+        return counted
     counts: dict[UUID, dict[str, int]] = {}
     for flow_id in flow_ids:
-        snapshot: FlowSnapshot | None = run_sync(adapter.call("load_flow", flow_id))
+        snapshot: FlowSnapshot | None = run_sync(adapter.load_flow(flow_id))
         per_status: dict[str, int] = {}
         for record in snapshot.records if snapshot is not None else ():
             per_status[record.status.value] = per_status.get(record.status.value, 0) + 1
@@ -90,7 +89,7 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
     """Flows, most recently updated first, with their node counts."""
     with _store(config_path) as (store, adapter), reported():
         records: list[FlowRecord] = run_sync(
-            adapter.call("list_flows", status=FlowStatus(status) if status else None, limit=limit)
+            adapter.list_flows(status=FlowStatus(status) if status else None, limit=limit)
         )
         all_counts = _record_counts(store, adapter, [r.flow_id for r in records])
     rows: list[dict[str, Any]] = []
@@ -133,7 +132,7 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
 def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
     """One flow: status, input, output or error, every activation, waiting nodes."""
     with _store(config_path) as (_, adapter), reported():
-        snap: FlowSnapshot | None = run_sync(adapter.call("load_flow", flow_id))
+        snap: FlowSnapshot | None = run_sync(adapter.load_flow(flow_id))
     if snap is None:
         fail(f"no flow {flow_id}")
     names = {n.id: n.name for n in snap.flow.graph.nodes}
@@ -209,7 +208,7 @@ def events_command(
 def delete_command(flow_id: UUID, config_path: str | None) -> None:
     """Delete one flow and everything stored for it."""
     with _store(config_path) as (_, adapter), reported():
-        deleted = run_sync(adapter.call("delete_flow", flow_id))
+        deleted = run_sync(adapter.delete_flow(flow_id))
     if not deleted:
         fail(f"no flow {flow_id}")
     click.echo(f"deleted flow {flow_id}")
@@ -231,7 +230,7 @@ def prune_command(older_than: str | None, config_path: str | None) -> None:
         if age is None:
             fail("give --older-than, or set a retention on the store")
         with reported():
-            count = run_sync(adapter.call("prune", age))
+            count = run_sync(adapter.prune(age))
     cutoff = _when(time.time() - age.total_seconds())
     click.echo(f"pruned {count} flow{'s' if count != 1 else ''} ended before {cutoff} UTC")
 

@@ -13,7 +13,9 @@ from quartermaster_engine.cli.common import fail, guarded
 from quartermaster_engine.plugins.loader import load_plugins
 
 #: Commands first-party distributions add, and the distribution to install for each.
-KNOWN_PLUGIN_COMMANDS = {"serve": "qm-server"}
+KNOWN_PLUGIN_COMMANDS = {"serve": "qm-server", "worker": "qm-dispatch-celery"}
+#: What a known command does, when its missing distribution's name does not say it.
+_PURPOSE = {"worker": "qm worker runs Celery workers"}
 
 
 class PluginCommandGroup(click.Group):
@@ -29,6 +31,9 @@ class PluginCommandGroup(click.Group):
             return created
         distribution = KNOWN_PLUGIN_COMMANDS.get(cmd_name)
         if distribution is not None:
+            purpose = _PURPOSE.get(cmd_name)
+            if purpose is not None:
+                fail(f"{purpose}: pip install {distribution}")
             fail(
                 f"`qm {cmd_name}` is provided by the {distribution} distribution, which is "
                 f"not installed: pip install {distribution}"

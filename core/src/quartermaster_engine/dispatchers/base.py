@@ -52,6 +52,23 @@ class TaskDispatcher(Protocol):
 
 
 @runtime_checkable
+class OffloadsBlocking(Protocol):
+    """An optional ability: ``offloads_blocking`` says whether `run_blocking` runs
+    blocking executors off the event loop (a thread pool). A dispatcher without it
+    offloads them when it is ``concurrent``; a non-concurrent one calls them inline
+    (deterministic order), unless the node has a timeout."""
+
+    offloads_blocking: bool
+
+
+def offloads_blocking(dispatcher: TaskDispatcher) -> bool:
+    """Whether ``dispatcher`` runs blocking executors off the loop (see `OffloadsBlocking`)."""
+    if isinstance(dispatcher, OffloadsBlocking):
+        return bool(dispatcher.offloads_blocking)
+    return bool(dispatcher.concurrent)
+
+
+@runtime_checkable
 class DispatchProtocol(Protocol):
     """quartermaster-engine 0.1.5's dispatcher protocol."""
 

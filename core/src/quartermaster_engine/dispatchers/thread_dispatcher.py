@@ -8,24 +8,25 @@
     ...
     dispatcher.shutdown()
 
-keeps working when ``qm-dispatch-thread`` is installed; without it, the import
+keeps working when ``qm-dispatch-thread`` is installed: its names are found
+through the plugin registry (see `plugins.exports`); without it, the import
 fails with an `ImportError` that says what to install.
 """
 
 from __future__ import annotations
 
-try:
-    from qm_dispatch_thread import (
-        DispatcherShutdownError,
-        ThreadDispatcher,
-        ThreadDispatcherSettings,
-    )
-except ModuleNotFoundError as exc:
-    if exc.name != "qm_dispatch_thread":
-        raise  # something qm-dispatch-thread itself needs is missing: show that
-    raise ImportError(
-        "ThreadDispatcher now ships in its own distribution: pip install qm-dispatch-thread",
-        name=__name__,
-    ) from exc
+from typing import Any
 
-__all__ = ["DispatcherShutdownError", "ThreadDispatcher", "ThreadDispatcherSettings"]
+from quartermaster_engine.plugins.exports import exported
+
+__all__ = ["DispatcherShutdownError", "ThreadDispatcher", "ThreadDispatcherSettings"]  # noqa: F822
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return exported(
+            __name__,
+            name,
+            f"{name} now ships in its own distribution: pip install qm-dispatch-thread",
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,14 +61,11 @@ async def update(engine: Engine, flow_id: UUID, memory: Mapping[str, Any] | None
         )
         store = engine.store_adapter
         if record.status is FlowStatus.PAUSED:
-            await store.call(
-                "commit", flow_id, Commit(memory=values, epoch=flow.epoch, events=[event])
-            )
+            await store.commit(flow_id, Commit(memory=values, epoch=flow.epoch, events=[event]))
         else:
             for key, value in values.items():
-                await store.call("save_memory", flow_id, key, value)
-            await store.call(
-                "update_flow",
+                await store.save_memory(flow_id, key, value)
+            await store.update_flow(
                 flow_id,
                 FlowUpdate(
                     status=record.status,
@@ -111,8 +108,7 @@ async def retry(engine: Engine, flow_id: UUID, listeners: Iterable[Listener] = (
         again = [copy_activation(act, attempt=act.attempt + 1) for act in replay.failed]
         now = time.time()
         store = engine.store_adapter
-        await store.call(
-            "update_flow",
+        await store.update_flow(
             flow_id,
             FlowUpdate(status=FlowStatus.RUNNING, updated_at=now, event_seq=record.event_seq),
         )
@@ -123,8 +119,7 @@ async def retry(engine: Engine, flow_id: UUID, listeners: Iterable[Listener] = (
             reason="retry",
             graph_name=record.graph.name,
         )
-        await store.call(
-            "commit",
+        await store.commit(
             flow_id,
             Commit(
                 deliveries=replay.deliveries(),

@@ -81,8 +81,7 @@ async def fork(
     if answer is not None:
         commits.append(_answer(replay, fid, answer))
     store = engine.store_adapter
-    await store.call(
-        "create_flow",
+    await store.create_flow(
         FlowRecord(
             flow_id=fid,
             graph=snapshot.flow.graph,
@@ -98,9 +97,9 @@ async def fork(
     try:
         for commit in commits:
             commit.epoch = epoch
-            await store.call("commit", fid, commit)
+            await store.commit(fid, commit)
     finally:
-        await store.call("release_lease", fid, epoch)
+        await store.release_lease(fid, epoch)
     return fid
 
 
@@ -118,7 +117,7 @@ def _answer(replay: Replay, fid: UUID, answer: str) -> Commit:
 
 async def lineage(engine: Engine, flow_id: UUID) -> tuple[UUID, int] | None:
     """(flow, checkpoint) a fork began from, or None for a flow that is no fork."""
-    events: list[FlowEvent] = await engine.store_adapter.call("read_events", flow_id, 0, 1)
+    events: list[FlowEvent] = await engine.store_adapter.read_events(flow_id, 0, 1)
     if events and isinstance(events[0], FlowForked) and events[0].from_flow is not None:
         return events[0].from_flow, events[0].at
     return None

@@ -39,10 +39,10 @@ async def read_flow(
         raise FlowStateError(
             f"{what} needs a durable store; {engine.store_name()} keeps no flow records"
         )
-    snapshot: FlowSnapshot | None = await store.call("load_flow", flow_id)
+    snapshot: FlowSnapshot | None = await store.load_flow(flow_id)
     if snapshot is None:
         raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
-    events: list[FlowEvent] = await store.call("read_events", flow_id)
+    events: list[FlowEvent] = await store.read_events(flow_id)
     return snapshot, events
 
 

@@ -20,10 +20,10 @@ async def read_history(store: StoreAdapter, flow_id: UUID, store_name: str) -> l
     the store keeps no flow records (a 0.1.5-contract store)."""
     if not store.durable:
         raise FlowStateError(f"history needs a durable store; {store_name} keeps no flow records")
-    snapshot: FlowSnapshot | None = await store.call("load_flow", flow_id)
+    snapshot: FlowSnapshot | None = await store.load_flow(flow_id)
     if snapshot is None:
         raise FlowNotFoundError(f"no flow {flow_id} in the store ({store_name})")
-    events: list[FlowEvent] = await store.call("read_events", flow_id)
+    events: list[FlowEvent] = await store.read_events(flow_id)
     return checkpoints(snapshot, [e for e in events if isinstance(e, FlowEdited)])
 
 

@@ -68,6 +68,15 @@ def qm_register_commands(register: Register) -> None:
     """
 
 
+@hookspec
+def qm_register_exports(register: Register) -> None:
+    """Register objects a core module keeps importable under an old (0.1.5) path while
+    they ship in the plugin's distribution: ``register("module:Name", factory)``, where
+    ``factory(settings)`` returns the object. The core never imports a plugin
+    distribution itself; it asks the registry (see `plugins.exports`).
+    """
+
+
 #: Hook name -> the kind of thing it registers.
 HOOK_KINDS = {
     "qm_register_stores": "store",
@@ -75,4 +84,5 @@ HOOK_KINDS = {
     "qm_register_node_executors": "node_executor",
     "qm_register_event_sinks": "event_sink",
     "qm_register_commands": "command",
+    "qm_register_exports": "export",
 }

@@ -137,6 +137,8 @@ class PluginSet:
     event_sinks: Registry
     #: ``qm`` subcommands plugins add.
     commands: Registry = field(default_factory=lambda: Registry("command"))
+    #: Objects core modules keep importable under old paths (see `plugins.exports`).
+    exports: Registry = field(default_factory=lambda: Registry("export"))
     #: Registries of extension hooks declared by plugins, by kind.
     extensions: dict[str, Registry] = field(default_factory=dict)
 
@@ -148,6 +150,7 @@ class PluginSet:
             "node_executor": self.node_executors,
             "event_sink": self.event_sinks,
             "command": self.commands,
+            "export": self.exports,
         }
         found = core.get(kind) or self.extensions.get(kind)
         return found if found is not None else Registry(kind)
@@ -381,6 +384,7 @@ def load_plugins(*, refresh: bool = False, environ: Mapping[str, str] | None = N
             node_executors=loader.registries["node_executor"],
             event_sinks=loader.registries["event_sink"],
             commands=loader.registries["command"],
+            exports=loader.registries["export"],
             extensions={
                 kind: registry
                 for kind, registry in loader.registries.items()

@@ -92,7 +92,7 @@ class Committer:
         update.events = self.emitter.take_unlogged()
         update.event_seq = self.emitter.seq
         try:
-            await self.store.call("update_flow", self.flow_id, update)
+            await self.store.update_flow(self.flow_id, update)
         except StaleLeaseError as exc:
             raise self.failure(exc, Commit()) from exc
 
@@ -119,12 +119,12 @@ class Committer:
         store = self.store
         try:
             if rec is not None:
-                await store.call("save_node_execution", self.flow_id, rec.node_id, rec)
+                await store.save_node_execution(self.flow_id, rec.node_id, rec)
                 if rec.log is not None:
-                    await store.call("save_messages", self.flow_id, rec.node_id, rec.log.to_list())
+                    await store.save_messages(self.flow_id, rec.node_id, rec.log.to_list())
             if commit.memory:
                 for key, value in commit.memory.items():
-                    await store.call("save_memory", self.flow_id, key, value)
+                    await store.save_memory(self.flow_id, key, value)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -41,6 +41,7 @@ from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET, Liste
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.running import RunningFlows
 from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import KeepsPersistentMemory
 from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.types import GraphSpec
 
@@ -221,8 +222,9 @@ class Engine:
         """Per-agent persistent memory: the ``persistence`` given, else the store's own
         (``store.persistent_memory()``), else an in-memory one owned by this engine."""
         if self._persistence is None:
-            factory = getattr(self.store, "persistent_memory", None)
-            self._persistence = factory() if callable(factory) else InMemoryPersistence()
+            store = self.store
+            own = isinstance(store, KeepsPersistentMemory)
+            self._persistence = store.persistent_memory() if own else InMemoryPersistence()
         return self._persistence
 
     @property
@@ -251,8 +253,7 @@ class Engine:
 
     def store_name(self) -> str:
         """The store as messages name it."""
-        describe = getattr(self.store, "describe", None)
-        return describe() if callable(describe) else type(self.store).__name__
+        return self._store.describe()
 
     def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
         """The compiled form of ``spec``, compiled once per distinct graph."""

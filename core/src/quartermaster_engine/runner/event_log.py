@@ -32,12 +32,12 @@ async def read_log(
     ``until_paused``, until it pauses."""
     if not store.durable:
         raise FlowNotFoundError("the store keeps no event log (it is not a durable store)")
-    record: FlowRecord | None = await store.call("get_flow", flow_id)
+    record: FlowRecord | None = await store.get_flow(flow_id)
     if record is None:
         raise FlowNotFoundError(f"no flow {flow_id} in the store")
     seen = after
     while True:
-        events: list[FlowEvent] = await store.call("read_events", flow_id, seen, batch)
+        events: list[FlowEvent] = await store.read_events(flow_id, seen, batch)
         for event in events:
             seen = event.seq
             yield event
@@ -45,7 +45,7 @@ async def read_log(
             continue
         if not follow:
             return
-        record = await store.call("get_flow", flow_id)
+        record = await store.get_flow(flow_id)
         if record is None:
             return  # deleted while followed
         settled = record.status.is_terminal or (until_paused and record.status is FlowStatus.PAUSED)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
+from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher, offloads_blocking
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
 from quartermaster_engine.runner.compiled import CNode
@@ -47,7 +47,7 @@ class ExecutorCaller:
         self.missing = missing
         self.dispatcher = dispatcher
         self.control = control
-        self.offloads_blocking = bool(getattr(dispatcher, "offloads_blocking", control.concurrent))
+        self.offloads_blocking = offloads_blocking(dispatcher)
         self._cache: dict[str, tuple[NodeExecutor, bool] | None] = {}
 
     def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:

@@ -6,7 +6,13 @@ import difflib
 from typing import Any
 
 from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
-from quartermaster_engine.nodes import NodeExecutor, NodeRegistry, is_async_executor
+from quartermaster_engine.nodes import (
+    ListsTypes,
+    NodeExecutor,
+    NodeRegistry,
+    ValidatesNodes,
+    is_async_executor,
+)
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.types import NodeType
 
@@ -77,8 +83,7 @@ class Executors:
             extra: list[str] = []
         else:
             registry, extra = self.node_registry, list(self._control)
-        list_types = getattr(registry, "list_types", None)
-        types = list(list_types()) if callable(list_types) else []
+        types = list(registry.list_types()) if isinstance(registry, ListsTypes) else []
         extra.append(MERGE_TYPE)
         return types + [t for t in extra if t not in types]
 
@@ -114,9 +119,8 @@ class Executors:
                 if cnode.type_name not in known and not allow_missing:
                     unknown.append(self.missing_message(cnode))
                 continue
-            validate = getattr(executor, "validate_node", None)
-            if callable(validate):
-                for problem in validate(cnode.node, spec) or ():
+            if isinstance(executor, ValidatesNodes):
+                for problem in executor.validate_node(cnode.node, spec) or ():
                     problems.setdefault(problem, []).append(cnode.describe())
         if unknown:
             lines = "\n".join(f"  {line}" for line in unknown)

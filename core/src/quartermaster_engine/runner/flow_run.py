@@ -183,8 +183,7 @@ class FlowRun:
         if self.committer.durable:
             now = time.time()
             epoch = 1
-            await self.host.store_adapter.call(
-                "create_flow",
+            await self.host.store_adapter.create_flow(
                 FlowRecord(
                     flow_id=self.flow_id,
                     graph=self.graph,

@@ -30,14 +30,14 @@ class Flows:
     ) -> list[FlowRecord]:
         """Flow records, most recently updated first (``status``: only those)."""
         self._durable("listing flows")
-        records: list[FlowRecord] = await self._store.call("list_flows", status=status, limit=limit)
+        records: list[FlowRecord] = await self._store.list_flows(status=status, limit=limit)
         return records
 
     async def get(self, flow_id: UUID | str) -> FlowRecord:
         """The flow's record; `FlowNotFoundError` if the store has none."""
         self._durable("reading a flow")
         fid = flow_id_arg(flow_id)
-        record: FlowRecord | None = await self._store.call("get_flow", fid)
+        record: FlowRecord | None = await self._store.get_flow(fid)
         if record is None:
             raise FlowNotFoundError(f"no flow {fid} in the store ({self._store_name()})")
         return record
@@ -46,7 +46,7 @@ class Flows:
         """Everything the store holds of the flow (record, node records, queue, joins)."""
         self._durable("reading a flow")
         fid = flow_id_arg(flow_id)
-        snapshot: FlowSnapshot | None = await self._store.call("load_flow", fid)
+        snapshot: FlowSnapshot | None = await self._store.load_flow(fid)
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {fid} in the store ({self._store_name()})")
         return snapshot
@@ -55,5 +55,5 @@ class Flows:
         """Delete the flow and everything stored of it; `FlowNotFoundError` if none."""
         self._durable("deleting a flow")
         fid = flow_id_arg(flow_id)
-        if not await self._store.call("delete_flow", fid):
+        if not await self._store.delete_flow(fid):
             raise FlowNotFoundError(f"no flow {fid} in the store ({self._store_name()})")

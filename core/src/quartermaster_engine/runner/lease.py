@@ -116,8 +116,8 @@ class LeaseKeeper:
         try:
             while True:
                 try:
-                    lease: Lease = await self.store.call(
-                        "acquire_lease", self.flow_id, self.owner, self.ttl, take_over=take_over
+                    lease: Lease = await self.store.acquire_lease(
+                        self.flow_id, self.owner, self.ttl, take_over=take_over
                     )
                 except LeaseHeldError as exc:
                     held = exc.lease
@@ -179,7 +179,7 @@ class LeaseKeeper:
         if epoch is None:
             return
         try:
-            await self.store.call("renew_lease", self.flow_id, epoch, self.ttl)
+            await self.store.renew_lease(self.flow_id, epoch, self.ttl)
         except StaleLeaseError as exc:
             if self._lost is not None:
                 self._lost(str(exc))
@@ -205,4 +205,4 @@ class LeaseKeeper:
         """End the lease now (a driver that took a flow and found nothing to do)."""
         self.stop()
         if self.epoch is not None:
-            await self.store.call("release_lease", self.flow_id, self.epoch)
+            await self.store.release_lease(self.flow_id, self.epoch)

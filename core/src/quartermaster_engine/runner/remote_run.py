@@ -65,7 +65,7 @@ async def hand_off(engine: Engine, run: FlowRun) -> int:
     """Let the flow's lease go and give its pending activations to the remote
     workers; return the number of the last event logged before."""
     await run.lease.release()
-    record = await engine.store_adapter.call("get_flow", run.flow_id)
+    record = await engine.store_adapter.get_flow(run.flow_id)
     dispatcher = engine.dispatcher
     assert isinstance(dispatcher, RemoteDispatcher)
     await dispatcher.start(engine, run.flow_id)

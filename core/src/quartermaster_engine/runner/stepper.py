@@ -216,14 +216,14 @@ class FlowStepper:
         engine = self.engine
         state = self._states.pop(flow_id, None)
         after = 0 if state is None else state.record_count
-        snapshot: FlowSnapshot | None = await engine.store_adapter.call(
-            "load_flow", flow_id, records_after=after
+        snapshot: FlowSnapshot | None = await engine.store_adapter.load_flow(
+            flow_id, records_after=after
         )
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
         if state is not None and snapshot.record_count < after:
             state = None  # the flow was deleted and made anew: read it whole
-            snapshot = await engine.store_adapter.call("load_flow", flow_id)
+            snapshot = await engine.store_adapter.load_flow(flow_id)
             assert snapshot is not None
         return FlowRun.from_snapshot(engine, snapshot, lease, state=state)
 
@@ -238,7 +238,7 @@ async def _watch(run: FlowRun, every: float) -> None:
     store = run.host.store_adapter
     while True:
         await asyncio.sleep(every)
-        record = await store.call("get_flow", run.flow_id)
+        record = await store.get_flow(run.flow_id)
         if record is None or record.status.is_terminal:
             run.request_stop("the flow was stopped")
             return

@@ -74,7 +74,7 @@ async def load(
                 f"no flow {flow_id} in the store ({engine.store_name()})"
             ) from None
     try:
-        snapshot: FlowSnapshot | None = await store.call("load_flow", flow_id)
+        snapshot: FlowSnapshot | None = await store.load_flow(flow_id)
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
         run = FlowRun.from_snapshot(engine, snapshot, lease, listeners=listeners)
@@ -206,15 +206,14 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
     store = engine.store_adapter
     if not store.durable:
         raise FlowNotFoundError(f"flow {flow_id} is not running in this process")
-    record = await store.call("get_flow", flow_id)
+    record = await store.get_flow(flow_id)
     if record is None:
         raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
     if record.status.is_terminal:
         return
     seq = record.event_seq + 1
     event = FlowStopped(flow_id=flow_id, reason="stop() called", seq=seq, ts=time.time())
-    await store.call(
-        "update_flow",
+    await store.update_flow(
         flow_id,
         FlowUpdate(
             status=FlowStatus.STOPPED,

@@ -172,6 +172,41 @@ class DurableStore(ExecutionStore, Protocol):
         ...
 
 
+# -- optional abilities: declared protocols, checked with isinstance ----------------------
+
+
+@runtime_checkable
+class DescribesItself(Protocol):
+    """A store that names itself in messages (``"sqlite /path/flows.db"``, a URL with
+    its password masked); otherwise messages use its class name."""
+
+    def describe(self) -> str: ...
+
+
+@runtime_checkable
+class KeepsPersistentMemory(Protocol):
+    """A store that keeps per-agent `PersistentMemory` itself (it survives processes
+    with a durable store); otherwise the engine keeps one in memory."""
+
+    def persistent_memory(self) -> Any: ...
+
+
+@runtime_checkable
+class CountsRecords(Protocol):
+    """A store that counts each flow's node records without reading them
+    (``qm flows list``); the answer is ``{flow_id: count}``."""
+
+    def record_counts(self, flow_ids: list[UUID]) -> Any: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A store (or dispatcher, sink) that holds connections, threads or files and
+    releases them in ``close()`` (plain or ``async``)."""
+
+    def close(self) -> Any: ...
+
+
 class StoreError(RuntimeError):
     """A store could not do what was asked."""
 

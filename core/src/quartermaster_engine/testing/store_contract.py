@@ -17,12 +17,20 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from quartermaster_engine._sync import run_sync
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 from quartermaster_engine.runner.flow_runner import FlowRunner
-from quartermaster_engine.stores.base import FlowExistsError
+from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import (
+    CountsRecords,
+    DescribesItself,
+    DurableStore,
+    FlowExistsError,
+    KeepsPersistentMemory,
+)
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
@@ -76,6 +84,41 @@ class StoreContract(FencingContract):
         )
         call(store, "create_flow", record)
         return record
+
+    # -- optional abilities (declared protocols, see docs/writing-plugins.md) -----
+
+    def test_the_store_is_durable_behind_the_typed_face(self, store: Any) -> None:
+        assert isinstance(store, DurableStore)
+        assert StoreAdapter(store).durable
+
+    def test_a_described_store_names_itself(self, store: Any) -> None:
+        name = StoreAdapter(store).describe()
+        if isinstance(store, DescribesItself):
+            assert name == store.describe()
+            assert name
+        else:
+            assert name == type(store).__name__
+
+    def test_counted_records_match_the_records(self, store: Any, graph: GraphSpec) -> None:
+        flow = self.new_flow(store, graph)
+        start = Activation(name_id("Start"), 1)
+        call(store, "commit", flow.flow_id, Commit(enqueue=[start]))
+        call(
+            store, "commit", flow.flow_id, Commit((name_id("Start"), 1), _record(name_id("Start")))
+        )
+        counts = run_sync(StoreAdapter(store).record_counts([flow.flow_id]))
+        if isinstance(store, CountsRecords):
+            assert counts == {flow.flow_id: {"finished": 1}}
+        else:
+            assert counts is None
+
+    def test_persistent_memory_of_the_store_keeps_values(self, store: Any) -> None:
+        if not isinstance(store, KeepsPersistentMemory):
+            pytest.skip("the store keeps no persistent memory (the engine keeps one)")
+        memory = store.persistent_memory()
+        agent = uuid4()
+        call(memory, "write", agent, "colour", "teal")
+        assert call(memory, "read", agent, "colour") == "teal"
 
     # -- 0.1.5 contract ---------------------------------------------------------
 

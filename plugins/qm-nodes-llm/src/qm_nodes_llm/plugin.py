@@ -14,7 +14,12 @@ from qm_nodes_llm.providers.openai_provider import OpenAISettings, create_openai
 from qm_nodes_llm.settings import LLMNodeSettings
 from quartermaster_engine.plugins import Register, hookimpl
 
-__all__ = ["hookspecs", "qm_register_llm_providers", "qm_register_node_executors"]
+__all__ = [
+    "hookspecs",
+    "qm_register_exports",
+    "qm_register_llm_providers",
+    "qm_register_node_executors",
+]
 
 
 def _factory(cls: type[LLMExecutor[Any]]) -> Any:
@@ -37,3 +42,24 @@ def qm_register_llm_providers(register: Register) -> None:
     register("ollama", create_ollama, config_model=OllamaSettings)
     register("anthropic", create_anthropic, config_model=AnthropicSettings)
     register("llamacpp", create_llamacpp, config_model=LlamaCppSettings)
+
+
+def _run_graph(_: object) -> Any:
+    """``run_graph`` (imported when first asked for: reading the plugin loads no model client)."""
+    from qm_nodes_llm.run import run_graph
+
+    return run_graph
+
+
+def _llm_node_settings(_: object) -> Any:
+    """``llm_node_settings``: the settings forcing every LLM node onto a provider/model."""
+    from qm_nodes_llm.run import llm_node_settings
+
+    return llm_node_settings
+
+
+@hookimpl
+def qm_register_exports(register: Register) -> None:
+    # quartermaster_engine.run_graph (0.1.5) and qm run --provider/--model.
+    register("quartermaster_engine.convenience:run_graph", _run_graph)
+    register("quartermaster_engine.convenience:llm_node_settings", _llm_node_settings)

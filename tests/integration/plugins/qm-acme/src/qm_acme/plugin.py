@@ -1,5 +1,6 @@
 """Registers the node type acme.Shout, the store acme-memory, the dispatcher acme-sync,
-the sink acme-count and the command ``qm acme-hello``."""
+the sink acme-count, the command ``qm acme-hello`` and the export
+``qm_acme.old:Greeting``."""
 
 from __future__ import annotations
 
@@ -104,3 +105,8 @@ def hello(name: str) -> None:
 @hookimpl
 def qm_register_commands(register: Any) -> None:
     register("acme-hello", lambda settings: hello)
+
+
+@hookimpl
+def qm_register_exports(register: Any) -> None:
+    register("qm_acme.old:Greeting", lambda settings: "hello from acme")

@@ -1,7 +1,7 @@
 """``qm worker``: run the nodes of flows handed to the ``celery`` dispatcher.
 
-The worker itself ships in qm-dispatch-celery, imported only when the command
-runs; without it the command says what to install.
+Registered with ``qm_register_commands``; the core's ``qm`` knows the command's
+name only, and without this distribution says what to install.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 
 import click
 
-from quartermaster_engine.cli.common import config_option, fail, reported
+from quartermaster_engine.cli.common import config_option, reported
 
 
 @click.command("worker")
@@ -50,12 +50,8 @@ def worker_command(
 ) -> None:
     """Start a Celery worker that runs the nodes of flows of the configured store
     (needs [dispatcher] name = "celery"; see docs/scale-out.md)."""
-    try:
-        from qm_dispatch_celery.worker_app import build_worker_app
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] != "qm_dispatch_celery":
-            raise  # something qm-dispatch-celery itself needs is missing: show that
-        fail("qm worker runs Celery workers: pip install qm-dispatch-celery")
+    from qm_dispatch_celery.worker_app import build_worker_app
+
     if config_path is not None:
         # Worker processes read the same configuration (prefork children, -A apps).
         os.environ["QM_CONFIG"] = os.path.abspath(config_path)
