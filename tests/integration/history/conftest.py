@@ -78,3 +78,15 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFact
     yield make
     for store in made:
         call(store, "close")
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """A durable store several processes share, as the race workers take it."""
+    if request.param == "sqlite":
+        return {"kind": "sqlite", "path": str(tmp_path / "flows.db")}
+    if request.param == "postgres":
+        pg: PostgresServer = request.getfixturevalue("postgres_server")
+        return {"kind": "postgres", "url": pg.url, "schema": unique_schema()}
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {"kind": "redis", "url": server.url, "prefix": unique_prefix()}
