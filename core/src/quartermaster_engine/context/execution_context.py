@@ -11,9 +11,9 @@ from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.types import GraphNode, GraphSpec, Message
 
 if TYPE_CHECKING:
+    from quartermaster_engine.context.node_run import NodeRun
     from quartermaster_engine.events import FlowEvent
-    from quartermaster_engine.runner.flow_run import FlowRun
-    from quartermaster_engine.runner.result import FlowResult
+    from quartermaster_engine.flow_result import FlowResult
     from quartermaster_engine.stores.records import Activation
 
 
@@ -92,7 +92,7 @@ class ExecutionContext:
         self._memory: dict[str, Any] | None = {} if memory is None else memory
         self._metadata: dict[str, Any] | None = {} if metadata is None else metadata
         self._outputs: dict[str, str] | None = {}
-        self._run: FlowRun | None = None
+        self._run: NodeRun | None = None
         self._act: Activation | None = None
         self.status = status
         self.parent_context = parent_context
@@ -105,7 +105,7 @@ class ExecutionContext:
         self.attempt = attempt
 
     @classmethod
-    def _for_activation(cls, run: FlowRun, act: Activation, input_text: str) -> ExecutionContext:
+    def _for_activation(cls, run: NodeRun, act: Activation, input_text: str) -> ExecutionContext:
         """Engine fast path: a context whose heavy fields are built on first access."""
         ctx = cls.__new__(cls)
         ctx._run = run

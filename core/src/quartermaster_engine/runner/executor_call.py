@@ -64,7 +64,7 @@ class ExecutorCaller:
         if found is None:
             raise NodeError(self.missing(cnode))
         executor, is_async = found
-        ctx = ExecutionContext._for_activation(run, act, input_text)
+        ctx = ExecutionContext._for_activation(run.view, act, input_text)
         timeout = cnode.timeout
         result: Any
         if is_async:

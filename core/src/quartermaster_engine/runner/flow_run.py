@@ -15,18 +15,18 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from quartermaster_engine.events import FlowEvent, FlowResumed, FlowStarted, NodeStarted
-from quartermaster_engine.memory.persistent_memory import AgentMemory
+from quartermaster_engine.events import FlowEvent, FlowStarted, NodeStarted
 from quartermaster_engine.nodes import NodeResult
 from quartermaster_engine.runner import drivers, finish, outcomes
 from quartermaster_engine.runner.committer import Committer
 from quartermaster_engine.runner.compiled import OUT_PICKED, CEdge, CNode, CompiledGraph
 from quartermaster_engine.runner.control import Phase, RunControl
 from quartermaster_engine.runner.emitter import Emitter
-from quartermaster_engine.runner.errors import FlowStateError, LeaseLostError, error_text
+from quartermaster_engine.runner.errors import LeaseLostError, error_text
 from quartermaster_engine.runner.executor_call import ExecutorCaller
 from quartermaster_engine.runner.host import RunHost
 from quartermaster_engine.runner.lease import LeaseKeeper
@@ -34,6 +34,7 @@ from quartermaster_engine.runner.node_inputs import NodeInputs
 from quartermaster_engine.runner.result import FlowResult, WaitingNode
 from quartermaster_engine.runner.results import cancelled_by_executor, spurious_cancel
 from quartermaster_engine.runner.routing import Router
+from quartermaster_engine.runner.run_view import RunView
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import (
     Activation,
@@ -41,9 +42,7 @@ from quartermaster_engine.stores.records import (
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
-    FlowUpdate,
 )
-from quartermaster_engine.types import GraphSpec, Message
 
 
 class Outcome:
@@ -113,6 +112,19 @@ class FlowRun:
         self.yield_each_step = False
         #: The flow's status in the store when this run was restored from it.
         self.status_on_load: FlowStatus | None = None
+        #: What executors' contexts see of this run (`context.node_run.NodeRun`).
+        self.view = RunView(
+            flow_id,
+            self.graph,
+            host=host,
+            state=self.state,
+            inputs=self.inputs,
+            emitter=self.emitter,
+            control=self.control,
+            stop=self.request_stop_threadsafe,
+            child=partial(host.run_child, self),
+            resume_child=partial(host.resume_child, self),
+        )
 
     # -- what executors and the runner read ---------------------------------------
 
@@ -133,42 +145,11 @@ class FlowRun:
     def waiting(self) -> dict[tuple[UUID, int], Activation]:
         return self.state.waiting
 
-    @property
-    def persistence(self) -> Any:
-        return self.host.persistence
-
-    @property
-    def agent_memory(self) -> AgentMemory:
-        return self.host.agent_memory
-
-    def memory_snapshot(self) -> dict[str, Any]:
-        return self.state.memory_snapshot()
-
     def input_text(self, act: Activation) -> str:
         return self.inputs.input_text(act)
 
-    def input_messages(self, act: Activation) -> list[Message]:
-        return self.inputs.messages(act)
-
-    def predecessor_outputs(self, act: Activation) -> dict[str, str]:
-        return self.inputs.predecessor_outputs(act)
-
     def emit(self, event: FlowEvent) -> None:
         self.emitter.emit(event)
-
-    def emit_threadsafe(self, event: FlowEvent) -> None:
-        self.emitter.emit_threadsafe(event)
-
-    def emit_token(self, act: Activation, token: str) -> None:
-        self.emitter.token(act, token)
-
-    async def run_child(self, graph: GraphSpec, input_text: str, flow_id: UUID) -> FlowResult:
-        return await self.host.run_child(self, graph, input_text, flow_id)
-
-    async def resume_child(
-        self, flow_id: UUID, user_input: str, node_id: UUID | str | None
-    ) -> FlowResult:
-        return await self.host.resume_child(self, flow_id, user_input, node_id)
 
     def describe_failure(self) -> str | None:
         return finish.describe_failure(self)
@@ -384,49 +365,6 @@ class FlowRun:
             await outcomes.succeed(self, act, result, outcome.started, outcome.picked)
         else:
             await outcomes.fail(self, act, result, outcome.started, outcome.input_text)
-
-    # -- resume ------------------------------------------------------------------------
-
-    async def answer(self, user_input: str, node: UUID | str | None) -> None:
-        """Give ``user_input`` to a waiting node and queue it to run again."""
-        waiting = self.find_waiting(node)
-        # A new activation, not the waiting one changed in place: an in-memory store
-        # holds that very object, and the commit checks it is still waiting.
-        act = Activation(
-            waiting.node_id, waiting.visit, waiting.attempt, waiting.inputs, user_input=user_input
-        )
-        act.cnode = waiting.cnode
-        act.sources = waiting.sources
-        del self.state.waiting[act.key]
-        if self.emitter.listening:
-            self.emitter.emit(
-                FlowResumed(
-                    flow_id=self.flow_id,
-                    reason="resume",
-                    node_id=act.node_id,
-                    graph_name=self.graph.name,
-                )
-            )
-        if self.committer.durable:
-            await self.committer.commit(Commit(enqueue=[act], answers=act.key))
-            await self.committer.update(
-                FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time())
-            )
-        self.state.ready.append(act)
-
-    def find_waiting(self, node: UUID | str | None) -> Activation:
-        waiting = self.state.waiting
-        if not waiting:
-            raise FlowStateError(f"flow {self.flow_id} has no node waiting for input")
-        if node is None:
-            return next(iter(waiting.values()))
-        for act in waiting.values():
-            if act.node_id == node or act.cnode.name == node or str(act.node_id) == node:
-                return act
-        names = ", ".join(a.cnode.describe() for a in waiting.values())
-        raise FlowStateError(
-            f"node {node!r} of flow {self.flow_id} is not waiting for input; waiting: {names}"
-        )
 
 
 def _uncancel() -> None:

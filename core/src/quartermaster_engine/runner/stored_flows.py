@@ -18,7 +18,13 @@ from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.result import FlowResult, NodeResults
 from quartermaster_engine.stores.base import FlowNotFoundError
-from quartermaster_engine.stores.records import FlowSnapshot, FlowStatus, FlowUpdate
+from quartermaster_engine.stores.records import (
+    Activation,
+    Commit,
+    FlowSnapshot,
+    FlowStatus,
+    FlowUpdate,
+)
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
@@ -132,12 +138,53 @@ async def preflight_held(engine: Engine, run: FlowRun) -> None:
 
 
 async def answer(run: FlowRun, user_input: str, node_id: UUID | str | None) -> None:
-    """`FlowRun.answer`; refused, the run lets the flow's lease go."""
+    """Give ``user_input`` to a waiting node of ``run`` and queue it to run again;
+    refused, the run lets the flow's lease go."""
     try:
-        await run.answer(user_input, node_id)
+        waiting = find_waiting(run, node_id)
+        # A new activation, not the waiting one changed in place: an in-memory store
+        # holds that very object, and the commit checks it is still waiting.
+        act = Activation(
+            waiting.node_id, waiting.visit, waiting.attempt, waiting.inputs, user_input=user_input
+        )
+        act.cnode = waiting.cnode
+        act.sources = waiting.sources
+        del run.state.waiting[act.key]
+        if run.listening:
+            run.emit(
+                FlowResumed(
+                    flow_id=run.flow_id,
+                    reason="resume",
+                    node_id=act.node_id,
+                    graph_name=run.graph.name,
+                )
+            )
+        if run.committer.durable:
+            await run.committer.commit(Commit(enqueue=[act], answers=act.key))
+            await run.committer.update(
+                FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time())
+            )
+        run.state.ready.append(act)
     except BaseException:
         await run.lease.release()
         raise
+
+
+def find_waiting(run: FlowRun, node: UUID | str | None) -> Activation:
+    """The waiting activation ``node`` (an id or a name) names; by default the one
+    that started waiting first."""
+    waiting = run.state.waiting
+    if not waiting:
+        raise FlowStateError(f"flow {run.flow_id} has no node waiting for input")
+    if node is None:
+        return next(iter(waiting.values()))
+    for act in waiting.values():
+        if act.node_id == node or act.cnode.name == node or str(act.node_id) == node:
+            return act
+    names = ", ".join(a.cnode.describe() for a in waiting.values())
+    raise FlowStateError(
+        f"node {node!r} of flow {run.flow_id} is not waiting for input; waiting: {names}"
+    )
 
 
 async def recover(
