@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEdited, FlowResumed
+from quartermaster_engine.flow_result import FlowResult
 from quartermaster_engine.history.checkpoints import timeline
 from quartermaster_engine.history.held import held
 from quartermaster_engine.history.replay import Replay, copy_activation
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.listeners import Listener
-from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.stores.records import Commit, FlowStatus, FlowUpdate
 
 if TYPE_CHECKING:
