@@ -170,10 +170,25 @@ class Replay:
         for edge in cnode.out_edges:
             if edge.target.node_id in receivers:
                 return edge
+        # No node received it: the branch led into an AwaitFirst join that had
+        # fired already, which absorbs a live delivery exactly as a dead one.
+        for edge in cnode.out_edges:
+            if self._absorbs(edge):
+                return edge
         raise ReplayError(
             f"flow {self.flow_id}: cannot tell which branch node {cnode.describe()} picked "
             f"in visit {rec.visit}: no node it picked ran or waits to run"
         )
+
+    def _absorbs(self, edge: CEdge) -> bool:
+        """Whether a delivery along ``edge`` would go to a fired AwaitFirst slot."""
+        target = edge.target
+        if edge.back or target.await_all or target.n_in_fwd < 2:
+            return False
+        for slot in self.state.joins.get(target.idx, ()):
+            if slot.got[edge.in_pos] is MISSING:
+                return slot.fired
+        return False
 
     # -- the frontier ------------------------------------------------------------------
 
