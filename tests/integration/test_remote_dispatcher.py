@@ -162,11 +162,11 @@ def test_a_stepper_without_the_executor_refuses_and_writes_nothing(
 
     async def go() -> tuple[str, int, int]:
         fid = await _submit(dispatcher)
-        before = (await lacking.store_adapter.call("get_flow", fid)).version
+        before = (await lacking.store_adapter.get_flow(fid)).version
         (ref, _), _b = await stepper.pending(fid)
         with pytest.raises(MissingExecutorError) as caught:
             await stepper.execute(fid, ref)
-        after = (await lacking.store_adapter.call("get_flow", fid)).version
+        after = (await lacking.store_adapter.get_flow(fid)).version
         return str(caught.value), before, after
 
     message, before, after = asyncio.run(go())

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,12 @@ class Fleet:
         wait: bool = True,
         celery_command: bool = False,
         pool: str | None = None,
+        prefix: Sequence[str] = (),
         **env: str,
     ) -> subprocess.Popen[bytes]:
         """A ``qm worker`` process (its own process group, so a kill takes its children);
-        with ``celery_command``, ``celery -A qm_dispatch_celery.app worker`` instead."""
+        with ``celery_command``, ``celery -A qm_dispatch_celery.app worker`` instead.
+        ``prefix`` comes before the command (``ip netns exec HOST``: another host)."""
         log = self.directory / f"worker{len(self.workers)}.log"
         if celery_command:
             app = "qm_dispatch_celery.app"
@@ -95,7 +98,7 @@ class Fleet:
                 args += ["--pool", pool]
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                args,
+                [*prefix, *args],
                 cwd=self.directory,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -131,10 +134,11 @@ class Fleet:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
 
-    def script(self, code: str, *args: str) -> subprocess.Popen[str]:
-        """A client process running ``code`` (``sys.argv[1:]`` are ``args``)."""
+    def script(self, code: str, *args: str, prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+        """A client process running ``code`` (``sys.argv[1:]`` are ``args``), after
+        ``prefix`` as `start_worker`'s."""
         return subprocess.Popen(
-            [sys.executable, "-c", code, *args],
+            [*prefix, sys.executable, "-c", code, *args],
             cwd=self.directory,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

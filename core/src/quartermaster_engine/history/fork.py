@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID, uuid4
 
 from quartermaster_engine.events import FlowEdited, FlowEvent, FlowForked
@@ -27,6 +27,15 @@ from quartermaster_engine.stores.records import Commit, FlowRecord, FlowStatus
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
+
+
+class ForkEdits(TypedDict, total=False):
+    """What `Engine.fork` takes besides the flow id (see `fork`)."""
+
+    at: int | None
+    memory: Mapping[str, Any] | None
+    input: str | None
+    answer: str | None
 
 
 async def fork(
@@ -123,4 +132,4 @@ async def lineage(engine: Engine, flow_id: UUID) -> tuple[UUID, int] | None:
     return None
 
 
-__all__ = ["fork", "lineage"]
+__all__ = ["ForkEdits", "fork", "lineage"]

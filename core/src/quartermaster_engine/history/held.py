@@ -54,7 +54,7 @@ async def held(engine: Engine, flow_id: UUID, what: str) -> AsyncIterator[Held]:
         raise FlowStateError(
             f"{what} needs a durable store; {engine.store_name()} keeps no flow records"
         )
-    if engine.active(flow_id) is not None:
+    if engine.running.active(flow_id) is not None:
         raise FlowStateError(f"flow {flow_id} is running in this process; {what} waits for it")
     lease: LeaseKeeper = engine.lease_for(flow_id)
     try:

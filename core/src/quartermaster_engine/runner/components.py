@@ -5,6 +5,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from quartermaster_engine.dispatchers.base import TaskDispatcher
+from quartermaster_engine.nodes import NodeRegistry
+from quartermaster_engine.stores.adapter import StoreAdapter
+from quartermaster_engine.stores.base import Closeable
+from quartermaster_engine.stores.memory_store import InMemoryStore
+
 STORE_METHODS = (
     "save_node_execution",
     "get_node_execution",
@@ -20,6 +26,30 @@ STORE_METHODS = (
 )
 
 
+def check_parts(store: Any, registry: Any, listener_budget: float | None) -> None:
+    """Fail at construction when an engine's argument is not what its role needs."""
+    check_component("store", store, STORE_METHODS)
+    if registry is not None and not isinstance(registry, NodeRegistry):
+        raise TypeError(
+            f"node_registry must have a get_executor(node_type) method; "
+            f"got {type(registry).__name__}"
+        )
+    if listener_budget is not None and not listener_budget > 0:
+        raise ValueError(
+            f"listener_budget must be a number of seconds > 0 or None, got {listener_budget!r}"
+        )
+
+
+def check_shared_store(dispatcher: TaskDispatcher, store: StoreAdapter) -> None:
+    """A remote dispatcher's workers need a durable store they share."""
+    if not store.durable or isinstance(store.store, InMemoryStore):
+        raise TypeError(
+            f"dispatcher {type(dispatcher).__name__} runs flows on workers in other "
+            f"processes: it needs a durable store they share (sqlite, redis, postgres); "
+            f"{store.describe()} keeps flows in this process only"
+        )
+
+
 def check_component(role: str, value: Any, needed: tuple[str, ...]) -> None:
     """Fail at construction, not mid-flow, when an argument is not what its role needs."""
     if value is None:
@@ -32,11 +62,11 @@ def check_component(role: str, value: Any, needed: tuple[str, ...]) -> None:
 
 
 async def release(item: Any) -> None:
-    """Call ``item.close()`` or else ``item.shutdown()``, awaiting what it returns."""
-    for method in ("close", "shutdown"):
-        fn = getattr(item, method, None)
-        if callable(fn):
-            result = fn()
-            if inspect.isawaitable(result):
-                await result
-            return
+    """Release what an engine built: ``close()`` (a store, a sink: `Closeable`), or a
+    dispatcher's ``shutdown()`` (`TaskDispatcher`), awaiting what it returns."""
+    if isinstance(item, Closeable):
+        result = item.close()
+        if inspect.isawaitable(result):
+            await result
+    elif isinstance(item, TaskDispatcher):
+        item.shutdown()

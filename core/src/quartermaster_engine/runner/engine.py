@@ -8,40 +8,38 @@ own graph (the snapshot), so nothing here is bound to one graph.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID, uuid4
 
+from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
-from quartermaster_engine.history import Checkpoint, read_history
-from quartermaster_engine.history import edits as history_edits
-from quartermaster_engine.history import fork as history_fork
-from quartermaster_engine.memory.persistent_memory import AgentMemory, InMemoryPersistence
+from quartermaster_engine.history import Checkpoint
+from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.runner import child_flows, new_flows, remote_run, stored_flows
+from quartermaster_engine.runner.agent_memories import AgentMemories
 from quartermaster_engine.runner.arguments import flow_id_arg, optional_flow_id_arg, text_arg
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.compiled_graphs import CompiledGraphs
-from quartermaster_engine.runner.components import STORE_METHODS, check_component, release
+from quartermaster_engine.runner.components import check_parts, check_shared_store, release
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.executors import Executors
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.flows import Flows
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
-from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET, Listener
+from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET, Listener, with_handler
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.running import RunningFlows
 from quartermaster_engine.stores.adapter import StoreAdapter
-from quartermaster_engine.stores.base import KeepsPersistentMemory
 from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.types import GraphSpec
 
@@ -63,12 +61,10 @@ class Engine:
     ``on_event`` and each of ``sinks`` (objects with ``emit(event)``) receive every
     event of every flow this engine drives. ``listener_budget``: see `runner.listeners`.
 
-    Build one from configuration with `from_config`; use it as an async context
-    manager (``async with Engine.from_config() as engine``) or call `close`: the
-    engine releases the backends it created, never objects passed in.
-
-    Methods act by flow id and are ``async``; `FlowRunner` adds the synchronous
-    forms for one graph.
+    Build one with `from_config`; use it as an async context manager (``async with
+    Engine.from_config() as engine``) or call `close`: it releases the backends it
+    created, never objects passed in. Methods act by flow id and are ``async``;
+    `FlowRunner` adds the synchronous forms for one graph.
     """
 
     def __init__(
@@ -85,16 +81,7 @@ class Engine:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
     ) -> None:
-        check_component("store", store, STORE_METHODS)
-        if registry is not None and not callable(getattr(registry, "get_executor", None)):
-            raise TypeError(
-                f"node_registry must have a get_executor(node_type) method; "
-                f"got {type(registry).__name__}"
-            )
-        if listener_budget is not None and not listener_budget > 0:
-            raise ValueError(
-                f"listener_budget must be a number of seconds > 0 or None, got {listener_budget!r}"
-            )
+        check_parts(store, registry, listener_budget)
         self.node_registry = registry
         self.store = store if store is not None else InMemoryStore()
         self.dispatcher: TaskDispatcher = (
@@ -113,14 +100,9 @@ class Engine:
         #: The `EngineConfig` an engine built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
-        if self.remote and (not self._store.durable or isinstance(self.store, InMemoryStore)):
-            raise TypeError(
-                f"dispatcher {type(self.dispatcher).__name__} runs flows on workers in other "
-                f"processes: it needs a durable store they share (sqlite, redis, postgres); "
-                f"{self.store_name()} keeps flows in this process only"
-            )
-        self._persistence = persistence
-        self._agent_memory: AgentMemory | None = None
+        if self.remote:
+            check_shared_store(self.dispatcher, self._store)
+        self._memories = AgentMemories(self.store, persistence)
         self._owner: tuple[int, str] | None = None
         #: Which executor runs each node type (`Executors`).
         self.executors = Executors(registry)
@@ -134,20 +116,10 @@ class Engine:
 
     @classmethod
     def from_config(cls, config: Any = None, **overrides: Any) -> Engine:
-        """An engine assembled from configuration and the installed plugins.
-
-        ``config`` is a dict, a path to a TOML file, an `EngineConfig`, or None
-        (then ``$QM_CONFIG``, ``qm.toml`` or ``pyproject.toml`` and the ``QM_*``
-        environment are read; see `quartermaster_engine.config`). ``overrides``
-        holding config sections (``store``, ``dispatcher``, ``sinks``, ``limits``,
-        ``nodes`` as dicts) take precedence over everything; ``store`` or
-        ``dispatcher`` may also be ready objects, and ``node_registry``,
-        ``on_event``, ``context_manager``, ``persistence``, ``lease_seconds`` and
-        ``listener_budget`` go to the engine. An explicit ``node_registry`` wins
-        over the installed node executors.
-
-        The engine owns the backends it created: `close` releases them.
-        """
+        """An engine assembled from configuration (a dict, a TOML path, an
+        `EngineConfig`, or None: the file and ``QM_*`` environment) and the installed
+        plugins; ``overrides`` as `assembly.assemble` takes them. The engine owns the
+        backends it created: `close` releases them."""
         from quartermaster_engine.assembly import assemble
 
         parts = assemble(config, overrides)
@@ -168,7 +140,7 @@ class Engine:
 
     @property
     def owned(self) -> tuple[Any, ...]:
-        """What this engine created and releases when it closes."""
+        """What this engine releases when it closes."""
         return tuple(self._owned)
 
     def own(self, resource: Any) -> None:
@@ -219,20 +191,12 @@ class Engine:
 
     @property
     def persistence(self) -> Any:
-        """Per-agent persistent memory: the ``persistence`` given, else the store's own
-        (``store.persistent_memory()``), else an in-memory one owned by this engine."""
-        if self._persistence is None:
-            store = self.store
-            own = isinstance(store, KeepsPersistentMemory)
-            self._persistence = store.persistent_memory() if own else InMemoryPersistence()
-        return self._persistence
+        """Per-agent persistent memory (see `AgentMemories`)."""
+        return self._memories.persistence
 
     @property
     def agent_memory(self) -> AgentMemory:
-        """`persistence` with every method ``async`` (see `AgentMemory`)."""
-        if self._agent_memory is None or self._agent_memory.target is not self.persistence:
-            self._agent_memory = AgentMemory(self.persistence)
-        return self._agent_memory
+        return self._memories.agent_memory
 
     def listeners(self) -> list[Listener]:
         """The engine's own listeners: ``on_event`` and the sinks."""
@@ -323,7 +287,7 @@ class Engine:
     ) -> FlowResult:
         """Run a new flow of ``graph`` to its end or first pause; return its result.
         ``on_event`` (and ``listeners``) receive this flow's events besides the engine's."""
-        extra = _extra(on_event, listeners)
+        extra = with_handler(on_event, listeners)
         return await new_flows.run(self, graph, input_message, flow_id, extra, parent_flow_id)
 
     async def start(
@@ -337,7 +301,7 @@ class Engine:
     ) -> UUID:
         """Start a new flow of ``graph``; return its id once it is stored (see
         `new_flows.start`). Errors found before anything runs raise here."""
-        extra = _extra(on_event, listeners)
+        extra = with_handler(on_event, listeners)
         return await new_flows.start(self, graph, input_message, flow_id, extra)
 
     async def submit(
@@ -354,11 +318,6 @@ class Engine:
         iteration stops the flow."""
         return new_flows.stream(self, graph, input_message, flow_id)
 
-    def drive_in_background(self, run: FlowRun) -> asyncio.Task[FlowResult]:
-        """Drive ``run`` in a task of the running loop, kept until it ends (`result`
-        with ``wait`` awaits it; `aclose` cancels it)."""
-        return self.running.in_background(run)
-
     # -- driving ---------------------------------------------------------------------
 
     async def drive(self, run: FlowRun, on_end: Callable[[], None] | None = None) -> FlowResult:
@@ -372,10 +331,6 @@ class Engine:
             return await self.drive(run)
         after = await remote_run.hand_off(self, run)
         return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)
-
-    def active(self, flow_id: UUID) -> FlowRun | None:
-        """The run of ``flow_id`` this engine drives right now, if any."""
-        return self.running.active(flow_id)
 
     @property
     def active_flows(self) -> list[UUID]:
@@ -395,7 +350,7 @@ class Engine:
     ) -> FlowResult:
         """Give ``user_input`` to a waiting node of a paused flow and continue it
         (see `stored_flows.resume`)."""
-        extra = _extra(on_event, listeners)
+        extra = with_handler(on_event, listeners)
         return await stored_flows.resume(self, flow_id, user_input, node_id, extra)
 
     async def recover(
@@ -407,7 +362,7 @@ class Engine:
         listeners: Iterable[Listener] = (),
     ) -> FlowResult:
         """Continue a flow whose run was interrupted (see `stored_flows.recover`)."""
-        return await stored_flows.recover(self, flow_id, wait, _extra(on_event, listeners))
+        return await stored_flows.recover(self, flow_id, wait, with_handler(on_event, listeners))
 
     def request_stop(self, flow_id: UUID | str) -> bool:
         """Stop a flow this engine drives, from any thread; False if it drives none."""
@@ -420,62 +375,29 @@ class Engine:
         await stored_flows.stop(self, flow_id, list(listeners))
 
     async def result(self, flow_id: UUID | str, *, wait: bool = False) -> FlowResult:
-        """The current result of a flow, without running anything. With ``wait``, a
-        flow this engine drives in the background (`start`) is awaited first, and
-        one remote workers advance is followed until it pauses or ends."""
-        fid = flow_id_arg(flow_id)
-        if wait:
-            task = self.running.task(fid)
-            if task is not None:
-                return await asyncio.shield(task)
-            if self.remote:
-                log = read_log(self._store, fid, follow=True, until_paused=True)
-                async for _ in log:
-                    pass
-        return await stored_flows.result(self, fid)
+        """The current result of a flow, without running anything (see
+        `stored_flows.result`; ``wait``: of a flow still running, once it settles)."""
+        return await stored_flows.result(self, flow_id, wait=wait)
 
     async def history(self, flow_id: UUID | str) -> list[Checkpoint]:
-        """The flow's checkpoints, one per commit, oldest first: node, visit, attempt,
-        outcome, and the memory and messages as they stood after it (see
-        `quartermaster_engine.history`). Needs a durable store; reads, writes nothing."""
-        return await read_history(self._store, flow_id_arg(flow_id), self.store_name())
+        """One checkpoint per commit, oldest first (see `quartermaster_engine.history`)."""
+        return await past.read_history(self._store, flow_id_arg(flow_id), self.store_name())
 
     async def update(self, flow_id: UUID | str, *, memory: dict[str, Any]) -> int:
-        """Set flow-memory values of a paused, failed or stopped flow, fenced by its
-        lease and logged as a `FlowEdited` event; return the edit's checkpoint number
-        (see `history.edits.update`)."""
-        return await history_edits.update(self, flow_id_arg(flow_id), memory)
+        """Edit a paused, failed or stopped flow's memory (see `history.edits.update`)."""
+        return await past.edits.update(self, flow_id_arg(flow_id), memory)
 
-    async def retry(
-        self,
-        flow_id: UUID | str,
-        *,
-        on_event: EventHandler | None = None,
-        listeners: Iterable[Listener] = (),
-    ) -> FlowResult:
-        """Continue a failed flow from its failed activation, after a fix; committed
-        nodes stay as they are (see `history.edits.retry`)."""
-        extra = _extra(on_event, listeners)
-        return await history_edits.retry(self, flow_id_arg(flow_id), extra)
+    async def retry(self, flow_id: UUID | str, *, listeners: Iterable[Listener] = ()) -> FlowResult:
+        """Continue a failed flow from its failed activation (see `history.edits.retry`)."""
+        return await past.edits.retry(self, flow_id_arg(flow_id), listeners)
 
-    async def fork(
-        self,
-        flow_id: UUID | str,
-        *,
-        at: int | None = None,
-        memory: dict[str, Any] | None = None,
-        input: str | None = None,
-        answer: str | None = None,
-    ) -> UUID:
-        """Store a new flow whose state is ``flow_id``'s at checkpoint ``at`` with the
-        edits applied, and return its id; `recover` runs it (see `history.fork`)."""
-        return await history_fork.fork(
-            self, flow_id_arg(flow_id), at=at, memory=memory, input=input, answer=answer
-        )
+    async def fork(self, flow_id: UUID | str, **edits: Unpack[past.ForkEdits]) -> UUID:
+        """A new flow from a checkpoint, with edits (see `history.fork.fork`)."""
+        return await past.fork.fork(self, flow_id_arg(flow_id), **edits)
 
     async def lineage(self, flow_id: UUID | str) -> tuple[UUID, int] | None:
-        """The (flow, checkpoint) a fork began from; None for a flow that is no fork."""
-        return await history_fork.lineage(self, flow_id_arg(flow_id))
+        """The (flow, checkpoint) a fork began from, or None (see `history.fork`)."""
+        return await past.fork.lineage(self, flow_id_arg(flow_id))
 
     async def events(
         self,
@@ -491,13 +413,6 @@ class Engine:
         fid = flow_id_arg(flow_id)
         async for event in read_log(self._store, fid, after=after, follow=follow, poll=poll):
             yield event
-
-
-def _extra(on_event: EventHandler | None, listeners: Iterable[Listener]) -> list[Listener]:
-    extra = list(listeners)
-    if on_event is not None:
-        extra.append(("on_event", on_event))
-    return extra
 
 
 __all__ = ["DEFAULT_MAX_VISITS", "Engine", "EventHandler"]

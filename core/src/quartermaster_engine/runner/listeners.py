@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +35,17 @@ from quartermaster_engine.events import FlowEvent
 logger = logging.getLogger("quartermaster_engine.runner")
 
 Listener = tuple[str, Callable[[FlowEvent], Any]]
+
+
+def with_handler(
+    on_event: Callable[[FlowEvent], Any] | None, listeners: Iterable[Listener]
+) -> list[Listener]:
+    """``listeners`` and then ``on_event`` (when given) as one list."""
+    extra = list(listeners)
+    if on_event is not None:
+        extra.append(("on_event", on_event))
+    return extra
+
 
 #: Seconds a listener call may run before it is reported (FlowRunner's default).
 DEFAULT_LISTENER_BUDGET = 10.0

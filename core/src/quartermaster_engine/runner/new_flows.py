@@ -61,7 +61,7 @@ async def start(
     if engine.remote:
         await remote_run.hand_off(engine, new)
     else:
-        engine.drive_in_background(new)
+        engine.running.in_background(new)
     return new.flow_id
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 from quartermaster_engine.events import FlowResumed, FlowStopped
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.result import FlowResult, NodeResults
@@ -59,7 +60,7 @@ async def load(
     lease (waiting up to ``wait`` seconds for a live driver to let go; else
     `FlowBusyError`), then reads the flow, so what it reads no other process
     changes while it holds the lease."""
-    if engine.active(flow_id) is not None:
+    if engine.running.active(flow_id) is not None:
         raise FlowStateError(f"flow {flow_id} is running in this process")
     store = engine.store_adapter
     if not store.durable:
@@ -224,7 +225,7 @@ def request_stop(engine: Engine, flow_id: UUID | str) -> bool:
     """Stop a flow the engine drives right now, from any thread (a stop that must
     wait for a blocking executor holding the loop's thread is not waited for);
     False if the engine drives no such flow."""
-    run = engine.active(flow_id_arg(flow_id))
+    run = engine.running.active(flow_id_arg(flow_id))
     if run is None or run.loop is None:
         return False
     if _running_loop() is run.loop:
@@ -239,7 +240,7 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
     process ends as stopped; one in the store is marked stopped there (without its
     lease: a stop wins over a driver elsewhere, whose next commit is refused)."""
     flow_id = flow_id_arg(flow_id)
-    run = engine.active(flow_id)
+    run = engine.running.active(flow_id)
     if run is not None:
         if run.loop is asyncio.get_running_loop():
             run.request_stop("stop() called")
@@ -277,9 +278,19 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
             logger.exception("event listener %s failed on FlowStopped", name)
 
 
-async def result(engine: Engine, flow_id: UUID | str) -> FlowResult:
-    """The current result of a stored flow, without running anything."""
+async def result(engine: Engine, flow_id: UUID | str, *, wait: bool = False) -> FlowResult:
+    """The current result of a stored flow, without running anything. With ``wait``, a
+    flow the engine drives in the background (`Engine.start`) is awaited first, and
+    one remote workers advance is followed until it pauses or ends."""
     flow_id = flow_id_arg(flow_id)
+    if wait:
+        task = engine.running.task(flow_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        if engine.remote:
+            log = read_log(engine.store_adapter, flow_id, follow=True, until_paused=True)
+            async for _ in log:
+                pass
     run = await load(engine, flow_id, drive=False)
     return stored_result(run, run.status_on_load or FlowStatus.PAUSED)
 
