@@ -221,3 +221,45 @@ def test_retry_refuses_a_flow_that_did_not_fail(stores: StoreFactory) -> None:
             return str(refused.value)
 
     assert asyncio.run(go()).endswith("is paused; only a failed flow can be retried")
+
+
+def _second_time(ctx: ExecutionContext) -> NodeResult:
+    if ctx.attempt == 1:
+        return NodeResult(success=False, error="first attempt fails")
+    return NodeResult(output_text=f"attempt {ctx.attempt}")
+
+
+#: Start -> Flaky (RETRY, once, no delay) -> End.
+RETRYING = build_graph(
+    {
+        "Start": "Start1",
+        "Flaky": {"type": "second", "error_handling": "Retry", "max_retries": 1, "retry_delay": 0},
+        "End": "End1",
+    },
+    [("Start", "Flaky"), ("Flaky", "End")],
+)
+
+
+def test_history_and_forks_of_a_flow_whose_node_was_retried(stores: StoreFactory) -> None:
+    async def go() -> tuple[list[Checkpoint], list[tuple[Any, list[Checkpoint]]]]:
+        reg = SimpleNodeRegistry({"second": _second_time})
+        async with Engine(stores(), registry=reg) as engine:
+            done = await engine.run(RETRYING, "go")
+            assert done.final_output == "attempt 2"
+            history = await engine.history(done.flow_id)
+            forks = []
+            for at in range(len(history) + 1):
+                fid = await engine.fork(done.flow_id, at=at)
+                forks.append((await engine.recover(fid), await engine.history(fid)))
+            return history, forks
+
+    history, forks = asyncio.run(go())
+    assert [(c.node_name, c.attempt, c.outcome, c.error) for c in history] == [
+        ("Start", 1, "finished", None),
+        ("Flaky", 1, "failed", "first attempt fails"),
+        ("Flaky", 2, "finished", None),
+        ("End", 1, "finished", None),
+    ]
+    for at, (result, fork_history) in enumerate(forks):
+        assert (result.status, result.final_output) == (FlowStatus.COMPLETED, "attempt 2"), at
+        assert _rows(fork_history) == _rows(history), at
