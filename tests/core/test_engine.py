@@ -188,3 +188,13 @@ def test_a_flow_id_running_in_the_engine_cannot_be_started_again() -> None:
             return str(refused.value)
 
     assert asyncio.run(go()).endswith("is already running in this process")
+
+
+def test_the_engine_docs_tour_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
+    tour = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(tour, "docs/engine.md", "exec"), {"__name__": "tour"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["HELLO", "AGAIN", "['completed', 'completed']"]
+    assert lines[3].startswith("FlowResult(")
+    assert "final_output='FRONT'" in lines[3]

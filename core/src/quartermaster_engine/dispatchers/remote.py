@@ -3,19 +3,20 @@
 A local dispatcher (`TaskDispatcher`) decides how activations run inside the
 process that drives a flow. A remote dispatcher hands a stored flow to workers
 elsewhere, which advance it from the store alone (`FlowStepper`): the client
-process never executes a node. `FlowRunner` then works like this:
+process never executes a node. The `Engine` (and `FlowRunner` over it) then
+works like this:
 
 - ``run``/``arun``: store the flow with its start node queued (`asubmit`), call
   `start`, follow the store's durable event log (relaying each event to
   ``on_event`` and the sinks) until the flow pauses or ends, and return its
   `FlowResult` as the store holds it.
-- ``submit``: store the flow and call `start`; return at once.
+- ``submit``, `Engine.start`: store the flow and call `start`; return at once.
 - ``resume``: commit the answer under the flow's lease (as locally), call `start`
   for what is now pending, follow. ``recover``: call `start`, follow.
 - ``stop``: mark the flow stopped in the store; workers refuse to commit for an
   ended flow and tell running nodes through ``context.cancelled``.
 
-A remote dispatcher needs a durable store shared with its workers; the runner
+A remote dispatcher needs a durable store shared with its workers; the engine
 refuses any other. Node types unknown to the client are not an error before the
 flow starts: the workers may have them.
 """

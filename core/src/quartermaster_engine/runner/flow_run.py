@@ -187,10 +187,10 @@ class FlowRun:
 
     async def queue_start(self) -> None:
         """Queue the first visit of the start node."""
-        act = self.router.fire_start()
+        commit = Commit(enqueue=[self.router.fire_start()])
         if self.committer.durable:
-            await self.committer.commit(Commit(enqueue=[act]))
-        self.state.ready.append(act)
+            await self.committer.commit(commit)
+        self.state.apply(commit)
 
     @classmethod
     def from_snapshot(

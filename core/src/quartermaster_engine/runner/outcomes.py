@@ -67,7 +67,12 @@ def bad_pick(run: FlowRun, cnode: CNode, result: NodeResult) -> str:
 
 
 async def _commit_and_apply(
-    run: FlowRun, cnode: CNode, rec: NodeExecution, commit: Commit, event: FlowEvent | None
+    run: FlowRun,
+    cnode: CNode,
+    rec: NodeExecution,
+    commit: Commit,
+    event: FlowEvent | None,
+    failure: str | None = None,
 ) -> None:
     """Settle loops, report dead nodes, commit, apply to the state, then deliver
     the staged event."""
@@ -85,7 +90,7 @@ async def _commit_and_apply(
         if event is not None:
             emitter.number(event)
         committer.commit_now(commit)  # no coroutine on the in-memory hot path
-        run.state.apply(cnode, rec, commit)
+        run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
         if event is not None:
             emitter.deliver(event)
         return
@@ -94,7 +99,7 @@ async def _commit_and_apply(
         committer.commit_now(commit)
     else:
         await _committed(run, commit, handle)
-    run.state.apply(cnode, rec, commit)
+    run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
     if handle is not None:
         emitter.release(handle)
 
@@ -163,9 +168,9 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
             node_name=cnode.name,
         )
         handle = run.emitter.stage(event)
-    await _committed(run, Commit(record=rec, enqueue=[act]), handle)
-    run.state.latest[cnode.idx] = rec
-    run.state.waiting[act.key] = act
+    commit = Commit(record=rec, enqueue=[act])
+    await _committed(run, commit, handle)
+    run.state.apply(commit, cnode, rec)  # the activation waits (it is marked waiting)
     if handle is not None:
         run.emitter.release(handle)
 
@@ -173,14 +178,16 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
 async def cancelled(run: FlowRun, act: Activation, started: float) -> None:
     """The flow stopped while the activation ran: a cancelled record, nothing routed."""
     rec = record(act, NodeStatus.CANCELLED, started, None, {}, "cancelled: flow stopping")
-    run.state.latest[act.cnode.idx] = rec
+    commit = Commit(record=rec)
     if run.committer.durable and run.control.abort is None:
         try:
-            await run.committer.commit(Commit(record=rec))
+            await run.committer.commit(commit)
         except StoreUnavailableError as exc:
             run.control.abort = exc
         except Exception as exc:  # the lease is gone: the stop stands, nothing to write
             run.control.abort = exc
+    # Shown here whether or not the store took it: the stop stands either way.
+    run.state.apply(commit, act.cnode, rec)
 
 
 async def fail(
@@ -201,24 +208,21 @@ async def fail(
         run.inputs.attach_history(act, rec, False)
         commit = Commit(done=act.key, record=rec)
         run.router.route(cnode, rec, commit, None, failed=True)
-        if not skipped:
-            run.state.failures.append((cnode, error))
         event = None
         if skipped and run.emitter.listening:
             event = NodeSkipped(
                 flow_id=run.flow_id, node_id=cnode.node_id, node_name=cnode.name, error=error
             )
-        await _commit_and_apply(run, cnode, rec, commit, event)
+        await _commit_and_apply(run, cnode, rec, commit, event, None if skipped else error)
         flow_error(run, cnode, error, recoverable=True)
         after_limit_check(run)
         return
     # STOP, CUSTOM, and RETRY once attempts are used up: the flow halts.
     rec = record(act, NodeStatus.FAILED, started, None, result.data, error)
-    run.state.failures.append((cnode, error))
-    run.halt(Phase.FAILING)
-    run.state.leave_loops(cnode)
-    await run.committer.commit(Commit(done=act.key, record=rec))
-    run.state.latest[cnode.idx] = rec
+    run.halt(Phase.FAILING)  # nothing new starts while the failure is committed
+    commit = Commit(done=act.key, record=rec)
+    await run.committer.commit(commit)
+    run.state.apply(commit, cnode, rec, failure=(cnode, error), leaves_loops=True)
     flow_error(run, cnode, error, recoverable=False)
 
 
@@ -234,7 +238,7 @@ async def retry(
         act.visit,
         act.attempt + 1,
         act.inputs,
-        not_before=time.time() + delay,
+        not_before=time.time() + delay if delay > 0 else 0.0,
         user_input=act.user_input,
     )
     nxt.cnode = cnode
@@ -251,15 +255,11 @@ async def retry(
             error=error,
         )
         handle = run.emitter.stage(event)
-    await _committed(run, Commit(done=act.key, record=rec, enqueue=[nxt]), handle)
-    run.state.latest[cnode.idx] = rec
+    commit = Commit(done=act.key, record=rec, enqueue=[nxt])
+    await _committed(run, commit, handle)
+    run.state.apply(commit, cnode, rec)  # the next attempt waits on a timer, or is ready
     if handle is not None:
         run.emitter.release(handle)
-    if delay > 0:
-        run.state.add_timer(nxt)
-    else:
-        nxt.not_before = 0.0
-        run.state.ready.append(nxt)
 
 
 def flow_error(run: FlowRun, cnode: CNode, error: str, *, recoverable: bool) -> None:
@@ -281,6 +281,7 @@ def after_limit_check(run: FlowRun) -> None:
     limit = run.router.limit_error
     if limit is not None and not run.control.halted:
         cnode, error = limit
-        run.state.failures.append((cnode, error))
+        # Nothing to store (the routing commit is in): the failure is the flow's own.
+        run.state.apply(Commit(), failure=(cnode, error))
         run.halt(Phase.FAILING)
         flow_error(run, cnode, error, recoverable=False)

@@ -121,9 +121,7 @@ class Router:
             self._fire(target, (rec,), commit)
             return
         slot = self._slot_for(target, edge)
-        slot.got[edge.in_pos] = rec
-        slot.count += 1
-        slot.live += 1
+        slot.receive(edge.in_pos, rec)
         commit.add_delivery(Delivery(target.node_id, slot.no, edge.id, (rec.node_id, rec.visit)))
         if target.await_all:
             if slot.count == target.n_in_fwd:
@@ -153,8 +151,7 @@ class Router:
                 self._kill(target, work)
                 continue
             slot = self._slot_for(target, edge)
-            slot.got[edge.in_pos] = DEAD
-            slot.count += 1
+            slot.receive(edge.in_pos, DEAD)
             commit.add_delivery(Delivery(target.node_id, slot.no, edge.id, None))
             if slot.count == target.n_in_fwd:
                 self._close(target, slot, commit)

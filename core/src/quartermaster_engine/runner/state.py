@@ -41,6 +41,19 @@ class JoinSlot:
         self.live = 0
         self.fired = False
 
+    def receive(self, pos: int, source: Any) -> bool:
+        """Count a delivery on incoming edge ``pos``: ``source`` is the delivering
+        record, or `DEAD` for a branch that will not deliver. A repeated delivery of
+        an edge counts once (returns False). The one join-counting rule: routing
+        (`Router`) and restoring from the store (`FlowState.restore`) both use it."""
+        if self.got[pos] is not MISSING:
+            return False
+        self.got[pos] = source
+        self.count += 1
+        if source is not DEAD:
+            self.live += 1
+        return True
+
 
 class FlowState:
     """What one flow has done and may do next, as held in this process."""
@@ -126,16 +139,36 @@ class FlowState:
 
     # -- applying commits ----------------------------------------------------------
 
-    def apply(self, cnode: CNode, rec: NodeExecution, commit: Commit) -> None:
-        """Make a committed outcome of ``cnode`` visible: memory, records, new work."""
+    def apply(
+        self,
+        commit: Commit,
+        cnode: CNode | None = None,
+        rec: NodeExecution | None = None,
+        *,
+        failure: tuple[CNode, str] | None = None,
+        leaves_loops: bool = False,
+    ) -> None:
+        """The one writer of an outcome's effects, called once the store accepted
+        ``commit`` (without a durable store, in its place): memory, ``cnode``'s latest
+        record ``rec``, an answered wait, the new work (ready, timers, waiting), a
+        final ``failure``; ``leaves_loops``: ``cnode`` halted the flow inside loops."""
         if commit.memory:
             self.memory.update(commit.memory)
             self._snapshot = None
-        self.latest[cnode.idx] = rec
-        if cnode.is_end and rec.status is NodeStatus.FINISHED:
-            self.end_record = rec
+        if cnode is not None and rec is not None:
+            self.latest[cnode.idx] = rec
+            if cnode.is_end and rec.status is NodeStatus.FINISHED:
+                self.end_record = rec
+            if leaves_loops:
+                self.leave_loops(cnode)
+        if failure is not None:
+            self.failures.append(failure)
+        if commit.answers is not None:
+            self.waiting.pop(commit.answers, None)
         for new in commit.enqueue:
-            if new.not_before:
+            if new.waiting:
+                self.waiting[new.key] = new
+            elif new.not_before:
                 self.add_timer(new)
             else:
                 self.ready.append(new)
@@ -181,15 +214,10 @@ class FlowState:
                 slot = slots[(target.idx, delivery.slot)] = JoinSlot(delivery.slot, target.n_in_fwd)
                 self.joins.setdefault(target.idx, deque()).append(slot)
                 self.slot_seq[target.idx] = max(self.slot_seq.get(target.idx, 0), delivery.slot)
-            if slot.got[edge.in_pos] is not MISSING:
-                continue  # a repeated delivery of this edge counts once
-            source = None if delivery.source is None else by_key[delivery.source]
-            slot.got[edge.in_pos] = source
-            slot.count += 1
-            if source is not None:
-                slot.live += 1
-                if not target.await_all:
-                    slot.fired = True
+            source = DEAD if delivery.source is None else by_key[delivery.source]
+            counted = slot.receive(edge.in_pos, source)
+            if counted and source is not DEAD and not target.await_all:
+                slot.fired = True  # an AwaitFirst join fired on its first live input
         for header_id, edge_id in snapshot.loop_exits:
             loop = cg.loops_by_header[header_id]
             self.loop_live[loop.idx].add(cg.edge_by_id[edge_id].idx)

@@ -150,7 +150,6 @@ async def answer(run: FlowRun, user_input: str, node_id: UUID | str | None) -> N
         )
         act.cnode = waiting.cnode
         act.sources = waiting.sources
-        del run.state.waiting[act.key]
         if run.listening:
             run.emit(
                 FlowResumed(
@@ -160,12 +159,13 @@ async def answer(run: FlowRun, user_input: str, node_id: UUID | str | None) -> N
                     graph_name=run.graph.name,
                 )
             )
+        commit = Commit(enqueue=[act], answers=act.key)
         if run.committer.durable:
-            await run.committer.commit(Commit(enqueue=[act], answers=act.key))
+            await run.committer.commit(commit)
             await run.committer.update(
                 FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time())
             )
-        run.state.ready.append(act)
+        run.state.apply(commit)
     except BaseException:
         await run.lease.release()
         raise
