@@ -22,7 +22,9 @@ from quartermaster_engine.history import EDITED
 from quartermaster_engine.testing import call
 
 WORKER = Path(__file__).with_name("edit_race_worker.py")
-FLOWS = 12
+#: Enough flows that the two processes, going through them in opposite orders,
+#: meet on some (with 40 on SQLite: one busy resume, a dozen completed edits).
+FLOWS = 30
 
 
 def _start(command: str, **args: Any) -> subprocess.Popen[str]:
@@ -49,7 +51,7 @@ def test_an_edit_racing_a_resume_from_another_process(
     flows = _finish(_start("pause", store=store_spec, count=FLOWS))["flows"]
     go = tmp_path / "go"
     resumer = _start("resume", store=store_spec, flows=flows, go=str(go))
-    editor = _start("edit", store=store_spec, flows=flows, go=str(go))
+    editor = _start("edit", store=store_spec, flows=flows[::-1], go=str(go))
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("ready-*"))) < 2:
         assert time.monotonic() < deadline, "the workers did not get ready"
