@@ -110,9 +110,17 @@ def test_resume_and_flows_need_a_flow_in_the_store(cli: CliRunner) -> None:
     flow_id = uuid4()
     resumed = cli.invoke(main, ["resume", str(flow_id), "--input", "yes"])
     assert resumed.exit_code == 1
-    assert resumed.stderr.strip() == f"error: no flow {flow_id} in the store (memory)"
+    assert resumed.stderr == (
+        f"error: no flow {flow_id} in the store (memory); the memory store keeps flows only "
+        "inside the process that runs them: configure a durable store to keep them "
+        '(e.g. [store] name = "sqlite")\n'
+    )
     listed = cli.invoke(main, ["flows", "list", "--json"])
     assert (listed.exit_code, json.loads(listed.stdout)) == (0, [])
+    assert listed.stderr == (
+        "note: the memory store keeps flows only inside the process that runs them: "
+        'configure a durable store to keep them (e.g. [store] name = "sqlite")\n'
+    )
     pruned = cli.invoke(main, ["flows", "prune"])
     assert pruned.exit_code == 1
     assert pruned.stderr.strip() == "error: give --older-than, or set a retention on the store"

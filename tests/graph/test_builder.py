@@ -46,7 +46,7 @@ def by_name(spec: GraphSpec, name: str) -> Any:
 # -- the 0.1.5 README example ------------------------------------------------
 
 
-def test_readme_example_has_exactly_six_nodes_and_six_edges(shape):
+def test_readme_example_has_one_end_per_branch_as_0_1_5_built_it(shape):
     spec = readme_graph()
     assert shape(spec) == (
         [
@@ -55,6 +55,7 @@ def test_readme_example_has_exactly_six_nodes_and_six_edges(shape):
             ("Route", "Decision1"),
             ("Handle billing", "Instruction1"),
             ("Handle technical", "Instruction1"),
+            ("End", "End1"),
             ("End", "End1"),
         ],
         [
@@ -66,6 +67,8 @@ def test_readme_example_has_exactly_six_nodes_and_six_edges(shape):
             ("Handle technical", "", "End"),
         ],
     )
+    ends = [n.id for n in spec.nodes if n.type_name == "End1"]
+    assert [e.target_id for e in spec.edges[-2:]] == ends
 
 
 def test_readme_example_spec_fields():
@@ -79,17 +82,25 @@ def test_readme_example_spec_fields():
     assert route.metadata["options"] == ["billing", "technical"]
     assert route.metadata["llm_stream"] is False
     assert by_name(spec, "Classify").metadata["llm_model"] == "gpt-4o"
-    end = by_name(spec, "End")
-    assert (end.traverse_out, end.thought_type, end.message_type) == (
-        TraverseOut.SPAWN_NONE,
-        ThoughtType.SKIP,
-        MessageType.VARIABLE,
-    )
+    ends = [n for n in spec.nodes if n.name == "End"]
+    assert len(ends) == 2
+    for end in ends:
+        assert (end.type_name, end.traverse_out, end.thought_type, end.message_type) == (
+            "End1",
+            TraverseOut.SPAWN_NONE,
+            ThoughtType.SKIP,
+            MessageType.VARIABLE,
+        )
     assert spec.validate() == []
 
 
-def test_graph_is_an_alias_of_graph_builder():
-    assert Graph is GraphBuilder
+def test_graph_is_a_graph_builder_that_adds_its_own_start():
+    assert issubclass(Graph, GraphBuilder)
+    assert [n.type_name for n in Graph("g").static("A").build().nodes] == [
+        "Start1",
+        "Static1",
+        "End1",
+    ]
 
 
 # -- metadata and defaults each method writes ----------------------------------
@@ -464,6 +475,8 @@ def test_nested_branches_inside_branches(shape):
             ("Long", "Static1"),
             ("Short", "Static1"),
             ("B1", "Static1"),
+            ("End", "End1"),
+            ("End", "End1"),
             ("End", "End1"),
         ],
         [

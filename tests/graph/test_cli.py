@@ -88,7 +88,7 @@ def test_validate_warnings_alone_exit_0(tmp_path):
     start = node_id_from_name("Start")
     assert run("validate", path) == (
         0,
-        f"warning [node-unreachable] 'Orphan' ({orphan}) is not reachable from the start node "
+        f"warning [orphan_node] 'Orphan' ({orphan}) is not reachable from the start node "
         f"'Start' ({start})\n"
         f"{path}: valid: 0 errors, 1 warning (3 nodes, 1 edge)\n",
         "",
@@ -113,7 +113,7 @@ def test_validate_errors_exit_1_and_print_every_issue(tmp_path):
             f"'Route' ({route.id}) must be distinct"
             for name, e in zip("BC", out_edges[1:])
         ),
-        f"{path}: invalid: 2 errors, 0 warnings (6 nodes, 7 edges)",
+        f"{path}: invalid: 2 errors, 0 warnings (8 nodes, 7 edges)",
     ]
 
 

@@ -313,7 +313,7 @@ def test_full_form_edge_to_a_missing_node_loads_and_validation_reports_it(tmp_pa
     spec.edges.append(GraphEdge(source_id=spec.nodes[1].id, target_id=ghost))
     save_graph(spec, tmp_path / "g.json")
     loaded = load_graph(tmp_path / "g.json")
-    assert [i.code for i in validate_graph(loaded)] == ["edge-target-missing"]
+    assert [i.code for i in validate_graph(loaded)] == ["invalid_edge_target"]
     assert f"targets missing node {ghost}" in validate_graph(loaded)[0].message
 
 

@@ -146,5 +146,5 @@ def test_validation_reports_known_codes_naming_existing_things(spec: GraphSpec) 
     severities: list[Any] = [issue.severity for issue in issues]
     assert severities == sorted(severities)  # "error" < "warning": errors come first
     assert (spec.get_node(spec.start_node_id) is None) == (
-        "start-node-missing" in {issue.code for issue in issues}
+        "invalid_start_id" in {issue.code for issue in issues}
     )

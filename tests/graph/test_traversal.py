@@ -60,7 +60,9 @@ def test_get_start_node_names_a_missing_start():
     spec = diamond()
     missing = uuid4()
     broken = spec.model_copy(update={"start_node_id": missing})
-    with pytest.raises(ValueError, match=f"^start_node_id {missing} names no node of the graph$"):
+    with pytest.raises(
+        ValueError, match=f"^No start node: start_node_id {missing} names no node of the graph$"
+    ):
         get_start_node(broken)
 
 

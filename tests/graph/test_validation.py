@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -70,7 +71,7 @@ def test_start_node_missing():
     spec = graph(*chain(node("A")), start=missing)
     assert validate_graph(spec) == [
         ValidationIssue(
-            "start-node-missing", f"start_node_id {missing} names no node of the graph", "error"
+            "invalid_start_id", f"start_node_id {missing} names no node of the graph", "error"
         )
     ]
 
@@ -80,13 +81,13 @@ def test_start_node_of_another_type():
     spec = graph([START, a], [edge(START, a)], start=a.id)
     issues = validate_graph(spec)
     assert issues[0] == ValidationIssue(
-        "start-node-not-start",
+        "start_id_not_start_type",
         f"the start node 'A' ({a.id}) has type Static1, not Start1",
         "error",
         a.id,
     )
     # Start1 itself is unreachable from the designated start: a warning.
-    assert [i.code for i in issues] == ["start-node-not-start", "node-unreachable"]
+    assert [i.code for i in issues] == ["start_id_not_start_type", "orphan_node"]
 
 
 def test_multiple_start_nodes():
@@ -95,13 +96,13 @@ def test_multiple_start_nodes():
     spec = graph([*nodes, second], [*edges, edge(second, END)])
     issues = validate_graph(spec)
     assert issues[0] == ValidationIssue(
-        "multiple-start-nodes",
+        "multiple_starts",
         f"'Start 2' ({second.id}) is a second Start1 node; the graph starts at "
         f"'Start' ({START.id}) and may have only one",
         "error",
         second.id,
     )
-    assert [i.code for i in issues] == ["multiple-start-nodes", "node-unreachable"]
+    assert [i.code for i in issues] == ["multiple_starts", "orphan_node"]
 
 
 # -- duplicates ---------------------------------------------------------------------
@@ -160,14 +161,14 @@ def test_edge_target_missing():
     spec = graph(nodes, [*edges, dangling])
     assert validate_graph(spec) == [
         ValidationIssue(
-            "edge-target-missing",
+            "invalid_edge_target",
             f"edge 'Start' -> ? (id {dangling.id}) targets missing node {ghost}",
             "error",
             edge_id=dangling.id,
         )
     ]
     assert str(validate_graph(spec)[0]) == (
-        f"error [edge-target-missing] edge 'Start' -> ? (id {dangling.id}) "
+        f"error [invalid_edge_target] edge 'Start' -> ? (id {dangling.id}) "
         f"targets missing node {ghost}"
     )
 
@@ -179,7 +180,7 @@ def test_edge_source_missing():
     spec = graph(nodes, [*edges, dangling])
     assert validate_graph(spec) == [
         ValidationIssue(
-            "edge-source-missing",
+            "invalid_edge_source",
             f"edge ? -[x]-> 'End' (id {dangling.id}) starts at missing node {ghost}",
             "error",
             edge_id=dangling.id,
@@ -348,7 +349,7 @@ def test_unreachable_node_is_a_warning():
     spec = graph([*nodes, lost], [*edges, edge(lost, END)])
     assert validate_graph(spec) == [
         ValidationIssue(
-            "node-unreachable",
+            "orphan_node",
             f"'Lost' ({lost.id}) is not reachable from the start node 'Start' ({START.id})",
             "warning",
             lost.id,
@@ -381,16 +382,16 @@ def test_errors_come_before_warnings_and_all_are_reported():
         [edge(START, check), dangling, edge(check, a, "A"), edge(check, a)],
     )
     assert codes(spec) == [
-        "edge-target-missing",
+        "invalid_edge_target",
         "picked-edge-ambiguous",
-        "node-unreachable",
+        "orphan_node",
     ]
 
 
 def test_check_graph_raises_with_every_error_and_returns_warnings():
     lost = node("Lost")
     nodes, edges = chain(node("A"))
-    assert [i.code for i in check_graph(graph([*nodes, lost], edges))] == ["node-unreachable"]
+    assert [i.code for i in check_graph(graph([*nodes, lost], edges))] == ["orphan_node"]
 
     ghost = uuid4()
     bad = [
@@ -402,15 +403,15 @@ def test_check_graph_raises_with_every_error_and_returns_warnings():
         check_graph(spec)
     error = caught.value
     assert isinstance(error, ValueError)
-    assert [i.code for i in error.errors] == ["edge-target-missing", "edge-source-missing"]
-    assert [i.code for i in error.warnings] == ["node-unreachable"]
+    assert [i.code for i in error.errors] == ["invalid_edge_target", "invalid_edge_source"]
+    assert [i.code for i in error.warnings] == ["orphan_node"]
     assert error.issues == error.errors + error.warnings
     assert str(error) == "\n".join(
         [
             "graph 'G' has 2 errors:",
-            f"  error [edge-target-missing] edge 'Start' -> ? (id {bad[0].id}) "
+            f"  error [invalid_edge_target] edge 'Start' -> ? (id {bad[0].id}) "
             f"targets missing node {ghost}",
-            f"  error [edge-source-missing] edge ? -> 'End' (id {bad[1].id}) "
+            f"  error [invalid_edge_source] edge ? -> 'End' (id {bad[1].id}) "
             f"starts at missing node {ghost}",
         ]
     )
@@ -419,7 +420,7 @@ def test_check_graph_raises_with_every_error_and_returns_warnings():
 def test_graph_spec_validate_raises_the_same_error():
     spec = graph(*chain(node("A")), start=uuid4())
     with pytest.raises(
-        GraphValidationError, match=r"^graph 'G' has 1 error:\n  error \[start-node"
+        GraphValidationError, match=r"^graph 'G' has 1 error:\n  error \[invalid_start_id\]"
     ):
         spec.validate()
 
@@ -435,5 +436,15 @@ def test_validation_error_is_the_0_1_5_name_of_the_issue_class():
     assert ValidationError is ValidationIssue
 
 
-def test_every_code_is_kebab_case():
-    assert all(code == code.lower() and " " not in code and "_" not in code for code in ISSUE_CODES)
+def test_codes_are_0_1_5_snake_case_where_0_1_5_had_the_problem_else_kebab_case():
+    snake = {c for c in ISSUE_CODES if "_" in c}
+    assert snake == {
+        "no_start",
+        "invalid_start_id",
+        "start_id_not_start_type",
+        "multiple_starts",
+        "invalid_edge_source",
+        "invalid_edge_target",
+        "orphan_node",
+    }
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)+", c) for c in set(ISSUE_CODES) - snake)

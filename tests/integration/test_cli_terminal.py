@@ -84,3 +84,51 @@ def test_without_a_terminal_qm_run_prints_how_to_resume(tmp_path: Path) -> None:
     done = qm_in(tmp_path, "resume", flow_id, "--input", "approve", "--config", "qm.toml", "-q")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Published after 0 revision(s): Ship v2\n"
+
+
+ECHO_GRAPH = """\
+name: Echo
+nodes:
+  - {name: Start, type: Start1}
+  - {name: Echo, type: Text1, metadata: {text: "said {{ input }}"}}
+  - {name: End, type: End1}
+edges:
+  - {from: Start, to: Echo}
+  - {from: Echo, to: End}
+"""
+
+# A clipboard write (OSC 52), a window title and a clear screen.
+HOSTILE = "hi\x1b]52;c;ZXZpbA==\x07\x1b]0;owned\x07\x1b[2J\x9b1m"
+
+
+def test_qm_run_and_flows_show_escape_terminal_commands_in_flow_text(tmp_path: Path) -> None:
+    (tmp_path / "qm.toml").write_text('[store]\nname = "sqlite"\npath = "flows.db"\n')
+    (tmp_path / "echo.yaml").write_text(ECHO_GRAPH)
+    ran = qm_in(tmp_path, "run", "echo.yaml", "--input", HOSTILE, "--config", "qm.toml")
+    assert ran.returncode == 0, ran.stderr
+    shown = "hi\\x1b]52;c;ZXZpbA==\\x07\\x1b]0;owned\\x07\\x1b[2J\\x9b1m"
+    assert ran.stdout == f"said {shown}\n"
+    flow_id = qm_in(tmp_path, "flows", "list", "--json", "--config", "qm.toml")
+    fid = json.loads(flow_id.stdout)[0]["flow_id"]
+    show = qm_in(tmp_path, "flows", "show", fid, "--config", "qm.toml")
+    assert show.returncode == 0, show.stderr
+    for output in (ran.stdout, ran.stderr, show.stdout):
+        assert not {"\x1b", "\x07", "\x9b"} & set(output)
+    assert f"input: {shown}\n" in show.stdout
+    assert f"final output: said {shown}\n" in show.stdout
+
+
+def test_a_file_that_is_no_graph_is_never_echoed(tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$s4lt$h4sh3dpassw0rd:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n")
+    (tmp_path / "shadow.yaml").symlink_to(secret)
+    expected = (
+        "shadow.yaml: not a graph file: none of its top-level keys is a graph field "
+        "(nodes, edges, ...); it starts with 'root:$6$…'"
+    )
+    for command in (["validate"], ["show"], ["run", "--input", "x"]):
+        result = qm_in(tmp_path, *command, "shadow.yaml")
+        assert result.returncode != 0
+        assert "h4sh" not in result.stdout + result.stderr
+        assert "bin:" not in result.stdout + result.stderr
+        assert expected in result.stdout + result.stderr, (command, result.stderr)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from quartermaster_engine.cli import main
 from quartermaster_engine.config import EngineConfig
-from quartermaster_engine.redaction import redact_setting, redact_text
+from quartermaster_engine.redaction import redact_setting, redact_text, redact_tree
 
 CONFIG = """\
 [store]
@@ -39,6 +39,17 @@ def test_config_show_masks_url_passwords_and_secret_settings(cli: CliRunner) -> 
     assert "hunter2" not in shown
     assert "sk-live-123" not in shown
     assert "redis://app:***@127.0.0.1:6390/0" in shown
+
+
+def test_config_show_masks_a_password_given_as_a_query_parameter(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QM_STORE__URL", "redis://127.0.0.1:6390/0?password=hunter2")
+    result = cli.invoke(main, ["config", "show", "--json"])
+    assert result.exit_code == 0, result.stderr
+    values = {row["key"]: row["value"] for row in json.loads(result.stdout)["values"]}
+    assert values["store.url"] == "redis://127.0.0.1:6390/0?password=***"
+    assert "hunter2" not in result.stdout + result.stderr
 
 
 def test_config_show_json_masks_them_too(cli: CliRunner) -> None:
@@ -74,6 +85,20 @@ def test_the_redaction_rules() -> None:
     assert redact_setting("sinks.otel.endpoint", "http://127.0.0.1:4318") == (
         "http://127.0.0.1:4318"
     )
+    # Passwords and keys given as query parameters or libpq keywords, any case.
+    assert redact_text("postgresql://u@h/db?sslmode=require&password=pw&SSLPassword=k") == (
+        "postgresql://u@h/db?sslmode=require&password=***&SSLPassword=***"
+    )
+    assert redact_text("redis://h:6379/0?password=p%40ss#x") == "redis://h:6379/0?password=***#x"
+    assert redact_text("'https://api/x?key=abc&page=2', host=db password=pw") == (
+        "'https://api/x?key=***&page=2', host=db password=***"
+    )
+    assert redact_text("retry=3 timeout=5 key_prefix=qm") == "retry=3 timeout=5 key_prefix=qm"
+    tree = {"store": {"url": "redis://h?password=p"}, "sinks": [{"headers": {"A": "t"}}]}
+    assert redact_tree(tree) == {
+        "store": {"url": "redis://h?password=***"},
+        "sinks": [{"headers": "***"}],
+    }
 
 
 def test_the_store_still_gets_the_real_url(tmp_path: Path) -> None:

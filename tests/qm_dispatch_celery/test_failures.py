@@ -187,3 +187,37 @@ def test_the_broker_restarted_mid_run_the_flow_completes(
         assert _finished(snap) == {"Start": 1, "n0": 1, "n1": 1, "n2": 1, "n3": 1, "End": 1}
     finally:
         broker.stop()
+
+
+@pytest.mark.slow
+def test_a_store_outage_of_30_s_the_flow_completes_soon_after_it_returns(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # The store on a redis-server of its own (append-only, so a restart keeps the
+    # flow), the broker on the module's: only the store goes away, for 30 s, while
+    # activations keep failing against it on two workers.
+    store = RedisServer(tmp_path / "store", appendonly=True).start()
+    fleet = Fleet(tmp_path / "fleet", store.url, redis_server.url)
+    try:
+        fleet.start_workers(2, concurrency=1)
+        graph = chain_graph(6, "work").model_copy(deep=True)
+        for node in graph.nodes:
+            node.metadata["sleep"] = 0.3
+        with fleet.runner(graph) as runner:
+            fid = runner.submit("x")
+            fleet.wait_for_line("ran", "n1")
+            store.kill()
+            time.sleep(30)
+            store.start()
+            back = time.monotonic()
+            record = fleet.wait_status(runner.store, fid, "completed", timeout=60)
+            took = time.monotonic() - back
+            snap = call(runner.store, "load_flow", fid)
+        assert record.final_output == "n3(n2(n1(n0(x))))"
+        assert _finished(snap) == {"Start": 1, "n0": 1, "n1": 1, "n2": 1, "n3": 1, "End": 1}
+        # Retries back off to at most MAX_BACKOFF seconds: the flow finishes within
+        # one backoff and its remaining nodes of the store's return.
+        assert took < 8.0, f"completed {took:.1f} s after the store came back"
+    finally:
+        fleet.stop_all()
+        store.stop()

@@ -32,6 +32,9 @@ class Reply:
     #: Seconds between SSE chunks (a slow stream, for stop).
     chunk_delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    #: Hold the answer until the test sets this (at most 60 s): a call that runs as
+    #: long as the test needs, whatever the machine's load.
+    gate: threading.Event | None = None
 
 
 def completion(
@@ -244,6 +247,8 @@ class FakeOpenAI:
                 reply = server._next()
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.gate is not None:
+                    reply.gate.wait(60)
                 try:
                     if reply.chunks is None:
                         self._send_json(reply.status, reply.body or {}, reply.headers)

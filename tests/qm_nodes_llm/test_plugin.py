@@ -37,6 +37,7 @@ def test_the_pack_registers_its_node_types_and_providers() -> None:
             "Decision1",
             "Agent1",
             "InstructionParameters1",
+            "InstructionForm1",
             "Merge1",
         ],
         "llm_provider": ["openai", "ollama", "anthropic", "llamacpp"],

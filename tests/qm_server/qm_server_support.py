@@ -19,6 +19,7 @@ import uvicorn
 
 from qm_server import ServerSettings, create_app
 from qm_server.cli import GRACEFUL_SHUTDOWN_SECONDS
+from qm_server.service import FlowService
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,8 +54,16 @@ class Sleeper:
         return NodeResult(output_text="woke up")
 
 
+def blocker(context: Any) -> NodeResult:
+    """A plain ``def`` executor that blocks its thread ``metadata.seconds`` (default 2)."""
+    time.sleep(float(context.get_meta("seconds", 2)))
+    return NodeResult(output_text="unblocked")
+
+
 def test_registry() -> SimpleNodeRegistry:
-    return SimpleNodeRegistry({"test.Typewriter": Typewriter(), "test.Sleeper": Sleeper()})
+    return SimpleNodeRegistry(
+        {"test.Typewriter": Typewriter(), "test.Sleeper": Sleeper(), "test.Blocker": blocker}
+    )
 
 
 TYPEWRITER_YAML = """\
@@ -100,9 +109,9 @@ class LiveServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.port = free_port()
-        app = create_app(settings, node_registry=test_registry())
+        self.app = create_app(settings, node_registry=test_registry())
         config = uvicorn.Config(
-            app,
+            self.app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -129,6 +138,11 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=20)
         assert not self.thread.is_alive(), "the test server did not stop"
+
+    def app_service(self) -> FlowService:
+        """The server's `FlowService` (behind the security middleware)."""
+        service: FlowService = self.app.app.state.service
+        return service
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}

@@ -235,6 +235,7 @@ def test_the_page_and_the_api_send_a_strict_content_security_policy(server: Live
 def test_passwords_in_the_config_never_appear_in_responses(tmp_path: Path) -> None:
     config = {
         "store": {"name": "redis", "url": "redis://app:hunter2-secret@127.0.0.1:1/0"},
+        "sinks": [{"name": "otel", "headers": {"Authorization": "Bearer hunter2-token"}}],
     }
     settings = ServerSettings(graphs_dir=graphs_folder(tmp_path / "graphs"), config=config)
     live = LiveServer(settings).start()
@@ -244,7 +245,21 @@ def test_passwords_in_the_config_never_appear_in_responses(tmp_path: Path) -> No
     finally:
         live.stop()
     assert "hunter2" not in info.text
-    assert info.json()["config"]["store"]["url"] == "redis://app:********@127.0.0.1:1/0"
+    assert info.json()["config"]["store"]["url"] == "redis://app:***@127.0.0.1:1/0"
+    assert info.json()["config"]["sinks"][0]["headers"] == "***"
+
+
+def test_a_password_given_as_a_query_parameter_never_appears(tmp_path: Path) -> None:
+    config = {"store": {"name": "redis", "url": "redis://127.0.0.1:1/0?password=hunter2"}}
+    settings = ServerSettings(graphs_dir=graphs_folder(tmp_path / "graphs"), config=config)
+    live = LiveServer(settings).start()
+    try:
+        with live.client() as client:
+            info = client.get("/api/server")
+    finally:
+        live.stop()
+    assert "hunter2" not in info.text
+    assert info.json()["config"]["store"]["url"] == "redis://127.0.0.1:1/0?password=***"
 
 
 def test_the_openapi_schema_documents_every_route(server: LiveServer) -> None:

@@ -8,42 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from qm_server_support import TOKEN, LiveServer
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
-
-CHROMIUM = ("chromium", "chromium-browser")
-DRIVER = "chromedriver"
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    binary = next((found for name in CHROMIUM if (found := shutil.which(name))), None)
-    driver_path = shutil.which(DRIVER)
-    if binary is None or driver_path is None:
-        raise RuntimeError(
-            "the page tests need Debian's chromium and chromium-driver "
-            "(apt-get install chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,860"):
-        options.add_argument(argument)
-    options.add_argument("--disable-dev-shm-usage")
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _node(driver: WebDriver, name: str) -> object:
@@ -51,7 +23,22 @@ def _node(driver: WebDriver, name: str) -> object:
 
 
 def _state(driver: WebDriver, name: str) -> str:
-    return _node(driver, name).get_attribute("data-state") or ""  # type: ignore[attr-defined]
+    # Read at once: the graph is drawn again when its width changes (a scroll bar).
+    state: str | None = driver.execute_script(
+        'const g = document.querySelector(`#graph-area g.node[data-node-name="${arguments[0]}"]`);'
+        "return g ? g.dataset.state : null;",
+        name,
+    )
+    return state or ""
+
+
+def _listed(driver: WebDriver) -> list[list[str]]:
+    # Read at once: the list is drawn again every second.
+    rows: list[list[str]] = driver.execute_script(
+        "return [...document.querySelectorAll('#flows tbody tr')].map((r) => "
+        "[r.querySelector('td.graph').textContent, r.querySelector('td.status').textContent])"
+    )
+    return rows
 
 
 def _wait_state(wait: WebDriverWait, name: str, state: str) -> None:
@@ -89,10 +76,10 @@ def test_the_page_runs_the_router_and_answers_the_approval_loop(
     assert [_state(browser, n) for n in ("Urgent reply", "Outage reply", "General reply")] == [
         "dead", "dead", "dead",
     ]  # fmt: skip
-    timeline = [
-        row.find_element(By.CSS_SELECTOR, "td").text
-        for row in browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
-    ]
+    timeline = browser.execute_script(
+        "return [...document.querySelectorAll('#waterfall g.wf-row')]"
+        ".map((r) => r.dataset.nodeName)"
+    )
     assert timeline == [
         "Start", "Remember ticket", "Urgent?", "Classify", "Billing reply", "Remember reply", "End",
     ]  # fmt: skip
@@ -123,15 +110,12 @@ def test_the_page_runs_the_router_and_answers_the_approval_loop(
     assert not browser.find_element(By.ID, "answer-form").is_displayed()
 
     browser.find_element(By.ID, "home").click()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")) == 2)
-    statuses = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#flows tbody td.status")]
-    assert statuses == ["completed", "completed"]
+    wait.until(lambda d: len(_listed(d)) == 2)
+    assert [status for _, status in _listed(browser)] == ["completed", "completed"]
     with secured.client(TOKEN) as client:  # another client starts a flow: the list shows it
         client.post("/api/flows", json={"graph": "approval-loop", "input": "x", "wait": True})
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")) == 3)
-    first_row = browser.find_element(By.CSS_SELECTOR, "#flows tbody tr")
-    assert first_row.find_element(By.CSS_SELECTOR, "td.status").text == "paused"
-    assert first_row.find_element(By.CSS_SELECTOR, "td.graph").text == "Approval Loop"
+    wait.until(lambda d: len(_listed(d)) == 3)
+    assert _listed(browser)[0] == ["Approval Loop", "paused"]
     keep = os.environ.get("QM_SERVER_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
@@ -155,4 +139,9 @@ def test_tokens_stream_into_the_running_node(server: LiveServer, browser: WebDri
     assert partial
     assert words.startswith(partial.strip())
     assert len(partial) < len(words)
-    assert browser.find_element(By.ID, "node-tokens").text == words + " "
+    # Once the node finished, its output replaces the stream.
+    output = wait.until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "#node-detail .node-output"))
+    )
+    assert output.text == words
+    assert browser.find_elements(By.ID, "node-tokens") == []

@@ -153,7 +153,7 @@ def test_stopping_qm_serve_ends_the_streams_of_paused_flows(
 
 def test_qm_serve_never_prints_a_password_of_the_config(tmp_path: Path) -> None:
     (tmp_path / "qm.toml").write_text(
-        '[store]\nname = "redis"\nurl = "redis://app:hunter2-secret@127.0.0.1:1/0"\n'
+        '[store]\nname = "redis"\nurl = "redis://app:hunter2-secret@127.0.0.1:1/0?password=hunter2-too"\n'
     )
     port = free_port()
     graphs = str(graphs_folder(tmp_path / "g"))
@@ -178,4 +178,4 @@ def test_qm_serve_never_prints_a_password_of_the_config(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=20)
     assert info is not None, f"qm serve did not answer: {stderr}"
     assert "hunter2" not in stderr + info.text
-    assert "store redis url=redis://app:********@127.0.0.1:1/0\n" in stderr
+    assert "store redis url=redis://app:***@127.0.0.1:1/0?password=***\n" in stderr

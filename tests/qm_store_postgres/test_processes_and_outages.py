@@ -230,6 +230,17 @@ def test_refused_connection_names_the_server() -> None:
     assert PASSWORD not in message
 
 
+def test_a_password_in_the_query_is_hidden_when_the_server_is_unavailable() -> None:
+    port = free_port()  # nothing listens there
+    dsn = f"postgresql://qm@127.0.0.1:{port}/qm_test?sslmode=disable&password={PASSWORD}"
+    message = _refused(PostgresStore(dsn, connect_timeout=2), PostgresUnavailableError)
+    assert message.startswith(
+        f"PostgreSQL server postgresql://qm@127.0.0.1:{port}/qm_test?sslmode=disable&password=*** "
+        "is unavailable (Connection refused): "
+    ), message
+    assert PASSWORD not in message
+
+
 def test_a_wrong_password_is_a_clear_error(pg_server: PostgresServer) -> None:
     store = PostgresStore(pg_server.dsn(password="wrong"), schema_name=unique_schema())
     message = _refused(store, StoreOpenError)

@@ -189,3 +189,16 @@ def test_password_is_hidden_in_descriptions() -> None:
     store = RedisStore("redis://agent:s3cret@db.internal:6390/2")
     assert store.describe() == "redis redis://agent:***@db.internal:6390/2"
     assert "s3cret" not in repr(store)
+
+
+def test_a_password_in_the_query_is_hidden_when_the_server_is_unavailable() -> None:
+    port = free_port()  # nothing listens there
+    store = RedisStore(f"redis://127.0.0.1:{port}/0?password=hunter2", timeout_seconds=2)
+    with pytest.raises(RedisUnavailableError) as caught:
+        call(store, "ping")
+    assert str(caught.value).startswith(
+        f"Redis server redis://127.0.0.1:{port}/0?password=*** is unavailable "
+        "(Connection refused): "
+    )
+    assert "hunter2" not in str(caught.value) + repr(store)
+    call(store, "close")

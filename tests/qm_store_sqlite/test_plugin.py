@@ -257,7 +257,19 @@ def test_qm_commands_on_a_sqlite_store(
     assert shown.exit_code == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["status"] == "completed"
-    assert [r["node"] for r in data["records"]] == ["Start", "Ask", "Ask", "End"]
+    assert [(r["node"], r["status"]) for r in data["nodes"]] == [
+        ("Start", "finished"),
+        ("Ask", "finished"),
+        ("End", "finished"),
+    ]
+    history = cli.invoke(main, ["flows", "history", flow_id[:8], "--json"])
+    assert history.exit_code == 0, history.stderr
+    assert [(r["node"], r["status"]) for r in json.loads(history.stdout)] == [
+        ("Start", "finished"),
+        ("Ask", "waiting_user"),
+        ("Ask", "finished"),
+        ("End", "finished"),
+    ]
 
     logged = cli.invoke(main, ["flows", "events", flow_id, "--json"])
     assert logged.exit_code == 0, logged.stderr

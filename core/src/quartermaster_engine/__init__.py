@@ -4,11 +4,13 @@ The names 0.1.5 exported are all here; the graph model is re-exported from
 `quartermaster_graph`.
 """
 
+from quartermaster_engine.context.current_context import current_context
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.convenience import run_graph
 from quartermaster_engine.dispatchers import AsyncDispatcher, SyncDispatcher, TaskDispatcher
 from quartermaster_engine.events import (
+    CustomEvent,
     FlowError,
     FlowEvent,
     FlowFinished,
@@ -21,7 +23,10 @@ from quartermaster_engine.events import (
     NodeRetrying,
     NodeSkipped,
     NodeStarted,
+    ProgressEvent,
     TokenGenerated,
+    ToolCallFinished,
+    ToolCallStarted,
     UserInputRequired,
     event_from_dict,
 )
@@ -69,6 +74,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AsyncDispatcher",
     "ContextManager",
+    "CustomEvent",
     "DurableStore",
     "Engine",
     "ErrorStrategy",
@@ -111,17 +117,21 @@ __all__ = [
     "NodeStatus",
     "NodeType",
     "PersistentMemory",
+    "ProgressEvent",
     "SimpleNodeRegistry",
     "StoreUnavailableError",
     "SyncDispatcher",
     "TaskDispatcher",
     "ThoughtType",
     "TokenGenerated",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "TraverseIn",
     "TraverseOut",
     "UnknownNodeTypeError",
     "UserInputRequired",
     "WaitingNode",
+    "current_context",
     "event_from_dict",
     "run_graph",
 ]

@@ -8,12 +8,19 @@ engine's background loop thread and the caller waits for it. Code that the
 background loop itself runs (an executor of a flow that ``run()`` started
 inside a running loop, calling a synchronous store method) cannot wait on that
 loop either: its coroutine runs on a second background loop (and so on).
+
+A process forked from one that ran flows (gunicorn ``--preload``,
+multiprocessing) inherits those loops but not their threads: a background loop
+no thread runs would never answer. So a child forgets them (`os.register_at_fork`)
+and makes its own on first use; the stores' per-loop connections follow (one per
+loop), and the parent's loops are never touched by the child, not even at exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -35,18 +42,20 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
         _local.loop = loop
         thread = threading.current_thread()
         if thread is threading.main_thread():
-            atexit.register(_close_loop, loop)
+            atexit.register(_close_loop, loop, os.getpid())
         else:
             # Close it when the thread is gone, so clients bound to it (store
             # connections) are released instead of lingering to process exit.
-            weakref.finalize(thread, _close_loop, loop)
+            weakref.finalize(thread, _close_loop, loop, os.getpid())
     return loop
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+def _close_loop(loop: asyncio.AbstractEventLoop, pid: int | None = None) -> None:
     """Shut ``loop`` down cleanly; called at exit or when its thread is collected,
-    which may happen inside another running loop (then it can only be closed)."""
-    if loop.is_running() or loop.is_closed():
+    which may happen inside another running loop (then it can only be closed).
+    A loop of process ``pid`` is left alone in a forked child: shutting it down
+    there would close the connections (sockets) the parent still uses."""
+    if loop.is_running() or loop.is_closed() or (pid is not None and pid != os.getpid()):
         return
     try:
         asyncio.get_running_loop()
@@ -74,6 +83,18 @@ def _portal(running: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
             thread.start()
             _portals.append(loop)
         return _portals[index]
+
+
+def _forget_loops_after_fork() -> None:
+    """In a forked child: the parent's loops (this thread's and the background
+    ones) stay as they are, unused; new ones are made on first use."""
+    global _local, _portal_lock
+    _local = threading.local()
+    _portal_lock = threading.Lock()
+    _portals.clear()
+
+
+os.register_at_fork(after_in_child=_forget_loops_after_fork)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

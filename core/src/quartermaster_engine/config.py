@@ -201,7 +201,8 @@ def _find_file(source: str | Path | None, env: Mapping[str, str], cwd: Path) -> 
         path = path if path.is_absolute() else cwd / path
         if path.is_dir():
             raise ConfigError(f"config file {path}{origin} is a folder; name a TOML file")
-        if not path.is_file():
+        if not path.exists():
+            # Anything else that reads as a file will do: /dev/null is an empty config.
             raise ConfigError(f"config file {path}{origin} does not exist")
         return path
     for name in (CONFIG_FILE, PYPROJECT):

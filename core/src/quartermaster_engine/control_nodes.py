@@ -1,4 +1,4 @@
-"""The engine's own control-flow node executors: Start1, End1 and Merge1.
+"""The engine's own control-flow node executors: Start1, End1, Back1 and Merge1.
 
 Start1 and End1 pass on the text delivered to them: the start node gets the
 flow input (or, when a SpawnStart node loops back, that node's output), and
@@ -38,6 +38,15 @@ class StartExecutor:
 
 class EndExecutor:
     """End1: outputs what it received; that is the flow's final output."""
+
+    async def execute(self, context: ExecutionContext) -> NodeResult:
+        return NodeResult(success=True, output_text=context.input_text)
+
+
+class BackExecutor:
+    """Back1: outputs what it received. The scheduler then loops back to the start
+    node (top-level flow) or ends the flow, returning that output to the parent
+    (a sub-graph's flow)."""
 
     async def execute(self, context: ExecutionContext) -> NodeResult:
         return NodeResult(success=True, output_text=context.input_text)
@@ -89,6 +98,6 @@ class MergeExecutor:
 
 
 def control_executors() -> dict[str, NodeExecutor]:
-    """Executors the engine provides for Start1 and End1 (Merge1 needs the registry's
-    LLM merge, see `MergeExecutor`)."""
-    return {"Start1": StartExecutor(), "End1": EndExecutor()}
+    """Executors the engine provides for Start1, End1 and Back1 (Merge1 needs the
+    registry's LLM merge, see `MergeExecutor`)."""
+    return {"Start1": StartExecutor(), "End1": EndExecutor(), "Back1": BackExecutor()}

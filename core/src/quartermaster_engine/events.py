@@ -267,7 +267,64 @@ class FlowFinished(FlowEvent):
     error: str | None = None
 
 
+@dataclass(slots=True)
+class ProgressEvent(FlowEvent):
+    """A node (or a tool it calls) reports progress: `ExecutionContext.emit_progress`.
+    ``percent`` is a fraction from 0 to 1, or None; ``data`` is JSON-ready detail."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    message: str = ""
+    percent: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str | None:
+        share = f" {self.percent:.0%}" if self.percent is not None else ""
+        return f"{self.node_name}:{share} {self.message}"
+
+
+@dataclass(slots=True)
+class CustomEvent(FlowEvent):
+    """An application event named ``name`` with a JSON-ready ``payload``, from
+    `ExecutionContext.emit_custom`."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    name: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str | None:
+        return f"{self.node_name}: {self.name}"
+
+
+@dataclass(slots=True)
+class ToolCallStarted(FlowEvent):
+    """A node calls a tool (``call`` is the model's id of the call; ``iteration`` the
+    round of an agent loop). The LLM pack's Agent1 emits it; any executor may."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    tool: str = ""
+    call: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    iteration: int = 1
+
+
+@dataclass(slots=True)
+class ToolCallFinished(FlowEvent):
+    """A tool call returned (``result``) or failed (``error``)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    tool: str = ""
+    call: str = ""
+    result: str = ""
+    error: str | None = None
+    duration_seconds: float = 0.0
+
+
 __all__ = [
+    "CustomEvent",
     "FlowEdited",
     "FlowError",
     "FlowEvent",
@@ -282,7 +339,10 @@ __all__ = [
     "NodeRetrying",
     "NodeSkipped",
     "NodeStarted",
+    "ProgressEvent",
     "TokenGenerated",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "UserInputRequired",
     "event_from_dict",
 ]

@@ -10,6 +10,7 @@ from uuid import UUID
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.nodes import NodeResult
 from quartermaster_engine.stores.records import FlowStatus
+from quartermaster_graph.models import CAPTURE_AS, GraphSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,38 @@ class NodeResults(Mapping[UUID, NodeResult]):
         return f"NodeResults({len(self)} nodes)"
 
 
+class Captures(Mapping[str, NodeResult]):
+    """``{name: NodeResult}`` of the nodes whose metadata ``capture_as`` names them
+    (the builder's ``capture_as=`` keyword), for those that ran; built on first access."""
+
+    def __init__(self, graph: GraphSpec, results: Mapping[UUID, NodeResult]) -> None:
+        self._graph = graph
+        self._results = results
+        self._built: dict[str, NodeResult] | None = None
+
+    def _build(self) -> dict[str, NodeResult]:
+        if self._built is None:
+            built: dict[str, NodeResult] = {}
+            for node in self._graph.nodes:
+                name = node.metadata.get(CAPTURE_AS)
+                if isinstance(name, str) and name and node.id in self._results:
+                    built[name] = self._results[node.id]
+            self._built = built
+        return self._built
+
+    def __getitem__(self, name: str) -> NodeResult:
+        return self._build()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._build())
+
+    def __len__(self) -> int:
+        return len(self._build())
+
+    def __repr__(self) -> str:
+        return f"Captures({sorted(self._build())})"
+
+
 @dataclass
 class FlowResult:
     """The outcome of a flow: ``status`` is completed, failed, paused or stopped.
@@ -75,7 +108,9 @@ class FlowResult:
     ``success`` is True only for a completed flow in which no node failed.
     ``final_output`` is the output the End node received ("" if no End node
     ran); ``output_data`` its data. ``error`` names the failed node and its
-    error. ``waiting`` lists the nodes a paused flow waits on.
+    error. ``waiting`` lists the nodes a paused flow waits on. ``captures`` maps
+    the ``capture_as`` name of each node that ran to its `NodeResult`;
+    ``result["name"]`` reads one.
     """
 
     flow_id: UUID
@@ -87,6 +122,17 @@ class FlowResult:
     duration_seconds: float = 0.0
     status: FlowStatus = FlowStatus.COMPLETED
     waiting: list[WaitingNode] = field(default_factory=list)
+    captures: Mapping[str, NodeResult] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> NodeResult:
+        """The result of the node captured as ``name``; KeyError listing the names."""
+        try:
+            return self.captures[name]
+        except KeyError:
+            known = ", ".join(repr(n) for n in sorted(self.captures)) or "none"
+            raise KeyError(
+                f"no node captured as {name!r} ran in flow {self.flow_id}; captured: {known}"
+            ) from None
 
     @property
     def paused(self) -> bool:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, NoReturn, Self, TypeVar
 from uuid import UUID, uuid4
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from quartermaster_graph.enums import (
@@ -28,7 +29,14 @@ from quartermaster_graph.enums import (
     TraverseIn,
     TraverseOut,
 )
-from quartermaster_graph.models import Agent, GraphEdge, GraphNode, GraphSpec, type_name
+from quartermaster_graph.models import (
+    Agent,
+    GraphEdge,
+    GraphNode,
+    GraphSpec,
+    NodePosition,
+    type_name,
+)
 from quartermaster_graph.validation import check_graph
 
 #: Keyword arguments that set `GraphNode` fields on any node method; every other
@@ -44,6 +52,12 @@ NODE_OPTIONS: tuple[str, ...] = (
     "message_type",
 )
 
+#: The structured-output node type of the LLM pack (quartermaster 0.7's name).
+INSTRUCTION_FORM = "InstructionForm1"
+
+#: Vertical distance between the positions the builder gives consecutive nodes.
+_ROW_HEIGHT = 120
+
 _PICKS = {"traverse_out": TraverseOut.SPAWN_PICKED}
 _USES_PREVIOUS = {"thought_type": ThoughtType.USE_PREVIOUS, "message_type": MessageType.VARIABLE}
 _SKIPS = {"thought_type": ThoughtType.SKIP, "message_type": MessageType.VARIABLE}
@@ -55,6 +69,7 @@ _ASSISTANT = {"message_type": MessageType.ASSISTANT}
 _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     NodeType.START.value: _SKIPS,
     NodeType.END.value: {"traverse_out": TraverseOut.SPAWN_NONE, **_SKIPS},
+    NodeType.BACK.value: {"traverse_out": TraverseOut.SPAWN_START, **_SKIPS},
     NodeType.INSTRUCTION.value: _ASSISTANT,
     NodeType.SUMMARIZE.value: _ASSISTANT,
     NodeType.AGENT.value: _ASSISTANT,
@@ -293,6 +308,33 @@ class _Chain:
         """An InstructionImageVision1 node: LLM image analysis."""
         meta = _llm_metadata(model, provider, temperature, system_instruction, vision=True)
         return self._add(NodeType.INSTRUCTION_IMAGE_VISION, name, meta, kwargs, llm=True)
+
+    def instruction_form(
+        self,
+        name: str,
+        schema: type[BaseModel] | Mapping[str, Any],
+        model: str = "",
+        provider: str = "",
+        temperature: float = 0.5,
+        system_instruction: str = "",
+        **kwargs: Any,
+    ) -> Self:
+        """An InstructionForm1 node: structured output. ``schema`` is a pydantic model
+        (its JSON schema is stored, and metadata ``schema_model`` names it as
+        ``module:QualName`` so the LLM pack validates with it) or a JSON schema of an
+        object. The parsed answer is the node's ``data["parsed"]``."""
+        meta = _llm_metadata(model, provider, temperature, system_instruction, stream=False)
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            meta["schema"] = schema.model_json_schema()
+            meta["schema_model"] = f"{schema.__module__}:{schema.__qualname__}"
+        elif isinstance(schema, Mapping):
+            meta["schema"] = dict(schema)
+        else:
+            raise ValueError(
+                f"instruction_form('{name}'): schema must be a pydantic model or a JSON "
+                f"schema dict, got {type(schema).__name__}"
+            )
+        return self._add(INSTRUCTION_FORM, name, meta, kwargs, llm=True)
 
     # -- branching ----------------------------------------------------------
 
@@ -538,6 +580,22 @@ class _Chain:
         meta = {"graph": graph_id, "sub_assistant_id": graph_id}
         return self._add(NodeType.SUB_ASSISTANT, name, meta, kwargs)
 
+    def back(self, name: str = "Back", max_iterations: int | None = None, **kwargs: Any) -> Self:
+        """A Back1 node: the flow loops back to Start from here, at most
+        ``max_iterations`` times (else the runner's visit limit); in a sub-graph it
+        returns to the parent graph instead, with what reached it. Nothing can follow
+        it on this chain."""
+        meta: dict[str, Any] = {}
+        if max_iterations is not None:
+            if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
+                raise ValueError(f"back('{name}'): max_iterations must be an int >= 1")
+            if max_iterations < 1:
+                raise ValueError(f"back('{name}'): max_iterations must be an int >= 1")
+            meta["max_iterations"] = max_iterations
+        self._add(NodeType.BACK, name, meta, kwargs)
+        self._tail, self._fork, self._fork_kind = None, None, None
+        return self
+
     def node(
         self,
         node_type: NodeType | str,
@@ -631,7 +689,10 @@ class BranchBuilder(_Chain, Generic[P]):
 
 
 class GraphBuilder(_Chain):
-    """Fluent builder of a `GraphSpec` (alias ``Graph``).
+    """Fluent builder of a `GraphSpec`. As in quartermaster-graph 0.1.5 a graph
+    starts with ``start()``; with ``auto_start=True`` (the default of `Graph`, as
+    quartermaster 0.2+ builders did) the first node added without it gets a Start
+    node before it.
 
     >>> spec = (
     ...     GraphBuilder("Support Agent")
@@ -643,12 +704,13 @@ class GraphBuilder(_Chain):
     ...     .build()
     ... )
     >>> [node.name for node in spec.nodes]
-    ['Start', 'Classify', 'Route', 'Handle billing', 'Handle technical', 'End']
+    ['Start', 'Classify', 'Route', 'Handle billing', 'Handle technical', 'End', 'End']
     """
 
-    def __init__(self, name: str, description: str = "") -> None:
+    def __init__(self, name: str, description: str = "", *, auto_start: bool = False) -> None:
         super().__init__()
         self._root = self
+        self._auto_start = auto_start
         self._name = name
         self.description = description
         self._nodes: list[GraphNode] = []
@@ -674,12 +736,38 @@ class GraphBuilder(_Chain):
         """The edges added so far (a copy of the list)."""
         return list(self._edges)
 
+    @property
+    def start_node_id(self) -> UUID:
+        """The Start node's id; ValueError before ``start()``."""
+        if self._start_id is None:
+            raise ValueError(f"No start node in graph '{self._name}': call .start() first")
+        return self._start_id
+
+    # -- queries (0.1.5's builder API; the built GraphSpec has the same) ----
+
+    def get_node(self, node_id: UUID) -> GraphNode | None:
+        """The node added with this id, or None."""
+        return self._nodes_by_id.get(node_id)
+
+    def get_successors(self, node_id: UUID) -> list[GraphNode]:
+        """Distinct targets of the node's edges added so far, in edge order."""
+        targets = dict.fromkeys(e.target_id for e in self._edges if e.source_id == node_id)
+        return [self._nodes_by_id[t] for t in targets if t in self._nodes_by_id]
+
+    def get_edges_from(self, node_id: UUID) -> list[GraphEdge]:
+        """The edges added so far that start at the node."""
+        return [e for e in self._edges if e.source_id == node_id]
+
     # -- bookkeeping --------------------------------------------------------
 
     def _register(self, node: GraphNode) -> None:
         if node.id in self._nodes_by_id:
             other = self._nodes_by_id[node.id]
             raise ValueError(f"node '{node.name}' has the same id as {other.describe()}")
+        if node.position is None:
+            # A top-to-bottom column in the order of adding, as 0.1.5 laid nodes out,
+            # so that editors can draw a built graph.
+            node.position = NodePosition(x=0, y=_ROW_HEIGHT * len(self._nodes))
         self._nodes.append(node)
         self._nodes_by_id[node.id] = node
         self._ids_by_name.setdefault(node.name, []).append(node.id)
@@ -774,10 +862,18 @@ class GraphBuilder(_Chain):
             exits = {(n, ""): None for n in kept if n not in has_outgoing}
         return list(entries), list(exits), inner
 
+    def _attach(self, node: GraphNode) -> Self:
+        # Graph("x").user()... : the first node of a graph without start() gets a
+        # Start node before it, as quartermaster 0.2+ builders did.
+        if self._auto_start and not self._nodes and node.type_name != NodeType.START.value:
+            self.start()
+        return super()._attach(node)
+
     # -- start and end ------------------------------------------------------
 
     def start(self, **kwargs: Any) -> Self:
-        """Add the Start node; every graph has exactly one."""
+        """Add the Start node; every graph has exactly one. Optional with
+        ``auto_start`` (`Graph`): the first node added without it gets one first."""
         if self._start_id is not None:
             raise ValueError(f"start() called twice: graph '{self._name}' already has a Start node")
         self._attach(_make_node(NodeType.START, "Start", {}, kwargs))
@@ -802,15 +898,22 @@ class GraphBuilder(_Chain):
     # -- output -------------------------------------------------------------
 
     def to_graph(self, validate: bool = True, agent_id: UUID | None = None) -> GraphSpec:
-        """The `GraphSpec`. Open ends (closed branches, the last node) are connected
-        to the End node first. Raises `GraphValidationError` listing every error
-        unless ``validate`` is False."""
+        """The `GraphSpec`. Each closed branch that nothing continued gets an End node
+        of its own, and a last node still open is connected to the graph's End.
+        Raises `GraphValidationError` listing every error unless ``validate`` is False."""
         if self._start_id is None:
             raise ValueError(f"graph '{self._name}' has no start node: call .start() first")
         if self._open_branches:
             unclosed = next(iter(self._open_branches))
             raise ValueError(f"{unclosed._where()} was never closed with .end()")
-        if self._tail is not None or self._open_ends:
+        # Branches closed with .end() that nothing continued each get their own End
+        # node, as quartermaster-graph 0.1.5 built them (docs/builder.md#ends).
+        for node_id, label in self._open_ends:
+            end = _make_node(NodeType.END, "End", {}, {})
+            self._register(end)
+            self._link(node_id, end.id, label)
+        self._open_ends = []
+        if self._tail is not None:
             self.end()
         spec = GraphSpec(
             name=self._name,
@@ -834,5 +937,14 @@ class GraphBuilder(_Chain):
         return Agent(name=self._name, description=self.description, created_at=now, updated_at=now)
 
 
-#: Alias: ``Graph("name").start()...`` reads naturally.
-Graph = GraphBuilder
+#: The name of `BranchBuilder` in quartermaster-graph 0.1.5, which code imports.
+_BranchBuilder = BranchBuilder
+
+
+class Graph(GraphBuilder):
+    """`GraphBuilder` that adds its own Start node (quartermaster 0.2+):
+    ``Graph("Chat").user("Ask").instruction("Reply").build()``. ``start()`` may
+    still open the chain."""
+
+    def __init__(self, name: str, description: str = "", *, auto_start: bool = True) -> None:
+        super().__init__(name, description, auto_start=auto_start)

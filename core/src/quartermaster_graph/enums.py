@@ -13,6 +13,7 @@ class NodeType(str, Enum):
     """
 
     AGENT = "Agent1"
+    BACK = "Back1"
     BLANK = "Blank1"
     BREAK = "Break1"
     CODE = "Code1"

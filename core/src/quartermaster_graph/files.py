@@ -336,11 +336,28 @@ def _record_lines(
 
 
 def _path(loc: _Loc) -> str:
-    """``("nodes", 3, "traverse_in")`` -> ``nodes[3].traverse_in``."""
+    """``("nodes", 3, "traverse_in")`` -> ``nodes[3].traverse_in``; keys that came
+    from the file are escaped and cut short (`excerpt`)."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            key = excerpt(part)[1:-1]
+            text += f".{key}" if text else key
     return text
+
+
+#: The most characters of a file's own text an error message quotes.
+EXCERPT = 24
+
+
+def excerpt(value: Any, limit: int = EXCERPT) -> str:
+    """``value`` quoted for an error message: escaped (``repr``: no control
+    characters reach a terminal) and cut to ``limit`` characters."""
+    text = str(value)
+    short = text if len(text) <= limit else text[:limit] + "…"
+    return repr(short)
 
 
 def _kind(value: Any) -> str:
@@ -387,6 +404,15 @@ class _Reader:
         self.raw = data
         if not isinstance(data, dict):
             self.problem((), f"expected a mapping with 'nodes' and 'edges', got {_kind(data)}")
+            raise self.fail()
+        if data and not any(key in _TOP_FIELDS for key in data):
+            # Not a graph at all (a symlink to /etc/shadow, a config file): one
+            # problem quoting a short excerpt, never the file's lines one by one.
+            self.problem(
+                (),
+                "not a graph file: none of its top-level keys is a graph field (nodes, "
+                f"edges, ...); it starts with {excerpt(next(iter(data)), 8)}",
+            )
             raise self.fail()
         top = self.known_keys(data, (), _TOP_FIELDS)
         nodes = self.list_of(top, "nodes")

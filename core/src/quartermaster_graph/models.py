@@ -26,6 +26,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Node metadata key naming the node's result in ``FlowResult.captures`` (the
+#: builder's ``capture_as=`` keyword, as quartermaster 0.2+ wrote it).
+CAPTURE_AS = "capture_as"
+
 _KNOWN_TYPES: dict[str, NodeType] = {t.value: t for t in NodeType}
 
 

@@ -32,10 +32,14 @@ def _unique_nodes(spec: GraphSpec) -> list[GraphNode]:
 
 
 def get_start_node(spec: GraphSpec) -> GraphNode:
-    """The start node; ValueError if ``start_node_id`` names no node."""
+    """The start node; ValueError if ``start_node_id`` names no node.
+
+    The message begins "No start node" as quartermaster-graph 0.1.5's did."""
     node = spec.get_start_node()
     if node is None:
-        raise ValueError(f"start_node_id {spec.start_node_id} names no node of the graph")
+        raise ValueError(
+            f"No start node: start_node_id {spec.start_node_id} names no node of the graph"
+        )
     return node
 
 

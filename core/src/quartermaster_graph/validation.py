@@ -2,7 +2,8 @@
 
 `validate_graph` returns all problems (errors and warnings); `check_graph` raises
 `GraphValidationError` listing every error at once. Cycles are allowed: loops are
-a feature of agent graphs, so they are never reported.
+a feature of agent graphs, so they are never reported. A graph without an End node
+is valid too (a flow ends when no work is left; its ``final_output`` is then "").
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Literal
 from uuid import UUID
 
 from quartermaster_graph.enums import NodeType, TraverseOut
-from quartermaster_graph.models import GraphEdge, GraphNode, GraphSpec
+from quartermaster_graph.models import CAPTURE_AS, GraphEdge, GraphNode, GraphSpec
 
 Severity = Literal["error", "warning"]
 
@@ -35,19 +36,25 @@ _DETACHED_TYPES: frozenset[str] = frozenset(
     t.value for t in (NodeType.COMMENT, NodeType.FLOW_MEMORY, NodeType.USER_MEMORY)
 )
 _START = NodeType.START.value
+_END = NodeType.END.value
 
 #: Every code `validate_graph` reports, with its severity (documented in docs/graph-files.md).
+#: Problems that quartermaster-graph 0.1.5 also reported keep its snake_case codes, so
+#: code filtering on ``issue.code`` written for 0.1.5 keeps working; ours are kebab-case.
 ISSUE_CODES: dict[str, Severity] = {
-    "start-node-missing": "error",
-    "start-node-not-start": "error",
-    "multiple-start-nodes": "error",
+    "no_start": "error",
+    "invalid_start_id": "error",
+    "start_id_not_start_type": "error",
+    "multiple_starts": "error",
     "duplicate-node-id": "error",
     "duplicate-edge-id": "error",
-    "edge-source-missing": "error",
-    "edge-target-missing": "error",
+    "invalid_edge_source": "error",
+    "invalid_edge_target": "error",
     "picked-edge-duplicate-label": "error",
     "picked-edge-ambiguous": "error",
-    "node-unreachable": "warning",
+    "capture-name-invalid": "error",
+    "duplicate-capture-name": "error",
+    "orphan_node": "warning",
     "picked-too-few-edges": "warning",
     "duplicate-node-name": "warning",
     "branching-node-spawns-all": "warning",
@@ -56,7 +63,7 @@ ISSUE_CODES: dict[str, Severity] = {
 
 @dataclass(frozen=True)
 class ValidationIssue:
-    """One problem of a graph: a stable kebab-case ``code``, a message naming the
+    """One problem of a graph: a stable ``code`` (see `ISSUE_CODES`), a message naming the
     node or edge by name and id, and whether it is an error or a warning."""
 
     code: str
@@ -160,14 +167,14 @@ class _Checker:
     # -- checks -------------------------------------------------------------
 
     def check_start(self) -> Iterator[ValidationIssue]:
+        if not any(node.type_name == _START for node in self.spec.nodes):
+            yield _error("no_start", "the graph has no Start1 node")
         start_id = self.spec.start_node_id
         if self.start is None:
-            yield _error(
-                "start-node-missing", f"start_node_id {start_id} names no node of the graph"
-            )
+            yield _error("invalid_start_id", f"start_node_id {start_id} names no node of the graph")
         elif self.start.type_name != _START:
             yield _error(
-                "start-node-not-start",
+                "start_id_not_start_type",
                 f"the start node {self.start.describe()} has type {self.start.type_name}, "
                 "not Start1",
                 start_id,
@@ -181,13 +188,15 @@ class _Checker:
         for node in starts:
             if kept is not None and node is not kept:
                 yield _error(
-                    "multiple-start-nodes",
+                    "multiple_starts",
                     f"{node.describe()} is a second Start1 node; the graph starts at "
                     f"{kept.describe()} and may have only one",
                     node.id,
                 )
         named: dict[str, GraphNode] = {}
+        captured: dict[str, GraphNode] = {}
         for node in self.spec.nodes:
+            yield from self.check_capture(node, captured)
             first = self.nodes[node.id]
             if first is not node:
                 yield _error(
@@ -195,7 +204,8 @@ class _Checker:
                     f"{node.describe()} has the same id as {first.describe()}",
                     node.id,
                 )
-            if node.name:
+            # End nodes may share a name: the builder gives each branch its own "End".
+            if node.name and node.type_name != _END:
                 earlier = named.setdefault(node.name, node)
                 if earlier is not node:
                     yield _warning(
@@ -203,6 +213,28 @@ class _Checker:
                         f"{node.describe()} has the same name as {earlier.describe()}",
                         node.id,
                     )
+
+    def check_capture(
+        self, node: GraphNode, captured: dict[str, GraphNode]
+    ) -> Iterator[ValidationIssue]:
+        if CAPTURE_AS not in node.metadata:
+            return
+        name = node.metadata[CAPTURE_AS]
+        if not isinstance(name, str) or not name:
+            yield _error(
+                "capture-name-invalid",
+                f"{node.describe()} has capture_as {name!r}; it must be a non-empty string",
+                node.id,
+            )
+            return
+        earlier = captured.setdefault(name, node)
+        if earlier is not node:
+            yield _error(
+                "duplicate-capture-name",
+                f"{node.describe()} is captured as '{name}', as {earlier.describe()} is; "
+                "capture names must be distinct",
+                node.id,
+            )
 
     def check_edges(self) -> Iterator[ValidationIssue]:
         seen: dict[UUID, GraphEdge] = {}
@@ -216,13 +248,13 @@ class _Checker:
                 )
             if edge.source_id not in self.nodes:
                 yield _error(
-                    "edge-source-missing",
+                    "invalid_edge_source",
                     f"{self.describe_edge(edge)} starts at missing node {edge.source_id}",
                     edge=edge.id,
                 )
             if edge.target_id not in self.nodes:
                 yield _error(
-                    "edge-target-missing",
+                    "invalid_edge_target",
                     f"{self.describe_edge(edge)} targets missing node {edge.target_id}",
                     edge=edge.id,
                 )
@@ -254,7 +286,7 @@ class _Checker:
         """What picks an unlabeled edge: its target's name, else the target's id."""
         target = self.nodes.get(edge.target_id)
         if target is None:
-            return None  # edge-target-missing reports it
+            return None  # invalid_edge_target reports it
         return target.name or str(target.id)
 
     def check_picks(self, node: GraphNode, edges: list[GraphEdge]) -> Iterator[ValidationIssue]:
@@ -316,7 +348,7 @@ class _Checker:
         for node in self.nodes.values():
             if node.id not in reached and node.type_name not in _DETACHED_TYPES:
                 yield _warning(
-                    "node-unreachable",
+                    "orphan_node",
                     f"{node.describe()} is not reachable from the start node "
                     f"{self.start.describe()}",
                     node.id,

@@ -60,6 +60,8 @@ def worker_command(
     with reported():
         app, worker = build_worker_app(config_path)
         worker.check()
+    # Celery's banner names the broker, not the store: say both, before it.
+    click.echo(f"qm worker: {worker.describe()}", err=True)
     name = hostname or f"qm-{os.getpid()}@%h"
     argv = ["worker", "--loglevel", loglevel, "--queues", worker.settings.queue, "-n", name]
     if concurrency is not None:

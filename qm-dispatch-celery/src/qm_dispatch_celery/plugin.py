@@ -34,4 +34,4 @@ def worker_command(_: object) -> Any:
 
 @hookimpl
 def qm_register_commands(register: Register) -> None:
-    register("worker", worker_command)
+    register("worker", worker_command, description="run the nodes of flows on this machine")

@@ -5,7 +5,10 @@ acknowledged; this worker lacks the node's executor, so it waits
 ``refuse_delay`` seconds and rejects the message back onto the queue for a
 worker that has it (the flow is never failed for it); the store or the lease
 was not available, so the task is retried later with backoff (nothing was
-committed, the executor runs again then).
+committed, the executor runs again then) — without a limit on the number of
+retries, whatever the outage's length: a dropped message would strand its flow
+until the sweep. A retry of an activation that was committed meanwhile, or whose
+flow ended or was deleted, is dropped as a duplicate.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from quartermaster_engine.stores.base import FlowNotFoundError
 
 logger = logging.getLogger("qm_dispatch_celery")
 
-#: Longest wait between retries of a task the store could not take (seconds).
-MAX_BACKOFF = 30.0
+#: Longest wait between retries of a task the store could not take (seconds): an
+#: activation runs again within this long of the store's return. A retry costs one
+#: message and one store round-trip, so a short cap is cheap.
+MAX_BACKOFF = 5.0
 
 
 def register_task(app: Celery, worker: Worker) -> Any:
@@ -39,6 +44,9 @@ def register_task(app: Celery, worker: Worker) -> Any:
         acks_late=True,
         reject_on_worker_lost=True,
         ignore_result=True,
+        # None: retry forever. (``task.retry(max_retries=None)`` means "the task's
+        # own limit", Celery's default of 3, which dropped the message after 3.5 s.)
+        max_retries=None,
     )
     def activation(task: Any, flow_id: str, node_id: str, visit: int, attempt: int) -> str:
         fid, ref = UUID(flow_id), (UUID(node_id), visit, attempt)
@@ -63,6 +71,6 @@ def register_task(app: Celery, worker: Worker) -> Any:
                 "activation %s of flow %s could not finish (%s: %s); retrying in %.1f s",
                 node_id, flow_id, type(exc).__name__, exc, delay,
             )  # fmt: skip
-            raise task.retry(exc=exc, countdown=delay, max_retries=None) from None
+            raise task.retry(exc=exc, countdown=delay) from None
 
     return activation

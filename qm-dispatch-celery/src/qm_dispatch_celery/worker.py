@@ -34,7 +34,9 @@ from quartermaster_engine._sync import run_sync
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.plugins.loader import PluginNodeRegistry
+from quartermaster_engine.redaction import redact_setting, redact_text
 from quartermaster_engine.runner.engine import Engine
+from quartermaster_engine.runner.shared_store import require_shared_store
 from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
 from quartermaster_engine.stores.records import FlowStatus
 
@@ -59,7 +61,28 @@ class Worker:
 
     def check(self) -> None:
         """Fail now, not at the first task, when the modules or the store are wrong."""
-        self._make_engine().close()
+        engine = self._make_engine()
+        try:
+            # A worker on a store of its own would take tasks and find no flow.
+            require_shared_store(
+                engine.store,
+                "a worker of the celery dispatcher runs flows its clients store, in other "
+                "processes",
+            )
+        finally:
+            engine.close()
+
+    def describe(self) -> str:
+        """What this worker works on, for its start-up line: store (with its settings)
+        and broker; passwords and secrets masked."""
+        store = self.config.store
+        settings = ", ".join(
+            f"{key}={redact_setting(f'store.{key}', value)}"
+            for key, value in store.settings.items()
+        )
+        store_text = f"{store.name} ({settings})" if settings else store.name
+        broker = redact_text(self.settings.broker_url)
+        return f"store {store_text}, broker {broker}, queue {self.settings.queue}"
 
     @property
     def engine(self) -> Engine:

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from qm_server.errors import ApiError
+from qm_server.errors import ApiError, error_responses
 from qm_server.event_source import (
+    MAX_EVENT_NUMBER,
     EventSource,
     Position,
     follow,
@@ -43,7 +44,29 @@ class StartFlow(BaseModel):
     def _one_graph(self) -> StartFlow:
         if (self.graph is None) == (self.graph_spec is None):
             raise ValueError("give exactly one of graph and graph_spec")
+        if self.graph_spec is not None and _depth(self.graph_spec) > MAX_GRAPH_DEPTH:
+            raise ValueError(f"graph_spec nests deeper than {MAX_GRAPH_DEPTH} levels")
         return self
+
+
+#: How deep an inline graph's JSON may nest (a graph needs a handful of levels;
+#: hundreds exhaust the serializers' recursion limits).
+MAX_GRAPH_DEPTH = 32
+#: The largest page offset of ``GET /api/flows``.
+MAX_OFFSET = 1_000_000
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_GRAPH_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class ResumeFlow(BaseModel):
@@ -74,7 +97,8 @@ def api_router(
     heartbeat: float = 15.0,
 ) -> APIRouter:
     """The ``/api`` routes over one service, graphs folder and event source."""
-    router = APIRouter(prefix="/api")
+    # Every route can answer 401 (a token is required off loopback) and 500.
+    router = APIRouter(prefix="/api", responses=error_responses(401, 500))
 
     @router.get("/health", tags=["server"])
     async def health() -> dict[str, str]:
@@ -94,12 +118,17 @@ def api_router(
             items.append({"name": name, "title": spec.name, "nodes": len(spec.nodes)})
         return {"graphs": items}
 
-    @router.get("/graphs/{name:path}", tags=["graphs"])
+    @router.get("/graphs/{name:path}", tags=["graphs"], responses=error_responses(400, 404))
     async def get_graph(name: str) -> dict[str, Any]:
         """One graph: its nodes and edges."""
         return graph_view(name, graphs.get(name))
 
-    @router.post("/flows", tags=["flows"], status_code=202)
+    @router.post(
+        "/flows",
+        tags=["flows"],
+        status_code=202,
+        responses=error_responses(400, 403, 404, 409, 413, 503),
+    )
     async def start_flow(body: StartFlow) -> JSONResponse:
         """Start a flow: ``202`` with its id, or with ``wait`` its result (``200``)."""
         if body.graph_spec is not None:
@@ -125,11 +154,11 @@ def api_router(
             status_code=202,
         )
 
-    @router.get("/flows", tags=["flows"])
+    @router.get("/flows", tags=["flows"], responses=error_responses(503))
     async def list_flows(
         status: Annotated[FlowStatus | None, Query(description="only flows in this status")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         """Flows, most recently updated first, a page at a time."""
         records, more = await service.list(status, limit, offset)
@@ -140,7 +169,7 @@ def api_router(
             "more": more,
         }
 
-    @router.get("/flows/{flow_id}", tags=["flows"])
+    @router.get("/flows/{flow_id}", tags=["flows"], responses=error_responses(400, 404, 503))
     async def get_flow(flow_id: str) -> dict[str, Any]:
         """One flow: status, node runs, waiting nodes, output."""
         fid = _flow_id(flow_id)
@@ -165,13 +194,19 @@ def api_router(
         "/flows/{flow_id}/events",
         tags=["flows"],
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {}}},
+            204: {"description": "the flow ended and nothing follows the given event"},
+            **error_responses(400, 404, 503),
+        },
     )
     async def flow_events(
         flow_id: str,
         request: Request,
         last_event_id: Annotated[str | None, Header()] = None,
-        after: Annotated[int | None, Query(ge=0, description="replay after this event")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=MAX_EVENT_NUMBER, description="replay after this event")
+        ] = None,
     ) -> Response:
         """The flow's events as server-sent events: replayed from the start (or after
         ``Last-Event-ID`` / ``after``), then live, tokens included. Ends after the
@@ -233,7 +268,12 @@ def api_router(
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
-    @router.post("/flows/{flow_id}/resume", tags=["flows"], status_code=202)
+    @router.post(
+        "/flows/{flow_id}/resume",
+        tags=["flows"],
+        status_code=202,
+        responses=error_responses(400, 404, 409, 413, 503),
+    )
     async def resume_flow(flow_id: str, body: ResumeFlow) -> JSONResponse:
         """Answer a waiting node and continue the flow (``409 flow_not_waiting`` if
         nothing waits)."""
@@ -243,14 +283,21 @@ def api_router(
             return JSONResponse(result_view(result), status_code=200)
         return JSONResponse({"flow_id": str(fid), "status": "running"}, status_code=202)
 
-    @router.post("/flows/{flow_id}/stop", tags=["flows"], status_code=202)
+    @router.post(
+        "/flows/{flow_id}/stop",
+        tags=["flows"],
+        status_code=202,
+        responses=error_responses(400, 404, 409, 503),
+    )
     async def stop_flow(flow_id: str) -> dict[str, str]:
         """Stop a running or paused flow."""
         fid = _flow_id(flow_id)
         await service.stop(fid)
         return {"flow_id": str(fid), "status": "stopping"}
 
-    @router.delete("/flows/{flow_id}", tags=["flows"])
+    @router.delete(
+        "/flows/{flow_id}", tags=["flows"], responses=error_responses(400, 404, 409, 503)
+    )
     async def delete_flow(flow_id: str) -> dict[str, str]:
         """Delete an ended or paused flow and everything stored for it."""
         fid = _flow_id(flow_id)

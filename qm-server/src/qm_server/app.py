@@ -15,24 +15,33 @@ from qm_server.api import api_router
 from qm_server.errors import ApiError, install_error_handlers
 from qm_server.event_source import InProcessEventLog
 from qm_server.graphs import GraphFolder
-from qm_server.security import SecurityMiddleware, mask_secrets
+from qm_server.security import SecurityMiddleware
 from qm_server.service import FlowService
 from qm_server.settings import ServerSettings
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.nodes import NodeRegistry
+from quartermaster_engine.redaction import redact_tree
 
 logger = logging.getLogger("qm_server")
 
 _STATIC = resources.files("qm_server") / "static"
-_ASSETS = {"app.js": "text/javascript", "graph.js": "text/javascript", "style.css": "text/css"}
+_ASSETS = {
+    "app.js": "text/javascript",
+    "dom.js": "text/javascript",
+    "graph.js": "text/javascript",
+    "panel.js": "text/javascript",
+    "waterfall.js": "text/javascript",
+    "style.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None = None) -> Any:
     """The server's ASGI app. ``node_registry`` adds executors to the installed ones."""
     config = EngineConfig.load(settings.config)
     events = InProcessEventLog()
-    service = FlowService(config, events, node_registry=node_registry)
     graphs = GraphFolder(settings.graphs_dir)
+    service = FlowService(config, events, node_registry=node_registry, graphs_folder=graphs.folder)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,7 +49,7 @@ def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None =
         logger.info(
             "qm-server: graphs from %s; store %s",
             graphs.folder,
-            mask_secrets(config.model_dump(mode="json")["store"]),
+            redact_tree(config.model_dump(mode="json")["store"], "store"),
         )
         try:
             yield
@@ -70,7 +79,7 @@ def create_app(settings: ServerSettings, *, node_registry: NodeRegistry | None =
     async def server_info() -> dict[str, Any]:
         """The effective engine configuration, secrets masked."""
         return {
-            "config": mask_secrets(config.model_dump(mode="json")),
+            "config": redact_tree(service.config.model_dump(mode="json")),
             "inline_graphs": settings.allow_inline_graphs,
             "max_body_bytes": settings.max_body_bytes,
         }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
 
-from qm_server.security import mask_secrets
+from qm_server.service import check_backends
 from qm_server.settings import ServerSettings, SettingsError, check_listen, load_token
+from quartermaster_engine.cli.common import reported
 from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.redaction import redact_tree
 
 #: How long a stop waits for open requests: event streams of paused flows never end
 #: by themselves, so after this they are closed.
@@ -74,8 +77,11 @@ def serve_command(
     except (SettingsError, ValueError, LookupError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
+    with reported():
+        asyncio.run(check_backends(config))
     auth = "token required" if token else "no token (loopback only)"
-    store = " ".join(f"{key}={value}" for key, value in mask_secrets(config.store.settings).items())
+    shown = redact_tree(config.store.settings, "store")
+    store = " ".join(f"{key}={value}" for key, value in shown.items())
     click.echo(f"qm-server on http://{host}:{port}/ ({auth})", err=True)
     click.echo(f"store {config.store.name} {store}".rstrip(), err=True)
     uvicorn.run(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -40,12 +41,21 @@ def position_text(position: Position) -> str:
     return str(seq) if token == 0 else f"{seq}.{token}"
 
 
+#: The largest event number (the stores keep 64-bit signed integers).
+MAX_EVENT_NUMBER = 2**63 - 1
+_POSITION = re.compile(r"([0-9]{1,19})(?:\.([0-9]{1,19}))?")
+
+
 def parse_position(text: str) -> Position | None:
-    """The position a ``Last-Event-ID`` names, or None if it names none."""
-    seq, dot, token = text.strip().partition(".")
-    if not seq.isdigit() or (dot and not token.isdigit()):
+    """The position a ``Last-Event-ID`` names, or None if it names none (ASCII
+    digits only: ``str.isdigit`` accepts ``²``, which ``int`` refuses)."""
+    match = _POSITION.fullmatch(text.strip())
+    if match is None:
         return None
-    return (int(seq), int(token) if dot else 0)
+    seq, token = int(match[1]), int(match[2] or 0)
+    if seq > MAX_EVENT_NUMBER or token > MAX_EVENT_NUMBER:
+        return None
+    return (seq, token)
 
 
 class Subscription(Protocol):

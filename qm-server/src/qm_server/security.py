@@ -1,5 +1,5 @@
 """What stands between the network and the flows: the bearer token, the body size
-limit, security headers, and secrets masked out of anything the server shows.
+limit and security headers (secrets are masked by `quartermaster_engine.redaction`).
 
 `SecurityMiddleware` is plain ASGI (no per-request objects on the hot path).
 A browser cannot put a header on a page load or an ``EventSource``: opening
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs
 
 from fastapi import HTTPException
 
@@ -174,38 +173,3 @@ def _answer(
 def _login_redirect(token: bytes) -> Callable[[Send], Awaitable[None]]:
     cookie = f"{COOKIE}={token.decode()}; HttpOnly; SameSite=Strict; Path=/".encode()
     return _answer(303, b"", extra=[(b"location", b"/"), (b"set-cookie", cookie)])
-
-
-# -- secrets ------------------------------------------------------------------------
-
-MASK = "********"
-_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential", re.IGNORECASE)
-
-
-def _mask_url(text: str) -> str:
-    if "://" not in text or "@" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    if parts.password is None:
-        return text
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
-
-
-def mask_secrets(value: Any) -> Any:
-    """``value`` with every secret-looking key's value, and every password in a URL,
-    replaced by a mask; for config shown in responses and logs."""
-    if isinstance(value, dict):
-        return {
-            k: MASK if _SECRET_KEY.search(str(k)) and v not in (None, "") else mask_secrets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v) for v in value]
-    if isinstance(value, str):
-        return _mask_url(value)
-    return value

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
-from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
 from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.nodes import NodeRegistry
+from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
     Engine,
     FlowResult,
@@ -28,6 +31,7 @@ from quartermaster_engine.runner import (
     NodeConfigError,
     UnknownNodeTypeError,
 )
+from quartermaster_engine.runner.arguments import InvalidTextError
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
@@ -45,24 +49,33 @@ class FlowService:
         events: InProcessEventLog,
         *,
         node_registry: NodeRegistry | None = None,
+        graphs_folder: Path | None = None,
     ) -> None:
         self.config = config
+        self._graphs_folder = graphs_folder
         self.events = events
         self._node_registry = node_registry
         self._engine: Engine | None = None
         # The flows driven (or followed) by a task of this server right now.
         self._running: set[UUID] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._locks: dict[UUID, asyncio.Lock] = {}
 
     async def open(self) -> None:
-        """Build the engine; its store must keep flow records."""
+        """Build the engine; its store must keep flow records, and one a remote
+        dispatcher's workers share (the engine checks that)."""
+        plugins = load_plugins()
+        if self._graphs_folder is not None and SUB_GRAPH in plugins.node_executors:
+            self.config = _subgraphs_inside(self.config, self._graphs_folder)
+        if self.config.source_of("dispatcher") == "default":
+            self.config = _loop_free_dispatcher(self.config, plugins.dispatchers.names())
         extra: dict[str, Any] = {}
         if self._node_registry is not None:
             extra["node_registry"] = self._node_registry
         engine = Engine.from_config(self.config, on_event=self.events.record, **extra)
         if not engine.store_adapter.durable:
             await engine.aclose()
-            raise RuntimeError(
+            raise ConfigError(
                 f"store {self.config.store.name!r} does not keep flow records "
                 "(the DurableStore contract); qm-server needs one"
             )
@@ -134,24 +147,49 @@ class FlowService:
         self, flow_id: UUID, answer: str, node: str | None, *, wait: bool
     ) -> FlowResult | None:
         """Give ``answer`` to a waiting node of a paused flow and continue it."""
-        record = await self.record(flow_id)
-        if flow_id in self._running or record.status is not FlowStatus.PAUSED:
-            state = "running" if flow_id in self._running else record.status.value
-            raise ApiError(
-                409, "flow_not_waiting", f"flow {flow_id} is {state}; no node waits for input"
-            )
-        engine = self.engine
-        return await self._launch(flow_id, lambda: engine.resume(flow_id, answer, node), wait)
+        async with self._acting_on(flow_id):
+            record = await self.record(flow_id)
+            if flow_id in self._running or record.status is not FlowStatus.PAUSED:
+                state = "running" if flow_id in self._running else record.status.value
+                raise ApiError(
+                    409, "flow_not_waiting", f"flow {flow_id} is {state}; no node waits for input"
+                )
+            engine = self.engine
+            task = await self._start_task(flow_id, lambda: engine.resume(flow_id, answer, node))
+        return await self._outcome(task, wait)
+
+    @asynccontextmanager
+    async def _acting_on(self, flow_id: UUID) -> AsyncIterator[None]:
+        """One resume, stop or delete of a flow at a time in this server (each checks
+        the flow's state, then acts on it: two at once acted on the same state)."""
+        lock = self._locks.get(flow_id)
+        if lock is None:
+            lock = self._locks[flow_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(flow_id) is lock:
+                del self._locks[flow_id]
 
     async def _launch(
-        self,
-        flow_id: UUID,
-        go: Callable[[], Awaitable[FlowResult]],
-        wait: bool,
+        self, flow_id: UUID, go: Callable[[], Awaitable[FlowResult]], wait: bool
     ) -> FlowResult | None:
         """Run ``go`` as a task that outlives the request. Return once the flow's first
         event is out (so the flow is in the store and errors found before running are
         the caller's), or with ``wait`` once the task is done."""
+        return await self._outcome(await self._start_task(flow_id, go), wait)
+
+    async def _outcome(self, task: asyncio.Task[FlowResult], wait: bool) -> FlowResult | None:
+        """None while ``task`` runs (unless ``wait``), else its result."""
+        if not wait and not task.done():
+            return None
+        return await _translated(asyncio.shield(task))
+
+    async def _start_task(
+        self, flow_id: UUID, go: Callable[[], Awaitable[FlowResult]]
+    ) -> asyncio.Task[FlowResult]:
+        """``go`` as a task, once the flow's first event is out or the task ended."""
         subscription = self.events.subscribe(flow_id)
         self._running.add(flow_id)
 
@@ -165,15 +203,12 @@ class FlowService:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         try:
-            if not wait:
-                first = asyncio.ensure_future(subscription.next(within=3600))
-                await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
-                first.cancel()
-                if not task.done():
-                    return None
-            return await _translated(asyncio.shield(task))
+            first = asyncio.ensure_future(subscription.next(within=3600))
+            await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
+            first.cancel()
         finally:
             subscription.close()
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -184,25 +219,53 @@ class FlowService:
 
     async def stop(self, flow_id: UUID) -> None:
         """Stop a running or paused flow; an ended flow is left as it is."""
-        if flow_id not in self._running:
-            record = await self.record(flow_id)
-            if record.status.is_terminal:
-                raise ApiError(
-                    409, "flow_ended", f"flow {flow_id} is {record.status.value}; nothing to stop"
-                )
-        await self.engine.stop(flow_id)
+        async with self._acting_on(flow_id):
+            if flow_id not in self._running:
+                record = await self.record(flow_id)
+                if record.status.is_terminal:
+                    raise ApiError(
+                        409,
+                        "flow_ended",
+                        f"flow {flow_id} is {record.status.value}; nothing to stop",
+                    )
+            await self.engine.stop(flow_id)
 
     async def delete(self, flow_id: UUID) -> None:
-        if flow_id in self._running:
-            raise ApiError(409, "flow_running", f"flow {flow_id} is running; stop it first")
-        try:
-            await self.engine.flows.delete(flow_id)
-        except FlowNotFoundError:
-            raise unknown_flow(flow_id) from None
-        self.events.forget(flow_id)
+        async with self._acting_on(flow_id):
+            if flow_id in self._running:
+                raise ApiError(409, "flow_running", f"flow {flow_id} is running; stop it first")
+            try:
+                await self.engine.flows.delete(flow_id)
+            except FlowNotFoundError:
+                raise unknown_flow(flow_id) from None
+            self.events.forget(flow_id)
 
 
-_EXPECTED = (FlowStateError, UnknownNodeTypeError, NodeConfigError, LookupError)
+#: The dispatchers a server uses when its configuration names none, best first:
+#: both run blocking executors off the event loop, so one slow node never stalls
+#: the server's other requests (the engine's own default, ``sync``, runs them
+#: inline on the loop).
+SERVER_DISPATCHERS = ("thread", "async")
+
+
+def _loop_free_dispatcher(config: EngineConfig, installed: list[str]) -> EngineConfig:
+    name = next(n for n in SERVER_DISPATCHERS if n in installed or n == "async")
+    return config.model_copy(update={"dispatcher": BackendConfig(name=name)})
+
+
+#: The node type whose graph references the server confines to its graphs folder.
+SUB_GRAPH = "SubAssistant1"
+
+
+def _subgraphs_inside(config: EngineConfig, folder: Path) -> EngineConfig:
+    """``config`` with sub-graph file references resolving only inside ``folder``
+    (the std pack's ``root`` setting), as top-level graph names do: an inline graph
+    must not read the server's files through a sub-graph path."""
+    section = {**config.nodes.get(SUB_GRAPH, {}), "root": str(folder)}
+    return config.model_copy(update={"nodes": {**config.nodes, SUB_GRAPH: section}})
+
+
+_EXPECTED = (FlowStateError, UnknownNodeTypeError, NodeConfigError, LookupError, InvalidTextError)
 
 
 async def _translated(awaitable: Awaitable[FlowResult]) -> FlowResult:
@@ -219,3 +282,14 @@ async def _translated(awaitable: Awaitable[FlowResult]) -> FlowResult:
 
 def _lines(exc: BaseException) -> list[str]:
     return [line.strip() for line in str(exc).split("\n")[1:] if line.strip()]
+
+
+async def check_backends(config: EngineConfig) -> None:
+    """Build the configured store and dispatcher once and release them: ``qm serve``
+    reports a wrong configuration in one line before it listens, rather than in a
+    traceback from the server's start-up."""
+    service = FlowService(config, InProcessEventLog())
+    try:
+        await service.open()
+    finally:
+        await service.close()

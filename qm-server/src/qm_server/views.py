@@ -80,6 +80,15 @@ def _run_view(record: NodeExecution, names: dict[UUID, tuple[str, str]]) -> dict
         "output": record.result,
         "error": record.error,
         "user_input": record.user_input,
+        "memory_updates": record.output_data.get("memory_updates") or {},
+        "inputs": [
+            {
+                "node_id": str(node_id),
+                "node_name": names.get(node_id, ("?", "?"))[0],
+                "visit": visit,
+            }
+            for node_id, visit in record.inputs
+        ],
         "messages": [{"role": m.role.value, "content": m.content} for m in record.messages],
     }
 

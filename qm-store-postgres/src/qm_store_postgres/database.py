@@ -30,9 +30,10 @@ from qm_store_postgres.errors import (
     StoreOpenError,
 )
 from qm_store_postgres.settings import PostgresSettings
+from quartermaster_engine.redaction import redact_text, redact_url
 from quartermaster_engine.stores.base import StoreError
 from quartermaster_engine.stores.loops import PerLoop
-from quartermaster_engine.stores.servers import os_reason, redact_url
+from quartermaster_engine.stores.servers import os_reason
 
 T = TypeVar("T")
 
@@ -242,7 +243,7 @@ class Database:
     def unavailable(
         self, exc: BaseException, waited: float | None = None
     ) -> PostgresUnavailableError:
-        detail = str(exc) or type(exc).__name__
+        detail = redact_text(str(exc)) or type(exc).__name__
         if isinstance(exc, TimeoutError):
             detail = f"no answer within {waited or self.answer_timeout:g} s"
         return PostgresUnavailableError(
@@ -263,7 +264,7 @@ class Database:
         if isinstance(exc, _UNAVAILABLE):
             return self.unavailable(exc)
         return PostgresStoreError(
-            f"PostgreSQL server {self.shown} failed: {type(exc).__name__}: {exc}"
+            f"PostgreSQL server {self.shown} failed: {type(exc).__name__}: {redact_text(str(exc))}"
         )
 
     # -- running ------------------------------------------------------------------------

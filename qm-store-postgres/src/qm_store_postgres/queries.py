@@ -44,9 +44,11 @@ class Queries:
             f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows WHERE status = $1 "
             "ORDER BY updated_at DESC LIMIT $2"
         )
+        # Each node once, in the status of its latest record.
         self.record_counts = (
-            f"SELECT flow_id, status, count(*) FROM {s}.qm_records "
-            "WHERE flow_id = ANY ($1::uuid[]) GROUP BY flow_id, status"
+            "SELECT flow_id, status, count(*) FROM (SELECT DISTINCT ON (flow_id, node_id) "
+            f"flow_id, status FROM {s}.qm_records WHERE flow_id = ANY ($1::uuid[]) "
+            "ORDER BY flow_id, node_id, seq DESC) latest GROUP BY flow_id, status"
         )
         # One statement, so one snapshot of the flow.
         self.load_flow = (

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from quartermaster_engine.redaction import redact_url
 from quartermaster_engine.stores.retention import Retention
-from quartermaster_engine.stores.servers import redact_url
 
 _SCHEMES = ("postgres", "postgresql")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -244,8 +244,8 @@ class PostgresStore:
         return [await self._flow_record(conn, row) for row in rows]
 
     async def record_counts(self, flow_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
-        """How many records of each status every flow has (``qm flows list``), counted
-        by the server."""
+        """How many nodes of every flow are in each status, by their latest record
+        (``qm flows list``), counted by the server."""
         rows = await self._db.run(fetch, self._sql.record_counts, flow_ids)
         counts: dict[UUID, dict[str, int]] = {f: {} for f in flow_ids}
         for fid, status, count in rows:

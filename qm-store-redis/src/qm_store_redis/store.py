@@ -38,6 +38,7 @@ from qm_store_redis.wire import Client, ClusterLoopClient, LoopClient, pack_comm
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent, event_from_dict
 from quartermaster_engine.messaging.history import history_of
+from quartermaster_engine.redaction import redact_text, redact_url
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
 from quartermaster_engine.stores.fencing import (
     duplicate_commit,
@@ -57,7 +58,7 @@ from quartermaster_engine.stores.records import (
     FlowUpdate,
     Lease,
 )
-from quartermaster_engine.stores.servers import os_reason, redact_url
+from quartermaster_engine.stores.servers import os_reason
 from quartermaster_engine.types import Message
 from quartermaster_graph.models import GraphSpec
 
@@ -176,9 +177,11 @@ class RedisStore:
         if isinstance(exc, RedisConnectionError | RedisTimeoutError):
             reason = os_reason(exc)
             return RedisUnavailableError(
-                f"Redis server {self._safe_url} is unavailable{reason}: {exc}"
+                f"Redis server {self._safe_url} is unavailable{reason}: {redact_text(str(exc))}"
             )
-        return StoreError(f"Redis server {self._safe_url} failed: {type(exc).__name__}: {exc}")
+        return StoreError(
+            f"Redis server {self._safe_url} failed: {type(exc).__name__}: {redact_text(str(exc))}"
+        )
 
     async def _eval(
         self, client: Client, script: scripts.Script, keys: Sequence[str], args: Sequence[Any]

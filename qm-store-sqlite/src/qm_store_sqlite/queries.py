@@ -176,11 +176,15 @@ def list_flows(
 
 
 def record_counts(db: sqlite3.Connection, fids: list[bytes]) -> dict[UUID, dict[str, int]]:
-    """``{flow: {record status: count}}`` without decoding a record."""
+    """``{flow: {status: nodes}}``: each node counted once, in the status of its
+    latest record (`latest_records`), without decoding a record."""
     counts: dict[UUID, dict[str, int]] = {}
     for fid in fids:
         rows = db.execute(
-            "SELECT status, count(*) FROM qm_records WHERE flow_id = ? GROUP BY status", (fid,)
+            "SELECT status, count(*) FROM qm_records r WHERE flow_id = ? AND seq = "
+            "(SELECT max(seq) FROM qm_records WHERE flow_id = r.flow_id AND node_id = r.node_id) "
+            "GROUP BY status",
+            (fid,),
         )
         counts[UUID(bytes=fid)] = dict(rows.fetchall())
     return counts

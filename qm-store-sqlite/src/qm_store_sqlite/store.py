@@ -201,8 +201,9 @@ class SQLiteStore:
         return await self._db.run(queries.list_flows, self._graphs, value, limit)
 
     async def record_counts(self, flow_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
-        """How many records of each status every flow has (``qm flows list``'s node
-        counts), counted in SQL rather than by loading the flows."""
+        """How many nodes of every flow are in each status, by their latest record
+        (``qm flows list``'s node counts), counted in SQL rather than by loading the
+        flows."""
         fids = [f.bytes for f in flow_ids]
         return await self._db.run(in_read_tx, queries.record_counts, fids)
 

@@ -23,8 +23,23 @@ from quartermaster_engine.cli.run_commands import (
     run_command,
 )
 
+#: Every exit status of ``qm`` (the README's "Command line" says the same); "\b" keeps
+#: click from re-wrapping it.
+EXIT_STATUSES = """\b
+Exit status:
+  0  done (run, resume, recover: the flow completed)
+  1  an error, one line on stderr (run, resume, recover: the flow failed or
+     was stopped)
+  2  usage error (an unknown option, a missing argument)
+  3  run, resume: the flow is paused, waiting for input (continue it with
+     qm resume FLOW_ID --input ANSWER)"""
 
-@click.group(cls=PluginCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=PluginCommandGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_STATUSES,
+)
 @click.version_option(package_name="quartermaster-engine", prog_name="qm")
 def main() -> None:
     """Quartermaster: run, inspect and operate agent graphs."""

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import click
+from rich.console import Console
 
 from quartermaster_engine.config import ConfigError, EngineConfig
 from quartermaster_engine.plugins.loader import PluginLoadError
 from quartermaster_engine.plugins.registry import PluginConflictError, UnknownBackendError
-from quartermaster_engine.runner import FlowStateError, NodeConfigError, UnknownNodeTypeError
+from quartermaster_engine.runner import (
+    FlowStateError,
+    NodeConfigError,
+    StoreNotSharedError,
+    UnknownNodeTypeError,
+)
 from quartermaster_engine.runner.arguments import InvalidTextError
 from quartermaster_engine.stores.base import StoreError
 from quartermaster_graph.files import GraphFileError, load_graph
@@ -44,6 +51,7 @@ _EXPECTED = (
     UnknownNodeTypeError,
     NodeConfigError,
     FlowStateError,
+    StoreNotSharedError,
     InvalidTextError,
     StoreError,
     LookupError,
@@ -82,5 +90,30 @@ def load_graph_file(path: str) -> GraphSpec:
     return guarded(load_graph, path)
 
 
+#: The width tables get when stdout is not a terminal: wide enough that nothing is cut.
+PIPED_WIDTH = 10_000
+
+
+def table_console() -> Console:
+    """The console ``qm`` prints tables on. On a terminal, tables fit its width; piped
+    or redirected, they take the width they need, so no id or value is cut."""
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=PIPED_WIDTH)
+    return console
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# C0 and C1 control characters but newline and tab: ESC starts terminal commands
+# (OSC 52 clipboard writes, window titles, clearing the screen), so flow text a
+# node or a user wrote is never printed to a terminal with them raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: object) -> str:
+    """``text`` fit for a terminal: each control character but newline and tab
+    written as its Python escape (``\\x1b``), as ``qm flows events`` shows them."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], str(text))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from quartermaster_engine import assembly
-from quartermaster_engine.cli.common import config_option, echo_json, guarded, json_option
+from quartermaster_engine.cli.common import (
+    config_option,
+    echo_json,
+    guarded,
+    json_option,
+    table_console,
+)
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.redaction import redact_text
@@ -53,7 +58,7 @@ def show_command(config_path: str | None, as_json: bool) -> None:
             table.add_column(column)
         for key, value, source in rows:
             table.add_row(key, repr(value) if not isinstance(value, str) else value, source)
-        Console(soft_wrap=False).print(table)
+        table_console().print(table)
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
     if problems:

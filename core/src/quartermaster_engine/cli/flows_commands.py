@@ -10,8 +10,8 @@ from typing import Any
 from uuid import UUID
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from quartermaster_engine import assembly
 from quartermaster_engine._sync import run_sync
@@ -22,13 +22,26 @@ from quartermaster_engine.cli.common import (
     json_option,
     load_config,
     reported,
+    table_console,
+    terminal_text,
 )
-from quartermaster_engine.context.node_execution import NodeStatus
+from quartermaster_engine.cli.flow_ids import (
+    flow_id_argument,
+    memory_note,
+    no_flow,
+    resolve_flow_id,
+)
+from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.stores.adapter import StoreAdapter
-from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
+from quartermaster_engine.stores.records import (
+    FlowRecord,
+    FlowSnapshot,
+    FlowStatus,
+    latest_records,
+)
 
 
 def parse_age(text: str) -> timedelta:
@@ -44,7 +57,8 @@ def _when(ts: float) -> str:
 
 
 @contextmanager
-def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter]]:
+def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter, str]]:
+    """The configured durable store, its adapter and its name; closed after."""
     config = load_config(config_path)
     with reported():
         store = assembly.build_store(config)
@@ -52,7 +66,7 @@ def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter]]:
     if not adapter.durable:
         fail(f"the configured store ({config.store.name}) does not keep flow records")
     try:
-        yield store, adapter
+        yield store, adapter, config.store.name
     finally:
         run_sync(adapter.close())
 
@@ -60,8 +74,8 @@ def _store(config_path: str | None) -> Iterator[tuple[Any, StoreAdapter]]:
 def _record_counts(
     store: Any, adapter: StoreAdapter, flow_ids: list[UUID]
 ) -> dict[UUID, dict[str, int]]:
-    """Records per status of each flow: counted by the store when it can (the
-    `CountsRecords` ability), else by loading each flow."""
+    """Nodes per latest state of each flow (`latest_records`): counted by the store
+    when it can (the `CountsRecords` ability), else by loading each flow."""
     counted = run_sync(adapter.record_counts(flow_ids))
     if counted is not None:
         return counted
@@ -69,7 +83,7 @@ def _record_counts(
     for flow_id in flow_ids:
         snapshot: FlowSnapshot | None = run_sync(adapter.load_flow(flow_id))
         per_status: dict[str, int] = {}
-        for record in snapshot.records if snapshot is not None else ():
+        for record in latest_records(snapshot.records) if snapshot is not None else ():
             per_status[record.status.value] = per_status.get(record.status.value, 0) + 1
         counts[flow_id] = per_status
     return counts
@@ -87,11 +101,14 @@ def flows_group() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def list_command(config_path: str | None, as_json: bool, status: str | None, limit: int) -> None:
     """Flows, most recently updated first, with their node counts."""
-    with _store(config_path) as (store, adapter), reported():
+    with _store(config_path) as (store, adapter, _), reported():
         records: list[FlowRecord] = run_sync(
             adapter.list_flows(status=FlowStatus(status) if status else None, limit=limit)
         )
         all_counts = _record_counts(store, adapter, [r.flow_id for r in records])
+        note = memory_note(store)
+    if note:
+        click.echo(f"note: {note}", err=True)
     rows: list[dict[str, Any]] = []
     for record in records:
         counts = all_counts.get(record.flow_id, {})
@@ -110,7 +127,8 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
         echo_json(rows)
         return
     table = Table(title=f"{len(rows)} flows")
-    for column in ("flow", "status", "graph", "started (UTC)", "updated (UTC)", "node runs"):
+    table.add_column("flow", no_wrap=True, min_width=36)  # whole: `qm` takes it back
+    for column in ("status", "graph", "started (UTC)", "updated (UTC)", "nodes"):
         table.add_column(column)
     for row in rows:
         detail = ", ".join(f"{n} {s}" for s, n in row["by_status"].items())
@@ -122,23 +140,22 @@ def list_command(config_path: str | None, as_json: bool, status: str | None, lim
             row["updated"],
             f"{row['nodes']} ({detail})" if detail else "0",
         )
-    Console(soft_wrap=False).print(table)
+    table_console().print(table)
 
 
-@flows_group.command("show")
-@click.argument("flow_id", type=click.UUID)
-@config_option
-@json_option
-def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
-    """One flow: status, input, output or error, every activation, waiting nodes."""
-    with _store(config_path) as (_, adapter), reported():
-        snap: FlowSnapshot | None = run_sync(adapter.load_flow(flow_id))
-    if snap is None:
-        fail(f"no flow {flow_id}")
+def _load(config_path: str | None, flow_id: str) -> tuple[UUID, FlowSnapshot]:
+    """The stored flow FLOW_ID (an id or a unique prefix) names."""
+    with _store(config_path) as (store, adapter, name), reported():
+        fid = resolve_flow_id(adapter, flow_id, name)
+        snap: FlowSnapshot | None = run_sync(adapter.load_flow(fid))
+        if snap is None:
+            fail(no_flow(fid, store))
+    return fid, snap
+
+
+def _record_rows(snap: FlowSnapshot, records: list[NodeExecution]) -> list[dict[str, Any]]:
     names = {n.id: n.name for n in snap.flow.graph.nodes}
-    data = snap.flow.to_dict(with_graph=False)
-    data["graph"] = snap.flow.graph.name
-    data["records"] = [
+    return [
         {
             "node": names.get(r.node_id, str(r.node_id)),
             "visit": r.visit,
@@ -147,8 +164,40 @@ def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
             "result": r.result,
             "error": r.error,
         }
-        for r in snap.records
+        for r in records
     ]
+
+
+def _print_records(rows: list[dict[str, Any]]) -> None:
+    table = Table()
+    for column in ("node", "visit", "attempt", "status", "output / error"):
+        table.add_column(column)
+    for rec in rows:
+        text = rec["error"] if rec["status"] == NodeStatus.FAILED.value else rec["result"]
+        # Flow text is escaped for the terminal; Text() keeps rich from reading markup.
+        table.add_row(
+            Text(terminal_text(rec["node"])),
+            str(rec["visit"]),
+            str(rec["attempt"]),
+            rec["status"],
+            Text(terminal_text(str(text or ""))),
+        )
+    table_console().print(table)
+
+
+@flows_group.command("show")
+@flow_id_argument
+@config_option
+@json_option
+def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
+    """One flow: status, input, output or error, each node's latest state (its
+    latest visit and attempt), waiting nodes. FLOW_ID is the id or a unique prefix
+    of it; `qm flows history` lists every state each node went through."""
+    fid, snap = _load(config_path, flow_id)
+    names = {n.id: n.name for n in snap.flow.graph.nodes}
+    data = snap.flow.to_dict(with_graph=False)
+    data["graph"] = snap.flow.graph.name
+    data["nodes"] = _record_rows(snap, latest_records(snap.records))
     data["waiting"] = [
         {"node": names.get(a.node_id, str(a.node_id)), "prompt": a.prompt, "options": a.options}
         for a in snap.pending
@@ -157,61 +206,73 @@ def show_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"flow {flow_id}  {snap.flow.status.value}  graph {snap.flow.graph.name!r}")
+    click.echo(f"flow {fid}  {snap.flow.status.value}  graph {snap.flow.graph.name!r}")
+    # Flow text (input, outputs, errors, prompts) is escaped for the terminal.
+    show = terminal_text
     click.echo(
         f"started {_when(snap.flow.created_at)} UTC, updated {_when(snap.flow.updated_at)} UTC"
     )
-    click.echo(f"input: {snap.flow.input}")
+    click.echo(f"input: {show(snap.flow.input)}")
     if snap.flow.final_output is not None:
-        click.echo(f"final output: {snap.flow.final_output}")
+        click.echo(f"final output: {show(snap.flow.final_output)}")
     if snap.flow.error:
-        click.echo(f"error: {snap.flow.error}")
-    table = Table()
-    for column in ("node", "visit", "attempt", "status", "output / error"):
-        table.add_column(column)
-    for rec in data["records"]:
-        text = rec["error"] if rec["status"] == NodeStatus.FAILED.value else rec["result"]
-        table.add_row(
-            rec["node"], str(rec["visit"]), str(rec["attempt"]), rec["status"], str(text or "")
-        )
-    Console(soft_wrap=False).print(table)
+        click.echo(f"error: {show(snap.flow.error)}")
+    _print_records(data["nodes"])
     for waiting in data["waiting"]:
-        click.echo(f"waiting: {waiting['node']} asks {waiting['prompt']!r}")
+        click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
+
+
+@flows_group.command("history")
+@flow_id_argument
+@config_option
+@json_option
+def history_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
+    """Every state each node of a flow went through, in order (a user node waiting,
+    then finished; each retry's attempt; each visit of a loop). FLOW_ID is the id
+    or a unique prefix of it."""
+    _, snap = _load(config_path, flow_id)
+    rows = _record_rows(snap, list(snap.records))
+    if as_json:
+        echo_json(rows)
+        return
+    _print_records(rows)
 
 
 @flows_group.command("events")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @config_option
 @json_option
 @click.option("--after", type=int, default=0, help="Only events numbered above this.")
 @click.option("--follow", is_flag=True, help="Keep printing new events until the flow ends.")
 def events_command(
-    flow_id: UUID, config_path: str | None, as_json: bool, after: int, follow: bool
+    flow_id: str, config_path: str | None, as_json: bool, after: int, follow: bool
 ) -> None:
     """A flow's event log (every event but tokens), from any process; one JSON
-    object a line with --json."""
+    object a line with --json. FLOW_ID is the id or a unique prefix of it."""
 
-    async def show() -> None:
-        async for event in read_log(adapter, flow_id, after=after, follow=follow):
+    async def show(fid: UUID) -> None:
+        async for event in read_log(adapter, fid, after=after, follow=follow):
             if as_json:
                 click.echo(event.to_json())
             else:
                 click.echo(describe_event(event))
 
-    with _store(config_path) as (_, adapter), reported():
-        run_sync(show())
+    with _store(config_path) as (_, adapter, name), reported():
+        run_sync(show(resolve_flow_id(adapter, flow_id, name)))
 
 
 @flows_group.command("delete")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @config_option
-def delete_command(flow_id: UUID, config_path: str | None) -> None:
-    """Delete one flow and everything stored for it."""
-    with _store(config_path) as (_, adapter), reported():
-        deleted = run_sync(adapter.delete_flow(flow_id))
+def delete_command(flow_id: str, config_path: str | None) -> None:
+    """Delete one flow and everything stored for it. FLOW_ID is the id or a unique
+    prefix of it."""
+    with _store(config_path) as (_, adapter, name), reported():
+        fid = resolve_flow_id(adapter, flow_id, name)
+        deleted = run_sync(adapter.delete_flow(fid))
     if not deleted:
-        fail(f"no flow {flow_id}")
-    click.echo(f"deleted flow {flow_id}")
+        fail(f"no flow {fid}")
+    click.echo(f"deleted flow {fid}")
 
 
 @flows_group.command("prune")
@@ -225,7 +286,7 @@ def delete_command(flow_id: UUID, config_path: str | None) -> None:
 def prune_command(older_than: str | None, config_path: str | None) -> None:
     """Delete ended flows (completed, failed, stopped) last updated before the cut-off.
     Paused and running flows are kept."""
-    with _store(config_path) as (store, adapter):
+    with _store(config_path) as (store, adapter, _):
         age = parse_age(older_than) if older_than else getattr(store, "retention", None)
         if age is None:
             fail("give --older-than, or set a retention on the store")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from uuid import UUID
 
 import click
 from rich.console import Console
@@ -19,6 +18,7 @@ from quartermaster_engine.cli.common import (
     load_config,
     reported,
 )
+from quartermaster_engine.cli.flow_ids import flow_id_argument, resolve_flow_id
 from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.runner import Engine
 
@@ -38,22 +38,24 @@ def _memory_text(checkpoint: Checkpoint) -> str:
 
 
 @click.command("history")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @config_option
 @json_option
-def history_command(flow_id: UUID, config_path: str | None, as_json: bool) -> None:
+def history_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     """A flow's checkpoints, one per commit: node, visit, attempt, outcome, and the
-    memory and messages after it (all of them with --json)."""
+    memory and messages after it (all of them with --json). FLOW_ID is the id or a
+    unique prefix of it."""
     config = load_config(config_path)
     with guarded(Engine.from_config, config) as engine, reported():
-        history = run_sync(engine.history(flow_id))
-        lineage = run_sync(engine.lineage(flow_id))
+        fid = resolve_flow_id(engine.store_adapter, flow_id, config.store.name)
+        history = run_sync(engine.history(fid))
+        lineage = run_sync(engine.lineage(fid))
     if as_json:
         echo_json([c.to_dict() for c in history])
         return
     if lineage is not None:
         click.echo(f"forked from flow {lineage[0]} at checkpoint {lineage[1]}")
-    table = Table(title=f"flow {flow_id}: {len(history)} checkpoints")
+    table = Table(title=f"flow {fid}: {len(history)} checkpoints")
     for column in ("#", "node", "visit", "attempt", "outcome", "time (UTC)", "memory", "messages"):
         table.add_column(column)
     for c in history:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from quartermaster_engine.cli.common import echo_json, guarded, json_option
+from quartermaster_engine.cli.common import echo_json, guarded, json_option, table_console
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.plugins.registry import kind_label
 
@@ -29,4 +28,4 @@ def plugins_command(as_json: bool) -> None:
         )
         status = f"[red]error: {info.error}[/red]" if info.error else "ok"
         table.add_row(info.name, f"{info.distribution} {info.version}", provides or "-", status)
-    Console(soft_wrap=False).print(table)
+    table_console().print(table)

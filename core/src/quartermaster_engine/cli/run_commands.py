@@ -35,14 +35,15 @@ from quartermaster_engine.cli.common import (
     load_config,
     load_graph_file,
     reported,
+    terminal_text,
 )
+from quartermaster_engine.cli.flow_ids import flow_id_argument, no_flow, resolve_flow_id
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
 from quartermaster_engine.runner import Engine, FlowResult
 from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.sinks.console import ConsoleSink
-from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import FlowStatus
 
 _STYLES = {
@@ -67,7 +68,7 @@ class Progress:
 
     def __call__(self, event: FlowEvent) -> None:
         if isinstance(event, TokenGenerated):
-            self.console.out(event.token, end="", highlight=False)
+            self.console.out(terminal_text(event.token), end="", highlight=False)
             self._streaming = True
             return
         line = self.lines.format(event)
@@ -76,7 +77,7 @@ class Progress:
         if self._streaming:
             self.console.out("")
             self._streaming = False
-        self.console.print(line, style=_STYLES.get(event.type), markup=False)
+        self.console.print(terminal_text(line), style=_STYLES.get(event.type), markup=False)
 
 
 def _result_json(result: FlowResult) -> dict[str, Any]:
@@ -99,6 +100,7 @@ def _finish(
     result: FlowResult,
     *,
     as_json: bool,
+    quiet: bool,
     interactive: bool,
     config_path: str | None,
 ) -> int:
@@ -107,21 +109,22 @@ def _finish(
         waiting = result.waiting[0]
         options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
         # On stderr, with the progress: stdout carries only the flow's output.
-        answer = click.prompt(
-            f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}", err=True
-        )
+        question = f"{waiting.node_name}: {waiting.prompt or 'your answer'}{options}"
+        answer = click.prompt(terminal_text(question), err=True)
         result = guarded(run_sync, engine.resume(result.flow_id, answer, waiting.node_id))
     if as_json:
         echo_json(_result_json(result))
     elif result.status is FlowStatus.COMPLETED:
-        click.echo(result.final_output)
-        click.echo(
-            f"completed in {result.duration_seconds:.3f} s (flow {result.flow_id})", err=True
-        )
+        click.echo(terminal_text(result.final_output))
+        if not quiet:
+            click.echo(
+                f"completed in {result.duration_seconds:.3f} s (flow {result.flow_id})", err=True
+            )
     elif result.paused:
         for waiting in result.waiting:
             options = f" [{' / '.join(waiting.options)}]" if waiting.options else ""
-            click.echo(f"{waiting.node_name} asks: {waiting.prompt}{options}", err=True)
+            asks = f"{waiting.node_name} asks: {waiting.prompt}{options}"
+            click.echo(terminal_text(asks), err=True)
         command = f"qm resume {result.flow_id} --input ANSWER{_config_flag(config_path)}"
         click.echo(f"flow {result.flow_id} is paused; continue it with:\n  {command}", err=True)
         if not engine.store_adapter.durable or (
@@ -134,7 +137,8 @@ def _finish(
             )
     else:
         reason = result.error or f"flow {result.status.value}"
-        click.echo(f"error: {reason.splitlines()[0]} (flow {result.flow_id})", err=True)
+        line = terminal_text(reason.splitlines()[0] if reason else "")
+        click.echo(f"error: {line} (flow {result.flow_id})", err=True)
     if result.status is FlowStatus.COMPLETED:
         return EXIT_OK
     return EXIT_PAUSED if result.paused else EXIT_FAILED
@@ -156,6 +160,7 @@ def _drive(
     *,
     config_path: str | None,
     as_json: bool,
+    quiet: bool,
     interactive: bool,
 ) -> NoReturn:
     """Run ``call`` on ``engine`` (closing it after), report, and exit with the status."""
@@ -168,7 +173,12 @@ def _drive(
                 f"store, continue it with: qm recover {flow_id}{_config_flag(config_path)}"
             )
         code = _finish(
-            engine, result, as_json=as_json, interactive=interactive, config_path=config_path
+            engine,
+            result,
+            as_json=as_json,
+            quiet=quiet,
+            interactive=interactive,
+            config_path=config_path,
         )
     raise click.exceptions.Exit(code)
 
@@ -218,41 +228,46 @@ def run_command(
         fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=_interactive(as_json),
     )
 
 
-def _stored_engine(config_path: str | None, flow_id: UUID, as_json: bool, quiet: bool) -> Engine:
-    """The engine for a stored flow (the flow brings its own graph): its store must
-    continue flows across processes and hold the flow."""
+def _stored_engine(
+    config_path: str | None, flow_id: str, as_json: bool, quiet: bool
+) -> tuple[Engine, UUID]:
+    """The engine for the stored flow FLOW_ID (an id or a unique prefix) names, and
+    that flow's id (the flow brings its own graph): its store must continue flows
+    across processes and hold the flow."""
     config = load_config(config_path)
     engine = _engine(config, as_json, quiet)
-    with reported():
-        try:
-            if not engine.store_adapter.durable:
+    try:
+        with reported():
+            adapter = engine.store_adapter
+            if not adapter.durable:
                 fail(
                     f"the configured store ({config.store.name}) cannot continue flows "
                     "across processes"
                 )
-            run_sync(engine.flows.get(flow_id))
-        except FlowNotFoundError:
-            engine.close()
-            fail(f"no flow {flow_id} in the store ({config.store.name})")
-        except BaseException:
-            engine.close()
-            raise
-    return engine
+            fid = resolve_flow_id(adapter, flow_id, config.store.name)
+            record = run_sync(adapter.get_flow(fid))
+            if record is None:
+                fail(no_flow(fid, engine.store, f" in the store ({config.store.name})"))
+    except BaseException:
+        engine.close()
+        raise
+    return engine, fid
 
 
 @click.command("resume")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @click.option("--input", "-i", "input_text", required=True, help="The answer to give.")
 @click.option("--node", default=None, help="Name or id of the waiting node (default: the first).")
 @config_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def resume_command(
-    flow_id: UUID,
+    flow_id: str,
     input_text: str,
     node: str | None,
     config_path: str | None,
@@ -260,34 +275,37 @@ def resume_command(
     quiet: bool,
 ) -> None:
     """Give INPUT to a paused flow and continue it (a durable store makes this work
-    from another process)."""
+    from another process). FLOW_ID is the id or a unique prefix of it."""
     guarded(text_arg, input_text, "--input")
-    engine = _stored_engine(config_path, flow_id, as_json, quiet)
+    engine, fid = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
         engine,
-        lambda: engine.resume(flow_id, input_text, node),
-        flow_id,
+        lambda: engine.resume(fid, input_text, node),
+        fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=_interactive(as_json),
     )
 
 
 @click.command("recover")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @config_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def recover_command(flow_id: UUID, config_path: str | None, as_json: bool, quiet: bool) -> None:
+def recover_command(flow_id: str, config_path: str | None, as_json: bool, quiet: bool) -> None:
     """Continue a flow whose run was interrupted (crash, lost connection): only the
-    activations that had not committed run again."""
-    engine = _stored_engine(config_path, flow_id, as_json, quiet)
+    activations that had not committed run again. FLOW_ID is the id or a unique
+    prefix of it."""
+    engine, fid = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
         engine,
-        lambda: engine.recover(flow_id),
-        flow_id,
+        lambda: engine.recover(fid),
+        fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=False,
     )
 
@@ -318,42 +336,44 @@ _set_option = click.option(
 
 
 @click.command("retry")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @config_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def retry_command(flow_id: UUID, config_path: str | None, as_json: bool, quiet: bool) -> None:
+def retry_command(flow_id: str, config_path: str | None, as_json: bool, quiet: bool) -> None:
     """Continue a failed flow from the node that failed it (after a code or config
-    fix); nodes that committed do not run again."""
-    engine = _stored_engine(config_path, flow_id, as_json, quiet)
+    fix); nodes that committed do not run again. FLOW_ID is the id or a unique
+    prefix of it."""
+    engine, fid = _stored_engine(config_path, flow_id, as_json, quiet)
     _drive(
         engine,
-        lambda: engine.retry(flow_id),
-        flow_id,
+        lambda: engine.retry(fid),
+        fid,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=False,
     )
 
 
 @click.command("edit")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @_set_option
 @config_option
-def edit_command(flow_id: UUID, pairs: tuple[str, ...], config_path: str | None) -> None:
+def edit_command(flow_id: str, pairs: tuple[str, ...], config_path: str | None) -> None:
     """Set flow-memory values of a paused, failed or stopped flow (logged in its
-    history as an edit)."""
+    history as an edit). FLOW_ID is the id or a unique prefix of it."""
     values = _memory_values(pairs)
     if values is None:
         raise click.UsageError("give at least one --set KEY=VALUE")
-    engine = _stored_engine(config_path, flow_id, True, True)
+    engine, fid = _stored_engine(config_path, flow_id, True, True)
     with engine:
-        seq = guarded(run_sync, engine.update(flow_id, memory=values))
-    click.echo(f"edited flow {flow_id} (checkpoint {seq})")
+        seq = guarded(run_sync, engine.update(fid, memory=values))
+    click.echo(f"edited flow {fid} (checkpoint {seq})")
 
 
 @click.command("fork")
-@click.argument("flow_id", type=click.UUID)
+@flow_id_argument
 @click.option("--at", type=int, default=None, help="The checkpoint (default: the last).")
 @_set_option
 @click.option("--input", "-i", "input_text", default=None, help="A new flow input.")
@@ -362,7 +382,7 @@ def edit_command(flow_id: UUID, pairs: tuple[str, ...], config_path: str | None)
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def fork_command(
-    flow_id: UUID,
+    flow_id: str,
     at: int | None,
     pairs: tuple[str, ...],
     input_text: str | None,
@@ -371,22 +391,24 @@ def fork_command(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Start a new flow from FLOW as it stood at a checkpoint (see `qm flows history`),
-    with edits, and run it: nodes after the checkpoint run again."""
+    """Start a new flow from FLOW_ID (an id or a unique prefix) as it stood at a
+    checkpoint (see `qm flows history`), with edits, and run it: nodes after the
+    checkpoint run again."""
     values = _memory_values(pairs)
-    engine = _stored_engine(config_path, flow_id, as_json, quiet)
+    engine, source = _stored_engine(config_path, flow_id, as_json, quiet)
 
     async def go() -> FlowResult:
-        fid = await engine.fork(flow_id, at=at, memory=values, input=input_text, answer=answer)
+        fid = await engine.fork(source, at=at, memory=values, input=input_text, answer=answer)
         if not as_json:
-            click.echo(f"flow {fid} forked from {flow_id}", err=True)
+            click.echo(f"flow {fid} forked from {source}", err=True)
         return await engine.recover(fid)
 
     _drive(
         engine,
         go,
-        flow_id,
+        source,
         config_path=config_path,
         as_json=as_json,
+        quiet=quiet,
         interactive=_interactive(as_json),
     )

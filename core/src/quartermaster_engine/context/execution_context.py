@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
 from quartermaster_engine.context.node_execution import NodeStatus
+from quartermaster_engine.events import CustomEvent, FlowEvent, ProgressEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.types import GraphNode, GraphSpec, Message
 
 if TYPE_CHECKING:
     from quartermaster_engine.context.node_run import NodeRun
-    from quartermaster_engine.events import FlowEvent
     from quartermaster_engine.flow_result import FlowResult
     from quartermaster_engine.stores.records import Activation
 
@@ -257,6 +257,36 @@ class ExecutionContext:
         run = self._run
         if run is not None and run.listening:
             run.emit_threadsafe(event)
+
+    def emit_progress(self, message: str, percent: float | None = None, **data: Any) -> None:
+        """Report progress: a `ProgressEvent` (``percent`` a fraction from 0 to 1, or
+        None; ``data`` JSON-ready detail) to the flow's listeners and its event log.
+        Safe from worker threads; does nothing for a context not made by a runner."""
+        if percent is not None and not 0.0 <= percent <= 1.0:
+            raise ValueError(f"emit_progress(): percent must be from 0 to 1, got {percent!r}")
+        self.emit(
+            ProgressEvent(
+                flow_id=self.flow_id,
+                node_id=self.node_id,
+                node_name=self.current_node.name,
+                message=message,
+                percent=percent,
+                data=data,
+            )
+        )
+
+    def emit_custom(self, name: str, payload: dict[str, Any] | None = None) -> None:
+        """Send an application event: a `CustomEvent` named ``name`` with a JSON-ready
+        ``payload`` (default ``{}``), like `emit_progress`."""
+        self.emit(
+            CustomEvent(
+                flow_id=self.flow_id,
+                node_id=self.node_id,
+                node_name=self.current_node.name,
+                name=name,
+                payload=dict(payload or {}),
+            )
+        )
 
     def emit_message(self, content: str) -> None:
         """Emit a complete message through the ``on_message`` callback."""

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
+from quartermaster_engine.context.current_context import bind
 from quartermaster_engine.types import GraphNode
 
 if TYPE_CHECKING:
@@ -99,4 +100,7 @@ class BlockingCall:
         self.context = context
 
     def __call__(self) -> Any:
-        return self.executor.execute(self.context)
+        # Bound here, in whatever thread runs the call, so current_context() works
+        # in the executor and the tools it calls.
+        with bind(self.context):
+            return self.executor.execute(self.context)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from quartermaster_engine.control_nodes import EndExecutor, StartExecutor
+from quartermaster_engine.control_nodes import BackExecutor, EndExecutor, StartExecutor
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.plugins.hookspecs import hookimpl
@@ -105,6 +105,11 @@ def qm_register_dispatchers(register: Register) -> None:
 def qm_register_node_executors(register: Register) -> None:
     register("Start1", lambda settings: StartExecutor(), description="Outputs the flow input.")
     register("End1", lambda settings: EndExecutor(), description="Outputs what reached it.")
+    register(
+        "Back1",
+        lambda settings: BackExecutor(),
+        description="Loops back to Start (in a sub-graph: returns to the parent).",
+    )
 
 
 @hookimpl

@@ -5,6 +5,7 @@ from quartermaster_engine.runner.errors import (
     FlowBusyError,
     FlowStateError,
     LeaseLostError,
+    StoreNotSharedError,
     StoreUnavailableError,
     UnstorableOutputError,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LeaseLostError",
     "NodeConfigError",
     "NodeResults",
+    "StoreNotSharedError",
     "StoreUnavailableError",
     "UnknownNodeTypeError",
     "UnstorableOutputError",

@@ -106,6 +106,7 @@ class CNode:
         "await_all",
         "idx",
         "in_fwd",
+        "is_back",
         "is_end",
         "is_start",
         "loops",
@@ -129,9 +130,12 @@ class CNode:
         self.name = node.name
         self.type_name = node.type_name
         self.is_start = node.type == NodeType.START
-        self.is_end = node.type == NodeType.END
+        # Back1 loops back to the start node whatever its traverse_out says; in a
+        # sub-graph's flow it ends the flow instead, its output the final one (`Router`).
+        self.is_back = node.type == NodeType.BACK
+        self.is_end = node.type == NodeType.END or self.is_back
         self.await_all = node.traverse_in == TraverseIn.AWAIT_ALL
-        self.out_mode = _OUT_MODE[node.traverse_out]
+        self.out_mode = OUT_START if self.is_back else _OUT_MODE[node.traverse_out]
         self.timeout = node.timeout
         meta = node.metadata
         # Nothing to build for the input history: no system text, no inherited or
@@ -141,7 +145,8 @@ class CNode:
             and not self.system_instruction
             and node.message_type == MessageType.AUTOMATIC
         )
-        limit = meta.get("max_visits")
+        # A Back1's iteration limit is its visit limit: the loop runs at most that often.
+        limit = meta.get("max_visits", meta.get("max_iterations") if self.is_back else None)
         self.max_visits: int | None = int(limit) if limit is not None else None
         # Lists, not tuples: converting 100,000 of them would double peak memory.
         self.out_edges: list[CEdge] = _NO_EDGES

@@ -7,9 +7,7 @@ from typing import Any
 
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.nodes import NodeRegistry
-from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import Closeable
-from quartermaster_engine.stores.memory_store import InMemoryStore
 
 STORE_METHODS = (
     "save_node_execution",
@@ -37,16 +35,6 @@ def check_parts(store: Any, registry: Any, listener_budget: float | None) -> Non
     if listener_budget is not None and not listener_budget > 0:
         raise ValueError(
             f"listener_budget must be a number of seconds > 0 or None, got {listener_budget!r}"
-        )
-
-
-def check_shared_store(dispatcher: TaskDispatcher, store: StoreAdapter) -> None:
-    """A remote dispatcher's workers need a durable store they share."""
-    if not store.durable or isinstance(store.store, InMemoryStore):
-        raise TypeError(
-            f"dispatcher {type(dispatcher).__name__} runs flows on workers in other "
-            f"processes: it needs a durable store they share (sqlite, redis, postgres); "
-            f"{store.describe()} keeps flows in this process only"
         )
 
 

@@ -29,7 +29,7 @@ from quartermaster_engine.runner.agent_memories import AgentMemories
 from quartermaster_engine.runner.arguments import flow_id_arg, optional_flow_id_arg, text_arg
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.compiled_graphs import CompiledGraphs
-from quartermaster_engine.runner.components import check_parts, check_shared_store, release
+from quartermaster_engine.runner.components import check_parts, release
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.executors import Executors
@@ -39,6 +39,7 @@ from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper
 from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET, Listener, with_handler
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.running import RunningFlows
+from quartermaster_engine.runner.shared_store import check_dispatcher_store
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.types import GraphSpec
@@ -100,8 +101,7 @@ class Engine:
         #: The `EngineConfig` an engine built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
-        if self.remote:
-            check_shared_store(self.dispatcher, self._store)
+        check_dispatcher_store(self.dispatcher, self.store)
         self._memories = AgentMemories(self.store, persistence)
         self._owner: tuple[int, str] | None = None
         #: Which executor runs each node type (`Executors`).
@@ -220,8 +220,14 @@ class Engine:
         return self._store.describe()
 
     def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
-        """The compiled form of ``spec``, compiled once per distinct graph."""
+        """The compiled form of ``spec``, compiled once per distinct graph (the
+        `compiled_graphs.MAX_GRAPHS` most recently used are kept)."""
         return self._compiled.get(spec)
+
+    @property
+    def graph_count(self) -> int:
+        """How many distinct graphs this engine keeps compiled."""
+        return len(self._compiled)
 
     async def run_child(
         self, parent: FlowRun, graph: GraphSpec, input_text: str, flow_id: UUID

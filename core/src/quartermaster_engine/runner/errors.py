@@ -28,6 +28,11 @@ class FlowBusyError(FlowStateError):
         self.expires_at = expires_at
 
 
+class StoreNotSharedError(TypeError):
+    """A remote dispatcher, or a worker of one, was given a store other processes
+    cannot share (one in memory). A `TypeError`, as before it had a class of its own."""
+
+
 class StoreUnavailableError(RuntimeError):
     """The store failed while the flow ran; the flow can be recovered once it is back."""
 

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from quartermaster_engine.context.current_context import bind
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher, offloads_blocking
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
@@ -68,12 +69,14 @@ class ExecutorCaller:
         timeout = cnode.timeout
         result: Any
         if is_async:
-            coro = cast(Awaitable[NodeResult], executor.execute(ctx))
-            result = await self._await(
-                coro if timeout is None else asyncio.wait_for(coro, timeout), cnode, act
-            )
+            # Bound in this activation's task; a wait_for task copies the binding.
+            with bind(ctx):
+                coro = cast(Awaitable[NodeResult], executor.execute(ctx))
+                result = await self._await(
+                    coro if timeout is None else asyncio.wait_for(coro, timeout), cnode, act
+                )
         elif timeout is None and not self.offloads_blocking:
-            result = executor.execute(ctx)
+            result = BlockingCall(executor, ctx)()
         else:
             call = BlockingCall(executor, ctx)
             if self.offloads_blocking:

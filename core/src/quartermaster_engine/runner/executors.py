@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import weakref
 from typing import Any
 
 from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
@@ -39,7 +40,8 @@ class Executors:
         self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
         self._control = control_executors()
         self._merge: MergeExecutor | None = None
-        self._preflighted: set[int] = set()
+        # Graphs that passed (by identity; a dropped graph leaves with its entry).
+        self._preflighted: weakref.WeakSet[CompiledGraph] = weakref.WeakSet()
 
     def is_async(self, executor: NodeExecutor) -> bool:
         """Whether ``executor.execute`` is a coroutine function, asked once per executor
@@ -102,7 +104,7 @@ class Executors:
         listing every problem at once. ``allow_missing``: node types without an
         executor here are fine (a remote dispatcher's workers run them).
         """
-        if id(compiled) in self._preflighted:
+        if compiled in self._preflighted:
             return
         spec = compiled.spec
         graph_name = spec.name or str(spec.id)
@@ -133,4 +135,4 @@ class Executors:
                 for problem, nodes in problems.items()
             )
             raise NodeConfigError(f"graph {graph_name} has invalid node settings:\n{lines}")
-        self._preflighted.add(id(compiled))
+        self._preflighted.add(compiled)

@@ -13,7 +13,7 @@ from quartermaster_engine.runner.errors import (
     UnstorableOutputError,
     error_text,
 )
-from quartermaster_engine.runner.result import FlowResult, NodeResults, WaitingNode
+from quartermaster_engine.runner.result import Captures, FlowResult, NodeResults, WaitingNode
 from quartermaster_engine.runner.routing import stalled_join
 from quartermaster_engine.stores.records import FlowStatus, FlowUpdate
 
@@ -91,13 +91,15 @@ async def finish(run: FlowRun) -> FlowResult:
                 f"flow {run.flow_id}: {error_text(exc)}"
             )
             status = FlowStatus.FAILED
+    results = NodeResults(run.state.latest)
     return FlowResult(
         flow_id=run.flow_id,
         success=status is FlowStatus.COMPLETED,
         final_output=final_output,
         output_data=output_data,
         error=error,
-        node_results=NodeResults(run.state.latest),
+        node_results=results,
+        captures=Captures(run.graph, results),
         duration_seconds=time.monotonic() - run.started,
         status=status,
         waiting=waiting_nodes(run),

@@ -87,7 +87,9 @@ class FlowRun:
         concurrent = bool(dispatcher.concurrent)
         self.max_concurrency = dispatcher.max_concurrency if concurrent else 1
         self.state = state if state is not None else FlowState(compiled, flow_id, input_text)
-        self.router = Router(compiled, self.state, host.max_visits)
+        self.router = Router(
+            compiled, self.state, host.max_visits, in_child=parent_flow_id is not None
+        )
         self.inputs = NodeInputs(compiled, self.state, host.context_manager)
         self.control = RunControl(concurrent)
         self.extra_listeners = list(listeners)

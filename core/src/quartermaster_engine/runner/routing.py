@@ -39,12 +39,20 @@ class Router:
     """Routing over one flow's state. ``limit_error`` is set (node, message) when a
     node would pass its visit limit; the caller fails the flow with it."""
 
-    __slots__ = ("cg", "dead", "limit_error", "max_visits", "state")
+    __slots__ = ("cg", "dead", "in_child", "limit_error", "max_visits", "state")
 
-    def __init__(self, compiled: CompiledGraph, state: FlowState, max_visits: int | None) -> None:
+    def __init__(
+        self,
+        compiled: CompiledGraph,
+        state: FlowState,
+        max_visits: int | None,
+        in_child: bool = False,
+    ) -> None:
         self.cg = compiled
         self.state = state
         self.max_visits = max_visits
+        #: A sub-graph's flow: Back1 returns to the parent instead of looping.
+        self.in_child = in_child
         self.limit_error: tuple[CNode, str] | None = None
         #: Nodes that routing found dead (they will not run this visit), until
         #: the caller reports them (`take_dead`).
@@ -74,7 +82,8 @@ class Router:
                     dead.append(edge)
         elif mode == OUT_START:
             dead.extend(e for e in cnode.out_edges if not e.back)
-            self._deliver(self.cg.start_edges[cnode.idx], rec, commit)
+            if not (cnode.is_back and self.in_child):
+                self._deliver(self.cg.start_edges[cnode.idx], rec, commit)
         elif mode == OUT_NONE:
             dead.extend(e for e in cnode.out_edges if not e.back)
         if dead:

@@ -17,7 +17,7 @@ from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.listeners import Listener
-from quartermaster_engine.runner.result import FlowResult, NodeResults
+from quartermaster_engine.runner.result import Captures, FlowResult, NodeResults
 from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import (
     Activation,
@@ -298,13 +298,15 @@ async def result(engine: Engine, flow_id: UUID | str, *, wait: bool = False) -> 
 def stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
     """The result of a flow as the store holds it (nothing runs)."""
     end = run.state.end_record
+    results = NodeResults(run.state.latest)
     return FlowResult(
         flow_id=run.flow_id,
         success=status is FlowStatus.COMPLETED,
         final_output=(end.result or "") if end is not None else "",
         output_data=end.output_data if end is not None else {},
         error=run.describe_failure(),
-        node_results=NodeResults(run.state.latest),
+        node_results=results,
+        captures=Captures(run.graph, results),
         duration_seconds=0.0,
         status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
         waiting=run.waiting_nodes(),

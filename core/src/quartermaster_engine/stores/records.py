@@ -429,3 +429,12 @@ class FlowSnapshot:
     def __post_init__(self) -> None:
         if self.record_count < 0:
             self.record_count = len(self.records)
+
+
+def latest_records(records: Sequence[NodeExecution]) -> list[NodeExecution]:
+    """Each node's latest record of ``records`` (commit order): its state now, in the
+    order the nodes first ran. A user node answered has one (finished), not two."""
+    latest: dict[UUID, NodeExecution] = {}
+    for record in records:
+        latest[record.node_id] = record
+    return list(latest.values())

@@ -1,21 +1,10 @@
-"""Naming a store's server in messages: the URL without its password, and why a
-connection failed in the operating system's words."""
+"""Why a connection to a store's server failed, in the operating system's words
+(the server's URL is named through `quartermaster_engine.redaction.redact_url`)."""
 
 from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import urlsplit, urlunsplit
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    # From the text, not parts.port: a malformed port must still be shown, hidden password.
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def os_reason(exc: BaseException) -> str:

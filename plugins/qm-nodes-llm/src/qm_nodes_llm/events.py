@@ -1,5 +1,8 @@
 """Events of the LLM nodes: model calls of every LLM node, tool calls of Agent1 nodes.
 
+The tool-call events are the engine's (`quartermaster_engine.ToolCallStarted`,
+`ToolCallFinished`), re-exported here, so that any executor can emit them.
+
 They are `FlowEvent` subclasses, so they reach ``on_event``, ``run_async`` iterators
 and event sinks like the engine's own, with the flow's sequence numbers, and
 ``event_from_dict`` reads them back once this module is imported.
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from quartermaster_engine import ExecutionContext, FlowEvent
+from quartermaster_engine import ExecutionContext, FlowEvent, ToolCallFinished, ToolCallStarted
 
 _NO_NODE = UUID(int=0)
 
@@ -67,32 +70,16 @@ class LLMCallFinished(FlowEvent):
         return f"{self.node_name}: {self.model or self.provider}{tokens}"
 
 
-@dataclass(slots=True)
-class ToolCallStarted(FlowEvent):
-    """An Agent1 node calls a tool (``call`` is the model's id of the call)."""
-
-    node_id: UUID = _NO_NODE
-    node_name: str = ""
-    tool: str = ""
-    call: str = ""
-    arguments: dict[str, Any] = field(default_factory=dict)
-    iteration: int = 1
-
-
-@dataclass(slots=True)
-class ToolCallFinished(FlowEvent):
-    """A tool call returned (``result``) or failed (``error``; the model is told)."""
-
-    node_id: UUID = _NO_NODE
-    node_name: str = ""
-    tool: str = ""
-    call: str = ""
-    result: str = ""
-    error: str | None = None
-    duration_seconds: float = 0.0
-
-
 def emit_event(context: ExecutionContext, event: FlowEvent) -> None:
     """Send ``event`` to the flow's listeners (safe from worker threads); nothing
     happens for a context not made by a runner."""
     context.emit(event)
+
+
+__all__ = [
+    "LLMCallFinished",
+    "LLMCallStarted",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "emit_event",
+]

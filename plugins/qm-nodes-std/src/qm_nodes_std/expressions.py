@@ -23,7 +23,7 @@ from typing import Any
 
 import simpleeval  # type: ignore[import-untyped]
 
-from qm_nodes_std.limits import PADDING, bounded_padding, safe_mod
+from qm_nodes_std.limits import GROWING, bounded_method, safe_mod
 
 #: Functions every expression may call.
 SAFE_FUNCTIONS: dict[str, Any] = {
@@ -55,9 +55,9 @@ _CONSTANTS = {"True": True, "False": False, "None": None}
 # that mutate (the memory snapshot is shared by every node until the next write).
 _BASIC = simpleeval.BASIC_ALLOWED_ATTRS
 _SAFE_ATTRS: dict[type, frozenset[str]] = {
-    # Padding methods are handed out bounded (see `limits`); format specifications
-    # are not read here, so format and format_map stay refused.
-    str: frozenset(_BASIC[str]) - {"format", "format_map", "maketrans"} - PADDING,
+    # Methods that grow a string are handed out bounded (see `limits`); format
+    # specifications are not read here, so format and format_map stay refused.
+    str: frozenset(_BASIC[str]) - {"format", "format_map", "maketrans"} - GROWING,
     int: frozenset(_BASIC[int]),
     float: frozenset(_BASIC[float]),
     bool: frozenset(_BASIC[bool]),
@@ -107,8 +107,8 @@ class _SafeEval(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         if attr.startswith("_") or attr in simpleeval.DISALLOW_METHODS:
             raise simpleeval.FeatureNotAvailable(f"attribute {attr!r} is not allowed")
         value = self._eval(node.value)
-        if type(value) is str and attr in PADDING:
-            return bounded_padding(value, attr)
+        if type(value) is str and attr in GROWING:
+            return bounded_method(value, attr)
         allowed = _SAFE_ATTRS.get(type(value))
         if allowed is not None and attr in allowed:
             return getattr(value, attr)

@@ -11,6 +11,11 @@ read when ``graph`` is empty). The name is looked up, in order:
 
 Relative paths in settings are relative to the config file's folder. Files are
 loaded once and reloaded when they change on disk.
+
+With the ``root`` setting (``qm serve`` sets it to its graphs folder), step 3 looks
+only inside that folder: ``NAME`` is ``root/NAME`` or ``root/NAME.yaml`` (``.yml``,
+``.json``), an absolute path or one that leads outside is refused, and "not found"
+says nothing about files elsewhere, so a posted graph cannot read the server's files.
 """
 
 from __future__ import annotations
@@ -55,16 +60,26 @@ class SubAssistantSettings(BaseModel):
     search_path: list[Path] = Field(default_factory=list)
     #: Sub-graph names and the files they stand for.
     graphs: dict[str, Path] = Field(default_factory=dict)
+    #: When set, sub-graph file references resolve only inside this folder.
+    root: Path | None = None
 
     @field_validator("search_path")
     @classmethod
     def _search_path(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
         return [_resolve_path(p, info) for p in value]
 
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info).resolve()
+
     @field_validator("graphs")
     @classmethod
     def _graphs(cls, value: dict[str, Path], info: ValidationInfo) -> dict[str, Path]:
         return {name: _resolve_path(p, info) for name, p in value.items()}
+
+
+_EXTENSIONS = (".yaml", ".yml", ".json")
 
 
 # -- the process-wide registry of named graphs ------------------------------------------
@@ -187,6 +202,8 @@ class SubAssistantExecutor(StdExecutor[str]):
             return SubGraphRef(name, spec=registered)
         if registered is not None:
             return SubGraphRef(name, path=registered)
+        if self.settings.root is not None:
+            return self._find_in_root(name, self.settings.root)
         path = Path(name).expanduser()
         if path.is_absolute():
             candidates = [path]
@@ -203,6 +220,20 @@ class SubAssistantExecutor(StdExecutor[str]):
         raise NodeFailure(
             f"sub-graph {name!r} not found: it is no configured or registered graph name "
             f"and no file at {looked}"
+        )
+
+    def _find_in_root(self, name: str, root: Path) -> SubGraphRef:
+        """``name`` as a graph of ``root`` (a file name, with or without its
+        extension); nothing outside ``root`` is looked at or named."""
+        path = Path(name)
+        if not path.is_absolute():
+            for candidate in (root / path, *(root / f"{name}{ext}" for ext in _EXTENSIONS)):
+                resolved = candidate.resolve()
+                if resolved.is_relative_to(root) and resolved.is_file():
+                    return SubGraphRef(name, path=resolved)
+        raise NodeFailure(
+            f"sub-graph {name!r} not found: it is no configured or registered graph name "
+            "and no graph of the graphs folder"
         )
 
     def load(self, ref: SubGraphRef) -> GraphSpec:

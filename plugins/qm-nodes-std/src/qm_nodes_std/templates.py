@@ -25,10 +25,11 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from qm_nodes_std.expressions import BASE_NAMES
+from qm_nodes_std.filters import bounded_filters, bounded_lipsum
 from qm_nodes_std.limits import (
-    PADDING,
+    GROWING,
+    bounded_method,
     bounded_output,
-    bounded_padding,
     bounded_range,
     check_format_spec,
     safe_mod,
@@ -46,8 +47,9 @@ class _BoundedFormatter(SandboxedFormatter):
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with the limits of expressions (`qm_nodes_std.limits`):
     ``*``, ``**`` and ``+`` as simpleeval bounds them, ``%`` formatting, padding
-    methods and ``str.format`` refusing widths over the limit, ``range`` of at most
-    as many items as a comprehension."""
+    methods, ``str.join``, ``str.replace`` and ``str.format`` refusing results over
+    the limit, ``range`` of at most as many items as a comprehension (the filters
+    are bounded in `qm_nodes_std.filters`)."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
@@ -63,13 +65,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, str) and attr in PADDING:
+        if isinstance(obj, str) and attr in GROWING:
             return False  # only the bounded versions `getattr` hands out
         return super().is_safe_attribute(obj, attr, value)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is str and attribute in PADDING:
-            return bounded_padding(obj, attribute)
+        if type(obj) is str and attribute in GROWING:
+            return bounded_method(obj, attribute)
         return super().getattr(obj, attribute)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -101,7 +103,9 @@ def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
 
 _ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 _ENV.filters["format"] = _format_filter
+_ENV.filters.update(bounded_filters(_ENV.filters))
 _ENV.globals["range"] = bounded_range
+_ENV.globals["lipsum"] = bounded_lipsum
 _GLOBALS = frozenset(_ENV.globals)
 
 

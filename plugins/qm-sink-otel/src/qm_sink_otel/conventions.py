@@ -56,6 +56,8 @@ NODE_ERROR_STRATEGY = "qm.node.error_strategy"
 
 #: Span events.
 EVENT_RETRY = "qm.node.retry"
+EVENT_PROGRESS = "qm.node.progress"
+EVENT_CUSTOM = "qm.node.custom"
 EVENT_USER_INPUT = "qm.node.user_input_required"
 EVENT_PAUSED = "qm.flow.paused"
 EVENT_RESUMED = "qm.flow.resumed"

@@ -15,14 +15,17 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from qm_sink_otel import conventions as sc
+from qm_sink_otel.content import value
 from qm_sink_otel.state import Flows, NodeEvent, Run, ns, under
 from quartermaster_engine.events import (
+    CustomEvent,
     FlowError,
     NodeDead,
     NodeFinished,
     NodeRetrying,
     NodeSkipped,
     NodeStarted,
+    ProgressEvent,
     UserInputRequired,
 )
 from quartermaster_graph import NodeType
@@ -50,6 +53,8 @@ class NodeSpans:
             NodeDead: self._dead,
             FlowError: self._error,
             UserInputRequired: self._user_input,
+            ProgressEvent: self._progress,
+            CustomEvent: self._custom,
         }
 
     # -- runs -----------------------------------------------------------------------
@@ -118,6 +123,24 @@ class NodeSpans:
             timestamp=ns(event.ts),
         )
         self._end(event, run, "failed", event.error, "retry")
+
+    def _progress(self, event: ProgressEvent) -> None:
+        run = self._latest(event)
+        if run is None:
+            return
+        attributes: dict[str, Any] = {"message": event.message, "data": value(event.data)}
+        if event.percent is not None:
+            attributes["percent"] = event.percent
+        run.span.add_event(sc.EVENT_PROGRESS, attributes, timestamp=ns(event.ts))
+
+    def _custom(self, event: CustomEvent) -> None:
+        run = self._latest(event)
+        if run is not None:
+            run.span.add_event(
+                sc.EVENT_CUSTOM,
+                {"name": event.name, "payload": value(event.payload)},
+                timestamp=ns(event.ts),
+            )
 
     def _skipped(self, event: NodeSkipped) -> None:
         run = self._latest(event)

@@ -1,9 +1,11 @@
-// The Quartermaster page: the flows list (refreshed every second) and one flow's page
-// (graph coloured by node state, timeline, node details, streamed tokens, answer form).
+// The Quartermaster page: the flows list (status filter, search, refreshed every second)
+// and one flow's inspector: the graph coloured by node state, the node panel, the live
+// waterfall of node runs and LLM calls, and the form that answers a waiting node.
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  let current = null; // { id, events, graph, view, tokens, selected }
+  const { seconds, when } = window.QMDom;
+  let current = null;
   let listTimer = null;
 
   async function api(method, path, body) {
@@ -29,9 +31,6 @@
     return td;
   }
 
-  const when = (ts) => (ts ? new Date(ts * 1000).toLocaleTimeString() : "");
-  const seconds = (s) => (s == null ? "" : s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`);
-
   // -- list ------------------------------------------------------------------------
   async function loadGraphs() {
     const data = await api("GET", "/api/graphs");
@@ -45,23 +44,46 @@
     }
   }
 
+  // The search looks in the id, graph, input, output and error of the listed flows.
+  function matches(flow, words) {
+    const text = [flow.flow_id, flow.graph, flow.input, flow.output, flow.error].join("\n").toLowerCase();
+    return words.every((w) => text.includes(w));
+  }
+
+  const LIST_LIMIT = 500;
+
+  let listRequest = 0; // answers to older requests (an earlier filter) are dropped
+
   async function refreshList() {
+    const status = $("#status-filter").value;
+    const asked = ++listRequest;
     try {
-      const data = await api("GET", "/api/flows?limit=100");
+      const query = `limit=${LIST_LIMIT}` + (status ? `&status=${encodeURIComponent(status)}` : "");
+      const data = await api("GET", `/api/flows?${query}`);
+      if (asked !== listRequest || $("#list-view").hidden) return;
+      const words = $("#search").value.toLowerCase().split(/\s+/).filter(Boolean);
+      const shown = data.flows.filter((f) => matches(f, words));
       const body = $("#flows tbody");
       body.replaceChildren();
-      for (const f of data.flows) {
+      for (const f of shown) {
         const row = document.createElement("tr");
         row.className = "clickable";
         row.dataset.flowId = f.flow_id;
-        cell(row, f.flow_id.slice(0, 8), "flow-id");
+        cell(row, f.flow_id.slice(0, 8), "flow-id").title = f.flow_id;
         cell(row, f.graph, "graph");
         cell(row, f.status, `status status-${f.status}`);
+        cell(row, when(f.created_at));
         cell(row, when(f.updated_at));
-        cell(row, f.output || f.error || "", "output");
+        cell(row, f.input, "input");
+        cell(row, f.error || f.output || "", f.error ? "output error" : "output");
         row.addEventListener("click", () => { location.hash = `#/flows/${f.flow_id}`; });
         body.appendChild(row);
       }
+      const of = data.more ? `${LIST_LIMIT}+` : String(data.flows.length);
+      const kind = status ? `${status} ` : "";
+      $("#flow-count").textContent = words.length
+        ? `${shown.length} of ${of} ${kind}flows match`
+        : `${of} ${kind}flow${data.flows.length === 1 ? "" : "s"}`;
       $("#connection").textContent = "";
     } catch (e) {
       $("#connection").textContent = "offline: " + e.message;
@@ -77,6 +99,9 @@
     listTimer = setInterval(refreshList, 1000);
   }
 
+  $("#status-filter").addEventListener("change", refreshList);
+  $("#search").addEventListener("input", refreshList);
+
   $("#start-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     $("#start-error").textContent = "";
@@ -91,21 +116,48 @@
   // -- one flow ----------------------------------------------------------------------
   function closeFlow() {
     if (listTimer) { clearInterval(listTimer); listTimer = null; }
-    if (current && current.events) current.events.close();
+    if (current) {
+      if (current.events) current.events.close();
+      if (current.ticker) clearInterval(current.ticker);
+      if (current.graph) current.graph.close();
+    }
     current = null;
   }
+
+  const ENDED = new Set(["finished", "failed", "skipped", "cancelled"]);
+  const runKey = (nodeId, visit, attempt) => `${nodeId}:${visit}:${attempt}`;
 
   async function showFlow(id) {
     closeFlow();
     $("#list-view").hidden = true;
     $("#flow-view").hidden = false;
-    $("#node-detail").replaceChildren(Object.assign(document.createElement("h3"), { textContent: "Node" }));
-    current = { id, events: null, graph: null, view: null, tokens: new Map(), running: new Set(), selected: null, pending: null };
+    $("#graph-area").replaceChildren();
+    $("#waterfall").replaceChildren();
+    $("#node-detail").replaceChildren(
+      Object.assign(document.createElement("h3"), { textContent: "Node" }),
+      Object.assign(document.createElement("p"), { className: "muted", textContent: "Click a node or a bar of the waterfall." }));
+    current = {
+      id, events: null, graph: null, view: null, ticker: null, pending: null, selected: null,
+      tokens: new Map(), // node id -> text streamed by its running activation
+      running: new Map(), // run key -> { node_id, node_name, visit, attempt, ts }
+      visits: new Map(), // node id -> the visit its latest NodeStarted began
+      calls: [], // LLM calls: { node_id, visit, call, model, provider, start, end, usage, ... }
+      retries: [], // NodeRetrying events
+      skew: 0, // server clock minus this browser's, from the latest event
+    };
     const view = await api("GET", `/api/flows/${id}`);
     if (!current || current.id !== id) return;
-    current.graph = window.QMGraph.draw($("#graph-area"), view.graph_view, selectNode);
+    current.graph = window.QMGraph.draw($("#graph-area"), view.graph_view, (nodeId) => selectNode(nodeId, null));
     render(view);
     follow(id);
+  }
+
+  const live = () => current.view && (current.view.status === "running" || current.running.size > 0);
+  const now = () => Date.now() / 1000 + current.skew;
+
+  function stateOf(nodeId) {
+    for (const r of current.running.values()) if (r.node_id === nodeId) return "running";
+    return current.view.node_states[nodeId] || "pending";
   }
 
   function render(view) {
@@ -115,23 +167,12 @@
     badge.textContent = view.status;
     badge.className = `badge status-${view.status}`;
     $("#flow-id").textContent = `flow ${view.flow_id} · input: ${view.input}`;
-    // The store records a node's run when it ends; the events say which run now.
-    const stateOf = (id) => (current.running.has(id) ? "running" : view.node_states[id] || "pending");
+    // The store records a node's run when it ends; the events say what runs now.
+    for (const r of view.runs) {
+      if (ENDED.has(r.status)) current.running.delete(runKey(r.node_id, r.visit, r.attempt));
+    }
     for (const node of view.graph_view.nodes) current.graph.setState(node.id, stateOf(node.id));
     $("#flow-output").textContent = view.output ? `Output: ${view.output}` : view.error ? `Error: ${view.error}` : "";
-    const body = $("#timeline tbody");
-    body.replaceChildren();
-    view.runs.forEach((run, i) => {
-      const row = document.createElement("tr");
-      row.className = "clickable";
-      row.dataset.nodeName = run.node_name;
-      cell(row, run.node_name);
-      cell(row, run.visit);
-      cell(row, run.status, `run-status state-${run.status}`);
-      cell(row, seconds(run.duration_seconds));
-      row.addEventListener("click", () => selectNode(run.node_id, i));
-      body.appendChild(row);
-    });
     const waiting = view.waiting[0];
     const form = $("#answer-form");
     form.hidden = !waiting || view.status !== "paused";
@@ -140,52 +181,85 @@
       form.dataset.nodeId = waiting.node_id;
       $("#answer-prompt").textContent = waiting.prompt;
     }
+    drawWaterfall();
     if (current.selected) selectNode(current.selected.node, current.selected.run);
+    if (live() && !current.ticker) current.ticker = setInterval(tick, 250);
+    if (!live() && current.ticker) { clearInterval(current.ticker); current.ticker = null; }
   }
 
-  function selectNode(nodeId, runIndex) {
-    if (!current || !current.view) return;
-    current.selected = { node: nodeId, run: runIndex };
-    current.graph.select(nodeId);
+  function tick() {
+    if (!current) return;
+    drawWaterfall();
+    if (!live()) { clearInterval(current.ticker); current.ticker = null; }
+  }
+
+  function callsOf(nodeId, visit) {
+    return current.calls.filter((c) => c.node_id === nodeId && (visit == null || c.visit === visit));
+  }
+
+  function callRow(c) {
+    const u = c.usage || {};
+    const tokens = u.input_tokens != null ? `, ${u.input_tokens} → ${u.output_tokens} tokens` : "";
+    return {
+      label: `↳ ${c.model || c.provider || "LLM"}`,
+      start: c.start,
+      end: c.end,
+      error: c.error,
+      title: `${c.model || c.provider}${tokens}${c.end != null ? ", " + seconds(c.duration) : ", running"}${c.error ? ": " + c.error : ""}`,
+    };
+  }
+
+  function drawWaterfall() {
     const view = current.view;
-    const node = view.graph_view.nodes.find((n) => n.id === nodeId);
+    const rows = [];
+    const seen = new Set();
+    view.runs.forEach((r) => {
+      if (r.started == null) return;
+      const key = runKey(r.node_id, r.visit, r.attempt);
+      seen.add(key);
+      const active = current.running.has(key);
+      const multi = view.runs.filter((o) => o.node_id === r.node_id).length > 1;
+      rows.push({
+        key, name: r.node_name, node: r.node_id, run: r,
+        label: multi ? `${r.node_name} #${r.visit}${r.attempt > 1 ? "." + r.attempt : ""}` : r.node_name,
+        state: active ? "running" : r.status, start: r.started, end: r.finished ?? r.started,
+        running: active, llm: callsOf(r.node_id, r.visit).map(callRow),
+      });
+    });
+    for (const [key, r] of current.running) {
+      if (seen.has(key)) continue;
+      rows.push({ key, name: r.node_name, node: r.node_id, run: null,
+        label: r.visit > 1 ? `${r.node_name} #${r.visit}` : r.node_name, state: "running",
+        start: r.ts, end: null, running: true, llm: callsOf(r.node_id, r.visit).map(callRow) });
+    }
+    rows.sort((a, b) => a.start - b.start);
+    window.QMWaterfall.draw($("#waterfall"), rows, now(), (row) => selectNode(row.node, row.run));
+  }
+
+  function selectNode(nodeId, run) {
+    if (!current || !current.view) return;
+    const view = current.view;
     const runs = view.runs.filter((r) => r.node_id === nodeId);
-    const run = runIndex != null ? view.runs[runIndex] : runs[runs.length - 1];
-    const box = $("#node-detail");
-    box.replaceChildren();
-    const h = document.createElement("h3");
-    const state = current.running.has(nodeId) ? "running" : view.node_states[nodeId] || "pending";
-    h.textContent = `${node ? node.name : nodeId} · ${state}`;
-    box.appendChild(h);
-    const tokens = current.tokens.get(nodeId);
-    if (tokens) {
-      const t = document.createElement("div");
-      t.className = "tokens";
-      t.id = "node-tokens";
-      t.textContent = tokens;
-      box.appendChild(t);
-    }
-    if (!run) return;
-    const meta = document.createElement("p");
-    meta.className = "muted";
-    meta.textContent = `visit ${run.visit}, attempt ${run.attempt}, ${seconds(run.duration_seconds)}`;
-    box.appendChild(meta);
-    for (const m of run.messages) {
-      const label = document.createElement("div");
-      label.className = "muted";
-      label.textContent = m.role;
-      const pre = document.createElement("pre");
-      pre.className = `message role-${m.role}`;
-      pre.textContent = m.content;
-      box.append(label, pre);
-    }
-    if (run.output != null) {
-      const pre = document.createElement("pre");
-      pre.className = "node-output";
-      pre.textContent = run.output;
-      box.append(Object.assign(document.createElement("div"), { className: "muted", textContent: "output" }), pre);
-    }
-    if (run.error) box.append(Object.assign(document.createElement("p"), { className: "error", textContent: run.error }));
+    // Keep the chosen run across refreshes: find it again by its key.
+    const chosen = run ? runs.find((r) => r.visit === run.visit && r.attempt === run.attempt) : null;
+    current.selected = { node: nodeId, run: chosen || null };
+    current.graph.select(nodeId);
+    const shown = chosen || runs[runs.length - 1] || null;
+    const state = stateOf(nodeId);
+    const visit = shown ? shown.visit : current.visits.get(nodeId);
+    window.QMPanel.render($("#node-detail"), {
+      node: view.graph_view.nodes.find((n) => n.id === nodeId),
+      state: shown && shown !== runs[runs.length - 1] ? shown.status : state,
+      runs,
+      allRuns: view.runs,
+      run: state === "running" && !chosen ? null : shown,
+      tokens: current.tokens.get(nodeId) || "",
+      calls: callsOf(nodeId, visit),
+      // The failed attempts before the shown one (of its visit).
+      retries: current.retries.filter((r) => r.node_id === nodeId && r.visit === visit
+        && (!shown || r.attempt < shown.attempt || state === "running")),
+      onPick: (r) => selectNode(nodeId, r),
+    });
   }
 
   function refreshFlow() {
@@ -201,23 +275,53 @@
   function follow(id) {
     const source = new EventSource(`/api/flows/${id}/events`);
     current.events = source;
-    const on = (type, fn) => source.addEventListener(type, (ev) => fn(JSON.parse(ev.data)));
+    const on = (type, fn) => source.addEventListener(type, (ev) => {
+      const e = JSON.parse(ev.data);
+      if (e.ts) current.skew = e.ts - Date.now() / 1000;
+      fn(e);
+    });
+    const selectedIs = (nodeId) => current.selected && current.selected.node === nodeId;
     on("NodeStarted", (e) => {
-      current.running.add(e.node_id);
+      current.running.set(runKey(e.node_id, e.visit, e.attempt), e);
+      current.visits.set(e.node_id, e.visit);
       current.graph.setState(e.node_id, "running");
       current.tokens.delete(e.node_id);
       refreshFlow();
     });
     on("TokenGenerated", (e) => {
       current.tokens.set(e.node_id, (current.tokens.get(e.node_id) || "") + e.token);
-      if (current.selected && current.selected.node === e.node_id) {
+      if (selectedIs(e.node_id)) {
         const box = $("#node-tokens");
-        if (box) box.textContent = current.tokens.get(e.node_id); else selectNode(e.node_id);
+        if (box) box.textContent = current.tokens.get(e.node_id); else selectNode(e.node_id, current.selected.run);
       }
     });
-    const ended = (e) => { current.running.delete(e.node_id); refreshFlow(); };
+    on("LLMCallStarted", (e) => {
+      current.calls.push({ node_id: e.node_id, visit: current.visits.get(e.node_id) || 1, call: e.call,
+        provider: e.provider, model: e.model, start: e.ts, end: null, usage: {}, error: null, duration: null,
+        messages: e.messages.map((m) => ({ role: m.role, content: m.content || "" })) });
+      if (selectedIs(e.node_id)) selectNode(e.node_id, current.selected.run);
+    });
+    on("LLMCallFinished", (e) => {
+      let c = current.calls.find((x) => x.node_id === e.node_id && x.call === e.call && x.end == null);
+      if (!c) { // its start was before what we replayed
+        c = { node_id: e.node_id, visit: current.visits.get(e.node_id) || 1, call: e.call, start: e.ts - e.duration_seconds };
+        current.calls.push(c);
+      }
+      Object.assign(c, { provider: e.provider, model: e.model || c.model, end: e.ts, usage: e.usage,
+        error: e.error, duration: e.duration_seconds, finish_reason: e.finish_reason });
+      if (selectedIs(e.node_id)) selectNode(e.node_id, current.selected.run);
+      drawWaterfall();
+    });
+    on("NodeRetrying", (e) => {
+      current.retries.push({ ...e, visit: current.visits.get(e.node_id) || 1 });
+      refreshFlow();
+    });
+    const ended = (e) => {
+      for (const [key, r] of current.running) if (r.node_id === e.node_id) current.running.delete(key);
+      refreshFlow();
+    };
     for (const type of ["NodeFinished", "NodeSkipped", "FlowError", "UserInputRequired"]) on(type, ended);
-    for (const type of ["NodeRetrying", "FlowPaused", "FlowResumed"]) on(type, refreshFlow);
+    for (const type of ["FlowPaused", "FlowResumed"]) on(type, refreshFlow);
     for (const type of ["FlowFinished", "FlowStopped"]) {
       on(type, () => { source.close(); current.running.clear(); refreshFlow(); });
     }
@@ -245,6 +349,7 @@
     const match = location.hash.match(/^#\/flows\/([0-9a-f-]{36})$/);
     if (match) showFlow(match[1]); else showList();
   }
+  window.addEventListener("resize", () => { if (current && current.view) drawWaterfall(); });
   window.addEventListener("hashchange", route);
   route();
 })();

@@ -5,6 +5,7 @@ from typing import Any
 from qm_nodes_llm.nodes.agent import AgentExecutor
 from qm_nodes_llm.nodes.base import Binding, LLMExecutor, NodeFailure
 from qm_nodes_llm.nodes.decision import DecisionExecutor
+from qm_nodes_llm.nodes.form import InstructionFormExecutor
 from qm_nodes_llm.nodes.parameters import InstructionParametersExecutor
 from qm_nodes_llm.nodes.text import InstructionExecutor, MergeExecutor, SummarizeExecutor
 
@@ -15,6 +16,7 @@ EXECUTORS: tuple[type[LLMExecutor[Any]], ...] = (
     DecisionExecutor,
     AgentExecutor,
     InstructionParametersExecutor,
+    InstructionFormExecutor,
     MergeExecutor,
 )
 #: The node types the pack provides.
@@ -27,6 +29,7 @@ __all__ = [
     "Binding",
     "DecisionExecutor",
     "InstructionExecutor",
+    "InstructionFormExecutor",
     "InstructionParametersExecutor",
     "LLMExecutor",
     "MergeExecutor",
