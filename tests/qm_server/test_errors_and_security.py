@@ -271,6 +271,7 @@ def test_the_openapi_schema_documents_every_route(server: LiveServer) -> None:
         ("/api/flows/{flow_id}", "delete"),
         ("/api/flows/{flow_id}", "get"),
         ("/api/flows/{flow_id}/events", "get"),
+        ("/api/flows/{flow_id}/history", "get"),
         ("/api/flows/{flow_id}/resume", "post"),
         ("/api/flows/{flow_id}/stop", "post"),
         ("/api/graphs", "get"),

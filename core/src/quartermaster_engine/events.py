@@ -235,6 +235,28 @@ class FlowStopped(FlowEvent):
 
 
 @dataclass(slots=True)
+class FlowEdited(FlowEvent):
+    """Someone changed a paused flow's state (`Engine.update`): ``memory`` holds the
+    values set; ``messages`` (when not None) replaces the message history of the
+    waiting node ``node_id``. ``after_record``: how many records the flow had then,
+    which places the edit in the flow's history."""
+
+    memory: dict[str, Any] = field(default_factory=dict)
+    node_id: UUID | None = None
+    messages: list[dict[str, Any]] | None = None
+    after_record: int = 0
+
+
+@dataclass(slots=True)
+class FlowForked(FlowEvent):
+    """The first event of a fork: the flow began as ``from_flow`` stood at its
+    checkpoint ``at`` (0: before anything ran), with edits applied after it."""
+
+    from_flow: UUID | None = None
+    at: int = 0
+
+
+@dataclass(slots=True)
 class FlowFinished(FlowEvent):
     """The flow ended, completed or failed (``status``, ``success``)."""
 
@@ -303,9 +325,11 @@ class ToolCallFinished(FlowEvent):
 
 __all__ = [
     "CustomEvent",
+    "FlowEdited",
     "FlowError",
     "FlowEvent",
     "FlowFinished",
+    "FlowForked",
     "FlowPaused",
     "FlowResumed",
     "FlowStarted",

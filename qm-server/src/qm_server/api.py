@@ -178,6 +178,20 @@ def api_router(
         snapshot = await service.snapshot(fid)
         return flow_view(snapshot, running_here=service.is_running_here(fid))
 
+    @router.get("/flows/{flow_id}/history", tags=["flows"])
+    async def flow_history(flow_id: str) -> dict[str, Any]:
+        """The flow's checkpoints, one per commit, oldest first: node, visit, attempt,
+        outcome, time, and the memory and messages as they stood after it; for a fork,
+        the flow and checkpoint it began from."""
+        fid = _flow_id(flow_id)
+        history, lineage = await service.history(fid)
+        forked_from = None if lineage is None else {"flow_id": str(lineage[0]), "at": lineage[1]}
+        return {
+            "flow_id": str(fid),
+            "forked_from": forked_from,
+            "checkpoints": [c.to_dict() for c in history],
+        }
+
     @router.get(
         "/flows/{flow_id}/events",
         tags=["flows"],

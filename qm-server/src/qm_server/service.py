@@ -21,6 +21,7 @@ from uuid import UUID, uuid4
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
+from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
@@ -109,6 +110,14 @@ class FlowService:
     async def snapshot(self, flow_id: UUID) -> FlowSnapshot:
         try:
             return await self.engine.flows.show(flow_id)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
+
+    async def history(self, flow_id: UUID) -> tuple[list[Checkpoint], tuple[UUID, int] | None]:
+        """The flow's checkpoints, one per commit, and the (flow, checkpoint) it was
+        forked from (see `Engine.history`, `Engine.lineage`)."""
+        try:
+            return await self.engine.history(flow_id), await self.engine.lineage(flow_id)
         except FlowNotFoundError:
             raise unknown_flow(flow_id) from None
 

@@ -11,9 +11,17 @@ import click
 from quartermaster_engine.cli.config_commands import config_group
 from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
+from quartermaster_engine.cli.history_commands import history_command
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
-from quartermaster_engine.cli.run_commands import recover_command, resume_command, run_command
+from quartermaster_engine.cli.run_commands import (
+    edit_command,
+    fork_command,
+    recover_command,
+    resume_command,
+    retry_command,
+    run_command,
+)
 
 #: Every exit status of ``qm`` (the README's "Command line" says the same); "\b" keeps
 #: click from re-wrapping it.
@@ -66,5 +74,7 @@ for command in (
     flows_group,
 ):
     main.add_command(command)
+for command in (history_command, edit_command, fork_command, retry_command):
+    flows_group.add_command(command)
 
 __all__ = ["main"]

@@ -12,6 +12,7 @@ Exit status: 0 completed, 1 failed, stopped or an error (one line on stderr),
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
@@ -306,4 +307,108 @@ def recover_command(flow_id: str, config_path: str | None, as_json: bool, quiet:
         as_json=as_json,
         quiet=quiet,
         interactive=False,
+    )
+
+
+def _memory_values(pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    """``KEY=VALUE`` pairs: VALUE read as JSON when it is JSON, else as text."""
+    if not pairs:
+        return None
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            values[key] = json.loads(text)
+        except ValueError:
+            values[key] = text
+    return values
+
+
+_set_option = click.option(
+    "--set",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a flow-memory value (VALUE is JSON, or text). Repeatable.",
+)
+
+
+@click.command("retry")
+@flow_id_argument
+@config_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def retry_command(flow_id: str, config_path: str | None, as_json: bool, quiet: bool) -> None:
+    """Continue a failed flow from the node that failed it (after a code or config
+    fix); nodes that committed do not run again. FLOW_ID is the id or a unique
+    prefix of it."""
+    engine, fid = _stored_engine(config_path, flow_id, as_json, quiet)
+    _drive(
+        engine,
+        lambda: engine.retry(fid),
+        fid,
+        config_path=config_path,
+        as_json=as_json,
+        quiet=quiet,
+        interactive=False,
+    )
+
+
+@click.command("edit")
+@flow_id_argument
+@_set_option
+@config_option
+def edit_command(flow_id: str, pairs: tuple[str, ...], config_path: str | None) -> None:
+    """Set flow-memory values of a paused, failed or stopped flow (logged in its
+    history as an edit). FLOW_ID is the id or a unique prefix of it."""
+    values = _memory_values(pairs)
+    if values is None:
+        raise click.UsageError("give at least one --set KEY=VALUE")
+    engine, fid = _stored_engine(config_path, flow_id, True, True)
+    with engine:
+        seq = guarded(run_sync, engine.update(fid, memory=values))
+    click.echo(f"edited flow {fid} (checkpoint {seq})")
+
+
+@click.command("fork")
+@flow_id_argument
+@click.option("--at", type=int, default=None, help="The checkpoint (default: the last).")
+@_set_option
+@click.option("--input", "-i", "input_text", default=None, help="A new flow input.")
+@click.option("--answer", default=None, help="Answer the node waiting at the checkpoint.")
+@config_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def fork_command(
+    flow_id: str,
+    at: int | None,
+    pairs: tuple[str, ...],
+    input_text: str | None,
+    answer: str | None,
+    config_path: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Start a new flow from FLOW_ID (an id or a unique prefix) as it stood at a
+    checkpoint (see `qm flows history`), with edits, and run it: nodes after the
+    checkpoint run again."""
+    values = _memory_values(pairs)
+    engine, source = _stored_engine(config_path, flow_id, as_json, quiet)
+
+    async def go() -> FlowResult:
+        fid = await engine.fork(source, at=at, memory=values, input=input_text, answer=answer)
+        if not as_json:
+            click.echo(f"flow {fid} forked from {source}", err=True)
+        return await engine.recover(fid)
+
+    _drive(
+        engine,
+        go,
+        source,
+        config_path=config_path,
+        as_json=as_json,
+        quiet=quiet,
+        interactive=_interactive(as_json),
     )

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID, uuid4
 
+from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.remote import is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
@@ -382,6 +384,26 @@ class Engine:
         """The current result of a flow, without running anything (see
         `stored_flows.result`; ``wait``: of a flow still running, once it settles)."""
         return await stored_flows.result(self, flow_id, wait=wait)
+
+    async def history(self, flow_id: UUID | str) -> list[Checkpoint]:
+        """One checkpoint per commit, oldest first (see `quartermaster_engine.history`)."""
+        return await past.read_history(self._store, flow_id_arg(flow_id), self.store_name())
+
+    async def update(self, flow_id: UUID | str, *, memory: dict[str, Any]) -> int:
+        """Edit a paused, failed or stopped flow's memory (see `history.edits.update`)."""
+        return await past.edits.update(self, flow_id_arg(flow_id), memory)
+
+    async def retry(self, flow_id: UUID | str, *, listeners: Iterable[Listener] = ()) -> FlowResult:
+        """Continue a failed flow from its failed activation (see `history.edits.retry`)."""
+        return await past.edits.retry(self, flow_id_arg(flow_id), listeners)
+
+    async def fork(self, flow_id: UUID | str, **edits: Unpack[past.ForkEdits]) -> UUID:
+        """A new flow from a checkpoint, with edits (see `history.fork.fork`)."""
+        return await past.fork.fork(self, flow_id_arg(flow_id), **edits)
+
+    async def lineage(self, flow_id: UUID | str) -> tuple[UUID, int] | None:
+        """The (flow, checkpoint) a fork began from, or None (see `history.fork`)."""
+        return await past.fork.lineage(self, flow_id_arg(flow_id))
 
     async def events(
         self,

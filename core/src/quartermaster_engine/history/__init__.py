@@ -1,0 +1,21 @@
+"""A flow's past and what can be done with it: its history, one checkpoint per
+commit (`read_history`), edits and retries (`edits`), forks (`fork`).
+
+See docs/history.md."""
+
+from quartermaster_engine.history import edits, fork
+from quartermaster_engine.history.checkpoints import EDITED, Checkpoint, checkpoints
+from quartermaster_engine.history.fork import ForkEdits
+from quartermaster_engine.history.read import read_history
+from quartermaster_engine.history.replay import ReplayError
+
+__all__ = [
+    "EDITED",
+    "Checkpoint",
+    "ForkEdits",
+    "ReplayError",
+    "checkpoints",
+    "edits",
+    "fork",
+    "read_history",
+]
