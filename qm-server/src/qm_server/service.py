@@ -67,7 +67,7 @@ class FlowService:
         plugins = load_plugins()
         if self._graphs_folder is not None and SUB_GRAPH in plugins.node_executors:
             self.config = _subgraphs_inside(self.config, self._graphs_folder)
-        if self.config.source_of("dispatcher") == "default":
+        if self.config.source_of("dispatcher.name") == "default":
             self.config = _loop_free_dispatcher(self.config, plugins.dispatchers.names())
         extra: dict[str, Any] = {}
         if self._node_registry is not None:
