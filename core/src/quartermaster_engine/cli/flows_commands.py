@@ -222,22 +222,6 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
         click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
 
 
-@flows_group.command("history")
-@flow_id_argument
-@config_option
-@json_option
-def history_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
-    """Every state each node of a flow went through, in order (a user node waiting,
-    then finished; each retry's attempt; each visit of a loop). FLOW_ID is the id
-    or a unique prefix of it."""
-    _, snap = _load(config_path, flow_id)
-    rows = _record_rows(snap, list(snap.records))
-    if as_json:
-        echo_json(rows)
-        return
-    _print_records(rows)
-
-
 @flows_group.command("events")
 @flow_id_argument
 @config_option

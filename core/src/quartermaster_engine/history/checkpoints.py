@@ -71,6 +71,8 @@ class Checkpoint:
             "visit": self.visit,
             "attempt": self.attempt,
             "outcome": self.outcome,
+            # The record's status, as `qm flows show` names it (``edited`` for an edit).
+            "status": self.outcome,
             "time": self.time,
             "result": self.result,
             "error": self.error,
