@@ -110,7 +110,7 @@ def test_qm_plugins_lists_the_installed_plugin_and_the_broken_one(
     assert plugins["core"]["provides"] == {  # type: ignore[index]
         "store": ["memory"],
         "dispatcher": ["sync", "async"],
-        "node_executor": ["Start1", "End1"],
+        "node_executor": ["Start1", "End1", "Back1"],
         "event_sink": ["console", "jsonl"],
     }
 

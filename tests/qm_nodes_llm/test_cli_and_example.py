@@ -130,7 +130,9 @@ def test_unknown_provider_is_an_error_before_running(tmp_path: Path) -> None:
 
 
 def test_provider_option_without_the_pack(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "qm_nodes_llm.run", None)
+    # As if qm-nodes-llm were not installed: its plugin is not loaded, so nothing
+    # registers the pack's exports.
+    monkeypatch.setenv("QM_DISABLE_PLUGINS", "qm-nodes-llm")
     result = CliRunner().invoke(
         main, ["run", str(EXAMPLE), "--input", "hi", "--provider", "openai"]
     )
