@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,6 +18,11 @@ from quartermaster_engine.nodes import ListsTypes, NodeExecutor, NodeRegistry
 from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
 from quartermaster_engine.plugins.registry import Registration, UnknownBackendError, kind_label
 from quartermaster_engine.redaction import redact_text
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.engine import Engine
+
+E = TypeVar("E", bound="Engine")
 
 
 def settings_for(
@@ -143,6 +148,22 @@ class Assembled:
     registry: NodeRegistry
     owned: list[Any] = field(default_factory=list)
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, engine_class: type[E]) -> E:
+        """An engine of these parts, owning the backends built here."""
+        engine = engine_class(
+            self.store,
+            self.dispatcher,
+            self.registry,
+            sinks=self.sinks,
+            max_visits=self.config.limits.max_visits,
+            **self.engine_kwargs,
+        )
+        engine.executors.installed = self.installed
+        engine.config = self.config
+        for item in self.owned:
+            engine.own(item)
+        return engine
 
 
 def assemble(config: Any, overrides: dict[str, Any]) -> Assembled:

@@ -372,18 +372,6 @@ def _pick_map(edges: list[CEdge]) -> dict[str, CEdge]:
     return mapping
 
 
-def compiled_for(spec: GraphSpec, cache: dict[int, Any] | None = None) -> CompiledGraph:
-    """Compile ``spec`` (validating it), reusing ``cache`` keyed by the spec object."""
-    if cache is not None:
-        hit = cache.get(id(spec))
-        if hit is not None and hit[0] is spec:
-            return hit[1]  # type: ignore[no-any-return]
-    compiled = CompiledGraph(spec)
-    if cache is not None:
-        cache[id(spec)] = (spec, compiled)
-    return compiled
-
-
 __all__ = [
     "OUT_ALL",
     "OUT_NONE",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Unpack
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
@@ -26,11 +26,10 @@ from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
 from quartermaster_engine.runner import child_flows, new_flows, remote_run, stored_flows
 from quartermaster_engine.runner.agent_memories import AgentMemories
-from quartermaster_engine.runner.arguments import flow_id_arg, optional_flow_id_arg, text_arg
+from quartermaster_engine.runner.arguments import flow_id_arg
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.compiled_graphs import CompiledGraphs
 from quartermaster_engine.runner.components import check_parts, release
-from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.executors import Executors
 from quartermaster_engine.runner.flow_run import FlowRun
@@ -122,19 +121,7 @@ class Engine:
         backends it created: `close` releases them."""
         from quartermaster_engine.assembly import assemble
 
-        parts = assemble(config, overrides)
-        engine = cls(
-            parts.store,
-            parts.dispatcher,
-            parts.registry,
-            sinks=parts.sinks,
-            max_visits=parts.config.limits.max_visits,
-            **parts.engine_kwargs,
-        )
-        engine.executors.installed = parts.installed
-        engine._owned = parts.owned
-        engine.config = parts.config
-        return engine
+        return assemble(config, overrides).build(cls)
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -164,11 +151,11 @@ class Engine:
     def __enter__(self) -> Engine:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     async def __aenter__(self) -> Engine:
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -264,22 +251,7 @@ class Engine:
         parent_flow_id: UUID | None = None,
     ) -> FlowRun:
         """A run of a new flow of ``graph``, checked and pre-flighted but not started."""
-        compiled = graph if isinstance(graph, CompiledGraph) else self.compiled_for(graph)
-        text_arg(input_message, "input_message")
-        checked_id = optional_flow_id_arg(flow_id)
-        self.preflight(compiled)
-        fid = checked_id if checked_id is not None else uuid4()
-        if self.running.active(fid) is not None:
-            raise FlowStateError(f"flow {fid} is already running in this process")
-        return FlowRun(
-            self,
-            compiled,
-            fid,
-            input_message,
-            self.lease_for(fid),
-            parent_flow_id=parent_flow_id,
-            listeners=listeners,
-        )
+        return new_flows.new_run(self, graph, input_message, flow_id, listeners, parent_flow_id)
 
     async def run(
         self,

@@ -4,12 +4,14 @@ in the background, store one for others to run, or stream its events."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner import finish, remote_run
+from quartermaster_engine.runner.arguments import optional_flow_id_arg, text_arg
+from quartermaster_engine.runner.compiled import CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError, StoreUnavailableError
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.listeners import Listener
@@ -38,6 +40,34 @@ async def stored(run: FlowRun) -> FlowRun:
     except StoreUnavailableError as exc:
         run.control.fail_with(exc)
     return run
+
+
+def new_run(
+    engine: Engine,
+    graph: GraphSpec | CompiledGraph,
+    input_message: str,
+    flow_id: UUID | str | None,
+    listeners: Iterable[Listener],
+    parent_flow_id: UUID | None,
+) -> FlowRun:
+    """A run of a new flow of ``graph`` on ``engine``, checked and pre-flighted but
+    not started: nothing is stored yet."""
+    compiled = graph if isinstance(graph, CompiledGraph) else engine.compiled_for(graph)
+    text_arg(input_message, "input_message")
+    checked_id = optional_flow_id_arg(flow_id)
+    engine.preflight(compiled)
+    fid = checked_id if checked_id is not None else uuid4()
+    if engine.running.active(fid) is not None:
+        raise FlowStateError(f"flow {fid} is already running in this process")
+    return FlowRun(
+        engine,
+        compiled,
+        fid,
+        input_message,
+        engine.lease_for(fid),
+        parent_flow_id=parent_flow_id,
+        listeners=listeners,
+    )
 
 
 async def run(
