@@ -67,10 +67,11 @@ class Committer:
         self.durable = store.durable
         #: The store's commit never suspends: callers may use `commit_now`.
         self.sync = store.commit_is_sync
-        #: Commits this committer wrote (each adds one to the flow's version), and
-        #: the activations they queued.
+        #: Commits this committer wrote (each adds one to the flow's version).
         self.commits = 0
-        self.enqueued: list[Activation] = []
+        #: The activations its commits queued, once `collect_enqueued` asked for them
+        #: (a stepper reports them; a flow driven here would only pile them up).
+        self.enqueued: list[Activation] | None = None
 
     def _stamp(self, commit: Commit) -> None:
         commit.epoch = self.lease.epoch
@@ -103,9 +104,15 @@ class Committer:
             raise self.failure(exc, commit) from exc
         self._written(commit)
 
+    def collect_enqueued(self) -> list[Activation]:
+        """From now on, keep the activations each commit queues; the list they go to."""
+        self.enqueued = []
+        return self.enqueued
+
     def _written(self, commit: Commit) -> None:
         self.commits += 1
-        self.enqueued.extend(commit.enqueue)
+        if self.enqueued is not None:
+            self.enqueued.extend(commit.enqueue)
 
     async def update(self, update: FlowUpdate) -> None:
         """Change the flow's status under the lease, with the events not yet logged."""

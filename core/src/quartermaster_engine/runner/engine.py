@@ -15,6 +15,7 @@ from uuid import UUID
 
 from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.dispatchers import base as dispatchers
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.remote import is_remote
@@ -87,8 +88,10 @@ class Engine:
         self.dispatcher: TaskDispatcher = (
             as_dispatcher(dispatcher) if dispatcher is not None else SyncDispatcher()
         )
-        #: The dispatcher runs activations on workers elsewhere (`RemoteDispatcher`).
+        #: The dispatcher runs activations on workers elsewhere (`RemoteDispatcher`), and
+        #: blocking executors off the loop (both checked once, not per flow).
         self.remote = is_remote(self.dispatcher)
+        self.offloads_blocking = dispatchers.offloads_blocking(self.dispatcher)
         self.context_manager = context_manager if context_manager is not None else ContextManager()
         self.on_event = on_event
         self.sinks = list(sinks)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from quartermaster_engine.context.current_context import bind
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher, offloads_blocking
+from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
 from quartermaster_engine.runner.compiled import CNode
@@ -43,12 +43,15 @@ class ExecutorCaller:
         missing: Callable[[CNode], str],
         dispatcher: TaskDispatcher,
         control: RunControl,
+        *,
+        offloads: bool,
     ) -> None:
         self.lookup = lookup
         self.missing = missing
         self.dispatcher = dispatcher
         self.control = control
-        self.offloads_blocking = offloads_blocking(dispatcher)
+        #: Blocking executors run off the loop (the host's `offloads_blocking`).
+        self.offloads_blocking = offloads
         self._cache: dict[str, tuple[NodeExecutor, bool] | None] = {}
 
     def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
 from quartermaster_engine.nodes import (
@@ -112,17 +112,22 @@ class Executors:
         unknown: list[str] = []
         # Problem -> the nodes that have it: one line per problem, not per node.
         problems: dict[str, list[str]] = {}
-        checked: dict[str, NodeExecutor | None] = {}
+        # Node type -> its executor, and whether it checks settings (a protocol check
+        # costs microseconds: once per type, not per node of a 100,000-node graph).
+        checked: dict[str, tuple[NodeExecutor | None, bool]] = {}
         for cnode in compiled.nodes:
-            if cnode.type_name not in checked:
-                checked[cnode.type_name] = self.resolve(cnode.type_name)
-            executor = checked[cnode.type_name]
+            found = checked.get(cnode.type_name)
+            if found is None:
+                executor = self.resolve(cnode.type_name)
+                found = checked[cnode.type_name] = (executor, isinstance(executor, ValidatesNodes))
+            executor, validates = found
             if executor is None:
                 if cnode.type_name not in known and not allow_missing:
                     unknown.append(self.missing_message(cnode))
                 continue
-            if isinstance(executor, ValidatesNodes):
-                for problem in executor.validate_node(cnode.node, spec) or ():
+            if validates:
+                validator = cast("ValidatesNodes", executor)
+                for problem in validator.validate_node(cnode.node, spec) or ():
                     problems.setdefault(problem, []).append(cnode.describe())
         if unknown:
             lines = "\n".join(f"  {line}" for line in unknown)

@@ -103,7 +103,11 @@ class FlowRun:
         self.control.on_halt = self._mute
         self.committer = Committer(store, host.store_name(), flow_id, compiled, self.emitter, lease)
         self.caller = ExecutorCaller(
-            host.executor_for, host.missing_executor_message, dispatcher, self.control
+            host.executor_for,
+            host.missing_executor_message,
+            dispatcher,
+            self.control,
+            offloads=host.offloads_blocking,
         )
         self.tasks: set[asyncio.Task[Any]] = set()
         self.running = 0

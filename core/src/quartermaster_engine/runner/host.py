@@ -32,6 +32,11 @@ class RunHost(Protocol):
     def dispatcher(self) -> TaskDispatcher: ...
 
     @property
+    def offloads_blocking(self) -> bool:
+        """The dispatcher runs blocking executors off the loop (`dispatchers.base`)."""
+        ...
+
+    @property
     def context_manager(self) -> ContextManager: ...
 
     @property

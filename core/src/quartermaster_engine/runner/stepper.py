@@ -205,8 +205,9 @@ class FlowStepper:
         _take(state, act)
         run.attach()
         run.emit_started(act)
+        enqueued = run.committer.collect_enqueued()
         await run.complete(act, work.outcome)
-        queued = _enqueued(run.committer.enqueued)
+        queued = _enqueued(enqueued)
         name = act.cnode.name or str(act.node_id)
         if run.control.halted or (not state.ready and not state.timers):
             done = await self._finish(run, name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -47,7 +47,15 @@ class StoreAdapter(StoreFace):
     (`DescribesItself`, `CountsRecords`, `Closeable`).
     """
 
-    __slots__ = ("_commit_async", "_durable", "_store", "durable", "store")
+    __slots__ = (
+        "_commit",
+        "_commit_async",
+        "_describes",
+        "_durable",
+        "_store",
+        "durable",
+        "store",
+    )
 
     def __init__(self, store: ExecutionStore) -> None:
         self.store = store
@@ -57,16 +65,25 @@ class StoreAdapter(StoreFace):
         self._commit_async = self._durable is not None and inspect.iscoroutinefunction(
             self._durable.commit
         )
+        # Protocol checks cost microseconds: made once, not per flow or activation.
+        self._describes = isinstance(store, DescribesItself)
+        # Bound once: the commit is the one store call of every activation.
+        self._commit: Callable[[UUID, Commit], Any] | None = (
+            None if self._durable is None else self._durable.commit
+        )
 
     @property
     def _flows(self) -> DurableStore:
         if self._durable is None:
-            raise TypeError(f"{self.describe()} keeps no flow records (not a DurableStore)")
+            raise self._not_durable()
         return self._durable
+
+    def _not_durable(self) -> TypeError:
+        return TypeError(f"{self.describe()} keeps no flow records (not a DurableStore)")
 
     def describe(self) -> str:
         store = self._store
-        return store.describe() if isinstance(store, DescribesItself) else type(store).__name__
+        return cast(DescribesItself, store).describe() if self._describes else type(store).__name__
 
     async def create_flow(self, record: FlowRecord) -> None:
         await _done(self._flows.create_flow(record))
@@ -80,10 +97,12 @@ class StoreAdapter(StoreFace):
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """The hot path: one call per activation, no reflection."""
+        if self._commit is None:
+            raise self._not_durable()
         if self._commit_async:
-            await self._flows.commit(flow_id, commit)
+            await self._commit(flow_id, commit)
         else:
-            self._flows.commit(flow_id, commit)
+            self._commit(flow_id, commit)
 
     @property
     def commit_is_sync(self) -> bool:
@@ -92,7 +111,9 @@ class StoreAdapter(StoreFace):
 
     def commit_now(self, flow_id: UUID, commit: Commit) -> None:
         """Synchronous commit; only when `commit_is_sync`."""
-        self._flows.commit(flow_id, commit)
+        if self._commit is None:
+            raise self._not_durable()
+        self._commit(flow_id, commit)
 
     async def acquire_lease(
         self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None

@@ -1,0 +1,82 @@
+"""A guard on the hot path that cannot flake: it counts the calls made into the
+engine's own functions (and the protocol checks of `typing`, which cost
+microseconds each) per activation and per flow, not wall time, and fails when a
+change adds work there. Counting only our code keeps the figures the same across
+Python versions. Raise a budget only with a benchmark that shows why.
+
+The budgets are today's counts plus a small margin; the figures they guard are in
+benchmarks/README.md (W1: one long chain; W4: many short flows)."""
+
+from __future__ import annotations
+
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import quartermaster_engine
+from quartermaster_engine import FlowRunner, NodeResult, SimpleNodeRegistry
+from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.runner.compiled import CompiledGraph
+from quartermaster_engine.testing.graphs import chain_graph
+
+ENGINE = quartermaster_engine.__path__[0]
+TYPING = typing.__file__
+
+#: Calls per activation of a chain on the memory store and the sync dispatcher
+#: (48 when this guard was written; 49 before the store adapter bound its commit).
+PER_ACTIVATION = 48
+#: Calls per 5-node flow, one after another on one runner (360 when written; 382
+#: while each flow made two protocol checks).
+PER_FLOW = 365
+
+
+def _echo(ctx: ExecutionContext) -> NodeResult:
+    return NodeResult(output_text=ctx.input_text)
+
+
+def _calls(work: Callable[[], Any]) -> int:
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event == "call":
+            code = frame.f_code
+            if ENGINE in code.co_filename or code.co_filename == TYPING:
+                count += 1
+
+    sys.setprofile(profile)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def _runner(length: int) -> FlowRunner:
+    runner = FlowRunner(chain_graph(length), SimpleNodeRegistry({"echo": _echo}))
+    runner.run("warm up")  # compiles and pre-flights the graph once, as any second run
+    return runner
+
+
+def test_calls_per_activation_stay_within_budget() -> None:
+    short, long = _runner(200), _runner(400)
+    per_activation = (_calls(lambda: long.run("x")) - _calls(lambda: short.run("x"))) / 200
+    assert per_activation <= PER_ACTIVATION, per_activation
+
+
+def test_calls_per_flow_stay_within_budget() -> None:
+    runner = _runner(5)
+    per_flow = _calls(lambda: [runner.run("x") for _ in range(50)]) / 50
+    assert per_flow <= PER_FLOW, per_flow
+
+
+def test_preflight_checks_each_node_type_once() -> None:
+    # Pre-flight makes its protocol checks per node type, not per node (one per node
+    # cost 20 µs each: 2 s for a 100,000-node graph).
+    executors = FlowRunner(chain_graph(3), SimpleNodeRegistry({"echo": _echo})).engine.executors
+    short, long = CompiledGraph(chain_graph(2000)), CompiledGraph(chain_graph(4000))
+    per_node = (
+        _calls(lambda: executors.preflight(long)) - _calls(lambda: executors.preflight(short))
+    ) / 2000
+    assert per_node == 0, per_node
