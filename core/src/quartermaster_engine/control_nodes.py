@@ -35,12 +35,20 @@ class StartExecutor:
     async def execute(self, context: ExecutionContext) -> NodeResult:
         return NodeResult(success=True, output_text=context.input_text)
 
+    def memory_reads(self, node: GraphNode) -> tuple[str, ...]:
+        """None: it outputs its input (`ReadsMemory`)."""
+        return ()
+
 
 class EndExecutor:
     """End1: outputs what it received; that is the flow's final output."""
 
     async def execute(self, context: ExecutionContext) -> NodeResult:
         return NodeResult(success=True, output_text=context.input_text)
+
+    def memory_reads(self, node: GraphNode) -> tuple[str, ...]:
+        """None: it outputs its input (`ReadsMemory`)."""
+        return ()
 
 
 class BackExecutor:
@@ -50,6 +58,10 @@ class BackExecutor:
 
     async def execute(self, context: ExecutionContext) -> NodeResult:
         return NodeResult(success=True, output_text=context.input_text)
+
+    def memory_reads(self, node: GraphNode) -> tuple[str, ...]:
+        """None: it outputs its input (`ReadsMemory`)."""
+        return ()
 
 
 def merge_asks_for_llm(node: GraphNode) -> str | None:

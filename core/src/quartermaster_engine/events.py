@@ -250,10 +250,25 @@ class FlowEdited(FlowEvent):
 @dataclass(slots=True)
 class FlowForked(FlowEvent):
     """The first event of a fork: the flow began as ``from_flow`` stood at its
-    checkpoint ``at`` (0: before anything ran), with edits applied after it."""
+    checkpoint ``at`` (0: before anything ran), with edits applied after it.
+    ``reuse``: ``"unchanged"`` when nodes whose inputs did not change reuse
+    ``from_flow``'s results (see `NodeReused`), else None."""
 
     from_flow: UUID | None = None
     at: int = 0
+    reuse: str | None = None
+
+
+@dataclass(slots=True)
+class NodeReused(FlowEvent):
+    """A fork's activation was given the recorded result of the same (node, visit)
+    of ``from_flow`` instead of running its executor: its inputs were the same.
+    Its `NodeFinished` follows, in the same commit."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    visit: int = 1
+    from_flow: UUID | None = None
 
 
 @dataclass(slots=True)
@@ -337,6 +352,7 @@ __all__ = [
     "NodeDead",
     "NodeFinished",
     "NodeRetrying",
+    "NodeReused",
     "NodeSkipped",
     "NodeStarted",
     "ProgressEvent",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -60,6 +60,16 @@ class ValidatesNodes(Protocol):
     refuses to start a graph with any (`NodeConfigError`)."""
 
     def validate_node(self, node: GraphNode, graph: GraphSpec) -> list[str]: ...
+
+
+@runtime_checkable
+class ReadsMemory(Protocol):
+    """An optional ability of an executor: say which flow-memory keys it reads for
+    a node (an empty collection: none; None: it cannot tell). A fork that reuses
+    unchanged nodes (``fork(..., reuse="unchanged")``) compares only those keys; an
+    executor without this ability is taken to read all of the flow memory."""
+
+    def memory_reads(self, node: GraphNode) -> Collection[str] | None: ...
 
 
 @runtime_checkable

@@ -14,13 +14,13 @@ right after that record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
-from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.events import FlowEdited
 from quartermaster_engine.history.replay import memory_updates
 from quartermaster_engine.messaging.history import EMPTY_LOG, MessageLog, rebuild_log
@@ -56,6 +56,9 @@ class Checkpoint:
     time: float | None
     result: str | None = None
     error: str | None = None
+    #: The activation reused the recorded result of the flow this fork came from
+    #: (``fork(..., reuse="unchanged")``): its executor did not run.
+    reused: bool = False
 
     @property
     def messages(self) -> list[Message]:
@@ -76,6 +79,7 @@ class Checkpoint:
             "time": self.time,
             "result": self.result,
             "error": self.error,
+            "reused": self.reused,
             "memory": dict(self.memory),
         }
         if with_messages:
@@ -101,11 +105,16 @@ def timeline(
     return out
 
 
-def checkpoints(snapshot: FlowSnapshot, edits: Sequence[FlowEdited] = ()) -> list[Checkpoint]:
+def checkpoints(
+    snapshot: FlowSnapshot,
+    edits: Sequence[FlowEdited] = (),
+    reused: Collection[tuple[UUID, int]] = (),
+) -> list[Checkpoint]:
     """The checkpoints of the flow ``snapshot`` holds (read with all its records),
-    with ``edits`` (its `FlowEdited` events) placed after the record count each names."""
+    with ``edits`` (its `FlowEdited` events) placed after the record count each names;
+    the finished records of the (node, visit) keys in ``reused`` are marked reused."""
     names = {node.id: node.name for node in snapshot.flow.graph.nodes}
-    memory = _initial_memory(snapshot, edits)
+    memory = initial_memory(snapshot, edits)
     by_key: dict[tuple[UUID, int], NodeExecution] = {}
     logs: dict[UUID, MessageLog] = {}
     out: list[Checkpoint] = []
@@ -141,12 +150,13 @@ def checkpoints(snapshot: FlowSnapshot, edits: Sequence[FlowEdited] = ()) -> lis
                 rec.finished if rec.finished is not None else rec.started,
                 rec.result,
                 rec.error,
+                rec.status is NodeStatus.FINISHED and rec.key in reused,
             )
         )
     return out
 
 
-def _initial_memory(
+def initial_memory(
     snapshot: FlowSnapshot, edits: Sequence[FlowEdited]
 ) -> MappingProxyType[str, Any]:
     """The memory before the first commit: keys of the flow's memory now that no
@@ -159,4 +169,4 @@ def _initial_memory(
     return MappingProxyType({k: v for k, v in snapshot.memory.items() if k not in written})
 
 
-__all__ = ["EDITED", "Checkpoint", "checkpoints", "timeline"]
+__all__ = ["EDITED", "Checkpoint", "checkpoints", "initial_memory", "timeline"]

@@ -21,6 +21,7 @@ from quartermaster_engine.history.checkpoints import timeline
 from quartermaster_engine.history.edits import memory_arg
 from quartermaster_engine.history.held import Held, read_flow
 from quartermaster_engine.history.replay import Replay, copy_activation
+from quartermaster_engine.history.reuse import reuse_arg
 from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.stores.records import Commit, FlowRecord, FlowStatus
@@ -36,6 +37,7 @@ class ForkEdits(TypedDict, total=False):
     memory: Mapping[str, Any] | None
     input: str | None
     answer: str | None
+    reuse: str | None
 
 
 async def fork(
@@ -46,12 +48,16 @@ async def fork(
     memory: Mapping[str, Any] | None = None,
     input: str | None = None,
     answer: str | None = None,
+    reuse: str | None = None,
     new_flow_id: UUID | None = None,
 ) -> UUID:
     """Store a fork of ``flow_id`` at checkpoint ``at`` (default: its last; 0:
     before anything ran) and return its id. ``memory`` sets flow-memory values,
     ``input`` replaces the flow input, ``answer`` answers the node that waits at
-    that checkpoint (`FlowStateError` if none does)."""
+    that checkpoint (`FlowStateError` if none does). ``reuse="unchanged"``: when the
+    fork runs, a node whose inputs are the same as in the original reuses its
+    recorded result instead of running (see `history.reuse`)."""
+    reuse_arg(reuse)
     values = memory_arg(memory) if memory is not None else None
     if input is not None:
         text_arg(input, "input")
@@ -74,7 +80,9 @@ async def fork(
     epoch = 1
     seq = 1
     first = replay.start()
-    first.events = [FlowForked(flow_id=fid, seq=seq, ts=now, from_flow=flow_id, at=point)]
+    first.events = [
+        FlowForked(flow_id=fid, seq=seq, ts=now, from_flow=flow_id, at=point, reuse=reuse)
+    ]
     commits = [first]
     records = 0
     for item in items[:point]:

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from quartermaster_engine.events import FlowEdited, FlowEvent
 from quartermaster_engine.history.checkpoints import Checkpoint, checkpoints
+from quartermaster_engine.history.reuse import reused_keys
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowNotFoundError
@@ -24,7 +25,8 @@ async def read_history(store: StoreAdapter, flow_id: UUID, store_name: str) -> l
     if snapshot is None:
         raise FlowNotFoundError(f"no flow {flow_id} in the store ({store_name})")
     events: list[FlowEvent] = await store.read_events(flow_id)
-    return checkpoints(snapshot, [e for e in events if isinstance(e, FlowEdited)])
+    edits = [e for e in events if isinstance(e, FlowEdited)]
+    return checkpoints(snapshot, edits, reused_keys(events))
 
 
 __all__ = ["read_history"]

@@ -73,7 +73,7 @@ class Replay:
         #: Activations that failed for good under STOP (what a retry runs again).
         self.failed: list[Activation] = []
         self._by_key: dict[ActivationKey, NodeExecution] = {}
-        self._received = _receivers(snapshot)
+        self._received = receivers(snapshot)
         self._asked: dict[UUID, list[UserInputRequired]] = defaultdict(list)
         for event in asked:
             self._asked[event.node_id].append(event)
@@ -215,7 +215,7 @@ class Replay:
         ]
 
 
-def _receivers(snapshot: FlowSnapshot) -> dict[ActivationKey, set[UUID]]:
+def receivers(snapshot: FlowSnapshot) -> dict[ActivationKey, set[UUID]]:
     """Activation -> the nodes its output reached (records, queue, join deliveries)."""
     received: dict[ActivationKey, set[UUID]] = defaultdict(set)
     for rec in snapshot.records:
@@ -261,4 +261,4 @@ def replay_all(replay: Replay, records: Sequence[NodeExecution]) -> list[Commit]
     return commits
 
 
-__all__ = ["Replay", "ReplayError", "copy_activation", "memory_updates", "replay_all"]
+__all__ = ["Replay", "ReplayError", "copy_activation", "memory_updates", "receivers", "replay_all"]

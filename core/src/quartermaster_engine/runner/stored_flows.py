@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
+from quartermaster_engine.history import reuse
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -85,6 +86,8 @@ async def load(
         if snapshot is None:
             raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
         run = FlowRun.from_snapshot(engine, snapshot, lease, listeners=listeners)
+        if drive:
+            await reuse.arm(engine, run)
     except BaseException:
         if drive:
             await lease.release()

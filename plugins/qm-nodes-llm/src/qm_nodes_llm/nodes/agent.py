@@ -58,6 +58,10 @@ class AgentExecutor(LLMExecutor[AgentPlan]):
 
     node_type = "Agent1"
 
+    def memory_reads(self, node: GraphNode) -> tuple[str, ...] | None:
+        """Unknown: the tools an agent calls may read flow memory."""
+        return None
+
     def __init__(
         self,
         settings: LLMNodeSettings | None = None,

@@ -144,6 +144,13 @@ class LLMExecutor(Generic[P]):
         plans[key] = (weakref.ref(node, drop), id(graph), built)
         return built
 
+    def memory_reads(self, node: GraphNode) -> tuple[str, ...] | None:
+        """No flow memory: an LLM node reads its input messages only (a memory value
+        it is given comes as an input message, `MessageType.VARIABLE`). This lets a
+        fork reuse its answer when only memory it does not read changed
+        (`quartermaster_engine.nodes.ReadsMemory`)."""
+        return ()
+
     def validate_node(self, node: GraphNode, graph: GraphSpec) -> list[str]:
         """Every problem of the node's settings, and whether a provider can serve it
         (detection runs here, so a missing provider is reported before the flow starts)."""
