@@ -1,0 +1,139 @@
+"""``fork(..., reuse="unchanged")`` with the LLM pack against the scripted
+OpenAI-compatible server: the server receives a request only for the LLM nodes
+whose inputs changed (on SQLite and Redis, each on a file or server of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_openai import FakeOpenAI, completion
+from llm_support import line, node, openai_settings, registry
+
+from quartermaster_engine import Engine, FlowResult, FlowStatus
+from quartermaster_engine.testing import call
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "qm_store_redis"))
+from qm_redis_support import RedisServer, unique_prefix
+
+StoreFactory = Callable[[], Any]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    made: list[Any] = []
+    if request.param == "sqlite":
+        from qm_store_sqlite import SQLiteStore
+
+        def make() -> Any:
+            made.append(SQLiteStore(str(tmp_path / "flows.db")))
+            return made[-1]
+    else:
+        from qm_store_redis import RedisStore
+
+        server: RedisServer = request.getfixturevalue("redis_server")
+        prefix = unique_prefix()
+
+        def make() -> Any:
+            made.append(RedisStore(server.url, key_prefix=prefix))
+            return made[-1]
+
+    yield make
+    for store in made:
+        call(store, "close")
+
+
+def _llm() -> dict[str, Any]:
+    return node("Instruction1", llm_stream=False, llm_system_instruction="Be brief.")
+
+
+#: Start -> L1 -> L2 -> L3 -> L4 -> End; only L3 reads flow memory ("style", as its
+#: input message: MessageType.VARIABLE). The LLM pack's nodes read no other memory.
+GRAPH = line(
+    ("L1", _llm()),
+    ("L2", _llm()),
+    (
+        "L3",
+        node(
+            "Instruction1",
+            {"message_type": "Variable"},
+            llm_stream=False,
+            llm_system_instruction="Be brief.",
+            variable_name="style",
+        ),
+    ),
+    ("L4", _llm()),
+)
+
+
+def _run(
+    server: FakeOpenAI, stores: StoreFactory, fork: dict[str, Any], replies: list[str]
+) -> tuple[FlowResult, FlowResult, int]:
+    """Run the flow (4 requests), fork it with ``fork`` and ``replies`` scripted, run
+    the fork; return both results and how many requests the fork made."""
+
+    async def go() -> tuple[FlowResult, FlowResult, int]:
+        reg = registry(openai_settings(server.base_url))
+        async with Engine(stores(), registry=reg) as engine:
+            server.reply(*(completion(t) for t in ("one", "two", "three", "four")))
+            original = await engine.run(GRAPH, "hi")
+            assert len(server.requests) == 4
+            fid = await engine.fork(original.flow_id, reuse="unchanged", **fork)
+            server.reply(*(completion(t) for t in replies))
+            forked = await engine.recover(fid)
+            return original, forked, len(server.requests) - 4
+
+    return asyncio.run(go())
+
+
+def test_a_fork_without_edits_makes_no_request(
+    openai_server: FakeOpenAI, stores: StoreFactory
+) -> None:
+    original, forked, requests = _run(openai_server, stores, {"at": 0}, [])
+    assert requests == 0
+    assert (original.final_output, forked.final_output) == ("four", "four")
+    assert forked.status is FlowStatus.COMPLETED
+
+
+def test_only_the_node_that_reads_the_edited_memory_asks_again(
+    openai_server: FakeOpenAI, stores: StoreFactory
+) -> None:
+    """L3 reads "style": it asks again; its answer is the same as before, so L4's
+    inputs did not change either: 1 request."""
+    _, forked, requests = _run(
+        openai_server, stores, {"at": 0, "memory": {"style": "terse"}}, ["three"]
+    )
+    assert requests == 1
+    assert openai_server.requests[-1]["messages"][-1]["content"] == "terse"
+    assert forked.final_output == "four"
+
+
+def test_a_changed_answer_changes_the_inputs_of_the_next_node(
+    openai_server: FakeOpenAI, stores: StoreFactory
+) -> None:
+    """L3 answers differently this time: L4's input changed too: 2 requests."""
+    _, forked, requests = _run(
+        openai_server, stores, {"at": 0, "memory": {"style": "terse"}}, ["THREE", "FOUR"]
+    )
+    assert requests == 2
+    assert openai_server.requests[-1]["messages"][-1]["content"] == "THREE"
+    assert forked.final_output == "FOUR"
+
+
+def test_a_new_input_asks_every_node_again(openai_server: FakeOpenAI, stores: StoreFactory) -> None:
+    _, forked, requests = _run(
+        openai_server, stores, {"at": 0, "input": "hello"}, ["1", "2", "3", "4"]
+    )
+    assert requests == 4
+    assert forked.final_output == "4"
