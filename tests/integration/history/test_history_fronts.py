@@ -124,3 +124,28 @@ def test_qm_flows_edit_retry_and_fork(cli: CliRunner, tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"error: flow {flow_id} is completed; only a paused, failed or stopped flow can be edited"
     )
+
+
+def test_qm_flows_fork_reuse_unchanged_marks_reused_nodes(cli: CliRunner) -> None:
+    flow_id = uuid4()
+    ran = cli.invoke(
+        main,
+        ["run", "ticket-router.yaml", "-i", "My invoice is wrong", "--flow-id", str(flow_id), "-q"],
+    )
+    assert ran.exit_code == 0, ran.stderr
+    forked = cli.invoke(
+        main, ["flows", "fork", str(flow_id), "--at", "0", "--reuse", "unchanged", "-q"]
+    )
+    assert forked.exit_code == 0, forked.stderr
+    assert forked.stdout == ran.stdout
+    fork_id = forked.stderr.splitlines()[0].split()[1]
+    history = json.loads(cli.invoke(main, ["flows", "history", fork_id, "--json"]).stdout)
+    assert [(c["node"], c["outcome"], c["reused"]) for c in history] == [
+        (name, "finished", True) for name in NODES
+    ]
+    table = cli.invoke(main, ["flows", "history", fork_id], env={"COLUMNS": "200"})
+    rows = [line.split("│") for line in table.stdout.splitlines() if "│ finished" in line]
+    assert [row[5].strip() for row in rows] == ["finished (reused)"] * len(NODES)
+    bad = cli.invoke(main, ["flows", "fork", str(flow_id), "--reuse", "all"])
+    assert bad.exit_code == 2
+    assert "'all' is not 'unchanged'" in bad.stderr

@@ -64,7 +64,7 @@ def history_command(flow_id: str, config_path: str | None, as_json: bool) -> Non
             c.node_name,
             str(c.visit) if c.visit else "",
             str(c.attempt) if c.attempt else "",
-            c.outcome,
+            f"{c.outcome} (reused)" if c.reused else c.outcome,
             _when(c.time),
             _memory_text(c),
             str(len(c.log)),

@@ -378,6 +378,12 @@ def edit_command(flow_id: str, pairs: tuple[str, ...], config_path: str | None) 
 @_set_option
 @click.option("--input", "-i", "input_text", default=None, help="A new flow input.")
 @click.option("--answer", default=None, help="Answer the node waiting at the checkpoint.")
+@click.option(
+    "--reuse",
+    type=click.Choice(["unchanged"]),
+    default=None,
+    help="Reuse the original's result of each node whose inputs did not change.",
+)
 @config_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
@@ -387,18 +393,21 @@ def fork_command(
     pairs: tuple[str, ...],
     input_text: str | None,
     answer: str | None,
+    reuse: str | None,
     config_path: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Start a new flow from FLOW_ID (an id or a unique prefix) as it stood at a
     checkpoint (see `qm flows history`), with edits, and run it: nodes after the
-    checkpoint run again."""
+    checkpoint run again (with --reuse unchanged: those whose inputs changed)."""
     values = _memory_values(pairs)
     engine, source = _stored_engine(config_path, flow_id, as_json, quiet)
 
     async def go() -> FlowResult:
-        fid = await engine.fork(source, at=at, memory=values, input=input_text, answer=answer)
+        fid = await engine.fork(
+            source, at=at, memory=values, input=input_text, answer=answer, reuse=reuse
+        )
         if not as_json:
             click.echo(f"flow {fid} forked from {source}", err=True)
         return await engine.recover(fid)
