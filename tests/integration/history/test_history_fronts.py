@@ -149,3 +149,27 @@ def test_qm_flows_fork_reuse_unchanged_marks_reused_nodes(cli: CliRunner) -> Non
     bad = cli.invoke(main, ["flows", "fork", str(flow_id), "--reuse", "all"])
     assert bad.exit_code == 2
     assert "'all' is not 'unchanged'" in bad.stderr
+
+
+def test_qm_flows_edit_messages(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "gate.yaml").write_text(GATE)
+    flow_id = uuid4()
+    failed = cli.invoke(main, ["run", "gate.yaml", "-i", "hi", "--flow-id", str(flow_id), "-q"])
+    assert failed.exit_code == 1
+    messages = [{"role": "user", "content": "edited"}]
+    edited = cli.invoke(
+        main, ["flows", "edit", str(flow_id), "--messages", json.dumps(messages), "--node", "Gate"]
+    )
+    assert (edited.exit_code, edited.stdout) == (0, f"edited flow {flow_id} (checkpoint 3)\n")
+    history = json.loads(cli.invoke(main, ["flows", "history", str(flow_id), "--json"]).stdout)
+    assert (history[2]["node"], history[2]["outcome"], history[2]["messages"]) == (
+        "Gate",
+        "edited",
+        messages,
+    )
+    bad = cli.invoke(main, ["flows", "edit", str(flow_id), "--messages", "[oops"])
+    assert bad.exit_code == 2
+    assert "--messages is not JSON" in bad.stderr
+    wrong = cli.invoke(main, ["flows", "edit", str(flow_id), "--messages", "[]"])
+    assert wrong.exit_code == 2
+    assert "--messages: messages must be a non-empty list of messages, got []" in wrong.stderr

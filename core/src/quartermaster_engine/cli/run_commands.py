@@ -41,6 +41,7 @@ from quartermaster_engine.cli.flow_ids import flow_id_argument, no_flow, resolve
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.convenience import llm_node_settings
 from quartermaster_engine.events import FlowEvent, TokenGenerated
+from quartermaster_engine.history.message_edits import messages_arg
 from quartermaster_engine.runner import Engine, FlowResult
 from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.sinks.console import ConsoleSink
@@ -359,16 +360,42 @@ def retry_command(flow_id: str, config_path: str | None, as_json: bool, quiet: b
 @click.command("edit")
 @flow_id_argument
 @_set_option
+@click.option(
+    "--messages",
+    "messages_json",
+    default=None,
+    metavar="JSON",
+    help="Replace the input messages of the node that runs next: a JSON list of "
+    '{"role": ..., "content": ...}.',
+)
+@click.option("--node", default=None, help="The node --messages is for (when several wait).")
 @config_option
-def edit_command(flow_id: str, pairs: tuple[str, ...], config_path: str | None) -> None:
-    """Set flow-memory values of a paused, failed or stopped flow (logged in its
-    history as an edit). FLOW_ID is the id or a unique prefix of it."""
+def edit_command(
+    flow_id: str,
+    pairs: tuple[str, ...],
+    messages_json: str | None,
+    node: str | None,
+    config_path: str | None,
+) -> None:
+    """Set flow-memory values of a paused, failed or stopped flow, or replace the input
+    messages of its waiting (or failed) node (logged in its history as an edit).
+    FLOW_ID is the id or a unique prefix of it."""
     values = _memory_values(pairs)
-    if values is None:
-        raise click.UsageError("give at least one --set KEY=VALUE")
+    messages = None
+    if messages_json is not None:
+        try:
+            messages = json.loads(messages_json)
+        except ValueError as exc:
+            raise click.UsageError(f"--messages is not JSON: {exc}") from None
+        try:
+            messages = messages_arg(messages)
+        except ValueError as exc:
+            raise click.UsageError(f"--messages: {exc}") from None
+    if values is None and messages is None:
+        raise click.UsageError("give at least one --set KEY=VALUE, or --messages")
     engine, fid = _stored_engine(config_path, flow_id, True, True)
     with engine:
-        seq = guarded(run_sync, engine.update(fid, memory=values))
+        seq = guarded(run_sync, engine.update(fid, memory=values, messages=messages, node=node))
     click.echo(f"edited flow {fid} (checkpoint {seq})")
 
 

@@ -5,6 +5,7 @@ See docs/history.md."""
 
 from quartermaster_engine.history import edits, fork
 from quartermaster_engine.history.checkpoints import EDITED, Checkpoint, checkpoints
+from quartermaster_engine.history.edits import Edit
 from quartermaster_engine.history.fork import ForkEdits
 from quartermaster_engine.history.read import read_history
 from quartermaster_engine.history.replay import ReplayError
@@ -12,6 +13,7 @@ from quartermaster_engine.history.replay import ReplayError
 __all__ = [
     "EDITED",
     "Checkpoint",
+    "Edit",
     "ForkEdits",
     "ReplayError",
     "checkpoints",

@@ -124,6 +124,8 @@ def checkpoints(
                 memory = MappingProxyType({**memory, **item.memory})
             node = item.node_id
             log = logs.get(node, EMPTY_LOG) if node is not None else EMPTY_LOG
+            if item.messages is not None:  # the edited input messages of that node
+                log = MessageLog(tuple(Message.from_dict(m) for m in item.messages))
             name = names.get(node, str(node)) if node is not None else ""
             out.append(Checkpoint(seq, node, name, 0, 0, EDITED, memory, log, item.ts or None))
             continue

@@ -364,9 +364,9 @@ class Engine:
         """One checkpoint per commit, oldest first (see `quartermaster_engine.history`)."""
         return await past.read_history(self._store, flow_id_arg(flow_id), self.store_name())
 
-    async def update(self, flow_id: UUID | str, *, memory: dict[str, Any]) -> int:
-        """Edit a paused, failed or stopped flow's memory (see `history.edits.update`)."""
-        return await past.edits.update(self, flow_id_arg(flow_id), memory)
+    async def update(self, flow_id: UUID | str, **edit: Unpack[past.Edit]) -> int:
+        """Edit a paused, failed or stopped flow (see `history.edits.update`)."""
+        return await past.edits.update(self, flow_id_arg(flow_id), **edit)
 
     async def retry(self, flow_id: UUID | str, *, listeners: Iterable[Listener] = ()) -> FlowResult:
         """Continue a failed flow from its failed activation (see `history.edits.retry`)."""

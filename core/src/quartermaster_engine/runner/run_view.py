@@ -65,6 +65,11 @@ class RunView:
         self._child = child
         self._resume_child = resume_child
 
+    def use_inputs(self, inputs: NodeInputs) -> None:
+        """Build activations' inputs with ``inputs`` from now on (a run whose flow
+        has edited message histories: `history.message_edits`)."""
+        self._inputs = inputs
+
     def input_messages(self, act: Activation) -> list[Message]:
         return self._inputs.messages(act)
 

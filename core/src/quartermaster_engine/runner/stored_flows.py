@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
-from quartermaster_engine.history import reuse
+from quartermaster_engine.history import message_edits, reuse
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -88,6 +88,7 @@ async def load(
         run = FlowRun.from_snapshot(engine, snapshot, lease, listeners=listeners)
         if drive:
             await reuse.arm(engine, run)
+            await message_edits.arm(engine, run)
     except BaseException:
         if drive:
             await lease.release()
