@@ -1,6 +1,7 @@
 """``fork(..., reuse="unchanged")`` with the LLM pack against the scripted
 OpenAI-compatible server: the server receives a request only for the LLM nodes
-whose inputs changed (on SQLite and Redis, each on a file or server of its own)."""
+whose inputs changed (on SQLite, Redis and PostgreSQL, each on a file or server
+of its own)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from quartermaster_engine import Engine, FlowResult, FlowStatus
 from quartermaster_engine.testing import call
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "qm_store_redis"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "qm_store_postgres"))
+from qm_pg_support import PostgresServer, unique_schema
 from qm_redis_support import RedisServer, unique_prefix
 
 StoreFactory = Callable[[], Any]
@@ -30,7 +33,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     made: list[Any] = []
     if request.param == "sqlite":
@@ -38,6 +48,15 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFact
 
         def make() -> Any:
             made.append(SQLiteStore(str(tmp_path / "flows.db")))
+            return made[-1]
+    elif request.param == "postgres":
+        from qm_store_postgres import PostgresStore
+
+        pg: PostgresServer = request.getfixturevalue("postgres_server")
+        schema = unique_schema()
+
+        def make() -> Any:
+            made.append(PostgresStore(pg.url, schema_name=schema))
             return made[-1]
     else:
         from qm_store_redis import RedisStore
@@ -106,13 +125,15 @@ def test_a_fork_without_edits_makes_no_request(
     assert forked.status is FlowStatus.COMPLETED
 
 
+@pytest.mark.parametrize("at", [0, 2, 3])
 def test_only_the_node_that_reads_the_edited_memory_asks_again(
-    openai_server: FakeOpenAI, stores: StoreFactory
+    openai_server: FakeOpenAI, stores: StoreFactory, at: int
 ) -> None:
     """L3 reads "style": it asks again; its answer is the same as before, so L4's
-    inputs did not change either: 1 request."""
+    inputs did not change either: 1 request, wherever before L3 the fork starts
+    (checkpoint 0: before Start; 2: after L1; 3: after L2)."""
     _, forked, requests = _run(
-        openai_server, stores, {"at": 0, "memory": {"style": "terse"}}, ["three"]
+        openai_server, stores, {"at": at, "memory": {"style": "terse"}}, ["three"]
     )
     assert requests == 1
     assert openai_server.requests[-1]["messages"][-1]["content"] == "terse"
