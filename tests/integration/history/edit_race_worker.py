@@ -2,8 +2,9 @@
 
 Prints one JSON line. Commands: ``pause`` runs ``count`` flows of the history
 graph to their pause; ``resume`` and ``edit``, once ``go`` exists, answer or
-edit every flow of ``flows`` in turn and report each outcome: ``ok``, ``busy``
-(`FlowBusyError`) or ``state`` (`FlowStateError`), with the error text.
+edit (memory, and the waiting node's messages) every flow of ``flows`` in turn
+and report each outcome: ``ok``, ``busy`` (`FlowBusyError`) or ``state``
+(`FlowStateError`), with the error text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from history_support import GRAPH, registry
 
 from quartermaster_engine import Engine
 from quartermaster_engine.runner.errors import FlowBusyError, FlowStateError
+
+#: The input messages the editor gives the waiting node (Ask).
+MESSAGES = [{"role": "user", "content": "edited"}]
 
 
 def make_store(spec: dict[str, Any]) -> Any:
@@ -49,7 +53,7 @@ async def main(command: str, args: dict[str, Any]) -> dict[str, Any]:
                     if command == "resume":
                         await engine.resume(fid, "Bob")
                     else:
-                        await engine.update(fid, memory={"edited": True})
+                        await engine.update(fid, memory={"edited": True}, messages=MESSAGES)
                     outcomes[fid] = ["ok", ""]
                 except FlowBusyError as exc:
                     outcomes[fid] = ["busy", str(exc)]

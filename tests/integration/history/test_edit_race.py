@@ -87,3 +87,8 @@ def test_an_edit_racing_a_resume_from_another_process(
         if edit == "ok" and resume == "ok":
             assert outcomes[12:] == [EDITED, "finished", "finished"]
             assert dict(histories[fid][-1].memory)["edited"] is True
+            # The answered Ask ran with the edited messages (and the answer's output).
+            assert [m.to_dict() for m in histories[fid][13].messages] == [
+                {"role": "user", "content": "edited"},
+                {"role": "assistant", "content": "hello Bob"},
+            ]
