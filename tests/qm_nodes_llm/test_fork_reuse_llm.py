@@ -15,6 +15,7 @@ import pytest
 from fake_openai import FakeOpenAI, completion
 from llm_support import line, node, openai_settings, registry
 
+from qm_nodes_llm import StaticTools
 from quartermaster_engine import Engine, FlowResult, FlowStatus
 from quartermaster_engine.testing import call
 
@@ -158,3 +159,47 @@ def test_a_new_input_asks_every_node_again(openai_server: FakeOpenAI, stores: St
     )
     assert requests == 4
     assert forked.final_output == "4"
+
+
+def test_an_agent_s_llm_and_tool_calls_are_reused_unless_memory_changed(
+    openai_server: FakeOpenAI, stores: StoreFactory
+) -> None:
+    """Agent1 cannot tell which memory its tools read: any memory edit runs it
+    again; without edits neither the model nor the tool is called."""
+    called: list[tuple[int, int]] = []
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        called.append((a, b))
+        return a + b
+
+    def script() -> None:
+        call = {"id": "call_1", "name": "add", "arguments": {"a": 2, "b": 3}}
+        openai_server.reply(completion(None, tool_calls=[call]), completion("It is 5."))
+
+    spec = line(
+        ("Agent", node("Agent1", llm_stream=False, program_version_ids=["add"], max_iterations=3))
+    )
+
+    async def go() -> tuple[list[int], list[str]]:
+        reg = registry(openai_settings(openai_server.base_url), tools=StaticTools([add]))
+        counts: list[int] = []
+        outputs: list[str] = []
+        async with Engine(stores(), registry=reg) as engine:
+            script()
+            original = await engine.run(spec, "What is 2 + 3?")
+            outputs.append(original.final_output)
+            counts.append(len(openai_server.requests))
+            same = await engine.fork(original.flow_id, at=0, reuse="unchanged")
+            outputs.append((await engine.recover(same)).final_output)
+            counts.append(len(openai_server.requests))
+            script()
+            edited = await engine.fork(original.flow_id, at=0, memory={"x": 1}, reuse="unchanged")
+            outputs.append((await engine.recover(edited)).final_output)
+            counts.append(len(openai_server.requests))
+        return counts, outputs
+
+    counts, outputs = asyncio.run(go())
+    assert counts == [2, 2, 4]
+    assert called == [(2, 3), (2, 3)]
+    assert outputs == ["It is 5.", "It is 5.", "It is 5."]
