@@ -58,10 +58,6 @@ class AgentExecutor(LLMExecutor[AgentPlan]):
 
     node_type = "Agent1"
 
-    def memory_reads(self, node: GraphNode) -> tuple[str, ...] | None:
-        """Unknown: the tools an agent calls may read flow memory."""
-        return None
-
     def __init__(
         self,
         settings: LLMNodeSettings | None = None,
@@ -73,6 +69,10 @@ class AgentExecutor(LLMExecutor[AgentPlan]):
     ) -> None:
         super().__init__(settings, providers=providers, environ=environ, probe=probe)
         self.tools: ToolSource = tools if tools is not None else PluginTools(self.settings.tools)
+
+    def memory_reads(self, node: GraphNode) -> tuple[str, ...] | None:
+        """Unknown: the tools an agent calls may read flow memory."""
+        return None
 
     def plan(self, node: GraphNode, graph: GraphSpec, problems: Problems) -> AgentPlan:
         meta = node.metadata
