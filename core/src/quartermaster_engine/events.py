@@ -221,6 +221,28 @@ class UserInputRequired(FlowEvent):
 
 
 @dataclass(slots=True)
+class TimerSet(FlowEvent):
+    """A node (a Sleep1) parked until ``wake_at`` (a Unix time; ``wake_iso`` is the
+    same instant in ISO 8601, UTC); logged by the commit that recorded it."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    wake_at: float = 0.0
+    wake_iso: str = ""
+
+
+@dataclass(slots=True)
+class TimerFired(FlowEvent):
+    """A parked node's timer was due and the node ran on (``late``: seconds after
+    ``wake_at``, by the engine's clock)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    wake_at: float = 0.0
+    late: float = 0.0
+
+
+@dataclass(slots=True)
 class FlowPaused(FlowEvent):
     """Nothing can run until someone answers: the flow is paused."""
 
@@ -340,6 +362,8 @@ __all__ = [
     "NodeSkipped",
     "NodeStarted",
     "ProgressEvent",
+    "TimerFired",
+    "TimerSet",
     "TokenGenerated",
     "ToolCallFinished",
     "ToolCallStarted",

@@ -206,6 +206,14 @@ class BackMetadata(NodeMetadata):
     max_iterations: int | None = None
 
 
+class SleepMetadata(NodeMetadata):
+    """Sleep1: wait ``duration`` (``"90s"``, ``"10m"``, ``"24h"``, or seconds) or until
+    ``until`` (an ISO 8601 time with a zone), then pass on what reached it."""
+
+    duration: str | float | None = None
+    until: str | None = None
+
+
 class BreakMetadata(NodeMetadata):
     """Break1."""
 
@@ -242,6 +250,7 @@ METADATA_SCHEMAS: dict[str, type[NodeMetadata]] = {
     NodeType.COMMENT.value: CommentMetadata,
     NodeType.BREAK.value: BreakMetadata,
     NodeType.BACK.value: BackMetadata,
+    NodeType.SLEEP.value: SleepMetadata,
 }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 from quartermaster_engine.stores.records import Activation
@@ -37,9 +36,7 @@ async def drive_inline(run: FlowRun) -> None:
 
 
 async def _sleep_until_timer(run: FlowRun) -> None:
-    delay = run.state.timers[0][0] - time.time()
-    if delay > 0:
-        await run.control.cancellable(asyncio.sleep(delay))
+    await run.control.cancellable(run.clock.sleep_until(run.state.timers[0][0]))
     run.state.release_due_timers()
 
 
@@ -58,16 +55,26 @@ async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
             run.tasks.add(task)
         if run.running == 0 and (control.halted or (not ready and not state.timers)):
             return
-        timeout = None
         if state.timers and not control.halted:
-            timeout = max(0.0, state.timers[0][0] - time.time())
-        if timeout is None:
-            await wake.wait()
+            await _wake_or_timer(run, wake, state.timers[0][0])
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+            await wake.wait()
         wake.clear()
         state.release_due_timers()
+
+
+async def _wake_or_timer(run: FlowRun, wake: asyncio.Event, when: float) -> None:
+    """Wait until a task ends (``wake``) or the clock reaches ``when``."""
+    woken = asyncio.ensure_future(wake.wait())
+    timer = asyncio.ensure_future(run.clock.sleep_until(when))
+    try:
+        await asyncio.wait((woken, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (woken, timer):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _run_task(run: FlowRun, act: Activation) -> None:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.remote import is_remote
@@ -80,6 +81,7 @@ class Engine:
         persistence: Any | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
+        clock: Clock | None = None,
     ) -> None:
         check_parts(store, registry, listener_budget)
         self.node_registry = registry
@@ -97,6 +99,8 @@ class Engine:
         self.lease_seconds = lease_seconds
         #: Seconds a listener call may run before it is reported (see `runner.listeners`).
         self.listener_budget = listener_budget
+        #: What timers read the time from (tests pass a `testing.TestClock`).
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         #: The `EngineConfig` an engine built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
@@ -104,7 +108,7 @@ class Engine:
         self._memories = AgentMemories(self.store, persistence)
         self._owner: tuple[int, str] | None = None
         #: Which executor runs each node type (`Executors`).
-        self.executors = Executors(registry)
+        self.executors = Executors(registry, self.clock)
         #: Flows stored, listed, shown and deleted by id.
         self.flows = Flows(self._store, self.store_name)
         # Backends this engine created (from_config, `own`) and releases in close().

@@ -86,7 +86,8 @@ class FlowRun:
         dispatcher = host.dispatcher
         concurrent = bool(dispatcher.concurrent)
         self.max_concurrency = dispatcher.max_concurrency if concurrent else 1
-        self.state = state if state is not None else FlowState(compiled, flow_id, input_text)
+        self.clock = clock = host.clock
+        self.state = state or FlowState(compiled, flow_id, input_text, clock.now)
         self.router = Router(
             compiled, self.state, host.max_visits, in_child=parent_flow_id is not None
         )
@@ -208,7 +209,8 @@ class FlowRun:
         ``state`` read before, brought up to date by it), and `status_on_load`."""
         flow = snapshot.flow
         if state is None:
-            state = FlowState(host.compiled_for(flow.graph), flow.flow_id, flow.input)
+            cg = host.compiled_for(flow.graph)
+            state = FlowState(cg, flow.flow_id, flow.input, host.clock.now)
         state.restore(snapshot)
         return cls.from_record(host, flow, lease, listeners=listeners, state=state)
 

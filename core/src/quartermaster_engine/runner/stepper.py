@@ -230,7 +230,7 @@ class FlowStepper:
             if result.status is not FlowStatus.RUNNING:
                 return result
             if result.ran is None and result.next_at is not None:
-                await asyncio.sleep(max(0.0, result.next_at - time.time()))
+                await self.engine.clock.sleep_until(result.next_at)
 
     async def _finish(self, run: FlowRun, ran: str | None) -> StepResult:
         self._states.pop(run.flow_id, None)

@@ -1,0 +1,35 @@
+"""A process SIGKILLed during a 2 s Sleep1; another recovers it and the flow wakes at
+the original wake time (`quartermaster_engine.testing.timers`, on PostgreSQL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from qm_pg_support import PostgresServer, store_for, unique_schema
+
+from quartermaster_engine.testing.timers import check_sigkill_during_sleep
+
+WORKER = Path(__file__).with_name("qm_pg_sleep_worker.py")
+
+
+def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    schema = unique_schema()
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), pg_server.url, schema, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    figures = check_sigkill_during_sleep(
+        lambda: store_for(pg_server, schema), run_worker, tmp_path / "side"
+    )
+    assert 0.0 <= figures["late"] <= 1.0
+    print(f"postgres: flow ended {figures['late']:.3f} s after the wake time")

@@ -1,0 +1,88 @@
+"""Sleep1 on SQLite: a process SIGKILLed during a 2 s sleep, another recovers it and
+the flow wakes at the original wake time (`quartermaster_engine.testing.timers`);
+``qm flows show`` gives a sleeping flow's wake time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from qm_store_sqlite import SQLiteStore
+from quartermaster_engine import FlowRunner, FlowStatus, NodeResult, SimpleNodeRegistry
+from quartermaster_engine.cli import main
+from quartermaster_engine.events import TimerSet
+from quartermaster_engine.runner.result import FlowResult
+from quartermaster_engine.testing import TestClock, call
+from quartermaster_engine.testing.timers import check_sigkill_during_sleep, sleep_graph
+
+START = TestClock().now()
+
+WORKER = Path(__file__).with_name("sqlite_sleep_worker.py")
+
+
+def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), str(db), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    figures = check_sigkill_during_sleep(lambda: SQLiteStore(db), run_worker, tmp_path / "side")
+    assert 0.0 <= figures["late"] <= 1.0
+    print(f"sqlite: flow ended {figures['late']:.3f} s after the wake time")
+
+
+def test_qm_flows_show_gives_a_sleeping_flows_wake_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QM_LOAD_PLUGINS", "qm-store-sqlite")
+    for var in ("QM_STORE", "QM_DISPATCHER", "QM_CONFIG", "QM_DISABLE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "qm.toml").write_text('[store]\nname = "sqlite"\npath = "flows.db"\n')
+    clock = TestClock(skip=False)
+    asleep = threading.Event()
+    store = SQLiteStore(tmp_path / "flows.db")
+    runner = FlowRunner(
+        sleep_graph(3600),
+        SimpleNodeRegistry({"work": lambda ctx: NodeResult(output_text="w")}),
+        store=store,
+        clock=clock,
+        on_event=lambda e: asleep.set() if isinstance(e, TimerSet) else None,
+    )
+    results: list[FlowResult] = []
+    thread = threading.Thread(target=lambda: results.append(runner.run("in")))
+    thread.start()
+    try:
+        assert asleep.wait(10)
+        (row,) = call(store, "list_flows")
+        cli = CliRunner()
+        shown = cli.invoke(main, ["flows", "show", str(row.flow_id)])
+        assert shown.exit_code == 0, shown.stderr
+        assert "timer: nap sleeps until 2030-01-01 01:00:00 UTC" in shown.stdout.splitlines()
+        as_json = cli.invoke(main, ["flows", "show", str(row.flow_id), "--json"])
+        assert json.loads(as_json.stdout)["timers"] == [
+            {
+                "node": "nap",
+                "kind": "sleep",
+                "wakes_at": START + 3600,
+                "wakes_at_iso": "2030-01-01T01:00:00+00:00",
+            }
+        ]
+    finally:
+        clock.advance("1h")
+        thread.join(10)
+    assert [r.status for r in results] == [FlowStatus.COMPLETED]
+    runner.close()
+    call(store, "close")
