@@ -82,10 +82,10 @@ def test_a_clock_that_does_not_skip_waits_for_the_test_to_move_it() -> None:
                 engine.run(nap_graph("10m"), "hi", on_event=lambda e: seen.append(e.type))
             )
             await asyncio.sleep(0.05)
-            assert seen[-1] == "TimerSet"  # asleep
+            assert seen[-2:] == ["TimerSet", "FlowPaused"]  # parked, run() waits it out
             clock.advance("9m")
             await asyncio.sleep(0.05)
-            assert seen[-1] == "TimerSet"  # a minute to go
+            assert seen[-1] == "FlowPaused"  # a minute to go
             clock.advance(60)
             done = await running
             assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "HI!!")
@@ -122,7 +122,7 @@ def test_a_durable_store_sleeps_with_the_test_clock(tmp_path: Path) -> None:
     result = runner.run("hi")
     assert (result.status, result.final_output) == (FlowStatus.COMPLETED, "HI!!")
     logged = [e for e in call(store, "read_events", result.flow_id) if e.type.startswith("Timer")]
-    assert [(e.type, e.wake_at) for e in logged] == [  # type: ignore[attr-defined]
+    assert [(e.type, e.wake_at) for e in logged] == [
         ("TimerSet", START + 86400),
         ("TimerFired", START + 86400),
     ]
@@ -189,3 +189,76 @@ def test_a_bad_duration_is_refused_before_the_flow_starts() -> None:
         "  node 'N' (5c32928c-f67c-5928-8064-be95d34171d2): "
         "'soon' is not a duration like 90s, 15m, 12h, 7d, 2w or 1d12h"
     )
+
+
+def test_a_clock_loop_wakes_parked_flows_and_no_task_holds_them() -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        seen: list[FlowEvent] = []
+        async with Engine(registry=REG, clock=clock, on_event=seen.append) as engine:
+            loop = asyncio.ensure_future(engine.keep_clock(every=0.005))
+            await asyncio.sleep(0.01)
+            ids = [await engine.start(nap_graph("10m"), f"f{i}") for i in range(3)]
+            await asyncio.sleep(0.05)
+            assert engine.active_flows == []  # parked: nothing of them runs here
+            assert not engine.running.has_tasks
+            paused = [e for e in seen if e.type == "FlowPaused"]
+            assert [e.wakes_at for e in paused] == [START + 600] * 3  # type: ignore[attr-defined]
+            clock.advance("10m")
+            for flow_id, i in zip(ids, range(3), strict=True):
+                done = await engine.result(flow_id, wait=True)
+                while done.status is FlowStatus.PAUSED:
+                    await asyncio.sleep(0.005)
+                    done = await engine.result(flow_id)
+                assert (done.status, done.final_output) == (FlowStatus.COMPLETED, f"F{i}!!")
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+            assert engine.running.clock_kept is False
+        assert sum(e.type == "TimerFired" for e in seen) == 3
+
+    asyncio.run(main())
+
+
+def test_wake_due_wakes_only_due_flows_once() -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        async with Engine(registry=REG, clock=clock) as engine:
+            engine.running.clock_kept = True  # flows started here park
+            soon = await engine.start(nap_graph("1m"), "soon")
+            late = await engine.start(nap_graph("1h"), "late")
+            while engine.active_flows:  # noqa: ASYNC110 (no event says they parked)
+                await asyncio.sleep(0.005)
+            assert await engine.wake_due() == []
+            clock.advance("1m")
+            assert await engine.wake_due() == [soon]
+            assert (await engine.result(soon)).final_output == "SOON!!"
+            assert await engine.wake_due() == []
+            parked = await engine.result(late)
+            assert (parked.status, parked.wakes_at) == (FlowStatus.PAUSED, START + 3600)
+            clock.advance("1h")
+            assert await engine.wake_due() == [late]
+            assert (await engine.result(late)).final_output == "LATE!!"
+
+    asyncio.run(main())
+
+
+def test_run_on_an_engine_that_keeps_the_clock_returns_the_parked_flow() -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        async with Engine(registry=REG, clock=clock) as engine:
+            engine.running.clock_kept = True
+            parked = await engine.run(nap_graph("2h"), "x")
+            assert (parked.status, parked.wakes_at, parked.waiting) == (
+                FlowStatus.PAUSED,
+                START + 7200,
+                [],
+            )
+            engine.running.clock_kept = False
+            clock.advance("2h")
+            done = await engine.recover(parked.flow_id)
+            assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "X!!")
+
+    asyncio.run(main())

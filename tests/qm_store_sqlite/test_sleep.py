@@ -19,7 +19,11 @@ from quartermaster_engine.cli import main
 from quartermaster_engine.events import TimerSet
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.testing import TestClock, call
-from quartermaster_engine.testing.timers import check_sigkill_during_sleep, sleep_graph
+from quartermaster_engine.testing.timers import (
+    check_clocks_wake_each_timer_once,
+    check_sigkill_during_sleep,
+    sleep_graph,
+)
 
 START = TestClock().now()
 
@@ -41,6 +45,24 @@ def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(tmp_path: 
     figures = check_sigkill_during_sleep(lambda: SQLiteStore(db), run_worker, tmp_path / "side")
     assert 0.0 <= figures["late"] <= 1.0
     print(f"sqlite: flow ended {figures['late']:.3f} s after the wake time")
+
+
+def test_two_clock_processes_wake_each_of_50_timers_once(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+
+    def start_clock(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), str(db), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    figures = check_clocks_wake_each_timer_once(
+        lambda: SQLiteStore(db), start_clock, tmp_path / "side"
+    )
+    assert sum(figures["woke"]) >= 50
+    print(f"sqlite: the two clocks drove {figures['woke']} wake-ups of 50 flows")
 
 
 def test_qm_flows_show_gives_a_sleeping_flows_wake_time(

@@ -244,9 +244,11 @@ class TimerFired(FlowEvent):
 
 @dataclass(slots=True)
 class FlowPaused(FlowEvent):
-    """Nothing can run until someone answers: the flow is paused."""
+    """Nothing can run until someone answers or a timer is due (``wakes_at``, the
+    first one's time): the flow is paused and no process holds it."""
 
     waiting: list[UUID] = field(default_factory=list)
+    wakes_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -4,8 +4,9 @@ The inline driver runs one activation at a time in queue order (the sync
 dispatcher: deterministic). The concurrent driver runs them as asyncio tasks,
 at most ``max_concurrency`` at once; a task keeps taking ready activations, so a
 chain runs in one task instead of a task and a wake-up per node. Both sleep
-until the next retry timer when nothing is ready, and return when nothing can
-run or the run halted.
+until the next timer (a retry delay, a Sleep1) when nothing is ready, on the
+engine's clock, unless the run parks (`runner.timers`), and return when nothing
+can run or the run halted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from quartermaster_engine.runner.timers import parks_now
 from quartermaster_engine.stores.records import Activation
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ async def drive_inline(run: FlowRun) -> None:
                 # Let a run_async consumer see events while the flow runs.
                 await asyncio.sleep(0)
             continue
-        if not run.state.timers:
+        if not run.state.timers or (run.parks and parks_now(run)):
             return
         await _sleep_until_timer(run)
 
@@ -54,6 +56,8 @@ async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
             task = loop.create_task(_run_task(run, act))
             run.tasks.add(task)
         if run.running == 0 and (control.halted or (not ready and not state.timers)):
+            return
+        if run.running == 0 and not ready and run.parks and parks_now(run):
             return
         if state.timers and not control.halted:
             await _wake_or_timer(run, wake, state.timers[0][0])

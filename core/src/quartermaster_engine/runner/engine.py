@@ -25,7 +25,7 @@ from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
-from quartermaster_engine.runner import child_flows, new_flows, remote_run, stored_flows
+from quartermaster_engine.runner import child_flows, new_flows, remote_run, stored_flows, timers
 from quartermaster_engine.runner.agent_memories import AgentMemories
 from quartermaster_engine.runner.arguments import flow_id_arg
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
@@ -131,8 +131,7 @@ class Engine:
 
     @property
     def owned(self) -> tuple[Any, ...]:
-        """What this engine releases when it closes."""
-        return tuple(self._owned)
+        return tuple(self._owned)  # what this engine releases when it closes
 
     def own(self, resource: Any) -> None:
         """Release ``resource`` (its ``close`` or ``shutdown``) when this engine closes."""
@@ -191,12 +190,9 @@ class Engine:
 
     def listeners(self) -> list[Listener]:
         """The engine's own listeners: ``on_event`` and the sinks."""
-        listeners: list[Listener] = []
-        if self.on_event is not None:
-            listeners.append(("on_event", self.on_event))
-        for sink in self.sinks:
-            listeners.append((getattr(sink, "name", type(sink).__name__), sink.emit))
-        return listeners
+        own: list[Listener] = [] if self.on_event is None else [("on_event", self.on_event)]
+        own.extend((getattr(sink, "name", type(sink).__name__), sink.emit) for sink in self.sinks)
+        return own
 
     def executor_for(self, node_type: str) -> tuple[NodeExecutor, bool] | None:
         """The executor of ``node_type`` and whether it is async, or None."""
@@ -211,8 +207,7 @@ class Engine:
         return self._store.describe()
 
     def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
-        """The compiled form of ``spec``, compiled once per distinct graph (the
-        `compiled_graphs.MAX_GRAPHS` most recently used are kept)."""
+        """``spec`` compiled once per distinct graph (`compiled_graphs.MAX_GRAPHS` kept)."""
         return self._compiled.get(spec)
 
     @property
@@ -296,8 +291,7 @@ class Engine:
     def stream(
         self, graph: GraphSpec, input_message: str, flow_id: UUID | str | None = None
     ) -> AsyncIterator[FlowEvent]:
-        """Run a new flow, yielding its events as they happen. Breaking out of the
-        iteration stops the flow."""
+        """Run a new flow, yielding its events as they happen (breaking out stops it)."""
         return new_flows.stream(self, graph, input_message, flow_id)
 
     # -- driving ---------------------------------------------------------------------
@@ -307,12 +301,19 @@ class Engine:
         return await self.running.drive(run, on_end)
 
     async def proceed(self, run: FlowRun) -> FlowResult:
-        """Drive the run in this process, or hand it to a remote dispatcher's workers
-        and follow it until it pauses or ends."""
+        """Drive the run here, or hand it to remote workers and follow it to a pause or end."""
         if not self.remote:
             return await self.drive(run)
         after = await remote_run.hand_off(self, run)
         return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)
+
+    async def wake_due(self, limit: int = timers.WAKE_LIMIT) -> list[UUID]:
+        """Wake flows parked on a timer that is due (docs/time.md); the ids woken here."""
+        return await timers.wake_due(self, limit)
+
+    async def keep_clock(self, every: float = timers.CLOCK_EVERY) -> None:
+        """`wake_due` every ``every`` seconds until cancelled (``qm serve``, ``qm worker``)."""
+        await timers.keep_clock(self, every)
 
     @property
     def active_flows(self) -> list[UUID]:
@@ -330,8 +331,7 @@ class Engine:
         on_event: EventHandler | None = None,
         listeners: Iterable[Listener] = (),
     ) -> FlowResult:
-        """Give ``user_input`` to a waiting node of a paused flow and continue it
-        (see `stored_flows.resume`)."""
+        """Answer a waiting node of a paused flow and continue it (`stored_flows.resume`)."""
         extra = with_handler(on_event, listeners)
         return await stored_flows.resume(self, flow_id, user_input, node_id, extra)
 

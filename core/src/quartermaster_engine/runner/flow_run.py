@@ -63,6 +63,8 @@ class Outcome:
 class FlowRun:
     """The state and scheduling of one flow in this process."""
 
+    parks = False  # pause rather than wait here for a far timer (`runner.timers`)
+
     def __init__(
         self,
         host: RunHost,

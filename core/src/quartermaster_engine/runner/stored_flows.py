@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
+from quartermaster_engine.runner import timers
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -120,7 +121,8 @@ async def resume(
     await preflight_held(engine, run)
     run.started = time.monotonic()
     await answer(run, user_input, node_id)
-    return await engine.proceed(run)
+    run.parks = run.parent_flow_id is None and timers.can_park(engine)
+    return await timers.wait_out(engine, await engine.proceed(run), listeners)
 
 
 def _lease_wait(engine: Engine, wait: float) -> float:
@@ -189,7 +191,12 @@ def find_waiting(run: FlowRun, node: UUID | str | None) -> Activation:
 
 
 async def recover(
-    engine: Engine, flow_id: UUID | str, wait: float = 0.0, listeners: Iterable[Listener] = ()
+    engine: Engine,
+    flow_id: UUID | str,
+    wait: float = 0.0,
+    listeners: Iterable[Listener] = (),
+    *,
+    waker: bool = False,
 ) -> FlowResult:
     """Continue a flow whose run was interrupted (a crash, a lost store connection).
 
@@ -201,6 +208,10 @@ async def recover(
     its lease runs out. A flow that will run is pre-flighted as by `run`
     first: a missing node type raises `UnknownNodeTypeError` and the flow is
     left untouched, recoverable from a process that has the executors.
+
+    A flow parked on a timer (docs/time.md) is woken: recover waits for its
+    timer, then continues it (``waker``: the clock loop's call, which wakes a due
+    flow and lets it park again, never waiting).
     """
     flow_id = flow_id_arg(flow_id)
     run = await load(
@@ -218,7 +229,9 @@ async def recover(
         run.emit(FlowResumed(flow_id=flow_id, reason="recover", graph_name=run.graph.name))
     if run.state.untouched:
         await run.queue_start()  # died between creating the flow and queueing Start
-    return await engine.proceed(run)
+    run.parks = run.parent_flow_id is None and timers.can_park(engine)
+    result = await engine.proceed(run)
+    return result if waker else await timers.wait_out(engine, result, listeners)
 
 
 def request_stop(engine: Engine, flow_id: UUID | str) -> bool:
@@ -310,6 +323,7 @@ def stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
         duration_seconds=0.0,
         status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
         waiting=run.waiting_nodes(),
+        wakes_at=run.state.timers[0][0] if run.state.timers else None,
     )
 
 

@@ -21,6 +21,8 @@ A store's worker script calls `sleep_worker_main` with its store; its test calls
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import time
@@ -33,6 +35,7 @@ from uuid import UUID, uuid4
 from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.events import FlowEvent, FlowFinished, TimerFired, TimerSet
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
+from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing.calls import call
@@ -126,4 +129,86 @@ def check_sigkill_during_sleep(
         call(store, "close")
 
 
-__all__ = ["check_sigkill_during_sleep", "sleep_graph", "sleep_worker_main"]
+def _side_work(side: str) -> Callable[[Any], NodeResult]:
+    def work(ctx: Any) -> NodeResult:
+        with open(side, "a") as fh:  # O_APPEND: one short write per line
+            fh.write(f"{ctx.flow_id} {ctx.current_node.name}\n")
+        return NodeResult(output_text=f"{ctx.current_node.name}({ctx.input_text})")
+
+    return work
+
+
+def clock_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
+    """A clock process: ``clock SIDE_FILE SECONDS``: wake due timers (`Engine.wake_due`)
+    until no flow is paused or running, or SECONDS pass; returns how many it woke."""
+    _, side, limit = argv[:3]
+    deadline = time.time() + float(limit)
+
+    async def main() -> int:
+        woke = 0
+        registry = SimpleNodeRegistry({"work": _side_work(side)})
+        async with Engine(store=store, registry=registry) as engine:
+            while time.time() < deadline:
+                woke += len(await engine.wake_due())
+                paused = await engine.flows.list(status=FlowStatus.PAUSED)
+                running = await engine.flows.list(status=FlowStatus.RUNNING)
+                if not paused and not running:
+                    break
+                await asyncio.sleep(0.02)
+        return woke
+
+    return {"woke": asyncio.run(main())}
+
+
+def check_clocks_wake_each_timer_once(
+    open_store: Callable[[], Any],
+    start_clock: Callable[..., Any],
+    side: Path,
+    flows: int = 50,
+    seconds: float = SLEEP_SECONDS,
+) -> dict[str, Any]:
+    """Park ``flows`` flows on a ``seconds`` sleep, then let two clock processes
+    (``start_clock(*args)`` returns a started `subprocess.Popen` running
+    `clock_worker_main`) race to wake them: each flow is woken exactly once."""
+
+    async def park_all() -> list[UUID]:
+        registry = SimpleNodeRegistry({"work": _side_work(str(side))})
+        async with Engine(store=open_store(), registry=registry) as engine:
+            # Flows started here park on their timer: the clock processes wake them.
+            engine.running.clock_kept = True
+            ids = [await engine.start(sleep_graph(seconds), "in") for _ in range(flows)]
+            while engine.active_flows:  # noqa: ASYNC110 (no event says all have parked)
+                await asyncio.sleep(0.01)
+            paused = await engine.flows.list(status=FlowStatus.PAUSED)
+            assert sorted(r.flow_id for r in paused) == sorted(ids)
+            return ids
+
+    ids = asyncio.run(park_all())
+    clocks = [start_clock("clock", str(side), str(seconds + 20)) for _ in range(2)]
+    outs = [proc.communicate(timeout=60) for proc in clocks]
+    for proc, (_, err) in zip(clocks, outs, strict=True):
+        assert proc.returncode == 0, err
+    woke = [json.loads(out.strip().splitlines()[-1])["woke"] for out, _ in outs]
+    lines = Counter(side.read_text().splitlines())
+    assert lines == Counter({f"{f} {name}": 1 for f in ids for name in ("before", "after")})
+    store = open_store()
+    try:
+        for flow_id in ids:
+            events = list(call(store, "read_events", flow_id))
+            kinds = Counter(e.type for e in events)
+            assert (kinds["TimerSet"], kinds["TimerFired"], kinds["FlowFinished"]) == (1, 1, 1)
+            snap = call(store, "load_flow", flow_id)
+            assert snap.flow.status is FlowStatus.COMPLETED
+            assert snap.flow.final_output == "after(before(in))"
+    finally:
+        call(store, "close")
+    return {"woke": woke}
+
+
+__all__ = [
+    "check_clocks_wake_each_timer_once",
+    "check_sigkill_during_sleep",
+    "clock_worker_main",
+    "sleep_graph",
+    "sleep_worker_main",
+]

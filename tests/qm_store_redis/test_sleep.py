@@ -9,7 +9,10 @@ from pathlib import Path
 
 from qm_redis_support import RedisServer, store_for, unique_prefix
 
-from quartermaster_engine.testing.timers import check_sigkill_during_sleep
+from quartermaster_engine.testing.timers import (
+    check_clocks_wake_each_timer_once,
+    check_sigkill_during_sleep,
+)
 
 WORKER = Path(__file__).with_name("qm_redis_sleep_worker.py")
 
@@ -33,3 +36,23 @@ def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(
     )
     assert 0.0 <= figures["late"] <= 1.0
     print(f"redis: flow ended {figures['late']:.3f} s after the wake time")
+
+
+def test_two_clock_processes_wake_each_of_50_timers_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+
+    def start_clock(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    figures = check_clocks_wake_each_timer_once(
+        lambda: store_for(redis_server, prefix), start_clock, tmp_path / "side"
+    )
+    assert sum(figures["woke"]) >= 50
+    print(f"redis: the two clocks drove {figures['woke']} wake-ups of 50 flows")

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from qm_pg_support import PostgresServer, store_for, unique_schema
 
-from quartermaster_engine.testing.timers import check_sigkill_during_sleep
+from quartermaster_engine.testing.timers import (
+    check_clocks_wake_each_timer_once,
+    check_sigkill_during_sleep,
+)
 
 WORKER = Path(__file__).with_name("qm_pg_sleep_worker.py")
 
@@ -33,3 +36,23 @@ def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(
     )
     assert 0.0 <= figures["late"] <= 1.0
     print(f"postgres: flow ended {figures['late']:.3f} s after the wake time")
+
+
+def test_two_clock_processes_wake_each_of_50_timers_once(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    schema = unique_schema()
+
+    def start_clock(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), pg_server.url, schema, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    figures = check_clocks_wake_each_timer_once(
+        lambda: store_for(pg_server, schema), start_clock, tmp_path / "side"
+    )
+    assert sum(figures["woke"]) >= 50
+    print(f"postgres: the two clocks drove {figures['woke']} wake-ups of 50 flows")
