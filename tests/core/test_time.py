@@ -262,3 +262,83 @@ def test_run_on_an_engine_that_keeps_the_clock_returns_the_parked_flow() -> None
             assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "X!!")
 
     asyncio.run(main())
+
+
+def ask(ctx: ExecutionContext) -> NodeResult:
+    if ctx.user_input is None:
+        return NodeResult(wait_for_user=True, user_prompt="ok?")
+    return NodeResult(output_text=f"answer: {ctx.user_input}")
+
+
+def ask_graph(timeout: str | float = "24h", on_timeout: str = "no reply") -> GraphSpec:
+    meta = {"timeout": timeout, "on_timeout": on_timeout}
+    nodes = {"Start": "Start1", "Ask": {"type": "ask", "metadata": meta}, "End": "End1"}
+    return build(nodes, [("Start", "Ask"), ("Ask", "End")])
+
+
+ASK = SimpleNodeRegistry({"ask": ask})
+
+
+def test_a_deadline_passed_answers_with_on_timeout() -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        seen: list[FlowEvent] = []
+        async with Engine(registry=ASK, clock=clock, on_event=seen.append) as engine:
+            paused = await engine.run(ask_graph("24h"), "x")  # returns at once: it waits
+            assert (paused.status, paused.wakes_at) == (FlowStatus.PAUSED, START + 86400)
+            assert [w.node_name for w in paused.waiting] == ["Ask"]
+            asked = next(e for e in seen if e.type == "UserInputRequired")
+            assert asked.deadline == START + 86400  # type: ignore[attr-defined]
+            assert await engine.wake_due() == []
+            clock.advance("24h")
+            assert await engine.wake_due() == [paused.flow_id]
+            done = await engine.result(paused.flow_id)
+            assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "answer: no reply")
+            passed = [e for e in seen if e.type == "DeadlinePassed"]
+            assert [(e.deadline, e.answer) for e in passed] == [(START + 86400, "no reply")]  # type: ignore[attr-defined]
+            assert await engine.wake_due() == []
+
+    asyncio.run(main())
+
+
+def test_an_answer_before_the_deadline_wins_and_the_deadline_does_nothing() -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        seen: list[str] = []
+        async with Engine(
+            registry=ASK, clock=clock, on_event=lambda e: seen.append(e.type)
+        ) as engine:
+            paused = await engine.run(ask_graph("1h"), "x")
+            clock.advance("30m")
+            done = await engine.resume(paused.flow_id, "yes")
+            assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "answer: yes")
+            clock.advance("1h")
+            assert await engine.wake_due() == []
+            assert "DeadlinePassed" not in seen
+
+    asyncio.run(main())
+
+
+def test_recover_after_the_deadline_fires_it() -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        async with Engine(registry=ASK, clock=clock) as engine:
+            paused = await engine.run(ask_graph(90), "x")
+            early = await engine.recover(paused.flow_id)
+            assert early.status is FlowStatus.PAUSED  # not yet
+            clock.advance(90)
+            done = await engine.recover(paused.flow_id)
+            assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "answer: no reply")
+
+    asyncio.run(main())
+
+
+def test_the_builder_takes_a_deadline_on_user_nodes() -> None:
+    spec = GraphBuilder("g").start().user("Ask", ["ok?"], timeout="24h", on_timeout="no").end()
+    node = next(n for n in spec.build().nodes if n.name == "Ask")
+    assert (node.metadata["timeout"], node.metadata["on_timeout"]) == ("24h", "no")
+    with pytest.raises(ValueError, match=r"^user\('Ask'\): give timeout and on_timeout together$"):
+        GraphBuilder("g").start().user("Ask", timeout="1h")

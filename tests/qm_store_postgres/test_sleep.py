@@ -10,6 +10,7 @@ from pathlib import Path
 from qm_pg_support import PostgresServer, store_for, unique_schema
 
 from quartermaster_engine.testing.timers import (
+    check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
     check_sigkill_during_sleep,
 )
@@ -56,3 +57,22 @@ def test_two_clock_processes_wake_each_of_50_timers_once(
     )
     assert sum(figures["woke"]) >= 50
     print(f"postgres: the two clocks drove {figures['woke']} wake-ups of 50 flows")
+
+
+def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    schema = unique_schema()
+
+    def start_worker(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), pg_server.url, schema, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    split = check_answer_and_deadline_race(
+        lambda: store_for(pg_server, schema), start_worker, tmp_path
+    )
+    print(f"postgres: {split}")

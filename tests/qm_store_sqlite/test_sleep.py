@@ -20,6 +20,7 @@ from quartermaster_engine.events import TimerSet
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.testing import TestClock, call
 from quartermaster_engine.testing.timers import (
+    check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
     check_sigkill_during_sleep,
     sleep_graph,
@@ -63,6 +64,23 @@ def test_two_clock_processes_wake_each_of_50_timers_once(tmp_path: Path) -> None
     )
     assert sum(figures["woke"]) >= 50
     print(f"sqlite: the two clocks drove {figures['woke']} wake-ups of 50 flows")
+
+
+def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "flows.db"
+
+    def start_worker(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), str(db), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    split = check_answer_and_deadline_race(lambda: SQLiteStore(db), start_worker, tmp_path)
+    print(f"sqlite: {split}")
 
 
 def test_qm_flows_show_gives_a_sleeping_flows_wake_time(

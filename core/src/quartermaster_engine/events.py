@@ -218,6 +218,8 @@ class UserInputRequired(FlowEvent):
     prompt: str = ""
     options: list[str] = field(default_factory=list)
     node_name: str = ""
+    #: When the wait's deadline passes (a Unix time), None without one.
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -240,6 +242,17 @@ class TimerFired(FlowEvent):
     node_name: str = ""
     wake_at: float = 0.0
     late: float = 0.0
+
+
+@dataclass(slots=True)
+class DeadlinePassed(FlowEvent):
+    """A node's wait for a person passed its ``deadline`` unanswered: it is answered
+    with ``answer`` (its ``on_timeout``); logged by the commit that answers it."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    deadline: float = 0.0
+    answer: str = ""
 
 
 @dataclass(slots=True)
@@ -349,6 +362,7 @@ class ToolCallFinished(FlowEvent):
 
 __all__ = [
     "CustomEvent",
+    "DeadlinePassed",
     "FlowEdited",
     "FlowError",
     "FlowEvent",

@@ -453,10 +453,26 @@ class _Chain:
     # -- user interaction ---------------------------------------------------
 
     def user(
-        self, name: str = "User Input", prompts: list[str] | None = None, **kwargs: Any
+        self,
+        name: str = "User Input",
+        prompts: list[str] | None = None,
+        *,
+        timeout: str | float | None = None,
+        on_timeout: str | None = None,
+        **kwargs: Any,
     ) -> Self:
-        """A User1 node: the flow pauses for the user's answer."""
-        return self._add(NodeType.USER, name, {"text_snippets": list(prompts or [])}, kwargs)
+        """A User1 node: the flow pauses for the user's answer. With ``timeout`` (a
+        duration: ``"24h"``, seconds) the wait has a deadline: passed unanswered,
+        the node is answered with ``on_timeout`` (docs/time.md)."""
+        meta: dict[str, Any] = {"text_snippets": list(prompts or [])}
+        if (timeout is None) != (on_timeout is None):
+            raise ValueError(f"user('{name}'): give timeout and on_timeout together")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (str, int, float)):
+                raise ValueError(f"user('{name}'): timeout must be a text like '24h' or seconds")
+            meta["timeout"] = timeout if isinstance(timeout, str) else float(timeout)
+            meta["on_timeout"] = str(on_timeout)
+        return self._add(NodeType.USER, name, meta, kwargs)
 
     def user_form(
         self, name: str, parameters: list[dict[str, Any]] | None = None, **kwargs: Any

@@ -139,9 +139,13 @@ class TextToVariableMetadata(NodeMetadata):
 
 
 class UserMetadata(NodeMetadata):
-    """User1."""
+    """User1: ``timeout`` (a duration) is the deadline of the wait, counted from when
+    the node starts waiting; once it passes unanswered the node is answered with
+    ``on_timeout``."""
 
     text_snippets: list[str] = []
+    timeout: str | float | None = None
+    on_timeout: str | None = None
 
 
 class UserFormMetadata(NodeMetadata):

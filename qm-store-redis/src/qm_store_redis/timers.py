@@ -35,13 +35,13 @@ return 0
 
 
 def first_timer(pending_values: list[bytes]) -> float | None:
-    """The earliest ``not_before`` of queued activations not waiting for input (the
-    pending hash's values are ``sort key<TAB>activation JSON``), or None."""
+    """The earliest ``not_before`` of queued activations (a sleep, a retry, a wait's
+    deadline; the pending hash's values are ``sort key<TAB>activation JSON``), or None."""
     first: float | None = None
     for value in pending_values:
         act = orjson.loads(value.split(b"\t", 1)[1])
         due = float(act.get("not_before") or 0.0)
-        if due and not act.get("waiting") and (first is None or due < first):
+        if due and (first is None or due < first):
             first = due
     return first
 

@@ -176,13 +176,13 @@ def list_flows(
 
 
 def due_timers(db: sqlite3.Connection, now: float, limit: int) -> list[UUID]:
-    """Paused flows with a timer (a queued activation, not waiting for input, with
-    ``not_before`` set) due at ``now``, earliest first: found through the status
+    """Paused flows with a timer (a queued activation with ``not_before`` set: a
+    sleep, a retry, a wait's deadline) due at ``now``, earliest first: found through the status
     index, then each paused flow's queue by its primary key."""
     rows = db.execute(
         "SELECT p.flow_id, min(p.not_before) AS due FROM qm_flows f "
         "JOIN qm_pending p ON p.flow_id = f.flow_id "
-        "WHERE f.status = 'paused' AND p.waiting = 0 AND p.not_before > 0 "
+        "WHERE f.status = 'paused' AND p.not_before > 0 "
         "AND p.not_before <= ? GROUP BY p.flow_id ORDER BY due LIMIT ?",
         (now, limit),
     ).fetchall()

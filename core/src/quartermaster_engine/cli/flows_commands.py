@@ -195,7 +195,7 @@ def _print_records(rows: list[dict[str, Any]]) -> None:
 def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     """One flow: status, input, output or error, each node's latest state (its
     latest visit and attempt), waiting nodes, timers (a sleep's wake time, a retry's
-    next attempt). FLOW_ID is the id or a unique prefix
+    next attempt, a wait's deadline). FLOW_ID is the id or a unique prefix
     of it; `qm flows history` lists every state each node went through."""
     fid, snap = _load(config_path, flow_id)
     names = {n.id: n.name for n in snap.flow.graph.nodes}
@@ -211,12 +211,16 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     data["timers"] = [
         {
             "node": names.get(a.node_id, str(a.node_id)),
-            "kind": "sleep" if types.get(a.node_id) == NodeType.SLEEP.value else "retry",
+            "kind": "deadline"
+            if a.waiting
+            else "sleep"
+            if types.get(a.node_id) == NodeType.SLEEP.value
+            else "retry",
             "wakes_at": a.not_before,
             "wakes_at_iso": iso(a.not_before),
         }
         for a in snap.pending
-        if a.not_before and not a.waiting
+        if a.not_before
     ]
     if as_json:
         echo_json(data)
@@ -236,7 +240,9 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     for waiting in data["waiting"]:
         click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
     for timer in data["timers"]:
-        verb = "sleeps until" if timer["kind"] == "sleep" else "retries at"
+        verb = {"sleep": "sleeps until", "retry": "retries at", "deadline": "times out at"}[
+            timer["kind"]
+        ]
         click.echo(f"timer: {show(timer['node'])} {verb} {_when(timer['wakes_at'])} UTC")
 
 

@@ -54,8 +54,7 @@ async def finish(run: FlowRun) -> FlowResult:
     end = run.state.end_record
     final_output = (end.result or "") if end is not None else ""
     output_data = end.output_data if end is not None else {}
-    timers = run.state.timers
-    wakes_at = timers[0][0] if timers and status is FlowStatus.PAUSED else None
+    wakes_at = first_timer(run) if status is FlowStatus.PAUSED else None
     emitter = run.emitter
     if emitter.listening and control.phase is not Phase.ABORTED:
         if status is FlowStatus.STOPPED:
@@ -130,6 +129,15 @@ async def release_after_outage(run: FlowRun) -> None:
             error_text(exc),
             run.lease.ttl,
         )
+
+
+def first_timer(run: FlowRun) -> float | None:
+    """When the paused flow's first timer is due: a parked timer or a wait's deadline."""
+    state = run.state
+    times = [a.not_before for a in state.waiting.values() if a.not_before]
+    if state.timers:
+        times.append(state.timers[0][0])
+    return min(times) if times else None
 
 
 def describe_failure(run: FlowRun) -> str | None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.control_nodes import iso
+from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import (
     FlowError,
     FlowEvent,
@@ -164,6 +165,9 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
     act.prompt = result.user_prompt or ""
     act.options = list(result.user_options) if result.user_options else None
     act.user_input = None
+    # The wait's deadline (docs/time.md): a timer the store keeps with it.
+    timeout = cnode.node.metadata.get("timeout")
+    act.not_before = 0.0 if timeout is None else run.clock.now() + deadline_seconds(timeout)
     handle = None
     if run.emitter.listening:
         event = UserInputRequired(
@@ -172,6 +176,7 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
             prompt=act.prompt,
             options=list(act.options or ()),
             node_name=cnode.name,
+            deadline=act.not_before or None,
         )
         handle = run.emitter.stage(event)
     commit = Commit(record=rec, enqueue=[act])
@@ -302,6 +307,13 @@ async def retry(
     run.state.apply(commit, cnode, rec)  # the next attempt waits on a timer, or is ready
     if handle is not None:
         run.emitter.release(handle)
+
+
+def deadline_seconds(timeout: Any) -> float:
+    """A node's ``timeout`` metadata (a duration text or seconds) in seconds."""
+    if isinstance(timeout, str):
+        return parse_duration(timeout).total_seconds()
+    return float(timeout)
 
 
 def flow_error(run: FlowRun, cnode: CNode, error: str, *, recoverable: bool) -> None:

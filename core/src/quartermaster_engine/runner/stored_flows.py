@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
-from quartermaster_engine.runner import timers
+from quartermaster_engine.runner import deadlines, finish, timers
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -218,6 +218,10 @@ async def recover(
         engine, flow_id, listeners, wait=_lease_wait(engine, wait), about="it is not interrupted"
     )
     status = run.status_on_load or FlowStatus.RUNNING
+    if status is FlowStatus.PAUSED and deadlines.due(run):
+        await preflight_held(engine, run)
+        await deadlines.fire_due(run)  # answered with on_timeout: it runs on
+        status = FlowStatus.RUNNING
     if status is not FlowStatus.RUNNING:
         await run.lease.release()
         return stored_result(run, status)
@@ -323,7 +327,7 @@ def stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
         duration_seconds=0.0,
         status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
         waiting=run.waiting_nodes(),
-        wakes_at=run.state.timers[0][0] if run.state.timers else None,
+        wakes_at=finish.first_timer(run),
     )
 
 

@@ -45,8 +45,9 @@ logger = logging.getLogger("quartermaster_engine.timers")
 PARK_AFTER = 1.0
 #: Seconds of real time between two looks for due timers in `keep_clock`.
 CLOCK_EVERY = 0.25
-#: Flows `wake_due` wakes at most per call.
+#: Flows `wake_due` wakes at most per call, and at most at once (store connections).
 WAKE_LIMIT = 100
+WAKE_AT_ONCE = 16
 
 
 def parks_now(run: FlowRun) -> bool:
@@ -66,10 +67,12 @@ async def wait_out(
     and wake the flow (if another clock woke it first, follow that run instead).
     An engine that keeps the clock (`keep_clock`) returns the parked result: its
     loop wakes the flow, and no task waits for it."""
-    from quartermaster_engine.runner import stored_flows
+    from quartermaster_engine.runner import stored_flows  # (it imports this module)
 
     extra = list(listeners)
-    while result.wakes_at is not None and not engine.running.clock_kept:
+    # (A flow waiting for a person returns at once, deadline or not: the deadline
+    # is a clock loop's, or the next recover's, to fire.)
+    while result.wakes_at is not None and not result.waiting and not engine.running.clock_kept:
         await engine.clock.sleep_until(result.wakes_at)
         try:
             result = await stored_flows.recover(engine, result.flow_id, listeners=extra)
@@ -91,20 +94,22 @@ async def wake_due(engine: Engine, limit: int = WAKE_LIMIT) -> list[UUID]:
         )
     found = store.due_timers(engine.clock.now(), limit)
     due: list[UUID] = list(await found if inspect.isawaitable(found) else found)
-    woke = await asyncio.gather(*(_wake(engine, flow_id) for flow_id in due))
+    slots = asyncio.Semaphore(WAKE_AT_ONCE)
+    woke = await asyncio.gather(*(_wake(engine, flow_id, slots) for flow_id in due))
     return [flow_id for flow_id, ok in zip(due, woke, strict=True) if ok]
 
 
-async def _wake(engine: Engine, flow_id: UUID) -> bool:
-    from quartermaster_engine.runner import stored_flows
+async def _wake(engine: Engine, flow_id: UUID, slots: asyncio.Semaphore) -> bool:
+    from quartermaster_engine.runner import stored_flows  # (it imports this module)
 
-    try:
-        await stored_flows.recover(engine, flow_id, waker=True)
-    except FlowBusyError:
-        return False  # another clock (or a driver) holds it
-    except FlowStateError:
-        return False  # running in this process already
-    return True
+    async with slots:
+        try:
+            await stored_flows.recover(engine, flow_id, waker=True)
+        except FlowBusyError:
+            return False  # another clock (or a driver) holds it
+        except FlowStateError:
+            return False  # running in this process already
+        return True
 
 
 async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:

@@ -203,10 +203,11 @@ class CountsRecords(Protocol):
 class FindsDueTimers(Protocol):
     """A store that finds paused flows whose timer is due, for the clock loop
     (`Engine.wake_due`; docs/time.md): ``due_timers(now, limit)`` returns the ids
-    of flows whose status is paused and that have a pending activation, not
-    waiting for input, whose ``not_before`` is set and at most ``now`` (earliest
-    first, at most ``limit``). Without it flows never park on a timer: the process
-    driving them waits for it."""
+    of flows whose status is paused and that have a pending activation whose
+    ``not_before`` (a sleep, a retry delay, a wait's deadline) is set and at most
+    ``now`` (earliest first, at most ``limit``). Without it flows never park on a
+    timer (the process driving them waits for it) and deadlines fire only on
+    `recover`."""
 
     def due_timers(self, now: float, limit: int) -> Any: ...
 

@@ -272,7 +272,7 @@ class InMemoryStore:
                 record.lease_expires = 0.0
 
     def due_timers(self, now: float, limit: int) -> list[UUID]:
-        """`FindsDueTimers`: paused flows with a timer due at ``now``, earliest first
+        """`FindsDueTimers`: paused flows with a timer or deadline due at ``now``, earliest first
         (a scan: the memory store holds one process's flows)."""
         due: list[tuple[float, UUID]] = []
         with self._lock:
@@ -283,7 +283,7 @@ class InMemoryStore:
                 times = [
                     a.not_before
                     for a in data.pending.values()
-                    if a.not_before and not a.waiting and a.not_before <= now
+                    if a.not_before and a.not_before <= now
                 ]
                 if times:
                     due.append((min(times), record.flow_id))

@@ -36,6 +36,7 @@ from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.events import FlowEvent, FlowFinished, TimerFired, TimerSet
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 from quartermaster_engine.runner.engine import Engine
+from quartermaster_engine.runner.errors import FlowBusyError, FlowStateError
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing.calls import call
@@ -138,6 +139,61 @@ def _side_work(side: str) -> Callable[[Any], NodeResult]:
     return work
 
 
+def _ask(ctx: Any) -> NodeResult:
+    if ctx.user_input is None:
+        return NodeResult(wait_for_user=True, user_prompt="ok?")
+    return NodeResult(output_text=f"answer: {ctx.user_input}")
+
+
+def ask_graph(timeout: float) -> GraphSpec:
+    """``Start -> Ask (waits, deadline ``timeout`` s, on_timeout "no reply") -> End``."""
+    return (
+        GraphBuilder("Ask")
+        .start()
+        .node("ask", "Ask", metadata={"timeout": timeout, "on_timeout": "no reply"})
+        .end()
+        .build()
+    )
+
+
+def _registry(side: str) -> SimpleNodeRegistry:
+    return SimpleNodeRegistry({"work": _side_work(side), "ask": _ask})
+
+
+def answer_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
+    """An answering process: ``answer IDS_FILE DEADLINES_FILE``: answers each flow
+    ``yes`` at its deadline (racing the clock); returns how many answers it gave."""
+    _, ids_file, deadlines_file = argv[:3]
+    ids = [UUID(line) for line in Path(ids_file).read_text().split()]
+    deadlines = [float(line) for line in Path(deadlines_file).read_text().split()]
+
+    slots = asyncio.Semaphore(16)  # a store's connection pool is bounded
+
+    async def answer(engine: Engine, flow_id: UUID, deadline: float) -> int:
+        await asyncio.sleep(max(0.0, deadline - time.time()))
+        async with slots:
+            return await answer_now(engine, flow_id)
+
+    async def answer_now(engine: Engine, flow_id: UUID) -> int:
+        while True:
+            try:
+                await engine.resume(flow_id, "yes")
+                return 1
+            except FlowBusyError:
+                await asyncio.sleep(0.002)  # the clock holds it: it may answer first
+            except FlowStateError:
+                return 0  # no longer waiting: the deadline answered it
+
+    async def main() -> int:
+        async with Engine(store=store, registry=_registry("")) as engine:
+            given = await asyncio.gather(
+                *(answer(engine, f, d) for f, d in zip(ids, deadlines, strict=True))
+            )
+        return sum(given)
+
+    return {"answered": asyncio.run(main())}
+
+
 def clock_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
     """A clock process: ``clock SIDE_FILE SECONDS``: wake due timers (`Engine.wake_due`)
     until no flow is paused or running, or SECONDS pass; returns how many it woke."""
@@ -146,8 +202,7 @@ def clock_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
 
     async def main() -> int:
         woke = 0
-        registry = SimpleNodeRegistry({"work": _side_work(side)})
-        async with Engine(store=store, registry=registry) as engine:
+        async with Engine(store=store, registry=_registry(side)) as engine:
             while time.time() < deadline:
                 woke += len(await engine.wake_due())
                 paused = await engine.flows.list(status=FlowStatus.PAUSED)
@@ -205,7 +260,67 @@ def check_clocks_wake_each_timer_once(
     return {"woke": woke}
 
 
+def check_answer_and_deadline_race(
+    open_store: Callable[[], Any],
+    start_worker: Callable[..., Any],
+    tmp: Path,
+    flows: int = 200,
+    timeout: float = 1.5,
+) -> dict[str, int]:
+    """``flows`` flows wait for an answer with a ``timeout`` s deadline; one process
+    answers each at its deadline while another keeps the clock (`start_worker(*args)`
+    returns a started `subprocess.Popen` running `answer_worker_main` or
+    `clock_worker_main`). Each flow takes exactly one of the two outcomes."""
+
+    async def pause_all() -> tuple[list[UUID], list[float]]:
+        async with Engine(store=open_store(), registry=_registry("")) as engine:
+            results = [await engine.run(ask_graph(timeout), "in") for _ in range(flows)]
+        assert {r.status for r in results} == {FlowStatus.PAUSED}
+        return [r.flow_id for r in results], [float(r.wakes_at or 0.0) for r in results]
+
+    ids, deadlines = asyncio.run(pause_all())
+    (tmp / "ids").write_text("\n".join(map(str, ids)))
+    (tmp / "deadlines").write_text("\n".join(map(repr, deadlines)))
+    procs = [
+        start_worker("answer", str(tmp / "ids"), str(tmp / "deadlines")),
+        start_worker("clock", str(tmp / "side"), str(timeout + 60)),
+    ]
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+    answered = json.loads(outs[0][0].strip().splitlines()[-1])["answered"]
+    store = open_store()
+    by_answer = by_deadline = 0
+    try:
+        for flow_id in ids:
+            snap = call(store, "load_flow", flow_id)
+            assert snap.flow.status is FlowStatus.COMPLETED, flow_id
+            events = list(call(store, "read_events", flow_id))
+            kinds = Counter(e.type for e in events)
+            resumed = sum(getattr(e, "reason", "") == "resume" for e in events)
+            ask = next(n.id for n in snap.flow.graph.nodes if n.name == "Ask")
+            finished = [
+                r for r in snap.records if r.node_id == ask and r.status is NodeStatus.FINISHED
+            ]
+            assert len(finished) == 1, flow_id
+            if snap.flow.final_output == "answer: yes":
+                assert (kinds["DeadlinePassed"], resumed) == (0, 1), flow_id
+                by_answer += 1
+            else:
+                assert snap.flow.final_output == "answer: no reply", snap.flow.final_output
+                assert (kinds["DeadlinePassed"], resumed) == (1, 0), flow_id
+                by_deadline += 1
+    finally:
+        call(store, "close")
+    assert by_answer == answered
+    assert by_answer + by_deadline == flows
+    return {"by_answer": by_answer, "by_deadline": by_deadline}
+
+
 __all__ = [
+    "answer_worker_main",
+    "ask_graph",
+    "check_answer_and_deadline_race",
     "check_clocks_wake_each_timer_once",
     "check_sigkill_during_sleep",
     "clock_worker_main",
