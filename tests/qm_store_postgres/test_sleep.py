@@ -12,6 +12,7 @@ from qm_pg_support import PostgresServer, store_for, unique_schema
 from quartermaster_engine.testing.timers import (
     check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
+    check_retry_delay_survives_sigkill,
     check_sigkill_during_sleep,
 )
 
@@ -76,3 +77,20 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
         lambda: store_for(pg_server, schema), start_worker, tmp_path
     )
     print(f"postgres: {split}")
+
+
+def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    schema = unique_schema()
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), pg_server.url, schema, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")

@@ -12,6 +12,7 @@ from qm_redis_support import RedisServer, store_for, unique_prefix
 from quartermaster_engine.testing.timers import (
     check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
+    check_retry_delay_survives_sigkill,
     check_sigkill_during_sleep,
 )
 
@@ -76,3 +77,20 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
         lambda: store_for(redis_server, prefix), start_worker, tmp_path
     )
     print(f"redis: {split}")
+
+
+def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")

@@ -11,10 +11,12 @@ from qm_store_sqlite import SQLiteStore
 from quartermaster_engine.testing.timers import (
     answer_worker_main,
     clock_worker_main,
+    retry_worker_main,
     sleep_worker_main,
 )
 
 if __name__ == "__main__":
     mains = {"clock": clock_worker_main, "answer": answer_worker_main}
+    mains |= {"retry-run": retry_worker_main, "retry-recover": retry_worker_main}
     main = mains.get(sys.argv[2], sleep_worker_main)
     print(json.dumps(main(SQLiteStore(sys.argv[1]), sys.argv[2:])))

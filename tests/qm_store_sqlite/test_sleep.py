@@ -22,6 +22,7 @@ from quartermaster_engine.testing import TestClock, call
 from quartermaster_engine.testing.timers import (
     check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
+    check_retry_delay_survives_sigkill,
     check_sigkill_during_sleep,
     sleep_graph,
 )
@@ -81,6 +82,21 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
 
     split = check_answer_and_deadline_race(lambda: SQLiteStore(db), start_worker, tmp_path)
     print(f"sqlite: {split}")
+
+
+def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(tmp_path: Path) -> None:
+    db = tmp_path / "flows.db"
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), str(db), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")
 
 
 def test_qm_flows_show_gives_a_sleeping_flows_wake_time(
