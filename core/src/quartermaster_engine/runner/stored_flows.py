@@ -234,6 +234,9 @@ async def recover(
     if run.state.untouched:
         await run.queue_start()  # died between creating the flow and queueing Start
     run.parks = run.parent_flow_id is None and timers.can_park(engine)
+    if engine.remote and run.committer.durable:
+        # A woken (paused) flow runs on the workers now: running, not due again.
+        await run.committer.update(FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time()))
     result = await engine.proceed(run)
     return result if waker else await timers.wait_out(engine, result, listeners)
 
