@@ -119,9 +119,11 @@ async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:
     try:
         while True:
             try:
-                await wake_due(engine)
+                woke = await wake_due(engine)
             except Exception as exc:  # a store outage: try again next round
                 logger.warning("waking due timers failed: %s", error_text(exc))
-            await asyncio.sleep(every)
+                woke = []
+            if len(woke) < WAKE_LIMIT:  # (a full round: more may be due, go on)
+                await asyncio.sleep(every)
     finally:
         engine.running.clock_kept = False
