@@ -57,7 +57,7 @@ def test_two_clock_processes_wake_each_of_50_timers_once(
         lambda: store_for(redis_server, prefix), start_clock, tmp_path / "side"
     )
     assert sum(figures["woke"]) >= 50
-    print(f"redis: the two clocks drove {figures['woke']} wake-ups of 50 flows")
+    print(f"redis: the two clocks claimed {figures['woke']} of 50 flows")
 
 
 def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(

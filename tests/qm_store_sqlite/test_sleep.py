@@ -20,6 +20,7 @@ from quartermaster_engine.events import TimerSet
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.testing import TestClock, call
 from quartermaster_engine.testing.timers import (
+    ask_graph,
     check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
     check_retry_delay_survives_sigkill,
@@ -64,7 +65,7 @@ def test_two_clock_processes_wake_each_of_50_timers_once(tmp_path: Path) -> None
         lambda: SQLiteStore(db), start_clock, tmp_path / "side"
     )
     assert sum(figures["woke"]) >= 50
-    print(f"sqlite: the two clocks drove {figures['woke']} wake-ups of 50 flows")
+    print(f"sqlite: the two clocks claimed {figures['woke']} of 50 flows")
 
 
 def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
@@ -140,5 +141,36 @@ def test_qm_flows_show_gives_a_sleeping_flows_wake_time(
         clock.advance("1h")
         thread.join(10)
     assert [r.status for r in results] == [FlowStatus.COMPLETED]
+    runner.close()
+    call(store, "close")
+
+
+def test_qm_flows_show_gives_a_waits_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QM_LOAD_PLUGINS", "qm-store-sqlite")
+    for var in ("QM_STORE", "QM_DISPATCHER", "QM_CONFIG", "QM_DISABLE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "qm.toml").write_text('[store]\nname = "sqlite"\npath = "flows.db"\n')
+    store = SQLiteStore(tmp_path / "flows.db")
+    asks = SimpleNodeRegistry(
+        {"ask": lambda ctx: NodeResult(wait_for_user=True, user_prompt="ok?")}
+    )
+    runner = FlowRunner(ask_graph(90), asks, store=store, clock=TestClock(skip=False))
+    paused = runner.run("in")
+    assert (paused.status, paused.wakes_at) == (FlowStatus.PAUSED, START + 90)
+    shown = CliRunner().invoke(main, ["flows", "show", str(paused.flow_id), "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["timers"] == [
+        {
+            "node": "Ask",
+            "kind": "deadline",
+            "wakes_at": START + 90,
+            "wakes_at_iso": "2030-01-01T00:01:30+00:00",
+        }
+    ]
+    plain = CliRunner().invoke(main, ["flows", "show", str(paused.flow_id)])
+    assert "timer: Ask times out at 2030-01-01 00:01:30 UTC" in plain.stdout.splitlines()
     runner.close()
     call(store, "close")
