@@ -133,6 +133,7 @@ ENGINE_KWARGS = (
     "persistence",
     "lease_seconds",
     "listener_budget",
+    "clock",
 )
 
 

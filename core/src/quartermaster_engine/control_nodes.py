@@ -1,4 +1,4 @@
-"""The engine's own control-flow node executors: Start1, End1, Back1 and Merge1.
+"""The engine's own control-flow node executors: Start1, End1, Back1, Sleep1 and Merge1.
 
 Start1 and End1 pass on the text delivered to them: the start node gets the
 flow input (or, when a SpawnStart node loops back, that node's output), and
@@ -16,14 +16,19 @@ They are ``async def`` so that no dispatcher sends them to a thread.
 from __future__ import annotations
 
 import inspect
+from datetime import UTC, datetime
 from typing import Any
 
+from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.durations import parse_duration
+from quartermaster_engine.events import TimerFired
 from quartermaster_engine.nodes import NodeExecutor, NodeResult, ValidatesNodes
 from quartermaster_graph import GraphNode, GraphSpec
 from quartermaster_graph.enums import NodeType
 
 MERGE_TYPE = NodeType.MERGE.value
+SLEEP_TYPE = NodeType.SLEEP.value
 
 #: Metadata keys of a Merge1 node that ask for an LLM when they hold a non-empty value.
 LLM_MERGE_KEYS = ("llm_model", "llm_provider", "llm_system_instruction", "system_instruction")
@@ -109,7 +114,77 @@ class MergeExecutor:
         return NodeResult(success=True, output_text=context.input_text)
 
 
-def control_executors() -> dict[str, NodeExecutor]:
-    """Executors the engine provides for Start1, End1 and Back1 (Merge1 needs the
-    registry's LLM merge, see `MergeExecutor`)."""
-    return {"Start1": StartExecutor(), "End1": EndExecutor(), "Back1": BackExecutor()}
+def wake_time(node: GraphNode, now: float) -> float:
+    """When a Sleep1 node that starts sleeping at ``now`` wakes (a Unix time);
+    `ValueError` naming the problem for bad settings."""
+    meta = node.metadata
+    duration, until = meta.get("duration"), meta.get("until")
+    if (duration is None) == (until is None):
+        raise ValueError("Sleep1 needs exactly one of 'duration' and 'until'")
+    if until is not None:
+        try:
+            when = datetime.fromisoformat(str(until))
+        except ValueError:
+            raise ValueError(f"Sleep1 'until' {until!r} is not an ISO 8601 time") from None
+        if when.tzinfo is None:
+            raise ValueError(f"Sleep1 'until' {until!r} has no time zone")
+        return when.timestamp()
+    if isinstance(duration, bool) or not isinstance(duration, (str, int, float)):
+        raise ValueError(f"Sleep1 'duration' {duration!r} is not a duration")
+    seconds = parse_duration(duration).total_seconds() if isinstance(duration, str) else duration
+    if seconds < 0:
+        raise ValueError(f"Sleep1 'duration' {duration!r} is negative")
+    return now + float(seconds)
+
+
+def iso(when: float) -> str:
+    """A Unix time as ISO 8601 in UTC."""
+    return datetime.fromtimestamp(when, UTC).isoformat()
+
+
+class SleepExecutor:
+    """Sleep1: parks the node until its wake time (`wake_time`, by the engine's
+    clock); run again once it is due, it passes on what reached it.
+
+    The parked activation carries its wake time as ``user_input`` (the Unix time as
+    text, exact), so the second run knows it woke, also in another process after a
+    crash.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def validate_node(self, node: GraphNode, graph: GraphSpec) -> list[str]:
+        try:
+            wake_time(node, 0.0)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
+
+    async def execute(self, context: ExecutionContext) -> NodeResult:
+        woke = context.user_input
+        if woke is None:
+            wake = wake_time(context.current_node, self.clock.now())
+            return NodeResult(success=True, wait_for_user=True, wake_at=wake)
+        wake_at = float(woke)
+        context.emit(
+            TimerFired(
+                flow_id=context.flow_id,
+                node_id=context.node_id,
+                node_name=context.current_node.name,
+                wake_at=wake_at,
+                late=max(0.0, self.clock.now() - wake_at),
+            )
+        )
+        return NodeResult(success=True, output_text=context.input_text)
+
+
+def control_executors(clock: Clock = SYSTEM_CLOCK) -> dict[str, NodeExecutor]:
+    """Executors the engine provides for Start1, End1, Back1 and Sleep1 (Merge1
+    needs the registry's LLM merge, see `MergeExecutor`)."""
+    return {
+        "Start1": StartExecutor(),
+        "End1": EndExecutor(),
+        "Back1": BackExecutor(),
+        SLEEP_TYPE: SleepExecutor(clock),
+    }

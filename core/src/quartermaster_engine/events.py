@@ -218,13 +218,50 @@ class UserInputRequired(FlowEvent):
     prompt: str = ""
     options: list[str] = field(default_factory=list)
     node_name: str = ""
+    #: When the wait's deadline passes (a Unix time), None without one.
+    deadline: float | None = None
+
+
+@dataclass(slots=True)
+class TimerSet(FlowEvent):
+    """A node (a Sleep1) parked until ``wake_at`` (a Unix time; ``wake_iso`` is the
+    same instant in ISO 8601, UTC); logged by the commit that recorded it."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    wake_at: float = 0.0
+    wake_iso: str = ""
+
+
+@dataclass(slots=True)
+class TimerFired(FlowEvent):
+    """A parked node's timer was due and the node ran on (``late``: seconds after
+    ``wake_at``, by the engine's clock)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    wake_at: float = 0.0
+    late: float = 0.0
+
+
+@dataclass(slots=True)
+class DeadlinePassed(FlowEvent):
+    """A node's wait for a person passed its ``deadline`` unanswered: it is answered
+    with ``answer`` (its ``on_timeout``); logged by the commit that answers it."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    deadline: float = 0.0
+    answer: str = ""
 
 
 @dataclass(slots=True)
 class FlowPaused(FlowEvent):
-    """Nothing can run until someone answers: the flow is paused."""
+    """Nothing can run until someone answers or a timer is due (``wakes_at``, the
+    first one's time): the flow is paused and no process holds it."""
 
     waiting: list[UUID] = field(default_factory=list)
+    wakes_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -340,6 +377,7 @@ class ToolCallFinished(FlowEvent):
 
 __all__ = [
     "CustomEvent",
+    "DeadlinePassed",
     "FlowEdited",
     "FlowError",
     "FlowEvent",
@@ -356,6 +394,8 @@ __all__ = [
     "NodeSkipped",
     "NodeStarted",
     "ProgressEvent",
+    "TimerFired",
+    "TimerSet",
     "TokenGenerated",
     "ToolCallFinished",
     "ToolCallStarted",

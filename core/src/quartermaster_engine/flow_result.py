@@ -108,7 +108,9 @@ class FlowResult:
     ``success`` is True only for a completed flow in which no node failed.
     ``final_output`` is the output the End node received ("" if no End node
     ran); ``output_data`` its data. ``error`` names the failed node and its
-    error. ``waiting`` lists the nodes a paused flow waits on. ``captures`` maps
+    error. ``waiting`` lists the nodes a paused flow waits on; ``wakes_at`` is
+    when a paused flow's first timer is due (a sleep, a retry delay; a Unix time
+    by the engine's clock), None without one. ``captures`` maps
     the ``capture_as`` name of each node that ran to its `NodeResult`;
     ``result["name"]`` reads one.
     """
@@ -123,6 +125,7 @@ class FlowResult:
     status: FlowStatus = FlowStatus.COMPLETED
     waiting: list[WaitingNode] = field(default_factory=list)
     captures: Mapping[str, NodeResult] = field(default_factory=dict)
+    wakes_at: float | None = None
 
     def __getitem__(self, name: str) -> NodeResult:
         """The result of the node captured as ``name``; KeyError listing the names."""

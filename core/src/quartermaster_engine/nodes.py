@@ -25,7 +25,8 @@ class NodeResult:
       against edge label, then target name, then target id.
     - ``wait_for_user``: pause here; ``user_prompt`` / ``user_options`` tell the
       person what is asked. The node runs again on resume with
-      ``context.user_input`` set.
+      ``context.user_input`` set. With ``wake_at`` (a Unix time) too, the node is
+      parked until then instead of waiting for an answer (Sleep1).
     - ``success=False`` with ``error`` is a failure, handled like an exception
       by the node's error strategy.
     """
@@ -38,6 +39,7 @@ class NodeResult:
     wait_for_user: bool = False
     user_prompt: str | None = None
     user_options: list[str] | None = None
+    wake_at: float | None = None
 
 
 @runtime_checkable

@@ -70,6 +70,7 @@ _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     NodeType.START.value: _SKIPS,
     NodeType.END.value: {"traverse_out": TraverseOut.SPAWN_NONE, **_SKIPS},
     NodeType.BACK.value: {"traverse_out": TraverseOut.SPAWN_START, **_SKIPS},
+    NodeType.SLEEP.value: _SKIPS,
     NodeType.INSTRUCTION.value: _ASSISTANT,
     NodeType.SUMMARIZE.value: _ASSISTANT,
     NodeType.AGENT.value: _ASSISTANT,
@@ -452,10 +453,26 @@ class _Chain:
     # -- user interaction ---------------------------------------------------
 
     def user(
-        self, name: str = "User Input", prompts: list[str] | None = None, **kwargs: Any
+        self,
+        name: str = "User Input",
+        prompts: list[str] | None = None,
+        *,
+        timeout: str | float | None = None,
+        on_timeout: str | None = None,
+        **kwargs: Any,
     ) -> Self:
-        """A User1 node: the flow pauses for the user's answer."""
-        return self._add(NodeType.USER, name, {"text_snippets": list(prompts or [])}, kwargs)
+        """A User1 node: the flow pauses for the user's answer. With ``timeout`` (a
+        duration: ``"24h"``, seconds) the wait has a deadline: passed unanswered,
+        the node is answered with ``on_timeout`` (docs/time.md)."""
+        meta: dict[str, Any] = {"text_snippets": list(prompts or [])}
+        if (timeout is None) != (on_timeout is None):
+            raise ValueError(f"user('{name}'): give timeout and on_timeout together")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (str, int, float)):
+                raise ValueError(f"user('{name}'): timeout must be a text like '24h' or seconds")
+            meta["timeout"] = timeout if isinstance(timeout, str) else float(timeout)
+            meta["on_timeout"] = str(on_timeout)
+        return self._add(NodeType.USER, name, meta, kwargs)
 
     def user_form(
         self, name: str, parameters: list[dict[str, Any]] | None = None, **kwargs: Any
@@ -595,6 +612,34 @@ class _Chain:
         self._add(NodeType.BACK, name, meta, kwargs)
         self._tail, self._fork, self._fork_kind = None, None, None
         return self
+
+    def sleep(
+        self,
+        name: str,
+        duration: str | float | None = None,
+        *,
+        until: str | datetime | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """A Sleep1 node: the flow waits ``duration`` (``"90s"``, ``"10m"``, ``"24h"``,
+        ``"1d12h"`` or seconds) or until ``until`` (an ISO 8601 time with a zone, or
+        an aware datetime), then passes on what reached it. The wake time is stored
+        with the flow: a crash does not restart the sleep (docs/time.md)."""
+        if (duration is None) == (until is None):
+            raise ValueError(f"sleep('{name}'): give a duration or until=, not both or neither")
+        meta: dict[str, Any] = {}
+        if duration is not None:
+            if isinstance(duration, bool) or not isinstance(duration, (str, int, float)):
+                raise ValueError(f"sleep('{name}'): duration must be a text like '90s' or seconds")
+            if not isinstance(duration, str) and duration < 0:
+                raise ValueError(f"sleep('{name}'): duration must not be negative")
+            meta["duration"] = duration if isinstance(duration, str) else float(duration)
+        else:
+            when = until if isinstance(until, datetime) else _iso_time(name, str(until))
+            if when.tzinfo is None:
+                raise ValueError(f"sleep('{name}'): until={until!r} has no time zone")
+            meta["until"] = when.isoformat()
+        return self._add(NodeType.SLEEP, name, meta, kwargs)
 
     def node(
         self,
@@ -948,3 +993,13 @@ class Graph(GraphBuilder):
 
     def __init__(self, name: str, description: str = "", *, auto_start: bool = True) -> None:
         super().__init__(name, description, auto_start=auto_start)
+
+
+def _iso_time(name: str, text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"sleep('{name}'): until={text!r} is not an ISO 8601 time "
+            "(like 2030-01-01T09:00:00+00:00)"
+        ) from None

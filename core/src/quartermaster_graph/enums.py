@@ -28,6 +28,7 @@ class NodeType(str, Enum):
     INSTRUCTION_PROGRAM = "InstructionProgram1"
     INSTRUCTION_PROGRAM_PARAMETERS = "InstructionProgramParameters1"
     MERGE = "Merge1"
+    SLEEP = "Sleep1"
     PROGRAM_RUNNER = "ProgramRunner1"
     READ_MEMORY = "ReadMemory1"
     START = "Start1"

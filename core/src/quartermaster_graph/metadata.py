@@ -139,9 +139,13 @@ class TextToVariableMetadata(NodeMetadata):
 
 
 class UserMetadata(NodeMetadata):
-    """User1."""
+    """User1: ``timeout`` (a duration) is the deadline of the wait, counted from when
+    the node starts waiting; once it passes unanswered the node is answered with
+    ``on_timeout``."""
 
     text_snippets: list[str] = []
+    timeout: str | float | None = None
+    on_timeout: str | None = None
 
 
 class UserFormMetadata(NodeMetadata):
@@ -206,6 +210,14 @@ class BackMetadata(NodeMetadata):
     max_iterations: int | None = None
 
 
+class SleepMetadata(NodeMetadata):
+    """Sleep1: wait ``duration`` (``"90s"``, ``"10m"``, ``"24h"``, or seconds) or until
+    ``until`` (an ISO 8601 time with a zone), then pass on what reached it."""
+
+    duration: str | float | None = None
+    until: str | None = None
+
+
 class BreakMetadata(NodeMetadata):
     """Break1."""
 
@@ -242,6 +254,7 @@ METADATA_SCHEMAS: dict[str, type[NodeMetadata]] = {
     NodeType.COMMENT.value: CommentMetadata,
     NodeType.BREAK.value: BreakMetadata,
     NodeType.BACK.value: BackMetadata,
+    NodeType.SLEEP.value: SleepMetadata,
 }
 
 

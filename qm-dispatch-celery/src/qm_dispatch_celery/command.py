@@ -40,6 +40,12 @@ from quartermaster_engine.cli.common import config_option, reported
     help="Celery node name (default qm-PID@HOST: several workers on one machine each "
     "need their own).",
 )
+@click.option(
+    "--clock/--no-clock",
+    default=True,
+    show_default=True,
+    help="Wake flows parked on a due timer (a Sleep1, a long retry delay; docs/time.md).",
+)
 def worker_command(
     config_path: str | None,
     concurrency: int | None,
@@ -47,6 +53,7 @@ def worker_command(
     loglevel: str,
     pool: str | None,
     hostname: str | None,
+    clock: bool,
 ) -> None:
     """Start a Celery worker that runs the nodes of flows of the configured store
     (needs [dispatcher] name = "celery"; see docs/scale-out.md)."""
@@ -68,4 +75,8 @@ def worker_command(
         argv += ["--concurrency", str(concurrency)]
     if pool is not None:
         argv += ["--pool", pool]
+    if clock:
+        from qm_dispatch_celery.clock import start_clock
+
+        start_clock(config_path)
     app.worker_main(argv)

@@ -32,6 +32,7 @@ from quartermaster_engine.runner import (
     UnknownNodeTypeError,
 )
 from quartermaster_engine.runner.arguments import InvalidTextError
+from quartermaster_engine.runner.timers import can_park
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowNotFoundError
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot, FlowStatus
@@ -59,6 +60,7 @@ class FlowService:
         # The flows driven (or followed) by a task of this server right now.
         self._running: set[UUID] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._clock: asyncio.Task[None] | None = None
         self._locks: dict[UUID, asyncio.Lock] = {}
 
     async def open(self) -> None:
@@ -80,13 +82,18 @@ class FlowService:
                 "(the DurableStore contract); qm-server needs one"
             )
         self._engine = engine
+        if can_park(engine):
+            # The clock: flows sleeping on a timer park in the store (no task here
+            # holds them) and this loop wakes them when due (docs/time.md).
+            self._clock = asyncio.ensure_future(engine.keep_clock())
 
     async def close(self) -> None:
-        """Cancel flows still running (a durable store keeps them for ``qm recover``),
-        then close the engine (its dispatcher and store)."""
-        for task in list(self._tasks):
+        """Cancel flows still running (a durable store keeps them for ``qm recover``)
+        and the clock loop, then close the engine (its dispatcher and store)."""
+        tasks = [*self._tasks, *([self._clock] if self._clock is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._engine is not None:
             await self._engine.aclose()
 

@@ -44,6 +44,15 @@ class Queries:
             f"SELECT {FLOW_COLUMNS} FROM {s}.qm_flows WHERE status = $1 "
             "ORDER BY updated_at DESC LIMIT $2"
         )
+        # Paused flows (status index) with a timer due: a queued activation whose
+        # not_before (a sleep, a retry, a wait's deadline) is set and passed.
+        self.due_timers = (
+            "SELECT p.flow_id, min((p.body->>'not_before')::float8) AS due "
+            f"FROM {s}.qm_flows f JOIN {s}.qm_pending p ON p.flow_id = f.flow_id "
+            "WHERE f.status = 'paused' AND (p.body->>'not_before')::float8 > 0 "
+            "AND (p.body->>'not_before')::float8 <= $1 "
+            "GROUP BY p.flow_id ORDER BY due LIMIT $2"
+        )
         # Each node once, in the status of its latest record.
         self.record_counts = (
             "SELECT flow_id, status, count(*) FROM (SELECT DISTINCT ON (flow_id, node_id) "

@@ -252,6 +252,11 @@ class PostgresStore:
             rows = await conn.fetch(self._sql.list_flows_by_status, status.value, limit)
         return [await self._flow_record(conn, row) for row in rows]
 
+    async def due_timers(self, now: float, limit: int) -> list[UUID]:
+        """`FindsDueTimers`: paused flows whose timer is due at ``now``, earliest first."""
+        rows = await self._db.run(fetch, self._sql.due_timers, now, limit)
+        return [codec.plain_uuid(row[0]) for row in rows]
+
     async def record_counts(self, flow_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
         """How many nodes of every flow are in each status, by their latest record
         (``qm flows list``), counted by the server."""

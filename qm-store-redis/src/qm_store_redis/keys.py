@@ -16,6 +16,7 @@ under their own tags and are never touched by the same script as a flow's::
     <p>:{<flow>}:events    list   the event log (event JSON), in sequence order from 1
     <p>:{<flow>}:live      channel live-only messages of the flow (tokens), pub/sub
     <p>:flows              zset   flow ids scored by updated_at (listing, pruning)
+    <p>:timers             zset   paused flows' ids scored by their first timer (a hint)
     <p>:graph:{<sha>}      string a graph's JSON, shared by every flow running it
     <p>:graph:{<sha>}:refs zset   flows using it, scored by when their keys expire
     <p>:agent:{<agent>}    hash   persistent memory of one agent, key -> JSON entry
@@ -36,11 +37,12 @@ COMMIT_KEYS = 8
 class KeySpace:
     """Key names under one prefix. Flow key tuples are cached: they are built per commit."""
 
-    __slots__ = ("_cache", "_packed", "flows", "prefix")
+    __slots__ = ("_cache", "_packed", "flows", "prefix", "timers")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.flows = f"{prefix}:flows"
+        self.timers = f"{prefix}:timers"
         self._cache: dict[UUID, tuple[str, ...]] = {}
         self._packed: dict[UUID, bytes] = {}
 

@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from qm_store_redis import scripts
+from qm_store_redis import scripts, timers
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -392,6 +392,8 @@ class RedisStore:
     async def update_flow(self, flow_id: UUID, update: FlowUpdate) -> None:
         client = self._clients.get()
         terminal = update.status.is_terminal
+        if update.status is FlowStatus.PAUSED:
+            await timers.index_if_timed(client, self._keys, flow_id)  # before: a hint
         reply = await self._eval(
             client,
             scripts.UPDATE_FLOW,
@@ -416,6 +418,12 @@ class RedisStore:
         if terminal and self._ttl_ms and digest:
             expires = str(int(time.time() * 1000) + self._ttl_ms)
             await self._ref_graph(client, text(digest), "", str(flow_id), expires)
+
+    @_redis_errors
+    async def due_timers(self, now: float, limit: int) -> list[UUID]:
+        """`FindsDueTimers`: paused flows whose timer is due at ``now`` (the timer
+        index, checked against each flow; see `qm_store_redis.timers`)."""
+        return await timers.due(self._clients.get(), self._keys, now, limit, self._eval)
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome: one Lua script, all or nothing."""

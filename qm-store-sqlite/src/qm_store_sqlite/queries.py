@@ -175,6 +175,20 @@ def list_flows(
     return [flow_record(db, graphs, row) for row in rows]
 
 
+def due_timers(db: sqlite3.Connection, now: float, limit: int) -> list[UUID]:
+    """Paused flows with a timer (a queued activation with ``not_before`` set: a
+    sleep, a retry, a wait's deadline) due at ``now``, earliest first: found through the status
+    index, then each paused flow's queue by its primary key."""
+    rows = db.execute(
+        "SELECT p.flow_id, min(p.not_before) AS due FROM qm_flows f "
+        "JOIN qm_pending p ON p.flow_id = f.flow_id "
+        "WHERE f.status = 'paused' AND p.not_before > 0 "
+        "AND p.not_before <= ? GROUP BY p.flow_id ORDER BY due LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [UUID(bytes=row[0]) for row in rows]
+
+
 def record_counts(db: sqlite3.Connection, fids: list[bytes]) -> dict[UUID, dict[str, int]]:
     """``{flow: {status: nodes}}``: each node counted once, in the status of its
     latest record (`latest_records`), without decoding a record."""

@@ -200,6 +200,10 @@ class SQLiteStore:
         value = None if status is None else status.value
         return await self._db.run(queries.list_flows, self._graphs, value, limit)
 
+    async def due_timers(self, now: float, limit: int) -> list[UUID]:
+        """`FindsDueTimers`: paused flows whose timer is due at ``now``, earliest first."""
+        return await self._db.run(queries.due_timers, now, limit)
+
     async def record_counts(self, flow_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
         """How many nodes of every flow are in each status, by their latest record
         (``qm flows list``'s node counts), counted in SQL rather than by loading the

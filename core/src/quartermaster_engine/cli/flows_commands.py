@@ -32,6 +32,7 @@ from quartermaster_engine.cli.flow_ids import (
     resolve_flow_id,
 )
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.control_nodes import iso
 from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner.event_log import read_log
@@ -42,6 +43,8 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     latest_records,
 )
+from quartermaster_graph.enums import NodeType
+from quartermaster_graph.models import type_name
 
 
 def parse_age(text: str) -> timedelta:
@@ -191,7 +194,8 @@ def _print_records(rows: list[dict[str, Any]]) -> None:
 @json_option
 def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     """One flow: status, input, output or error, each node's latest state (its
-    latest visit and attempt), waiting nodes. FLOW_ID is the id or a unique prefix
+    latest visit and attempt), waiting nodes, timers (a sleep's wake time, a retry's
+    next attempt, a wait's deadline). FLOW_ID is the id or a unique prefix
     of it; `qm flows history` lists every state each node went through."""
     fid, snap = _load(config_path, flow_id)
     names = {n.id: n.name for n in snap.flow.graph.nodes}
@@ -202,6 +206,21 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
         {"node": names.get(a.node_id, str(a.node_id)), "prompt": a.prompt, "options": a.options}
         for a in snap.pending
         if a.waiting
+    ]
+    types = {n.id: type_name(n.type) for n in snap.flow.graph.nodes}
+    data["timers"] = [
+        {
+            "node": names.get(a.node_id, str(a.node_id)),
+            "kind": "deadline"
+            if a.waiting
+            else "sleep"
+            if types.get(a.node_id) == NodeType.SLEEP.value
+            else "retry",
+            "wakes_at": a.not_before,
+            "wakes_at_iso": iso(a.not_before),
+        }
+        for a in snap.pending
+        if a.not_before
     ]
     if as_json:
         echo_json(data)
@@ -220,6 +239,11 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     _print_records(data["nodes"])
     for waiting in data["waiting"]:
         click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
+    for timer in data["timers"]:
+        verb = {"sleep": "sleeps until", "retry": "retries at", "deadline": "times out at"}[
+            timer["kind"]
+        ]
+        click.echo(f"timer: {show(timer['node'])} {verb} {_when(timer['wakes_at'])} UTC")
 
 
 @flows_group.command("events")

@@ -24,6 +24,7 @@ class NodeStatus(str, Enum):
     RUNNING = "running"
     WAITING_USER = "waiting_user"
     WAITING_TOOL = "waiting_tool"
+    SLEEPING = "sleeping"
     FINISHED = "finished"
     FAILED = "failed"
     SKIPPED = "skipped"

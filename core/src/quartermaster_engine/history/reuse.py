@@ -44,8 +44,10 @@ from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import Activation, ActivationKey, FlowSnapshot
 
 if TYPE_CHECKING:
+    from quartermaster_engine.runner.control import RunControl
     from quartermaster_engine.runner.engine import Engine
     from quartermaster_engine.runner.flow_run import FlowRun
+    from quartermaster_engine.runner.host import RunHost
 
 #: The one reuse mode: reuse a node's result when its inputs did not change.
 UNCHANGED = "unchanged"
@@ -178,14 +180,8 @@ class ReusingCaller(ExecutorCaller):
 
     __slots__ = ("original",)
 
-    def __init__(self, base: ExecutorCaller, original: Original) -> None:
-        super().__init__(
-            base.lookup,
-            base.missing,
-            base.dispatcher,
-            base.control,
-            offloads=base.offloads_blocking,
-        )
+    def __init__(self, host: RunHost, control: RunControl, original: Original) -> None:
+        super().__init__(host, control)
         self.original = original
 
     async def call(self, run: FlowRun, act: Activation, input_text: str) -> NodeResult:
@@ -226,7 +222,7 @@ async def arm(engine: Engine, run: FlowRun) -> None:
     events: list[FlowEvent] = await store.read_events(source)
     edits = [e for e in events if isinstance(e, FlowEdited)]
     original = Original(run.cg, snapshot, edits, engine.context_manager)
-    run.caller = ReusingCaller(run.caller, original)
+    run.caller = ReusingCaller(run.host, run.control, original)
 
 
 def reused_keys(events: Sequence[FlowEvent]) -> set[tuple[UUID, int]]:

@@ -4,17 +4,18 @@ The inline driver runs one activation at a time in queue order (the sync
 dispatcher: deterministic). The concurrent driver runs them as asyncio tasks,
 at most ``max_concurrency`` at once; a task keeps taking ready activations, so a
 chain runs in one task instead of a task and a wake-up per node. Both sleep
-until the next retry timer when nothing is ready, and return when nothing can
-run or the run halted.
+until the next timer (a retry delay, a Sleep1) when nothing is ready, on the
+engine's clock, unless the run parks (`runner.timers`), and return when nothing
+can run or the run halted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
+from quartermaster_engine.runner.timers import parks_now
 from quartermaster_engine.stores.records import Activation
 
 if TYPE_CHECKING:
@@ -31,15 +32,13 @@ async def drive_inline(run: FlowRun) -> None:
                 # Let a run_async consumer see events while the flow runs.
                 await asyncio.sleep(0)
             continue
-        if not run.state.timers:
+        if not run.state.timers or (run.parks and parks_now(run)):
             return
         await _sleep_until_timer(run)
 
 
 async def _sleep_until_timer(run: FlowRun) -> None:
-    delay = run.state.timers[0][0] - time.time()
-    if delay > 0:
-        await run.control.cancellable(asyncio.sleep(delay))
+    await run.control.cancellable(run.clock.sleep_until(run.state.timers[0][0]))
     run.state.release_due_timers()
 
 
@@ -58,16 +57,28 @@ async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
             run.tasks.add(task)
         if run.running == 0 and (control.halted or (not ready and not state.timers)):
             return
-        timeout = None
+        if run.running == 0 and not ready and run.parks and parks_now(run):
+            return
         if state.timers and not control.halted:
-            timeout = max(0.0, state.timers[0][0] - time.time())
-        if timeout is None:
-            await wake.wait()
+            await _wake_or_timer(run, wake, state.timers[0][0])
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+            await wake.wait()
         wake.clear()
         state.release_due_timers()
+
+
+async def _wake_or_timer(run: FlowRun, wake: asyncio.Event, when: float) -> None:
+    """Wait until a task ends (``wake``) or the clock reaches ``when``."""
+    woken = asyncio.ensure_future(wake.wait())
+    timer = asyncio.ensure_future(run.clock.sleep_until(when))
+    try:
+        await asyncio.wait((woken, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (woken, timer):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _run_task(run: FlowRun, act: Activation) -> None:

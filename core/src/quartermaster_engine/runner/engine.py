@@ -15,6 +15,7 @@ from uuid import UUID
 
 from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.dispatchers import base as dispatchers
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
@@ -25,7 +26,7 @@ from quartermaster_engine.history import Checkpoint
 from quartermaster_engine.memory.persistent_memory import AgentMemory
 from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.nodes import NodeExecutor, NodeRegistry
-from quartermaster_engine.runner import child_flows, new_flows, remote_run, stored_flows
+from quartermaster_engine.runner import child_flows, new_flows, remote_run, stored_flows, timers
 from quartermaster_engine.runner.agent_memories import AgentMemories
 from quartermaster_engine.runner.arguments import flow_id_arg
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
@@ -81,6 +82,7 @@ class Engine:
         persistence: Any | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
+        clock: Clock | None = None,
     ) -> None:
         check_parts(store, registry, listener_budget)
         self.node_registry = registry
@@ -100,6 +102,8 @@ class Engine:
         self.lease_seconds = lease_seconds
         #: Seconds a listener call may run before it is reported (see `runner.listeners`).
         self.listener_budget = listener_budget
+        #: What timers read the time from (tests pass a `testing.TestClock`).
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         #: The `EngineConfig` an engine built by `from_config` came from.
         self.config: Any = None
         self._store = StoreAdapter(self.store)
@@ -107,7 +111,7 @@ class Engine:
         self._memories = AgentMemories(self.store, persistence)
         self._owner: tuple[int, str] | None = None
         #: Which executor runs each node type (`Executors`).
-        self.executors = Executors(registry)
+        self.executors = Executors(registry, self.clock)
         #: Flows stored, listed, shown and deleted by id.
         self.flows = Flows(self._store, self.store_name)
         # Backends this engine created (from_config, `own`) and releases in close().
@@ -130,8 +134,7 @@ class Engine:
 
     @property
     def owned(self) -> tuple[Any, ...]:
-        """What this engine releases when it closes."""
-        return tuple(self._owned)
+        return tuple(self._owned)  # what this engine releases when it closes
 
     def own(self, resource: Any) -> None:
         """Release ``resource`` (its ``close`` or ``shutdown``) when this engine closes."""
@@ -172,8 +175,7 @@ class Engine:
 
     @property
     def owner(self) -> str:
-        """How this engine names itself as a flow's driver (``host:pid:token``);
-        a forked process gets a name of its own."""
+        """This engine's name as a flow's driver (``host:pid:token``; new after fork)."""
         pid = os.getpid()
         if self._owner is None or self._owner[0] != pid:
             self._owner = (pid, new_owner())
@@ -190,12 +192,10 @@ class Engine:
 
     def listeners(self) -> list[Listener]:
         """The engine's own listeners: ``on_event`` and the sinks."""
-        listeners: list[Listener] = []
-        if self.on_event is not None:
-            listeners.append(("on_event", self.on_event))
+        own: list[Listener] = [] if self.on_event is None else [("on_event", self.on_event)]
         for sink in self.sinks:
-            listeners.append((getattr(sink, "name", type(sink).__name__), sink.emit))
-        return listeners
+            own.append((getattr(sink, "name", type(sink).__name__), sink.emit))
+        return own
 
     def executor_for(self, node_type: str) -> tuple[NodeExecutor, bool] | None:
         """The executor of ``node_type`` and whether it is async, or None."""
@@ -210,8 +210,7 @@ class Engine:
         return self._store.describe()
 
     def compiled_for(self, spec: GraphSpec) -> CompiledGraph:
-        """The compiled form of ``spec``, compiled once per distinct graph (the
-        `compiled_graphs.MAX_GRAPHS` most recently used are kept)."""
+        """``spec`` compiled once per distinct graph (`compiled_graphs.MAX_GRAPHS` kept)."""
         return self._compiled.get(spec)
 
     @property
@@ -236,10 +235,8 @@ class Engine:
         return LeaseKeeper(self._store, flow_id, self.owner, self.lease_seconds)
 
     def preflight(self, compiled: CompiledGraph) -> None:
-        """Check, before anything runs, that every node type has an executor and every
-        executor that checks its node's settings finds no problem (see
-        `Executors.preflight`). Raises `UnknownNodeTypeError` or `NodeConfigError`."""
-        # A remote dispatcher's workers may have executors this process lacks.
+        """Refuse a graph before anything runs (`Executors.preflight`); a remote
+        dispatcher's workers may have executors this process lacks."""
         self.executors.preflight(compiled, allow_missing=self.remote)
 
     # -- new flows -------------------------------------------------------------------
@@ -295,8 +292,7 @@ class Engine:
     def stream(
         self, graph: GraphSpec, input_message: str, flow_id: UUID | str | None = None
     ) -> AsyncIterator[FlowEvent]:
-        """Run a new flow, yielding its events as they happen. Breaking out of the
-        iteration stops the flow."""
+        """Run a new flow, yielding its events as they happen (breaking out stops it)."""
         return new_flows.stream(self, graph, input_message, flow_id)
 
     # -- driving ---------------------------------------------------------------------
@@ -306,12 +302,19 @@ class Engine:
         return await self.running.drive(run, on_end)
 
     async def proceed(self, run: FlowRun) -> FlowResult:
-        """Drive the run in this process, or hand it to a remote dispatcher's workers
-        and follow it until it pauses or ends."""
+        """Drive the run here, or hand it to remote workers and follow it to a pause or end."""
         if not self.remote:
             return await self.drive(run)
         after = await remote_run.hand_off(self, run)
         return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)
+
+    async def wake_due(self, limit: int = timers.WAKE_LIMIT) -> list[UUID]:
+        """Wake flows parked on a timer that is due (docs/time.md); the ids woken here."""
+        return await timers.wake_due(self, limit)
+
+    async def keep_clock(self, every: float = timers.CLOCK_EVERY) -> None:
+        """`wake_due` every ``every`` seconds until cancelled (``qm serve``, ``qm worker``)."""
+        await timers.keep_clock(self, every)
 
     @property
     def active_flows(self) -> list[UUID]:
@@ -329,8 +332,7 @@ class Engine:
         on_event: EventHandler | None = None,
         listeners: Iterable[Listener] = (),
     ) -> FlowResult:
-        """Give ``user_input`` to a waiting node of a paused flow and continue it
-        (see `stored_flows.resume`)."""
+        """Answer a waiting node of a paused flow and continue it (`stored_flows.resume`)."""
         extra = with_handler(on_event, listeners)
         return await stored_flows.resume(self, flow_id, user_input, node_id, extra)
 
@@ -356,8 +358,7 @@ class Engine:
         await stored_flows.stop(self, flow_id, list(listeners))
 
     async def result(self, flow_id: UUID | str, *, wait: bool = False) -> FlowResult:
-        """The current result of a flow, without running anything (see
-        `stored_flows.result`; ``wait``: of a flow still running, once it settles)."""
+        """A flow's result, running nothing (``wait``: once it settles; `stored_flows.result`)."""
         return await stored_flows.result(self, flow_id, wait=wait)
 
     async def history(self, flow_id: UUID | str) -> list[Checkpoint]:

@@ -27,6 +27,7 @@ from quartermaster_engine.stores.records import Activation
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_run import FlowRun
+    from quartermaster_engine.runner.host import RunHost
 
 #: Finds the executor of a node type: (executor, is it async) or None.
 ExecutorLookup = Callable[[str], "tuple[NodeExecutor, bool] | None"]
@@ -37,21 +38,13 @@ class ExecutorCaller:
 
     __slots__ = ("_cache", "control", "dispatcher", "lookup", "missing", "offloads_blocking")
 
-    def __init__(
-        self,
-        lookup: ExecutorLookup,
-        missing: Callable[[CNode], str],
-        dispatcher: TaskDispatcher,
-        control: RunControl,
-        *,
-        offloads: bool,
-    ) -> None:
-        self.lookup = lookup
-        self.missing = missing
-        self.dispatcher = dispatcher
+    def __init__(self, host: RunHost, control: RunControl) -> None:
+        self.lookup: ExecutorLookup = host.executor_for
+        self.missing: Callable[[CNode], str] = host.missing_executor_message
+        self.dispatcher: TaskDispatcher = host.dispatcher
         self.control = control
-        #: Blocking executors run off the loop (the host's `offloads_blocking`).
-        self.offloads_blocking = offloads
+        #: Blocking executors run off the loop (checked once by the host).
+        self.offloads_blocking = host.offloads_blocking
         self._cache: dict[str, tuple[NodeExecutor, bool] | None] = {}
 
     def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:

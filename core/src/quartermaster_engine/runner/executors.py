@@ -6,7 +6,13 @@ import difflib
 import weakref
 from typing import Any, cast
 
-from quartermaster_engine.control_nodes import MERGE_TYPE, MergeExecutor, control_executors
+from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
+from quartermaster_engine.control_nodes import (
+    MERGE_TYPE,
+    SLEEP_TYPE,
+    MergeExecutor,
+    control_executors,
+)
 from quartermaster_engine.nodes import (
     ListsTypes,
     NodeExecutor,
@@ -33,12 +39,12 @@ class Executors:
     engine's (`MergeExecutor`), which hands Merge1 nodes that ask for an LLM to
     the executor found for Merge1 here."""
 
-    def __init__(self, node_registry: NodeRegistry | None) -> None:
+    def __init__(self, node_registry: NodeRegistry | None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_registry = node_registry
         #: The installed node executors (loaded on first need, or set by `from_config`).
         self.installed: NodeRegistry | None = None
         self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
-        self._control = control_executors()
+        self._control = control_executors(clock)
         self._merge: MergeExecutor | None = None
         # Graphs that passed (by identity; a dropped graph leaves with its entry).
         self._preflighted: weakref.WeakSet[CompiledGraph] = weakref.WeakSet()
@@ -70,6 +76,9 @@ class Executors:
             if self._merge is None:
                 self._merge = MergeExecutor(self._lookup(node_type))
             return self._merge
+        if node_type == SLEEP_TYPE:
+            # Always the engine's: it reads the engine's clock.
+            return self._control[SLEEP_TYPE]
         return self._lookup(node_type)
 
     def _lookup(self, node_type: str) -> NodeExecutor | None:
@@ -82,7 +91,7 @@ class Executors:
         """The node types this runner can run (for "did you mean" hints)."""
         if self.node_registry is None:
             registry: Any = self.installed_registry()
-            extra: list[str] = []
+            extra: list[str] = [SLEEP_TYPE]
         else:
             registry, extra = self.node_registry, list(self._control)
         types = list(registry.list_types()) if isinstance(registry, ListsTypes) else []

@@ -38,7 +38,7 @@ def decide(run: FlowRun) -> tuple[FlowStatus, str | None]:
         return FlowStatus.STOPPED, None
     if state.failures:
         return FlowStatus.FAILED, describe_failure(run)
-    if state.waiting:
+    if state.waiting or state.timers:  # (timers: parked, see `runner.timers`)
         return FlowStatus.PAUSED, None
     stalled = stalled_join(run.cg, state)
     if stalled is not None:
@@ -54,12 +54,14 @@ async def finish(run: FlowRun) -> FlowResult:
     end = run.state.end_record
     final_output = (end.result or "") if end is not None else ""
     output_data = end.output_data if end is not None else {}
+    wakes_at = first_timer(run) if status is FlowStatus.PAUSED else None
     emitter = run.emitter
     if emitter.listening and control.phase is not Phase.ABORTED:
         if status is FlowStatus.STOPPED:
             emitter.emit(FlowStopped(flow_id=run.flow_id, reason=control.stop_reason))
         elif status is FlowStatus.PAUSED:
-            emitter.emit(FlowPaused(flow_id=run.flow_id, waiting=[k[0] for k in run.state.waiting]))
+            waiting = [k[0] for k in run.state.waiting]
+            emitter.emit(FlowPaused(flow_id=run.flow_id, waiting=waiting, wakes_at=wakes_at))
         else:
             emitter.emit(
                 FlowFinished(
@@ -109,6 +111,7 @@ async def finish(run: FlowRun) -> FlowResult:
         duration_seconds=time.monotonic() - run.started,
         status=status,
         waiting=waiting_nodes(run),
+        wakes_at=wakes_at,
     )
 
 
@@ -126,6 +129,15 @@ async def release_after_outage(run: FlowRun) -> None:
             error_text(exc),
             run.lease.ttl,
         )
+
+
+def first_timer(run: FlowRun) -> float | None:
+    """When the paused flow's first timer is due: a parked timer or a wait's deadline."""
+    state = run.state
+    times = [a.not_before for a in state.waiting.values() if a.not_before]
+    if state.timers:
+        times.append(state.timers[0][0])
+    return min(times) if times else None
 
 
 def describe_failure(run: FlowRun) -> str | None:

@@ -63,6 +63,8 @@ class Outcome:
 class FlowRun:
     """The state and scheduling of one flow in this process."""
 
+    parks = False  # pause rather than wait here for a far timer (`runner.timers`)
+
     def __init__(
         self,
         host: RunHost,
@@ -86,7 +88,8 @@ class FlowRun:
         dispatcher = host.dispatcher
         concurrent = bool(dispatcher.concurrent)
         self.max_concurrency = dispatcher.max_concurrency if concurrent else 1
-        self.state = state if state is not None else FlowState(compiled, flow_id, input_text)
+        self.clock = clock = host.clock
+        self.state = state or FlowState(compiled, flow_id, input_text, clock.now)
         self.router = Router(
             compiled, self.state, host.max_visits, in_child=parent_flow_id is not None
         )
@@ -102,13 +105,7 @@ class FlowRun:
         )
         self.control.on_halt = self._mute
         self.committer = Committer(store, host.store_name(), flow_id, compiled, self.emitter, lease)
-        self.caller = ExecutorCaller(
-            host.executor_for,
-            host.missing_executor_message,
-            dispatcher,
-            self.control,
-            offloads=host.offloads_blocking,
-        )
+        self.caller = ExecutorCaller(host, self.control)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.running = 0
         #: Child flows (sub-graphs) running under this flow's nodes right now.
@@ -212,7 +209,8 @@ class FlowRun:
         ``state`` read before, brought up to date by it), and `status_on_load`."""
         flow = snapshot.flow
         if state is None:
-            state = FlowState(host.compiled_for(flow.graph), flow.flow_id, flow.input)
+            cg = host.compiled_for(flow.graph)
+            state = FlowState(cg, flow.flow_id, flow.input, host.clock.now)
         state.restore(snapshot)
         return cls.from_record(host, flow, lease, listeners=listeners, state=state)
 

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.clock import Clock
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory
@@ -69,6 +70,7 @@ class FlowRunner:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
         engine: Engine | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._on_event: EventHandler | None = None
         if engine is None:
@@ -83,6 +85,7 @@ class FlowRunner:
                 persistence=persistence,
                 lease_seconds=lease_seconds,
                 listener_budget=listener_budget,
+                clock=clock,
             )
             self._own_engine = True
         else:
@@ -93,6 +96,7 @@ class FlowRunner:
                 "context_manager": context_manager,
                 "persistence": persistence,
                 "sinks": list(sinks) or None,
+                "clock": clock,
             }
             clash = [name for name, value in given.items() if value is not None]
             if clash:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
+from quartermaster_engine.clock import Clock
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory
@@ -34,6 +35,11 @@ class RunHost(Protocol):
     @property
     def offloads_blocking(self) -> bool:
         """The dispatcher runs blocking executors off the loop (`dispatchers.base`)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """What timers read the time from."""
         ...
 
     @property

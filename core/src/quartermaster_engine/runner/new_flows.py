@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine.events import FlowEvent
-from quartermaster_engine.runner import finish, remote_run
+from quartermaster_engine.runner import finish, remote_run, timers
 from quartermaster_engine.runner.arguments import optional_flow_id_arg, text_arg
 from quartermaster_engine.runner.compiled import CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError, StoreUnavailableError
@@ -84,7 +84,10 @@ async def run(
     )
     if new.control.abort is not None:
         return await engine.drive(new)  # (finish() reports it FAILED)
-    return await engine.proceed(new)
+    if parent_flow_id is not None:
+        return await engine.proceed(new)  # (a child flow never parks: its parent waits)
+    new.parks = timers.can_park(engine)
+    return await timers.wait_out(engine, await engine.proceed(new), listeners)
 
 
 async def start(
@@ -101,6 +104,8 @@ async def start(
     if engine.remote and new.control.abort is None:
         await remote_run.hand_off(engine, new)
     else:
+        # Parked on a far timer only when this engine's clock loop will wake it.
+        new.parks = engine.running.clock_kept and timers.can_park(engine)
         engine.running.in_background(new)
     return new.flow_id
 

@@ -12,6 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.control_nodes import iso
+from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import (
     FlowError,
     FlowEvent,
@@ -19,6 +21,7 @@ from quartermaster_engine.events import (
     NodeFinished,
     NodeRetrying,
     NodeSkipped,
+    TimerSet,
     UserInputRequired,
 )
 from quartermaster_engine.nodes import NodeResult
@@ -151,13 +154,20 @@ async def succeed(
 
 
 async def park(run: FlowRun, act: Activation, result: NodeResult, started: float) -> None:
-    """The node waits for a person: its activation stays pending, marked waiting."""
+    """The node waits for a person: its activation stays pending, marked waiting
+    (with ``wake_at``: it sleeps, see `sleep`)."""
+    if result.wake_at is not None:
+        await sleep(run, act, result.wake_at, started)
+        return
     cnode: CNode = act.cnode
     rec = record(act, NodeStatus.WAITING_USER, started, result.output_text, result.data, None)
     act.waiting = True
     act.prompt = result.user_prompt or ""
     act.options = list(result.user_options) if result.user_options else None
     act.user_input = None
+    # The wait's deadline (docs/time.md): a timer the store keeps with it.
+    timeout = cnode.node.metadata.get("timeout")
+    act.not_before = 0.0 if timeout is None else run.clock.now() + deadline_seconds(timeout)
     handle = None
     if run.emitter.listening:
         event = UserInputRequired(
@@ -166,11 +176,48 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
             prompt=act.prompt,
             options=list(act.options or ()),
             node_name=cnode.name,
+            deadline=act.not_before or None,
         )
         handle = run.emitter.stage(event)
     commit = Commit(record=rec, enqueue=[act])
     await _committed(run, commit, handle)
     run.state.apply(commit, cnode, rec)  # the activation waits (it is marked waiting)
+    if handle is not None:
+        run.emitter.release(handle)
+
+
+async def sleep(run: FlowRun, act: Activation, wake_at: float, started: float) -> None:
+    """The node sleeps until ``wake_at``: its activation stays pending as a timer
+    (``not_before``), carrying the wake time as its ``user_input`` (``repr``) so that
+    its next run, here or in a process recovering the flow, knows it woke. The
+    commit that records it is fenced like any other, and logs TimerSet."""
+    cnode: CNode = act.cnode
+    wake_iso = iso(wake_at)
+    data = {"wake_at": wake_at, "wake_iso": wake_iso}
+    rec = record(act, NodeStatus.SLEEPING, started, None, data, None)
+    woken = Activation(
+        act.node_id,
+        act.visit,
+        act.attempt,
+        act.inputs,
+        not_before=wake_at,
+        user_input=repr(wake_at),
+    )
+    woken.cnode = cnode
+    woken.sources = act.sources
+    handle = None
+    if run.emitter.listening:
+        event = TimerSet(
+            flow_id=run.flow_id,
+            node_id=cnode.node_id,
+            node_name=cnode.name,
+            wake_at=wake_at,
+            wake_iso=wake_iso,
+        )
+        handle = run.emitter.stage(event)
+    commit = Commit(record=rec, enqueue=[woken])
+    await _committed(run, commit, handle)
+    run.state.apply(commit, cnode, rec)  # the activation waits on its timer
     if handle is not None:
         run.emitter.release(handle)
 
@@ -238,7 +285,7 @@ async def retry(
         act.visit,
         act.attempt + 1,
         act.inputs,
-        not_before=time.time() + delay if delay > 0 else 0.0,
+        not_before=run.clock.now() + delay if delay > 0 else 0.0,
         user_input=act.user_input,
     )
     nxt.cnode = cnode
@@ -260,6 +307,13 @@ async def retry(
     run.state.apply(commit, cnode, rec)  # the next attempt waits on a timer, or is ready
     if handle is not None:
         run.emitter.release(handle)
+
+
+def deadline_seconds(timeout: Any) -> float:
+    """A node's ``timeout`` metadata (a duration text or seconds) in seconds."""
+    if isinstance(timeout, str):
+        return parse_duration(timeout).total_seconds()
+    return float(timeout)
 
 
 def flow_error(run: FlowRun, cnode: CNode, error: str, *, recoverable: bool) -> None:

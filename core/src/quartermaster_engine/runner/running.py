@@ -21,6 +21,8 @@ class RunningFlows:
         self._active: dict[UUID, FlowRun] = {}
         self._tasks: dict[UUID, asyncio.Task[FlowResult]] = {}
         self._parked: dict[UUID, FlowRun] = {}
+        #: A clock loop of this engine wakes parked flows (`timers.keep_clock`).
+        self.clock_kept = False
 
     async def drive(self, run: FlowRun, on_end: Callable[[], None] | None = None) -> FlowResult:
         """Drive ``run`` until it pauses or ends, listed as active meanwhile."""

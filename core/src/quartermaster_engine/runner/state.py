@@ -14,6 +14,7 @@ import heapq
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -58,8 +59,16 @@ class JoinSlot:
 class FlowState:
     """What one flow has done and may do next, as held in this process."""
 
-    def __init__(self, compiled: CompiledGraph, flow_id: UUID, input_text: str) -> None:
+    def __init__(
+        self,
+        compiled: CompiledGraph,
+        flow_id: UUID,
+        input_text: str,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.cg = compiled
+        #: The engine's clock (`quartermaster_engine.clock`): when timers are due.
+        self.now = now
         self.flow_id = flow_id
         self.input = input_text
         n = len(compiled.nodes)
@@ -113,7 +122,7 @@ class FlowState:
         heapq.heappush(self.timers, (act.not_before, self._timer_seq, act))
 
     def release_due_timers(self) -> None:
-        now = time.time()
+        now = self.now()
         timers = self.timers
         while timers and timers[0][0] <= now:
             self.ready.append(heapq.heappop(timers)[2])
@@ -187,7 +196,7 @@ class FlowState:
         self.record_count = snapshot.record_count
         by_key = self.records_by_key
         pending_keys = set()
-        now = time.time()
+        now = self.now()
         for act in snapshot.pending:
             cnode = cg.by_id.get(act.node_id)
             if cnode is None:

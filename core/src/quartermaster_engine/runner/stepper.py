@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
-from quartermaster_engine.runner import finish
+from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.runner import finish, timers
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
@@ -53,6 +54,8 @@ class Work:
     flow_id: UUID
     ref: ActivationRef
     outcome: Outcome
+    #: Events the executor emitted (progress, TimerFired, ...): logged by the commit.
+    events: tuple[FlowEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +184,9 @@ class FlowStepper:
         finally:
             if watch is not None:
                 watch.cancel()
-        return None if outcome is None else Work(flow_id, ref, outcome)
+        if outcome is None:
+            return None
+        return Work(flow_id, ref, outcome, tuple(run.emitter.take_unlogged()))
 
     async def complete(self, work: Work, *, wait: float = 30.0) -> StepResult:
         """The bookkeeping of executed work under the flow's lease (waiting up to
@@ -205,11 +210,23 @@ class FlowStepper:
         _take(state, act)
         run.attach()
         run.emit_started(act)
+        for event in work.events:  # (heard live as they happened; logged now)
+            run.emitter.number(event)
         enqueued = run.committer.collect_enqueued()
         await run.complete(act, work.outcome)
         queued = _enqueued(enqueued)
         name = act.cnode.name or str(act.node_id)
-        if run.control.halted or (not state.ready and not state.timers):
+        # Only far timers left: the flow parks instead of handing them to the
+        # workers (no broker ETA task holds them); a clock wakes it (docs/time.md).
+        parks = (
+            not state.ready
+            and bool(state.timers)
+            and timers.can_park(self.engine)
+            and timers.parks_now(run)
+        )
+        if parks:
+            queued = ()
+        if run.control.halted or (not state.ready and not state.timers) or parks:
             done = await self._finish(run, name)
             return StepResult(flow_id, name, done.status, 0, None, done.result, queued)
         await lease.release()
@@ -231,7 +248,7 @@ class FlowStepper:
             if result.status is not FlowStatus.RUNNING:
                 return result
             if result.ran is None and result.next_at is not None:
-                await asyncio.sleep(max(0.0, result.next_at - time.time()))
+                await self.engine.clock.sleep_until(result.next_at)
 
     async def _finish(self, run: FlowRun, ran: str | None) -> StepResult:
         self._states.pop(run.flow_id, None)

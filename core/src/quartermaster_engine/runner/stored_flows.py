@@ -13,6 +13,7 @@ from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
 from quartermaster_engine.history import message_edits, reuse
+from quartermaster_engine.runner import deadlines, finish, timers
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -124,7 +125,8 @@ async def resume(
     await preflight_held(engine, run)
     run.started = time.monotonic()
     await answer(run, user_input, node_id)
-    return await engine.proceed(run)
+    run.parks = run.parent_flow_id is None and timers.can_park(engine)
+    return await timers.wait_out(engine, await engine.proceed(run), listeners)
 
 
 def _lease_wait(engine: Engine, wait: float) -> float:
@@ -193,7 +195,12 @@ def find_waiting(run: FlowRun, node: UUID | str | None) -> Activation:
 
 
 async def recover(
-    engine: Engine, flow_id: UUID | str, wait: float = 0.0, listeners: Iterable[Listener] = ()
+    engine: Engine,
+    flow_id: UUID | str,
+    wait: float = 0.0,
+    listeners: Iterable[Listener] = (),
+    *,
+    waker: bool = False,
 ) -> FlowResult:
     """Continue a flow whose run was interrupted (a crash, a lost store connection).
 
@@ -205,12 +212,20 @@ async def recover(
     its lease runs out. A flow that will run is pre-flighted as by `run`
     first: a missing node type raises `UnknownNodeTypeError` and the flow is
     left untouched, recoverable from a process that has the executors.
+
+    A flow parked on a timer (docs/time.md) is woken: recover waits for its
+    timer, then continues it (``waker``: the clock loop's call, which wakes a due
+    flow and lets it park again, never waiting).
     """
     flow_id = flow_id_arg(flow_id)
     run = await load(
         engine, flow_id, listeners, wait=_lease_wait(engine, wait), about="it is not interrupted"
     )
     status = run.status_on_load or FlowStatus.RUNNING
+    if status is FlowStatus.PAUSED and deadlines.due(run):
+        await preflight_held(engine, run)
+        await deadlines.fire_due(run)  # answered with on_timeout: it runs on
+        status = FlowStatus.RUNNING
     if status is not FlowStatus.RUNNING:
         await run.lease.release()
         return stored_result(run, status)
@@ -222,7 +237,12 @@ async def recover(
         run.emit(FlowResumed(flow_id=flow_id, reason="recover", graph_name=run.graph.name))
     if run.state.untouched:
         await run.queue_start()  # died between creating the flow and queueing Start
-    return await engine.proceed(run)
+    run.parks = run.parent_flow_id is None and timers.can_park(engine)
+    if engine.remote and run.committer.durable:
+        # A woken (paused) flow runs on the workers now: running, not due again.
+        await run.committer.update(FlowUpdate(status=FlowStatus.RUNNING, updated_at=time.time()))
+    result = await engine.proceed(run)
+    return result if waker else await timers.wait_out(engine, result, listeners)
 
 
 def request_stop(engine: Engine, flow_id: UUID | str) -> bool:
@@ -314,6 +334,7 @@ def stored_result(run: FlowRun, status: FlowStatus) -> FlowResult:
         duration_seconds=0.0,
         status=status if status is not FlowStatus.RUNNING else FlowStatus.PAUSED,
         waiting=run.waiting_nodes(),
+        wakes_at=finish.first_timer(run),
     )
 
 

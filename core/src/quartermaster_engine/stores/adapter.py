@@ -16,6 +16,7 @@ from quartermaster_engine.stores.base import (
     DescribesItself,
     DurableStore,
     ExecutionStore,
+    FindsDueTimers,
 )
 from quartermaster_engine.stores.face import StoreFace
 from quartermaster_engine.stores.records import (
@@ -54,6 +55,7 @@ class StoreAdapter(StoreFace):
         "_durable",
         "_store",
         "durable",
+        "finds_due_timers",
         "store",
     )
 
@@ -67,6 +69,8 @@ class StoreAdapter(StoreFace):
         )
         # Protocol checks cost microseconds: made once, not per flow or activation.
         self._describes = isinstance(store, DescribesItself)
+        #: The store finds flows parked on a timer again (`FindsDueTimers`).
+        self.finds_due_timers = isinstance(store, FindsDueTimers)
         # Bound once: the commit is the one store call of every activation.
         self._commit: Callable[[UUID, Commit], Any] | None = (
             None if self._durable is None else self._durable.commit

@@ -200,6 +200,19 @@ class CountsRecords(Protocol):
 
 
 @runtime_checkable
+class FindsDueTimers(Protocol):
+    """A store that finds paused flows whose timer is due, for the clock loop
+    (`Engine.wake_due`; docs/time.md): ``due_timers(now, limit)`` returns the ids
+    of flows whose status is paused and that have a pending activation whose
+    ``not_before`` (a sleep, a retry delay, a wait's deadline) is set and at most
+    ``now`` (earliest first, at most ``limit``). Without it flows never park on a
+    timer (the process driving them waits for it) and deadlines fire only on
+    `recover`."""
+
+    def due_timers(self, now: float, limit: int) -> Any: ...
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """A store (or dispatcher, sink) that holds connections, threads or files and
     releases them in ``close()`` (plain or ``async``)."""
@@ -259,6 +272,7 @@ __all__ = [
     "DuplicateCommitError",
     "DurableStore",
     "ExecutionStore",
+    "FindsDueTimers",
     "FlowEndedError",
     "FlowExistsError",
     "FlowNotFoundError",

@@ -271,6 +271,25 @@ class InMemoryStore:
                 record.lease_owner = None
                 record.lease_expires = 0.0
 
+    def due_timers(self, now: float, limit: int) -> list[UUID]:
+        """`FindsDueTimers`: paused flows with a timer or deadline due at ``now``, earliest first
+        (a scan: the memory store holds one process's flows)."""
+        due: list[tuple[float, UUID]] = []
+        with self._lock:
+            for data in self._flows.values():
+                record = data.record
+                if record is None or record.status is not FlowStatus.PAUSED:
+                    continue
+                times = [
+                    a.not_before
+                    for a in data.pending.values()
+                    if a.not_before and a.not_before <= now
+                ]
+                if times:
+                    due.append((min(times), record.flow_id))
+        due.sort(key=lambda item: item[0])
+        return [flow_id for _, flow_id in due[:limit]]
+
     def read_events(
         self, flow_id: UUID, after: int = 0, limit: int | None = None
     ) -> list[FlowEvent]:

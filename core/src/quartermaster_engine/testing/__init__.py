@@ -38,11 +38,13 @@ pytest.register_assert_rewrite(
     "quartermaster_engine.testing.fencing_contract",
     "quartermaster_engine.testing.live_contract",
     "quartermaster_engine.testing.crash",
+    "quartermaster_engine.testing.timers",
 )
 
 from quartermaster_engine.testing.calls import call  # noqa: E402
+from quartermaster_engine.testing.clock import TestClock  # noqa: E402
 from quartermaster_engine.testing.dispatcher_contract import DispatcherContract  # noqa: E402
 from quartermaster_engine.testing.graphs import build_graph, chain_graph  # noqa: E402
 from quartermaster_engine.testing.store_contract import StoreContract  # noqa: E402
 
-__all__ = ["DispatcherContract", "StoreContract", "build_graph", "call", "chain_graph"]
+__all__ = ["DispatcherContract", "StoreContract", "TestClock", "build_graph", "call", "chain_graph"]

@@ -1,0 +1,129 @@
+"""Timers that outlast a process: parking a flow whose next timer is far, waiting
+it out from a script, and waking due flows from any process (the clock loop).
+
+A run that `parks` (`FlowRun.parks`) and has nothing to do but wait for a timer
+due `PARK_AFTER` seconds or more from now (a Sleep1, a retry delay) returns;
+`finish` records the flow paused and gives up its lease. The timer stays in the
+store with its activation (``not_before``, written by the fenced commit that set
+it). Nothing of the flow stays in any process's memory. Then:
+
+- `wait_out`: ``run``, ``recover`` and ``resume`` called from a script wait for
+  the timer on the engine's clock and wake the flow themselves;
+- `wake_due`: any process asks the store for due flows (`FindsDueTimers`) and
+  wakes each under the flow's lease (`stored_flows.recover`). A second waker
+  finds the lease held and skips, or finds the timer's activation consumed (its
+  commit is fenced: a duplicate is refused), so a timer wakes its flow once;
+- `keep_clock`: a loop calling `wake_due` (``qm serve``, ``qm worker``).
+
+Runs park only on stores with `FindsDueTimers` and only when someone will wake
+them: a script's own call (`wait_out`), or, for flows started in the
+background, an engine running `keep_clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from quartermaster_engine.runner.errors import FlowBusyError, FlowStateError, error_text
+from quartermaster_engine.runner.result import FlowResult
+from quartermaster_engine.stores.base import FindsDueTimers
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.engine import Engine
+    from quartermaster_engine.runner.flow_run import FlowRun
+    from quartermaster_engine.runner.listeners import Listener
+
+logger = logging.getLogger("quartermaster_engine.timers")
+
+#: Seconds: a timer due sooner is waited for by the run itself (parking costs a
+#: lease and a status write both ways).
+PARK_AFTER = 1.0
+#: Seconds of real time between two looks for due timers in `keep_clock`.
+CLOCK_EVERY = 0.25
+#: Flows `wake_due` wakes at most per call, and at most at once (store connections).
+WAKE_LIMIT = 100
+WAKE_AT_ONCE = 16
+
+
+def parks_now(run: FlowRun) -> bool:
+    """Whether the run's next timer is far enough to park for (the run has timers)."""
+    return run.state.timers[0][0] - run.clock.now() >= PARK_AFTER
+
+
+def can_park(engine: Engine) -> bool:
+    """Whether the engine's store can find parked flows again (`FindsDueTimers`)."""
+    return engine.store_adapter.finds_due_timers
+
+
+async def wait_out(
+    engine: Engine, result: FlowResult, listeners: Iterable[Listener] = ()
+) -> FlowResult:
+    """While ``result`` is a flow parked on a timer, wait for it on the engine's clock
+    and wake the flow (if another clock woke it first, follow that run instead).
+    An engine that keeps the clock (`keep_clock`) returns the parked result: its
+    loop wakes the flow, and no task waits for it."""
+    from quartermaster_engine.runner import stored_flows  # (it imports this module)
+
+    extra = list(listeners)
+    # (A flow waiting for a person returns at once, deadline or not: the deadline
+    # is a clock loop's, or the next recover's, to fire.)
+    while result.wakes_at is not None and not result.waiting and not engine.running.clock_kept:
+        await engine.clock.sleep_until(result.wakes_at)
+        try:
+            result = await stored_flows.recover(engine, result.flow_id, listeners=extra)
+        except FlowBusyError:
+            result = await stored_flows.result(engine, result.flow_id, wait=True)
+    return result
+
+
+async def wake_due(engine: Engine, limit: int = WAKE_LIMIT) -> list[UUID]:
+    """Wake the flows whose timer is due by the engine's clock (at most ``limit``);
+    returns those this call claimed (took the lease of; a flow another clock had
+    just finished counts too, though nothing runs again). Raises `TypeError` if the
+    store cannot find due timers."""
+    store = engine.store_adapter.store
+    if not isinstance(store, FindsDueTimers):
+        raise TypeError(
+            f"the store ({engine.store_name()}) cannot find due timers: it does not "
+            "implement FindsDueTimers"
+        )
+    found = store.due_timers(engine.clock.now(), limit)
+    due: list[UUID] = list(await found if inspect.isawaitable(found) else found)
+    slots = asyncio.Semaphore(WAKE_AT_ONCE)
+    woke = await asyncio.gather(*(_wake(engine, flow_id, slots) for flow_id in due))
+    return [flow_id for flow_id, ok in zip(due, woke, strict=True) if ok]
+
+
+async def _wake(engine: Engine, flow_id: UUID, slots: asyncio.Semaphore) -> bool:
+    from quartermaster_engine.runner import stored_flows  # (it imports this module)
+
+    async with slots:
+        try:
+            await stored_flows.recover(engine, flow_id, waker=True)
+        except FlowBusyError:
+            return False  # another clock (or a driver) holds it
+        except FlowStateError:
+            return False  # running in this process already
+        return True
+
+
+async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:
+    """Wake due flows every ``every`` seconds until cancelled; meanwhile flows the
+    engine starts in the background park on far timers instead of holding a task."""
+    engine.running.clock_kept = True
+    try:
+        while True:
+            try:
+                woke = await wake_due(engine)
+            except Exception as exc:  # a store outage: try again next round
+                logger.warning("waking due timers failed: %s", error_text(exc))
+                woke = []
+            if len(woke) < WAKE_LIMIT:  # (a full round: more may be due, go on)
+                await asyncio.sleep(every)
+    finally:
+        engine.running.clock_kept = False

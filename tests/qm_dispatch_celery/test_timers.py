@@ -1,0 +1,54 @@
+"""Timers with the celery dispatcher (real workers, redis-server): a sleeping flow
+parks in the store instead of a broker ETA task, the workers' clock wakes it, and
+a worker killed while flows sleep loses none."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery_support import Fleet
+
+from quartermaster_engine import FlowStatus
+from quartermaster_engine._sync import run_sync
+from quartermaster_engine.events import TimerSet
+from quartermaster_engine.testing import call
+from quartermaster_graph import GraphBuilder
+
+NAP = GraphBuilder("Nap").start().sleep("nap", 2).end().build()
+
+
+def _wait_for(runner: Any, ids: list[Any], status: FlowStatus, within: float) -> None:
+    deadline = time.time() + within
+    while True:
+        flows = [call(runner.store, "get_flow", f) for f in ids]
+        if all(f.status is status for f in flows):
+            return
+        assert time.time() < deadline, [f.status.value for f in flows]
+        time.sleep(0.05)
+
+
+def test_sleeping_flows_park_and_survive_a_killed_worker(fleet: Fleet) -> None:
+    workers = fleet.start_workers(2)
+    with fleet.runner(NAP) as runner:
+        # A script's run waits out the sleep: the workers park the flow, the script
+        # wakes it at its time and follows it to its end.
+        began = time.time()
+        done = runner.run("script")
+        assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "script")
+        assert 2.0 <= time.time() - began < 5.0
+        ids = [run_sync(runner.engine.start(NAP, f"f{i}")) for i in range(10)]
+        _wait_for(runner, ids, FlowStatus.PAUSED, within=20)  # parked by the workers
+        for flow_id in ids:  # no lease, no broker task: only the store holds them
+            assert call(runner.store, "get_flow", flow_id).lease_owner is None
+        fleet.kill(workers[0])  # a worker dies while they sleep
+        _wait_for(runner, ids, FlowStatus.COMPLETED, within=30)
+        for flow_id, i in zip(ids, range(10), strict=True):
+            snap = call(runner.store, "load_flow", flow_id)
+            assert snap.flow.final_output == f"f{i}"
+            events = list(call(runner.store, "read_events", flow_id))
+            wake_at = next(e for e in events if isinstance(e, TimerSet)).wake_at
+            kinds = [e.type for e in events]
+            assert (kinds.count("TimerSet"), kinds.count("TimerFired")) == (1, 1)
+            fired = next(e for e in events if e.type == "TimerFired")
+            assert wake_at <= fired.ts <= wake_at + 3.0, (wake_at, fired.ts)

@@ -1,0 +1,23 @@
+"""A flow that sleeps, in a process of its own: ``python qm_redis_sleep_worker.py URL
+PREFIX run|recover FLOW_ID SIDE_FILE [SECONDS]`` or ``clock SIDE_FILE SECONDS``
+or ``answer IDS DEADLINES`` (`quartermaster_engine.testing.timers`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from qm_store_redis import RedisStore
+from quartermaster_engine.testing.timers import (
+    answer_worker_main,
+    clock_worker_main,
+    retry_worker_main,
+    sleep_worker_main,
+)
+
+if __name__ == "__main__":
+    url, prefix = sys.argv[1:3]
+    mains = {"clock": clock_worker_main, "answer": answer_worker_main}
+    mains |= {"retry-run": retry_worker_main, "retry-recover": retry_worker_main}
+    main = mains.get(sys.argv[3], sleep_worker_main)
+    print(json.dumps(main(RedisStore(url, key_prefix=prefix), sys.argv[3:])))

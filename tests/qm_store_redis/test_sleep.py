@@ -1,0 +1,96 @@
+"""A process SIGKILLed during a 2 s Sleep1; another recovers it and the flow wakes at
+the original wake time (`quartermaster_engine.testing.timers`, on Redis)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from qm_redis_support import RedisServer, store_for, unique_prefix
+
+from quartermaster_engine.testing.timers import (
+    check_answer_and_deadline_race,
+    check_clocks_wake_each_timer_once,
+    check_retry_delay_survives_sigkill,
+    check_sigkill_during_sleep,
+)
+
+WORKER = Path(__file__).with_name("qm_redis_sleep_worker.py")
+
+
+def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    figures = check_sigkill_during_sleep(
+        lambda: store_for(redis_server, prefix), run_worker, tmp_path / "side"
+    )
+    assert 0.0 <= figures["late"] <= 1.0
+    print(f"redis: flow ended {figures['late']:.3f} s after the wake time")
+
+
+def test_two_clock_processes_wake_each_of_50_timers_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+
+    def start_clock(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    figures = check_clocks_wake_each_timer_once(
+        lambda: store_for(redis_server, prefix), start_clock, tmp_path / "side"
+    )
+    assert sum(figures["woke"]) >= 50
+    print(f"redis: the two clocks claimed {figures['woke']} of 50 flows")
+
+
+def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+
+    def start_worker(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    split = check_answer_and_deadline_race(
+        lambda: store_for(redis_server, prefix), start_worker, tmp_path
+    )
+    print(f"redis: {split}")
+
+
+def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+
+    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")
