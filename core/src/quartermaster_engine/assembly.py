@@ -157,6 +157,7 @@ class Assembled:
             self.registry,
             sinks=self.sinks,
             max_visits=self.config.limits.max_visits,
+            budgets=self.config.budgets,
             **self.engine_kwargs,
         )
         engine.executors.installed = self.installed

@@ -13,6 +13,8 @@ Shape (``qm.toml``, or the ``[tool.quartermaster]`` table of ``pyproject.toml``)
     path = "events.jsonl"
     [limits]
     max_visits = 100
+    [budgets]              # per flow: quartermaster_engine.budgets, docs/limits.md
+    max_tokens = 100000
     [nodes."Instruction1"]  # settings of one node type's executor
     temperature = 0.2
 
@@ -22,7 +24,7 @@ a different backend replaces that section instead of merging into it.
 
 Environment: ``QM_CONFIG`` (the file to read when none is given), ``QM_STORE``
 (the store's name), ``QM_STORE__<KEY>`` (one of its settings), likewise
-``QM_DISPATCHER`` / ``QM_DISPATCHER__<KEY>``, ``QM_LIMITS__<KEY>``,
+``QM_DISPATCHER`` / ``QM_DISPATCHER__<KEY>``, ``QM_LIMITS__<KEY>``, ``QM_BUDGETS__<KEY>``,
 ``QM_NODES__<NodeType>__<KEY>``, and ``QM_SINKS`` (a JSON list of sink tables).
 Keys are lower-cased; values are strings, or JSON when they start with ``{``
 or ``[``; each backend's settings model converts them.
@@ -42,6 +44,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.redaction import redact_setting
 from quartermaster_graph.data_limits import data_too_deep, too_deep_message
 
@@ -93,6 +96,7 @@ class EngineConfig(BaseModel):
     dispatcher: BackendConfig = Field(default_factory=lambda: BackendConfig(name="sync"))
     sinks: list[BackendConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    budgets: BudgetsConfig | None = None
     nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -274,8 +278,8 @@ def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
                 target["name"] = tagged
             elif len(parts) == 2:
                 target[parts[1].lower()] = tagged
-        elif section == "limits" and len(parts) == 2:
-            layer.setdefault("limits", {})[parts[1].lower()] = tagged
+        elif section in ("limits", "budgets") and len(parts) == 2:
+            layer.setdefault(section, {})[parts[1].lower()] = tagged
         elif section == "nodes" and len(parts) == 3:
             layer.setdefault("nodes", {}).setdefault(parts[1], {})[parts[2].lower()] = tagged
         elif section == "sinks" and len(parts) == 1:

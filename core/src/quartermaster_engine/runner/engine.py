@@ -15,6 +15,7 @@ from uuid import UUID
 
 from quartermaster_engine import history as past
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
 from quartermaster_engine.dispatchers.remote import is_remote
@@ -80,6 +81,7 @@ class Engine:
         persistence: Any | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
+        budgets: BudgetsConfig | None = None,
     ) -> None:
         check_parts(store, registry, listener_budget)
         self.node_registry = registry
@@ -93,6 +95,8 @@ class Engine:
         self.on_event = on_event
         self.sinks = list(sinks)
         self.max_visits = max_visits
+        #: Each flow's budgets (`quartermaster_engine.budgets`); None or none set: no counting.
+        self.budgets = budgets if budgets is not None and budgets.active else None
         #: How long this engine's hold on a flow it drives lasts unless renewed.
         self.lease_seconds = lease_seconds
         #: Seconds a listener call may run before it is reported (see `runner.listeners`).

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
+from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory
@@ -36,6 +37,11 @@ class RunHost(Protocol):
 
     @property
     def max_visits(self) -> int | None: ...
+
+    @property
+    def budgets(self) -> BudgetsConfig | None:
+        """The budgets every flow obeys, or None."""
+        ...
 
     @property
     def listener_budget(self) -> float | None:

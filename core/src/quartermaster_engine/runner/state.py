@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 from uuid import UUID
 
+from quartermaster_engine.budgets import Usage
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.messaging.history import rebuild_log
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
@@ -58,8 +59,12 @@ class JoinSlot:
 class FlowState:
     """What one flow has done and may do next, as held in this process."""
 
-    def __init__(self, compiled: CompiledGraph, flow_id: UUID, input_text: str) -> None:
+    def __init__(
+        self, compiled: CompiledGraph, flow_id: UUID, input_text: str, usage: Usage | None = None
+    ) -> None:
         self.cg = compiled
+        #: The flow's usage, counted from its records when budgets are set (else None).
+        self.usage = usage
         self.flow_id = flow_id
         self.input = input_text
         n = len(compiled.nodes)
@@ -157,6 +162,8 @@ class FlowState:
             self._snapshot = None
         if cnode is not None and rec is not None:
             self.latest[cnode.idx] = rec
+            if self.usage is not None:
+                self.usage.add(rec)
             if cnode.is_end and rec.status is NodeStatus.FINISHED:
                 self.end_record = rec
             if leaves_loops:
@@ -165,6 +172,9 @@ class FlowState:
             self.failures.append(failure)
         if commit.answers is not None:
             self.waiting.pop(commit.answers, None)
+            for new in commit.enqueue:  # an approved budget runs every wait for it again
+                if not new.waiting:
+                    self.waiting.pop(new.key, None)
         for new in commit.enqueue:
             if new.waiting:
                 self.waiting[new.key] = new
@@ -183,6 +193,11 @@ class FlowState:
         self.memory = dict(snapshot.memory)
         self._snapshot = None
         self._reset_frontier()
+        usage = self.usage
+        if usage is not None:
+            usage.since = snapshot.flow.created_at
+            if len(snapshot.records) == snapshot.record_count:
+                usage.reset()  # every record is read again: count them anew
         self._add_records(snapshot.records)
         self.record_count = snapshot.record_count
         by_key = self.records_by_key
@@ -238,6 +253,7 @@ class FlowState:
         cg = self.cg
         by_key = self.records_by_key
         failed = self._failed
+        usage = self.usage
         for rec in records:
             cnode = cg.by_id.get(rec.node_id)
             if cnode is None:
@@ -256,6 +272,8 @@ class FlowState:
             if rec.visit > self.visits[cnode.idx]:
                 self.visits[cnode.idx] = rec.visit
             self.latest[cnode.idx] = rec
+            if usage is not None:
+                usage.add(rec)
             if rec.log is None:
                 rec.log = rebuild_log(rec, by_key)
             if cnode.is_end and rec.status is NodeStatus.FINISHED:

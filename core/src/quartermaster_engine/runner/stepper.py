@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
-from quartermaster_engine.runner import finish
+from quartermaster_engine.runner import budget_gate, finish
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
@@ -52,7 +52,8 @@ class Work:
 
     flow_id: UUID
     ref: ActivationRef
-    outcome: Outcome
+    #: None: not run, the flow had reached a budget (`complete` fails or pauses it).
+    outcome: Outcome | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,8 @@ class FlowStepper:
             return None
         if engine.executor_for(act.cnode.type_name) is None:
             raise MissingExecutorError(engine.missing_executor_message(act.cnode))
+        if budget_gate.reached(run) is not None:
+            return Work(flow_id, ref, None)
         run.attach()
         watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))
         try:
@@ -204,9 +207,15 @@ class FlowStepper:
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
         _take(state, act)
         run.attach()
-        run.emit_started(act)
-        await run.complete(act, work.outcome)
-        queued = _enqueued(run.committer.enqueued)
+        if work.outcome is not None:
+            run.emit_started(act)
+            await run.complete(act, work.outcome)
+            queued = _enqueued(run.committer.enqueued)
+        elif await budget_gate.admit(run, act):  # approved since: it runs after all
+            state.ready.append(act)
+            queued = ((work.ref, 0.0),)
+        else:
+            queued = ()
         name = act.cnode.name or str(act.node_id)
         if run.control.halted or (not state.ready and not state.timers):
             done = await self._finish(run, name)

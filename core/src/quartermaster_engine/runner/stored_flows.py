@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
+from quartermaster_engine.runner import budget_gate
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -159,7 +160,8 @@ async def answer(run: FlowRun, user_input: str, node_id: UUID | str | None) -> N
                     graph_name=run.graph.name,
                 )
             )
-        commit = Commit(enqueue=[act], answers=act.key)
+        commit = budget_gate.approval(run, waiting, user_input)
+        commit = commit or Commit(enqueue=[act], answers=act.key)
         if run.committer.durable:
             await run.committer.commit(commit)
             await run.committer.update(
