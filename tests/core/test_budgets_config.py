@@ -92,3 +92,27 @@ def test_wall_time_and_approvals_with_a_given_clock() -> None:
     assert config.reached(usage, 1, now=1119.0) is None
     usage.node_runs = 4
     assert config.reached(usage, 1, now=1100.0) == Exceeded("max_node_runs", 4, 4)
+
+
+def test_limits_per_key_from_a_file_and_their_errors(tmp_path: Path) -> None:
+    path = tmp_path / "qm.toml"
+    path.write_text(
+        "[limits]\nmax_visits = 7\n"
+        "[limits.'llm:openai:gpt-4o']\nmax_in_flight = 8\n"
+        "[limits.'llm:openai:*']\nmax_in_flight = 3\n"
+    )
+    engine = Engine.from_config(path)
+    try:
+        assert engine.max_visits == 7
+        assert engine.key_limits is not None
+        assert engine.key_limits.limits == {"llm:openai:gpt-4o": 8, "llm:openai:*": 3}
+    finally:
+        engine.close()
+    path.write_text("[limits.'tenant:*']\nmax_in_flight = 0\n[limits.'llm:x']\nmax = 2\n")
+    with pytest.raises(ConfigError) as caught:
+        EngineConfig.load(path, environ={})
+    assert str(caught.value) == (
+        "invalid configuration: limits.tenant:*.max_in_flight: Input should be greater than "
+        "or equal to 1 (from qm.toml); limits.llm:x.max_in_flight: Field required (from "
+        "qm.toml); limits.llm:x.max: Extra inputs are not permitted (from qm.toml)"
+    )

@@ -158,6 +158,7 @@ class Assembled:
             sinks=self.sinks,
             max_visits=self.config.limits.max_visits,
             budgets=self.config.budgets,
+            key_limits={k: v.max_in_flight for k, v in self.config.limits.keys.items()},
             **self.engine_kwargs,
         )
         engine.executors.installed = self.installed

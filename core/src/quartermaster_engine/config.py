@@ -77,14 +77,31 @@ class BackendConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class LimitsConfig(BaseModel):
-    """Engine limits."""
+class KeyLimit(BaseModel):
+    """``[limits."<key>"]``: a limit every process sharing the store obeys for the
+    activations that declare ``<key>`` (or a key its ``*`` pattern matches)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: Activations of the key running at once, across processes.
+    max_in_flight: int = Field(ge=1)
+
+
+class LimitsConfig(BaseModel):
+    """Engine limits: ``max_visits``, and a `KeyLimit` table per key or key pattern
+    (``[limits."llm:openai:*"]``; docs/limits.md)."""
+
+    model_config = ConfigDict(extra="allow")
 
     #: How many times one node may run in one flow (a node's metadata
     #: ``max_visits`` overrides it); None for no limit.
     max_visits: int | None = Field(default=100, ge=1)
+    __pydantic_extra__: dict[str, KeyLimit] = Field(init=False)
+
+    @property
+    def keys(self) -> dict[str, KeyLimit]:
+        """The limits per key or key pattern, in configuration order."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class EngineConfig(BaseModel):

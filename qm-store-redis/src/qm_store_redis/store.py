@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from qm_store_redis import scripts
+from qm_store_redis import scripts, slots
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -206,6 +206,48 @@ class RedisStore:
     def persistent_memory(self) -> RedisPersistentMemory:
         """Per-agent memory kept in this Redis under this store's prefix."""
         return RedisPersistentMemory(self)
+
+    # -- concurrency slots (`HoldsSlots`; `qm_store_redis.slots`) -------------------------
+
+    @_redis_errors
+    async def acquire_slot(
+        self, key: str, holder: str, limit: int, now: float, expires_at: float
+    ) -> bool:
+        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held."""
+        client = self._clients.get()
+        prefix = self._keys.prefix
+        args = (holder, limit, repr(now), repr(expires_at))
+        taken = await self._eval(client, slots.ACQUIRE, (slots.slot_key(prefix, key),), args)
+        if taken == 1:
+            await client.command("SADD", slots.index_key(prefix), key)
+        return bool(taken == 1)
+
+    @_redis_errors
+    async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
+        """Move the holder's slot's expiry; False if it lapsed."""
+        keys = (slots.slot_key(self._keys.prefix, key),)
+        kept = await self._eval(self._clients.get(), slots.RENEW, keys, (holder, repr(expires_at)))
+        return bool(kept == 1)
+
+    @_redis_errors
+    async def release_slot(self, key: str, holder: str) -> None:
+        """Give the holder's slot up."""
+        await self._clients.get().command("ZREM", slots.slot_key(self._keys.prefix, key), holder)
+
+    @_redis_errors
+    async def slots_in_use(self, now: float) -> dict[str, int]:
+        """Unexpired slots per key, of every process using this Redis and prefix."""
+        client = self._clients.get()
+        prefix = self._keys.prefix
+        counts: dict[str, int] = {}
+        for raw in sorted(await client.command("SMEMBERS", slots.index_key(prefix))):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            held = int(
+                await client.command("ZCOUNT", slots.slot_key(prefix, key), f"({now!r}", "+inf")
+            )
+            if held:
+                counts[key] = held
+        return counts
 
     # -- live messages (the `LiveChannel` ability) ---------------------------------------
 

@@ -2,14 +2,13 @@
 the listeners and the leases, and acts on any flow of any graph by its id.
 
 Every front sits on an Engine: `FlowRunner` (one graph), qm-server, ``qm worker``
-and its `FlowStepper`, and the CLI. A flow read back from the store brings its
-own graph (the snapshot), so nothing here is bound to one graph.
+and its `FlowStepper`, the CLI. A stored flow brings its own graph (the snapshot).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Unpack
 from uuid import UUID
 
@@ -35,8 +34,14 @@ from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.executors import Executors
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.flows import Flows
+from quartermaster_engine.runner.key_limits import KeyLimits
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
-from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET, Listener, with_handler
+from quartermaster_engine.runner.listeners import (
+    DEFAULT_LISTENER_BUDGET,
+    Listener,
+    engine_listeners,
+    with_handler,
+)
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.running import RunningFlows
 from quartermaster_engine.runner.shared_store import check_dispatcher_store
@@ -46,8 +51,7 @@ from quartermaster_engine.types import GraphSpec
 
 EventHandler = Callable[[FlowEvent], Any]
 
-#: How many times one node may run in one flow unless the node says otherwise
-#: (metadata ``max_visits``).
+#: Runs of one node per flow unless its metadata ``max_visits`` says otherwise.
 DEFAULT_MAX_VISITS = 100
 
 
@@ -82,6 +86,7 @@ class Engine:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
         budgets: BudgetsConfig | None = None,
+        key_limits: Mapping[str, int] | None = None,
     ) -> None:
         check_parts(store, registry, listener_budget)
         self.node_registry = registry
@@ -97,6 +102,8 @@ class Engine:
         self.max_visits = max_visits
         #: Each flow's budgets (`quartermaster_engine.budgets`); None or none set: no counting.
         self.budgets = budgets if budgets is not None and budgets.active else None
+        #: ``{key or pattern: max_in_flight}`` across processes (`runner.key_limits`).
+        self.key_limits = KeyLimits.of(key_limits, self.store, lease_seconds)
         #: How long this engine's hold on a flow it drives lasts unless renewed.
         self.lease_seconds = lease_seconds
         #: Seconds a listener call may run before it is reported (see `runner.listeners`).
@@ -173,8 +180,7 @@ class Engine:
 
     @property
     def owner(self) -> str:
-        """How this engine names itself as a flow's driver (``host:pid:token``);
-        a forked process gets a name of its own."""
+        """This engine as a flow's driver (``host:pid:token``; new in a forked process)."""
         pid = os.getpid()
         if self._owner is None or self._owner[0] != pid:
             self._owner = (pid, new_owner())
@@ -191,12 +197,7 @@ class Engine:
 
     def listeners(self) -> list[Listener]:
         """The engine's own listeners: ``on_event`` and the sinks."""
-        listeners: list[Listener] = []
-        if self.on_event is not None:
-            listeners.append(("on_event", self.on_event))
-        for sink in self.sinks:
-            listeners.append((getattr(sink, "name", type(sink).__name__), sink.emit))
-        return listeners
+        return engine_listeners(self.on_event, self.sinks)
 
     def executor_for(self, node_type: str) -> tuple[NodeExecutor, bool] | None:
         """The executor of ``node_type`` and whether it is async, or None."""
@@ -216,8 +217,7 @@ class Engine:
         return self._compiled.get(spec)
 
     @property
-    def graph_count(self) -> int:
-        """How many distinct graphs this engine keeps compiled."""
+    def graph_count(self) -> int:  # distinct graphs this engine keeps compiled
         return len(self._compiled)
 
     async def run_child(

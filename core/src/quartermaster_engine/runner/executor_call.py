@@ -5,7 +5,8 @@ inline under the sync dispatcher when it has no timeout; otherwise it goes to
 the dispatcher's ``run_blocking`` (concurrent dispatchers) or a daemon thread,
 so that a timeout or a stop does not wait for it (an abandoned call runs on in
 its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
-is turned into a `NodeResult` or a named node error.
+is turned into a `NodeResult` or a named node error. An activation with limited keys
+holds a slot of each while its executor runs (`key_limits`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ class ExecutorCaller:
         if found is None:
             raise NodeError(self.missing(cnode))
         executor, is_async = found
+        limits = run.host.key_limits
+        if limits is not None:
+            keys = limits.keys_of(cnode, executor, run.graph)
+            if keys:  # a slot of each limited key while the executor runs
+                async with limits.held(keys):
+                    return await self._run(run, act, input_text, executor, is_async)
+        return await self._run(run, act, input_text, executor, is_async)
+
+    async def _run(
+        self, run: FlowRun, act: Activation, input_text: str, executor: NodeExecutor, is_async: bool
+    ) -> NodeResult:
+        cnode: CNode = act.cnode
         ctx = ExecutionContext._for_activation(run.view, act, input_text)
         timeout = cnode.timeout
         result: Any

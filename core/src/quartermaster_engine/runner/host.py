@@ -18,6 +18,7 @@ from quartermaster_engine.types import GraphSpec
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_run import FlowRun
+    from quartermaster_engine.runner.key_limits import KeyLimits
     from quartermaster_engine.runner.result import FlowResult
 
 
@@ -41,6 +42,11 @@ class RunHost(Protocol):
     @property
     def budgets(self) -> BudgetsConfig | None:
         """The budgets every flow obeys, or None."""
+        ...
+
+    @property
+    def key_limits(self) -> KeyLimits | None:
+        """Concurrency limits per key, or None (no key is limited)."""
         ...
 
     @property

@@ -37,6 +37,18 @@ logger = logging.getLogger("quartermaster_engine.runner")
 Listener = tuple[str, Callable[[FlowEvent], Any]]
 
 
+def engine_listeners(
+    on_event: Callable[[FlowEvent], Any] | None, sinks: Iterable[Any]
+) -> list[Listener]:
+    """An engine's own listeners: ``on_event`` and the sinks (each ``emit(event)``)."""
+    listeners: list[Listener] = []
+    if on_event is not None:
+        listeners.append(("on_event", on_event))
+    for sink in sinks:
+        listeners.append((getattr(sink, "name", type(sink).__name__), sink.emit))
+    return listeners
+
+
 def with_handler(
     on_event: Callable[[FlowEvent], Any] | None, listeners: Iterable[Listener]
 ) -> list[Listener]:

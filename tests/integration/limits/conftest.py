@@ -1,5 +1,6 @@
-"""Fixtures of the budget tests: a store factory per kind (memory, a SQLite file,
-a redis-server and a PostgreSQL server of the tests' own)."""
+"""Fixtures of the budget and limit tests: stores per kind (memory, a SQLite file, a
+redis-server and a PostgreSQL server of the tests' own), and the LLM pack's fake
+OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[2] / "qm_store_redis"))
 sys.path.insert(0, str(Path(__file__).parents[2] / "qm_store_postgres"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "qm_nodes_llm"))
 
 from qm_pg_support import PostgresServer, unique_schema
 from qm_redis_support import RedisServer, unique_prefix
@@ -58,3 +60,25 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], An
     server: RedisServer = request.getfixturevalue("redis_server")
     prefix = unique_prefix()
     return lambda: RedisStore(server.url, key_prefix=prefix)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The ``[store]`` section of a store several processes share."""
+    if request.param == "sqlite":
+        return {"name": "sqlite", "path": str(tmp_path / "flows.db")}
+    if request.param == "postgres":
+        pg: PostgresServer = request.getfixturevalue("postgres_server")
+        return {"name": "postgres", "url": pg.url, "schema_name": unique_schema()}
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {"name": "redis", "url": server.url, "key_prefix": unique_prefix()}
+
+
+@pytest.fixture
+def openai_server() -> Iterator[Any]:
+    """The LLM pack's scripted OpenAI-compatible server, counting requests in flight."""
+    from fake_openai import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()

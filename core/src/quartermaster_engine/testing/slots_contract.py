@@ -1,0 +1,54 @@
+"""Conformance of the optional `HoldsSlots` ability (inherited by `StoreContract`).
+
+A store that declares it (``isinstance(store, HoldsSlots)``) must let at most
+``limit`` holders hold a key's slots at once, across every process sharing it
+(two stores from ``make_store`` stand in for two processes), drop slots whose
+expiry passed, renew and release them, and count the unexpired ones. Times are
+given by the test: no sleeps. Stores without the ability skip these tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from quartermaster_engine.stores.base import HoldsSlots
+from quartermaster_engine.testing.calls import call, close_store
+
+
+class SlotsContract:
+    """Tests of concurrency slots; ``store`` and ``make_store`` are `StoreContract`'s."""
+
+    def test_slots_hold_the_limit_across_processes_and_lapse(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, HoldsSlots):
+            pytest.skip(f"{type(store).__name__} keeps no slots (an optional ability)")
+        other = make_store()
+        key, elsewhere = f"llm:test:{uuid4().hex}", f"tenant:{uuid4().hex}"
+        try:
+            now = 1_000_000.0
+            # Two processes take 2 slots of a limit of 2; a third holder waits.
+            assert call(store, "acquire_slot", key, "a", 2, now, now + 30) is True
+            assert call(other, "acquire_slot", key, "b", 2, now, now + 30) is True
+            assert call(store, "acquire_slot", key, "c", 2, now + 1, now + 31) is False
+            # A holder asking again keeps its one slot (and its new expiry).
+            assert call(other, "acquire_slot", key, "b", 2, now + 1, now + 40) is True
+            assert call(store, "acquire_slot", elsewhere, "c", 1, now, now + 30) is True
+            assert call(other, "slots_in_use", now + 2) == {key: 2, elsewhere: 1}
+            # "a" releases: "c" gets its slot; "b" renews, "c" does not.
+            call(store, "release_slot", key, "a")
+            call(store, "release_slot", key, "nobody")
+            assert call(other, "acquire_slot", key, "c", 2, now + 3, now + 33) is True
+            assert call(store, "renew_slot", key, "b", now + 100) is True
+            assert call(store, "renew_slot", key, "a", now + 100) is False
+            # At now + 33 the slot of "c" has lapsed (as a killed holder's would).
+            assert call(store, "slots_in_use", now + 33) == {key: 1}
+            assert call(other, "acquire_slot", key, "d", 2, now + 33, now + 63) is True
+            assert call(store, "acquire_slot", key, "e", 2, now + 34, now + 64) is False
+            assert call(store, "slots_in_use", now + 34) == {key: 2}
+        finally:
+            close_store(other)

@@ -1,0 +1,48 @@
+"""A process of the limit tests: ``python limit_worker.py '<json args>'``.
+
+Builds one Engine from ``config`` (store, ``[limits]``, the LLM nodes sent to the
+fake server) and runs ``flows`` flows at once, each a chain of ``nodes``
+Instruction1 nodes; prints one JSON line: each flow's status and error.
+Touches ``ready`` (if given) once the engine is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Imported now, not on the first call: a waiting worker's request then goes out as
+# soon as it has its slot (the kill test times it).
+import openai  # noqa: F401
+
+from quartermaster_engine import Engine
+from quartermaster_engine.testing.graphs import build_graph
+from quartermaster_graph import GraphSpec
+
+
+def llm_chain(nodes: int) -> GraphSpec:
+    names = ["Start", *(f"ask{i}" for i in range(nodes)), "End"]
+    specs: dict[str, Any] = {"Start": "Start1", "End": "End1"}
+    for name in names[1:-1]:
+        specs[name] = {
+            "type": "Instruction1",
+            "metadata": {"llm_model": "gpt-4o-mini", "llm_stream": False},
+        }
+    return build_graph(specs, list(itertools.pairwise(names)), name="asks")
+
+
+async def main(args: dict[str, Any]) -> dict[str, Any]:
+    async with Engine.from_config(args["config"], lease_seconds=args.get("lease", 30.0)) as eng:
+        if args.get("ready"):
+            Path(args["ready"]).touch()  # noqa: ASYNC240 - once, before the flows
+        graph = llm_chain(args["nodes"])
+        results = await asyncio.gather(*(eng.run(graph, f"q{i}") for i in range(args["flows"])))
+    return {"results": [[r.status.value, r.error] for r in results]}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))
