@@ -104,9 +104,14 @@ class KeyLimits:
         if limit is not None:
             return limit
         for pattern, value in self.limits.items():
-            if fnmatch.fnmatchcase(key, pattern):
+            if self.matches(pattern, key):
                 return value
         return None
+
+    @staticmethod
+    def matches(pattern: str, key: str) -> bool:
+        """Whether ``key`` falls under the table ``pattern`` (``*`` and ``?`` wildcards)."""
+        return fnmatch.fnmatchcase(key, pattern)
 
     def keys_of(
         self, cnode: CNode, executor: NodeExecutor, graph: GraphSpec
