@@ -10,10 +10,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import pytest
 from budget_support import chain, engine
 
 from quartermaster_engine.budgets import APPROVALS_KEY, flow_usage
@@ -212,3 +215,65 @@ def test_qm_flows_show_gives_the_usage(tmp_path: Path) -> None:
     }
     text = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert "usage: 5 node runs, 360 tokens (300 in, 60 out), cost 0.0012 USD\n" in text.stdout
+
+
+@pytest.mark.slow
+def test_two_processes_racing_on_one_activation_count_it_once(
+    shared_store: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two worker processes execute the same activation at once and both try to
+    commit it: the fencing refuses one, and usage counts the activation once."""
+    from quartermaster_engine import assembly
+    from quartermaster_engine.config import EngineConfig
+
+    def store() -> Any:
+        return assembly.build_store(EngineConfig.load({"store": shared_store}, environ={}))
+
+    async def prepare() -> tuple[str, list[Any]]:
+        async with engine(store(), max_tokens=10_000) as eng:
+            flow_id = await eng.submit(chain(["a", "b"]), "go")
+            stepper = FlowStepper(eng)
+            await stepper.step(flow_id)  # Start
+            ((ref, _),) = await stepper.pending(flow_id)
+            return str(flow_id), [str(ref[0]), ref[1], ref[2]]
+
+    flow_id, ref = asyncio.run(prepare())
+    side, go = tmp_path / "side.log", tmp_path / "go"
+    worker = Path(__file__).with_name("budget_race.py")
+    env = {**os.environ, "PYTHONPATH": str(worker.parent), "BUDGET_SIDE": str(side)}
+    racers = []
+    for i in range(2):
+        args = {"store": shared_store, "flow_id": flow_id, "ref": ref, "go": str(go)}
+        args["ready"] = str(tmp_path / f"ready-{i}")
+        racers.append(
+            subprocess.Popen(
+                [sys.executable, str(worker), json.dumps(args)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-?"))) < 2:
+        assert time.monotonic() < deadline, "the racers did not get ready"
+        time.sleep(0.01)
+    go.touch()
+    outcomes = []
+    for proc in racers:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outcomes.append(json.loads(out.strip().splitlines()[-1])["duplicate"])
+    assert sorted(outcomes) == [False, True]
+    assert side.read_text() == "a\na\n"  # the work ran in both processes
+
+    async def finish_and_count() -> dict[str, Any]:
+        async with engine(store(), max_tokens=10_000) as eng:
+            final = await FlowStepper(eng).run_to_end(UUID(flow_id))
+            assert final.status is FlowStatus.COMPLETED
+            snap = await eng.flows.show(flow_id)
+            return flow_usage(snap.records, eng.budgets).to_dict()
+
+    usage = asyncio.run(finish_and_count())
+    # Start, a (once, though it ran twice), b, End.
+    assert (usage["node_runs"], usage["tokens"]) == (4, 240)
