@@ -134,6 +134,8 @@ class RedisStore:
         self._ttl_ms = 0 if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
         self._safe_url = redact_url(url)
         self._keys = KeySpace(key_prefix)
+        #: Limit keys this process has listed in the slot index (`qm_store_redis.slots`).
+        self._indexed_slots: set[str] = set()
         self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
@@ -218,8 +220,10 @@ class RedisStore:
         prefix = self._keys.prefix
         args = (holder, limit, repr(now), repr(expires_at))
         taken = await self._eval(client, slots.ACQUIRE, (slots.slot_key(prefix, key),), args)
-        if taken == 1:
+        if taken == 1 and key not in self._indexed_slots:
+            # Listed once per process (one more round trip the first time only).
             await client.command("SADD", slots.index_key(prefix), key)
+            self._indexed_slots.add(key)
         return bool(taken == 1)
 
     @_redis_errors
