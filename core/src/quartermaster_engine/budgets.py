@@ -154,6 +154,9 @@ class Usage:
     cost: float = 0.0
     #: When the flow was created (wall time is counted from it).
     since: float = field(default_factory=time.time)
+    #: The runs counted, by (node, visit, attempt): a process that reads records it
+    #: applied itself before (a stepper catching up) counts each once.
+    counted: set[tuple[Any, int, int]] = field(default_factory=set)
 
     @property
     def tokens(self) -> int:
@@ -163,6 +166,10 @@ class Usage:
         """Count one committed record."""
         if rec.status not in _RUNS:
             return
+        key = (rec.node_id, rec.visit, rec.attempt)
+        if key in self.counted:
+            return
+        self.counted.add(key)
         self.node_runs += 1
         data = rec._data  # no dict is made for records without output data
         if not data:
@@ -183,6 +190,7 @@ class Usage:
     def reset(self) -> None:
         self.node_runs = self.input_tokens = self.output_tokens = 0
         self.cost = 0.0
+        self.counted.clear()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

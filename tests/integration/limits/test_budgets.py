@@ -277,3 +277,26 @@ def test_two_processes_racing_on_one_activation_count_it_once(
     usage = asyncio.run(finish_and_count())
     # Start, a (once, though it ran twice), b, End.
     assert (usage["node_runs"], usage["tokens"]) == (4, 240)
+
+
+async def _steppers_taking_turns_count_each_run_once(new_store: Callable[[], Any]) -> None:
+    """Two workers take turns on one flow: each catches up on the records the other
+    committed, and reads its own again; usage counts every run once."""
+    first, second = engine(new_store(), max_tokens=300), engine(new_store(), max_tokens=300)
+    async with first, second:
+        flow_id = await first.submit(chain(["a", "b", "c", "d"]), "go")
+        steppers = [FlowStepper(first), FlowStepper(second)]
+        turn, last = 0, None
+        while last is None or last.status is FlowStatus.RUNNING:
+            last = await steppers[turn % 2].step(flow_id)
+            turn += 1
+    assert last.status is FlowStatus.FAILED
+    assert last.result is not None
+    assert last.result.error == (
+        f"BudgetExceededError: budget max_tokens of flow {flow_id} is used up: "
+        f"limit 300, usage 360 (before node 'd' ({name_id('d')}))"
+    )
+
+
+def test_steppers_taking_turns_count_each_run_once(new_store: Callable[[], Any]) -> None:
+    asyncio.run(_steppers_taking_turns_count_each_run_once(new_store))

@@ -22,7 +22,13 @@ from quartermaster_engine.context.node_execution import NodeExecution, NodeStatu
 from quartermaster_engine.messaging.history import rebuild_log
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
-from quartermaster_engine.stores.records import Activation, ActivationKey, Commit, FlowSnapshot
+from quartermaster_engine.stores.records import (
+    Activation,
+    ActivationKey,
+    Commit,
+    FlowSnapshot,
+    FlowStatus,
+)
 
 #: A join slot position that has not received its edge yet.
 MISSING: Any = object()
@@ -89,6 +95,8 @@ class FlowState:
         self.end_record: NodeExecution | None = None
         #: Final node failures, in the order they happened.
         self.failures: list[tuple[CNode, str]] = []
+        #: A restored failed flow's error when no record says it (a budget, a visit limit).
+        self.stored_error: str | None = None
         self.records_by_key: dict[ActivationKey, NodeExecution] = {}
         #: How many of the flow's records this state has read.
         self.record_count = 0
@@ -220,6 +228,8 @@ class FlowState:
             else:
                 self.ready.append(act)
         self.failures = [f for key, f in self._failed.items() if key not in pending_keys]
+        flow = snapshot.flow
+        self.stored_error = flow.error if flow.status is FlowStatus.FAILED else None
         slots: dict[tuple[int, int], JoinSlot] = {}
         for delivery in sorted(snapshot.deliveries, key=lambda d: d.slot):
             target = cg.by_id[delivery.target]
