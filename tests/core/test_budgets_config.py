@@ -8,6 +8,7 @@ import pytest
 
 from quartermaster_engine import Engine
 from quartermaster_engine.config import ConfigError, EngineConfig
+from quartermaster_engine.runner.key_limits import Rule
 
 
 def test_budgets_read_from_a_file_with_durations_and_prices(tmp_path: Path) -> None:
@@ -99,20 +100,27 @@ def test_limits_per_key_from_a_file_and_their_errors(tmp_path: Path) -> None:
     path.write_text(
         "[limits]\nmax_visits = 7\n"
         "[limits.'llm:openai:gpt-4o']\nmax_in_flight = 8\n"
-        "[limits.'llm:openai:*']\nmax_in_flight = 3\n"
+        "[limits.'llm:openai:*']\nmax_in_flight = 3\nmax_requests = 120\nper = '1m'\n"
     )
     engine = Engine.from_config(path)
     try:
         assert engine.max_visits == 7
         assert engine.key_limits is not None
-        assert engine.key_limits.limits == {"llm:openai:gpt-4o": 8, "llm:openai:*": 3}
+        assert engine.key_limits.limits == {
+            "llm:openai:gpt-4o": Rule(8),
+            "llm:openai:*": Rule(3, 120, 60.0),
+        }
     finally:
         engine.close()
-    path.write_text("[limits.'tenant:*']\nmax_in_flight = 0\n[limits.'llm:x']\nmax = 2\n")
+    path.write_text(
+        "[limits.'tenant:*']\nmax_in_flight = 0\n[limits.'llm:x']\nmax = 2\n"
+        "[limits.'llm:y']\nper = '1m'\n"
+    )
     with pytest.raises(ConfigError) as caught:
         EngineConfig.load(path, environ={})
     assert str(caught.value) == (
         "invalid configuration: limits.tenant:*.max_in_flight: Input should be greater than "
-        "or equal to 1 (from qm.toml); limits.llm:x.max_in_flight: Field required (from "
-        "qm.toml); limits.llm:x.max: Extra inputs are not permitted (from qm.toml)"
+        "or equal to 1 (from qm.toml); limits.llm:x.max: Extra inputs are not permitted "
+        "(from qm.toml); limits.llm:y: Value error, a key's table needs max_in_flight or "
+        "max_requests (from qm.toml)"
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from quartermaster_engine.runner.key_limits import KeyLimits, LocalSlots
+from quartermaster_engine.runner.key_limits import KeyLimits, LocalSlots, Rule
 from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.testing.slots_contract import SlotsContract
 
@@ -27,9 +27,9 @@ def test_patterns_match_keys_after_exact_ones() -> None:
     limits = KeyLimits({"llm:openai:gpt-4o": 8, "llm:openai:*": 3, "tenant:*": 1}, None, 30.0)
     assert isinstance(limits.slots, LocalSlots)
     assert not limits.shared
-    assert limits.limit_of("llm:openai:gpt-4o") == 8
-    assert limits.limit_of("llm:openai:gpt-4o-mini") == 3
-    assert limits.limit_of("tenant:acme") == 1
+    assert limits.limit_of("llm:openai:gpt-4o") == Rule(8)
+    assert limits.limit_of("llm:openai:gpt-4o-mini") == Rule(3)
+    assert limits.limit_of("tenant:acme") == Rule(1)
     assert limits.limit_of("llm:anthropic:claude") is None
     assert KeyLimits.of({}, InMemoryStore(), 30.0) is None
 

@@ -186,6 +186,8 @@ class FakeOpenAI:
         #: request counts from its arrival until its answer starts to be sent).
         self.in_flight = 0
         self.most_in_flight = 0
+        #: When each request arrived (``time.monotonic()``), in order.
+        self.arrivals: list[float] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -252,6 +254,7 @@ class FakeOpenAI:
                     server.requests.append(json.loads(raw or b"{}"))
                     server.paths.append(self.path)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.arrivals.append(time.monotonic())
                     server.in_flight += 1
                     server.most_in_flight = max(server.most_in_flight, server.in_flight)
                 try:

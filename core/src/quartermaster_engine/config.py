@@ -42,9 +42,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from quartermaster_engine.budgets import BudgetsConfig
+from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.redaction import redact_setting
 from quartermaster_graph.data_limits import data_too_deep, too_deep_message
 
@@ -84,7 +93,22 @@ class KeyLimit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Activations of the key running at once, across processes.
-    max_in_flight: int = Field(ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1)
+    #: Activations of the key started per ``per`` (a sliding window), across processes.
+    max_requests: int | None = Field(default=None, ge=1)
+    #: The window of ``max_requests``: seconds, or a duration like 1m, 1h.
+    per: float = Field(default=60.0, gt=0)
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value).total_seconds() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> KeyLimit:
+        if self.max_in_flight is None and self.max_requests is None:
+            raise ValueError("a key's table needs max_in_flight or max_requests")
+        return self
 
 
 class LimitsConfig(BaseModel):

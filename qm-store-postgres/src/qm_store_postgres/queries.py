@@ -141,6 +141,8 @@ class Queries:
         self.slot_renew = (
             f"UPDATE {s}.qm_slots SET expires_at = $3 WHERE key = $1 AND holder = $2 RETURNING true"
         )
+        self.take_request = f"SELECT {s}.qm_take_request($1, $2, $3, $4)"
+        self.requests_in_window = f"SELECT count(*) FROM {s}.qm_requests WHERE key = $1 AND at > $2"
         self.slot_release = f"DELETE FROM {s}.qm_slots WHERE key = $1 AND holder = $2"
         self.slots_in_use = (
             f"SELECT key, count(*) FROM {s}.qm_slots WHERE expires_at > $1 "

@@ -24,7 +24,8 @@ Layout, for one flow:
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
 - ``qm_slots``: concurrency slots per limit key until ``expires_at`` (not tied to a
-  flow), taken by ``qm_acquire_slot``.
+  flow), taken by ``qm_acquire_slot``; ``qm_requests``: the starts of each limit
+  key in its window, counted by ``qm_take_request``.
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``).
@@ -384,6 +385,7 @@ TABLES = (
     "qm_agent_memory",
     "qm_events",
     "qm_slots",
+    "qm_requests",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -430,6 +432,32 @@ BEGIN
     END IF;
     INSERT INTO {s}.qm_slots (key, holder, expires_at) VALUES (p_key, p_holder, p_expires);
     RETURN true;
+END
+$fn$;
+
+CREATE TABLE {s}.qm_requests (
+    key text NOT NULL,
+    at  double precision NOT NULL
+);
+CREATE INDEX qm_requests_by_key ON {s}.qm_requests (key, at);
+
+-- A start of p_key counted if its window has room (returns 0), else the time of
+-- the oldest start in the window.
+CREATE FUNCTION {s}.qm_take_request(
+    p_key text, p_limit integer, p_per double precision, p_now double precision
+) RETURNS double precision LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_count bigint;
+    v_oldest double precision;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{s}.qm_requests ' || p_key));
+    DELETE FROM {s}.qm_requests WHERE key = p_key AND at <= p_now - p_per;
+    SELECT count(*), min(at) INTO v_count, v_oldest FROM {s}.qm_requests WHERE key = p_key;
+    IF v_count < p_limit THEN
+        INSERT INTO {s}.qm_requests (key, at) VALUES (p_key, p_now);
+        RETURN 0;
+    END IF;
+    RETURN v_oldest;
 END
 $fn$;
 """

@@ -279,6 +279,18 @@ class PostgresStore:
         """Give the holder's slot up."""
         await self._db.run(execute, self._sql.slot_release, key, holder)
 
+    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        """Count a start of ``key`` if its window has room (0.0), else the seconds to wait
+        (one round trip: the ``qm_take_request`` function)."""
+        sql = self._sql.take_request
+        oldest = float(await self._db.run(fetchval, sql, key, limit, per, now))
+        return 0.0 if oldest == 0 else max(0.0, oldest + per - now)
+
+    async def requests_in_window(self, key: str, per: float, now: float) -> int:
+        """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""
+        sql = self._sql.requests_in_window
+        return int(await self._db.run(fetchval, sql, key, now - per))
+
     async def slots_in_use(self, now: float) -> dict[str, int]:
         """Unexpired slots per key, of every process using the schema."""
         rows = await self._db.run(fetch, self._sql.slots_in_use, now)

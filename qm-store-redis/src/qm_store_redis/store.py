@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -237,6 +239,22 @@ class RedisStore:
     async def release_slot(self, key: str, holder: str) -> None:
         """Give the holder's slot up."""
         await self._clients.get().command("ZREM", slots.slot_key(self._keys.prefix, key), holder)
+
+    @_redis_errors
+    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
+        member = f"{now!r}:{uuid.uuid4().hex[:12]}"
+        args = (limit, repr(now), member, repr(now - per), max(1, math.ceil(per * 1000)))
+        keys = (slots.rate_key(self._keys.prefix, key),)
+        reply = await self._eval(self._clients.get(), slots.TAKE_REQUEST, keys, args)
+        oldest = float(reply.decode() if isinstance(reply, bytes) else reply)
+        return 0.0 if oldest == 0 else max(0.0, oldest + per - now)
+
+    @_redis_errors
+    async def requests_in_window(self, key: str, per: float, now: float) -> int:
+        """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""
+        rate = slots.rate_key(self._keys.prefix, key)
+        return int(await self._clients.get().command("ZCOUNT", rate, f"({now - per!r}", "+inf"))
 
     @_redis_errors
     async def slots_in_use(self, now: float) -> dict[str, int]:

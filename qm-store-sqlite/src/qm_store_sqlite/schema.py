@@ -18,8 +18,9 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
   and loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
-- ``qm_slots``: concurrency slots per limit key, held until ``expires_at`` (not
-  tied to a flow; see `qm_store_sqlite.slots`).
+- ``qm_slots``: concurrency slots per limit key, held until ``expires_at``, and
+  ``qm_requests``: the starts of each limit key in its window (not tied to a
+  flow; see `qm_store_sqlite.slots`).
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``); a
@@ -180,6 +181,12 @@ CREATE TABLE qm_slots (
     expires_at REAL NOT NULL,
     PRIMARY KEY (key, holder)
 ) WITHOUT ROWID;
+
+CREATE TABLE qm_requests (
+    key TEXT NOT NULL,
+    at  REAL NOT NULL
+);
+CREATE INDEX qm_requests_by_key ON qm_requests (key, at);
 """
 
 
@@ -211,6 +218,7 @@ TABLES = (
     "qm_agent_memory",
     "qm_events",
     "qm_slots",
+    "qm_requests",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -230,8 +238,8 @@ class SchemaDamage(Exception):
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events", "qm_slots"},
-    frozenset(TABLES) - {"qm_slots"},
+    frozenset(TABLES) - {"qm_events", "qm_slots", "qm_requests"},
+    frozenset(TABLES) - {"qm_slots", "qm_requests"},
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1

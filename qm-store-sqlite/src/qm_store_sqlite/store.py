@@ -119,7 +119,7 @@ class SQLiteStore:
             self._persistent = SQLitePersistentMemory(self._db)
         return self._persistent
 
-    # -- concurrency slots (`HoldsSlots`) --------------------------------------------------
+    # -- concurrency slots and starts per window (`HoldsSlots`, `LimitsRate`) --------------
 
     async def acquire_slot(
         self, key: str, holder: str, limit: int, now: float, expires_at: float
@@ -138,6 +138,14 @@ class SQLiteStore:
     async def slots_in_use(self, now: float) -> dict[str, int]:
         """Unexpired slots per key, of every process using the file."""
         return await self._db.run(slots.in_use, now)
+
+    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
+        return await self._db.write(slots.take_request, key, limit, per, now)
+
+    async def requests_in_window(self, key: str, per: float, now: float) -> int:
+        """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""
+        return await self._db.run(slots.requests_in_window, key, per, now)
 
     # -- flow records ----------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Builds one Engine from ``config`` (store, ``[limits]``, the LLM nodes sent to the
 fake server) and runs ``flows`` flows at once, each a chain of ``nodes``
 Instruction1 nodes; prints one JSON line: each flow's status and error.
-Touches ``ready`` (if given) once the engine is built.
+Touches ``ready`` (if given) once the engine is built; with ``warm``, first runs
+one flow calling the model ``warmup`` (its HTTP client's first, slow call).
 """
 
 from __future__ import annotations
@@ -24,19 +25,21 @@ from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_graph import GraphSpec
 
 
-def llm_chain(nodes: int) -> GraphSpec:
+def llm_chain(nodes: int, model: str = "gpt-4o-mini") -> GraphSpec:
     names = ["Start", *(f"ask{i}" for i in range(nodes)), "End"]
     specs: dict[str, Any] = {"Start": "Start1", "End": "End1"}
     for name in names[1:-1]:
         specs[name] = {
             "type": "Instruction1",
-            "metadata": {"llm_model": "gpt-4o-mini", "llm_stream": False},
+            "metadata": {"llm_model": model, "llm_stream": False},
         }
     return build_graph(specs, list(itertools.pairwise(names)), name="asks")
 
 
 async def main(args: dict[str, Any]) -> dict[str, Any]:
     async with Engine.from_config(args["config"], lease_seconds=args.get("lease", 30.0)) as eng:
+        if args.get("warm"):  # the HTTP client's first call, outside the limited key
+            await eng.run(llm_chain(1, "warmup"), "warm")
         if args.get("ready"):
             Path(args["ready"]).touch()  # noqa: ASYNC240 - once, before the flows
         graph = llm_chain(args["nodes"])

@@ -23,18 +23,23 @@ from fake_openai import FakeOpenAI, Reply, completion
 from limit_worker import llm_chain
 
 from quartermaster_engine import Engine
+from quartermaster_engine.runner.key_limits import LocalSlots
 
 WORKER = Path(__file__).with_name("limit_worker.py")
 
 
-def config(store: dict[str, Any], server: FakeOpenAI, limit: int | None) -> dict[str, Any]:
+def config(
+    store: dict[str, Any], server: FakeOpenAI, limit: int | None, **table: Any
+) -> dict[str, Any]:
     openai = {"base_url": server.base_url, "api_key": "sk-test"}
     data: dict[str, Any] = {
         "store": store,
         "nodes": {"Instruction1": {"provider": "openai", "providers": {"openai": openai}}},
     }
     if limit is not None:
-        data["limits"] = {"llm:openai:*": {"max_in_flight": limit}}
+        table["max_in_flight"] = limit
+    if table:
+        data["limits"] = {"llm:openai:*": table}
     return data
 
 
@@ -130,3 +135,70 @@ def test_a_killed_holder_frees_its_slot_within_the_lease_time(
     finally:
         hold.set()
     assert freed_after <= lease + 1.0, freed_after
+
+
+def limited_arrivals(server: FakeOpenAI) -> list[float]:
+    """When the requests for gpt-4o-mini arrived (not the warm-up calls)."""
+    pairs = zip(server.requests, server.arrivals, strict=True)
+    return [at for body, at in pairs if body.get("model") == "gpt-4o-mini"]
+
+
+def most_in_any_window(arrivals: list[float], width: float) -> int:
+    return max(sum(1 for t in arrivals if start <= t < start + width) for start in arrivals)
+
+
+@pytest.mark.slow
+def test_processes_start_at_most_max_requests_per_window(
+    shared_store: dict[str, Any], openai_server: FakeOpenAI
+) -> None:
+    """2 processes x 6 flows x 2 LLM nodes with ``max_requests = 6`` per second: the
+    server never sees more than 6 requests in a second (arrivals measured with 5%
+    slack for the way from the client), and all 24 complete."""
+    openai_server.default = completion("ok", model="gpt-4o-mini")
+    cfg = config(shared_store, openai_server, None, max_requests=6, per="1s")
+    cfg["limits"] = {"llm:openai:gpt-4o-mini": cfg["limits"]["llm:openai:*"]}
+    workers = [start(config=cfg, flows=6, nodes=2, warm=True) for _ in range(2)]
+    assert [finish(w) for w in workers] == [[["completed", None]] * 6] * 2
+    arrivals = limited_arrivals(openai_server)
+    assert len(arrivals) == 24
+    assert most_in_any_window(arrivals, 0.95) <= 6
+    assert arrivals[-1] - arrivals[0] >= 2.9  # 24 starts at 6 a second: 3 s at least
+
+
+class RecordingStarts(LocalSlots):
+    """In-process starts per window, recording when each start was let through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[float] = []
+
+    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        wait = super().take_request(key, limit, per, now)
+        if wait == 0.0:
+            self.started.append(now)
+        return wait
+
+
+def test_on_the_memory_store_starts_per_window_hold_within_the_process(
+    openai_server: FakeOpenAI,
+) -> None:
+    """In one process the clock of the starts is the engine's own: no start is let
+    through while 5 others are in the last second (the server's arrivals lag
+    behind them by the event loop's load, so they are only counted here)."""
+    openai_server.default = completion("ok", model="gpt-4o-mini")
+    recording = RecordingStarts()
+
+    async def go() -> list[str]:
+        cfg = config({"name": "memory"}, openai_server, None, max_requests=5, per="1s")
+        async with Engine.from_config(cfg) as engine:
+            assert engine.key_limits is not None
+            engine.key_limits.rates = recording
+            done = await asyncio.gather(*(engine.run(llm_chain(1), f"q{i}") for i in range(12)))
+        return [r.status.value for r in done]
+
+    assert asyncio.run(go()) == ["completed"] * 12
+    assert len(openai_server.requests) == 12
+    started = recording.started
+    assert len(started) == 12
+    assert most_in_any_window(started, 1.0) == 5
+    assert started[-1] - started[0] >= 2.0  # 12 starts at 5 a second

@@ -20,6 +20,7 @@ LIMITS = (
     "[limits.'llm:openai:gpt-4o']\nmax_in_flight = 8\n"
     "[limits.'llm:openai:*']\nmax_in_flight = 3\n"
     "[limits.'tenant:*']\nmax_in_flight = 2\n"
+    "[limits.'search:api']\nmax_requests = 10\nper = '1m'\n"
 )
 
 
@@ -48,23 +49,38 @@ def test_qm_limits_shows_each_keys_limit_and_the_slots_held(tmp_path: Path) -> N
             lapsed = key == "tenant:acme"  # a killed holder's slot, expired
             until = now - 1 if lapsed else now + 600
             assert await store.acquire_slot(key, holder, 8, now - 5 if lapsed else now, until)
+        for ago in (90.0, 30.0, 1.0):  # one start left the window of a minute
+            assert await store.take_request("search:api", 10, 60.0, now - ago) == 0.0
         await store.close()
 
     asyncio.run(hold())
     shown = qm(tmp_path, "limits", "--json")
     assert shown.returncode == 0, shown.stderr
-    rows: list[dict[str, Any]] = [
-        {"key": "llm:openai:gpt-4o", "limit": 8, "table": "llm:openai:gpt-4o", "in_flight": 1},
-        {"key": "llm:openai:gpt-4o-mini", "limit": 3, "table": "llm:openai:*", "in_flight": 2},
-        {"key": "search:api", "limit": None, "table": None, "in_flight": 1},
-        {"key": "tenant:*", "limit": 2, "table": "tenant:*", "in_flight": 0},
+
+    def row(key: str, limit: Any, table: Any, held: int) -> dict[str, Any]:
+        return {
+            "key": key,
+            "limit": limit,
+            "max_requests": None,
+            "per": None,
+            "table": table,
+            "in_flight": held,
+            "started": None,
+        }
+
+    rows = [
+        row("llm:openai:gpt-4o", 8, "llm:openai:gpt-4o", 1),
+        row("llm:openai:gpt-4o-mini", 3, "llm:openai:*", 2),
+        {**row("search:api", None, "search:api", 1), "max_requests": 10, "per": 60.0},
+        row("tenant:*", 2, "tenant:*", 0),
     ]
+    rows[2]["started"] = 2  # of the three starts, one left the window
     assert json.loads(shown.stdout) == {"store": "sqlite", "shared": True, "keys": rows}
     text = qm(tmp_path, "limits")
     assert text.returncode == 0, text.stderr
     lines = [" ".join(line.replace("│", " ").split()) for line in text.stdout.splitlines()]
-    assert "llm:openai:gpt-4o-mini 3 llm:openai:* 2" in lines
-    assert "search:api - - 1" in lines
+    assert "search:api - 10 / 60 s search:api 1 2" in lines
+    assert "llm:openai:gpt-4o-mini 3 - llm:openai:* 2 -" in lines
 
 
 def test_qm_limits_on_the_memory_store_says_slots_are_per_process(tmp_path: Path) -> None:
@@ -76,4 +92,5 @@ def test_qm_limits_on_the_memory_store_says_slots_are_per_process(tmp_path: Path
     )
     data = json.loads(qm(tmp_path, "limits", "--json").stdout)
     assert data["shared"] is False
-    assert [r["in_flight"] for r in data["keys"]] == [0, 0, 0]
+    assert [r["in_flight"] for r in data["keys"]] == [0, 0, 0, 0]
+    assert [r["started"] for r in data["keys"]] == [None, None, None, None]

@@ -34,7 +34,7 @@ from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.executors import Executors
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.flows import Flows
-from quartermaster_engine.runner.key_limits import KeyLimits
+from quartermaster_engine.runner.key_limits import KeyLimits, Rule
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.listeners import (
     DEFAULT_LISTENER_BUDGET,
@@ -86,7 +86,7 @@ class Engine:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         listener_budget: float | None = DEFAULT_LISTENER_BUDGET,
         budgets: BudgetsConfig | None = None,
-        key_limits: Mapping[str, int] | None = None,
+        key_limits: Mapping[str, int | Rule] | None = None,
     ) -> None:
         check_parts(store, registry, listener_budget)
         self.node_registry = registry
@@ -102,7 +102,7 @@ class Engine:
         self.max_visits = max_visits
         #: Each flow's budgets (`quartermaster_engine.budgets`); None or none set: no counting.
         self.budgets = budgets if budgets is not None and budgets.active else None
-        #: ``{key or pattern: max_in_flight}`` across processes (`runner.key_limits`).
+        #: ``{key or pattern: max_in_flight or Rule}`` across processes (`key_limits`).
         self.key_limits = KeyLimits.of(key_limits, self.store, lease_seconds)
         #: How long this engine's hold on a flow it drives lasts unless renewed.
         self.lease_seconds = lease_seconds

@@ -14,6 +14,10 @@ this process (`LocalSlots`: the memory store). A slot expires ``ttl`` seconds
 it every third of that while the executor runs, so a holder that was killed
 frees its slot within the ttl. A full key is polled (10 ms, doubling to 250 ms,
 jittered) until a slot frees: the wait holds the calling task, not a lease.
+
+``max_requests`` per ``per`` seconds counts the starts of a key in a sliding
+window, in the store when it `LimitsRate` (else in this process); a start that
+finds the window full sleeps until its oldest start leaves it, then asks again.
 """
 
 from __future__ import annotations
@@ -28,21 +32,34 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.stores.adapter import _done
-from quartermaster_engine.stores.base import HoldsSlots
+from quartermaster_engine.stores.base import HoldsSlots, LimitsRate
 from quartermaster_engine.types import GraphSpec
 
 logger = logging.getLogger("quartermaster_engine.limits")
 
-#: A limited key of an activation and its limit.
-KeyLimit = tuple[str, int]
 _FIRST_WAIT = 0.01
 _MAX_WAIT = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A key's limits: activations at once, and activations started per ``per`` s."""
+
+    max_in_flight: int | None = None
+    max_requests: int | None = None
+    per: float = 60.0
+
+
+#: A limited key of an activation and its rule.
+KeyLimit = tuple[str, Rule]
 
 
 class LocalSlots:
@@ -50,7 +67,22 @@ class LocalSlots:
 
     def __init__(self) -> None:
         self._held: dict[str, dict[str, float]] = {}
+        self._started: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        with self._lock:
+            started = self._started.setdefault(key, deque())
+            while started and started[0] <= now - per:
+                started.popleft()
+            if len(started) < limit:
+                started.append(now)
+                return 0.0
+            return started[0] + per - now
+
+    def requests_in_window(self, key: str, per: float, now: float) -> int:
+        with self._lock:
+            return sum(1 for t in self._started.get(key, ()) if t > now - per)
 
     def acquire_slot(
         self, key: str, holder: str, limit: int, now: float, expires_at: float
@@ -85,20 +117,25 @@ class LocalSlots:
 class KeyLimits:
     """An engine's limits per key and where their slots are kept."""
 
-    def __init__(self, limits: Mapping[str, int], store: Any, ttl: float) -> None:
-        self.limits = dict(limits)
+    def __init__(self, limits: Mapping[str, int | Rule], store: Any, ttl: float) -> None:
+        #: The rule of each key or pattern (an int: that many in flight).
+        self.limits = {k: Rule(v) if isinstance(v, int) else v for k, v in limits.items()}
         self.ttl = ttl
-        self.slots: Any = store if isinstance(store, HoldsSlots) else LocalSlots()
+        local = LocalSlots()
+        self.slots: Any = store if isinstance(store, HoldsSlots) else local
+        self.rates: Any = store if isinstance(store, LimitsRate) else local
         #: Whether the slots are shared by every process using the store.
         self.shared = isinstance(store, HoldsSlots)
         self._of_node: dict[CNode, tuple[KeyLimit, ...]] = {}
 
     @classmethod
-    def of(cls, limits: Mapping[str, int] | None, store: Any, ttl: float) -> KeyLimits | None:
+    def of(
+        cls, limits: Mapping[str, int | Rule] | None, store: Any, ttl: float
+    ) -> KeyLimits | None:
         """The engine's key limits; None without any (nothing is checked then)."""
         return cls(limits, store, ttl) if limits else None
 
-    def limit_of(self, key: str) -> int | None:
+    def limit_of(self, key: str) -> Rule | None:
         """``key``'s own limit, else that of the first pattern matching it, else None."""
         limit = self.limits.get(key)
         if limit is not None:
@@ -134,7 +171,8 @@ class KeyLimits:
             limit = self.limit_of(key)
             if limit is not None:
                 limited.append((key, limit))
-        found = tuple(sorted(limited))  # one order everywhere: no two holders deadlock
+        # One order everywhere: no two holders wait for each other's slots.
+        found = tuple(sorted(limited, key=lambda item: item[0]))
         if len(self._of_node) > 10_000:
             self._of_node.clear()
         self._of_node[cnode] = found
@@ -142,13 +180,19 @@ class KeyLimits:
 
     @contextlib.asynccontextmanager
     async def held(self, keys: tuple[KeyLimit, ...]) -> AsyncIterator[None]:
-        """Hold a slot of every key in ``keys`` (waiting for each) until the block ends."""
+        """Wait until every key in ``keys`` lets one more activation start in its
+        window, then hold a slot of each key with ``max_in_flight`` until the block ends."""
+        for key, rule in keys:
+            if rule.max_requests is not None:
+                await self._start(key, rule.max_requests, rule.per)
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         taken: list[str] = []
         renewing: asyncio.Task[None] | None = None
         try:
-            for key, limit in keys:
-                await self._acquire(key, holder, limit)
+            for key, rule in keys:
+                if rule.max_in_flight is None:
+                    continue
+                await self._acquire(key, holder, rule.max_in_flight)
                 taken.append(key)
             renewing = asyncio.ensure_future(self._renew(taken, holder))
             yield
@@ -169,6 +213,14 @@ class KeyLimits:
                 return
             await asyncio.sleep(wait * (0.5 + random.random()))
             wait = min(wait * 2, _MAX_WAIT)
+
+    async def _start(self, key: str, limit: int, per: float) -> None:
+        """Count one start of ``key`` in its window, waiting until the window has room."""
+        while True:
+            wait = float(await _done(self.rates.take_request(key, limit, per, time.time())))
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, per) + random.random() * _FIRST_WAIT)
 
     async def _renew(self, keys: list[str], holder: str) -> None:
         while True:

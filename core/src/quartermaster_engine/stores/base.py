@@ -227,6 +227,24 @@ class HoldsSlots(Protocol):
 
 
 @runtime_checkable
+class LimitsRate(Protocol):
+    """A store that counts the starts of each limit key in a sliding window for every
+    process sharing it (``[limits."<key>"] max_requests``, ``per``; docs/limits.md).
+    Times are the callers' clocks. Without this ability the engine counts within its
+    process. Plain or ``async def``."""
+
+    def take_request(self, key: str, limit: int, per: float, now: float) -> Any:
+        """Count a start of ``key`` at ``now`` if fewer than ``limit`` were counted in
+        the ``per`` seconds before (those at or before ``now - per`` are dropped) and
+        return 0.0; else count nothing and return the seconds until one leaves."""
+        ...
+
+    def requests_in_window(self, key: str, per: float, now: float) -> Any:
+        """How many starts of ``key`` were counted in the ``per`` seconds before ``now``."""
+        ...
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """A store (or dispatcher, sink) that holds connections, threads or files and
     releases them in ``close()`` (plain or ``async``)."""
@@ -296,6 +314,7 @@ __all__ = [
     "HoldsSlots",
     "Lease",
     "LeaseHeldError",
+    "LimitsRate",
     "StaleLeaseError",
     "StoreDataError",
     "StoreError",

@@ -1,10 +1,13 @@
-"""Conformance of the optional `HoldsSlots` ability (inherited by `StoreContract`).
+"""Conformance of the optional `HoldsSlots` and `LimitsRate` abilities (inherited by
+`StoreContract`).
 
 A store that declares it (``isinstance(store, HoldsSlots)``) must let at most
 ``limit`` holders hold a key's slots at once, across every process sharing it
 (two stores from ``make_store`` stand in for two processes), drop slots whose
-expiry passed, renew and release them, and count the unexpired ones. Times are
-given by the test: no sleeps. Stores without the ability skip these tests.
+expiry passed, renew and release them, and count the unexpired ones; one that
+`LimitsRate` must count at most ``limit`` starts of a key in any window of ``per``
+seconds. Times are given by the test: no sleeps. Stores without an ability skip
+its tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from uuid import uuid4
 
 import pytest
 
-from quartermaster_engine.stores.base import HoldsSlots
+from quartermaster_engine.stores.base import HoldsSlots, LimitsRate
 from quartermaster_engine.testing.calls import call, close_store
 
 
@@ -50,5 +53,34 @@ class SlotsContract:
             assert call(other, "acquire_slot", key, "d", 2, now + 33, now + 63) is True
             assert call(store, "acquire_slot", key, "e", 2, now + 34, now + 64) is False
             assert call(store, "slots_in_use", now + 34) == {key: 2}
+        finally:
+            close_store(other)
+
+    def test_starts_per_window_hold_across_processes(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, LimitsRate):
+            pytest.skip(f"{type(store).__name__} counts no starts (an optional ability)")
+        other = make_store()
+        key = f"llm:rate:{uuid4().hex}"
+        try:
+            now = 2_000_000.0
+            for i in range(3):
+                assert call((store, other)[i % 2], "take_request", key, 3, 10.0, now + i) == 0.0
+            # Full: the oldest start (at now) leaves the window at now + 10.
+            assert call(other, "take_request", key, 3, 10.0, now + 3) == pytest.approx(7.0)
+            assert call(store, "take_request", key, 3, 10.0, now + 9.5) == pytest.approx(0.5)
+            assert call(store, "take_request", key, 3, 10.0, now + 10) == 0.0
+            assert call(other, "requests_in_window", key, 10.0, now + 10.5) == 3
+            # 60 a minute, asked for every half second by two processes for two
+            # minutes: exactly 120 starts, never more than 60 in any minute.
+            key = f"llm:rate:{uuid4().hex}"
+            started = [
+                now + i / 2
+                for i in range(240)
+                if call((store, other)[i % 2], "take_request", key, 60, 60.0, now + i / 2) == 0
+            ]
+            assert len(started) == 120
+            assert max(sum(1 for t in started if s <= t < s + 60) for s in started) == 60
         finally:
             close_store(other)
