@@ -36,6 +36,7 @@ def test_defaults() -> None:
         "dispatcher": {"name": "sync"},
         "sinks": [],
         "limits": {"max_visits": 100},
+        "budgets": None,
         "nodes": {},
     }
     assert config.source_of("store.name") == "default"
@@ -59,6 +60,7 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
         "dispatcher.max_concurrency": "environment (QM_DISPATCHER__MAX_CONCURRENCY)",
         "sinks": "default",
         "limits.max_visits": "override",
+        "budgets": "default",
         "nodes": "default",
     }
 

@@ -180,6 +180,14 @@ class FakeOpenAI:
         self.ollama_models = ollama_models
         #: Set when a client hung up in the middle of a streamed answer.
         self.client_left = threading.Event()
+        #: The answer when nothing is scripted (None: an error 500).
+        self.default: Reply | None = None
+        #: Requests being answered now, and the most there ever were at once (a
+        #: request counts from its arrival until its answer starts to be sent).
+        self.in_flight = 0
+        self.most_in_flight = 0
+        #: When each request arrived (``time.monotonic()``), in order.
+        self.arrivals: list[float] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -209,6 +217,8 @@ class FakeOpenAI:
         with self._lock:
             if self.replies:
                 return self.replies.popleft()
+        if self.default is not None:
+            return self.default
         return error(500, "the test scripted no reply for this request")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -244,11 +254,18 @@ class FakeOpenAI:
                     server.requests.append(json.loads(raw or b"{}"))
                     server.paths.append(self.path)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
-                reply = server._next()
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if reply.gate is not None:
-                    reply.gate.wait(60)
+                    server.arrivals.append(time.monotonic())
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    reply = server._next()
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                    if reply.gate is not None:
+                        reply.gate.wait(60)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
                 try:
                     if reply.chunks is None:
                         self._send_json(reply.status, reply.body or {}, reply.headers)

@@ -18,6 +18,7 @@ from quartermaster_engine.nodes import ListsTypes, NodeExecutor, NodeRegistry
 from quartermaster_engine.plugins.loader import PluginNodeRegistry, PluginSet, load_plugins
 from quartermaster_engine.plugins.registry import Registration, UnknownBackendError, kind_label
 from quartermaster_engine.redaction import redact_text
+from quartermaster_engine.runner.key_limits import Rule
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
@@ -158,6 +159,11 @@ class Assembled:
             self.registry,
             sinks=self.sinks,
             max_visits=self.config.limits.max_visits,
+            budgets=self.config.budgets,
+            key_limits={
+                k: Rule(v.max_in_flight, v.max_requests, v.per)
+                for k, v in self.config.limits.keys.items()
+            },
             **self.engine_kwargs,
         )
         engine.executors.installed = self.installed

@@ -13,6 +13,8 @@ Shape (``qm.toml``, or the ``[tool.quartermaster]`` table of ``pyproject.toml``)
     path = "events.jsonl"
     [limits]
     max_visits = 100
+    [budgets]              # per flow: quartermaster_engine.budgets, docs/limits.md
+    max_tokens = 100000
     [nodes."Instruction1"]  # settings of one node type's executor
     temperature = 0.2
 
@@ -22,7 +24,7 @@ a different backend replaces that section instead of merging into it.
 
 Environment: ``QM_CONFIG`` (the file to read when none is given), ``QM_STORE``
 (the store's name), ``QM_STORE__<KEY>`` (one of its settings), likewise
-``QM_DISPATCHER`` / ``QM_DISPATCHER__<KEY>``, ``QM_LIMITS__<KEY>``,
+``QM_DISPATCHER`` / ``QM_DISPATCHER__<KEY>``, ``QM_LIMITS__<KEY>``, ``QM_BUDGETS__<KEY>``,
 ``QM_NODES__<NodeType>__<KEY>``, and ``QM_SINKS`` (a JSON list of sink tables).
 Keys are lower-cased; values are strings, or JSON when they start with ``{``
 or ``[``; each backend's settings model converts them.
@@ -40,8 +42,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from quartermaster_engine.budgets import BudgetsConfig
+from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.redaction import redact_setting
 from quartermaster_graph.data_limits import data_too_deep, too_deep_message
 
@@ -74,14 +86,46 @@ class BackendConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class LimitsConfig(BaseModel):
-    """Engine limits."""
+class KeyLimit(BaseModel):
+    """``[limits."<key>"]``: a limit every process sharing the store obeys for the
+    activations that declare ``<key>`` (or a key its ``*`` pattern matches)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: Activations of the key running at once, across processes.
+    max_in_flight: int | None = Field(default=None, ge=1)
+    #: Activations of the key started per ``per`` (a sliding window), across processes.
+    max_requests: int | None = Field(default=None, ge=1)
+    #: The window of ``max_requests``: seconds, or a duration like 1m, 1h.
+    per: float = Field(default=60.0, gt=0)
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value).total_seconds() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> KeyLimit:
+        if self.max_in_flight is None and self.max_requests is None:
+            raise ValueError("a key's table needs max_in_flight or max_requests")
+        return self
+
+
+class LimitsConfig(BaseModel):
+    """Engine limits: ``max_visits``, and a `KeyLimit` table per key or key pattern
+    (``[limits."llm:openai:*"]``; docs/limits.md)."""
+
+    model_config = ConfigDict(extra="allow")
 
     #: How many times one node may run in one flow (a node's metadata
     #: ``max_visits`` overrides it); None for no limit.
     max_visits: int | None = Field(default=100, ge=1)
+    __pydantic_extra__: dict[str, KeyLimit] = Field(init=False)
+
+    @property
+    def keys(self) -> dict[str, KeyLimit]:
+        """The limits per key or key pattern, in configuration order."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class EngineConfig(BaseModel):
@@ -93,6 +137,7 @@ class EngineConfig(BaseModel):
     dispatcher: BackendConfig = Field(default_factory=lambda: BackendConfig(name="sync"))
     sinks: list[BackendConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    budgets: BudgetsConfig | None = None
     nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -274,8 +319,8 @@ def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
                 target["name"] = tagged
             elif len(parts) == 2:
                 target[parts[1].lower()] = tagged
-        elif section == "limits" and len(parts) == 2:
-            layer.setdefault("limits", {})[parts[1].lower()] = tagged
+        elif section in ("limits", "budgets") and len(parts) == 2:
+            layer.setdefault(section, {})[parts[1].lower()] = tagged
         elif section == "nodes" and len(parts) == 3:
             layer.setdefault("nodes", {}).setdefault(parts[1], {})[parts[2].lower()] = tagged
         elif section == "sinks" and len(parts) == 1:

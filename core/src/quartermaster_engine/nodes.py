@@ -75,6 +75,16 @@ class ReadsMemory(Protocol):
 
 
 @runtime_checkable
+class DeclaresLimitKeys(Protocol):
+    """An optional ability of an executor: the limit keys of a node's activations
+    (``llm:openai:gpt-4o``), which ``[limits."<key>"]`` tables limit across processes
+    (docs/limits.md). Asked once per node of a compiled graph; a node's metadata
+    ``limit_keys`` (a list) adds more."""
+
+    def limit_keys(self, node: GraphNode, graph: GraphSpec) -> list[str]: ...
+
+
+@runtime_checkable
 class ListsTypes(Protocol):
     """An optional ability of a registry: list the node types it knows (for "did you
     mean" hints and ``qm plugins``)."""

@@ -176,7 +176,8 @@ def api_router(
         """One flow: status, node runs, waiting nodes, output."""
         fid = _flow_id(flow_id)
         snapshot = await service.snapshot(fid)
-        return flow_view(snapshot, running_here=service.is_running_here(fid))
+        running_here = service.is_running_here(fid)
+        return flow_view(snapshot, running_here=running_here, budgets=service.engine.budgets)
 
     @router.get("/flows/{flow_id}/history", tags=["flows"])
     async def flow_history(flow_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from qm_server.event_source import Position, position_text
+from quartermaster_engine.budgets import BudgetsConfig, flow_usage
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner import FlowResult, WaitingNode
@@ -93,8 +94,11 @@ def _run_view(record: NodeExecution, names: dict[UUID, tuple[str, str]]) -> dict
     }
 
 
-def flow_view(snapshot: FlowSnapshot, *, running_here: bool) -> dict[str, Any]:
-    """One flow: its record, every node run, what waits, and each node's state.
+def flow_view(
+    snapshot: FlowSnapshot, *, running_here: bool, budgets: BudgetsConfig | None = None
+) -> dict[str, Any]:
+    """One flow: its record, every node run, what waits, each node's state, and its
+    usage (node runs, tokens, cost priced by ``budgets``: `quartermaster_engine.budgets`).
 
     A node with no run in an ended flow is ``dead`` (no path reached it).
     """
@@ -138,6 +142,7 @@ def flow_view(snapshot: FlowSnapshot, *, running_here: bool) -> dict[str, Any]:
         "runs": [_run_view(run, names) for run in runs],
         "waiting": waiting,
         "memory": snapshot.memory,
+        "usage": flow_usage(snapshot.records, budgets).to_dict(),
     }
 
 

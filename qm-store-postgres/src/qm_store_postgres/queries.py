@@ -145,6 +145,18 @@ class Queries:
             f"{s}.qm_records r WHERE r.flow_id = $1 AND r.node_id = $2) "
             f"FROM {s}.qm_messages WHERE flow_id = $1 AND node_id = $2"
         )
+        # Concurrency slots per limit key (`HoldsSlots`).
+        self.slot_acquire = f"SELECT {s}.qm_acquire_slot($1, $2, $3, $4, $5)"
+        self.slot_renew = (
+            f"UPDATE {s}.qm_slots SET expires_at = $3 WHERE key = $1 AND holder = $2 RETURNING true"
+        )
+        self.take_request = f"SELECT {s}.qm_take_request($1, $2, $3, $4)"
+        self.requests_in_window = f"SELECT count(*) FROM {s}.qm_requests WHERE key = $1 AND at > $2"
+        self.slot_release = f"DELETE FROM {s}.qm_slots WHERE key = $1 AND holder = $2"
+        self.slots_in_use = (
+            f"SELECT key, count(*) FROM {s}.qm_slots WHERE expires_at > $1 "
+            "GROUP BY key ORDER BY key"
+        )
         # Per-agent memory.
         self.agent_read = f"SELECT value FROM {s}.qm_agent_memory WHERE agent_id = $1 AND key = $2"
         self.agent_write = (

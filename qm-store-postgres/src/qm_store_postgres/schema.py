@@ -23,6 +23,9 @@ Layout, for one flow:
   loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
+- ``qm_slots``: concurrency slots per limit key until ``expires_at`` (not tied to a
+  flow), taken by ``qm_acquire_slot``; ``qm_requests``: the starts of each limit
+  key in its window, counted by ``qm_take_request``.
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``).
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The part of a node commit both versions of qm_commit apply the same way:
 # record, memory, join deliveries and closed slots, the queue, loop marks.
@@ -381,6 +384,8 @@ TABLES = (
     "qm_loop_exits",
     "qm_agent_memory",
     "qm_events",
+    "qm_slots",
+    "qm_requests",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -401,8 +406,69 @@ def _v2(schema: str) -> str:
     return _V2.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
 
 
+# Concurrency slots per limit key (`HoldsSlots`): a slot is taken by one call of
+# qm_acquire_slot, which serialises the takers of one key with an advisory lock.
+_V3 = """
+CREATE TABLE {s}.qm_slots (
+    key        text NOT NULL,
+    holder     text NOT NULL,
+    expires_at double precision NOT NULL,
+    PRIMARY KEY (key, holder)
+);
+
+CREATE FUNCTION {s}.qm_acquire_slot(
+    p_key text, p_holder text, p_limit integer, p_now double precision,
+    p_expires double precision
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{s}.qm_slots ' || p_key));
+    DELETE FROM {s}.qm_slots WHERE key = p_key AND expires_at <= p_now;
+    UPDATE {s}.qm_slots SET expires_at = p_expires WHERE key = p_key AND holder = p_holder;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    IF (SELECT count(*) FROM {s}.qm_slots WHERE key = p_key) >= p_limit THEN
+        RETURN false;
+    END IF;
+    INSERT INTO {s}.qm_slots (key, holder, expires_at) VALUES (p_key, p_holder, p_expires);
+    RETURN true;
+END
+$fn$;
+
+CREATE TABLE {s}.qm_requests (
+    key text NOT NULL,
+    at  double precision NOT NULL
+);
+CREATE INDEX qm_requests_by_key ON {s}.qm_requests (key, at);
+
+-- A start of p_key counted if its window has room (returns 0), else the time of
+-- the oldest start in the window.
+CREATE FUNCTION {s}.qm_take_request(
+    p_key text, p_limit integer, p_per double precision, p_now double precision
+) RETURNS double precision LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_count bigint;
+    v_oldest double precision;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{s}.qm_requests ' || p_key));
+    DELETE FROM {s}.qm_requests WHERE key = p_key AND at <= p_now - p_per;
+    SELECT count(*), min(at) INTO v_count, v_oldest FROM {s}.qm_requests WHERE key = p_key;
+    IF v_count < p_limit THEN
+        INSERT INTO {s}.qm_requests (key, at) VALUES (p_key, p_now);
+        RETURN 0;
+    END IF;
+    RETURN v_oldest;
+END
+$fn$;
+"""
+
+
+def _v3(schema: str) -> str:
+    return _V3.replace("{s}", schema)
+
+
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2, _v3)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -266,6 +266,41 @@ class PostgresStore:
             counts.setdefault(codec.plain_uuid(fid), {})[status] = count
         return counts
 
+    # -- concurrency slots (`HoldsSlots`) ------------------------------------------------
+
+    async def acquire_slot(
+        self, key: str, holder: str, limit: int, now: float, expires_at: float
+    ) -> bool:
+        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held (one
+        round trip: the ``qm_acquire_slot`` function)."""
+        sql = self._sql.slot_acquire
+        return bool(await self._db.run(fetchval, sql, key, holder, limit, now, expires_at))
+
+    async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
+        """Move the holder's slot's expiry; False if it lapsed."""
+        return bool(await self._db.run(fetchval, self._sql.slot_renew, key, holder, expires_at))
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        """Give the holder's slot up."""
+        await self._db.run(execute, self._sql.slot_release, key, holder)
+
+    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        """Count a start of ``key`` if its window has room (0.0), else the seconds to wait
+        (one round trip: the ``qm_take_request`` function)."""
+        sql = self._sql.take_request
+        oldest = float(await self._db.run(fetchval, sql, key, limit, per, now))
+        return 0.0 if oldest == 0 else max(0.0, oldest + per - now)
+
+    async def requests_in_window(self, key: str, per: float, now: float) -> int:
+        """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""
+        sql = self._sql.requests_in_window
+        return int(await self._db.run(fetchval, sql, key, now - per))
+
+    async def slots_in_use(self, now: float) -> dict[str, int]:
+        """Unexpired slots per key, of every process using the schema."""
+        rows = await self._db.run(fetch, self._sql.slots_in_use, now)
+        return {str(key): int(count) for key, count in rows}
+
     async def delete_flow(self, flow_id: UUID) -> bool:
         """Remove the flow and everything stored for it; True if anything was stored."""
         removed: int = await self._db.run(self._delete, [flow_id])

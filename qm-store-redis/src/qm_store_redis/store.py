@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -17,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from qm_store_redis import scripts, timers
+from qm_store_redis import scripts, slots, timers
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -134,6 +136,8 @@ class RedisStore:
         self._ttl_ms = 0 if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
         self._safe_url = redact_url(url)
         self._keys = KeySpace(key_prefix)
+        #: Limit keys this process has listed in the slot index (`qm_store_redis.slots`).
+        self._indexed_slots: set[str] = set()
         self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
@@ -206,6 +210,66 @@ class RedisStore:
     def persistent_memory(self) -> RedisPersistentMemory:
         """Per-agent memory kept in this Redis under this store's prefix."""
         return RedisPersistentMemory(self)
+
+    # -- concurrency slots (`HoldsSlots`; `qm_store_redis.slots`) -------------------------
+
+    @_redis_errors
+    async def acquire_slot(
+        self, key: str, holder: str, limit: int, now: float, expires_at: float
+    ) -> bool:
+        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held."""
+        client = self._clients.get()
+        prefix = self._keys.prefix
+        args = (holder, limit, repr(now), repr(expires_at))
+        taken = await self._eval(client, slots.ACQUIRE, (slots.slot_key(prefix, key),), args)
+        if taken == 1 and key not in self._indexed_slots:
+            # Listed once per process (one more round trip the first time only).
+            await client.command("SADD", slots.index_key(prefix), key)
+            self._indexed_slots.add(key)
+        return bool(taken == 1)
+
+    @_redis_errors
+    async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
+        """Move the holder's slot's expiry; False if it lapsed."""
+        keys = (slots.slot_key(self._keys.prefix, key),)
+        kept = await self._eval(self._clients.get(), slots.RENEW, keys, (holder, repr(expires_at)))
+        return bool(kept == 1)
+
+    @_redis_errors
+    async def release_slot(self, key: str, holder: str) -> None:
+        """Give the holder's slot up."""
+        await self._clients.get().command("ZREM", slots.slot_key(self._keys.prefix, key), holder)
+
+    @_redis_errors
+    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
+        member = f"{now!r}:{uuid.uuid4().hex[:12]}"
+        args = (limit, repr(now), member, repr(now - per), max(1, math.ceil(per * 1000)))
+        keys = (slots.rate_key(self._keys.prefix, key),)
+        reply = await self._eval(self._clients.get(), slots.TAKE_REQUEST, keys, args)
+        oldest = float(reply.decode() if isinstance(reply, bytes) else reply)
+        return 0.0 if oldest == 0 else max(0.0, oldest + per - now)
+
+    @_redis_errors
+    async def requests_in_window(self, key: str, per: float, now: float) -> int:
+        """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""
+        rate = slots.rate_key(self._keys.prefix, key)
+        return int(await self._clients.get().command("ZCOUNT", rate, f"({now - per!r}", "+inf"))
+
+    @_redis_errors
+    async def slots_in_use(self, now: float) -> dict[str, int]:
+        """Unexpired slots per key, of every process using this Redis and prefix."""
+        client = self._clients.get()
+        prefix = self._keys.prefix
+        counts: dict[str, int] = {}
+        for raw in sorted(await client.command("SMEMBERS", slots.index_key(prefix))):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            held = int(
+                await client.command("ZCOUNT", slots.slot_key(prefix, key), f"({now!r}", "+inf")
+            )
+            if held:
+                counts[key] = held
+        return counts
 
     # -- live messages (the `LiveChannel` ability) ---------------------------------------
 

@@ -18,6 +18,9 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
   and loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
+- ``qm_slots``: concurrency slots per limit key, held until ``expires_at``, and
+  ``qm_requests``: the starts of each limit key in its window (not tied to a
+  flow; see `qm_store_sqlite.slots`).
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``); a
@@ -32,7 +35,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS qm_meta (
@@ -171,8 +174,33 @@ def _create_v2(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+_V3 = """
+CREATE TABLE qm_slots (
+    key        TEXT NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key, holder)
+) WITHOUT ROWID;
+
+CREATE TABLE qm_requests (
+    key TEXT NOT NULL,
+    at  REAL NOT NULL
+);
+CREATE INDEX qm_requests_by_key ON qm_requests (key, at);
+"""
+
+
+def _create_v3(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V3):
+        db.execute(statement)
+
+
 #: ``MIGRATIONS[i]`` brings a file at version ``i`` to version ``i + 1``.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _create_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _create_v1,
+    _create_v2,
+    _create_v3,
+)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -189,6 +217,8 @@ TABLES = (
     "qm_loop_exits",
     "qm_agent_memory",
     "qm_events",
+    "qm_slots",
+    "qm_requests",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -208,7 +238,8 @@ class SchemaDamage(Exception):
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events"},
+    frozenset(TABLES) - {"qm_events", "qm_slots", "qm_requests"},
+    frozenset(TABLES) - {"qm_slots", "qm_requests"},
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from qm_store_sqlite import codec, queries
+from qm_store_sqlite import codec, queries, slots
 from qm_store_sqlite.connection import Database, check_path, in_read_tx, in_write_tx
 from qm_store_sqlite.errors import SQLiteDataError
 from qm_store_sqlite.graphs import GraphCache
@@ -118,6 +118,34 @@ class SQLiteStore:
         if self._persistent is None:
             self._persistent = SQLitePersistentMemory(self._db)
         return self._persistent
+
+    # -- concurrency slots and starts per window (`HoldsSlots`, `LimitsRate`) --------------
+
+    async def acquire_slot(
+        self, key: str, holder: str, limit: int, now: float, expires_at: float
+    ) -> bool:
+        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held."""
+        return await self._db.write(slots.acquire, key, holder, limit, now, expires_at)
+
+    async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
+        """Move the holder's slot's expiry; False if it lapsed."""
+        return await self._db.write(slots.renew, key, holder, expires_at)
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        """Give the holder's slot up."""
+        await self._db.write(slots.release, key, holder)
+
+    async def slots_in_use(self, now: float) -> dict[str, int]:
+        """Unexpired slots per key, of every process using the file."""
+        return await self._db.run(slots.in_use, now)
+
+    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
+        return await self._db.write(slots.take_request, key, limit, per, now)
+
+    async def requests_in_window(self, key: str, per: float, now: float) -> int:
+        """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""
+        return await self._db.run(slots.requests_in_window, key, per, now)
 
     # -- flow records ----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from quartermaster_engine.cli.config_commands import config_group
 from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
 from quartermaster_engine.cli.history_commands import history_command
+from quartermaster_engine.cli.limits_commands import limits_command
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import (
@@ -72,6 +73,7 @@ for command in (
     plugins_command,
     config_group,
     flows_group,
+    limits_command,
 ):
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command):

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from quartermaster_engine import assembly
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.budgets import flow_usage
 from quartermaster_engine.cli.common import (
     config_option,
     echo_json,
@@ -202,6 +203,8 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     data = snap.flow.to_dict(with_graph=False)
     data["graph"] = snap.flow.graph.name
     data["nodes"] = _record_rows(snap, latest_records(snap.records))
+    usage = flow_usage(snap.records, load_config(config_path).budgets)
+    data["usage"] = usage.to_dict()
     data["waiting"] = [
         {"node": names.get(a.node_id, str(a.node_id)), "prompt": a.prompt, "options": a.options}
         for a in snap.pending
@@ -236,6 +239,11 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
         click.echo(f"final output: {show(snap.flow.final_output)}")
     if snap.flow.error:
         click.echo(f"error: {show(snap.flow.error)}")
+    cost = "" if usage.config is None else f", cost {usage.cost:.6g} {usage.config.currency}"
+    click.echo(
+        f"usage: {usage.node_runs} node runs, {usage.tokens} tokens "
+        f"({usage.input_tokens} in, {usage.output_tokens} out){cost}"
+    )
     _print_records(data["nodes"])
     for waiting in data["waiting"]:
         click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")

@@ -184,10 +184,12 @@ class ReusingCaller(ExecutorCaller):
         super().__init__(host, control)
         self.original = original
 
-    async def call(self, run: FlowRun, act: Activation, input_text: str) -> NodeResult:
+    async def call(
+        self, run: FlowRun, act: Activation, input_text: str, *, keys_held: bool = False
+    ) -> NodeResult:
         result = self.original.result_for(run, act, input_text)
         if result is None:
-            return await super().call(run, act, input_text)
+            return await super().call(run, act, input_text, keys_held=keys_held)
         if run.emitter.listening:
             cnode: CNode = act.cnode
             run.emit(

@@ -5,7 +5,8 @@ inline under the sync dispatcher when it has no timeout; otherwise it goes to
 the dispatcher's ``run_blocking`` (concurrent dispatchers) or a daemon thread,
 so that a timeout or a stop does not wait for it (an abandoned call runs on in
 its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
-is turned into a `NodeResult` or a named node error.
+is turned into a `NodeResult` or a named node error. An activation with limited keys
+holds a slot of each while its executor runs (`key_limits`).
 """
 
 from __future__ import annotations
@@ -54,13 +55,23 @@ class ExecutorCaller:
             found = self._cache[cnode.type_name] = self.lookup(cnode.type_name)
             return found
 
-    async def call(self, run: FlowRun, act: Activation, input_text: str) -> NodeResult:
-        """Run ``act``'s executor and return its result (raises on failure)."""
+    async def call(
+        self, run: FlowRun, act: Activation, input_text: str, *, keys_held: bool = False
+    ) -> NodeResult:
+        """Run ``act``'s executor and return its result (raises on failure);
+        ``keys_held``: the slots of its limited keys are taken already."""
         cnode: CNode = act.cnode
         found = self.executor(cnode)
         if found is None:
             raise NodeError(self.missing(cnode))
         executor, is_async = found
+        limits = run.host.key_limits
+        if limits is not None and not keys_held:
+            keys = limits.keys_of(cnode, executor, run.graph)
+            if keys:  # a slot of each limited key while the executor runs
+                async with limits.held(keys):
+                    # (Called again rather than split: no extra call per activation.)
+                    return await ExecutorCaller.call(self, run, act, input_text, keys_held=True)
         ctx = ExecutionContext._for_activation(run.view, act, input_text)
         timeout = cnode.timeout
         result: Any

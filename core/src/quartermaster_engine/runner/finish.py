@@ -141,9 +141,10 @@ def first_timer(run: FlowRun) -> float | None:
 
 
 def describe_failure(run: FlowRun) -> str | None:
-    """The first final failure, naming its node; None if no node failed."""
+    """The first final failure, naming its node; else a restored failed flow's own
+    error (a budget, a visit limit: no record says it); else None."""
     if not run.state.failures:
-        return None
+        return run.state.stored_error
     cnode, message = run.state.failures[0]
     return message if cnode.describe() in message else f"node {cnode.describe()}: {message}"
 

@@ -5,8 +5,7 @@ done and may do), `Router` (what an outcome enables), `NodeInputs` (what an
 activation receives), `ExecutorCaller` (running executors), `outcomes` (an
 outcome turned into a commit), `Committer` (writing commits under the lease),
 `Emitter` (events and the event log), `RunControl` (phase and stop), the
-drivers, and `finish`. Everything here runs on the flow's event loop, so the
-state needs no locks.
+drivers, `budget_gate` and `finish`. All runs on the flow's loop: no locks.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent, FlowStarted, NodeStarted
 from quartermaster_engine.nodes import NodeResult
-from quartermaster_engine.runner import drivers, finish, outcomes
+from quartermaster_engine.runner import budget_gate, drivers, finish, outcomes
 from quartermaster_engine.runner.committer import Committer
 from quartermaster_engine.runner.compiled import OUT_PICKED, CEdge, CNode, CompiledGraph
 from quartermaster_engine.runner.control import Phase, RunControl
@@ -89,7 +88,7 @@ class FlowRun:
         concurrent = bool(dispatcher.concurrent)
         self.max_concurrency = dispatcher.max_concurrency if concurrent else 1
         self.clock = clock = host.clock
-        self.state = state or FlowState(compiled, flow_id, input_text, clock.now)
+        self.state = state or FlowState(compiled, flow_id, input_text, clock.now, host.budgets)
         self.router = Router(
             compiled, self.state, host.max_visits, in_child=parent_flow_id is not None
         )
@@ -210,7 +209,7 @@ class FlowRun:
         flow = snapshot.flow
         if state is None:
             cg = host.compiled_for(flow.graph)
-            state = FlowState(cg, flow.flow_id, flow.input, host.clock.now)
+            state = FlowState(cg, flow.flow_id, flow.input, host.clock.now, host.budgets)
         state.restore(snapshot)
         return cls.from_record(host, flow, lease, listeners=listeners, state=state)
 
@@ -329,7 +328,9 @@ class FlowRun:
     # -- one activation -------------------------------------------------------------
 
     async def run_activation(self, act: Activation) -> None:
-        """Run one activation and commit its outcome."""
+        """Run one activation and commit its outcome (if the flow's budgets allow it)."""
+        if self.state.usage is not None and not await budget_gate.admit(self, act):
+            return
         self.emit_started(act)
         outcome = await self.execute(act)
         if outcome is not None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
+from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.clock import Clock
 from quartermaster_engine.dispatchers.base import TaskDispatcher
 from quartermaster_engine.events import FlowEvent
@@ -18,6 +19,7 @@ from quartermaster_engine.types import GraphSpec
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_run import FlowRun
+    from quartermaster_engine.runner.key_limits import KeyLimits
     from quartermaster_engine.runner.result import FlowResult
 
 
@@ -47,6 +49,16 @@ class RunHost(Protocol):
 
     @property
     def max_visits(self) -> int | None: ...
+
+    @property
+    def budgets(self) -> BudgetsConfig | None:
+        """The budgets every flow obeys, or None."""
+        ...
+
+    @property
+    def key_limits(self) -> KeyLimits | None:
+        """Concurrency limits per key, or None (no key is limited)."""
+        ...
 
     @property
     def listener_budget(self) -> float | None:

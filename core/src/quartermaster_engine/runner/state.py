@@ -18,11 +18,18 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from quartermaster_engine.budgets import BudgetsConfig, new_usage
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.messaging.history import rebuild_log
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
-from quartermaster_engine.stores.records import Activation, ActivationKey, Commit, FlowSnapshot
+from quartermaster_engine.stores.records import (
+    Activation,
+    ActivationKey,
+    Commit,
+    FlowSnapshot,
+    FlowStatus,
+)
 
 #: A join slot position that has not received its edge yet.
 MISSING: Any = object()
@@ -65,10 +72,13 @@ class FlowState:
         flow_id: UUID,
         input_text: str,
         now: Callable[[], float] = time.time,
+        budgets: BudgetsConfig | None = None,
     ) -> None:
         self.cg = compiled
         #: The engine's clock (`quartermaster_engine.clock`): when timers are due.
         self.now = now
+        #: The flow's usage, counted from its records when budgets are set (else None).
+        self.usage = None if budgets is None else new_usage(budgets)
         self.flow_id = flow_id
         self.input = input_text
         n = len(compiled.nodes)
@@ -93,6 +103,8 @@ class FlowState:
         self.end_record: NodeExecution | None = None
         #: Final node failures, in the order they happened.
         self.failures: list[tuple[CNode, str]] = []
+        #: A restored failed flow's error when no record says it (a budget, a visit limit).
+        self.stored_error: str | None = None
         self.records_by_key: dict[ActivationKey, NodeExecution] = {}
         #: How many of the flow's records this state has read.
         self.record_count = 0
@@ -166,6 +178,8 @@ class FlowState:
             self._snapshot = None
         if cnode is not None and rec is not None:
             self.latest[cnode.idx] = rec
+            if self.usage is not None:
+                self.usage.add(rec)
             if cnode.is_end and rec.status is NodeStatus.FINISHED:
                 self.end_record = rec
             if leaves_loops:
@@ -174,6 +188,9 @@ class FlowState:
             self.failures.append(failure)
         if commit.answers is not None:
             self.waiting.pop(commit.answers, None)
+            for new in commit.enqueue:  # an approved budget runs every wait for it again
+                if not new.waiting:
+                    self.waiting.pop(new.key, None)
         for new in commit.enqueue:
             if new.waiting:
                 self.waiting[new.key] = new
@@ -192,6 +209,11 @@ class FlowState:
         self.memory = dict(snapshot.memory)
         self._snapshot = None
         self._reset_frontier()
+        usage = self.usage
+        if usage is not None:
+            usage.since = snapshot.flow.created_at
+            if len(snapshot.records) == snapshot.record_count:
+                usage.reset()  # every record is read again: count them anew
         self._add_records(snapshot.records)
         self.record_count = snapshot.record_count
         by_key = self.records_by_key
@@ -214,6 +236,8 @@ class FlowState:
             else:
                 self.ready.append(act)
         self.failures = [f for key, f in self._failed.items() if key not in pending_keys]
+        flow = snapshot.flow
+        self.stored_error = flow.error if flow.status is FlowStatus.FAILED else None
         slots: dict[tuple[int, int], JoinSlot] = {}
         for delivery in sorted(snapshot.deliveries, key=lambda d: d.slot):
             target = cg.by_id[delivery.target]
@@ -247,6 +271,7 @@ class FlowState:
         cg = self.cg
         by_key = self.records_by_key
         failed = self._failed
+        usage = self.usage
         for rec in records:
             cnode = cg.by_id.get(rec.node_id)
             if cnode is None:
@@ -265,6 +290,8 @@ class FlowState:
             if rec.visit > self.visits[cnode.idx]:
                 self.visits[cnode.idx] = rec.visit
             self.latest[cnode.idx] = rec
+            if usage is not None:
+                usage.add(rec)
             if rec.log is None:
                 rec.log = rebuild_log(rec, by_key)
             if cnode.is_end and rec.status is NodeStatus.FINISHED:

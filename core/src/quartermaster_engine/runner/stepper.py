@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent
-from quartermaster_engine.runner import finish, timers
+from quartermaster_engine.runner import budget_gate, finish, timers
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
@@ -53,7 +53,8 @@ class Work:
 
     flow_id: UUID
     ref: ActivationRef
-    outcome: Outcome
+    #: None: not run, the flow had reached a budget (`complete` fails or pauses it).
+    outcome: Outcome | None
     #: Events the executor emitted (progress, TimerFired, ...): logged by the commit.
     events: tuple[FlowEvent, ...] = ()
 
@@ -177,6 +178,8 @@ class FlowStepper:
             return None
         if engine.executor_for(act.cnode.type_name) is None:
             raise MissingExecutorError(engine.missing_executor_message(act.cnode))
+        if budget_gate.reached(run) is not None:
+            return Work(flow_id, ref, None)
         run.attach()
         watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))
         try:
@@ -209,12 +212,18 @@ class FlowStepper:
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
         _take(state, act)
         run.attach()
-        run.emit_started(act)
-        for event in work.events:  # (heard live as they happened; logged now)
-            run.emitter.number(event)
-        enqueued = run.committer.collect_enqueued()
-        await run.complete(act, work.outcome)
-        queued = _enqueued(enqueued)
+        if work.outcome is not None:
+            run.emit_started(act)
+            for event in work.events:  # (heard live as they happened; logged now)
+                run.emitter.number(event)
+            enqueued = run.committer.collect_enqueued()
+            await run.complete(act, work.outcome)
+            queued = _enqueued(enqueued)
+        elif await budget_gate.admit(run, act):  # approved since: it runs after all
+            state.ready.append(act)
+            queued = ((work.ref, 0.0),)
+        else:
+            queued = ()
         name = act.cnode.name or str(act.node_id)
         # Only far timers left: the flow parks instead of handing them to the
         # workers (no broker ETA task holds them); a clock wakes it (docs/time.md).

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
 from quartermaster_engine.history import message_edits, reuse
-from quartermaster_engine.runner import deadlines, finish, timers
+from quartermaster_engine.runner import budget_gate, deadlines, finish, timers
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -165,7 +165,8 @@ async def answer(run: FlowRun, user_input: str, node_id: UUID | str | None) -> N
                     graph_name=run.graph.name,
                 )
             )
-        commit = Commit(enqueue=[act], answers=act.key)
+        commit = budget_gate.approval(run, waiting, user_input)
+        commit = commit or Commit(enqueue=[act], answers=act.key)
         if run.committer.durable:
             await run.committer.commit(commit)
             await run.committer.update(

@@ -213,6 +213,51 @@ class FindsDueTimers(Protocol):
 
 
 @runtime_checkable
+class HoldsSlots(Protocol):
+    """A store that keeps concurrency slots per key for every process sharing it
+    (``[limits."<key>"] max_in_flight``; docs/limits.md). A slot is (key, holder): it
+    is taken only while fewer than ``limit`` unexpired slots of the key are held, and
+    lapses at ``expires_at`` (seconds since the epoch) unless renewed, so a holder
+    that died frees it within its ttl. Times are the callers' clocks. Without this
+    ability the engine keeps slots within its process. Plain or ``async def``."""
+
+    def acquire_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> Any:
+        """Drop the key's slots expired at ``now``, then take one for ``holder`` if
+        fewer than ``limit`` are held; True if taken (or held by ``holder`` already)."""
+        ...
+
+    def renew_slot(self, key: str, holder: str, expires_at: float) -> Any:
+        """Move the holder's slot's expiry; False if it has none (it lapsed)."""
+        ...
+
+    def release_slot(self, key: str, holder: str) -> Any:
+        """Give the holder's slot up (nothing if it has none)."""
+        ...
+
+    def slots_in_use(self, now: float) -> Any:
+        """``{key: slots held and unexpired at now}`` for every key with one."""
+        ...
+
+
+@runtime_checkable
+class LimitsRate(Protocol):
+    """A store that counts the starts of each limit key in a sliding window for every
+    process sharing it (``[limits."<key>"] max_requests``, ``per``; docs/limits.md).
+    Times are the callers' clocks. Without this ability the engine counts within its
+    process. Plain or ``async def``."""
+
+    def take_request(self, key: str, limit: int, per: float, now: float) -> Any:
+        """Count a start of ``key`` at ``now`` if fewer than ``limit`` were counted in
+        the ``per`` seconds before (those at or before ``now - per`` are dropped) and
+        return 0.0; else count nothing and return the seconds until one leaves."""
+        ...
+
+    def requests_in_window(self, key: str, per: float, now: float) -> Any:
+        """How many starts of ``key`` were counted in the ``per`` seconds before ``now``."""
+        ...
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """A store (or dispatcher, sink) that holds connections, threads or files and
     releases them in ``close()`` (plain or ``async``)."""
@@ -280,8 +325,10 @@ __all__ = [
     "FlowSnapshot",
     "FlowStatus",
     "FlowUpdate",
+    "HoldsSlots",
     "Lease",
     "LeaseHeldError",
+    "LimitsRate",
     "StaleLeaseError",
     "StoreDataError",
     "StoreError",

@@ -37,6 +37,7 @@ pytest.register_assert_rewrite(
     "quartermaster_engine.testing.dispatcher_contract",
     "quartermaster_engine.testing.fencing_contract",
     "quartermaster_engine.testing.live_contract",
+    "quartermaster_engine.testing.slots_contract",
     "quartermaster_engine.testing.crash",
     "quartermaster_engine.testing.timers",
 )

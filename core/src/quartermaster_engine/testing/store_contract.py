@@ -43,6 +43,7 @@ from quartermaster_engine.testing.calls import call, close_store
 from quartermaster_engine.testing.fencing_contract import FencingContract
 from quartermaster_engine.testing.graphs import build_graph, chain_graph, name_id
 from quartermaster_engine.testing.live_contract import LiveChannelContract
+from quartermaster_engine.testing.slots_contract import SlotsContract
 from quartermaster_engine.types import GraphSpec, Message, MessageRole
 
 
@@ -56,7 +57,7 @@ def _record(node: UUID, visit: int = 1, **fields: Any) -> NodeExecution:
     return NodeExecution(node, status, visit=visit, **fields)
 
 
-class StoreContract(FencingContract, LiveChannelContract):
+class StoreContract(FencingContract, LiveChannelContract, SlotsContract):
     """Inherit this in a ``Test...`` class and provide ``make_store``."""
 
     @pytest.fixture

@@ -163,6 +163,19 @@ class LLMExecutor(Generic[P]):
             return [str(exc)]
         return []
 
+    def limit_keys(self, node: GraphNode, graph: GraphSpec) -> list[str]:
+        """``llm:{provider}:{model}`` (the provider's default model: ``default``), the
+        key ``[limits."llm:..."]`` tables limit across processes (docs/limits.md);
+        none for a node whose settings are wrong (its pre-flight says why)."""
+        plan = self.node_plan(node, graph)
+        if plan.problems:
+            return []
+        try:
+            binding = self.bind(plan.options)
+        except (ProviderError, NoProviderError, UnknownProviderError):
+            return []
+        return [f"llm:{binding.name}:{binding.model or 'default'}"]
+
     # -- provider and model ------------------------------------------------------
 
     def bind(self, options: NodeLLMOptions) -> Binding:

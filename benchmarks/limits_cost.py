@@ -1,0 +1,102 @@
+"""What budgets and limits per key cost per activation (issue #28), same sitting.
+
+Durable chains of N no-op nodes on SQLite (W3's store) and Redis (W5's store, a
+private redis-server), each variant the median of ``--runs`` flows after one
+untimed flow, in microseconds per node:
+
+- ``plain``: no ``[budgets]``, no ``[limits."<key>"]`` tables;
+- ``limits, no key``: a key table configured, the nodes declare no key;
+- ``budgets``: ``max_node_runs`` and ``max_tokens`` set (never reached);
+- ``limited key``: every node declares ``limit_keys = ["bench"]`` and
+  ``[limits.bench] max_in_flight = 8``: a slot taken and given back per node
+  (two store round trips).
+
+    .venv/bin/python benchmarks/limits_cost.py [--size 2000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from qmbench.redis_server import redis_server
+
+from qm_store_redis import RedisStore
+from qm_store_sqlite import SQLiteStore
+from quartermaster_engine import Engine
+from quartermaster_engine.budgets import BudgetsConfig
+from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
+from quartermaster_engine.stores.records import FlowStatus
+from quartermaster_engine.testing.graphs import chain_graph
+
+
+def _noop(ctx: Any) -> NodeResult:
+    return NodeResult(output_text="ok")
+
+
+def _graph(size: int, keyed: bool) -> Any:
+    graph = chain_graph(size + 2)
+    if keyed:
+        for node in graph.nodes:
+            node.metadata["limit_keys"] = ["bench"]
+    return graph
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "limits, no key": {"key_limits": {"llm:*": 8}},
+    "budgets": {"budgets": BudgetsConfig(max_node_runs=10**9, max_tokens=10**12)},
+    "limited key": {"key_limits": {"bench": 8}, "keyed": True},
+}
+
+
+async def _measure(store: Any, size: int, runs: int, variant: dict[str, Any]) -> float:
+    options = dict(variant)
+    keyed = options.pop("keyed", False)
+    graph = _graph(size, keyed)
+    registry = SimpleNodeRegistry({"echo": _noop})
+    async with Engine(store=store, registry=registry, **options) as engine:
+        first = await engine.run(graph, "go")
+        assert first.status is FlowStatus.COMPLETED, first.error
+        walls = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            result = await engine.run(graph, "go")
+            walls.append(time.perf_counter() - start)
+            assert result.status is FlowStatus.COMPLETED, result.error
+    return statistics.median(walls) / (size + 2) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, redis_server() as url:
+        # Plain first and last: the spread between them is the sitting's noise.
+        for name, variant in [*VARIANTS.items(), ("plain again", {})]:
+            sqlite = SQLiteStore(Path(tmp) / f"{uuid.uuid4().hex}.db")
+            us = asyncio.run(_measure(sqlite, args.size, args.runs, variant))
+            asyncio.run(sqlite.close())
+            rows.append({"store": "sqlite (W3)", "variant": name, "us_per_node": round(us, 1)})
+            redis = RedisStore(url, key_prefix=uuid.uuid4().hex[:8])
+            us = asyncio.run(_measure(redis, args.size, args.runs, variant))
+            asyncio.run(redis.close())
+            rows.append({"store": "redis (W5)", "variant": name, "us_per_node": round(us, 1)})
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Durable budgets per flow: node runs, LLM tokens, cost and wall time.
+
+A flow's usage is read from its records: each activation's record is written
+by its fenced commit exactly once (a retry's failed attempt has a record of its
+own; a duplicate delivery's commit is refused), so usage counts every run once,
+on every store, without a counter of its own. Tokens are the ``usage``
+(``input_tokens`` / ``output_tokens``) a node reports in its output data, as the
+LLM pack's nodes do; cost is tokens times the price of the record's ``model``
+in ``[budgets.prices]``. ``FlowState`` keeps the running totals of the records
+it applies or reads, so a check costs nothing more per activation.
+
+Configuration (``[budgets]``; see docs/limits.md)::
+
+    [budgets]
+    max_node_runs = 200
+    max_tokens = 100000
+    max_cost = 2.5              # in `currency`, from `prices`
+    currency = "USD"
+    max_wall_seconds = "30m"    # seconds, or a duration like 90s, 15m, 2h
+    on_exceeded = "fail"        # or "pause": wait for a person to approve more
+    [budgets.prices."gpt-4o"]   # per million tokens; `*` patterns match models
+    input = 2.5
+    output = 10.0
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.durations import parse_duration
+
+#: The flow-memory key counting approvals of a paused budget (each allows as much again).
+APPROVALS_KEY = "qm.budget.approvals"
+#: The answer that approves more budget.
+APPROVE = "approve"
+#: How the prompt of a budget wait starts (it marks the wait as the budget's, durably).
+PROMPT_PREFIX = "[budget] "
+#: Records of a node run (a waiting or cancelled record is not one).
+_RUNS = frozenset({NodeStatus.FINISHED, NodeStatus.FAILED, NodeStatus.SKIPPED})
+
+
+class Price(BaseModel):
+    """A model's price per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class BudgetsConfig(BaseModel):
+    """``[budgets]``: limits every flow of the engine obeys (each counts its own usage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_node_runs: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    # Validated before max_cost, which needs them.
+    currency: str = Field(default="USD", min_length=1)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    max_cost: float | None = Field(default=None, gt=0)
+    max_wall_seconds: float | None = Field(default=None, gt=0)
+    on_exceeded: Literal["fail", "pause"] = "fail"
+
+    @field_validator("max_wall_seconds", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_duration(value).total_seconds()
+        return value
+
+    @field_validator("max_cost")
+    @classmethod
+    def _cost_needs_prices(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and not info.data.get("prices"):
+            raise ValueError('max_cost needs a price table ([budgets.prices."<model>"])')
+        return value
+
+    @property
+    def active(self) -> bool:
+        """Whether any budget is set (else flows count nothing)."""
+        return any(
+            v is not None
+            for v in (self.max_node_runs, self.max_tokens, self.max_cost, self.max_wall_seconds)
+        )
+
+    def price_of(self, model: str) -> Price | None:
+        """The price of ``model``: its own entry, else the first pattern matching it."""
+        price = self.prices.get(model)
+        if price is not None:
+            return price
+        for pattern, candidate in self.prices.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return candidate
+        return None
+
+    def reached(self, usage: Usage, approvals: int, now: float) -> Exceeded | None:
+        """The first budget ``usage`` has reached, each limit allowed ``1 + approvals``
+        times; None while every budget has room."""
+        times = 1 + max(0, approvals)
+        checks: list[tuple[str, float | None, float, str]] = [
+            ("max_node_runs", self.max_node_runs, usage.node_runs, ""),
+            ("max_tokens", self.max_tokens, usage.tokens, ""),
+            ("max_cost", self.max_cost, usage.cost, f" {self.currency}"),
+            ("max_wall_seconds", self.max_wall_seconds, now - usage.since, " s"),
+        ]
+        for name, limit, used, unit in checks:
+            if limit is not None and used >= limit * times:
+                return Exceeded(name, limit * times, used, unit)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Exceeded:
+    """A budget reached: its name, its limit (with approvals) and the usage."""
+
+    budget: str
+    limit: float
+    usage: float
+    unit: str = ""
+
+    def describe(self) -> str:
+        return f"limit {_num(self.limit)}{self.unit}, usage {_num(self.usage)}{self.unit}"
+
+
+class BudgetExceededError(RuntimeError):
+    """A flow reached one of its budgets (``[budgets]`` with ``on_exceeded = "fail"``).
+    A failed flow's error is this error's text, prefixed by its name."""
+
+    def __init__(self, flow_id: Any, exceeded: Exceeded, before: str) -> None:
+        self.budget = exceeded.budget
+        self.limit = exceeded.limit
+        self.usage = exceeded.usage
+        super().__init__(
+            f"budget {exceeded.budget} of flow {flow_id} is used up: "
+            f"{exceeded.describe()} (before node {before})"
+        )
+
+
+@dataclass(slots=True)
+class Usage:
+    """A flow's usage so far, counted from its records."""
+
+    config: BudgetsConfig | None = None
+    node_runs: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    #: When the flow was created (wall time is counted from it).
+    since: float = field(default_factory=time.time)
+    #: The runs counted, by (node, visit, attempt): a process that reads records it
+    #: applied itself before (a stepper catching up) counts each once.
+    counted: set[tuple[Any, int, int]] = field(default_factory=set)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, rec: NodeExecution) -> None:
+        """Count one committed record."""
+        if rec.status not in _RUNS:
+            return
+        key = (rec.node_id, rec.visit, rec.attempt)
+        if key in self.counted:
+            return
+        self.counted.add(key)
+        self.node_runs += 1
+        data = rec._data  # no dict is made for records without output data
+        if not data:
+            return
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            return
+        inp = _int(usage.get("input_tokens"))
+        out = _int(usage.get("output_tokens"))
+        self.input_tokens += inp
+        self.output_tokens += out
+        model = data.get("model")
+        if self.config is not None and isinstance(model, str):
+            price = self.config.price_of(model)
+            if price is not None:
+                self.cost += (inp * price.input + out * price.output) / 1_000_000
+
+    def reset(self) -> None:
+        self.node_runs = self.input_tokens = self.output_tokens = 0
+        self.cost = 0.0
+        self.counted.clear()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "node_runs": self.node_runs,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tokens": self.tokens,
+            "cost": round(self.cost, 9),
+            "currency": None if self.config is None else self.config.currency,
+        }
+        return data
+
+
+def flow_usage(records: list[NodeExecution], config: BudgetsConfig | None) -> Usage:
+    """The usage of a stored flow from all its records (``qm flows show``, the server)."""
+    usage = Usage(config)
+    for rec in records:
+        usage.add(rec)
+    return usage
+
+
+def new_usage(config: BudgetsConfig | None) -> Usage | None:
+    """The running usage a flow keeps when budgets are set; None (nothing counted) else."""
+    return Usage(config) if config is not None and config.active else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"

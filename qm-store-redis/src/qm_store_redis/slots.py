@@ -1,0 +1,67 @@
+"""Concurrency slots per limit key (`HoldsSlots`), shared by every process using the
+Redis under this prefix.
+
+One sorted set per key, ``<p>:slot:{<key>}``, holder -> when its slot expires; a
+script drops the expired members, then adds the holder if fewer than the limit
+remain (one key, one hash tag: Cluster-safe). ``<p>:slotkeys`` lists the keys
+ever used, for `slots_in_use`. Starts per window (`LimitsRate`): one sorted set per
+key, ``<p>:rate:{<key>}``, a member per start scored by its time, expiring with
+its window.
+"""
+
+from __future__ import annotations
+
+from qm_store_redis.scripts import Script
+
+#: KEYS: the key's slot set. ARGV: holder, limit, now, expires_at. 1 if taken.
+ACQUIRE = Script(
+    "slot_acquire",
+    r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+""",
+)
+
+#: KEYS: the key's slot set. ARGV: holder, expires_at. 1 if the holder had a slot.
+RENEW = Script(
+    "slot_renew",
+    r"""
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+""",
+)
+
+
+#: KEYS: the key's start set. ARGV: limit, now, a unique member, now - per, per in
+#: ms. "0" if the start was counted, else the score of the oldest start in the window.
+TAKE_REQUEST = Script(
+    "rate_take",
+    r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return '0'
+end
+return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+""",
+)
+
+
+def rate_key(prefix: str, key: str) -> str:
+    return f"{prefix}:rate:{{{key}}}"
+
+
+def slot_key(prefix: str, key: str) -> str:
+    return f"{prefix}:slot:{{{key}}}"
+
+
+def index_key(prefix: str) -> str:
+    return f"{prefix}:slotkeys"

@@ -1,0 +1,62 @@
+"""Concurrency slots per limit key in the store's file (`HoldsSlots`), and the starts
+of each key in its window (`LimitsRate`): every process using the file shares them.
+A slot or a start is taken in one write transaction (``BEGIN IMMEDIATE``: one
+writer at a time), after dropping the key's expired slots or starts."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def acquire(
+    db: sqlite3.Connection, key: str, holder: str, limit: int, now: float, expires_at: float
+) -> bool:
+    db.execute("DELETE FROM qm_slots WHERE key = ? AND expires_at <= ?", (key, now))
+    mine = db.execute(
+        "UPDATE qm_slots SET expires_at = ? WHERE key = ? AND holder = ?", (expires_at, key, holder)
+    )
+    if mine.rowcount:
+        return True
+    (held,) = db.execute("SELECT count(*) FROM qm_slots WHERE key = ?", (key,)).fetchone()
+    if held >= limit:
+        return False
+    db.execute(
+        "INSERT INTO qm_slots (key, holder, expires_at) VALUES (?, ?, ?)", (key, holder, expires_at)
+    )
+    return True
+
+
+def renew(db: sqlite3.Connection, key: str, holder: str, expires_at: float) -> bool:
+    cursor = db.execute(
+        "UPDATE qm_slots SET expires_at = ? WHERE key = ? AND holder = ?", (expires_at, key, holder)
+    )
+    return bool(cursor.rowcount)
+
+
+def release(db: sqlite3.Connection, key: str, holder: str) -> None:
+    db.execute("DELETE FROM qm_slots WHERE key = ? AND holder = ?", (key, holder))
+
+
+def in_use(db: sqlite3.Connection, now: float) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT key, count(*) FROM qm_slots WHERE expires_at > ? GROUP BY key ORDER BY key", (now,)
+    ).fetchall()
+    return {str(key): int(count) for key, count in rows}
+
+
+def take_request(db: sqlite3.Connection, key: str, limit: int, per: float, now: float) -> float:
+    db.execute("DELETE FROM qm_requests WHERE key = ? AND at <= ?", (key, now - per))
+    (count, oldest) = db.execute(
+        "SELECT count(*), min(at) FROM qm_requests WHERE key = ?", (key,)
+    ).fetchone()
+    if count < limit:
+        db.execute("INSERT INTO qm_requests (key, at) VALUES (?, ?)", (key, now))
+        return 0.0
+    return float(oldest) + per - now
+
+
+def requests_in_window(db: sqlite3.Connection, key: str, per: float, now: float) -> int:
+    (count,) = db.execute(
+        "SELECT count(*) FROM qm_requests WHERE key = ? AND at > ?", (key, now - per)
+    ).fetchone()
+    return int(count)
