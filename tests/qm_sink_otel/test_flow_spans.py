@@ -427,3 +427,28 @@ def test_runners_in_several_threads_share_one_sink(spans: Spans) -> None:
         if span.parent is not None:
             assert flows[span.parent.span_id].context.trace_id == span.context.trace_id
     assert spans.sink.tracer.open_flows == 0
+
+
+def test_a_sleep_ends_its_run_sleeping_and_the_wake_is_a_run_of_its_own(spans: Spans) -> None:
+    from quartermaster_engine.testing import TestClock
+    from quartermaster_graph import GraphBuilder
+
+    clock = TestClock()
+    graph = GraphBuilder("nap").start().sleep("Nap", "24h").end().build()
+    result = FlowRunner(graph, registry(), sinks=[spans.sink], clock=clock).run("x")
+    assert result.status is FlowStatus.COMPLETED
+
+    asleep, awake = sorted(spans.named("node Nap"), key=lambda s: s.start_time or 0)
+    wake_at = TestClock().now() + 86400
+    assert attrs(asleep)["qm.node.status"] == "sleeping"
+    assert events(asleep) == [
+        ("qm.node.timer_set", {"wake_at": wake_at, "wake_iso": "2030-01-02T00:00:00+00:00"})
+    ]
+    assert attrs(awake)["qm.node.status"] == "completed"
+    assert events(awake) == [("qm.node.timer_fired", {"wake_at": wake_at, "late": 0.0})]
+    first, second = sorted(spans.named("invoke_agent nap"), key=lambda s: s.start_time or 0)
+    assert (attrs(first)["qm.flow.status"], attrs(second)["qm.flow.status"]) == (
+        "paused",
+        "completed",
+    )
+    assert spans.sink.tracer.open_flows == 0

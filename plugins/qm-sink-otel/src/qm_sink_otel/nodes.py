@@ -3,7 +3,10 @@
 A run is one attempt of one visit. It ends with its status (``qm.node.status``) and,
 when it failed, what the engine did next (``qm.node.error_strategy``: retry, skip,
 continue, stop); a retry is a span event of the failed attempt. A node on a path not
-taken is a span of no duration with status ``dead``.
+taken is a span of no duration with status ``dead``, a wait whose deadline passed one
+with status ``deadline_passed``. A Sleep1 run that parks ends with
+status ``sleeping`` (span event ``qm.node.timer_set``); its run after the wake carries
+``qm.node.timer_fired``. A fork's reused run carries ``qm.node.reused``.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from qm_sink_otel.content import value
 from qm_sink_otel.state import Flows, NodeEvent, Run, ns, under
 from quartermaster_engine.events import (
     CustomEvent,
+    DeadlinePassed,
     FlowError,
     NodeDead,
     NodeFinished,
     NodeRetrying,
+    NodeReused,
     NodeSkipped,
     NodeStarted,
     ProgressEvent,
+    TimerFired,
+    TimerSet,
     UserInputRequired,
 )
 from quartermaster_graph import NodeType
@@ -55,6 +62,10 @@ class NodeSpans:
             UserInputRequired: self._user_input,
             ProgressEvent: self._progress,
             CustomEvent: self._custom,
+            TimerSet: self._timer_set,
+            TimerFired: self._timer_fired,
+            DeadlinePassed: self._deadline_passed,
+            NodeReused: self._reused,
         }
 
     # -- runs -----------------------------------------------------------------------
@@ -141,6 +152,46 @@ class NodeSpans:
                 {"name": event.name, "payload": value(event.payload)},
                 timestamp=ns(event.ts),
             )
+
+    def _timer_set(self, event: TimerSet) -> None:
+        run = self._latest(event)
+        if run is None:
+            return
+        attributes: dict[str, Any] = {"wake_at": event.wake_at, "wake_iso": event.wake_iso}
+        run.span.add_event(sc.EVENT_TIMER_SET, attributes, timestamp=ns(event.ts))
+        self._end(event, run, "sleeping")  # the flow parks: its wake is another run
+
+    def _timer_fired(self, event: TimerFired) -> None:
+        run = self._latest(event)
+        if run is not None:
+            attributes: dict[str, Any] = {"wake_at": event.wake_at, "late": event.late}
+            run.span.add_event(sc.EVENT_TIMER_FIRED, attributes, timestamp=ns(event.ts))
+
+    def _deadline_passed(self, event: DeadlinePassed) -> None:
+        # Logged while the flow is parked, before it resumes: like a dead node, a span
+        # of no duration (status ``deadline_passed``) holds the span event.
+        flow = self.flows.of(event)
+        at = ns(event.ts)
+        attributes: dict[str, Any] = {sc.NODE_ID: str(event.node_id), sc.NODE_NAME: event.node_name}
+        attributes[sc.NODE_STATUS] = "deadline_passed"
+        span = self.tracer.start_span(
+            sc.node_span_name(event.node_name),
+            context=flow.context,
+            attributes=attributes,
+            start_time=at,
+        )
+        passed: dict[str, Any] = {"deadline": event.deadline}
+        if self.record_content:
+            passed["answer"] = event.answer
+        span.add_event(sc.EVENT_DEADLINE_PASSED, passed, timestamp=at)
+        span.end(end_time=at)
+        self.flows.forget_if_idle(event.flow_id, flow)
+
+    def _reused(self, event: NodeReused) -> None:
+        run = self._latest(event)
+        if run is not None:
+            attributes: dict[str, Any] = {"from_flow": str(event.from_flow)}
+            run.span.add_event(sc.EVENT_REUSED, attributes, timestamp=ns(event.ts))
 
     def _skipped(self, event: NodeSkipped) -> None:
         run = self._latest(event)
