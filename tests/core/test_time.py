@@ -22,8 +22,10 @@ from quartermaster_engine import (
 from quartermaster_engine.clock import SYSTEM_CLOCK, Clock, SystemClock
 from quartermaster_engine.events import TimerFired, TimerSet, event_from_dict
 from quartermaster_engine.runner.executors import NodeConfigError
+from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.stores.sqlite_store import SQLiteStore
 from quartermaster_engine.testing import TestClock, call
+from quartermaster_engine.testing.schedules import check_missed_ticks, check_schedule_store
 from quartermaster_graph import GraphBuilder, GraphSpec
 
 from .support import build
@@ -342,3 +344,11 @@ def test_the_builder_takes_a_deadline_on_user_nodes() -> None:
     assert (node.metadata["timeout"], node.metadata["on_timeout"]) == ("24h", "no")
     with pytest.raises(ValueError, match=r"^user\('Ask'\): give timeout and on_timeout together$"):
         GraphBuilder("g").start().user("Ask", timeout="1h")
+
+
+def test_the_memory_store_keeps_schedules() -> None:
+    check_schedule_store(InMemoryStore())
+
+
+def test_missed_ticks_on_the_memory_store() -> None:
+    assert check_missed_ticks(lambda: None) == {"once": 2, "skip": 1}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS qm_meta (
@@ -171,8 +171,28 @@ def _create_v2(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 3: schedules (`KeepsSchedules`): the schedule as JSON, its next tick
+# in a column of its own for the compare-and-set that claims a tick.
+_V3 = """
+CREATE TABLE qm_schedules (
+    name      TEXT PRIMARY KEY,
+    next_tick REAL NOT NULL,
+    body      TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def _create_v3(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V3):
+        db.execute(statement)
+
+
 #: ``MIGRATIONS[i]`` brings a file at version ``i`` to version ``i + 1``.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _create_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _create_v1,
+    _create_v2,
+    _create_v3,
+)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -189,6 +209,7 @@ TABLES = (
     "qm_loop_exits",
     "qm_agent_memory",
     "qm_events",
+    "qm_schedules",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -208,7 +229,8 @@ class SchemaDamage(Exception):
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events"},
+    frozenset(TABLES) - {"qm_events", "qm_schedules"},
+    frozenset(TABLES) - {"qm_schedules"},
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1

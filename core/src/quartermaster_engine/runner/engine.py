@@ -1,9 +1,8 @@
 """`Engine`: one per process; owns the store, the dispatcher, executor resolution,
 the listeners and the leases, and acts on any flow of any graph by its id.
 
-Every front sits on an Engine: `FlowRunner` (one graph), qm-server, ``qm worker``
-and its `FlowStepper`, and the CLI. A flow read back from the store brings its
-own graph (the snapshot), so nothing here is bound to one graph.
+Every front sits on an Engine: `FlowRunner`, qm-server, ``qm worker`` and its
+`FlowStepper`, the CLI. A flow read back from the store brings its own graph.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper
 from quartermaster_engine.runner.listeners import DEFAULT_LISTENER_BUDGET, Listener, with_handler
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.running import RunningFlows
+from quartermaster_engine.runner.schedules import EngineSchedules
 from quartermaster_engine.runner.shared_store import check_dispatcher_store
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.memory_store import InMemoryStore
@@ -47,8 +47,7 @@ from quartermaster_engine.types import GraphSpec
 
 EventHandler = Callable[[FlowEvent], Any]
 
-#: How many times one node may run in one flow unless the node says otherwise
-#: (metadata ``max_visits``).
+#: Runs of one node in one flow unless its metadata ``max_visits`` says otherwise.
 DEFAULT_MAX_VISITS = 100
 
 
@@ -63,10 +62,9 @@ class Engine:
     ``on_event`` and each of ``sinks`` (objects with ``emit(event)``) receive every
     event of every flow this engine drives. ``listener_budget``: see `runner.listeners`.
 
-    Build one with `from_config`; use it as an async context manager (``async with
-    Engine.from_config() as engine``) or call `close`: it releases the backends it
-    created, never objects passed in. Methods act by flow id and are ``async``;
-    `FlowRunner` adds the synchronous forms for one graph.
+    Build one with `from_config`; use it with ``async with`` or call `close`: it
+    releases the backends it created, never objects passed in. Methods act by flow
+    id and are ``async``; `FlowRunner` adds the synchronous forms for one graph.
     """
 
     def __init__(
@@ -114,6 +112,8 @@ class Engine:
         self.executors = Executors(registry, self.clock)
         #: Flows stored, listed, shown and deleted by id.
         self.flows = Flows(self._store, self.store_name)
+        #: Graphs started on a cron expression by the clock loop (`keep_clock`).
+        self.schedules = EngineSchedules(self)
         # Backends this engine created (from_config, `own`) and releases in close().
         self._owned: list[Any] = []
         #: The flows this engine drives right now (and paused ones kept in memory).
@@ -313,7 +313,7 @@ class Engine:
         return await timers.wake_due(self, limit)
 
     async def keep_clock(self, every: float = timers.CLOCK_EVERY) -> None:
-        """`wake_due` every ``every`` seconds until cancelled (``qm serve``, ``qm worker``)."""
+        """`wake_due` and `schedules.fire_due` every ``every`` seconds until cancelled."""
         await timers.keep_clock(self, every)
 
     @property

@@ -162,8 +162,8 @@ class FlowRun:
 
     # -- starting and restoring ---------------------------------------------------
 
-    async def start_new(self) -> None:
-        """Store the new flow (holding its lease) and queue its start node."""
+    async def start_new(self, *announce: FlowEvent) -> None:
+        """Store the new flow (holding its lease), queue its start node, log ``announce``."""
         if self.committer.durable:
             now = time.time()
             epoch = 1
@@ -186,6 +186,8 @@ class FlowRun:
             self.emitter.emit(
                 FlowStarted(flow_id=self.flow_id, input=self.input, graph_name=self.graph.name)
             )
+            for event in announce:
+                self.emitter.emit(event)
         await self.queue_start()
 
     async def queue_start(self) -> None:
