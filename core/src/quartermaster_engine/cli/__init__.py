@@ -22,6 +22,7 @@ from quartermaster_engine.cli.run_commands import (
     retry_command,
     run_command,
 )
+from quartermaster_engine.cli.schedules_commands import schedules_group
 
 #: Every exit status of ``qm`` (the README's "Command line" says the same); "\b" keeps
 #: click from re-wrapping it.
@@ -72,6 +73,7 @@ for command in (
     plugins_command,
     config_group,
     flows_group,
+    schedules_group,
 ):
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command):
