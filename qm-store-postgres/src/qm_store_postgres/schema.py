@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The part of a node commit both versions of qm_commit apply the same way:
 # record, memory, join deliveries and closed slots, the queue, loop marks.
@@ -381,6 +381,7 @@ TABLES = (
     "qm_loop_exits",
     "qm_agent_memory",
     "qm_events",
+    "qm_schedules",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -401,8 +402,23 @@ def _v2(schema: str) -> str:
     return _V2.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
 
 
+# Version 3: schedules (`KeepsSchedules`): the schedule as JSON text, its next
+# tick in a column of its own for the compare-and-set that claims a tick.
+_V3 = """
+CREATE TABLE {s}.qm_schedules (
+    name      text PRIMARY KEY,
+    next_tick double precision NOT NULL,
+    body      text NOT NULL
+);
+"""
+
+
+def _v3(schema: str) -> str:
+    return _V3.replace("{s}", schema)
+
+
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2, _v3)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

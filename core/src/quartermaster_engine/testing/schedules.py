@@ -158,7 +158,7 @@ def check_clocks_fire_each_tick_once(
                 proc.kill()
                 proc.wait()
         call(store, "close")
-    return {"started": [len(s) for s in started]}
+    return {"started": [len(s) for s in started], "stderr": [err for _, err in outs]}
 
 
 def check_missed_ticks(open_store: Callable[[], Any]) -> dict[str, int]:
