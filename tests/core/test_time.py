@@ -352,3 +352,33 @@ def test_the_memory_store_keeps_schedules() -> None:
 
 def test_missed_ticks_on_the_memory_store() -> None:
     assert check_missed_ticks(lambda: None) == {"once": 2, "skip": 1}
+
+
+def test_keep_clock_fires_a_due_schedule_once_per_tick() -> None:
+    clock = TestClock(skip=False)
+    graph = GraphBuilder("Up").start().node("up", "A").end().build()
+
+    async def main() -> None:
+        seen: list[FlowEvent] = []
+        async with Engine(registry=REG, clock=clock, on_event=seen.append) as engine:
+            added = await engine.schedules.add("m", graph, "* * * * *", input="hi")
+            assert added.next_tick == START + 60
+            loop = asyncio.ensure_future(engine.keep_clock(every=0.005))
+            await asyncio.sleep(0.03)
+            assert [e for e in seen if e.type == "ScheduleFired"] == []
+            for minute in (1, 2):
+                clock.advance("1m")
+                while sum(e.type == "FlowFinished" for e in seen) < minute:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            await asyncio.sleep(0.03)  # (more rounds: nothing more is due)
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+        fired = [e for e in seen if e.type == "ScheduleFired"]
+        assert [(e.schedule, e.tick, e.missed) for e in fired] == [  # type: ignore[attr-defined]
+            ("m", START + 60, 0),
+            ("m", START + 120, 0),
+        ]
+        finished = [e for e in seen if e.type == "FlowFinished"]
+        assert [e.final_output for e in finished] == ["HI!", "HI!"]  # type: ignore[attr-defined]
+
+    asyncio.run(asyncio.wait_for(main(), 10))  # (no flow: a timeout, not a hang)
