@@ -131,3 +131,13 @@ def test_qm_schedules_add_names_a_bad_cron_expression_or_time_zone(qm_dir: Path)
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_qm_schedules_needs_a_store_that_outlives_the_process(qm_dir: Path) -> None:
+    (qm_dir / "qm.toml").write_text('[store]\nname = "memory"\n')
+    listed = _qm("schedules", "add", "x", "tick.json", "--cron", "* * * * *")
+    assert (listed.exit_code, listed.stderr) == (
+        1,
+        "error: the configured store (memory) keeps nothing across processes: schedules "
+        "need a durable store\n",
+    )

@@ -24,6 +24,7 @@ from quartermaster_engine.cli.common import (
 )
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.schedules.model import MISSED_POLICIES, Schedule, ScheduleError
+from quartermaster_engine.stores.memory_store import InMemoryStore
 
 
 def _when(ts: float) -> str:
@@ -36,7 +37,7 @@ def _engine(config_path: str | None) -> Iterator[Engine]:
     config = load_config(config_path)
     engine = guarded(Engine.from_config, config)
     try:
-        if not engine.store_adapter.durable:
+        if not engine.store_adapter.durable or isinstance(engine.store, InMemoryStore):
             fail(
                 f"the configured store ({config.store.name}) keeps nothing across "
                 "processes: schedules need a durable store"
