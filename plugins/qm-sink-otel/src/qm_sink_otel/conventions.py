@@ -62,6 +62,7 @@ EVENT_USER_INPUT = "qm.node.user_input_required"
 EVENT_PAUSED = "qm.flow.paused"
 EVENT_RESUMED = "qm.flow.resumed"
 EVENT_STOPPED = "qm.flow.stopped"
+EVENT_SCHEDULE_FIRED = "qm.flow.schedule_fired"
 
 
 def agent_span_name(graph_name: str) -> str:
