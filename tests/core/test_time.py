@@ -22,8 +22,10 @@ from quartermaster_engine import (
 from quartermaster_engine.clock import SYSTEM_CLOCK, Clock, SystemClock
 from quartermaster_engine.events import TimerFired, TimerSet, event_from_dict
 from quartermaster_engine.runner.executors import NodeConfigError
+from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.stores.sqlite_store import SQLiteStore
 from quartermaster_engine.testing import TestClock, call
+from quartermaster_engine.testing.schedules import check_missed_ticks, check_schedule_store
 from quartermaster_graph import GraphBuilder, GraphSpec
 
 from .support import build
@@ -342,3 +344,41 @@ def test_the_builder_takes_a_deadline_on_user_nodes() -> None:
     assert (node.metadata["timeout"], node.metadata["on_timeout"]) == ("24h", "no")
     with pytest.raises(ValueError, match=r"^user\('Ask'\): give timeout and on_timeout together$"):
         GraphBuilder("g").start().user("Ask", timeout="1h")
+
+
+def test_the_memory_store_keeps_schedules() -> None:
+    check_schedule_store(InMemoryStore())
+
+
+def test_missed_ticks_on_the_memory_store() -> None:
+    assert check_missed_ticks(lambda: None) == {"once": 2, "skip": 1}
+
+
+def test_keep_clock_fires_a_due_schedule_once_per_tick() -> None:
+    clock = TestClock(skip=False)
+    graph = GraphBuilder("Up").start().node("up", "A").end().build()
+
+    async def main() -> None:
+        seen: list[FlowEvent] = []
+        async with Engine(registry=REG, clock=clock, on_event=seen.append) as engine:
+            added = await engine.schedules.add("m", graph, "* * * * *", input="hi")
+            assert added.next_tick == START + 60
+            loop = asyncio.ensure_future(engine.keep_clock(every=0.005))
+            await asyncio.sleep(0.03)
+            assert [e for e in seen if e.type == "ScheduleFired"] == []
+            for minute in (1, 2):
+                clock.advance("1m")
+                while sum(e.type == "FlowFinished" for e in seen) < minute:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            await asyncio.sleep(0.03)  # (more rounds: nothing more is due)
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+        fired = [e for e in seen if e.type == "ScheduleFired"]
+        assert [(e.schedule, e.tick, e.missed) for e in fired] == [  # type: ignore[attr-defined]
+            ("m", START + 60, 0),
+            ("m", START + 120, 0),
+        ]
+        finished = [e for e in seen if e.type == "FlowFinished"]
+        assert [e.final_output for e in finished] == ["HI!", "HI!"]  # type: ignore[attr-defined]
+
+    asyncio.run(asyncio.wait_for(main(), 10))  # (no flow: a timeout, not a hang)

@@ -52,3 +52,26 @@ def test_sleeping_flows_park_and_survive_a_killed_worker(fleet: Fleet) -> None:
             assert (kinds.count("TimerSet"), kinds.count("TimerFired")) == (1, 1)
             fired = next(e for e in events if e.type == "TimerFired")
             assert wake_at <= fired.ts <= wake_at + 3.0, (wake_at, fired.ts)
+
+
+def test_the_workers_clocks_fire_a_schedule_once_per_tick(fleet: Fleet) -> None:
+    fleet.start_workers(2)  # two clocks: each worker keeps one
+    pulse = GraphBuilder("Pulse").start().end().build()
+    with fleet.runner(pulse) as runner:
+        run_sync(runner.engine.schedules.add("pulse", pulse, "* * * * * *", input="beat"))
+        deadline = time.time() + 30
+        while len(call(runner.store, "list_flows", status=FlowStatus.COMPLETED)) < 3:
+            assert time.time() < deadline, "the workers' clocks started fewer than 3 flows"
+            time.sleep(0.05)
+        assert run_sync(runner.engine.schedules.remove("pulse")) is True
+        time.sleep(1.5)  # (a tick claimed just before the removal is stored and run)
+        flows = call(runner.store, "list_flows")
+        _wait_for(runner, [f.flow_id for f in flows], FlowStatus.COMPLETED, within=20)
+        ticks = []
+        for record in flows:
+            events = call(runner.store, "read_events", record.flow_id)
+            fired = [e for e in events if e.type == "ScheduleFired"]
+            assert [e.schedule for e in fired] == ["pulse"]
+            ticks.append(fired[0].tick)
+    assert len(ticks) == len(set(ticks)) >= 3  # one flow per tick
+    assert sorted(ticks) == [min(ticks) + i for i in range(len(ticks))]  # none skipped

@@ -3,6 +3,7 @@ the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from uuid import uuid4
 
@@ -14,6 +15,7 @@ from qm_nodes_std import register_graph, std_registry
 from qm_sink_otel import SCHEMA_URL, flow_span_id
 from quartermaster_engine import (
     AsyncDispatcher,
+    Engine,
     ExecutionContext,
     FlowRunner,
     FlowStatus,
@@ -22,7 +24,8 @@ from quartermaster_engine import (
     NodeStarted,
     SimpleNodeRegistry,
 )
-from quartermaster_graph import TraverseIn, TraverseOut
+from quartermaster_engine.testing import TestClock
+from quartermaster_graph import GraphSpec, TraverseIn, TraverseOut
 
 
 def step(ctx: ExecutionContext) -> NodeResult:
@@ -452,3 +455,31 @@ def test_a_sleep_ends_its_run_sleeping_and_the_wake_is_a_run_of_its_own(spans: S
         "completed",
     )
     assert spans.sink.tracer.open_flows == 0
+
+
+def test_a_scheduled_flow_carries_a_schedule_fired_span_event(spans: Spans) -> None:
+    clock = TestClock(skip=False)
+
+    async def main() -> None:
+        async with Engine(registry=registry(), clock=clock, sinks=[spans.sink]) as engine:
+            graph = chain_graph()
+            assert isinstance(graph, GraphSpec)
+            await engine.schedules.add("hourly", graph, "0 * * * *", input="x")
+            clock.advance("1h")
+            (flow_id,) = await engine.schedules.fire_due()
+            assert (await engine.result(flow_id, wait=True)).final_output == "B(A(x))"
+
+    asyncio.run(main())
+    flow = spans.one("invoke_agent chain")
+    tick = TestClock().now() + 3600
+    assert events(flow) == [
+        (
+            "qm.flow.schedule_fired",
+            {
+                "schedule": "hourly",
+                "tick": tick,
+                "tick_iso": "2030-01-01T01:00:00+00:00",
+                "missed": 0,
+            },
+        )
+    ]

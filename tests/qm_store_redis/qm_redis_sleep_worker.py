@@ -8,6 +8,7 @@ import json
 import sys
 
 from qm_store_redis import RedisStore
+from quartermaster_engine.testing.schedules import schedule_clock_main
 from quartermaster_engine.testing.timers import (
     answer_worker_main,
     clock_worker_main,
@@ -19,5 +20,6 @@ if __name__ == "__main__":
     url, prefix = sys.argv[1:3]
     mains = {"clock": clock_worker_main, "answer": answer_worker_main}
     mains |= {"retry-run": retry_worker_main, "retry-recover": retry_worker_main}
+    mains |= {"schedule-clock": schedule_clock_main}
     main = mains.get(sys.argv[3], sleep_worker_main)
     print(json.dumps(main(RedisStore(url, key_prefix=prefix), sys.argv[3:])))

@@ -256,6 +256,18 @@ class DeadlinePassed(FlowEvent):
 
 
 @dataclass(slots=True)
+class ScheduleFired(FlowEvent):
+    """The flow was started by the schedule ``schedule`` for its tick ``tick`` (a Unix
+    time; ``tick_iso`` in ISO 8601, UTC); ``missed``: earlier ticks that passed
+    while no clock ran and that this flow stands for (policy ``run-once``)."""
+
+    schedule: str = ""
+    tick: float = 0.0
+    tick_iso: str = ""
+    missed: int = 0
+
+
+@dataclass(slots=True)
 class FlowPaused(FlowEvent):
     """Nothing can run until someone answers or a timer is due (``wakes_at``, the
     first one's time): the flow is paused and no process holds it."""
@@ -394,6 +406,7 @@ __all__ = [
     "NodeSkipped",
     "NodeStarted",
     "ProgressEvent",
+    "ScheduleFired",
     "TimerFired",
     "TimerSet",
     "TokenGenerated",

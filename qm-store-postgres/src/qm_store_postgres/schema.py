@@ -386,6 +386,7 @@ TABLES = (
     "qm_events",
     "qm_slots",
     "qm_requests",
+    "qm_schedules",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -406,8 +407,11 @@ def _v2(schema: str) -> str:
     return _V2.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
 
 
-# Concurrency slots per limit key (`HoldsSlots`): a slot is taken by one call of
-# qm_acquire_slot, which serialises the takers of one key with an advisory lock.
+# Version 3: concurrency slots per limit key (`HoldsSlots`: a slot is taken by one
+# call of qm_acquire_slot, which serialises the takers of one key with an advisory
+# lock), starts per window (`LimitsRate`), and schedules (`KeepsSchedules`: the
+# schedule as JSON text, its next tick in a column of its own for the
+# compare-and-set that claims a tick).
 _V3 = """
 CREATE TABLE {s}.qm_slots (
     key        text NOT NULL,
@@ -460,6 +464,12 @@ BEGIN
     RETURN v_oldest;
 END
 $fn$;
+
+CREATE TABLE {s}.qm_schedules (
+    name      text PRIMARY KEY,
+    next_tick double precision NOT NULL,
+    body      text NOT NULL
+);
 """
 
 

@@ -19,6 +19,7 @@ from qm_store_postgres.live import NOTIFY_SQL, PostgresLiveSubscription, channel
 from qm_store_postgres.persistent import PostgresPersistentMemory
 from qm_store_postgres.queries import FLOW_WIDTH, TERMINAL, Queries
 from qm_store_postgres.refusals import refusal
+from qm_store_postgres.schedules import PostgresSchedules
 from qm_store_postgres.settings import PostgresSettings, check_dsn
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent
@@ -44,7 +45,7 @@ TOUCH_INTERVAL = 1.0
 _TOUCHED_MAX = 10_000
 
 
-class PostgresStore:
+class PostgresStore(PostgresSchedules):
     """A durable store in PostgreSQL 12 or later, through asyncpg.
 
     ``dsn`` is a ``postgresql://`` URL; the store keeps its tables in the schema

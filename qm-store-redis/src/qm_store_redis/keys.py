@@ -17,6 +17,7 @@ under their own tags and are never touched by the same script as a flow's::
     <p>:{<flow>}:live      channel live-only messages of the flow (tokens), pub/sub
     <p>:flows              zset   flow ids scored by updated_at (listing, pruning)
     <p>:timers             zset   paused flows' ids scored by their first timer (a hint)
+    <p>:schedules          hash   schedule name -> "next tick<TAB>schedule JSON"
     <p>:graph:{<sha>}      string a graph's JSON, shared by every flow running it
     <p>:graph:{<sha>}:refs zset   flows using it, scored by when their keys expire
     <p>:agent:{<agent>}    hash   persistent memory of one agent, key -> JSON entry
@@ -37,12 +38,13 @@ COMMIT_KEYS = 8
 class KeySpace:
     """Key names under one prefix. Flow key tuples are cached: they are built per commit."""
 
-    __slots__ = ("_cache", "_packed", "flows", "prefix", "timers")
+    __slots__ = ("_cache", "_packed", "flows", "prefix", "schedules", "timers")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.flows = f"{prefix}:flows"
         self.timers = f"{prefix}:timers"
+        self.schedules = f"{prefix}:schedules"
         self._cache: dict[UUID, tuple[str, ...]] = {}
         self._packed: dict[UUID, bytes] = {}
 

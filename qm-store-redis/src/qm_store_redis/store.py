@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from qm_store_redis import scripts, slots, timers
+from qm_store_redis import schedules, scripts, slots, timers
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -42,6 +42,7 @@ from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent, event_from_dict
 from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.redaction import redact_text, redact_url
+from quartermaster_engine.schedules.model import Schedule
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
 from quartermaster_engine.stores.fencing import (
     duplicate_commit,
@@ -488,6 +489,29 @@ class RedisStore:
         """`FindsDueTimers`: paused flows whose timer is due at ``now`` (the timer
         index, checked against each flow; see `qm_store_redis.timers`)."""
         return await timers.due(self._clients.get(), self._keys, now, limit, self._eval)
+
+    @_redis_errors
+    async def add_schedule(self, schedule: Schedule) -> None:
+        """`KeepsSchedules`: store the schedule; `ScheduleExistsError` if its name is taken."""
+        await schedules.add(self._clients.get(), self._keys.schedules, schedule)
+
+    @_redis_errors
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return await schedules.list_all(self._clients.get(), self._keys.schedules)
+
+    @_redis_errors
+    async def remove_schedule(self, name: str) -> bool:
+        """Remove the schedule; True if it existed."""
+        return await schedules.remove(self._clients.get(), self._keys.schedules, name)
+
+    @_redis_errors
+    async def claim_tick(self, name: str, tick: float, next_tick: float) -> bool:
+        """Move the schedule's next tick from ``tick`` to ``next_tick`` (a script);
+        True if this call moved it."""
+        client = self._clients.get()
+        key = self._keys.schedules
+        return await schedules.claim(client, key, name, tick, next_tick, self._eval)
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome: one Lua script, all or nothing."""

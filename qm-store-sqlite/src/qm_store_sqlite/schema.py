@@ -174,6 +174,9 @@ def _create_v2(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 3: limits per key (`HoldsSlots`, `LimitsRate`) and schedules
+# (`KeepsSchedules`: the schedule as JSON, its next tick in a column of its own for
+# the compare-and-set that claims a tick).
 _V3 = """
 CREATE TABLE qm_slots (
     key        TEXT NOT NULL,
@@ -187,6 +190,12 @@ CREATE TABLE qm_requests (
     at  REAL NOT NULL
 );
 CREATE INDEX qm_requests_by_key ON qm_requests (key, at);
+
+CREATE TABLE qm_schedules (
+    name      TEXT PRIMARY KEY,
+    next_tick REAL NOT NULL,
+    body      TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -219,6 +228,7 @@ TABLES = (
     "qm_events",
     "qm_slots",
     "qm_requests",
+    "qm_schedules",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -238,8 +248,8 @@ class SchemaDamage(Exception):
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events", "qm_slots", "qm_requests"},
-    frozenset(TABLES) - {"qm_slots", "qm_requests"},
+    frozenset(TABLES) - {"qm_events", "qm_slots", "qm_requests", "qm_schedules"},
+    frozenset(TABLES) - {"qm_slots", "qm_requests", "qm_schedules"},
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1

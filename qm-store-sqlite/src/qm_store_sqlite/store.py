@@ -20,6 +20,7 @@ from qm_store_sqlite.connection import Database, check_path, in_read_tx, in_writ
 from qm_store_sqlite.errors import SQLiteDataError
 from qm_store_sqlite.graphs import GraphCache
 from qm_store_sqlite.persistent import SQLitePersistentMemory
+from qm_store_sqlite.schedules import SQLiteSchedules
 from qm_store_sqlite.settings import DEFAULT_BUSY_TIMEOUT, SQLiteSettings
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent
@@ -40,7 +41,7 @@ TOUCH_INTERVAL = 1.0
 _TOUCHED_MAX = 10_000
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteSchedules):
     """A durable store in one SQLite file (WAL mode), for one machine and any number
     of processes sharing the file.
 

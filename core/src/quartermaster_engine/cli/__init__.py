@@ -23,6 +23,7 @@ from quartermaster_engine.cli.run_commands import (
     retry_command,
     run_command,
 )
+from quartermaster_engine.cli.schedules_commands import schedules_group
 
 #: Every exit status of ``qm`` (the README's "Command line" says the same); "\b" keeps
 #: click from re-wrapping it.
@@ -74,6 +75,7 @@ for command in (
     config_group,
     flows_group,
     limits_command,
+    schedules_group,
 ):
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command):

@@ -8,6 +8,7 @@ What it owns, and what a running flow needs of it, are in `engine_parts`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Unpack
 from uuid import UUID
@@ -23,6 +24,7 @@ from quartermaster_engine.runner.event_log import DEFAULT_POLL_SECONDS, read_log
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.listeners import Listener, with_handler
 from quartermaster_engine.runner.result import FlowResult
+from quartermaster_engine.runner.schedules import EngineSchedules
 from quartermaster_engine.types import GraphSpec
 
 
@@ -38,11 +40,15 @@ class Engine(EngineParts):
     event of every flow this engine drives. ``listener_budget``: see `runner.listeners`;
     ``clock``: docs/time.md; ``budgets`` and ``key_limits``: docs/limits.md.
 
-    Build one with `from_config`; use it as an async context manager (``async with
-    Engine.from_config() as engine``) or call `close`: it releases the backends it
-    created, never objects passed in. Methods act by flow id and are ``async``;
-    `FlowRunner` adds the synchronous forms for one graph.
+    Build one with `from_config`; use it with ``async with`` or call `close`: it
+    releases the backends it created, never objects passed in. Methods act by flow
+    id and are ``async``; `FlowRunner` adds the synchronous forms for one graph.
     """
+
+    @functools.cached_property
+    def schedules(self) -> EngineSchedules:
+        """Graphs started on a cron expression by the clock loop (`keep_clock`)."""
+        return EngineSchedules(self)
 
     @classmethod
     def from_config(cls, config: Any = None, **overrides: Any) -> Engine:
@@ -140,7 +146,7 @@ class Engine(EngineParts):
         return await timers.wake_due(self, limit)
 
     async def keep_clock(self, every: float = timers.CLOCK_EVERY) -> None:
-        """`wake_due` every ``every`` seconds until cancelled (``qm serve``, ``qm worker``)."""
+        """`wake_due` and `schedules.fire_due` every ``every`` seconds until cancelled."""
         await timers.keep_clock(self, every)
 
     @property

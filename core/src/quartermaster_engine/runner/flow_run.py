@@ -161,8 +161,8 @@ class FlowRun:
 
     # -- starting and restoring ---------------------------------------------------
 
-    async def start_new(self) -> None:
-        """Store the new flow (holding its lease) and queue its start node."""
+    async def start_new(self, *announce: FlowEvent) -> None:
+        """Store the new flow (holding its lease), queue its start node, log ``announce``."""
         if self.committer.durable:
             now = time.time()
             epoch = 1
@@ -185,6 +185,8 @@ class FlowRun:
             self.emitter.emit(
                 FlowStarted(flow_id=self.flow_id, input=self.input, graph_name=self.graph.name)
             )
+            for event in announce:
+                self.emitter.emit(event)
         await self.queue_start()
 
     async def queue_start(self) -> None:

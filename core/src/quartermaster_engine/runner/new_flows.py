@@ -25,14 +25,14 @@ if TYPE_CHECKING:
 _END = object()
 
 
-async def stored(run: FlowRun) -> FlowRun:
+async def stored(run: FlowRun, *announce: FlowEvent) -> FlowRun:
     """``run`` with its flow stored and its start node queued. The store failing once
     the flow is stored aborts the run instead of raising: like any store failure of a
     stored flow, driving it gives a FAILED result, the flow left running for
     recover() and its lease released. (A store that fails to store the flow raises
     its own error: there is no flow to report on.)"""
     try:
-        await run.start_new()
+        await run.start_new(*announce)
     except FlowExistsError:
         raise FlowStateError(
             f"flow {run.flow_id} already exists in the store; use resume() or recover()"
@@ -100,7 +100,14 @@ async def start(
     """Start a new flow of ``graph`` and return its id once it is stored. With a
     remote dispatcher the flow is handed to its workers and nothing runs here;
     otherwise the engine drives it in a task of the running loop."""
-    new = await stored(engine.new_run(graph, input_message, flow_id, listeners))
+    return await launch(
+        engine, await stored(engine.new_run(graph, input_message, flow_id, listeners))
+    )
+
+
+async def launch(engine: Engine, new: FlowRun) -> UUID:
+    """Set the stored new flow going (`start`): handed to a remote dispatcher's
+    workers, or driven in a task of the running loop."""
     if engine.remote and new.control.abort is None:
         await remote_run.hand_off(engine, new)
     else:

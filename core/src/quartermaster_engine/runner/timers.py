@@ -13,7 +13,8 @@ it). Nothing of the flow stays in any process's memory. Then:
   wakes each under the flow's lease (`stored_flows.recover`). A second waker
   finds the lease held and skips, or finds the timer's activation consumed (its
   commit is fenced: a duplicate is refused), so a timer wakes its flow once;
-- `keep_clock`: a loop calling `wake_due` (``qm serve``, ``qm worker``).
+- `keep_clock`: a loop calling `wake_due` and firing due schedules
+  (`runner.schedules`; ``qm serve``, ``qm worker``).
 
 Runs park only on stores with `FindsDueTimers` and only when someone will wake
 them: a script's own call (`wait_out`), or, for flows started in the
@@ -113,8 +114,9 @@ async def _wake(engine: Engine, flow_id: UUID, slots: asyncio.Semaphore) -> bool
 
 
 async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:
-    """Wake due flows every ``every`` seconds until cancelled; meanwhile flows the
-    engine starts in the background park on far timers instead of holding a task."""
+    """Wake due flows and fire due schedules every ``every`` seconds until cancelled;
+    meanwhile flows the engine starts in the background park on far timers instead
+    of holding a task."""
     engine.running.clock_kept = True
     try:
         while True:
@@ -123,6 +125,10 @@ async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:
             except Exception as exc:  # a store outage: try again next round
                 logger.warning("waking due timers failed: %s", error_text(exc))
                 woke = []
+            try:
+                await engine.schedules.fire_due()
+            except Exception as exc:  # a store outage: try again next round
+                logger.warning("firing due schedules failed: %s", error_text(exc))
             if len(woke) < WAKE_LIMIT:  # (a full round: more may be due, go on)
                 await asyncio.sleep(every)
     finally:

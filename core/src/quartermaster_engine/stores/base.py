@@ -258,6 +258,27 @@ class LimitsRate(Protocol):
 
 
 @runtime_checkable
+class KeepsSchedules(Protocol):
+    """A store that keeps schedules (`schedules.Schedule`; docs/time.md):
+
+    - ``add_schedule(schedule)``: store it; `ScheduleExistsError` if its name is taken;
+    - ``list_schedules()``: every schedule, by name;
+    - ``remove_schedule(name)``: True if it existed;
+    - ``claim_tick(name, tick, next_tick)``: a compare-and-set that sets the
+      schedule's next tick to ``next_tick`` only if it is still ``tick``; True
+      if this call moved it. Of any number of clocks claiming one tick, exactly
+      one gets True: that one starts the tick's flow."""
+
+    def add_schedule(self, schedule: Any) -> Any: ...
+
+    def list_schedules(self) -> Any: ...
+
+    def remove_schedule(self, name: str) -> Any: ...
+
+    def claim_tick(self, name: str, tick: float, next_tick: float) -> Any: ...
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """A store (or dispatcher, sink) that holds connections, threads or files and
     releases them in ``close()`` (plain or ``async``)."""
@@ -267,6 +288,14 @@ class Closeable(Protocol):
 
 class StoreError(RuntimeError):
     """A store could not do what was asked."""
+
+
+class ScheduleExistsError(StoreError):
+    """A schedule of that name is already stored."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} already exists; remove it first")
+        self.name = name
 
 
 class StoreDataError(StoreError, ValueError):
@@ -326,9 +355,11 @@ __all__ = [
     "FlowStatus",
     "FlowUpdate",
     "HoldsSlots",
+    "KeepsSchedules",
     "Lease",
     "LeaseHeldError",
     "LimitsRate",
+    "ScheduleExistsError",
     "StaleLeaseError",
     "StoreDataError",
     "StoreError",

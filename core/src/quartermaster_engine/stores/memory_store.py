@@ -13,6 +13,7 @@ from uuid import UUID
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
+from quartermaster_engine.schedules.memory import MemorySchedules
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
 from quartermaster_engine.stores.fencing import (
     check_lease_free,
@@ -63,7 +64,7 @@ class _FlowData:
         self.events: list[FlowEvent] = []
 
 
-class InMemoryStore:
+class InMemoryStore(MemorySchedules):
     """Dict-backed store implementing `ExecutionStore` and `DurableStore`.
 
     Fast and complete, but nothing survives the process. Safe to share between
@@ -77,6 +78,7 @@ class InMemoryStore:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._flows: dict[int, _FlowData] = {}
         self._lock = threading.Lock()
         self._persistence = InMemoryPersistence()

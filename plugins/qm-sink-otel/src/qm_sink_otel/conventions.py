@@ -66,6 +66,7 @@ EVENT_REUSED = "qm.node.reused"
 EVENT_PAUSED = "qm.flow.paused"
 EVENT_RESUMED = "qm.flow.resumed"
 EVENT_STOPPED = "qm.flow.stopped"
+EVENT_SCHEDULE_FIRED = "qm.flow.schedule_fired"
 
 
 def agent_span_name(graph_name: str) -> str:

@@ -37,6 +37,7 @@ from quartermaster_engine.events import (
     FlowResumed,
     FlowStarted,
     FlowStopped,
+    ScheduleFired,
 )
 from quartermaster_graph import NodeType
 
@@ -69,6 +70,7 @@ class FlowTracer:
             FlowPaused: self._flow_paused,
             FlowStopped: self._flow_stopped,
             FlowFinished: self._flow_finished,
+            ScheduleFired: self._schedule_fired,
             **self.nodes.handlers(),
         }
         try:
@@ -177,6 +179,16 @@ class FlowTracer:
         if event.node_id is not None:
             attributes[sc.NODE_ID] = str(event.node_id)
         span.add_event(sc.EVENT_RESUMED, attributes, timestamp=ns(event.ts))
+
+    def _schedule_fired(self, event: ScheduleFired) -> None:
+        _, span = self._segment(event, "")
+        attributes: dict[str, Any] = {
+            "schedule": event.schedule,
+            "tick": event.tick,
+            "tick_iso": event.tick_iso,
+            "missed": event.missed,
+        }
+        span.add_event(sc.EVENT_SCHEDULE_FIRED, attributes, timestamp=ns(event.ts))
 
     def _flow_paused(self, event: FlowPaused) -> None:
         flow, span = self._segment(event, "")
