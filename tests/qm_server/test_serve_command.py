@@ -120,7 +120,7 @@ def test_qm_help_lists_serve() -> None:
     done = subprocess.run(
         [QM, "--help"], env=_environ(), capture_output=True, text=True, timeout=60, check=False
     )
-    assert "  serve     Serve the HTTP API (OpenAPI schema at /openapi.json) and the...\n" in (
+    assert "  serve      Serve the HTTP API (OpenAPI schema at /openapi.json) and the...\n" in (
         done.stdout
     )
 
