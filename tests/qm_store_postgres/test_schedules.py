@@ -4,13 +4,12 @@ ticks by policy; the store's tick compare-and-set
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from qm_pg_support import PostgresServer, store_for, unique_schema
 
 from quartermaster_engine.testing import call
+from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.schedules import (
     check_clocks_fire_each_tick_once,
     check_missed_ticks,
@@ -24,14 +23,7 @@ def test_three_clock_processes_start_exactly_20_flows_over_20_ticks(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     schema = unique_schema()
-
-    def start_clock(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), pg_server.url, schema, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_clock = WorkerCommand(str(WORKER), pg_server.url, schema).start
 
     figures = check_clocks_fire_each_tick_once(
         lambda: store_for(pg_server, schema), start_clock, tmp_path

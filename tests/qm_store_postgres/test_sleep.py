@@ -3,12 +3,11 @@ the original wake time (`quartermaster_engine.testing.timers`, on PostgreSQL).""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from qm_pg_support import PostgresServer, store_for, unique_schema
 
+from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.timers import (
     check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
@@ -23,15 +22,7 @@ def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     schema = unique_schema()
-
-    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(WORKER), pg_server.url, schema, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    run_worker = WorkerCommand(str(WORKER), pg_server.url, schema).run
 
     figures = check_sigkill_during_sleep(
         lambda: store_for(pg_server, schema), run_worker, tmp_path / "side"
@@ -44,14 +35,7 @@ def test_two_clock_processes_wake_each_of_50_timers_once(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     schema = unique_schema()
-
-    def start_clock(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), pg_server.url, schema, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_clock = WorkerCommand(str(WORKER), pg_server.url, schema).start
 
     figures = check_clocks_wake_each_timer_once(
         lambda: store_for(pg_server, schema), start_clock, tmp_path / "side"
@@ -64,14 +48,7 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     schema = unique_schema()
-
-    def start_worker(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), pg_server.url, schema, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_worker = WorkerCommand(str(WORKER), pg_server.url, schema).start
 
     split = check_answer_and_deadline_race(
         lambda: store_for(pg_server, schema), start_worker, tmp_path
@@ -83,14 +60,6 @@ def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     schema = unique_schema()
-
-    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(WORKER), pg_server.url, schema, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    run_worker = WorkerCommand(str(WORKER), pg_server.url, schema).run
 
     check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")

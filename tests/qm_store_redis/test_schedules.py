@@ -4,13 +4,12 @@ ticks by policy; the store's tick compare-and-set
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from qm_redis_support import RedisServer, store_for, unique_prefix
 
 from quartermaster_engine.testing import call
+from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.schedules import (
     check_clocks_fire_each_tick_once,
     check_missed_ticks,
@@ -24,14 +23,7 @@ def test_three_clock_processes_start_exactly_20_flows_over_20_ticks(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
-
-    def start_clock(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_clock = WorkerCommand(str(WORKER), redis_server.url, prefix).start
 
     figures = check_clocks_fire_each_tick_once(
         lambda: store_for(redis_server, prefix), start_clock, tmp_path

@@ -3,12 +3,11 @@ the original wake time (`quartermaster_engine.testing.timers`, on Redis)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from qm_redis_support import RedisServer, store_for, unique_prefix
 
+from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.timers import (
     check_answer_and_deadline_race,
     check_clocks_wake_each_timer_once,
@@ -23,15 +22,7 @@ def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
-
-    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    run_worker = WorkerCommand(str(WORKER), redis_server.url, prefix).run
 
     figures = check_sigkill_during_sleep(
         lambda: store_for(redis_server, prefix), run_worker, tmp_path / "side"
@@ -44,14 +35,7 @@ def test_two_clock_processes_wake_each_of_50_timers_once(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
-
-    def start_clock(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_clock = WorkerCommand(str(WORKER), redis_server.url, prefix).start
 
     figures = check_clocks_wake_each_timer_once(
         lambda: store_for(redis_server, prefix), start_clock, tmp_path / "side"
@@ -64,14 +48,7 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
-
-    def start_worker(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_worker = WorkerCommand(str(WORKER), redis_server.url, prefix).start
 
     split = check_answer_and_deadline_race(
         lambda: store_for(redis_server, prefix), start_worker, tmp_path
@@ -83,14 +60,6 @@ def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
-
-    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(WORKER), redis_server.url, prefix, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    run_worker = WorkerCommand(str(WORKER), redis_server.url, prefix).run
 
     check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")

@@ -4,8 +4,6 @@ ticks by policy (`quartermaster_engine.testing.schedules`)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +15,7 @@ from qm_store_sqlite import SQLiteStore
 from quartermaster_engine.cli import main
 from quartermaster_engine.schedules.model import tick_after
 from quartermaster_engine.testing import call
+from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.schedules import (
     check_clocks_fire_each_tick_once,
     check_missed_ticks,
@@ -29,14 +28,7 @@ WORKER = Path(__file__).with_name("sqlite_sleep_worker.py")
 
 def test_three_clock_processes_start_exactly_20_flows_over_20_ticks(tmp_path: Path) -> None:
     db = tmp_path / "flows.db"
-
-    def start_clock(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), str(db), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_clock = WorkerCommand(str(WORKER), str(db)).start
 
     figures = check_clocks_fire_each_tick_once(lambda: SQLiteStore(db), start_clock, tmp_path)
     assert sum(figures["started"]) == 20

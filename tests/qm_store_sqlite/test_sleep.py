@@ -5,8 +5,6 @@ the flow wakes at the original wake time (`quartermaster_engine.testing.timers`)
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from quartermaster_engine.cli import main
 from quartermaster_engine.events import TimerSet
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.testing import TestClock, call
+from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.timers import (
     ask_graph,
     check_answer_and_deadline_race,
@@ -35,15 +34,7 @@ WORKER = Path(__file__).with_name("sqlite_sleep_worker.py")
 
 def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(tmp_path: Path) -> None:
     db = tmp_path / "flows.db"
-
-    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(WORKER), str(db), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    run_worker = WorkerCommand(str(WORKER), str(db)).run
 
     figures = check_sigkill_during_sleep(lambda: SQLiteStore(db), run_worker, tmp_path / "side")
     assert 0.0 <= figures["late"] <= 1.0
@@ -52,14 +43,7 @@ def test_sigkill_during_sleep_then_recover_wakes_at_the_original_time(tmp_path: 
 
 def test_two_clock_processes_wake_each_of_50_timers_once(tmp_path: Path) -> None:
     db = tmp_path / "flows.db"
-
-    def start_clock(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), str(db), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_clock = WorkerCommand(str(WORKER), str(db)).start
 
     figures = check_clocks_wake_each_timer_once(
         lambda: SQLiteStore(db), start_clock, tmp_path / "side"
@@ -72,14 +56,7 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "flows.db"
-
-    def start_worker(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), str(db), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    start_worker = WorkerCommand(str(WORKER), str(db)).start
 
     split = check_answer_and_deadline_race(lambda: SQLiteStore(db), start_worker, tmp_path)
     print(f"sqlite: {split}")
@@ -87,15 +64,7 @@ def test_an_answer_and_a_deadline_racing_over_200_flows_take_one_outcome_each(
 
 def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(tmp_path: Path) -> None:
     db = tmp_path / "flows.db"
-
-    def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(WORKER), str(db), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    run_worker = WorkerCommand(str(WORKER), str(db)).run
 
     check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")
 

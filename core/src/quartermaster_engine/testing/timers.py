@@ -9,14 +9,11 @@ original wake time and ends no later than a second after it (not at recover
 time + the duration).
 
 A store's worker script calls `sleep_worker_main` with its store; its test calls
-`check_sigkill_during_sleep`::
+`check_sigkill_during_sleep`, starting the script with `processes.WorkerCommand`::
 
     def test_sleep_survives_sigkill(server, tmp_path):
-        check_sigkill_during_sleep(
-            lambda: MyStore(server.url),
-            lambda *args: subprocess.run([sys.executable, WORKER, server.url, *args], ...),
-            tmp_path / "side.txt",
-        )
+        worker = WorkerCommand(WORKER_SCRIPT, server.url)
+        check_sigkill_during_sleep(lambda: MyStore(server.url), worker.run, tmp_path / "side")
 """
 
 from __future__ import annotations
