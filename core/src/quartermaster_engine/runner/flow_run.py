@@ -1,10 +1,9 @@
 """`FlowRun`: one flow being driven by this process.
 
-It composes the parts that each do one job: `FlowState` (what the flow has
-done and may do), `Router` (what an outcome enables), `NodeInputs` (what an
-activation receives), `ExecutorCaller` (running executors), `outcomes` (an
-outcome turned into a commit), `Committer` (writing commits under the lease),
-`Emitter` (events and the event log), `RunControl` (phase and stop), the
+It composes parts of one job each: `FlowState` (what the flow has done and may do), `Router`
+(what an outcome enables), `NodeInputs` (what an activation receives), `ExecutorCaller`
+(running executors), `outcomes` (an outcome turned into a commit), `Committer` (writing commits
+under the lease), `Emitter` (events and the event log), `RunControl` (phase and stop), the
 drivers, `budget_gate` and `finish`. All runs on the flow's loop: no locks.
 """
 
