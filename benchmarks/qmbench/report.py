@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qmbench.spec import VARIANTS, WORKLOADS, units
+from qmbench.spec import CONCURRENT, VARIANTS, WORKLOADS, units
 
 OK = "ok"
 TIMES = "\u00d7"  # the multiplication sign of "20x"
@@ -31,6 +31,10 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
     first = record.get("first_run_s")
     if first is not None:
         record["first_run_us"] = round(first / n * 1e6, 3)
+    peak, setup = record.get("peak_rss_mb"), record.get("rss_setup_mb")
+    if record["workload"] == CONCURRENT and peak is not None and setup is not None:
+        # Every flow of a run is in flight at once: the growth over the set-up is theirs.
+        record["kb_per_flow"] = round(max(0.0, peak - setup) * 1024 / record["size"], 2)
     return record
 
 
@@ -89,6 +93,9 @@ def _status_text(record: dict[str, Any], notes: Footnotes, unit: str) -> str:
         if cpu is not None and unit != "run":
             text += f" ({fmt_num(cpu)} CPU)"
         text += f" · {peak:,.0f} MB"
+        per_flow = record.get("kb_per_flow")
+        if per_flow is not None:
+            text += f" · {fmt_num(per_flow)} KB per flow"
         if record.get("budget_limited"):
             text += notes.add(
                 f"{label}: {record['runs']} run(s) only: one run takes "
@@ -339,6 +346,36 @@ TARGETS: list[Target] = [
         )
         for w in ("W1", "W2")
         for p in ("lg", "qm015", "qm015-thread")
+    ),
+    *(
+        Target(
+            "#31",
+            f"{w} {what} of {n:,}: ≤ {limit} µs per {unit}",
+            _cell_value(w, n, v),
+            _max(limit),
+        )
+        for w, what, n, v, limit, unit in (
+            ("W1", "chain", 1_000, "ours", 3, "node"),
+            ("W1", "chain", 100_000, "ours", 3, "node"),
+            ("W2", "fan-out", 1_000, "ours", 5, "node"),
+            ("W2", "fan-out", 10_000, "ours", 5, "node"),
+            ("W4", "flows", 1_000, "ours", 40, "flow"),
+            ("W3", "SQLite chain", 1_000, "ours-sqlite", 50, "node"),
+            ("W5", "Redis chain", 1_000, "ours-redis", 120, "node"),
+            ("W3p", "PostgreSQL chain", 1_000, "ours-postgres", 250, "node"),
+        )
+    ),
+    Target(
+        "#31",
+        "W8 10,000 concurrent flows of one 100 ms await: ≤ 0.5 s wall",
+        _cell_value("W8", 10_000, "ours-async", unit="µs per run"),
+        _max(500_000),
+    ),
+    Target(
+        "#31",
+        "W8 10,000 concurrent flows: ≤ 8 KB per flow in flight",
+        _cell_value("W8", 10_000, "ours-async", "kb_per_flow", "KB"),
+        _max(8),
     ),
 ]
 

@@ -20,6 +20,8 @@ ENGINES = (OURS, LANGGRAPH, QM015)
 INPUT = "x"
 FLOW_CHAIN = 5
 FANOUT = frozenset({"W2", "W6", "W6f"})
+#: The workload of many concurrent flows, each one node awaiting ``sleep_s``.
+CONCURRENT = "W8"
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,19 @@ VARIANTS: dict[str, Variant] = {
             "ours thread",
             "qm_dispatch_thread.ThreadDispatcher(max_workers=32), InMemoryStore",
         ),
+        Variant(
+            "ours-async",
+            OURS,
+            "ours async",
+            "FlowRunner.arun under asyncio.gather, AsyncDispatcher, InMemoryStore",
+        ),
         Variant("lg", LANGGRAPH, "LangGraph", "StateGraph, no checkpointer"),
+        Variant(
+            "lg-async",
+            LANGGRAPH,
+            "LangGraph async",
+            "StateGraph.ainvoke under asyncio.gather, no checkpointer",
+        ),
         Variant("lg-mem", LANGGRAPH, "LangGraph InMemorySaver", "checkpointer=InMemorySaver()"),
         Variant(
             "lg-sqlite",
@@ -273,6 +287,21 @@ WORKLOADS: dict[str, Workload] = {
             "W2's no-op fan-out / fan-in, blocking def executors; our ThreadDispatcher(32) "
             "against our SyncDispatcher.",
             baseline="ours-sync",
+        ),
+        Workload(
+            "W8",
+            "concurrent flows awaiting 100 ms",
+            "run",
+            (10_000,),
+            (1_000,),
+            ("ours-async", "lg-async"),
+            "ours-async",
+            "flows",
+            "N flows started at once in one process (asyncio.gather), each one node that "
+            "awaits asyncio.sleep(0.1) (the web-service case); wall time of the whole run "
+            "(ideal 100 ms) and peak RSS; memory per flow in flight is (peak RSS - RSS "
+            "once set up) / N.",
+            params={"sleep_s": 0.1},
         ),
     )
 }

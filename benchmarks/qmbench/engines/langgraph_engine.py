@@ -10,6 +10,7 @@ would have to.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import sqlite3
@@ -32,7 +33,7 @@ from qmbench.checks import (
     check_equal,
     check_fanout,
 )
-from qmbench.spec import FANOUT, FLOW_CHAIN, INPUT
+from qmbench.spec import CONCURRENT, FANOUT, FLOW_CHAIN, INPUT
 
 
 class State(TypedDict):
@@ -52,7 +53,7 @@ class LangGraphBench:
         self.calls: list[str] = []
         self.fanout = workload in FANOUT
         self.sleep_s = float(params.get("sleep_s", 0.0))
-        self.flows = size if workload == "W4" else 1
+        self.flows = size if workload in ("W4", CONCURRENT) else 1
         self.checkpointer: Any = None
         self.conn: sqlite3.Connection | None = None
         self.graph: Any = None
@@ -61,9 +62,16 @@ class LangGraphBench:
         self.postgres_dsn: str | None = params.get("postgres_dsn")
         self._configs: list[dict[str, Any]] = []
 
-    def _node(self, name: str) -> Callable[[State], None]:
+    def _node(self, name: str) -> Callable[[State], Any]:
         calls = self.calls
         sleep_s = self.sleep_s
+        if self.workload == CONCURRENT:
+
+            async def awaiting(state: State) -> None:
+                await asyncio.sleep(sleep_s)
+                calls.append(name)
+
+            return awaiting
         if sleep_s:
 
             def sleeper(state: State) -> None:
@@ -94,7 +102,8 @@ class LangGraphBench:
             builder.add_edge(branches, JOIN)
             builder.add_edge(JOIN, END)
             return builder, 2
-        names = chain_names(FLOW_CHAIN if self.workload == "W4" else self.size)
+        length = {"W4": FLOW_CHAIN, CONCURRENT: 1}.get(self.workload, self.size)
+        names = chain_names(length)
         for name in names:
             builder.add_node(name, self._node(name))
         builder.add_edge(START, names[0])
@@ -150,16 +159,25 @@ class LangGraphBench:
         return saver
 
     def run(self) -> list[Any]:
+        if self.workload == CONCURRENT:
+            return asyncio.run(self._concurrent())
         invoke = self.graph.invoke
         start = {"value": INPUT}
         if self.durability is None:
             return [invoke(start, config) for config in self._configs]
         return [invoke(start, config, durability=self.durability) for config in self._configs]
 
+    async def _concurrent(self) -> list[Any]:
+        ainvoke = self.graph.ainvoke
+        start = {"value": INPUT}
+        return list(await asyncio.gather(*(ainvoke(start, c) for c in self._configs)))
+
     def check(self, outcome: list[Any]) -> None:
         if len(outcome) != self.flows:
             raise EngineFailed(f"{len(outcome)} results for {self.flows} flows")
-        if self.workload == "W4":
+        if self.workload == CONCURRENT:
+            check_chain(self.calls, 1, flows=self.size)
+        elif self.workload == "W4":
             check_chain(self.calls, FLOW_CHAIN, flows=self.size)
         elif self.fanout:
             check_fanout(self.calls, self.size)

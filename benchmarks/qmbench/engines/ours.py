@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import time
@@ -11,8 +12,9 @@ from typing import Any
 from qmbench import qm_graphs
 from qmbench.checks import JOIN, EngineFailed, check_chain, check_equal, check_fanout
 from qmbench.measure import NotInstalled
-from qmbench.spec import FANOUT, FLOW_CHAIN, INPUT
+from qmbench.spec import CONCURRENT, FANOUT, FLOW_CHAIN, INPUT
 from quartermaster_engine import (
+    AsyncDispatcher,
     ExecutionContext,
     FlowResult,
     FlowRunner,
@@ -68,6 +70,11 @@ class OursBench:
         self.calls.append(ctx.current_node.name)
         return NodeResult(output_text=ctx.input_text)
 
+    async def _await_sleep(self, ctx: ExecutionContext) -> NodeResult:
+        await asyncio.sleep(self._sleep_s)
+        self.calls.append(ctx.current_node.name)
+        return NodeResult(output_text=ctx.input_text)
+
     def _join(self, ctx: ExecutionContext) -> NodeResult:
         self.calls.append(JOIN)
         self.join_inputs.append(len(ctx.predecessor_outputs))
@@ -93,6 +100,8 @@ class OursBench:
         if self.variant == "ours-thread":
             cls = _import_attr("qm_dispatch_thread", "ThreadDispatcher", "issue 8")
             return cls(max_workers=32)
+        if self.variant == "ours-async":
+            return AsyncDispatcher()
         return SyncDispatcher()
 
     # -- Bench -----------------------------------------------------------------------
@@ -100,11 +109,17 @@ class OursBench:
     def setup(self) -> None:
         if self.workload == "W4":
             graph = qm_graphs.chain(FLOW_CHAIN)
+        elif self.workload == CONCURRENT:
+            graph = qm_graphs.chain(1)
         elif self.fanout:
             graph = qm_graphs.fanout(self.size)
         else:
             graph = qm_graphs.chain(self.size)
-        branch = self._sleep if self.workload == "W6" else self._noop
+        branch: Any = self._noop
+        if self.workload == "W6":
+            branch = self._sleep
+        elif self.workload == CONCURRENT:
+            branch = self._await_sleep
         registry = SimpleNodeRegistry(
             {qm_graphs.NOOP_TYPE: branch, qm_graphs.JOIN_TYPE: self._join}
         )
@@ -117,13 +132,24 @@ class OursBench:
         run = self.runner.run
         if self.workload == "W4":
             return [run(INPUT) for _ in range(self.size)]
+        if self.workload == CONCURRENT:
+            return asyncio.run(self._concurrent())
         return [run(INPUT)]
+
+    async def _concurrent(self) -> list[FlowResult]:
+        assert self.runner is not None
+        arun = self.runner.arun
+        return list(await asyncio.gather(*(arun(INPUT) for _ in range(self.size))))
 
     def check(self, outcome: list[FlowResult]) -> None:
         for result in outcome:
             if result.status is not FlowStatus.COMPLETED or not result.success:
                 raise EngineFailed(f"flow {result.status.value}: {result.error}")
-        if self.workload == "W4":
+        if self.workload == CONCURRENT:
+            check_chain(self.calls, 1, flows=self.size)
+            for result in outcome:
+                check_equal("final_output", result.final_output, INPUT)
+        elif self.workload == "W4":
             check_chain(self.calls, FLOW_CHAIN, flows=self.size)
             for result in outcome:
                 check_equal("final_output", result.final_output, INPUT)
