@@ -16,21 +16,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from quartermaster_engine.context.execution_context import ExecutionContext
 
-_current: ContextVar[ExecutionContext | None] = ContextVar(
+#: The variable itself: the runner's executor call sets and resets it directly
+#: (no context-manager objects per activation); everyone else uses `bind`.
+CURRENT: ContextVar[ExecutionContext | None] = ContextVar(
     "quartermaster_current_context", default=None
 )
 
 
 def current_context() -> ExecutionContext | None:
     """The context of the node whose executor is running here, or None."""
-    return _current.get()
+    return CURRENT.get()
 
 
 @contextmanager
 def bind(context: ExecutionContext) -> Iterator[ExecutionContext]:
     """Make ``context`` the `current_context` inside the ``with`` block (restored after)."""
-    token = _current.set(context)
+    token = CURRENT.set(context)
     try:
         yield context
     finally:
-        _current.reset(token)
+        CURRENT.reset(token)

@@ -23,6 +23,35 @@ class Phase(IntEnum):
     ABORTED = 3
 
 
+class Wake:
+    """What a concurrent driver waits on: `asyncio.Event` for its one waiter, without
+    the Event's deque of waiters (760 bytes, kept per flow in flight)."""
+
+    __slots__ = ("_is_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._is_set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    async def wait(self) -> None:
+        if self._is_set:
+            return
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+
 class RunControl:
     """The phase of one run and what must hear when it halts."""
 
@@ -48,7 +77,7 @@ class RunControl:
         #: Why the run was aborted (store failure, lost lease, internal error).
         self.abort: BaseException | None = None
         self.driver: asyncio.Task[Any] | None = None
-        self.wake: asyncio.Event | None = None
+        self.wake: Wake | None = None
         self._cancellable: set[asyncio.Task[Any]] = set()
         self._inline = False
         #: Called once whenever the run halts (stops child flows, mutes tokens).
@@ -104,18 +133,28 @@ class RunControl:
     async def cancellable(self, awaitable: Any) -> Any:
         """Await an executor call where a stop may cancel it: the activation's own
         task under concurrent dispatchers, the driver itself when running inline."""
+        task = self.guard()
+        try:
+            return await awaitable
+        finally:
+            self.unguard(task)
+
+    def guard(self) -> asyncio.Task[Any] | None:
+        """From now until `unguard`, a stop cancels what awaits here (`cancellable`
+        without a coroutine of its own, for the executor call); returns the token."""
         task = asyncio.current_task() if self.concurrent else None
         if task is not None:
             self._cancellable.add(task)
         else:
             self._inline = True
-        try:
-            return await awaitable
-        finally:
-            if task is not None:
-                self._cancellable.discard(task)
-            else:
-                self._inline = False
+        return task
+
+    def unguard(self, task: asyncio.Task[Any] | None) -> None:
+        """End what `guard` began (``task``: what it returned)."""
+        if task is not None:
+            self._cancellable.discard(task)
+        else:
+            self._inline = False
 
     def forget(self, task: asyncio.Task[Any]) -> None:
         """A finished activation task no longer needs cancelling."""

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from quartermaster_engine.runner.control import Wake
 from quartermaster_engine.runner.timers import parks_now
 from quartermaster_engine.stores.records import Activation
 
@@ -45,7 +46,7 @@ async def _sleep_until_timer(run: FlowRun) -> None:
 async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
     control = run.control
     state = run.state
-    wake = control.wake = asyncio.Event()
+    wake = control.wake = Wake()
     ready = state.ready
     loop = asyncio.get_running_loop()
     while True:
@@ -67,7 +68,7 @@ async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
         state.release_due_timers()
 
 
-async def _wake_or_timer(run: FlowRun, wake: asyncio.Event, when: float) -> None:
+async def _wake_or_timer(run: FlowRun, wake: Wake, when: float) -> None:
     """Wait until a task ends (``wake``) or the clock reaches ``when``."""
     woken = asyncio.ensure_future(wake.wait())
     timer = asyncio.ensure_future(run.clock.sleep_until(when))

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from quartermaster_engine.context.current_context import bind
+from quartermaster_engine.context.current_context import CURRENT
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
@@ -75,35 +75,31 @@ class ExecutorCaller:
         ctx = ExecutionContext._for_activation(run.view, act, input_text)
         timeout = cnode.timeout
         result: Any
-        if is_async:
-            # Bound in this activation's task; a wait_for task copies the binding.
-            with bind(ctx):
-                coro = cast(Awaitable[NodeResult], executor.execute(ctx))
-                result = await self._await(
-                    coro if timeout is None else asyncio.wait_for(coro, timeout), cnode, act
-                )
-        elif timeout is None and not self.offloads_blocking:
+        if not is_async and timeout is None and not self.offloads_blocking:
             result = BlockingCall(executor, ctx)()
         else:
-            call = BlockingCall(executor, ctx)
-            if self.offloads_blocking:
-                job = self.dispatcher.run_blocking(call, cnode.node)
-            else:
-                job = run_in_daemon_thread(call)
-            result = await self._await(
-                job if timeout is None else asyncio.wait_for(job, timeout), cnode, act
-            )
+            # Awaited here, not in helper coroutines: every frame is kept per flow in flight.
+            token = CURRENT.set(ctx)  # bound in this activation's task; a wait_for task copies it
+            control = self.control
+            guarded = control.guard()
+            try:
+                if is_async:
+                    job = cast(Awaitable[NodeResult], executor.execute(ctx))
+                elif self.offloads_blocking:
+                    job = self.dispatcher.run_blocking(BlockingCall(executor, ctx), cnode.node)
+                else:
+                    job = run_in_daemon_thread(BlockingCall(executor, ctx))
+                result = await (job if timeout is None else asyncio.wait_for(job, timeout))
+            except TimeoutError as exc:
+                if isinstance(exc, NodeError):
+                    raise
+                raise NodeTimeoutError(timeout_message(cnode, act)) from None
+            finally:
+                control.unguard(guarded)
+                CURRENT.reset(token)
         if type(result) is not NodeResult:
             return await coerce(result, cnode)
         return checked(result, cnode)
-
-    async def _await(self, awaitable: Any, cnode: CNode, act: Activation) -> Any:
-        try:
-            return await self.control.cancellable(awaitable)
-        except TimeoutError as exc:
-            if isinstance(exc, NodeError):
-                raise
-            raise NodeTimeoutError(timeout_message(cnode, act)) from None
 
 
 def timeout_message(cnode: CNode, act: Activation) -> str:

@@ -27,6 +27,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 from uuid import UUID
 
@@ -47,6 +48,9 @@ def with_handler(
     return extra
 
 
+#: No listener names (failed or muted) yet: shared, never changed.
+_NONE: frozenset[str] = frozenset()
+
 #: Seconds a listener call may run before it is reported (FlowRunner's default).
 DEFAULT_LISTENER_BUDGET = 10.0
 
@@ -60,9 +64,10 @@ class Listeners:
         self.items = items
         self.flow_id = flow_id
         self.budget = budget
-        self.failed: set[str] = set()
-        self.muted: set[str] = set()
-        self.tasks: set[asyncio.Future[Any]] = set()
+        # Made when first needed: three empty sets per flow in flight cost 650 bytes.
+        self.failed: AbstractSet[str] = _NONE
+        self.muted: AbstractSet[str] = _NONE
+        self.tasks: set[asyncio.Future[Any]] | None = None
         #: The call in progress (listener name, event, started), read by the watchdog.
         self.call: tuple[str, FlowEvent, float] | None = None
         if budget is not None and items:
@@ -79,11 +84,14 @@ class Listeners:
                 result = listener(event)
                 if result is not None and inspect.isawaitable(result):
                     task = asyncio.ensure_future(result)
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
+                    tasks = self.tasks
+                    if tasks is None:
+                        tasks = self.tasks = set()
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
             except Exception:
                 if name not in self.failed:
-                    self.failed.add(name)
+                    self.failed = {*self.failed, name}
                     logger.exception(
                         "event listener %s failed on %s of flow %s; the flow goes on",
                         name,
@@ -98,7 +106,7 @@ class Listeners:
                     self._mute(name, event, elapsed)
 
     def _mute(self, name: str, event: FlowEvent, elapsed: float) -> None:
-        self.muted.add(name)
+        self.muted = {*self.muted, name}
         logger.warning(
             "event listener %s took %.1f s on %s of flow %s, over its budget of %g s; "
             "it is not called again for the rest of this flow",
