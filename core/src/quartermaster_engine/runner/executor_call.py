@@ -76,7 +76,11 @@ class ExecutorCaller:
         timeout = cnode.timeout
         result: Any
         if not is_async and timeout is None and not self.offloads_blocking:
-            result = BlockingCall(executor, ctx)()
+            token = CURRENT.set(ctx)  # what BlockingCall does, without building one
+            try:
+                result = executor.execute(ctx)
+            finally:
+                CURRENT.reset(token)
         else:
             # Awaited here, not in helper coroutines: every frame is kept per flow in flight.
             token = CURRENT.set(ctx)  # bound in this activation's task; a wait_for task copies it

@@ -80,13 +80,17 @@ async def _commit_and_apply(
     """Settle loops, report dead nodes, commit, apply to the state, then deliver
     the staged event."""
     router = run.router
-    router.settle(cnode, commit)
+    if cnode.loops or run.state.touched:  # (otherwise settling has nothing to do)
+        router.settle(cnode, commit)
     committer = run.committer
     emitter = run.emitter
-    dead = router.take_dead()
-    if dead and emitter.listening:
-        for node in dead:
-            emitter.emit(NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name))
+    if router.dead:
+        dead = router.take_dead()
+        if emitter.listening:
+            for node in dead:
+                emitter.emit(
+                    NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name)
+                )
     if committer.sync and not emitter.holding:
         # The commit cannot suspend, so nothing is emitted between it and the
         # delivery: number the event into the commit, deliver it right after.
@@ -150,7 +154,8 @@ async def succeed(
             visit=act.visit,
         )
     await _commit_and_apply(run, cnode, rec, commit, event)
-    after_limit_check(run)
+    if run.router.limit_error is not None:
+        after_limit_check(run)
 
 
 async def park(run: FlowRun, act: Activation, result: NodeResult, started: float) -> None:

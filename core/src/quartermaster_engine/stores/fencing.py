@@ -18,6 +18,7 @@ from quartermaster_engine.stores.base import (
     StaleLeaseError,
 )
 from quartermaster_engine.stores.records import (
+    TERMINAL,
     ActivationKey,
     FlowRecord,
     FlowStatus,
@@ -44,9 +45,17 @@ def check_fence(
 
 def check_record_fence(record: FlowRecord, epoch: int | None, *, ending: bool = True) -> None:
     """`check_fence` against a `FlowRecord`."""
-    check_fence(
-        record.flow_id, record.status, record.lease_epoch, record.lease_owner, epoch, ending=ending
-    )
+    if (ending and record.status in TERMINAL) or (
+        epoch is not None and epoch != record.lease_epoch
+    ):  # (tested here first: this runs once per commit of every store)
+        check_fence(
+            record.flow_id,
+            record.status,
+            record.lease_epoch,
+            record.lease_owner,
+            epoch,
+            ending=ending,
+        )
 
 
 def check_lease_free(flow_id: UUID, lease: Lease | None, now: float, take_over: int | None) -> None:

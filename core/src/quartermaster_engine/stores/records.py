@@ -33,7 +33,11 @@ class FlowStatus(str, Enum):
     @property
     def is_terminal(self) -> bool:
         """Whether the flow has ended (completed, failed or stopped)."""
-        return self in (FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.STOPPED)
+        return self in TERMINAL
+
+
+#: The statuses of an ended flow (`FlowStatus.is_terminal`).
+TERMINAL = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.STOPPED})
 
 
 def _key_to_json(key: ActivationKey) -> list[Any]:
