@@ -18,6 +18,11 @@ from quartermaster_graph.models import GraphSpec
 CACHE_SIZE = 32
 
 
+def graph_digest(graph: GraphSpec) -> str:
+    """The SHA-256 (hex) of the graph's JSON: the key a durable store keeps it under."""
+    return hashlib.sha256(graph.model_dump_json().encode()).hexdigest()
+
+
 class GraphCache:
     """Thread-safe: a store may encode on one thread and decode on another."""
 
