@@ -51,6 +51,16 @@ class MigrationReport:
     error: str = ""
     mapping: dict[str, str] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready (``qm flows migrate --json``)."""
+        return {
+            "flow_id": str(self.flow_id),
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "error": self.error,
+            "mapping": dict(self.mapping),
+        }
+
     @property
     def refused(self) -> bool:
         return self.outcome == REFUSED

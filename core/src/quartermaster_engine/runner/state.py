@@ -253,9 +253,9 @@ class FlowState:
                 slot.fired = True  # an AwaitFirst join fired on its first live input
         for header_id, edge_id in snapshot.loop_exits:
             loop = cg.loops_by_header.get(header_id)
-            edge = cg.edge_by_id.get(edge_id)
-            if loop is not None and edge is not None:  # else: a loop a migration dropped
-                self.loop_live[loop.idx].add(edge.idx)
+            exit_edge = cg.edge_by_id.get(edge_id)
+            if loop is not None and exit_edge is not None:  # else: a loop a migration dropped
+                self.loop_live[loop.idx].add(exit_edge.idx)
 
     def _reset_frontier(self) -> None:
         """Forget the queue, joins and loop activity (the store's copy replaces them)."""
