@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from history_support import GRAPH, registry
+from history_support import GRAPH, GRAPH_V2, registry
 
 from quartermaster_engine import Engine, FlowStatus, InMemoryStore
 from quartermaster_engine.events import FlowMigrated
@@ -42,11 +42,7 @@ LOOP = [
 ]
 
 #: Version 2: a node "Polish" between Ask and End.
-V2 = build_graph(
-    {**NODES, "Polish": "step"},
-    [*LOOP, ("Check", "Ask", "done"), ("Ask", "Polish"), ("Polish", "End")],
-    name="v2",
-)
+V2 = GRAPH_V2
 #: Version 3: Ask renamed Question.
 V3 = build_graph(
     {**{k: v for k, v in NODES.items() if k != "Ask"}, "Question": "ask"},

@@ -122,6 +122,4 @@ def test_qm_flows_migrate(cli: CliRunner) -> None:
         main, ["flows", "migrate", "--to", "ask-v2.yaml", "--map", "Ask=Nope", str(second)]
     )
     assert bad_target.exit_code == 2
-    assert "mapping Ask=Nope: the new graph 'ask' has no node named 'Nope'" in (
-        bad_target.output
-    )
+    assert "mapping Ask=Nope: the new graph 'ask' has no node named 'Nope'" in (bad_target.output)
