@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from history_support import GRAPH, GRAPH_V2, registry
 
-from quartermaster_engine import Engine, FlowStatus, InMemoryStore
+from quartermaster_engine import Engine, FlowStatus, InMemoryStore, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.events import FlowMigrated
 from quartermaster_engine.history.migrate import MigrationReport
 from quartermaster_engine.stores.graphs import graph_digest
-from quartermaster_engine.testing import call
+from quartermaster_engine.testing import TestClock, call
 from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_engine.types import GraphSpec
+from quartermaster_graph import GraphBuilder
 
 NODES: dict[str, Any] = {
     "Start": "Start1",
@@ -352,5 +353,51 @@ def test_a_failed_flow_moves_and_its_retry_runs_the_new_graph(make_store: Any) -
         ("A", "finished"),
         ("Good", "failed"),
         ("Good", "finished"),
+        ("End", "finished"),
+    ]
+
+
+def _nap(then: tuple[str, str], sleeper: str = "nap") -> GraphSpec:
+    """Start -> A -> a 1 h sleep -> ``then`` (type, name) -> End, built with fresh
+    (uuid4) node ids: migration aligns them by name."""
+    builder = GraphBuilder("Nap").start().node("up", "A").sleep(sleeper, "1h")
+    return builder.node(*then).end().build()
+
+
+def test_a_flow_sleeping_on_a_timer_moves_and_wakes_on_the_new_graph(make_store: Any) -> None:
+    clock = TestClock(skip=False)
+    reg = SimpleNodeRegistry(
+        {
+            "up": lambda ctx: NodeResult(output_text=ctx.input_text.upper() + "!"),
+            "shout": lambda ctx: NodeResult(output_text=f"C says {ctx.input_text}"),
+        }
+    )
+
+    async def go() -> tuple[Any, MigrationReport, MigrationReport, list[Any], Any, list[Any]]:
+        async with Engine(make_store(), registry=reg, clock=clock) as engine:
+            engine.running.clock_kept = True  # the flow parks on its timer
+            parked = await engine.run(_nap(("up", "B")), "hi")
+            refused = await engine.migrate(parked.flow_id, _nap(("shout", "C"), "doze"))
+            moved = await engine.migrate(parked.flow_id, _nap(("shout", "C")))
+            clock.advance("1h")
+            woken = await engine.wake_due()
+            done = await engine.result(parked.flow_id)
+            return parked, refused, moved, woken, done, await engine.history(parked.flow_id)
+
+    parked, refused, moved, woken, done, history = asyncio.run(go())
+    fid = parked.flow_id
+    assert (parked.status, parked.wakes_at) == (FlowStatus.PAUSED, TestClock().now() + 3600)
+    assert refused.reason == (
+        f"node 'nap' of flow {fid} (sleeping on a timer) has no node in the new graph 'Nap'; "
+        "name one with --map nap=NEW"
+    )
+    assert moved.outcome == "migrated"
+    assert woken == [fid]
+    assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "C says HI!")
+    assert [(c.node_name, c.outcome) for c in history][1:] == [
+        ("A", "finished"),
+        ("nap", "sleeping"),
+        ("nap", "finished"),
+        ("C", "finished"),
         ("End", "finished"),
     ]
