@@ -401,3 +401,31 @@ def test_a_flow_sleeping_on_a_timer_moves_and_wakes_on_the_new_graph(make_store:
         ("C", "finished"),
         ("End", "finished"),
     ]
+
+
+def test_an_await_first_join_that_fired_needs_no_more_inputs(make_store: Any) -> None:
+    nodes: dict[str, Any] = {
+        "Start": "Start1",
+        "A": "step",
+        "W": "ask",
+        "J": {"type": "step", "traverse_in": "AwaitFirst"},
+        "End": "End1",
+    }
+    edges = [("Start", "A"), ("Start", "W"), ("A", "J"), ("W", "J"), ("J", "End")]
+    first = build_graph(nodes, edges, name="first")
+    # J gains an input from B, which nothing pending reaches: it fired already.
+    wider = build_graph(
+        {**nodes, "B": "step"}, [*edges[:2], ("Start", "B"), *edges[2:], ("B", "J")], name="wider"
+    )
+
+    async def go() -> tuple[Any, MigrationReport, Any]:
+        async with Engine(make_store(), registry=registry()) as engine:
+            paused = await engine.run(first, "go")
+            report = await engine.migrate(paused.flow_id, wider)
+            done = await engine.resume(paused.flow_id, "x")
+            return paused, report, done
+
+    paused, report, done = asyncio.run(go())
+    assert [w.node_name for w in paused.waiting] == ["W"]
+    assert report.outcome == "migrated", report.reason
+    assert done.status is FlowStatus.COMPLETED

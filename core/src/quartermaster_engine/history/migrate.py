@@ -164,9 +164,12 @@ def check_paused(snapshot: FlowSnapshot, aligned: Alignment, cg: CompiledGraph) 
             raise _no_node(snapshot, act.node_id, what, aligned.graph)
     reach = _reached(cg, [act.node_id for act in snapshot.pending])
     slots: dict[tuple[UUID, int], set[UUID]] = {}
+    live: set[tuple[UUID, int]] = set()
     for delivery in snapshot.deliveries:
         slots.setdefault((delivery.target, delivery.slot), set()).add(delivery.edge)
-    for (target, _slot), edges in slots.items():
+        if delivery.source is not None:
+            live.add((delivery.target, delivery.slot))
+    for (target, slot), edges in slots.items():
         if target not in aligned.kept:
             raise _no_node(snapshot, target, "a join with inputs delivered", aligned.graph)
         cnode = cg.by_id[target]
@@ -177,6 +180,8 @@ def check_paused(snapshot: FlowSnapshot, aligned: Alignment, cg: CompiledGraph) 
                     f"join node {cnode.name!r} of flow {fid} got an input on an edge the new "
                     f"graph {aligned.graph.name!r} does not have ({_edge(snapshot, edge_id)})"
                 )
+        if not cnode.await_all and (target, slot) in live:
+            continue  # an AwaitFirst join that fired: it waits for nothing more
         for edge in cnode.in_fwd:
             if edge.id not in edges and edge.source.idx not in reach:
                 raise MigrationRefused(
