@@ -314,12 +314,14 @@ class FlowMigrated(FlowEvent):
     ``from_graph`` / ``to_graph`` are the SHA-256 of the graphs' JSON (the one it
     ran and the one it now runs, its node ids aligned to the old graph's),
     ``graph_name`` the new graph's name, ``mapping`` the name of each old node
-    that has a node in the new graph -> that node's name."""
+    that has a node in the new graph -> that node's name, ``dropped`` the id ->
+    name of each old node that has none (its records stay in the flow)."""
 
     from_graph: str = ""
     to_graph: str = ""
     graph_name: str = ""
     mapping: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -194,10 +194,9 @@ def test_nodes_the_new_graph_dropped_stay_in_the_history(make_store: Any) -> Non
     assert report.mapping == {"Start": "Start", "Ask": "Ask", "End": "End"}
     assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "hello Eve")
     assert len(history) == 14  # the 12 records before, Ask answered, End
-    # A dropped node's records keep its id; the history, read with the new graph,
-    # names it by that id.
-    inc = next(str(n.id) for n in GRAPH.nodes if n.name == "Inc")
-    assert (_runs(history)[inc], _runs(history)["Ask"], _runs(history)["End"]) == (2, 1, 1)
+    # A dropped node's records keep its id; the history names it from FlowMigrated.
+    assert (_runs(history)["Inc"], _runs(history)["Ask"], _runs(history)["End"]) == (2, 1, 1)
+    assert [c.node_name for c in history[:6]] == ["Start", "Inc", "A", "B", "J", "Check"]
 
 
 def test_a_dry_run_changes_nothing(make_store: Any) -> None:

@@ -105,6 +105,7 @@ async def migrate(
                 to_graph=graph_digest(aligned.graph),
                 graph_name=aligned.graph.name,
                 mapping=aligned.names,
+                dropped={str(n.id): n.name for n in record.graph.nodes if n.id not in aligned.kept},
             )
             move = FlowMove(aligned.graph, record.status, flow.epoch, now, [event])
             await engine.store_adapter.move_flow(flow_id, move)
