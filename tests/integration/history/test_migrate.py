@@ -1,13 +1,11 @@
 """Migration of flows in flight to a new graph version (`Engine.migrate`), each rule on
-the in-memory store and SQLite: what moves, what is refused (exact texts), that the
+every store kind (memory, SQLite, Redis, PostgreSQL): what moves, what is refused (exact texts), that the
 moved flow then runs the new graph's nodes, and that a dry run changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ from quartermaster_engine import Engine, FlowStatus, InMemoryStore, NodeResult, 
 from quartermaster_engine.events import FlowMigrated
 from quartermaster_engine.history.migrate import MigrationReport
 from quartermaster_engine.stores.graphs import graph_digest
-from quartermaster_engine.testing import TestClock, call
+from quartermaster_engine.testing import TestClock
 from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_engine.types import GraphSpec
 from quartermaster_graph import GraphBuilder
@@ -90,22 +88,11 @@ JOINED_STUCK = build_graph(
 )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    made: list[Any] = []
-    if request.param == "memory":
-        shared = InMemoryStore()
-        yield lambda: shared
-        return
-    from qm_store_sqlite import SQLiteStore
-
-    def make() -> Any:
-        made.append(SQLiteStore(str(tmp_path / "flows.db")))
-        return made[-1]
-
-    yield make
-    for store in made:
-        call(store, "close")
+@pytest.fixture
+def make_store(stores: Any) -> Any:
+    """Store objects over one store of each kind (memory, SQLite, Redis, PostgreSQL;
+    the conftest's `stores`)."""
+    return stores
 
 
 def _runs(history: list[Any]) -> Counter[str]:
