@@ -309,6 +309,22 @@ class FlowForked(FlowEvent):
 
 
 @dataclass(slots=True)
+class FlowMigrated(FlowEvent):
+    """The flow was moved to another version of its graph (`Engine.migrate`):
+    ``from_graph`` / ``to_graph`` are the SHA-256 of the graphs' JSON (the one it
+    ran and the one it now runs, its node ids aligned to the old graph's),
+    ``graph_name`` the new graph's name, ``mapping`` the name of each old node
+    that has a node in the new graph -> that node's name, ``dropped`` the id ->
+    name of each old node that has none (its records stay in the flow)."""
+
+    from_graph: str = ""
+    to_graph: str = ""
+    graph_name: str = ""
+    mapping: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class NodeReused(FlowEvent):
     """A fork's activation was given the recorded result of the same (node, visit)
     of ``from_flow`` instead of running its executor: its inputs were the same.
@@ -395,6 +411,7 @@ __all__ = [
     "FlowEvent",
     "FlowFinished",
     "FlowForked",
+    "FlowMigrated",
     "FlowPaused",
     "FlowResumed",
     "FlowStarted",

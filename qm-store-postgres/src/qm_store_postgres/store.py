@@ -16,6 +16,7 @@ from asyncpg import exceptions as pgerr
 from qm_store_postgres import codec, leases
 from qm_store_postgres.database import Database, execute, fetch, fetchval
 from qm_store_postgres.live import NOTIFY_SQL, PostgresLiveSubscription, channel_of
+from qm_store_postgres.moves import PostgresMoves
 from qm_store_postgres.persistent import PostgresPersistentMemory
 from qm_store_postgres.queries import FLOW_WIDTH, TERMINAL, Queries
 from qm_store_postgres.refusals import refusal
@@ -45,7 +46,7 @@ TOUCH_INTERVAL = 1.0
 _TOUCHED_MAX = 10_000
 
 
-class PostgresStore(PostgresSchedules):
+class PostgresStore(PostgresSchedules, PostgresMoves):
     """A durable store in PostgreSQL 12 or later, through asyncpg.
 
     ``dsn`` is a ``postgresql://`` URL; the store keeps its tables in the schema

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from qm_store_redis import schedules, scripts, slots, timers
+from qm_store_redis import moves, schedules, scripts, slots, timers
 from qm_store_redis.codec import (
     activation_field,
     as_dict,
@@ -56,6 +56,7 @@ from quartermaster_engine.stores.records import (
     Activation,
     Commit,
     Delivery,
+    FlowMove,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
@@ -483,6 +484,27 @@ class RedisStore:
         if terminal and self._ttl_ms and digest:
             expires = str(int(time.time() * 1000) + self._ttl_ms)
             await self._ref_graph(client, text(digest), "", str(flow_id), expires)
+
+    @_redis_errors
+    async def move_flow(self, flow_id: UUID, move: FlowMove) -> None:
+        """`MovesFlows`: point the flow at ``move.graph`` and log the events (see
+        `qm_store_redis.moves`); the flow's graph references follow."""
+        digest, graph_data = graph_json(move.graph)
+        client = self._clients.get()
+        fid = str(flow_id)
+        # A failed flow's keys may expire (ttl_seconds): its reference expires with them.
+        ttl = await client.command("PTTL", self._keys.flow(flow_id)[0])
+        score = "inf" if ttl < 0 else str(int(time.time() * 1000) + ttl)
+        await self._ref_graph(client, digest, graph_data, fid, score)
+        try:
+            old = await moves.move(client, self._keys, flow_id, move, digest, self._eval)
+        except BaseException:
+            current = await client.command("HGET", self._keys.flow(flow_id)[0], "graph")
+            if current is None or text(current) != digest:
+                await self._ref_graph(client, digest, "", fid, "", remove=True)
+            raise
+        if old and old != digest:
+            await self._ref_graph(client, old, "", fid, "", remove=True)
 
     @_redis_errors
     async def due_timers(self, now: float, limit: int) -> list[UUID]:

@@ -19,6 +19,7 @@ from qm_store_sqlite import codec, queries, slots
 from qm_store_sqlite.connection import Database, check_path, in_read_tx, in_write_tx
 from qm_store_sqlite.errors import SQLiteDataError
 from qm_store_sqlite.graphs import GraphCache
+from qm_store_sqlite.moves import SQLiteMoves
 from qm_store_sqlite.persistent import SQLitePersistentMemory
 from qm_store_sqlite.schedules import SQLiteSchedules
 from qm_store_sqlite.settings import DEFAULT_BUSY_TIMEOUT, SQLiteSettings
@@ -41,7 +42,7 @@ TOUCH_INTERVAL = 1.0
 _TOUCHED_MAX = 10_000
 
 
-class SQLiteStore(SQLiteSchedules):
+class SQLiteStore(SQLiteSchedules, SQLiteMoves):
     """A durable store in one SQLite file (WAL mode), for one machine and any number
     of processes sharing the file.
 

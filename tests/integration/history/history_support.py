@@ -61,3 +61,31 @@ GRAPH = build_graph(
         ("Ask", "End"),
     ],
 )
+
+#: A new version of GRAPH (`Engine.migrate`): a node "Polish" between Ask and End.
+GRAPH_V2 = build_graph(
+    {
+        "Start": "Start1",
+        "Inc": "inc",
+        "A": "step",
+        "B": "step",
+        "J": {"type": "step", "traverse_in": "AwaitAll"},
+        "Check": {"type": "check", "traverse_out": "SpawnPickedNode"},
+        "Ask": "ask",
+        "End": "End1",
+        "Polish": "step",
+    },
+    [
+        ("Start", "Inc"),
+        ("Inc", "A"),
+        ("Inc", "B"),
+        ("A", "J"),
+        ("B", "J"),
+        ("J", "Check"),
+        ("Check", "Inc", "again"),
+        ("Check", "Ask", "done"),
+        ("Ask", "Polish"),
+        ("Polish", "End"),
+    ],
+    name="v2",
+)

@@ -13,6 +13,7 @@ from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
 from quartermaster_engine.cli.history_commands import history_command
 from quartermaster_engine.cli.limits_commands import limits_command
+from quartermaster_engine.cli.migrate_commands import migrate_command
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import (
@@ -78,7 +79,7 @@ for command in (
     schedules_group,
 ):
     main.add_command(command)
-for command in (history_command, edit_command, fork_command, retry_command):
+for command in (history_command, edit_command, fork_command, retry_command, migrate_command):
     flows_group.add_command(command)
 
 __all__ = ["main"]

@@ -109,11 +109,13 @@ def checkpoints(
     snapshot: FlowSnapshot,
     edits: Sequence[FlowEdited] = (),
     reused: Collection[tuple[UUID, int]] = (),
+    dropped: Mapping[UUID, str] | None = None,
 ) -> list[Checkpoint]:
     """The checkpoints of the flow ``snapshot`` holds (read with all its records),
     with ``edits`` (its `FlowEdited` events) placed after the record count each names;
-    the finished records of the (node, visit) keys in ``reused`` are marked reused."""
-    names = {node.id: node.name for node in snapshot.flow.graph.nodes}
+    the finished records of the (node, visit) keys in ``reused`` are marked reused.
+    ``dropped``: names of nodes a migration dropped from the flow's graph."""
+    names = {**(dropped or {}), **{node.id: node.name for node in snapshot.flow.graph.nodes}}
     memory = initial_memory(snapshot, edits)
     by_key: dict[tuple[UUID, int], NodeExecution] = {}
     logs: dict[UUID, MessageLog] = {}

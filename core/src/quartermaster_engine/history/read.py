@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from quartermaster_engine.events import FlowEdited, FlowEvent
+from quartermaster_engine.events import FlowEdited, FlowEvent, FlowMigrated
 from quartermaster_engine.history.checkpoints import Checkpoint, checkpoints
 from quartermaster_engine.history.reuse import reused_keys
 from quartermaster_engine.runner.errors import FlowStateError
@@ -26,7 +26,13 @@ async def read_history(store: StoreAdapter, flow_id: UUID, store_name: str) -> l
         raise FlowNotFoundError(f"no flow {flow_id} in the store ({store_name})")
     events: list[FlowEvent] = await store.read_events(flow_id)
     edits = [e for e in events if isinstance(e, FlowEdited)]
-    return checkpoints(snapshot, edits, reused_keys(events))
+    dropped = {
+        UUID(node): name
+        for e in events
+        if isinstance(e, FlowMigrated)
+        for node, name in e.dropped.items()
+    }
+    return checkpoints(snapshot, edits, reused_keys(events), dropped)
 
 
 __all__ = ["read_history"]

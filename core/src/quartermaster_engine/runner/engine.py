@@ -210,6 +210,18 @@ class Engine(EngineParts):
         """A new flow from a checkpoint, with edits (see `history.fork.fork`)."""
         return await past.fork.fork(self, flow_id_arg(flow_id), **edits)
 
+    async def migrate(
+        self,
+        flow_id: UUID | str,
+        to: GraphSpec,
+        mapping: dict[str, str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> past.MigrationReport:
+        """Move a paused or failed flow to graph ``to`` (``mapping``: old node name ->
+        new node name); a refusal is reported, not raised (see `history.migrate`)."""
+        return await past.migrate.migrate(self, flow_id_arg(flow_id), to, mapping, dry_run)
+
     async def lineage(self, flow_id: UUID | str) -> tuple[UUID, int] | None:
         """The (flow, checkpoint) a fork began from, or None (see `history.fork`)."""
         return await past.fork.lineage(self, flow_id_arg(flow_id))

@@ -252,8 +252,10 @@ class FlowState:
             if counted and source is not DEAD and not target.await_all:
                 slot.fired = True  # an AwaitFirst join fired on its first live input
         for header_id, edge_id in snapshot.loop_exits:
-            loop = cg.loops_by_header[header_id]
-            self.loop_live[loop.idx].add(cg.edge_by_id[edge_id].idx)
+            loop = cg.loops_by_header.get(header_id)
+            exit_edge = cg.edge_by_id.get(edge_id)
+            if loop is not None and exit_edge is not None:  # else: a loop a migration dropped
+                self.loop_live[loop.idx].add(exit_edge.idx)
 
     def _reset_frontier(self) -> None:
         """Forget the queue, joins and loop activity (the store's copy replaces them)."""
@@ -274,13 +276,16 @@ class FlowState:
         usage = self.usage
         for rec in records:
             cnode = cg.by_id.get(rec.node_id)
-            if cnode is None:
-                raise FlowStateError(
-                    f"flow {self.flow_id} has a record of node {rec.node_id}, "
-                    "which is not in its graph"
-                )
             key = (rec.node_id, rec.visit)
             prev = by_key.get(key)
+            if cnode is None:
+                # A node its new graph dropped (a migrated flow, docs/history.md):
+                # its records stay history, and inputs of what came after them.
+                if prev is None or rec.attempt >= prev.attempt:
+                    by_key[key] = rec
+                if rec.log is None:
+                    rec.log = rebuild_log(rec, by_key)
+                continue
             if prev is None or rec.attempt >= prev.attempt:
                 by_key[key] = rec
                 if rec.status is NodeStatus.FAILED:

@@ -17,10 +17,12 @@ from quartermaster_engine.stores.base import (
     DurableStore,
     ExecutionStore,
     FindsDueTimers,
+    MovesFlows,
 )
 from quartermaster_engine.stores.face import StoreFace
 from quartermaster_engine.stores.records import (
     Commit,
+    FlowMove,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
@@ -164,6 +166,18 @@ class StoreAdapter(StoreFace):
             return None
         counts: dict[UUID, dict[str, int]] = await _done(store.record_counts(flow_ids))
         return counts
+
+    @property
+    def moves_flows(self) -> bool:
+        """The store can move a flow to another graph (`MovesFlows`)."""
+        return isinstance(self._store, MovesFlows)
+
+    async def move_flow(self, flow_id: UUID, move: FlowMove) -> None:
+        """`MovesFlows.move_flow`; a `TypeError` naming the store if it cannot."""
+        store = self._store
+        if not isinstance(store, MovesFlows):
+            raise TypeError(f"{self.describe()} cannot move flows to another graph (no move_flow)")
+        await _done(store.move_flow(flow_id, move))
 
     async def save_node_execution(
         self, flow_id: UUID, node_id: UUID, execution: NodeExecution

@@ -25,6 +25,7 @@ from uuid import UUID
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.stores.records import (
     Commit,
+    FlowMove,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
@@ -276,6 +277,19 @@ class KeepsSchedules(Protocol):
     def remove_schedule(self, name: str) -> Any: ...
 
     def claim_tick(self, name: str, tick: float, next_tick: float) -> Any: ...
+
+
+@runtime_checkable
+class MovesFlows(Protocol):
+    """A store that moves a flow to another graph (`Engine.migrate`;
+    docs/history.md#migration): ``move_flow(flow_id, move)`` replaces the flow's
+    stored graph with ``move.graph`` and appends ``move.events`` (``event_seq``
+    becomes the last one's number) in one write, checked in that write with
+    `fencing.check_move`: refused (`StaleLeaseError`) unless the flow's lease epoch
+    is ``move.epoch`` and its status ``move.status``; `FlowNotFoundError` for an
+    unknown flow. Nothing else of the flow changes."""
+
+    def move_flow(self, flow_id: UUID, move: FlowMove) -> Any: ...
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from quartermaster_engine.stores.base import (
 from quartermaster_engine.stores.records import (
     TERMINAL,
     ActivationKey,
+    FlowMove,
     FlowRecord,
     FlowStatus,
     Lease,
@@ -55,6 +56,19 @@ def check_record_fence(record: FlowRecord, epoch: int | None, *, ending: bool = 
             record.lease_owner,
             epoch,
             ending=ending,
+        )
+
+
+def check_move(
+    flow_id: UUID, status: FlowStatus, current_epoch: int, owner: str | None, move: FlowMove
+) -> None:
+    """Refuse a `FlowMove` unless the flow is still held under ``move.epoch`` and
+    still has the status the mover read (``move.status``)."""
+    if move.epoch != current_epoch:
+        raise stale_lease(flow_id, move.epoch, current_epoch, owner)
+    if status is not move.status:
+        raise StaleLeaseError(
+            f"flow {flow_id} is {status.value}, not {move.status.value} as read; it was not moved"
         )
 
 

@@ -18,6 +18,15 @@ from quartermaster_graph.models import GraphSpec
 CACHE_SIZE = 32
 
 
+def graph_digest(graph: GraphSpec) -> str:
+    """The SHA-256 (hex) of the graph's JSON: the key a durable store keeps it under."""
+    return _digest(graph.model_dump_json())
+
+
+def _digest(spec: str) -> str:
+    return hashlib.sha256(spec.encode()).hexdigest()
+
+
 class GraphCache:
     """Thread-safe: a store may encode on one thread and decode on another."""
 
@@ -32,7 +41,7 @@ class GraphCache:
         if cached is not None and cached[0] is graph:
             return cached[1], cached[2]
         spec = graph.model_dump_json()
-        digest = hashlib.sha256(spec.encode()).hexdigest()
+        digest = _digest(spec)
         with self._lock:
             if len(self._by_object) >= CACHE_SIZE:
                 self._by_object.clear()

@@ -17,6 +17,7 @@ from quartermaster_engine.schedules.memory import MemorySchedules
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
 from quartermaster_engine.stores.fencing import (
     check_lease_free,
+    check_move,
     check_record_fence,
     duplicate_commit,
     not_waiting,
@@ -25,6 +26,7 @@ from quartermaster_engine.stores.records import (
     Activation,
     Commit,
     Delivery,
+    FlowMove,
     FlowRecord,
     FlowSnapshot,
     FlowStatus,
@@ -200,6 +202,17 @@ class InMemoryStore(MemorySchedules):
                 data.pending.clear()
                 data.deliveries.clear()
                 data.loop_exits.clear()
+
+    def move_flow(self, flow_id: UUID, move: FlowMove) -> None:
+        """Replace the flow's graph and log the move's events (see `MovesFlows`)."""
+        with self._lock:
+            data, record = self._flow(flow_id)
+            check_move(flow_id, record.status, record.lease_epoch, record.lease_owner, move)
+            record.graph = move.graph
+            record.updated_at = move.updated_at
+            if move.events:
+                data.events.extend(move.events)
+                record.event_seq = move.events[-1].seq
 
     def commit(self, flow_id: UUID, commit: Commit) -> None:
         with self._lock:

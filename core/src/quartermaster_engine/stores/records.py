@@ -412,6 +412,22 @@ class FlowUpdate:
 
 
 @dataclass(slots=True)
+class FlowMove:
+    """A flow moved to another graph (`MovesFlows.move_flow`; `Engine.migrate`):
+    ``graph`` replaces its stored graph and ``events`` are appended to its log, in
+    one write, only while the flow's lease epoch is still ``epoch`` and its status
+    still ``status`` (as the mover read it). Its queue, join deliveries, loop marks,
+    records and memory are kept: the new graph's nodes carry the ids of the old
+    nodes they replace."""
+
+    graph: GraphSpec
+    status: FlowStatus
+    epoch: int
+    updated_at: float
+    events: Sequence[FlowEvent] = ()
+
+
+@dataclass(slots=True)
 class FlowSnapshot:
     """Everything needed to continue a flow in another process.
 

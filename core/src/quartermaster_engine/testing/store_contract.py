@@ -43,6 +43,7 @@ from quartermaster_engine.testing.calls import call, close_store
 from quartermaster_engine.testing.fencing_contract import FencingContract
 from quartermaster_engine.testing.graphs import build_graph, chain_graph, name_id
 from quartermaster_engine.testing.live_contract import LiveChannelContract
+from quartermaster_engine.testing.moves_contract import MovesContract
 from quartermaster_engine.testing.slots_contract import SlotsContract
 from quartermaster_engine.types import GraphSpec, Message, MessageRole
 
@@ -57,7 +58,7 @@ def _record(node: UUID, visit: int = 1, **fields: Any) -> NodeExecution:
     return NodeExecution(node, status, visit=visit, **fields)
 
 
-class StoreContract(FencingContract, LiveChannelContract, SlotsContract):
+class StoreContract(FencingContract, LiveChannelContract, MovesContract, SlotsContract):
     """Inherit this in a ``Test...`` class and provide ``make_store``."""
 
     @pytest.fixture
