@@ -3,6 +3,8 @@ loop, then a pause."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from quartermaster_engine import ExecutionContext, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.testing.graphs import build_graph
 
@@ -36,56 +38,34 @@ def registry() -> SimpleNodeRegistry:
     return reg
 
 
+#: The nodes of GRAPH, and its edges up to the loop back (`LOOP`).
+NODES: dict[str, Any] = {
+    "Start": "Start1",
+    "Inc": "inc",
+    "A": "step",
+    "B": "step",
+    "J": {"type": "step", "traverse_in": "AwaitAll"},
+    "Check": {"type": "check", "traverse_out": "SpawnPickedNode"},
+    "Ask": "ask",
+    "End": "End1",
+}
+LOOP = [
+    ("Start", "Inc"),
+    ("Inc", "A"),
+    ("Inc", "B"),
+    ("A", "J"),
+    ("B", "J"),
+    ("J", "Check"),
+    ("Check", "Inc", "again"),
+]
+
 #: A decision, a join and a loop, then a pause: Start -> Inc -> (A, B) -> J ->
 #: Check -again-> Inc; Check -done-> Ask -> End.
-GRAPH = build_graph(
-    {
-        "Start": "Start1",
-        "Inc": "inc",
-        "A": "step",
-        "B": "step",
-        "J": {"type": "step", "traverse_in": "AwaitAll"},
-        "Check": {"type": "check", "traverse_out": "SpawnPickedNode"},
-        "Ask": "ask",
-        "End": "End1",
-    },
-    [
-        ("Start", "Inc"),
-        ("Inc", "A"),
-        ("Inc", "B"),
-        ("A", "J"),
-        ("B", "J"),
-        ("J", "Check"),
-        ("Check", "Inc", "again"),
-        ("Check", "Ask", "done"),
-        ("Ask", "End"),
-    ],
-)
+GRAPH = build_graph(NODES, [*LOOP, ("Check", "Ask", "done"), ("Ask", "End")])
 
 #: A new version of GRAPH (`Engine.migrate`): a node "Polish" between Ask and End.
 GRAPH_V2 = build_graph(
-    {
-        "Start": "Start1",
-        "Inc": "inc",
-        "A": "step",
-        "B": "step",
-        "J": {"type": "step", "traverse_in": "AwaitAll"},
-        "Check": {"type": "check", "traverse_out": "SpawnPickedNode"},
-        "Ask": "ask",
-        "End": "End1",
-        "Polish": "step",
-    },
-    [
-        ("Start", "Inc"),
-        ("Inc", "A"),
-        ("Inc", "B"),
-        ("A", "J"),
-        ("B", "J"),
-        ("J", "Check"),
-        ("Check", "Inc", "again"),
-        ("Check", "Ask", "done"),
-        ("Ask", "Polish"),
-        ("Polish", "End"),
-    ],
+    {**NODES, "Polish": "step"},
+    [*LOOP, ("Check", "Ask", "done"), ("Ask", "Polish"), ("Polish", "End")],
     name="v2",
 )

@@ -1,6 +1,7 @@
-"""Migration of flows in flight to a new graph version (`Engine.migrate`), each rule on
-every store kind (memory, SQLite, Redis, PostgreSQL): what moves, what is refused (exact texts), that the
-moved flow then runs the new graph's nodes, and that a dry run changes nothing."""
+"""Migration of flows in flight to a new graph version (`Engine.migrate`), each rule
+on every store kind (memory, SQLite, Redis, PostgreSQL): what moves, what is refused
+(exact texts), that the moved flow then runs the new graph's nodes, and that a dry
+run changes nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from history_support import GRAPH, GRAPH_V2, registry
+from history_support import GRAPH, GRAPH_V2, LOOP, NODES, registry
 
 from quartermaster_engine import Engine, FlowStatus, InMemoryStore, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.events import FlowMigrated
@@ -19,26 +20,6 @@ from quartermaster_engine.testing import TestClock
 from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_engine.types import GraphSpec
 from quartermaster_graph import GraphBuilder
-
-NODES: dict[str, Any] = {
-    "Start": "Start1",
-    "Inc": "inc",
-    "A": "step",
-    "B": "step",
-    "J": {"type": "step", "traverse_in": "AwaitAll"},
-    "Check": {"type": "check", "traverse_out": "SpawnPickedNode"},
-    "Ask": "ask",
-    "End": "End1",
-}
-LOOP = [
-    ("Start", "Inc"),
-    ("Inc", "A"),
-    ("Inc", "B"),
-    ("A", "J"),
-    ("B", "J"),
-    ("J", "Check"),
-    ("Check", "Inc", "again"),
-]
 
 #: Version 2: a node "Polish" between Ask and End.
 V2 = GRAPH_V2
