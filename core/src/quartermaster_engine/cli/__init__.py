@@ -8,6 +8,7 @@ import warnings
 
 import click
 
+from quartermaster_engine.cli.clock_command import clock_command
 from quartermaster_engine.cli.config_commands import config_group
 from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
@@ -76,6 +77,7 @@ for command in (
     flows_group,
     limits_command,
     schedules_group,
+    clock_command,
 ):
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command):

@@ -13,8 +13,8 @@ it). Nothing of the flow stays in any process's memory. Then:
   wakes each under the flow's lease (`stored_flows.recover`). A second waker
   finds the lease held and skips, or finds the timer's activation consumed (its
   commit is fenced: a duplicate is refused), so a timer wakes its flow once;
-- `keep_clock`: a loop calling `wake_due` and firing due schedules
-  (`runner.schedules`; ``qm serve``, ``qm worker``).
+- `keep_clock`: a loop of `clock_round`s, each calling `wake_due` and firing
+  due schedules (`runner.schedules`; ``qm serve``, ``qm worker``, ``qm clock``).
 
 Runs park only on stores with `FindsDueTimers` and only when someone will wake
 them: a script's own call (`wait_out`), or, for flows started in the
@@ -24,6 +24,7 @@ background, an engine running `keep_clock`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Iterable
@@ -113,23 +114,54 @@ async def _wake(engine: Engine, flow_id: UUID, slots: asyncio.Semaphore) -> bool
         return True
 
 
-async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:
-    """Wake due flows and fire due schedules every ``every`` seconds until cancelled;
-    meanwhile flows the engine starts in the background park on far timers instead
-    of holding a task."""
+async def clock_round(engine: Engine) -> tuple[list[UUID], list[UUID]]:
+    """One round of the clock: wake due flows (`wake_due`), then fire due schedules
+    (`EngineSchedules.fire_due`); returns (the flows woken, the flows started). A
+    store outage in either is logged and counts as nothing done (the next round
+    tries again)."""
+    try:
+        woke = await wake_due(engine)
+    except Exception as exc:  # a store outage: try again next round
+        logger.warning("waking due timers failed: %s", error_text(exc))
+        woke = []
+    try:
+        started = await engine.schedules.fire_due()
+    except Exception as exc:  # a store outage: try again next round
+        logger.warning("firing due schedules failed: %s", error_text(exc))
+        started = []
+    return woke, started
+
+
+async def clock_once(engine: Engine) -> tuple[list[UUID], list[UUID]]:
+    """One `clock_round` as a clock loop runs it (far timers park), then wait for
+    the flows it started to end or park; returns (woken, started)."""
     engine.running.clock_kept = True
     try:
-        while True:
-            try:
-                woke = await wake_due(engine)
-            except Exception as exc:  # a store outage: try again next round
-                logger.warning("waking due timers failed: %s", error_text(exc))
-                woke = []
-            try:
-                await engine.schedules.fire_due()
-            except Exception as exc:  # a store outage: try again next round
-                logger.warning("firing due schedules failed: %s", error_text(exc))
-            if len(woke) < WAKE_LIMIT:  # (a full round: more may be due, go on)
+        found = await clock_round(engine)
+        await engine.running.settle()
+        return found
+    finally:
+        engine.running.clock_kept = False
+
+
+async def keep_clock(
+    engine: Engine, every: float = CLOCK_EVERY, stop: asyncio.Event | None = None
+) -> None:
+    """Run `clock_round` every ``every`` seconds until cancelled or ``stop`` is set;
+    meanwhile flows the engine starts in the background park on far timers instead
+    of holding a task. Once ``stop`` is set, the flows this engine drives in the
+    background (scheduled flows) are waited for to end or park, then it returns."""
+    engine.running.clock_kept = True
+    try:
+        while stop is None or not stop.is_set():
+            woke, _ = await clock_round(engine)
+            if len(woke) >= WAKE_LIMIT:  # (a full round: more may be due, go on)
+                continue
+            if stop is None:
                 await asyncio.sleep(every)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+        await engine.running.settle()
     finally:
         engine.running.clock_kept = False
