@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
     from quartermaster_engine.runner.flow_run import FlowRun
     from quartermaster_engine.runner.listeners import Listener
+    from quartermaster_engine.runner.state import FlowState
+    from quartermaster_engine.runner.stepper import ActivationRef
 
 logger = logging.getLogger("quartermaster_engine.timers")
 
@@ -55,6 +57,23 @@ WAKE_AT_ONCE = 16
 def parks_now(run: FlowRun) -> bool:
     """Whether the run's next timer is far enough to park for (the run has timers)."""
     return run.state.timers[0][0] - run.clock.now() >= PARK_AFTER
+
+
+def hand_out(
+    queued: Iterable[tuple[ActivationRef, float]], state: FlowState, now: float
+) -> tuple[tuple[ActivationRef, float], ...]:
+    """What a remote step hands to the workers when its store keeps timers (the
+    flow does not park now): ``queued`` (ref, due; 0: now) without far timers
+    (due `PARK_AFTER` or more from ``now``): those stay in the store only, never a
+    broker ETA task. While other activations of the flow are ready, their steps
+    decide again; once none is, the flow parks (a clock wakes it) or, its first
+    timer being near, its near timers go out here."""
+    out = {ref: due for ref, due in queued if due - now < PARK_AFTER}
+    if not state.ready:
+        for due, _, act in state.timers:
+            if due - now < PARK_AFTER:
+                out.setdefault((act.node_id, act.visit, act.attempt), due if due > now else 0.0)
+    return tuple(out.items())
 
 
 def can_park(engine: Engine) -> bool:
