@@ -267,6 +267,8 @@ class ScheduleFired(FlowEvent):
     tick: float = 0.0
     tick_iso: str = ""
     missed: int = 0
+    #: Started by hand (``qm schedules run``), not by a clock: ``tick`` is when.
+    manual: bool = False
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from quartermaster_engine.cli.run_commands import (
     resume_command,
     retry_command,
     run_command,
+    schedule_run_command,
 )
 from quartermaster_engine.cli.schedules_commands import schedules_group
 
@@ -82,5 +83,6 @@ for command in (
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command):
     flows_group.add_command(command)
+schedules_group.add_command(schedule_run_command)
 
 __all__ = ["main"]
