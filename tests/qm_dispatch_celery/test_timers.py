@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from celery import Celery
 from celery_support import Fleet
 
 from quartermaster_engine import FlowStatus
@@ -75,3 +76,57 @@ def test_the_workers_clocks_fire_a_schedule_once_per_tick(fleet: Fleet) -> None:
             ticks.append(fired[0].tick)
     assert len(ticks) == len(set(ticks)) >= 3  # one flow per tick
     assert sorted(ticks) == [min(ticks) + i for i in range(len(ticks))]  # none skipped
+
+
+# Start fans out: "nap" sleeps 6 s while "Slow" (another branch) runs 3 s.
+FORKED = (
+    GraphBuilder("Forked")
+    .start()
+    .parallel()
+    .branch()
+    .sleep("nap", 6)
+    .end()
+    .branch()
+    .node("work", "Slow", metadata={"sleep": 3})
+    .end()
+    .static_merge("Join")
+    .end()
+    .build()
+)
+
+
+def _scheduled(fleet: Fleet) -> list[Any]:
+    """The ETA (countdown) tasks the workers hold now, by Celery's own inspection."""
+    app = Celery(broker=fleet.redis_url)
+    try:
+        replies = app.control.inspect(timeout=1.5).scheduled() or {}
+    finally:
+        app.close()
+    return [task for tasks in replies.values() for task in tasks]
+
+
+def test_a_timer_queued_beside_running_work_is_no_eta_task(fleet: Fleet) -> None:
+    fleet.start_workers(2)
+    with fleet.runner(FORKED) as runner:
+        flow_id = run_sync(runner.engine.start(FORKED, "in"))
+        # nap's timer is committed while Slow still runs: it stays in the store.
+        deadline = time.time() + 30
+        while not any(isinstance(e, TimerSet) for e in call(runner.store, "read_events", flow_id)):
+            assert time.time() < deadline, "nap set no timer in 30 s"
+            time.sleep(0.02)
+        assert call(runner.store, "get_flow", flow_id).status is FlowStatus.RUNNING  # Slow runs
+        assert _scheduled(fleet) == []
+        # Slow done, only the far timer left: the workers park the flow.
+        _wait_for(runner, [flow_id], FlowStatus.PAUSED, within=20)
+        assert call(runner.store, "get_flow", flow_id).lease_owner is None
+        assert _scheduled(fleet) == []
+        _wait_for(runner, [flow_id], FlowStatus.COMPLETED, within=20)  # a clock woke it
+        events = list(call(runner.store, "read_events", flow_id))
+        kinds = [e.type for e in events]
+        assert (kinds.count("TimerSet"), kinds.count("TimerFired")) == (1, 1)
+        wake_at = next(e for e in events if isinstance(e, TimerSet)).wake_at
+        fired = next(e for e in events if e.type == "TimerFired")
+        assert wake_at <= fired.ts <= wake_at + 3.0, (wake_at, fired.ts)
+        assert fleet.runs()["Slow"] == 1
+        snap = call(runner.store, "load_flow", flow_id)
+        assert snap.flow.status is FlowStatus.COMPLETED

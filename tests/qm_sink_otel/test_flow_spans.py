@@ -483,3 +483,32 @@ def test_a_scheduled_flow_carries_a_schedule_fired_span_event(spans: Spans) -> N
             },
         )
     ]
+
+
+def test_a_deadline_that_takes_its_edge_names_the_edge(spans: Spans) -> None:
+    from quartermaster_graph import GraphBuilder, Take
+
+    clock = TestClock(skip=False)
+    graph = (
+        GraphBuilder("approve")
+        .start()
+        .user("Ask", ["ok?"], timeout="1h", on_timeout=Take("late"))
+        .on("late")
+        .static("Chase", "chased")
+        .end()
+        .static("Ship", "shipped")
+        .end()
+        .build()
+    )
+
+    async def main() -> None:
+        async with Engine(clock=clock, sinks=[spans.sink]) as engine:
+            paused = await engine.run(graph, "x")
+            clock.advance("1h")
+            assert await engine.wake_due() == [paused.flow_id]
+
+    asyncio.run(main())
+    passed = [s for s in spans.named("node Ask") if attrs(s)["qm.node.status"] == "deadline_passed"]
+    assert [events(s) for s in passed] == [
+        [("qm.node.deadline_passed", {"deadline": TestClock().now() + 3600, "edge": "late"})]
+    ]

@@ -63,3 +63,15 @@ def test_a_retry_delay_survives_a_sigkill_and_keeps_its_time(
     run_worker = WorkerCommand(str(WORKER), redis_server.url, prefix).run
 
     check_retry_delay_survives_sigkill(run_worker, tmp_path / "side")
+
+
+def test_an_answer_and_a_deadline_edge_racing_over_200_flows_take_one_outcome_each(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    start_worker = WorkerCommand(str(WORKER), redis_server.url, prefix).start
+
+    split = check_answer_and_deadline_race(
+        lambda: store_for(redis_server, prefix), start_worker, tmp_path, edge=True
+    )
+    print(f"redis, deadline edge: {split}")

@@ -7,12 +7,14 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from click.testing import CliRunner, Result
 
 from qm_store_sqlite import SQLiteStore
 from quartermaster_engine.cli import main
+from quartermaster_engine.events import ScheduleFired
 from quartermaster_engine.schedules.model import tick_after
 from quartermaster_engine.testing import call
 from quartermaster_engine.testing.processes import WorkerCommand
@@ -22,6 +24,7 @@ from quartermaster_engine.testing.schedules import (
     check_schedule_store,
     tick_graph,
 )
+from quartermaster_graph import GraphBuilder
 
 WORKER = Path(__file__).with_name("sqlite_sleep_worker.py")
 
@@ -133,3 +136,31 @@ def test_qm_schedules_needs_a_store_that_outlives_the_process(qm_dir: Path) -> N
         "error: the configured store (memory) keeps nothing across processes: schedules "
         "need a durable store\n",
     )
+
+
+def test_qm_schedules_run_fires_one_flow_by_hand(
+    qm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QM_LOAD_PLUGINS", "qm-store-sqlite,qm-nodes-std")  # (Static1)
+    hello = GraphBuilder("Hello").start().static("Say", "hello").end().build()
+    (qm_dir / "hello.json").write_text(hello.model_dump_json())
+    added = _qm("schedules", "add", "greet", "hello.json", "--cron", "0 3 * * *", "-i", "hi")
+    assert added.exit_code == 0, added.stderr
+    before = json.loads(_qm("schedules", "list", "--json").stdout)["schedules"][0]["next_tick"]
+    began = time.time()
+    ran = _qm("schedules", "run", "greet", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    body = json.loads(ran.stdout)
+    assert (body["status"], body["final_output"]) == ("completed", "hello")
+    store = SQLiteStore(qm_dir / "flows.db")
+    try:
+        events = list(call(store, "read_events", UUID(body["flow_id"])))
+    finally:
+        call(store, "close")
+    fired = [e for e in events if isinstance(e, ScheduleFired)]
+    assert [(e.schedule, e.manual, e.missed) for e in fired] == [("greet", True, 0)]
+    assert began <= fired[0].tick <= time.time()
+    after = json.loads(_qm("schedules", "list", "--json").stdout)["schedules"][0]["next_tick"]
+    assert after == before  # the clocks' ticks are untouched
+    missing = _qm("schedules", "run", "nope")
+    assert (missing.exit_code, missing.stderr) == (1, "error: no schedule named 'nope'\n")

@@ -143,3 +143,15 @@ def test_qm_flows_show_gives_a_waits_deadline(
     assert "timer: Ask times out at 2030-01-01 00:01:30 UTC" in plain.stdout.splitlines()
     runner.close()
     call(store, "close")
+
+
+def test_an_answer_and_a_deadline_edge_racing_over_200_flows_take_one_outcome_each(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "flows.db"
+    start_worker = WorkerCommand(str(WORKER), str(db)).start
+
+    split = check_answer_and_deadline_race(
+        lambda: SQLiteStore(db), start_worker, tmp_path, edge=True
+    )
+    print(f"sqlite, deadline edge: {split}")

@@ -247,12 +247,14 @@ class TimerFired(FlowEvent):
 @dataclass(slots=True)
 class DeadlinePassed(FlowEvent):
     """A node's wait for a person passed its ``deadline`` unanswered: it is answered
-    with ``answer`` (its ``on_timeout``); logged by the commit that answers it."""
+    with ``answer`` (its ``on_timeout``), or, when ``edge`` is set (its
+    ``on_timeout_edge``), it takes that edge; logged by the commit that does it."""
 
     node_id: UUID = _NO_NODE
     node_name: str = ""
     deadline: float = 0.0
     answer: str = ""
+    edge: str = ""
 
 
 @dataclass(slots=True)
@@ -265,6 +267,8 @@ class ScheduleFired(FlowEvent):
     tick: float = 0.0
     tick_iso: str = ""
     missed: int = 0
+    #: Started by hand (``qm schedules run``), not by a clock: ``tick`` is when.
+    manual: bool = False
 
 
 @dataclass(slots=True)

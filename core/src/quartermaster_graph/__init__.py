@@ -1,7 +1,7 @@
 """quartermaster_graph: the graph model of Quartermaster (nodes, edges, builder,
 validation, graph files, traversal, typed metadata schemas, templates)."""
 
-from quartermaster_graph.builder import NODE_OPTIONS, BranchBuilder, Graph, GraphBuilder
+from quartermaster_graph.builder import NODE_OPTIONS, BranchBuilder, Graph, GraphBuilder, Take
 from quartermaster_graph.enums import (
     ErrorStrategy,
     ExceptionResolution,
@@ -130,6 +130,7 @@ __all__ = [
     "SubAssistantMetadata",
     "SummarizeMetadata",
     "SwitchMetadata",
+    "Take",
     "Templates",
     "TextMetadata",
     "TextToVariableMetadata",

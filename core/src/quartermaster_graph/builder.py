@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, NoReturn, Self, TypeVar
 from uuid import UUID, uuid4
@@ -175,7 +176,16 @@ def _normalize_cases(cases: Sequence[Mapping[str, Any]] | Mapping[str, str] | No
 
 
 P = TypeVar("P", bound="_Chain")
-_ForkKind = Literal["pick", "parallel"]
+_ForkKind = Literal["pick", "parallel", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """``on_timeout=Take("late")`` of `GraphBuilder.user`: once the deadline passes
+    unanswered, the node takes its outgoing edge labelled ``label`` (begun with
+    ``.on("late")``) instead of being answered with a text (docs/time.md)."""
+
+    label: str
 
 
 class _Chain:
@@ -387,9 +397,19 @@ class _Chain:
         return self._add(NodeType.SWITCH, name, meta, kwargs)
 
     def on(self, label: str) -> BranchBuilder[Self]:
-        """Start the branch that the last decision, If or Switch node takes for ``label``."""
+        """Start the branch that the last decision, If or Switch node takes for
+        ``label`` (or the deadline branch of a ``user(..., on_timeout=Take(label))``)."""
         if not isinstance(label, str) or not label:
             raise ValueError(f"on() needs a non-empty label, got {label!r}")
+        if self._fork is not None and self._fork_kind == "timeout":
+            node = self._root._nodes_by_id[self._fork]
+            late = node.metadata["on_timeout_edge"]
+            if label != late:
+                raise ValueError(
+                    f"on({label!r}) in {self._where()}: user node '{node.name}' takes only "
+                    f"its on_timeout edge {late!r}"
+                )
+            return BranchBuilder(self, self._fork, label, rejoins=False)
         if self._fork is None or self._fork_kind != "pick":
             hint = (
                 "after parallel() start branches with .branch()"
@@ -458,12 +478,14 @@ class _Chain:
         prompts: list[str] | None = None,
         *,
         timeout: str | float | None = None,
-        on_timeout: str | None = None,
+        on_timeout: str | Take | None = None,
         **kwargs: Any,
     ) -> Self:
         """A User1 node: the flow pauses for the user's answer. With ``timeout`` (a
         duration: ``"24h"``, seconds) the wait has a deadline: passed unanswered,
-        the node is answered with ``on_timeout`` (docs/time.md)."""
+        the node is answered with ``on_timeout`` (a text), or with
+        ``on_timeout=Take("late")`` takes its edge labelled ``"late"``, begun with
+        ``.on("late")`` right after this node (docs/time.md)."""
         meta: dict[str, Any] = {"text_snippets": list(prompts or [])}
         if (timeout is None) != (on_timeout is None):
             raise ValueError(f"user('{name}'): give timeout and on_timeout together")
@@ -471,8 +493,16 @@ class _Chain:
             if isinstance(timeout, bool) or not isinstance(timeout, (str, int, float)):
                 raise ValueError(f"user('{name}'): timeout must be a text like '24h' or seconds")
             meta["timeout"] = timeout if isinstance(timeout, str) else float(timeout)
-            meta["on_timeout"] = str(on_timeout)
-        return self._add(NodeType.USER, name, meta, kwargs)
+            if isinstance(on_timeout, Take):
+                if not isinstance(on_timeout.label, str) or not on_timeout.label:
+                    raise ValueError(f"user('{name}'): Take() needs a non-empty edge label")
+                meta["on_timeout_edge"] = on_timeout.label
+            else:
+                meta["on_timeout"] = str(on_timeout)
+        self._add(NodeType.USER, name, meta, kwargs)
+        if isinstance(on_timeout, Take):  # .on(label) begins the deadline's branch
+            self._fork, self._fork_kind = self._tail, "timeout"
+        return self
 
     def user_form(
         self, name: str, parameters: list[dict[str, Any]] | None = None, **kwargs: Any
@@ -693,10 +723,13 @@ class BranchBuilder(_Chain, Generic[P]):
     ``end()`` closes it and returns the parent it was opened from.
     """
 
-    def __init__(self, parent: P, fork: UUID, label: str) -> None:
+    def __init__(self, parent: P, fork: UUID, label: str, *, rejoins: bool = True) -> None:
         super().__init__()
         self._root = parent._root
         self._parent = parent
+        #: Closed, its ends join the parent's next node (False: a deadline branch,
+        #: which gets an End of its own, docs/time.md).
+        self._rejoins = rejoins
         self._tail, self._tail_label = fork, label
         self._origin, self._label = fork, label
         self._closed = False
@@ -721,7 +754,10 @@ class BranchBuilder(_Chain, Generic[P]):
         ends = list(self._open_ends)
         if self._tail is not None:
             ends.append((self._tail, self._tail_label))
-        self._parent._open_ends.extend(ends)
+        if self._rejoins:
+            self._parent._open_ends.extend(ends)
+        else:
+            self._root._own_ends.extend(ends)
         self._closed = True
         del self._root._open_branches[self]
         return self._parent
@@ -765,6 +801,8 @@ class GraphBuilder(_Chain):
         self._start_id: UUID | None = None
         self._end_id: UUID | None = None
         self._open_branches: dict[BranchBuilder[Any], None] = {}
+        #: Ends of closed branches that get an End node each at build (deadline branches).
+        self._own_ends: list[tuple[UUID, str]] = []
 
     @property
     def name(self) -> str:
@@ -953,11 +991,11 @@ class GraphBuilder(_Chain):
             raise ValueError(f"{unclosed._where()} was never closed with .end()")
         # Branches closed with .end() that nothing continued each get their own End
         # node, as quartermaster-graph 0.1.5 built them (docs/builder.md#ends).
-        for node_id, label in self._open_ends:
+        for node_id, label in [*self._own_ends, *self._open_ends]:
             end = _make_node(NodeType.END, "End", {}, {})
             self._register(end)
             self._link(node_id, end.id, label)
-        self._open_ends = []
+        self._open_ends, self._own_ends = [], []
         if self._tail is not None:
             self.end()
         spec = GraphSpec(

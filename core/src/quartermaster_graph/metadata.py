@@ -141,11 +141,12 @@ class TextToVariableMetadata(NodeMetadata):
 class UserMetadata(NodeMetadata):
     """User1: ``timeout`` (a duration) is the deadline of the wait, counted from when
     the node starts waiting; once it passes unanswered the node is answered with
-    ``on_timeout``."""
+    ``on_timeout``, or takes its outgoing edge labelled ``on_timeout_edge``."""
 
     text_snippets: list[str] = []
     timeout: str | float | None = None
     on_timeout: str | None = None
+    on_timeout_edge: str | None = None
 
 
 class UserFormMetadata(NodeMetadata):

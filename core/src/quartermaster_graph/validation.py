@@ -53,6 +53,7 @@ ISSUE_CODES: dict[str, Severity] = {
     "picked-edge-duplicate-label": "error",
     "picked-edge-ambiguous": "error",
     "capture-name-invalid": "error",
+    "on-timeout-edge-invalid": "error",
     "duplicate-capture-name": "error",
     "orphan_node": "warning",
     "picked-too-few-edges": "warning",
@@ -149,6 +150,7 @@ class _Checker:
         yield from self.check_nodes()
         yield from self.check_edges()
         yield from self.check_branching()
+        yield from self.check_timeout_edges()
         yield from self.check_reachability()
 
     # -- naming -------------------------------------------------------------
@@ -281,6 +283,35 @@ class _Checker:
                     f"{len(edges)} outgoing edge{'s' if len(edges) != 1 else ''}",
                     node.id,
                 )
+
+    def check_timeout_edges(self) -> Iterator[ValidationIssue]:
+        """A wait's ``on_timeout_edge`` names one of its outgoing edges' labels, with a
+        ``timeout`` and without ``on_timeout``, on a node that passes on to all."""
+        for node in self.nodes.values():
+            late = node.metadata.get("on_timeout_edge")
+            if late is None:
+                continue
+            problem = ""
+            labels = sorted({e.label for e in self.edges_from.get(node.id, []) if e.label})
+            if not isinstance(late, str) or not late:
+                problem = f"on_timeout_edge must be an edge label, got {late!r}"
+            elif "timeout" not in node.metadata:
+                problem = f"on_timeout_edge {late!r} needs a timeout"
+            elif "on_timeout" in node.metadata:
+                problem = "give on_timeout (an answer) or on_timeout_edge (an edge), not both"
+            elif node.traverse_out is not TraverseOut.SPAWN_ALL:
+                problem = (
+                    f"on_timeout_edge {late!r} needs traverse_out SpawnAll, not "
+                    f"{node.traverse_out.value}"
+                )
+            elif late not in labels:
+                known = ", ".join(repr(lb) for lb in labels) or "none"
+                problem = (
+                    f"on_timeout_edge {late!r} is the label of none of its outgoing edges "
+                    f"(their labels: {known})"
+                )
+            if problem:
+                yield _error("on-timeout-edge-invalid", f"{node.describe()}: {problem}", node.id)
 
     def answer(self, edge: GraphEdge) -> str | None:
         """What picks an unlabeled edge: its target's name, else the target's id."""

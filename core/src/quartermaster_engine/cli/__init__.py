@@ -8,6 +8,7 @@ import warnings
 
 import click
 
+from quartermaster_engine.cli.clock_command import clock_command
 from quartermaster_engine.cli.config_commands import config_group
 from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
@@ -23,6 +24,7 @@ from quartermaster_engine.cli.run_commands import (
     resume_command,
     retry_command,
     run_command,
+    schedule_run_command,
 )
 from quartermaster_engine.cli.schedules_commands import schedules_group
 
@@ -77,9 +79,11 @@ for command in (
     flows_group,
     limits_command,
     schedules_group,
+    clock_command,
 ):
     main.add_command(command)
 for command in (history_command, edit_command, fork_command, retry_command, migrate_command):
     flows_group.add_command(command)
+schedules_group.add_command(schedule_run_command)
 
 __all__ = ["main"]

@@ -21,6 +21,7 @@ from quartermaster_engine.runner import (
     UnknownNodeTypeError,
 )
 from quartermaster_engine.runner.arguments import InvalidTextError
+from quartermaster_engine.schedules.model import ScheduleError
 from quartermaster_engine.stores.base import StoreError
 from quartermaster_graph.files import GraphFileError, load_graph
 from quartermaster_graph.models import GraphSpec
@@ -53,6 +54,7 @@ _EXPECTED = (
     FlowStateError,
     StoreNotSharedError,
     InvalidTextError,
+    ScheduleError,
     StoreError,
     LookupError,
     OSError,

@@ -448,3 +448,25 @@ def fork_command(
         quiet=quiet,
         interactive=_interactive(as_json),
     )
+
+
+@click.command("run")
+@click.argument("name")
+@config_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def schedule_run_command(name: str, config_path: str | None, as_json: bool, quiet: bool) -> None:
+    """Fire schedule NAME by hand: start one flow of it now and run it as qm run does
+    (its log has ScheduleFired with manual; the schedule's next tick does not move)."""
+    config = load_config(config_path)
+    fid = uuid4()
+    engine = _engine(config, as_json, quiet)
+    _drive(
+        engine,
+        lambda: engine.schedules.run_now(name, flow_id=fid),
+        fid,
+        config_path=config_path,
+        as_json=as_json,
+        quiet=quiet,
+        interactive=_interactive(as_json),
+    )

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID, uuid4
 
+from quartermaster_engine.control_nodes import wake_time
 from quartermaster_engine.events import FlowEdited, FlowEvent, FlowForked
 from quartermaster_engine.history.checkpoints import timeline
 from quartermaster_engine.history.edits import memory_arg
@@ -24,7 +25,9 @@ from quartermaster_engine.history.replay import Replay, copy_activation
 from quartermaster_engine.history.reuse import reuse_arg
 from quartermaster_engine.runner.arguments import text_arg
 from quartermaster_engine.runner.errors import FlowStateError
-from quartermaster_engine.stores.records import Commit, FlowRecord, FlowStatus
+from quartermaster_engine.runner.outcomes import deadline_seconds
+from quartermaster_engine.stores.records import Activation, Commit, FlowRecord, FlowStatus
+from quartermaster_graph.enums import NodeType
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
@@ -97,6 +100,9 @@ async def fork(
         commits.append(Commit(memory=values, events=[edit]))
     if answer is not None:
         commits.append(_answer(replay, fid, answer))
+    again = _timers_from_now(replay, engine.clock.now())
+    if again is not None:
+        commits.append(again)
     store = engine.store_adapter
     await store.create_flow(
         FlowRecord(
@@ -130,6 +136,27 @@ def _answer(replay: Replay, fid: UUID, answer: str) -> Commit:
     answered = copy_activation(act, waiting=False, user_input=answer)
     replay.pending[act.key] = answered
     return Commit(enqueue=[answered], answers=act.key)
+
+
+def _timers_from_now(replay: Replay, now: float) -> Commit | None:
+    """A fork's timers count from the fork: a Sleep1 pending at the checkpoint sleeps
+    its duration again from ``now`` (an ``until`` keeps its time), and a wait with a
+    deadline gets its ``timeout`` again from ``now`` (docs/time.md)."""
+    again: list[Activation] = []
+    for act in replay.pending.values():
+        node = act.cnode.node
+        if act.waiting and "timeout" in node.metadata:
+            new = copy_activation(act)
+            new.not_before = now + deadline_seconds(node.metadata["timeout"])
+        elif act.not_before and node.type_name == NodeType.SLEEP.value:
+            wake_at = wake_time(node, now)
+            new = copy_activation(act, user_input=repr(wake_at))
+            new.not_before = wake_at
+        else:
+            continue
+        replay.pending[act.key] = new
+        again.append(new)
+    return Commit(enqueue=again) if again else None
 
 
 async def lineage(engine: Engine, flow_id: UUID) -> tuple[UUID, int] | None:

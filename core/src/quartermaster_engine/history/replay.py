@@ -24,6 +24,7 @@ from uuid import UUID
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.events import UserInputRequired
 from quartermaster_engine.runner.compiled import OUT_PICKED, CEdge, CNode, CompiledGraph
+from quartermaster_engine.runner.deadlines import took_deadline_edge
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.routing import Router
 from quartermaster_engine.runner.state import MISSING, FlowState
@@ -142,12 +143,22 @@ class Replay:
             return Commit(record=rec, enqueue=[waiting])
         if status is NodeStatus.CANCELLED:
             return Commit(record=rec)  # the activation stays pending
+        if status is NodeStatus.SLEEPING:  # a Sleep1's timer (`outcomes.sleep`)
+            wake_at = float(rec.output_data["wake_at"])
+            woken = copy_activation(act, waiting=False, user_input=repr(wake_at))
+            woken.not_before = wake_at
+            self.pending[key] = woken
+            return Commit(record=rec, enqueue=[woken])
         del self.pending[key]
         commit = Commit(key, rec)
         strategy = cnode.error_mode
         if status is NodeStatus.FINISHED:
             commit.memory = memory_updates(rec)
-            picked = self._picked(cnode, rec) if cnode.out_mode == OUT_PICKED else None
+            picked = (
+                self._picked(cnode, rec)
+                if cnode.out_mode == OUT_PICKED
+                else took_deadline_edge(cnode, rec)
+            )
             router.route(cnode, rec, commit, picked)
             router.settle(cnode, commit)
         elif status is NodeStatus.FAILED and (

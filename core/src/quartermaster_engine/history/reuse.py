@@ -38,6 +38,7 @@ from quartermaster_engine.messaging.context_manager import ContextManager
 from quartermaster_engine.messaging.history import rebuild_log
 from quartermaster_engine.nodes import NodeResult, ReadsMemory
 from quartermaster_engine.runner.compiled import OUT_PICKED, CNode, CompiledGraph
+from quartermaster_engine.runner.deadlines import took_deadline_edge
 from quartermaster_engine.runner.executor_call import ExecutorCaller
 from quartermaster_engine.runner.node_inputs import NodeInputs
 from quartermaster_engine.runner.state import FlowState
@@ -154,6 +155,8 @@ class Original:
         mine = fingerprint(run.inputs, act, input_text, run.state.memory, reads)
         if mine != theirs:
             return None
+        if took_deadline_edge(cnode, rec) is not None:
+            return None  # (it took its deadline edge: this run waits again)
         picked: str | None = None
         if cnode.out_mode == OUT_PICKED:
             picked = self._picked(cnode, rec)

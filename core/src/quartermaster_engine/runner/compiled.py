@@ -34,8 +34,9 @@ from quartermaster_graph.validation import check_graph
 
 _NO_EDGES: list[CEdge] = []  # shared and never mutated: nodes without edges
 
-# traverse_out, as small ints for the hot path
-OUT_ALL, OUT_NONE, OUT_START, OUT_PICKED = 0, 1, 2, 3
+# traverse_out, as small ints for the hot path; OUT_LATE: a wait with a deadline
+# edge (metadata ``on_timeout_edge``, `runner.deadlines`), set when compiled
+OUT_ALL, OUT_NONE, OUT_START, OUT_PICKED, OUT_LATE = 0, 1, 2, 3, 4
 _OUT_MODE = {
     TraverseOut.SPAWN_ALL: OUT_ALL,
     TraverseOut.SPAWN_NONE: OUT_NONE,
@@ -138,6 +139,8 @@ class CNode:
         self.out_mode = OUT_START if self.is_back else _OUT_MODE[node.traverse_out]
         self.timeout = node.timeout
         meta = node.metadata
+        if self.out_mode == OUT_ALL and "on_timeout_edge" in meta:
+            self.out_mode = OUT_LATE
         # Nothing to build for the input history: no system text, no inherited or
         # continued history, no input message (the common case of plain nodes).
         self.plain_input = (
@@ -374,6 +377,7 @@ def _pick_map(edges: list[CEdge]) -> dict[str, CEdge]:
 
 __all__ = [
     "OUT_ALL",
+    "OUT_LATE",
     "OUT_NONE",
     "OUT_PICKED",
     "OUT_START",

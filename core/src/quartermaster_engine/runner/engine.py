@@ -8,6 +8,7 @@ What it owns, and what a running flow needs of it, are in `engine_parts`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Unpack
@@ -145,9 +146,12 @@ class Engine(EngineParts):
         """Wake flows parked on a timer that is due (docs/time.md); the ids woken here."""
         return await timers.wake_due(self, limit)
 
-    async def keep_clock(self, every: float = timers.CLOCK_EVERY) -> None:
-        """`wake_due` and `schedules.fire_due` every ``every`` seconds until cancelled."""
-        await timers.keep_clock(self, every)
+    async def keep_clock(
+        self, every: float = timers.CLOCK_EVERY, *, stop: asyncio.Event | None = None
+    ) -> None:
+        """`wake_due` and `schedules.fire_due` every ``every`` seconds until cancelled
+        or ``stop`` is set (then its background flows end or park first)."""
+        await timers.keep_clock(self, every, stop)
 
     @property
     def active_flows(self) -> list[UUID]:

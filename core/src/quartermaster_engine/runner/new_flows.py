@@ -77,10 +77,13 @@ async def run(
     flow_id: UUID | str | None,
     listeners: list[Listener],
     parent_flow_id: UUID | None = None,
+    announce: tuple[FlowEvent, ...] = (),
 ) -> FlowResult:
-    """Run a new flow of ``graph`` to its end or first pause; return its result."""
+    """Run a new flow of ``graph`` to its end or first pause; return its result.
+    ``announce``: events logged by the commit that stores it (after FlowStarted)."""
     new = await stored(
-        engine.new_run(graph, input_message, flow_id, listeners, parent_flow_id=parent_flow_id)
+        engine.new_run(graph, input_message, flow_id, listeners, parent_flow_id=parent_flow_id),
+        *announce,
     )
     if new.control.abort is not None:
         return await engine.drive(new)  # (finish() reports it FAILED)

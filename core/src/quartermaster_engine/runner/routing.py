@@ -24,6 +24,7 @@ from collections import deque
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.runner.compiled import (
     OUT_ALL,
+    OUT_LATE,
     OUT_NONE,
     OUT_PICKED,
     OUT_START,
@@ -86,6 +87,15 @@ class Router:
                 self._deliver(self.cg.start_edges[cnode.idx], rec, commit)
         elif mode == OUT_NONE:
             dead.extend(e for e in cnode.out_edges if not e.back)
+        elif mode == OUT_LATE:
+            # A wait with a deadline edge: answered, every edge but the deadline's
+            # ones; passed (``picked``: `deadlines.fire_due`), that edge only.
+            late = cnode.node.metadata["on_timeout_edge"]
+            for edge in cnode.out_edges:
+                if edge is picked if picked is not None else edge.label != late:
+                    self._deliver(edge, rec, commit)
+                elif not edge.back:
+                    dead.append(edge)
         if dead:
             self._propagate_dead(dead, commit)
 

@@ -67,6 +67,11 @@ class RunningFlows:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def settle(self) -> None:
+        """Wait until no background task is left (each flow ended or paused)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
     @property
     def has_tasks(self) -> bool:
         return bool(self._tasks)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import builtins
 import inspect
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4, uuid5
 
 from quartermaster_engine.events import ScheduleFired
 from quartermaster_engine.runner import new_flows
@@ -35,6 +36,7 @@ from quartermaster_engine.runner.errors import FlowStateError, error_text
 from quartermaster_engine.schedules.model import (
     ON_TIME_WITHIN,
     Schedule,
+    ScheduleError,
     check_cron,
     check_missed,
     check_name,
@@ -47,6 +49,8 @@ from quartermaster_engine.types import GraphSpec
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
+    from quartermaster_engine.runner.listeners import Listener
+    from quartermaster_engine.runner.result import FlowResult
 
 logger = logging.getLogger("quartermaster_engine.schedules")
 
@@ -122,6 +126,27 @@ class EngineSchedules:
     async def remove(self, name: str) -> bool:
         """Remove the schedule; True if it existed. Flows it started are not touched."""
         return bool(await _done(self._store().remove_schedule(name)))
+
+    async def run_now(
+        self, name: str, *, flow_id: UUID | None = None, listeners: Iterable[Listener] = ()
+    ) -> FlowResult:
+        """Start one flow of schedule ``name`` now, by hand, and run it to its end or
+        first pause as `Engine.run` does. Its log has ScheduleFired with ``manual``
+        and ``tick`` = now; the schedule's next tick does not move (the clocks' ticks
+        go on as before). Raises `ScheduleError` if there is no such schedule."""
+        found = [s for s in await self.list() if s.name == name]
+        if not found:
+            raise ScheduleError(f"no schedule named {name!r}")
+        schedule = found[0]
+        engine = self._engine
+        now = engine.clock.now()
+        flow_id = flow_id or uuid4()
+        fired = ScheduleFired(
+            flow_id=flow_id, schedule=name, tick=now, tick_iso=iso(now), manual=True
+        )
+        return await new_flows.run(
+            engine, schedule.graph, schedule.input, flow_id, list(listeners), announce=(fired,)
+        )
 
     async def fire_due(self) -> builtins.list[UUID]:
         """Start the flows of the ticks due by the engine's clock that this call

@@ -142,10 +142,16 @@ class FlowStepper:
 
     async def pending(self, flow_id: UUID) -> list[tuple[ActivationRef, float]]:
         """The flow's activations that may run (not waiting for a person), with when
-        each may start: what a dispatcher enqueues when it takes a flow over."""
+        each may start: what a dispatcher enqueues when it takes a flow over (on a
+        store that keeps timers, without far timers while anything else can run)."""
         run, _ = await self._load(flow_id, self.engine.lease_for(flow_id))
         self._remember(flow_id, run.state)
-        return _queued(run.state)
+        queued = _queued(run.state)
+        if timers.can_park(self.engine):
+            # Far timers stay in the store while anything else can run (`timers.hand_out`).
+            out = timers.hand_out(queued, run.state, run.clock.now())
+            return list(out) if out else queued
+        return queued
 
     async def execute(
         self,
@@ -235,6 +241,8 @@ class FlowStepper:
         )
         if parks:
             queued = ()
+        elif timers.can_park(self.engine):
+            queued = timers.hand_out(queued, state, run.clock.now())
         if run.control.halted or (not state.ready and not state.timers) or parks:
             done = await self._finish(run, name)
             return StepResult(flow_id, name, done.status, 0, None, done.result, queued)

@@ -13,8 +13,8 @@ it). Nothing of the flow stays in any process's memory. Then:
   wakes each under the flow's lease (`stored_flows.recover`). A second waker
   finds the lease held and skips, or finds the timer's activation consumed (its
   commit is fenced: a duplicate is refused), so a timer wakes its flow once;
-- `keep_clock`: a loop calling `wake_due` and firing due schedules
-  (`runner.schedules`; ``qm serve``, ``qm worker``).
+- `keep_clock`: a loop of `clock_round`s, each calling `wake_due` and firing
+  due schedules (`runner.schedules`; ``qm serve``, ``qm worker``, ``qm clock``).
 
 Runs park only on stores with `FindsDueTimers` and only when someone will wake
 them: a script's own call (`wait_out`), or, for flows started in the
@@ -24,6 +24,7 @@ background, an engine running `keep_clock`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Iterable
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
     from quartermaster_engine.runner.flow_run import FlowRun
     from quartermaster_engine.runner.listeners import Listener
+    from quartermaster_engine.runner.state import FlowState
+    from quartermaster_engine.runner.stepper import ActivationRef
 
 logger = logging.getLogger("quartermaster_engine.timers")
 
@@ -54,6 +57,23 @@ WAKE_AT_ONCE = 16
 def parks_now(run: FlowRun) -> bool:
     """Whether the run's next timer is far enough to park for (the run has timers)."""
     return run.state.timers[0][0] - run.clock.now() >= PARK_AFTER
+
+
+def hand_out(
+    queued: Iterable[tuple[ActivationRef, float]], state: FlowState, now: float
+) -> tuple[tuple[ActivationRef, float], ...]:
+    """What a remote step hands to the workers when its store keeps timers (the
+    flow does not park now): ``queued`` (ref, due; 0: now) without far timers
+    (due `PARK_AFTER` or more from ``now``): those stay in the store only, never a
+    broker ETA task. While other activations of the flow are ready, their steps
+    decide again; once none is, the flow parks (a clock wakes it) or, its first
+    timer being near, its near timers go out here."""
+    out = {ref: due for ref, due in queued if due - now < PARK_AFTER}
+    if not state.ready:
+        for due, _, act in state.timers:
+            if due - now < PARK_AFTER:
+                out.setdefault((act.node_id, act.visit, act.attempt), due if due > now else 0.0)
+    return tuple(out.items())
 
 
 def can_park(engine: Engine) -> bool:
@@ -113,23 +133,54 @@ async def _wake(engine: Engine, flow_id: UUID, slots: asyncio.Semaphore) -> bool
         return True
 
 
-async def keep_clock(engine: Engine, every: float = CLOCK_EVERY) -> None:
-    """Wake due flows and fire due schedules every ``every`` seconds until cancelled;
-    meanwhile flows the engine starts in the background park on far timers instead
-    of holding a task."""
+async def clock_round(engine: Engine) -> tuple[list[UUID], list[UUID]]:
+    """One round of the clock: wake due flows (`wake_due`), then fire due schedules
+    (`EngineSchedules.fire_due`); returns (the flows woken, the flows started). A
+    store outage in either is logged and counts as nothing done (the next round
+    tries again)."""
+    try:
+        woke = await wake_due(engine)
+    except Exception as exc:  # a store outage: try again next round
+        logger.warning("waking due timers failed: %s", error_text(exc))
+        woke = []
+    try:
+        started = await engine.schedules.fire_due()
+    except Exception as exc:  # a store outage: try again next round
+        logger.warning("firing due schedules failed: %s", error_text(exc))
+        started = []
+    return woke, started
+
+
+async def clock_once(engine: Engine) -> tuple[list[UUID], list[UUID]]:
+    """One `clock_round` as a clock loop runs it (far timers park), then wait for
+    the flows it started to end or park; returns (woken, started)."""
     engine.running.clock_kept = True
     try:
-        while True:
-            try:
-                woke = await wake_due(engine)
-            except Exception as exc:  # a store outage: try again next round
-                logger.warning("waking due timers failed: %s", error_text(exc))
-                woke = []
-            try:
-                await engine.schedules.fire_due()
-            except Exception as exc:  # a store outage: try again next round
-                logger.warning("firing due schedules failed: %s", error_text(exc))
-            if len(woke) < WAKE_LIMIT:  # (a full round: more may be due, go on)
+        found = await clock_round(engine)
+        await engine.running.settle()
+        return found
+    finally:
+        engine.running.clock_kept = False
+
+
+async def keep_clock(
+    engine: Engine, every: float = CLOCK_EVERY, stop: asyncio.Event | None = None
+) -> None:
+    """Run `clock_round` every ``every`` seconds until cancelled or ``stop`` is set;
+    meanwhile flows the engine starts in the background park on far timers instead
+    of holding a task. Once ``stop`` is set, the flows this engine drives in the
+    background (scheduled flows) are waited for to end or park, then it returns."""
+    engine.running.clock_kept = True
+    try:
+        while stop is None or not stop.is_set():
+            woke, _ = await clock_round(engine)
+            if len(woke) >= WAKE_LIMIT:  # (a full round: more may be due, go on)
+                continue
+            if stop is None:
                 await asyncio.sleep(every)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+        await engine.running.settle()
     finally:
         engine.running.clock_kept = False

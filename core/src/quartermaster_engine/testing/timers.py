@@ -30,14 +30,21 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from quartermaster_engine.context.node_execution import NodeStatus
-from quartermaster_engine.events import FlowEvent, FlowFinished, TimerFired, TimerSet
+from quartermaster_engine.events import (
+    DeadlinePassed,
+    FlowEvent,
+    FlowFinished,
+    TimerFired,
+    TimerSet,
+)
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import FlowBusyError, FlowStateError
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing.calls import call
-from quartermaster_graph import GraphBuilder, GraphSpec
+from quartermaster_graph import GraphBuilder, GraphEdge, GraphNode, GraphSpec
+from quartermaster_graph.validation import check_graph
 
 #: The sleep the crash test parks in (the issue's figure).
 SLEEP_SECONDS = 2.0
@@ -142,19 +149,50 @@ def _ask(ctx: Any) -> NodeResult:
     return NodeResult(output_text=f"answer: {ctx.user_input}")
 
 
-def ask_graph(timeout: float) -> GraphSpec:
-    """``Start -> Ask (waits, deadline ``timeout`` s, on_timeout "no reply") -> End``."""
-    return (
+def ask_graph(timeout: float, *, edge: bool = False) -> GraphSpec:
+    """``Start -> Ask (waits, deadline ``timeout`` s, on_timeout "no reply") -> End``;
+    with ``edge``, Ask's deadline takes an edge instead (``on_timeout_edge``):
+    ``Ask -> End`` when answered, ``Ask -[late]-> Late -> End`` when it passed."""
+    if not edge:
+        meta: dict[str, Any] = {"timeout": timeout, "on_timeout": "no reply"}
+        return GraphBuilder("Ask").start().node("ask", "Ask", metadata=meta).end().build()
+    meta = {"timeout": timeout, "on_timeout_edge": "late"}
+    spec = (
         GraphBuilder("Ask")
         .start()
-        .node("ask", "Ask", metadata={"timeout": timeout, "on_timeout": "no reply"})
+        .node("ask", "Ask", metadata=meta)
+        .node("late", "Late")
         .end()
-        .build()
+        .build(validate=False)
     )
+    ask, late, end = (_named(spec, n) for n in ("Ask", "Late", "End"))
+    edges = [
+        e.model_copy(update={"label": "late"}) if e.target_id == late.id else e for e in spec.edges
+    ]
+    edges.append(GraphEdge(source_id=ask.id, target_id=end.id))
+    graph = GraphSpec(
+        name=spec.name,
+        agent_id=spec.agent_id,
+        start_node_id=spec.start_node_id,
+        nodes=list(spec.nodes),
+        edges=edges,
+    )
+    check_graph(graph)
+    return graph
+
+
+def _named(spec: GraphSpec, name: str) -> GraphNode:
+    node = spec.get_node_by_name(name)
+    assert node is not None, name
+    return node
+
+
+def _late(ctx: Any) -> NodeResult:
+    return NodeResult(output_text=f"late: {ctx.input_text}")
 
 
 def _registry(side: str) -> SimpleNodeRegistry:
-    return SimpleNodeRegistry({"work": _side_work(side), "ask": _ask})
+    return SimpleNodeRegistry({"work": _side_work(side), "ask": _ask, "late": _late})
 
 
 def answer_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
@@ -263,15 +301,19 @@ def check_answer_and_deadline_race(
     tmp: Path,
     flows: int = 200,
     timeout: float = 1.5,
+    *,
+    edge: bool = False,
 ) -> dict[str, int]:
     """``flows`` flows wait for an answer with a ``timeout`` s deadline; one process
     answers each at its deadline while another keeps the clock (`start_worker(*args)`
     returns a started `subprocess.Popen` running `answer_worker_main` or
-    `clock_worker_main`). Each flow takes exactly one of the two outcomes."""
+    `clock_worker_main`). Each flow takes exactly one of the two outcomes (``edge``:
+    the deadline takes an edge to node Late instead of answering, `ask_graph`)."""
 
     async def pause_all() -> tuple[list[UUID], list[float]]:
+        graph = ask_graph(timeout, edge=edge)
         async with Engine(store=open_store(), registry=_registry("")) as engine:
-            results = [await engine.run(ask_graph(timeout), "in") for _ in range(flows)]
+            results = [await engine.run(graph, "in") for _ in range(flows)]
         assert {r.status for r in results} == {FlowStatus.PAUSED}
         return [r.flow_id for r in results], [float(r.wakes_at or 0.0) for r in results]
 
@@ -300,12 +342,18 @@ def check_answer_and_deadline_race(
                 r for r in snap.records if r.node_id == ask and r.status is NodeStatus.FINISHED
             ]
             assert len(finished) == 1, flow_id
+            late_node = snap.flow.graph.get_node_by_name("Late")
+            late = [r for r in snap.records if late_node and r.node_id == late_node.id]
             if snap.flow.final_output == "answer: yes":
-                assert (kinds["DeadlinePassed"], resumed) == (0, 1), flow_id
+                assert (kinds["DeadlinePassed"], resumed, late) == (0, 1, []), flow_id
                 by_answer += 1
             else:
-                assert snap.flow.final_output == "answer: no reply", snap.flow.final_output
+                expected = "late: in" if edge else "answer: no reply"
+                assert snap.flow.final_output == expected, snap.flow.final_output
                 assert (kinds["DeadlinePassed"], resumed) == (1, 0), flow_id
+                passed = next(e for e in events if isinstance(e, DeadlinePassed))
+                assert (passed.answer, passed.edge) == (("", "late") if edge else ("no reply", ""))
+                assert len(late) == (1 if edge else 0), flow_id
                 by_deadline += 1
     finally:
         call(store, "close")

@@ -181,7 +181,9 @@ class NodeSpans:
             start_time=at,
         )
         passed: dict[str, Any] = {"deadline": event.deadline}
-        if self.record_content:
+        if event.edge:  # it took its on_timeout_edge (a label of the graph, not content)
+            passed["edge"] = event.edge
+        elif self.record_content:
             passed["answer"] = event.answer
         span.add_event(sc.EVENT_DEADLINE_PASSED, passed, timestamp=at)
         span.end(end_time=at)

@@ -188,6 +188,8 @@ class FlowTracer:
             "tick_iso": event.tick_iso,
             "missed": event.missed,
         }
+        if event.manual:  # fired by hand (qm schedules run)
+            attributes["manual"] = True
         span.add_event(sc.EVENT_SCHEDULE_FIRED, attributes, timestamp=ns(event.ts))
 
     def _flow_paused(self, event: FlowPaused) -> None:
