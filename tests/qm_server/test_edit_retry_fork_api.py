@@ -3,12 +3,18 @@ SQLite file: exact statuses and bodies, the engine's named errors as 4xx."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 from qm_server_support import GATE_YAML, LiveServer
+
+from qm_store_sqlite import SQLiteStore
+from quartermaster_engine import Engine
+from quartermaster_engine.history.held import held
 
 
 def _history(client: httpx.Client, flow_id: str) -> dict[str, Any]:
@@ -91,6 +97,7 @@ def test_a_paused_flow_is_edited_and_a_running_one_refused(server: LiveServer) -
             json={"memory": {"revisions": 7}, "messages": [{"role": "user", "content": "Go"}]},
         )
         done = client.post(f"/api/flows/{paused}/resume", json={"answer": "yes", "wait": True})
+        paused_history = _history(client, paused)
         running = client.post("/api/flows", json={"graph": "sleeper", "input": "x"}).json()[
             "flow_id"
         ]
@@ -99,6 +106,9 @@ def test_a_paused_flow_is_edited_and_a_running_one_refused(server: LiveServer) -
         client.post(f"/api/flows/{running}/stop")
     assert (edited.status_code, edited.json()) == (200, {"flow_id": paused, "checkpoint": 4})
     assert done.json()["output"] == "Published after 7 revision(s): Launch post"
+    edit = paused_history["checkpoints"][3]
+    assert (edit["outcome"], edit["node"], edit["memory"]["revisions"]) == ("edited", "Review", 7)
+    assert edit["messages"] == [{"role": "user", "content": "Go"}]
     assert _error(busy_edit) == (
         409,
         "flow_running",
@@ -169,3 +179,42 @@ def test_a_fork_runs_from_its_checkpoint_and_records_its_lineage(server: LiveSer
 def _history_of(server: LiveServer, flow_id: str) -> dict[str, Any]:
     with server.client() as client:
         return _history(client, flow_id)
+
+
+def test_an_edit_or_retry_of_a_flow_another_process_holds_is_409_flow_busy(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    (server.settings.graphs_dir / "gate.yaml").write_text(GATE_YAML)
+    with server.client() as client:
+        paused = client.post(
+            "/api/flows", json={"graph": "approval-loop", "input": "x", "wait": True}
+        ).json()["flow_id"]
+        failed = client.post(
+            "/api/flows", json={"graph": "gate", "input": "hi", "wait": True}
+        ).json()["flow_id"]
+    answers: list[httpx.Response] = []
+
+    async def hold_both() -> str:
+        # Another engine on the same file takes both flows' leases (as a process
+        # resuming or recovering them would) while the server is asked to act.
+        async with Engine(store=SQLiteStore(tmp_path / "flows.db")) as other:
+            async with held(other, UUID(paused), "testing"), held(other, UUID(failed), "testing"):
+                with server.client() as client:
+                    answers.append(
+                        client.post(f"/api/flows/{paused}/edit", json={"memory": {"a": 1}})
+                    )
+                    answers.append(client.post(f"/api/flows/{failed}/retry"))
+            return other.owner
+
+    owner = asyncio.run(hold_both())
+    edit, retry = answers
+    for response, flow_id, what in ((edit, paused, "editing"), (retry, failed, "retrying")):
+        status, code, message = _error(response)
+        assert (status, code) == (409, "flow_busy"), response.text
+        assert message.startswith(f"flow {flow_id} is being run by {owner} (lease epoch "), message
+        assert message.endswith(f" left unless renewed); {what} a flow needs it"), message
+    with server.client() as client:  # let go: both act
+        edited = client.post(f"/api/flows/{paused}/edit", json={"memory": {"a": 1}})
+        retried = client.post(f"/api/flows/{failed}/retry", json={"wait": True})
+    assert edited.json() == {"flow_id": paused, "checkpoint": 4}
+    assert retried.json()["status"] == "failed"  # still no limit: a second failed attempt
