@@ -136,6 +136,11 @@ def test_a_fork_runs_from_its_checkpoint_and_records_its_lineage(server: LiveSer
         out_of_range = client.post(f"/api/flows/{fid}/fork", json={"at": 99})
         no_waiter = client.post(f"/api/flows/{fid}/fork", json={"answer": "yes"})
         bad_reuse = client.post(f"/api/flows/{fid}/fork", json={"reuse": "always"})
+        bad_text = client.post(
+            f"/api/flows/{fid}/fork",
+            content=b'{"input": "\\ud800"}',  # a lone surrogate, escaped in JSON
+            headers={"content-type": "application/json"},
+        )
         missing = uuid4()
         unknown = client.post(f"/api/flows/{missing}/fork", json={})
         invalid = client.post("/api/flows/nope/fork", json={})
@@ -170,6 +175,11 @@ def test_a_fork_runs_from_its_checkpoint_and_records_its_lineage(server: LiveSer
     assert message.startswith("answer given but no node of the fork ")
     assert message.endswith(" waits for input at that checkpoint")
     assert _error(bad_reuse)[:2] == (422, "validation_error")
+    assert _error(bad_text) == (
+        400,
+        "invalid_text",
+        "input is not valid Unicode text: it holds a lone surrogate '\\ud800' at position 0",
+    )
     assert _error(unknown) == (404, "unknown_flow", f"no flow {missing} in the store")
     assert _error(invalid) == (400, "invalid_flow_id", "'nope' is not a flow id")
     assert _error(unknown_edit)[:2] == (404, "unknown_flow")

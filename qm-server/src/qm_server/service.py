@@ -181,8 +181,8 @@ class FlowService:
                 return await self.engine.update(
                     flow_id, memory=memory, messages=messages, node=node
                 )
-            except FlowStateError:
-                raise  # 409, by the app's handlers
+            except (FlowStateError, InvalidTextError):
+                raise  # 409 / 400 invalid_text, by the app's handlers
             except ValueError as exc:
                 raise ApiError(400, "invalid_edit", str(exc).split("\n")[0]) from None
 
@@ -210,8 +210,8 @@ class FlowService:
             new_id = await engine.fork(flow_id, **edits)
         except FlowNotFoundError:
             raise unknown_flow(flow_id) from None
-        except FlowStateError:
-            raise  # 409, by the app's handlers (a replay that cannot pass a node, ...)
+        except (FlowStateError, InvalidTextError):
+            raise  # 409 (a replay that cannot pass a node, ...) / 400, by the app's handlers
         except (UnknownNodeTypeError, NodeConfigError) as exc:
             raise _graph_error(exc) from None
         except ValueError as exc:
