@@ -1,6 +1,6 @@
 """The page's history view in a real headless Chromium: one row per checkpoint, the
 memory and messages of a chosen one, a fork at a checkpoint (the new flow shows its
-parent), and the retry of a failed flow after an edit."""
+parent), and the retry of a failed flow after an edit made with the page's form."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def test_the_history_of_a_finished_flow_and_a_fork_at_a_checkpoint(
     assert browser.find_element(By.ID, "history-count").text == "7 checkpoints"
     assert browser.find_element(By.ID, "flow-lineage").text == ""
     assert not browser.find_element(By.ID, "retry").is_displayed()
+    assert not browser.find_element(By.ID, "edit-form").is_displayed()
     rows = browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")
     rows[1].find_elements(By.TAG_NAME, "td")[1].click()
     memory = wait.until(
@@ -100,9 +101,14 @@ def test_a_failed_flow_is_retried_from_the_page(server: LiveServer, browser: Web
     wait.until(lambda d: len(_rows(d)) == 3)
     assert _rows(browser)[2] == ["3", "Gate", "1", "2", "failed"]
     assert browser.find_element(By.ID, "flow-status").text == "failed"
-    with server.client() as client:
-        edited = client.post(f"/api/flows/{fid}/edit", json={"memory": {"limit": 5}})
-    assert edited.json() == {"flow_id": fid, "checkpoint": 4}
+    # The fix: limit set from the page's form (5 read as JSON: the number 5).
+    assert browser.find_element(By.ID, "edit-form").is_displayed()
+    browser.find_element(By.ID, "edit-key").send_keys("limit")
+    browser.find_element(By.ID, "edit-value").send_keys("5")
+    browser.find_element(By.ID, "edit-submit").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "edit-done"), "set at checkpoint 4"))
+    wait.until(lambda d: len(_rows(d)) == 4)
+    assert _rows(browser)[3] == ["4", "", "", "", "edited"]
     browser.find_element(By.ID, "retry").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "flow-status"), "completed"))
     wait.until(lambda d: len(_rows(d)) == 6)
@@ -113,3 +119,7 @@ def test_a_failed_flow_is_retried_from_the_page(server: LiveServer, browser: Web
     ]
     assert browser.find_element(By.ID, "flow-output").text == "Output: limit 5: hi"
     assert not browser.find_element(By.ID, "retry").is_displayed()
+    assert not browser.find_element(By.ID, "edit-form").is_displayed()
+    with server.client() as client:
+        history = client.get(f"/api/flows/{fid}/history").json()
+    assert history["checkpoints"][3]["memory"] == {"limit": 5}

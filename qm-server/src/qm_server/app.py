@@ -28,6 +28,7 @@ _STATIC = resources.files("qm_server") / "static"
 _ASSETS = {
     "app.js": "text/javascript",
     "dom.js": "text/javascript",
+    "edit.js": "text/javascript",
     "graph.js": "text/javascript",
     "history.js": "text/javascript",
     "panel.js": "text/javascript",

@@ -1,7 +1,7 @@
 // The Quartermaster page: the flows list (status filter, search, refreshed every second)
 // and one flow's inspector: the graph coloured by node state, the node panel, the live
 // waterfall of node runs and LLM calls, the form that answers a waiting node, its timers
-// and usage (timeline.js), its history with forks and retry (history.js).
+// and usage (timeline.js), its history with forks and retry (history.js), memory edits (edit.js).
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
@@ -126,6 +126,7 @@
   }
 
   const history = window.QMHistory.wire(api, () => current && current.id, (id) => showFlow(id));
+  const editor = window.QMEdit.wire(api, () => current && current.id, () => refreshFlow());
   const ENDED = new Set(["finished", "failed", "skipped", "cancelled"]);
   const runKey = (nodeId, visit, attempt) => `${nodeId}:${visit}:${attempt}`;
 
@@ -141,6 +142,7 @@
     $("#history tbody").replaceChildren();
     $("#checkpoint-detail").replaceChildren();
     for (const sel of ["#flow-lineage", "#history-count", "#flow-error"]) $(sel).textContent = "";
+    editor.reset();
     current = {
       id, events: null, graph: null, view: null, ticker: null, pending: null, selected: null,
       tokens: new Map(), // node id -> text streamed by its running activation
@@ -189,6 +191,7 @@
       $("#answer-prompt").textContent = waiting.prompt;
     }
     $("#retry").hidden = view.status !== "failed";
+    editor.show(view.status);
     window.QMTimeline.render(view, current.timeline);
     if (current.historyAt !== view.event_seq && (current.historyAt === null || view.status !== "running")) {
       current.historyAt = view.event_seq;
