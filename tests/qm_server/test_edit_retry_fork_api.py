@@ -225,6 +225,15 @@ def test_an_edit_or_retry_of_a_flow_another_process_holds_is_409_flow_busy(
         assert message.endswith(f" left unless renewed); {what} a flow needs it"), message
     with server.client() as client:  # let go: both act
         edited = client.post(f"/api/flows/{paused}/edit", json={"memory": {"a": 1}})
-        retried = client.post(f"/api/flows/{failed}/retry", json={"wait": True})
+        retried = client.post(f"/api/flows/{failed}/retry")
+        flow = client.get(f"/api/flows/{failed}").json()
+        while flow["status"] == "running":
+            time.sleep(0.02)
+            flow = client.get(f"/api/flows/{failed}").json()
     assert edited.json() == {"flow_id": paused, "checkpoint": 4}
-    assert retried.json()["status"] == "failed"  # still no limit: a second failed attempt
+    assert (retried.status_code, retried.json()) == (202, {"flow_id": failed, "status": "running"})
+    # Still no limit: a second failed attempt.
+    assert [(r["node_name"], r["attempt"], r["status"]) for r in flow["runs"]][1:] == [
+        ("Gate", 1, "failed"),
+        ("Gate", 2, "failed"),
+    ]

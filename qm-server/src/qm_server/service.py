@@ -199,7 +199,10 @@ class FlowService:
                 )
             engine = self.engine
             task = await self._start_task(flow_id, lambda: engine.retry(flow_id))
-        return await self._outcome(task, wait, state_code="flow_state_conflict")
+        result = await self._outcome(task, wait, state_code="flow_state_conflict")
+        # Without ``wait`` the answer is 202 alone, even when the retry ended at once
+        # (errors found at once are still answered).
+        return result if wait else None
 
     async def fork(
         self, flow_id: UUID, edits: ForkEdits, *, wait: bool
