@@ -21,8 +21,7 @@ from uuid import UUID, uuid4
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
-from quartermaster_engine.history import Checkpoint
-from quartermaster_engine.history.fork import ForkEdits
+from quartermaster_engine.history import Checkpoint, ForkEdits
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
