@@ -60,10 +60,35 @@ def blocker(context: Any) -> NodeResult:
     return NodeResult(output_text="unblocked")
 
 
+def gate(context: Any) -> NodeResult:
+    """Fails unless flow memory holds ``limit`` (set by an edit before a retry)."""
+    limit = context.memory.get("limit")
+    if limit is None:
+        raise RuntimeError("no limit in flow memory")
+    return NodeResult(output_text=f"limit {limit}: {context.input_text}")
+
+
 def test_registry() -> SimpleNodeRegistry:
     return SimpleNodeRegistry(
-        {"test.Typewriter": Typewriter(), "test.Sleeper": Sleeper(), "test.Blocker": blocker}
+        {
+            "test.Typewriter": Typewriter(),
+            "test.Sleeper": Sleeper(),
+            "test.Blocker": blocker,
+            "test.Gate": gate,
+        }
     )
+
+
+GATE_YAML = """\
+name: Gate
+nodes:
+  - {name: Start, type: Start1}
+  - {name: Gate, type: test.Gate}
+  - {name: End, type: End1}
+edges:
+  - {from: Start, to: Gate}
+  - {from: Gate, to: End}
+"""
 
 
 TYPEWRITER_YAML = """\

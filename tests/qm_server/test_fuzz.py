@@ -49,6 +49,9 @@ OPERATIONS = {
     "GET /api/flows/{flow_id}/events",
     "POST /api/flows/{flow_id}/resume",
     "POST /api/flows/{flow_id}/stop",
+    "POST /api/flows/{flow_id}/edit",
+    "POST /api/flows/{flow_id}/retry",
+    "POST /api/flows/{flow_id}/fork",
 }
 
 

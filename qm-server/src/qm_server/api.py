@@ -1,9 +1,10 @@
-"""The HTTP API under ``/api``: graphs, flows, their events (SSE), resume, stop, delete."""
+"""The HTTP API under ``/api``: graphs, flows, their events (SSE), resume, stop, delete,
+and their history: checkpoints, edits, retries and forks."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
@@ -23,6 +24,7 @@ from qm_server.graphs import GraphFolder, graph_from_body
 from qm_server.service import FlowService
 from qm_server.views import flow_summary, flow_view, graph_view, result_view, sse_frame
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.history import ForkEdits
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.live import live_channel
@@ -81,6 +83,74 @@ class ResumeFlow(BaseModel):
         default=None, description="the waiting node (id or name); default: the first waiting"
     )
     wait: bool = Field(default=False, description="answer with the result (end or pause)")
+
+
+class EditMessage(BaseModel):
+    """One message of an edit's ``messages``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(description="system, user or assistant")
+    content: str
+
+
+class EditFlow(BaseModel):
+    """Set flow-memory values of a paused, failed or stopped flow, and/or replace the
+    input messages of the node that runs next (the waiting or failed one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: dict[str, Any] | None = Field(default=None, description="flow-memory values to set")
+    messages: list[EditMessage] | None = Field(
+        default=None, min_length=1, description="the input messages of the node that runs next"
+    )
+    node: str | None = Field(
+        default=None, description="the node ``messages`` are for (id or name), when several wait"
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> EditFlow:
+        if self.memory is None and self.messages is None:
+            raise ValueError("nothing to edit: give memory and/or messages")
+        if self.memory is not None and _depth(self.memory) > MAX_GRAPH_DEPTH:
+            raise ValueError(f"memory nests deeper than {MAX_GRAPH_DEPTH} levels")
+        return self
+
+
+class RetryFlow(BaseModel):
+    """Continue a failed flow from the activation that failed it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wait: bool = Field(default=False, description="answer with the result (end or pause)")
+
+
+class ForkFlow(BaseModel):
+    """Start a new flow from a checkpoint of this one, with edits, and run it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: int | None = Field(
+        default=None, ge=0, description="the checkpoint (see the history); default: the last"
+    )
+    memory: dict[str, Any] | None = Field(default=None, description="flow-memory values to set")
+    input: str | None = Field(default=None, description="a new flow input")
+    answer: str | None = Field(default=None, description="answers the node waiting there")
+    reuse: Literal["unchanged"] | None = Field(
+        default=None, description="reuse the results of nodes whose inputs did not change"
+    )
+    wait: bool = Field(default=False, description="answer with the result (end or pause)")
+
+    @model_validator(mode="after")
+    def _shallow(self) -> ForkFlow:
+        if self.memory is not None and _depth(self.memory) > MAX_GRAPH_DEPTH:
+            raise ValueError(f"memory nests deeper than {MAX_GRAPH_DEPTH} levels")
+        return self
+
+    def edits(self) -> ForkEdits:
+        return ForkEdits(
+            at=self.at, memory=self.memory, input=self.input, answer=self.answer, reuse=self.reuse
+        )
 
 
 def _flow_id(text: str) -> UUID:
@@ -179,7 +249,9 @@ def api_router(
         running_here = service.is_running_here(fid)
         return flow_view(snapshot, running_here=running_here, budgets=service.engine.budgets)
 
-    @router.get("/flows/{flow_id}/history", tags=["flows"])
+    @router.get(
+        "/flows/{flow_id}/history", tags=["history"], responses=error_responses(400, 404, 503)
+    )
     async def flow_history(flow_id: str) -> dict[str, Any]:
         """The flow's checkpoints, one per commit, oldest first: node, visit, attempt,
         outcome, time, and the memory and messages as they stood after it; for a fork,
@@ -285,6 +357,58 @@ def api_router(
         if result is not None:
             return JSONResponse(result_view(result), status_code=200)
         return JSONResponse({"flow_id": str(fid), "status": "running"}, status_code=202)
+
+    @router.post(
+        "/flows/{flow_id}/edit",
+        tags=["history"],
+        responses=error_responses(400, 404, 409, 413, 503),
+    )
+    async def edit_flow(flow_id: str, body: EditFlow) -> dict[str, Any]:
+        """Edit a paused, failed or stopped flow: set memory values, replace the input
+        messages of its waiting (or failed) node; logged as a ``FlowEdited`` event.
+        ``409`` for a flow in another state or held by another process."""
+        fid = _flow_id(flow_id)
+        messages = None if body.messages is None else [m.model_dump() for m in body.messages]
+        seq = await service.edit(fid, body.memory, messages, body.node)
+        return {"flow_id": str(fid), "checkpoint": seq}
+
+    @router.post(
+        "/flows/{flow_id}/retry",
+        tags=["history"],
+        status_code=202,
+        responses=error_responses(400, 404, 409, 413, 422, 503),
+    )
+    async def retry_flow(flow_id: str, body: RetryFlow | None = None) -> JSONResponse:
+        """Continue a failed flow from the activation that failed it (``409
+        flow_not_failed`` for a flow that did not fail); committed nodes stay."""
+        fid = _flow_id(flow_id)
+        wait = body is not None and body.wait
+        result = await service.retry(fid, wait=wait)
+        if result is not None:
+            return JSONResponse(result_view(result), status_code=200)
+        return JSONResponse({"flow_id": str(fid), "status": "running"}, status_code=202)
+
+    @router.post(
+        "/flows/{flow_id}/fork",
+        tags=["history"],
+        status_code=202,
+        responses=error_responses(400, 404, 409, 413, 422, 503),
+    )
+    async def fork_flow(flow_id: str, body: ForkFlow) -> JSONResponse:
+        """A new flow from checkpoint ``at`` of this one (see the history) with the
+        edits applied, run at once: ``202`` with its id, or with ``wait`` its result."""
+        fid = _flow_id(flow_id)
+        new_id, result = await service.fork(fid, body.edits(), wait=body.wait)
+        if result is not None:
+            return JSONResponse(result_view(result), status_code=200)
+        return JSONResponse(
+            {
+                "flow_id": str(new_id),
+                "status": "running",
+                "events": f"/api/flows/{new_id}/events",
+            },
+            status_code=202,
+        )
 
     @router.post(
         "/flows/{flow_id}/stop",

@@ -28,8 +28,11 @@ _STATIC = resources.files("qm_server") / "static"
 _ASSETS = {
     "app.js": "text/javascript",
     "dom.js": "text/javascript",
+    "edit.js": "text/javascript",
     "graph.js": "text/javascript",
+    "history.js": "text/javascript",
     "panel.js": "text/javascript",
+    "timeline.js": "text/javascript",
     "waterfall.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from uuid import UUID, uuid4
 from qm_server.errors import ApiError, unknown_flow
 from qm_server.event_source import InProcessEventLog
 from quartermaster_engine.config import BackendConfig, ConfigError, EngineConfig
-from quartermaster_engine.history import Checkpoint
+from quartermaster_engine.history import Checkpoint, ForkEdits
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.plugins.loader import load_plugins
 from quartermaster_engine.runner import (
     Engine,
+    FlowBusyError,
     FlowResult,
     FlowStateError,
     NodeConfigError,
@@ -165,6 +166,68 @@ class FlowService:
             task = await self._start_task(flow_id, lambda: engine.resume(flow_id, answer, node))
         return await self._outcome(task, wait)
 
+    async def edit(
+        self,
+        flow_id: UUID,
+        memory: dict[str, Any] | None,
+        messages: Sequence[dict[str, Any]] | None,
+        node: str | None,
+    ) -> int:
+        """Edit a paused, failed or stopped flow (`Engine.update`); the edit's checkpoint."""
+        async with self._acting_on(flow_id):
+            self._not_running_here(flow_id, "edited")
+            try:
+                return await self.engine.update(
+                    flow_id, memory=memory, messages=messages, node=node
+                )
+            except (FlowStateError, InvalidTextError):
+                raise  # 409 / 400 invalid_text, by the app's handlers
+            except ValueError as exc:
+                raise ApiError(400, "invalid_edit", str(exc).split("\n")[0]) from None
+
+    async def retry(self, flow_id: UUID, *, wait: bool) -> FlowResult | None:
+        """Continue a failed flow from its failed activation (`Engine.retry`)."""
+        async with self._acting_on(flow_id):
+            self._not_running_here(flow_id, "retried")
+            record = await self.record(flow_id)
+            if record.status is not FlowStatus.FAILED:
+                raise ApiError(
+                    409,
+                    "flow_not_failed",
+                    f"flow {flow_id} is {record.status.value}; only a failed flow can be retried",
+                )
+            engine = self.engine
+            task = await self._start_task(flow_id, lambda: engine.retry(flow_id))
+        result = await self._outcome(task, wait, state_code="flow_state_conflict")
+        # Without ``wait`` the answer is 202 alone, even when the retry ended at once
+        # (errors found at once are still answered).
+        return result if wait else None
+
+    async def fork(
+        self, flow_id: UUID, edits: ForkEdits, *, wait: bool
+    ) -> tuple[UUID, FlowResult | None]:
+        """Store a fork of ``flow_id`` (`Engine.fork`) and run it like a recovery."""
+        engine = self.engine
+        try:
+            new_id = await engine.fork(flow_id, **edits)
+        except FlowNotFoundError:
+            raise unknown_flow(flow_id) from None
+        except (FlowStateError, InvalidTextError):
+            raise  # 409 (a replay that cannot pass a node, ...) / 400, by the app's handlers
+        except (UnknownNodeTypeError, NodeConfigError) as exc:
+            raise _graph_error(exc) from None
+        except ValueError as exc:
+            raise ApiError(400, "invalid_fork", str(exc).split("\n")[0]) from None
+        result = await self._launch(new_id, lambda: engine.recover(new_id), wait)
+        # Without ``wait`` the answer is the new id alone, even when the fork ended at once.
+        return new_id, result if wait else None
+
+    def _not_running_here(self, flow_id: UUID, what: str) -> None:
+        if flow_id in self._running:
+            raise ApiError(
+                409, "flow_running", f"flow {flow_id} is running; it can be {what} once it stops"
+            )
+
     @asynccontextmanager
     async def _acting_on(self, flow_id: UUID) -> AsyncIterator[None]:
         """One resume, stop or delete of a flow at a time in this server (each checks
@@ -187,11 +250,14 @@ class FlowService:
         the caller's), or with ``wait`` once the task is done."""
         return await self._outcome(await self._start_task(flow_id, go), wait)
 
-    async def _outcome(self, task: asyncio.Task[FlowResult], wait: bool) -> FlowResult | None:
-        """None while ``task`` runs (unless ``wait``), else its result."""
+    async def _outcome(
+        self, task: asyncio.Task[FlowResult], wait: bool, state_code: str = "flow_not_waiting"
+    ) -> FlowResult | None:
+        """None while ``task`` runs (unless ``wait``), else its result (a
+        `FlowStateError` answered as 409 ``state_code``)."""
         if not wait and not task.done():
             return None
-        return await _translated(asyncio.shield(task))
+        return await _translated(asyncio.shield(task), state_code)
 
     async def _start_task(
         self, flow_id: UUID, go: Callable[[], Awaitable[FlowResult]]
@@ -275,16 +341,24 @@ def _subgraphs_inside(config: EngineConfig, folder: Path) -> EngineConfig:
 _EXPECTED = (FlowStateError, UnknownNodeTypeError, NodeConfigError, LookupError, InvalidTextError)
 
 
-async def _translated(awaitable: Awaitable[FlowResult]) -> FlowResult:
+async def _translated(
+    awaitable: Awaitable[FlowResult], state_code: str = "flow_not_waiting"
+) -> FlowResult:
     """The result, with the engine's errors about the request as `ApiError`s."""
     try:
         return await awaitable
+    except FlowBusyError as exc:
+        raise ApiError(409, "flow_busy", str(exc).split("\n")[0]) from None
     except FlowStateError as exc:
-        raise ApiError(409, "flow_not_waiting", str(exc)) from None
-    except UnknownNodeTypeError as exc:
-        raise ApiError(422, "unknown_node_type", str(exc).split("\n")[0], _lines(exc)) from None
-    except NodeConfigError as exc:
-        raise ApiError(422, "invalid_node_settings", str(exc).split("\n")[0], _lines(exc)) from None
+        raise ApiError(409, state_code, str(exc)) from None
+    except (UnknownNodeTypeError, NodeConfigError) as exc:
+        raise _graph_error(exc) from None
+
+
+def _graph_error(exc: UnknownNodeTypeError | NodeConfigError) -> ApiError:
+    """422 for a graph this server cannot run (a node type or node settings)."""
+    code = "unknown_node_type" if isinstance(exc, UnknownNodeTypeError) else "invalid_node_settings"
+    return ApiError(422, code, str(exc).split("\n")[0], _lines(exc))
 
 
 def _lines(exc: BaseException) -> list[str]:

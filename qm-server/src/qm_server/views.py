@@ -9,6 +9,7 @@ from qm_server.event_source import Position, position_text
 from quartermaster_engine.budgets import BudgetsConfig, flow_usage
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.pending_timers import pending_timers
 from quartermaster_engine.runner import FlowResult, WaitingNode
 from quartermaster_engine.stores.records import FlowRecord, FlowSnapshot
 from quartermaster_graph.enums import NodeType
@@ -98,7 +99,9 @@ def flow_view(
     snapshot: FlowSnapshot, *, running_here: bool, budgets: BudgetsConfig | None = None
 ) -> dict[str, Any]:
     """One flow: its record, every node run, what waits, each node's state, and its
-    usage (node runs, tokens, cost priced by ``budgets``: `quartermaster_engine.budgets`).
+    usage (node runs, tokens, cost priced by ``budgets``: `quartermaster_engine.budgets`)
+    and its timers (a sleep's wake time, a retry's next attempt, a wait's deadline:
+    `quartermaster_engine.pending_timers`).
 
     A node with no run in an ended flow is ``dead`` (no path reached it).
     """
@@ -143,6 +146,7 @@ def flow_view(
         "waiting": waiting,
         "memory": snapshot.memory,
         "usage": flow_usage(snapshot.records, budgets).to_dict(),
+        "timers": pending_timers(snapshot),
     }
 
 

@@ -33,9 +33,9 @@ from quartermaster_engine.cli.flow_ids import (
     resolve_flow_id,
 )
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
-from quartermaster_engine.control_nodes import iso
 from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.pending_timers import TIMER_VERBS, pending_timers
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.records import (
@@ -44,8 +44,6 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     latest_records,
 )
-from quartermaster_graph.enums import NodeType
-from quartermaster_graph.models import type_name
 
 
 def parse_age(text: str) -> timedelta:
@@ -210,21 +208,7 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
         for a in snap.pending
         if a.waiting
     ]
-    types = {n.id: type_name(n.type) for n in snap.flow.graph.nodes}
-    data["timers"] = [
-        {
-            "node": names.get(a.node_id, str(a.node_id)),
-            "kind": "deadline"
-            if a.waiting
-            else "sleep"
-            if types.get(a.node_id) == NodeType.SLEEP.value
-            else "retry",
-            "wakes_at": a.not_before,
-            "wakes_at_iso": iso(a.not_before),
-        }
-        for a in snap.pending
-        if a.not_before
-    ]
+    data["timers"] = pending_timers(snap)
     if as_json:
         echo_json(data)
         return
@@ -248,9 +232,7 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     for waiting in data["waiting"]:
         click.echo(f"waiting: {show(waiting['node'])} asks {waiting['prompt']!r}")
     for timer in data["timers"]:
-        verb = {"sleep": "sleeps until", "retry": "retries at", "deadline": "times out at"}[
-            timer["kind"]
-        ]
+        verb = TIMER_VERBS[timer["kind"]]
         click.echo(f"timer: {show(timer['node'])} {verb} {_when(timer['wakes_at'])} UTC")
 
 

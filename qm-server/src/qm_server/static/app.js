@@ -1,6 +1,7 @@
 // The Quartermaster page: the flows list (status filter, search, refreshed every second)
 // and one flow's inspector: the graph coloured by node state, the node panel, the live
-// waterfall of node runs and LLM calls, and the form that answers a waiting node.
+// waterfall of node runs and LLM calls, the form that answers a waiting node, its timers
+// and usage (timeline.js), its history with forks and retry (history.js), memory edits (edit.js).
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
@@ -124,6 +125,8 @@
     current = null;
   }
 
+  const history = window.QMHistory.wire(api, () => current && current.id, (id) => showFlow(id));
+  const editor = window.QMEdit.wire(api, () => current && current.id, () => refreshFlow());
   const ENDED = new Set(["finished", "failed", "skipped", "cancelled"]);
   const runKey = (nodeId, visit, attempt) => `${nodeId}:${visit}:${attempt}`;
 
@@ -136,6 +139,10 @@
     $("#node-detail").replaceChildren(
       Object.assign(document.createElement("h3"), { textContent: "Node" }),
       Object.assign(document.createElement("p"), { className: "muted", textContent: "Click a node or a bar of the waterfall." }));
+    $("#history tbody").replaceChildren();
+    $("#checkpoint-detail").replaceChildren();
+    for (const sel of ["#flow-lineage", "#history-count", "#flow-error"]) $(sel).textContent = "";
+    editor.reset();
     current = {
       id, events: null, graph: null, view: null, ticker: null, pending: null, selected: null,
       tokens: new Map(), // node id -> text streamed by its running activation
@@ -144,6 +151,8 @@
       calls: [], // LLM calls: { node_id, visit, call, model, provider, start, end, usage, ... }
       retries: [], // NodeRetrying events
       skew: 0, // server clock minus this browser's, from the latest event
+      timeline: [], // logged timer and schedule events (timeline.js)
+      historyAt: null, // the event_seq the history pane was read at
     };
     const view = await api("GET", `/api/flows/${id}`);
     if (!current || current.id !== id) return;
@@ -180,6 +189,13 @@
       $("#answer-node").textContent = waiting.node_name;
       form.dataset.nodeId = waiting.node_id;
       $("#answer-prompt").textContent = waiting.prompt;
+    }
+    $("#retry").hidden = view.status !== "failed";
+    editor.show(view.status);
+    window.QMTimeline.render(view, current.timeline);
+    if (current.historyAt !== view.event_seq && (current.historyAt === null || view.status !== "running")) {
+      current.historyAt = view.event_seq;
+      history.load();
     }
     drawWaterfall();
     if (current.selected) selectNode(current.selected.node, current.selected.run);
@@ -322,6 +338,9 @@
     };
     for (const type of ["NodeFinished", "NodeSkipped", "FlowError", "UserInputRequired"]) on(type, ended);
     for (const type of ["FlowPaused", "FlowResumed"]) on(type, refreshFlow);
+    for (const type of window.QMTimeline.types) {
+      on(type, (e) => { current.timeline.push(e); if (current.view) window.QMTimeline.render(current.view, current.timeline); });
+    }
     for (const type of ["FlowFinished", "FlowStopped"]) {
       on(type, () => { source.close(); current.running.clear(); refreshFlow(); });
     }

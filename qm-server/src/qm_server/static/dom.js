@@ -13,6 +13,8 @@
 
   const seconds = (s) => (s == null ? "" : s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`);
   const when = (ts) => (ts ? new Date(ts * 1000).toLocaleTimeString() : "");
+  // A Unix time as "2030-01-01 01:00:00 UTC" (timers, checkpoints: exact and zone-free).
+  const utc = (ts) => (ts ? new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "");
 
-  window.QMDom = { svg, seconds, when };
+  window.QMDom = { svg, seconds, when, utc };
 })();
