@@ -1,5 +1,5 @@
 """A flow that maps, in a process of its own: ``python sqlite_map_worker.py DB
-run|recover FLOW_ID SIDE_FILE N K DIE_AFTER`` (`quartermaster_engine.testing.maps`)."""
+map-run|map-recover FLOW_ID SIDE_FILE N K DIE_AFTER`` (`quartermaster_engine.testing.maps`)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ index is in the side file exactly once), and the output lists every item in
 order.
 
 A store's worker script calls `map_worker_main` with its store; its test calls
-`check_sigkill_during_map`, starting the script with `processes.WorkerCommand`.
+`check_sigkill_during_map`, starting the script with `processes.WorkerCommand`
+(modes ``map-run`` and ``map-recover``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class ItemsOf:
 
 
 def map_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
-    """The worker process: ``run|recover FLOW_ID SIDE_FILE N K DIE_AFTER``."""
+    """The worker process: ``map-run|map-recover FLOW_ID SIDE_FILE N K DIE_AFTER``
+    (mode names a store's worker script can share with other kits')."""
     mode, flow_id, side, n, k, die_after = argv[:6]
 
     def work(ctx: ExecutionContext) -> NodeResult:
@@ -65,7 +67,7 @@ def map_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
         return NodeResult(output_text=f"<{ctx.input_text}>")
 
     def die(event: FlowEvent) -> None:
-        if mode == "run" and isinstance(event, MapProgress) and event.done == int(die_after):
+        if mode == "map-run" and isinstance(event, MapProgress) and event.done == int(die_after):
             os.kill(os.getpid(), signal.SIGKILL)
 
     runner = FlowRunner(
@@ -75,7 +77,7 @@ def map_worker_main(store: Any, argv: list[str]) -> dict[str, Any]:
         on_event=die,
     )
     fid = UUID(flow_id)
-    result = runner.run("in", flow_id=fid) if mode == "run" else runner.recover(fid)
+    result = runner.run("in", flow_id=fid) if mode == "map-run" else runner.recover(fid)
     return {"status": result.status.value, "final_output": result.final_output}
 
 
@@ -90,10 +92,10 @@ def check_sigkill_during_map(
     """Kill a worker after ``die_after`` of ``n`` items committed; recover in another
     process; assert each item ran exactly once and the join is in item order."""
     flow_id = uuid4()
-    crashed = run_worker("run", str(flow_id), str(side), str(n), str(k), str(die_after))
+    crashed = run_worker("map-run", str(flow_id), str(side), str(n), str(k), str(die_after))
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert len(side.read_text().split()) == die_after
-    recovered = run_worker("recover", str(flow_id), str(side), str(n), str(k), str(die_after))
+    recovered = run_worker("map-recover", str(flow_id), str(side), str(n), str(k), str(die_after))
     assert recovered.returncode == 0, recovered.stderr
     expected = json.dumps([f"<{i}>" for i in range(n)])
     assert json.loads(recovered.stdout.strip().splitlines()[-1]) == {
