@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from qm_nodes_std import register_graph, std_registry, unregister_graph
 from qm_nodes_std.catalog import std_executors
 from quartermaster_engine import (
     ExecutionContext,
@@ -238,3 +239,23 @@ async def _steppers() -> None:
     kinds = Counter(r.status for r in snap.records)
     # The 8 items, then Start, Docs, Shout (its mapping record, then its join), After, End.
     assert kinds == {NodeStatus.FINISHED: 8 + 5, NodeStatus.MAPPING: 1}
+
+
+def test_graph_runs_a_child_flow_per_item() -> None:
+    register_graph("shouter", Graph("Shouter").text("Loud", template="{{ input | upper }}!").end())
+    try:
+        graph = (
+            Graph("Children")
+            .map("Loud", items="input.split()", graph="shouter", max_concurrency=2)
+            .end()
+            .build()
+        )
+        item = next(n for n in graph.nodes if n.name == "Loud item")
+        assert (item.type_name, item.metadata) == ("SubAssistant1", {"graph": "shouter"})
+        result = FlowRunner(graph, std_registry()).run("a b c")
+        assert result.status is FlowStatus.COMPLETED, result.error
+        assert json.loads(result.final_output) == ["A!", "B!", "C!"]
+    finally:
+        unregister_graph("shouter")
+    with pytest.raises(ValueError, match=r"map\('M'\): give node= or graph=, not both or neither"):
+        Graph("x").map("M", items="[1]")

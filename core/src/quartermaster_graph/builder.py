@@ -647,8 +647,9 @@ class _Chain:
         self,
         name: str,
         items: str,
-        node: str | GraphNode,
+        node: str | GraphNode | None = None,
         *,
+        graph: str | os.PathLike[str] | None = None,
         max_concurrency: int = 8,
         on_item_error: str = "fail",
         **kwargs: Any,
@@ -658,7 +659,9 @@ class _Chain:
         with the item as its input and ``item``/``index`` in its memory; the results,
         in item order, go to flow memory under ``name`` and on as a JSON list.
         ``node`` is a `GraphNode` or a node type (``"Instruction1"``,
-        ``"acme.Classify"``), added to the graph unconnected as ``"<name> item"``.
+        ``"acme.Classify"``), added to the graph unconnected as ``"<name> item"``;
+        or ``graph`` (as for `sub_graph`): each item runs that graph, a SubAssistant1
+        node ``"<name> item"``, with the item as its input.
         ``on_item_error``: ``"fail"`` fails the flow, ``"skip"`` leaves the item
         out, ``"collect"`` puts ``{"error": ...}`` in its place (docs/map.md)."""
         if not isinstance(items, str) or not items.strip():
@@ -672,7 +675,16 @@ class _Chain:
                 f"map('{name}'): on_item_error must be one of "
                 f"{', '.join(repr(m) for m in MAP_ITEM_ERRORS)}, not {on_item_error!r}"
             )
-        item = node if isinstance(node, GraphNode) else _make_node(node, f"{name} item", {}, {})
+        if (node is None) == (graph is None):
+            raise ValueError(f"map('{name}'): give node= or graph=, not both or neither")
+        if graph is not None:
+            meta_item = {"graph": os.fspath(graph)}
+            item = _make_node(NodeType.SUB_ASSISTANT, f"{name} item", meta_item, {})
+        elif isinstance(node, GraphNode):
+            item = node
+        else:
+            assert node is not None
+            item = _make_node(node, f"{name} item", {}, {})
         meta: dict[str, Any] = {
             "items": items,
             "node": str(item.id),
