@@ -42,7 +42,7 @@ async def map_result(
         return join(run, act, plan)
     items = list(result.data.get("map_items") or ())
     if not items:
-        return NodeResult(output_text="[]", data={"memory_updates": {cnode.name: []}})
+        return NodeResult(output_text="[]", data={"memory_updates": {_memory_key(plan): []}})
     await start(run, act, plan, items, started)
     return None
 
@@ -179,7 +179,12 @@ def join(run: FlowRun, act: Activation, plan: CMap) -> NodeResult:
         elif collect:
             results.append({"error": rec.error or "failed"})
     data = {
-        "memory_updates": {plan.node.name or str(plan.node.node_id): results},
+        "memory_updates": {_memory_key(plan): results},
         "map": {"total": mapped.total, "failed": mapped.failed},
     }
     return NodeResult(output_text=json.dumps(results, ensure_ascii=False), data=data)
+
+
+def _memory_key(plan: CMap) -> str:
+    """Where the results go in flow memory: the Map1 node's name (else its id)."""
+    return plan.node.name or str(plan.node.node_id)
