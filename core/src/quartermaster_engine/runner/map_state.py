@@ -15,7 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
-from quartermaster_engine.control_nodes import MAP_TYPE
+from quartermaster_engine.control_nodes import MAP_JOIN, MAP_TYPE
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.stores.records import Activation
 from quartermaster_graph import GraphSpec
@@ -108,6 +108,49 @@ class MapRun:
         self.pending.discard(index)
         if failed:
             self.failed += 1
+
+
+def first_items(state: FlowState, mapped: MapRun) -> list[Activation]:
+    """What the map's start queues: its first ``max_concurrency`` items."""
+    count = min(mapped.total, mapped.plan.max_concurrency)
+    return [_item_activation(state, mapped, index) for index in range(count)]
+
+
+def after_item(
+    state: FlowState, mapped: MapRun, index: int, rec: NodeExecution
+) -> list[Activation]:
+    """Item ``index`` ended with ``rec``: count it, and what its commit queues: the
+    item ``max_concurrency`` places on (its lane's next), and after the last item
+    the Map1 node's join run. The one rule of both the runner and `history.replay`."""
+    queued = []
+    following = index + mapped.plan.max_concurrency
+    if following < mapped.total:
+        queued.append(_item_activation(state, mapped, following))
+    mapped.end(index, rec)
+    if len(mapped.ended) == mapped.total:
+        queued.append(_join_activation(state, mapped))
+    return queued
+
+
+def _item_activation(state: FlowState, mapped: MapRun, index: int) -> Activation:
+    item = mapped.plan.item
+    act = Activation._engine(item.node_id, mapped.base + 1 + index, item, (mapped.record,))
+    state.enter_loops(item)
+    mapped.pending.add(index)
+    return act
+
+
+def _join_activation(state: FlowState, mapped: MapRun) -> Activation:
+    """The Map1 node's second run, queued by its last item's commit."""
+    mapping = mapped.record
+    node = mapped.plan.node
+    act = Activation(
+        node.node_id, mapped.visit, mapping.attempt, mapping.inputs, user_input=MAP_JOIN
+    )
+    act.cnode = node
+    act.sources = mapped.sources
+    state.enter_loops(node)
+    return act
 
 
 def note_record(state: FlowState, cnode: CNode, rec: NodeExecution) -> None:

@@ -23,7 +23,7 @@ from quartermaster_engine.nodes import NodeResult
 from quartermaster_engine.runner.commits import commit_and_apply, committed, record
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.errors import FlowStateError
-from quartermaster_engine.runner.map_state import CMap, MapRun, map_run
+from quartermaster_engine.runner.map_state import CMap, MapRun, after_item, first_items, map_run
 from quartermaster_engine.stores.records import Activation, Commit
 
 if TYPE_CHECKING:
@@ -57,20 +57,10 @@ async def start(
     state.visits[item.idx] = base + len(items)
     rec = record(act, NodeStatus.MAPPING, started, None, {"items": items, "base": base}, None)
     mapped = MapRun(plan, rec, act.sources)
-    commit = Commit(act.key, rec)
-    for index in range(min(len(items), plan.max_concurrency)):
-        commit.add_enqueue(_item_activation(run, mapped, index))
+    commit = Commit(act.key, rec, enqueue=first_items(state, mapped))
     event = _progress(run, mapped) if run.emitter.listening else None
     await commit_and_apply(run, plan.node, rec, commit, event)
     state.maps[(plan.node.idx, act.visit)] = mapped
-
-
-def _item_activation(run: FlowRun, mapped: MapRun, index: int) -> Activation:
-    item = mapped.plan.item
-    act = Activation._engine(item.node_id, mapped.base + 1 + index, item, (mapped.record,))
-    run.state.enter_loops(item)
-    mapped.pending.add(index)
-    return act
 
 
 def _progress(run: FlowRun, mapped: MapRun) -> MapProgress:
@@ -102,13 +92,7 @@ async def item_ended(
     state = run.state
     mapped = map_run(state, act)
     index = mapped.index_of(act.visit)
-    commit = Commit(act.key, rec, memory)
-    following = index + plan.max_concurrency
-    if following < mapped.total:
-        commit.add_enqueue(_item_activation(run, mapped, following))
-    mapped.end(index, rec)
-    if len(mapped.ended) == mapped.total:
-        commit.add_enqueue(_join_activation(run, mapped))
+    commit = Commit(act.key, rec, memory, enqueue=after_item(state, mapped, index, rec))
     router = run.router
     router.settle(cnode, commit)
     emitter = run.emitter
@@ -126,19 +110,6 @@ async def item_ended(
     state.apply(commit, cnode, rec)
     for handle in handles:
         emitter.release(handle)
-
-
-def _join_activation(run: FlowRun, mapped: MapRun) -> Activation:
-    """The Map1 node's second run, queued by its last item's commit."""
-    mapping = mapped.record
-    node = mapped.plan.node
-    act = Activation(
-        node.node_id, mapped.visit, mapping.attempt, mapping.inputs, user_input=MAP_JOIN
-    )
-    act.cnode = node
-    act.sources = mapped.sources
-    run.state.enter_loops(node)
-    return act
 
 
 async def item_failed(
