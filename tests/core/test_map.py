@@ -259,3 +259,35 @@ def test_graph_runs_a_child_flow_per_item() -> None:
         unregister_graph("shouter")
     with pytest.raises(ValueError, match=r"map\('M'\): give node= or graph=, not both or neither"):
         Graph("x").map("M", items="[1]")
+
+
+def test_two_maps_on_parallel_branches_run_at_once_and_each_joins_its_own() -> None:
+    async def tag(ctx: ExecutionContext) -> str:
+        await asyncio.sleep(0.001 * (5 - ctx.memory["index"]))
+        return f"{ctx.current_node.name}:{ctx.input_text}"
+
+    b = Graph("Two maps").var("Docs", variable="docs", expression="input.split()").parallel()
+    b.branch().map("Left", items="memory.docs", node="tag", max_concurrency=2).end()
+    b.branch().map("Right", items="memory.docs[::-1]", node="tag", max_concurrency=9).end()
+    graph = b.static_merge("Both").end().build()
+    events: list[FlowEvent] = []
+    runner = FlowRunner(
+        graph, registry(tag=tag), dispatcher=AsyncDispatcher(), on_event=events.append
+    )
+    result = runner.run("a b c")
+    assert result.status is FlowStatus.COMPLETED, result.error
+    memory = {e.node_name: e for e in events if isinstance(e, MapProgress) and e.done == 3}
+    assert set(memory) == {"Left", "Right"}
+    outputs = {
+        name: json.loads(result.node_results[n.id].output_text or "")
+        for name in ("Left", "Right")
+        for n in graph.nodes
+        if n.name == name
+    }
+    assert outputs == {
+        "Left": ["Left item:a", "Left item:b", "Left item:c"],
+        "Right": ["Right item:c", "Right item:b", "Right item:a"],
+    }
+    # max_concurrency above the list's length: every item starts at once.
+    first = {e.node_name: e.running for e in events if isinstance(e, MapProgress) and not e.done}
+    assert first == {"Left": 2, "Right": 3}
