@@ -291,3 +291,20 @@ def test_two_maps_on_parallel_branches_run_at_once_and_each_joins_its_own() -> N
     # max_concurrency above the list's length: every item starts at once.
     first = {e.node_name: e.running for e in events if isinstance(e, MapProgress) and not e.done}
     assert first == {"Left": 2, "Right": 3}
+
+
+def test_a_map1_executor_of_ones_own_gives_the_list() -> None:
+    class Three:
+        def execute(self, ctx: ExecutionContext) -> NodeResult:
+            return NodeResult(data={"map_items": ["x", "y", "z"]})
+
+    class Wrong:
+        def execute(self, ctx: ExecutionContext) -> str:
+            return "x y z"
+
+    graph = Graph("Own").map("M", items="unused", node="shout").end().build()
+    own = FlowRunner(graph, SimpleNodeRegistry({"shout": shout, "Map1": Three()})).run("")
+    assert own.final_output == '["0:X", "1:Y", "2:Z"]'
+    wrong = FlowRunner(graph, SimpleNodeRegistry({"shout": shout, "Map1": Wrong()})).run("")
+    assert wrong.status is FlowStatus.FAILED
+    assert "the Map1 items executor returned str; expected NodeResult(data=" in (wrong.error or "")

@@ -154,8 +154,14 @@ class MapExecutor:
         result: Any = self.items.execute(context)
         if inspect.isawaitable(result):
             result = await result
-        if not isinstance(result, NodeResult) or not result.success:
-            return result  # type: ignore[no-any-return]
+        if not isinstance(result, NodeResult):
+            return NodeResult(
+                success=False,
+                error=f"the Map1 items executor returned {type(result).__name__}; expected "
+                "NodeResult(data={'map_items': [...]})",
+            )
+        if not result.success:
+            return result
         items = result.data.get("map_items")
         if isinstance(items, tuple):
             items = list(items)
