@@ -26,7 +26,7 @@ from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.dispatchers import AsyncDispatcher
 from quartermaster_engine.events import MapProgress, NodeStarted
 from quartermaster_engine.runner.stepper import FlowStepper
-from quartermaster_engine.testing import call
+from quartermaster_engine.testing import build_graph, call
 from quartermaster_graph import Graph, GraphNode, GraphSpec
 from quartermaster_graph.validation import GraphValidationError, validate_graph
 
@@ -308,3 +308,17 @@ def test_a_map1_executor_of_ones_own_gives_the_list() -> None:
     wrong = FlowRunner(graph, SimpleNodeRegistry({"shout": shout, "Map1": Wrong()})).run("")
     assert wrong.status is FlowStatus.FAILED
     assert "the Map1 items executor returned str; expected NodeResult(data=" in (wrong.error or "")
+
+
+def test_a_graph_file_names_the_mapped_node_by_name() -> None:
+
+    graph = build_graph(
+        {
+            "Start": "Start1",
+            "M": {"type": "Map1", "metadata": {"items": "input.split()", "node": "Loud"}},
+            "Loud": "shout",
+            "End": "End1",
+        },
+        [("Start", "M"), ("M", "End")],
+    )
+    assert FlowRunner(graph, registry()).run("p q").final_output == '["0:P", "1:Q"]'
