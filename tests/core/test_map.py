@@ -25,6 +25,7 @@ from quartermaster_engine import (
 from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.dispatchers import AsyncDispatcher
 from quartermaster_engine.events import MapProgress, NodeStarted
+from quartermaster_engine.runner.executors import NodeConfigError
 from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.testing import build_graph, call
 from quartermaster_graph import Graph, GraphNode, GraphSpec
@@ -322,3 +323,29 @@ def test_a_graph_file_names_the_mapped_node_by_name() -> None:
         [("Start", "M"), ("M", "End")],
     )
     assert FlowRunner(graph, registry()).run("p q").final_output == '["0:P", "1:Q"]'
+
+
+def test_bad_settings_in_a_graph_file_are_refused_before_the_flow_starts() -> None:
+    graph = build_graph(
+        {
+            "Start": "Start1",
+            "M": {
+                "type": "Map1",
+                "metadata": {
+                    "items": "input.split(",
+                    "node": "Loud",
+                    "max_concurrency": "many",
+                    "on_item_error": "shrug",
+                },
+            },
+            "Loud": "shout",
+            "End": "End1",
+        },
+        [("Start", "M"), ("M", "End")],
+    )
+    with pytest.raises(NodeConfigError) as err:
+        FlowRunner(graph, registry()).run("p q")
+    text = str(err.value)
+    assert "metadata 'items': invalid syntax in 'input.split('" in text
+    assert "Map1 'max_concurrency' 'many' is not a whole number >= 1" in text
+    assert "Map1 'on_item_error' 'shrug' is not one of 'fail', 'skip', 'collect'" in text

@@ -35,7 +35,10 @@ class CMap:
         meta = node.node.metadata
         self.node = node
         self.item = item
-        self.max_concurrency = max(1, int(meta.get("max_concurrency", 8)))
+        limit = meta.get("max_concurrency", 8)
+        # A bad value is reported before the flow starts (`MapExecutor.validate_node`).
+        ok = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+        self.max_concurrency: int = limit if ok else 8
         self.on_item_error = str(meta.get("on_item_error", "fail"))
 
 
