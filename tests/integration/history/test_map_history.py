@@ -86,3 +86,23 @@ def test_a_retry_after_a_failed_item_runs_it_and_the_items_still_pending(
         ["A", "B", "C", "D", "E"],
     )
     assert ran == {"a": 1, "b": 1, "c": 2, "d": 1, "e": 1}
+
+
+def test_a_fork_that_reuses_runs_the_map_and_its_items_again(stores: StoreFactory) -> None:
+    async def go() -> tuple[Any, list[Any], Counter[str]]:
+        ran: Counter[str] = Counter()
+        async with Engine(stores(), registry=registry(ran, set())) as engine:
+            done = await engine.run(graph(), "a b c")
+            forks = []
+            for at in (0, 3, 5):
+                fid = await engine.fork(done.flow_id, at=at, reuse="unchanged")
+                forks.append(await engine.recover(fid))
+            return done, forks, ran
+
+    done, forks, ran = asyncio.run(go())
+    assert [(f.status, f.final_output) for f in forks] == [
+        (FlowStatus.COMPLETED, done.final_output)
+    ] * 3
+    # The original ran each item once; the forks at 0 and 3 (before any item
+    # ended) ran all three again, the fork at 5 (items 1 and 2 ended) only the third.
+    assert ran == {"a": 3, "b": 3, "c": 4}
