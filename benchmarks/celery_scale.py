@@ -15,8 +15,11 @@ real ``qm worker`` processes.
   ways: ``run()``'s wall time (it includes the client's 0.2 s poll of the event
   log at the end), and first to last logged event (the workers' own time).
 
+- Map (``--map-items 100 1000``): a Map1 node over N no-op items
+  (max_concurrency 16) on 2 workers; first to last logged event per item.
+
     .venv/bin/python benchmarks/celery_scale.py [--concurrency 4] [--runs 3] [--workers 1 2 4]
-        [--skip-scale] [--skip-overhead]
+        [--skip-scale] [--skip-overhead] [--map-items N ...]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from qmbench.redis_server import redis_server
 
 from quartermaster_engine import FlowRunner, FlowStatus
 from quartermaster_engine.testing import build_graph, call, chain_graph
+from quartermaster_graph import Graph
 
 QM = Path(sys.executable).with_name("qm")
 CELERY = Path(sys.executable).with_name("celery")
@@ -241,6 +245,28 @@ def overhead(bench: Bench, runs: int) -> None:
     print(f"  ratio (first to last event / bare): {ours_log / bare:.2f}x (target <= 1.5x)")
 
 
+def map_items(bench: Bench, sizes: list[int], workers: int, concurrency: int) -> None:
+    """A Map1 node over N no-op items (max_concurrency 16) on ``workers`` workers:
+    first to last logged event per item, which should not grow with N."""
+    bench.workers(workers, concurrency)
+    for n in sizes:
+        graph = (
+            Graph("map")
+            .map("M", items="input.split()", node="bench.noop", max_concurrency=16)
+            .end()
+            .build()
+        )
+        with FlowRunner.from_config(graph, str(bench.config)) as runner:
+            text = " ".join(str(i) for i in range(n))
+            result = runner.run(text)
+            if result.status is not FlowStatus.COMPLETED or result.final_output.count('"ok"') != n:
+                raise SystemExit(f"wrong result: {result.status} {result.error}")
+            events = call(runner.store, "read_events", result.flow_id)
+            span = events[-1].ts - events[0].ts
+        print(f"  {n:>6,} items: {span:.2f} s, {span / n * 1000:.2f} ms per item", flush=True)
+    bench.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=4)
@@ -248,6 +274,7 @@ def main() -> None:
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--map-items", type=int, nargs="*", default=[])
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
     with redis_server() as url, tempfile.TemporaryDirectory(prefix="qm-celery-bench-") as tmp:
@@ -262,6 +289,9 @@ def main() -> None:
             if not args.skip_overhead:
                 print("overhead: a chain of 200 no-op nodes, one worker of concurrency 1")
                 overhead(bench, args.runs)
+            if args.map_items:
+                print(f"map: a Map1 node over N no-op items, 2 workers x {args.concurrency}")
+                map_items(bench, args.map_items, 2, args.concurrency)
         finally:
             bench.stop()
     print(f"load average at end {os.getloadavg()}")

@@ -37,6 +37,7 @@ EXPECTED_TYPES = [
     "User1",
     "UserDecision1",
     "UserForm1",
+    "Map1",
     "SubAssistant1",
 ]
 

@@ -457,6 +457,23 @@ def test_a_sleep_ends_its_run_sleeping_and_the_wake_is_a_run_of_its_own(spans: S
     assert spans.sink.tracer.open_flows == 0
 
 
+def test_a_map_run_ends_mapping_and_its_join_is_a_run_of_its_own(spans: Spans) -> None:
+    from quartermaster_graph import Graph
+
+    graph = Graph("map").map("M", items="input.split()", node="step", max_concurrency=2).end()
+    result = FlowRunner(graph.build(), registry(), sinks=[spans.sink]).run("a b c")
+    assert result.status is FlowStatus.COMPLETED
+
+    mapping, joined = sorted(spans.named("node M"), key=lambda s: s.start_time or 0)
+    assert attrs(mapping)["qm.node.status"] == "mapping"
+    assert events(mapping) == [("qm.node.map_started", {"total": 3, "running": 2})]
+    assert attrs(joined)["qm.node.status"] == "completed"
+    items = spans.named("node M item")
+    assert sorted(attrs(s)["qm.node.visit"] for s in items) == [1, 2, 3]
+    assert {attrs(s)["qm.node.status"] for s in items} == {"completed"}
+    assert spans.sink.tracer.open_flows == 0
+
+
 def test_a_scheduled_flow_carries_a_schedule_fired_span_event(spans: Spans) -> None:
     clock = TestClock(skip=False)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qm_redis_support import RedisServer, store_for, unique_prefix
 
+from quartermaster_engine.testing.maps import check_sigkill_during_map
 from quartermaster_engine.testing.processes import WorkerCommand
 from quartermaster_engine.testing.timers import (
     check_answer_and_deadline_race,
@@ -75,3 +76,11 @@ def test_an_answer_and_a_deadline_edge_racing_over_200_flows_take_one_outcome_ea
         lambda: store_for(redis_server, prefix), start_worker, tmp_path, edge=True
     )
     print(f"redis, deadline edge: {split}")
+
+
+def test_sigkill_during_a_map_then_recover_runs_only_unfinished_items(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    run_worker = WorkerCommand(str(WORKER), redis_server.url, prefix).run
+    check_sigkill_during_map(lambda: store_for(redis_server, prefix), run_worker, tmp_path / "side")

@@ -1,4 +1,4 @@
-"""The engine's own control-flow node executors: Start1, End1, Back1, Sleep1 and Merge1.
+"""The engine's own control-flow node executors: Start1, End1, Back1, Sleep1, Merge1, Map1.
 
 Start1 and End1 pass on the text delivered to them: the start node gets the
 flow input (or, when a SpawnStart node loops back, that node's output), and
@@ -25,9 +25,12 @@ from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import TimerFired
 from quartermaster_engine.nodes import NodeExecutor, NodeResult, ValidatesNodes
 from quartermaster_graph import GraphNode, GraphSpec
-from quartermaster_graph.enums import NodeType
+from quartermaster_graph.enums import MAP_ITEM_ERRORS, NodeType
 
 MERGE_TYPE = NodeType.MERGE.value
+MAP_TYPE = NodeType.MAP.value
+#: The ``user_input`` of a Map1 node's second run, once every item ended: the join.
+MAP_JOIN = "qm:map-join"
 SLEEP_TYPE = NodeType.SLEEP.value
 
 #: Metadata keys of a Merge1 node that ask for an LLM when they hold a non-empty value.
@@ -112,6 +115,62 @@ class MergeExecutor:
             return result  # type: ignore[no-any-return]
         # The scheduler joins the delivered texts in incoming-edge order, one per line.
         return NodeResult(success=True, output_text=context.input_text)
+
+
+class MapExecutor:
+    """Map1: its first run hands the list to map to the runner (``data["map_items"]``),
+    computed by ``items``, the ``Map1`` executor of the registry or of the installed
+    plugins (the std pack's evaluates the ``items`` expression); the runner runs the
+    items and joins them (`runner.maps`), then runs the node again (``MAP_JOIN``)."""
+
+    def __init__(self, items: NodeExecutor | None) -> None:
+        self.items = items
+
+    def validate_node(self, node: GraphNode, graph: GraphSpec) -> list[str]:
+        meta = node.metadata
+        problems = []
+        if self.items is None:
+            problems.append(
+                "Map1 needs an executor that evaluates its 'items': install qm-nodes-std "
+                "or register a Map1 executor"
+            )
+        elif isinstance(self.items, ValidatesNodes):
+            problems.extend(self.items.validate_node(node, graph) or ())
+        limit = meta.get("max_concurrency", 8)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            problems.append(f"Map1 'max_concurrency' {limit!r} is not a whole number >= 1")
+        if meta.get("on_item_error", "fail") not in MAP_ITEM_ERRORS:
+            problems.append(
+                f"Map1 'on_item_error' {meta.get('on_item_error')!r} is not one of "
+                + ", ".join(repr(m) for m in MAP_ITEM_ERRORS)
+            )
+        return problems
+
+    async def execute(self, context: ExecutionContext) -> NodeResult:
+        if context.user_input == MAP_JOIN:
+            return NodeResult(success=True)  # the runner joins the items' results
+        if self.items is None:
+            return NodeResult(success=False, error="no executor evaluates Map1 'items'")
+        result: Any = self.items.execute(context)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, NodeResult):
+            return NodeResult(
+                success=False,
+                error=f"the Map1 items executor returned {type(result).__name__}; expected "
+                "NodeResult(data={'map_items': [...]})",
+            )
+        if not result.success:
+            return result
+        items = result.data.get("map_items")
+        if isinstance(items, tuple):
+            items = list(items)
+        if not isinstance(items, list):
+            return NodeResult(
+                success=False,
+                error=f"Map1 'items' gave {type(items).__name__}, not a list",
+            )
+        return NodeResult(success=True, data={"map_items": items})
 
 
 def wake_time(node: GraphNode, now: float) -> float:

@@ -245,6 +245,21 @@ class TimerFired(FlowEvent):
 
 
 @dataclass(slots=True)
+class MapProgress(FlowEvent):
+    """A Map1 node's items: ``total`` items, ``done`` ended (``failed`` of them
+    failed), ``running`` queued or running now; logged when the map starts and by
+    each item's commit (docs/map.md)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    visit: int = 0
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+
+
+@dataclass(slots=True)
 class DeadlinePassed(FlowEvent):
     """A node's wait for a person passed its ``deadline`` unanswered: it is answered
     with ``answer`` (its ``on_timeout``), or, when ``edge`` is set (its
@@ -420,6 +435,7 @@ __all__ = [
     "FlowResumed",
     "FlowStarted",
     "FlowStopped",
+    "MapProgress",
     "NodeDead",
     "NodeFinished",
     "NodeRetrying",

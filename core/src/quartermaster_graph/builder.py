@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from quartermaster_graph.enums import (
+    MAP_ITEM_ERRORS,
     MessageType,
     NodeType,
     ThoughtType,
@@ -72,6 +73,7 @@ _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     NodeType.END.value: {"traverse_out": TraverseOut.SPAWN_NONE, **_SKIPS},
     NodeType.BACK.value: {"traverse_out": TraverseOut.SPAWN_START, **_SKIPS},
     NodeType.SLEEP.value: _SKIPS,
+    NodeType.MAP.value: _SKIPS,
     NodeType.INSTRUCTION.value: _ASSISTANT,
     NodeType.SUMMARIZE.value: _ASSISTANT,
     NodeType.AGENT.value: _ASSISTANT,
@@ -670,6 +672,58 @@ class _Chain:
                 raise ValueError(f"sleep('{name}'): until={until!r} has no time zone")
             meta["until"] = when.isoformat()
         return self._add(NodeType.SLEEP, name, meta, kwargs)
+
+    def map(
+        self,
+        name: str,
+        items: str,
+        node: str | GraphNode | None = None,
+        *,
+        graph: str | os.PathLike[str] | None = None,
+        max_concurrency: int = 8,
+        on_item_error: str = "fail",
+        **kwargs: Any,
+    ) -> Self:
+        """A Map1 node: ``items`` (an expression, as for ``var``) gives a list at run
+        time; ``node`` runs once per item, at most ``max_concurrency`` at once, each
+        with the item as its input and ``item``/``index`` in its memory; the results,
+        in item order, go to flow memory under ``name`` and on as a JSON list.
+        ``node`` is a `GraphNode` or a node type (``"Instruction1"``,
+        ``"acme.Classify"``), added to the graph unconnected as ``"<name> item"``;
+        or ``graph`` (as for `sub_graph`): each item runs that graph, a SubAssistant1
+        node ``"<name> item"``, with the item as its input.
+        ``on_item_error``: ``"fail"`` fails the flow, ``"skip"`` leaves the item
+        out, ``"collect"`` puts ``{"error": ...}`` in its place (docs/map.md)."""
+        if not isinstance(items, str) or not items.strip():
+            raise ValueError(f"map('{name}'): items must be an expression, like 'memory.docs'")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise ValueError(f"map('{name}'): max_concurrency must be a whole number")
+        if max_concurrency < 1:
+            raise ValueError(f"map('{name}'): max_concurrency must be at least 1")
+        if on_item_error not in MAP_ITEM_ERRORS:
+            raise ValueError(
+                f"map('{name}'): on_item_error must be one of "
+                f"{', '.join(repr(m) for m in MAP_ITEM_ERRORS)}, not {on_item_error!r}"
+            )
+        if (node is None) == (graph is None):
+            raise ValueError(f"map('{name}'): give node= or graph=, not both or neither")
+        if graph is not None:
+            meta_item = {"graph": os.fspath(graph)}
+            item = _make_node(NodeType.SUB_ASSISTANT, f"{name} item", meta_item, {})
+        elif isinstance(node, GraphNode):
+            item = node
+        else:
+            assert node is not None
+            item = _make_node(node, f"{name} item", {}, {})
+        meta: dict[str, Any] = {
+            "items": items,
+            "node": str(item.id),
+            "max_concurrency": max_concurrency,
+            "on_item_error": on_item_error,
+        }
+        self._add(NodeType.MAP, name, meta, kwargs)
+        self._root._register(item)  # unconnected: only the map runs it
+        return self
 
     def node(
         self,

@@ -27,6 +27,7 @@ class NodeType(str, Enum):
     INSTRUCTION_PARAMETERS = "InstructionParameters1"
     INSTRUCTION_PROGRAM = "InstructionProgram1"
     INSTRUCTION_PROGRAM_PARAMETERS = "InstructionProgramParameters1"
+    MAP = "Map1"
     MERGE = "Merge1"
     SLEEP = "Sleep1"
     PROGRAM_RUNNER = "ProgramRunner1"
@@ -116,3 +117,8 @@ class ExceptionResolution(str, Enum):
     RETRY = "Retry"
     BREAK = "Break"
     CONTINUE = "Continue"
+
+
+#: What a Map1 node does with an item that failed (after its node's retries):
+#: fail the flow, leave the item out, or put ``{"error": ...}`` in its place.
+MAP_ITEM_ERRORS = ("fail", "skip", "collect")

@@ -219,6 +219,17 @@ class SleepMetadata(NodeMetadata):
     until: str | None = None
 
 
+class MapMetadata(NodeMetadata):
+    """Map1: run the node ``node`` (its id or name) once per item of the list that the
+    expression ``items`` gives, at most ``max_concurrency`` at once; ``on_item_error``
+    is ``fail``, ``skip`` or ``collect`` (docs/map.md)."""
+
+    items: str = ""
+    node: str = ""
+    max_concurrency: int = 8
+    on_item_error: str = "fail"
+
+
 class BreakMetadata(NodeMetadata):
     """Break1."""
 
@@ -256,6 +267,7 @@ METADATA_SCHEMAS: dict[str, type[NodeMetadata]] = {
     NodeType.BREAK.value: BreakMetadata,
     NodeType.BACK.value: BackMetadata,
     NodeType.SLEEP.value: SleepMetadata,
+    NodeType.MAP.value: MapMetadata,
 }
 
 

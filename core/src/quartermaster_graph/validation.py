@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from quartermaster_graph.enums import NodeType, TraverseOut
@@ -37,6 +37,7 @@ _DETACHED_TYPES: frozenset[str] = frozenset(
 )
 _START = NodeType.START.value
 _END = NodeType.END.value
+_MAP = NodeType.MAP.value
 
 #: Every code `validate_graph` reports, with its severity (documented in docs/graph-files.md).
 #: Problems that quartermaster-graph 0.1.5 also reported keep its snake_case codes, so
@@ -55,6 +56,7 @@ ISSUE_CODES: dict[str, Severity] = {
     "capture-name-invalid": "error",
     "on-timeout-edge-invalid": "error",
     "duplicate-capture-name": "error",
+    "map-node-invalid": "error",
     "orphan_node": "warning",
     "picked-too-few-edges": "warning",
     "duplicate-node-name": "warning",
@@ -151,6 +153,7 @@ class _Checker:
         yield from self.check_edges()
         yield from self.check_branching()
         yield from self.check_timeout_edges()
+        yield from self.check_maps()
         yield from self.check_reachability()
 
     # -- naming -------------------------------------------------------------
@@ -366,16 +369,43 @@ class _Checker:
                 edge.id,
             )
 
+    def check_maps(self) -> Iterator[ValidationIssue]:
+        """Each Map1 names one node that only it runs: no edges, not a control node."""
+        mapped: dict[UUID, GraphNode] = {}
+        touched = {e.source_id for e in self.spec.edges} | {e.target_id for e in self.spec.edges}
+        for node in self.spec.nodes:
+            if node.type_name != _MAP:
+                continue
+            ref = node.metadata.get("node")
+            item = map_item_node(self.spec, ref)
+            problem = None
+            if item is None:
+                problem = f"names no node of the graph as its 'node' ({ref!r})"
+            elif item.type_name in (_START, _END, _MAP, "Back1"):
+                problem = f"cannot map {item.describe()}: it is a {item.type_name} node"
+            elif item.id in touched:
+                problem = f"maps {item.describe()}, which has edges; a mapped node has none"
+            elif mapped.setdefault(item.id, node) is not node:
+                problem = f"maps {item.describe()}, which {mapped[item.id].describe()} maps too"
+            if problem is not None:
+                yield _error("map-node-invalid", f"{node.describe()} {problem}", node.id)
+
     def check_reachability(self) -> Iterator[ValidationIssue]:
         if self.start is None:
             return
         reached = {self.start.id}
         queue = deque([self.start.id])
         while queue:
-            for edge in self.edges_from.get(queue.popleft(), ()):
+            node_id = queue.popleft()
+            for edge in self.edges_from.get(node_id, ()):
                 if edge.target_id in self.nodes and edge.target_id not in reached:
                     reached.add(edge.target_id)
                     queue.append(edge.target_id)
+            node = self.nodes[node_id]
+            if node.type_name == _MAP:  # a map reaches the node it runs
+                item = map_item_node(self.spec, node.metadata.get("node"))
+                if item is not None:
+                    reached.add(item.id)
         for node in self.nodes.values():
             if node.id not in reached and node.type_name not in _DETACHED_TYPES:
                 yield _warning(
@@ -384,6 +414,17 @@ class _Checker:
                     f"{self.start.describe()}",
                     node.id,
                 )
+
+
+def map_item_node(spec: GraphSpec, ref: Any) -> GraphNode | None:
+    """The node a Map1 node's ``node`` setting names: by id, else by its unique name."""
+    if not isinstance(ref, str) or not ref:
+        return None
+    for node in spec.nodes:
+        if str(node.id) == ref:
+            return node
+    named = [n for n in spec.nodes if n.name == ref]
+    return named[0] if len(named) == 1 else None
 
 
 def _kind(target: GraphNode) -> str:

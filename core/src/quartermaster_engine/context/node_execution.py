@@ -25,6 +25,8 @@ class NodeStatus(str, Enum):
     WAITING_USER = "waiting_user"
     WAITING_TOOL = "waiting_tool"
     SLEEPING = "sleeping"
+    #: A Map1 node whose items are running (docs/map.md).
+    MAPPING = "mapping"
     FINISHED = "finished"
     FAILED = "failed"
     SKIPPED = "skipped"

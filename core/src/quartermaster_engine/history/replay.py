@@ -26,6 +26,7 @@ from quartermaster_engine.events import UserInputRequired
 from quartermaster_engine.runner.compiled import OUT_PICKED, CEdge, CNode, CompiledGraph
 from quartermaster_engine.runner.deadlines import took_deadline_edge
 from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.map_state import MapRun, after_item, first_items, map_run
 from quartermaster_engine.runner.routing import Router
 from quartermaster_engine.runner.state import MISSING, FlowState
 from quartermaster_engine.stores.records import (
@@ -36,6 +37,9 @@ from quartermaster_engine.stores.records import (
     FlowSnapshot,
 )
 from quartermaster_graph.enums import ErrorStrategy
+
+#: How a map's item ends: finished, or skipped (failed under ``skip``/``collect``).
+_ITEM_ENDS = (NodeStatus.FINISHED, NodeStatus.SKIPPED)
 
 
 class ReplayError(FlowStateError):
@@ -152,7 +156,18 @@ class Replay:
         del self.pending[key]
         commit = Commit(key, rec)
         strategy = cnode.error_mode
-        if status is NodeStatus.FINISHED:
+        if cnode.map is not None and status is NodeStatus.MAPPING:  # a map started
+            mapped = MapRun(cnode.map, rec, act.sources)
+            self.state.maps[(cnode.idx, rec.visit)] = mapped
+            commit.enqueue = first_items(self.state, mapped)
+            router.settle(cnode, commit)
+        elif cnode.item_of is not None and status in _ITEM_ENDS:  # a map's item ended
+            mapped = map_run(self.state, act)
+            index = mapped.index_of(rec.visit)
+            commit.memory = memory_updates(rec)
+            commit.enqueue = after_item(self.state, mapped, index, rec)
+            router.settle(cnode, commit)
+        elif status is NodeStatus.FINISHED:
             commit.memory = memory_updates(rec)
             picked = (
                 self._picked(cnode, rec)

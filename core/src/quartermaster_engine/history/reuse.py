@@ -141,6 +141,8 @@ class Original:
         if seen is None:
             return None
         cnode: CNode = act.cnode
+        if cnode.map is not None or cnode.item_of is not None:
+            return None  # a map and its items run again (docs/map.md, not done yet)
         found = run.caller.executor(cnode)
         executor = found[0] if found is not None else None
         reads = executor.memory_reads(cnode.node) if isinstance(executor, ReadsMemory) else None

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from quartermaster_engine.runner.map_state import CMap, link_maps
 from quartermaster_engine.types import (
     ErrorStrategy,
     GraphEdge,
@@ -110,7 +111,9 @@ class CNode:
         "is_back",
         "is_end",
         "is_start",
+        "item_of",
         "loops",
+        "map",
         "max_visits",
         "n_in_fwd",
         "name",
@@ -158,6 +161,9 @@ class CNode:
         # Built on the first pick: most nodes never pick a branch.
         self.pick_map: dict[str, CEdge] | None = None
         self.loops: tuple[CLoop, ...] = ()
+        # Map1 nodes and the nodes they map (`map_state.link_maps`).
+        self.map: CMap | None = None
+        self.item_of: CMap | None = None
 
     # Read on cold paths only (failures, message building): kept on the node, not
     # copied into every compiled node, which matters for graphs of 100,000 nodes.
@@ -229,6 +235,7 @@ class CompiledGraph:
         self._classify_edges()
         self._find_loops()
         self._index_joins()
+        link_maps(self.nodes, by_id, spec)
         self.loops_by_header: dict[UUID, CLoop] = {lp.header.node_id: lp for lp in self.loops}
         self._edge_by_id: dict[UUID, CEdge] | None = None
         # Dropped after compiling (about 5 MB at 100,000 nodes); rebuilt on demand.

@@ -23,6 +23,7 @@ from quartermaster_engine.nodes import NodeExecutor, NodeResult
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.control import RunControl
 from quartermaster_engine.runner.errors import NodeError, NodeTimeoutError, fmt_seconds
+from quartermaster_engine.runner.map_state import item_memory
 from quartermaster_engine.runner.results import checked, coerce
 from quartermaster_engine.stores.records import Activation
 
@@ -73,6 +74,8 @@ class ExecutorCaller:
                     # (Called again rather than split: no extra call per activation.)
                     return await ExecutorCaller.call(self, run, act, input_text, keys_held=True)
         ctx = ExecutionContext._for_activation(run.view, act, input_text)
+        if cnode.item_of is not None:  # a map's item: ``item`` and ``index`` in memory
+            ctx.memory = item_memory(run.state, act)
         timeout = cnode.timeout
         result: Any
         if not is_async and timeout is None and not self.offloads_blocking:

@@ -8,8 +8,10 @@ from typing import Any, cast
 
 from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.control_nodes import (
+    MAP_TYPE,
     MERGE_TYPE,
     SLEEP_TYPE,
+    MapExecutor,
     MergeExecutor,
     control_executors,
 )
@@ -46,6 +48,7 @@ class Executors:
         self._async_of: dict[int, tuple[NodeExecutor, bool]] = {}
         self._control = control_executors(clock)
         self._merge: MergeExecutor | None = None
+        self._map: MapExecutor | None = None
         # Graphs that passed (by identity; a dropped graph leaves with its entry).
         self._preflighted: weakref.WeakSet[CompiledGraph] = weakref.WeakSet()
 
@@ -76,6 +79,14 @@ class Executors:
             if self._merge is None:
                 self._merge = MergeExecutor(self._lookup(node_type))
             return self._merge
+        if node_type == MAP_TYPE:
+            if self._map is None:
+                # Its items' evaluator: the registry's, else an installed plugin's.
+                items = self._lookup(node_type)
+                if items is None and self.node_registry is not None:
+                    items = self.installed_registry().get_executor(node_type)
+                self._map = MapExecutor(items)
+            return self._map
         if node_type == SLEEP_TYPE:
             # Always the engine's: it reads the engine's clock.
             return self._control[SLEEP_TYPE]
@@ -95,7 +106,7 @@ class Executors:
         else:
             registry, extra = self.node_registry, list(self._control)
         types = list(registry.list_types()) if isinstance(registry, ListsTypes) else []
-        extra.append(MERGE_TYPE)
+        extra.extend((MERGE_TYPE, MAP_TYPE))
         return types + [t for t in extra if t not in types]
 
     def missing_message(self, cnode: CNode) -> str:

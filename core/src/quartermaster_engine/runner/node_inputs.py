@@ -13,6 +13,7 @@ from quartermaster_engine.runner.compiled import (
     THOUGHT_SKIP,
     CompiledGraph,
 )
+from quartermaster_engine.runner.map_state import item_text
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import Activation, ActivationKey
 from quartermaster_engine.types import Message, MessageRole, MessageType
@@ -31,7 +32,10 @@ class NodeInputs:
         self.context_manager = context_manager
 
     def input_text(self, act: Activation) -> str:
-        """The delivered outputs joined with newlines (the flow input at the start)."""
+        """The delivered outputs joined with newlines (the flow input at the start;
+        a map's item for the node it maps)."""
+        if act.cnode.item_of is not None:
+            return item_text(self.state, act)
         sources = act.sources
         if not sources:
             return self.state.input if act.cnode.is_start else ""

@@ -8,16 +8,13 @@ FlowError is emitted per final failure.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
-from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.control_nodes import iso
 from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import (
     FlowError,
-    FlowEvent,
-    NodeDead,
     NodeFinished,
     NodeRetrying,
     NodeSkipped,
@@ -25,6 +22,8 @@ from quartermaster_engine.events import (
     UserInputRequired,
 )
 from quartermaster_engine.nodes import NodeResult
+from quartermaster_engine.runner import maps
+from quartermaster_engine.runner.commits import commit_and_apply, committed, record
 from quartermaster_engine.runner.compiled import CEdge, CNode
 from quartermaster_engine.runner.control import Phase
 from quartermaster_engine.runner.errors import StoreUnavailableError
@@ -33,29 +32,6 @@ from quartermaster_engine.types import ErrorStrategy
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_run import FlowRun
-
-
-def record(
-    act: Activation,
-    status: NodeStatus,
-    started: float,
-    result: str | None,
-    data: dict[str, Any],
-    error: str | None,
-) -> NodeExecution:
-    return NodeExecution._engine(
-        act.node_id,
-        status,
-        act.visit,
-        act.attempt,
-        result,
-        error,
-        data,
-        started,
-        time.time(),
-        act.sources,
-        act.user_input,
-    )
 
 
 def bad_pick(run: FlowRun, cnode: CNode, result: NodeResult) -> str:
@@ -69,58 +45,6 @@ def bad_pick(run: FlowRun, cnode: CNode, result: NodeResult) -> str:
     )
 
 
-async def _commit_and_apply(
-    run: FlowRun,
-    cnode: CNode,
-    rec: NodeExecution,
-    commit: Commit,
-    event: FlowEvent | None,
-    failure: str | None = None,
-) -> None:
-    """Settle loops, report dead nodes, commit, apply to the state, then deliver
-    the staged event."""
-    router = run.router
-    if cnode.loops or run.state.touched:  # (otherwise settling has nothing to do)
-        router.settle(cnode, commit)
-    committer = run.committer
-    emitter = run.emitter
-    if router.dead:
-        dead = router.take_dead()
-        if emitter.listening:
-            for node in dead:
-                emitter.emit(
-                    NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name)
-                )
-    if committer.sync and not emitter.holding:
-        # The commit cannot suspend, so nothing is emitted between it and the
-        # delivery: number the event into the commit, deliver it right after.
-        if event is not None:
-            emitter.number(event)
-        committer.commit_now(commit)  # no coroutine on the in-memory hot path
-        run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
-        if event is not None:
-            emitter.deliver(event)
-        return
-    handle = None if event is None else emitter.stage(event)
-    if committer.sync:
-        committer.commit_now(commit)
-    else:
-        await _committed(run, commit, handle)
-    run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
-    if handle is not None:
-        emitter.release(handle)
-
-
-async def _committed(run: FlowRun, commit: Commit, handle: list[Any] | None) -> None:
-    """Commit; a staged event whose commit failed is never delivered."""
-    try:
-        await run.committer.commit(commit)
-    except BaseException:
-        if handle is not None:
-            run.emitter.drop(handle)
-        raise
-
-
 async def succeed(
     run: FlowRun,
     act: Activation,
@@ -129,6 +53,11 @@ async def succeed(
     picked: CEdge | None,
 ) -> None:
     cnode: CNode = act.cnode
+    if cnode.map is not None:  # a Map1 node: its map starts, or its items join
+        mapped = await maps.map_result(run, act, result, started)
+        if mapped is None:
+            return
+        result = mapped
     output = result.output_text
     rec = record(act, NodeStatus.FINISHED, started, output, result.data, None)
     run.inputs.attach_history(act, rec, bool(output))
@@ -140,8 +69,6 @@ async def succeed(
         )
         await fail(run, act, NodeResult(success=False, error=error), started, run.input_text(act))
         return
-    commit = Commit((act.node_id, act.visit), rec, memory or None)
-    run.router.route(cnode, rec, commit, picked)
     event = None
     emitter = run.emitter
     if emitter.listening:
@@ -153,7 +80,12 @@ async def succeed(
             node_name=cnode.name,
             visit=act.visit,
         )
-    await _commit_and_apply(run, cnode, rec, commit, event)
+    if cnode.item_of is not None:  # an item of a map: no edges, its map counts it
+        await maps.item_ended(run, act, rec, memory or None, event)
+        return
+    commit = Commit((act.node_id, act.visit), rec, memory or None)
+    run.router.route(cnode, rec, commit, picked)
+    await commit_and_apply(run, cnode, rec, commit, event)
     if run.router.limit_error is not None:
         after_limit_check(run)
 
@@ -185,7 +117,7 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
         )
         handle = run.emitter.stage(event)
     commit = Commit(record=rec, enqueue=[act])
-    await _committed(run, commit, handle)
+    await committed(run, commit, handle)
     run.state.apply(commit, cnode, rec)  # the activation waits (it is marked waiting)
     if handle is not None:
         run.emitter.release(handle)
@@ -221,7 +153,7 @@ async def sleep(run: FlowRun, act: Activation, wake_at: float, started: float) -
         )
         handle = run.emitter.stage(event)
     commit = Commit(record=rec, enqueue=[woken])
-    await _committed(run, commit, handle)
+    await committed(run, commit, handle)
     run.state.apply(commit, cnode, rec)  # the activation waits on its timer
     if handle is not None:
         run.emitter.release(handle)
@@ -252,6 +184,11 @@ async def fail(
         await retry(run, act, error, started, result)
         return
     strategy = cnode.error_mode
+    if cnode.item_of is not None:  # an item of a map: the map's on_item_error decides
+        if cnode.item_of.on_item_error != "fail":
+            await maps.item_failed(run, act, result, started, error)
+            return
+        error, strategy = maps.item_failure(run, act, error), ErrorStrategy.STOP
     if strategy in (ErrorStrategy.SKIP, ErrorStrategy.CONTINUE):
         skipped = strategy is ErrorStrategy.SKIP
         status = NodeStatus.SKIPPED if skipped else NodeStatus.FAILED
@@ -265,7 +202,7 @@ async def fail(
             event = NodeSkipped(
                 flow_id=run.flow_id, node_id=cnode.node_id, node_name=cnode.name, error=error
             )
-        await _commit_and_apply(run, cnode, rec, commit, event, None if skipped else error)
+        await commit_and_apply(run, cnode, rec, commit, event, None if skipped else error)
         flow_error(run, cnode, error, recoverable=True)
         after_limit_check(run)
         return
@@ -308,7 +245,7 @@ async def retry(
         )
         handle = run.emitter.stage(event)
     commit = Commit(done=act.key, record=rec, enqueue=[nxt])
-    await _committed(run, commit, handle)
+    await committed(run, commit, handle)
     run.state.apply(commit, cnode, rec)  # the next attempt waits on a timer, or is ready
     if handle is not None:
         run.emitter.release(handle)

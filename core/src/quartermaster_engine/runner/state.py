@@ -23,6 +23,7 @@ from quartermaster_engine.context.node_execution import NodeExecution, NodeStatu
 from quartermaster_engine.messaging.history import rebuild_log
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.map_state import MapRun, note_pending, note_record
 from quartermaster_engine.stores.records import (
     Activation,
     ActivationKey,
@@ -111,6 +112,8 @@ class FlowState:
         # The latest record of each (node, visit) that failed: final failures
         # unless the activation is pending again (a retry).
         self._failed: dict[ActivationKey, tuple[CNode, str]] = {}
+        #: Runs of Map1 nodes whose items are running, by (node index, visit).
+        self.maps: dict[tuple[int, int], MapRun] = {}
 
     # -- memory ------------------------------------------------------------------
 
@@ -229,6 +232,8 @@ class FlowState:
             if act.visit > self.visits[cnode.idx]:
                 self.visits[cnode.idx] = act.visit
             self.enter_loops(cnode)
+            if cnode.item_of is not None:
+                note_pending(self, act)
             if act.waiting:
                 self.waiting[act.key] = act
             elif act.not_before > now:
@@ -268,6 +273,8 @@ class FlowState:
         for live in self.loop_live:
             live.clear()
         self.touched.clear()
+        for run in self.maps.values():
+            run.pending.clear()
 
     def _add_records(self, records: list[NodeExecution]) -> None:
         cg = self.cg
@@ -299,5 +306,7 @@ class FlowState:
                 usage.add(rec)
             if rec.log is None:
                 rec.log = rebuild_log(rec, by_key)
+            if cnode.map is not None or cnode.item_of is not None:
+                note_record(self, cnode, rec)
             if cnode.is_end and rec.status is NodeStatus.FINISHED:
                 self.end_record = rec

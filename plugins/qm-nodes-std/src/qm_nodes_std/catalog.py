@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from qm_nodes_std.base import StdExecutor
 from qm_nodes_std.branching import IfExecutor, StaticDecisionExecutor, SwitchExecutor
 from qm_nodes_std.forms import UserFormExecutor
+from qm_nodes_std.map_items import MapItemsExecutor
 from qm_nodes_std.memory_nodes import (
     FlowMemoryExecutor,
     ReadMemoryExecutor,
@@ -54,6 +55,7 @@ SIMPLE_EXECUTORS: tuple[type[StdExecutor[Any]], ...] = (
     UserExecutor,
     UserDecisionExecutor,
     UserFormExecutor,
+    MapItemsExecutor,
 )
 
 #: Every node type the pack provides, with its settings model.

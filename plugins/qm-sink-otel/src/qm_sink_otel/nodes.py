@@ -6,7 +6,8 @@ continue, stop); a retry is a span event of the failed attempt. A node on a path
 taken is a span of no duration with status ``dead``, a wait whose deadline passed one
 with status ``deadline_passed``. A Sleep1 run that parks ends with
 status ``sleeping`` (span event ``qm.node.timer_set``); its run after the wake carries
-``qm.node.timer_fired``. A fork's reused run carries ``qm.node.reused``.
+``qm.node.timer_fired``. A Map1 run that starts its items ends ``mapping`` (span event
+``qm.node.map_started``); its join is another run. A fork's reused run carries ``qm.node.reused``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from quartermaster_engine.events import (
     CustomEvent,
     DeadlinePassed,
     FlowError,
+    MapProgress,
     NodeDead,
     NodeFinished,
     NodeRetrying,
@@ -66,6 +68,7 @@ class NodeSpans:
             TimerFired: self._timer_fired,
             DeadlinePassed: self._deadline_passed,
             NodeReused: self._reused,
+            MapProgress: self._map_progress,
         }
 
     # -- runs -----------------------------------------------------------------------
@@ -160,6 +163,19 @@ class NodeSpans:
         attributes: dict[str, Any] = {"wake_at": event.wake_at, "wake_iso": event.wake_iso}
         run.span.add_event(sc.EVENT_TIMER_SET, attributes, timestamp=ns(event.ts))
         self._end(event, run, "sleeping")  # the flow parks: its wake is another run
+
+    def _map_progress(self, event: MapProgress) -> None:
+        """A map started (its items run as runs of their own): its first run ends
+        ``mapping``; the join is another run. Later progress is not a span event."""
+        if event.done or event.failed:
+            return
+        flow = self.flows.open.get(event.flow_id)
+        run = flow.runs.get((event.node_id, event.visit)) if flow is not None else None
+        if run is None:
+            return
+        attributes: dict[str, Any] = {"total": event.total, "running": event.running}
+        run.span.add_event(sc.EVENT_MAP_STARTED, attributes, timestamp=ns(event.ts))
+        self._end(event, run, "mapping")
 
     def _timer_fired(self, event: TimerFired) -> None:
         run = self._latest(event)
