@@ -24,6 +24,7 @@ from quartermaster_engine.budgets import flow_usage
 from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.runner.key_limits import LocalSlots
 from quartermaster_engine.stores.adapter import StoreAdapter, _done
+from quartermaster_engine.testing import TestClock
 
 KEY = "llm:openai:gpt-4o-mini"
 
@@ -137,3 +138,32 @@ def test_budgets_count_the_tokens_the_llm_pack_records(openai_server: FakeOpenAI
     usage = asyncio.run(go())
     assert (usage["input_tokens"], usage["output_tokens"], usage["tokens"]) == (22, 14, 36)
     assert usage["cost"] == (22 * 1 + 14 * 2) / 1_000_000
+
+
+def test_the_token_window_runs_on_the_engines_clock(openai_server: FakeOpenAI) -> None:
+    """With a `TestClock` (skipping ahead on waits): a chain of 4 LLM calls and
+    ``max_tokens = 36`` a minute. The first two calls count 18 tokens each at the
+    clock's start; the third waits until both counts left the window (60 s of the
+    clock, no real minute) and the fourth then finds 18 in it and goes on."""
+    openai_server.default = completion("ok", model="gpt-4o-mini")
+    recording = RecordingTokens()
+    clock = TestClock()
+    start = clock.now()
+    began = time.monotonic()
+
+    async def go() -> str:
+        cfg = config({"name": "memory"}, openai_server, None, max_tokens=36, per="1m")
+        async with Engine.from_config(cfg, clock=clock) as engine:
+            assert engine.key_limits is not None
+            engine.key_limits.tokens = recording
+            result = await engine.run(llm_chain(4), "q")
+        return result.status.value
+
+    assert asyncio.run(go()) == "completed"
+    assert time.monotonic() - began < 30.0  # not a real minute
+    assert [(key, n) for key, _, n in recording.counts] == [(KEY, 18)] * 4
+    at = [when - start for _, when, _ in recording.counts]
+    assert at[0] == at[1] == 0.0
+    assert 60.0 <= at[2] < 61.0
+    assert at[3] == at[2]
+    assert len(openai_server.requests) == 4

@@ -15,6 +15,9 @@ it every third of that while the executor runs, so a holder that was killed
 frees its slot within the ttl. A full key is polled (10 ms, doubling to 250 ms,
 jittered) until a slot frees: the wait holds the calling task, not a lease.
 
+Windows (below) run on the engine's clock (a `TestClock` in tests); slots and
+waiters' marks on wall time, which every process shares.
+
 ``max_requests`` per ``per`` seconds counts the starts of a key in a sliding
 window, in the store when it `LimitsRate` (else in this process); a start that
 finds the window full sleeps until its oldest start leaves it, then asks again.
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quartermaster_engine.budgets import tokens_of
+from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
@@ -180,10 +184,19 @@ def _unexpired(entries: dict[str, dict[str, float]], now: float) -> dict[str, in
 class KeyLimits:
     """An engine's limits per key and where their slots are kept."""
 
-    def __init__(self, limits: Mapping[str, int | Rule], store: Any, ttl: float) -> None:
+    def __init__(
+        self,
+        limits: Mapping[str, int | Rule],
+        store: Any,
+        ttl: float,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         #: The rule of each key or pattern (an int: that many in flight).
         self.limits = {k: Rule(v) if isinstance(v, int) else v for k, v in limits.items()}
         self.ttl = ttl
+        #: The time of the windows (starts, tokens) and of their waits: the engine's
+        #: clock (a `TestClock` in tests). Slots and waiters' marks use wall time.
+        self.clock = clock
         local = LocalSlots()
         self.slots: Any = store if isinstance(store, HoldsSlots) else local
         self.rates: Any = store if isinstance(store, LimitsRate) else local
@@ -197,10 +210,14 @@ class KeyLimits:
 
     @classmethod
     def of(
-        cls, limits: Mapping[str, int | Rule] | None, store: Any, ttl: float
+        cls,
+        limits: Mapping[str, int | Rule] | None,
+        store: Any,
+        ttl: float,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> KeyLimits | None:
         """The engine's key limits; None without any (nothing is checked then)."""
-        return cls(limits, store, ttl) if limits else None
+        return cls(limits, store, ttl, clock) if limits else None
 
     def limit_of(self, key: str) -> Rule | None:
         """``key``'s own limit, else that of the first pattern matching it, else None."""
@@ -308,7 +325,8 @@ class KeyLimits:
         for key, rule in keys:
             if rule.max_tokens is not None:
                 try:
-                    await _done(self.tokens.add_tokens(key, inp + out, time.time(), rule.per))
+                    at = self.clock.now()
+                    await _done(self.tokens.add_tokens(key, inp + out, at, rule.per))
                 except Exception as exc:  # the record stands; its tokens go uncounted
                     logger.warning("tokens of %s not counted: %s", key, exc)
 
@@ -318,14 +336,14 @@ class KeyLimits:
         marked: float | None = None
         try:
             while True:
-                now = time.time()
+                now = self.clock.now()
                 wait = float(await _done(ask(now)))
                 if wait <= 0:
                     return
-                marked = await self._mark(key, holder, now, marked)
+                marked = await self._mark(key, holder, time.time(), marked)
                 # Woken at least every third of the ttl to mark the wait again.
                 nap = min(wait, per, self.ttl / 3)
-                await asyncio.sleep(nap + random.random() * _FIRST_WAIT)
+                await self.clock.sleep_until(now + nap + random.random() * _FIRST_WAIT)
         finally:
             if marked is not None:
                 await self._unmark(key, holder)
