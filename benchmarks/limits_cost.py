@@ -9,7 +9,12 @@ untimed flow, in microseconds per node:
 - ``budgets``: ``max_node_runs`` and ``max_tokens`` set (never reached);
 - ``limited key``: every node declares ``limit_keys = ["bench"]`` and
   ``[limits.bench] max_in_flight = 8``: a slot taken and given back per node
-  (two store round trips).
+  (two store round trips);
+- ``tokens, no key``: a ``max_tokens`` table configured, the nodes declare no key
+  (each commit asks whether its node has a key limiting tokens);
+- ``tokens key``: every node declares ``bench``, ``[limits.bench] max_tokens``
+  (never reached): the window is read before each node starts (one store round
+  trip; the no-op nodes report no tokens, so nothing is counted).
 
     .venv/bin/python benchmarks/limits_cost.py [--size 2000] [--runs 5]
 """
@@ -36,6 +41,7 @@ from qm_store_sqlite import SQLiteStore
 from quartermaster_engine import Engine
 from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.nodes import NodeResult, SimpleNodeRegistry
+from quartermaster_engine.runner.key_limits import Rule
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing.graphs import chain_graph
 
@@ -57,6 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "limits, no key": {"key_limits": {"llm:*": 8}},
     "budgets": {"budgets": BudgetsConfig(max_node_runs=10**9, max_tokens=10**12)},
     "limited key": {"key_limits": {"bench": 8}, "keyed": True},
+    "tokens, no key": {"key_limits": {"llm:*": Rule(max_tokens=10**12)}},
+    "tokens key": {"key_limits": {"bench": Rule(max_tokens=10**12)}, "keyed": True},
 }
 
 

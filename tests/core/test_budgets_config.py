@@ -101,6 +101,7 @@ def test_limits_per_key_from_a_file_and_their_errors(tmp_path: Path) -> None:
         "[limits]\nmax_visits = 7\n"
         "[limits.'llm:openai:gpt-4o']\nmax_in_flight = 8\n"
         "[limits.'llm:openai:*']\nmax_in_flight = 3\nmax_requests = 120\nper = '1m'\n"
+        "[limits.'tenant:*']\nmax_tokens = 90000\nper = '1h'\n"
     )
     engine = Engine.from_config(path)
     try:
@@ -109,7 +110,9 @@ def test_limits_per_key_from_a_file_and_their_errors(tmp_path: Path) -> None:
         assert engine.key_limits.limits == {
             "llm:openai:gpt-4o": Rule(8),
             "llm:openai:*": Rule(3, 120, 60.0),
+            "tenant:*": Rule(None, None, 3600.0, 90000),
         }
+        assert engine.key_limits.counts_tokens
     finally:
         engine.close()
     path.write_text(
@@ -121,6 +124,6 @@ def test_limits_per_key_from_a_file_and_their_errors(tmp_path: Path) -> None:
     assert str(caught.value) == (
         "invalid configuration: limits.tenant:*.max_in_flight: Input should be greater than "
         "or equal to 1 (from qm.toml); limits.llm:x.max: Extra inputs are not permitted "
-        "(from qm.toml); limits.llm:y: Value error, a key's table needs max_in_flight or "
-        "max_requests (from qm.toml)"
+        "(from qm.toml); limits.llm:y: Value error, a key's table needs max_in_flight, "
+        "max_requests or max_tokens (from qm.toml)"
     )

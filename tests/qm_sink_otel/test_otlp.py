@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
+from fake_openai import FakeOpenAI, completion
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_support import completed_run
@@ -168,3 +169,47 @@ def test_a_full_export_queue_is_reported_once_and_the_flow_runs_on(
     assert [r for r in caplog.records if r.name.startswith("opentelemetry")] == []
     # 23 spans ended (20 nodes, Start, End, the flow); at most 4 + a batch got through.
     assert 0 < stuck.exported < 23
+
+
+def llm_chain() -> object:
+    spec = {"type": "Instruction1", "metadata": {"llm_model": "gpt-4o-mini", "llm_stream": False}}
+    return build(
+        {"Start": "Start1", "A": spec, "B": spec, "End": "End1"},
+        [("Start", "A"), ("A", "B"), ("B", "End")],
+        name="spend",
+    )
+
+
+@pytest.mark.parametrize("budgets", [True, False], ids=["budgets", "no-budgets"])
+def test_a_finished_flow_span_carries_its_usage(
+    receiver: OtlpReceiver, openai_server: FakeOpenAI, budgets: bool
+) -> None:
+    """Two LLM calls of 11 + 7 tokens (the fake server's usage): the flow span of an
+    engine with budgets carries 4 node runs, 22 + 14 tokens and their cost priced
+    by ``[budgets.prices]``; without budgets nothing counts usage, and the span has none."""
+    openai_server.default = completion("ok", model="gpt-4o-mini")
+    openai = {"base_url": openai_server.base_url, "api_key": "sk-test"}
+    config: dict[str, object] = {
+        "sinks": [{"name": "otel", "endpoint": receiver.endpoint}],
+        "nodes": {"Instruction1": {"provider": "openai", "providers": {"openai": openai}}},
+    }
+    if budgets:
+        prices = {"gpt-4o-*": {"input": 2.5, "output": 10.0}}
+        config["budgets"] = {"max_tokens": 10_000, "currency": "EUR", "prices": prices}
+    with FlowRunner.from_config(llm_chain(), config) as runner:
+        result = runner.run("x")
+    assert result.status is FlowStatus.COMPLETED
+    spans = {s.name: s for r in receiver.requests for s in r.resource_spans[0].scope_spans[0].spans}
+    flow = values(spans["invoke_agent spend"].attributes)
+    usage = {k: v for k, v in flow.items() if "usage" in k}
+    if not budgets:
+        assert usage == {}
+        return
+    assert usage == {
+        "qm.flow.usage.node_runs": 4,
+        "gen_ai.usage.input_tokens": 22,
+        "gen_ai.usage.output_tokens": 14,
+        "qm.flow.usage.tokens": 36,
+        "qm.flow.usage.cost": pytest.approx((22 * 2.5 + 14 * 10.0) / 1_000_000),
+        "qm.flow.usage.currency": "EUR",
+    }

@@ -161,7 +161,7 @@ class Assembled:
             max_visits=self.config.limits.max_visits,
             budgets=self.config.budgets,
             key_limits={
-                k: Rule(v.max_in_flight, v.max_requests, v.per)
+                k: Rule(v.max_in_flight, v.max_requests, v.per, v.max_tokens)
                 for k, v in self.config.limits.keys.items()
             },
             **self.engine_kwargs,

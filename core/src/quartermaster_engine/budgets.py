@@ -171,17 +171,12 @@ class Usage:
             return
         self.counted.add(key)
         self.node_runs += 1
-        data = rec._data  # no dict is made for records without output data
-        if not data:
+        inp, out = tokens_of(rec)
+        if not inp + out:
             return
-        usage = data.get("usage")
-        if not isinstance(usage, dict):
-            return
-        inp = _int(usage.get("input_tokens"))
-        out = _int(usage.get("output_tokens"))
         self.input_tokens += inp
         self.output_tokens += out
-        model = data.get("model")
+        model = _llm_field(rec, "model")
         if self.config is not None and isinstance(model, str):
             price = self.config.price_of(model)
             if price is not None:
@@ -202,6 +197,28 @@ class Usage:
             "currency": None if self.config is None else self.config.currency,
         }
         return data
+
+
+def tokens_of(rec: NodeExecution) -> tuple[int, int]:
+    """The record's LLM tokens, input and output: ``output_data["usage"]``, else
+    ``output_data["llm"]["usage"]`` (where the LLM pack's nodes write it); 0 without."""
+    usage = _llm_field(rec, "usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    return _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
+
+
+def _llm_field(rec: NodeExecution, name: str) -> Any:
+    """``output_data[name]``, else ``output_data["llm"][name]``, else None."""
+    data = rec._data  # no dict is made for records without output data
+    if not data:
+        return None
+    value = data.get(name)
+    if value is None:
+        llm = data.get("llm")
+        if isinstance(llm, dict):
+            value = llm.get(name)
+    return value
 
 
 def flow_usage(records: list[NodeExecution], config: BudgetsConfig | None) -> Usage:

@@ -96,7 +96,11 @@ class KeyLimit(BaseModel):
     max_in_flight: int | None = Field(default=None, ge=1)
     #: Activations of the key started per ``per`` (a sliding window), across processes.
     max_requests: int | None = Field(default=None, ge=1)
-    #: The window of ``max_requests``: seconds, or a duration like 1m, 1h.
+    #: LLM tokens (input + output) of the key's activations per ``per``, across
+    #: processes: an activation starts only while fewer were used in the window.
+    max_tokens: int | None = Field(default=None, ge=1)
+    #: The window of ``max_requests`` and ``max_tokens``: seconds, or a duration
+    #: like 1m, 1h.
     per: float = Field(default=60.0, gt=0)
 
     @field_validator("per", mode="before")
@@ -106,8 +110,8 @@ class KeyLimit(BaseModel):
 
     @model_validator(mode="after")
     def _some_limit(self) -> KeyLimit:
-        if self.max_in_flight is None and self.max_requests is None:
-            raise ValueError("a key's table needs max_in_flight or max_requests")
+        if self.max_in_flight is None and self.max_requests is None and self.max_tokens is None:
+            raise ValueError("a key's table needs max_in_flight, max_requests or max_tokens")
         return self
 
 

@@ -357,13 +357,16 @@ class NodeReused(FlowEvent):
 
 @dataclass(slots=True)
 class FlowFinished(FlowEvent):
-    """The flow ended, completed or failed (``status``, ``success``)."""
+    """The flow ended, completed or failed (``status``, ``success``). ``usage``: its
+    node runs, tokens and cost (`budgets.Usage.to_dict`) when the engine has budgets
+    (which count it), else None."""
 
     final_output: str = ""
     output_data: dict[str, Any] = field(default_factory=dict)
     status: str = "completed"
     success: bool = True
     error: str | None = None
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -157,6 +157,26 @@ class Queries:
             f"SELECT key, count(*) FROM {s}.qm_slots WHERE expires_at > $1 "
             "GROUP BY key ORDER BY key"
         )
+        # LLM tokens per limit key in its window (`LimitsTokens`).
+        self.tokens_add = (
+            f"WITH gone AS (DELETE FROM {s}.qm_tokens WHERE key = $1 AND at <= $4) "
+            f"INSERT INTO {s}.qm_tokens (key, at, tokens) VALUES ($1, $2, $3)"
+        )
+        self.tokens_in_window = (
+            f"SELECT at, tokens FROM {s}.qm_tokens WHERE key = $1 AND at > $2 ORDER BY at"
+        )
+        # Activations waiting for a limit key (`CountsWaiters`): one statement drops
+        # the key's expired waiters and records this one.
+        self.wait_mark = (
+            f"WITH gone AS (DELETE FROM {s}.qm_waiters WHERE key = $1 AND expires_at <= $3 "
+            f"AND waiter <> $2) INSERT INTO {s}.qm_waiters (key, waiter, expires_at) "
+            "VALUES ($1, $2, $4) ON CONFLICT (key, waiter) DO UPDATE SET expires_at = $4"
+        )
+        self.wait_unmark = f"DELETE FROM {s}.qm_waiters WHERE key = $1 AND waiter = $2"
+        self.waiting_counts = (
+            f"SELECT key, count(*) FROM {s}.qm_waiters WHERE expires_at > $1 "
+            "GROUP BY key ORDER BY key"
+        )
         # Per-agent memory.
         self.agent_read = f"SELECT value FROM {s}.qm_agent_memory WHERE agent_id = $1 AND key = $2"
         self.agent_write = (

@@ -25,7 +25,9 @@ Layout, for one flow:
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
 - ``qm_slots``: concurrency slots per limit key until ``expires_at`` (not tied to a
   flow), taken by ``qm_acquire_slot``; ``qm_requests``: the starts of each limit
-  key in its window, counted by ``qm_take_request``.
+  key in its window, counted by ``qm_take_request``; ``qm_tokens``: the LLM
+  tokens of each limit key in its window; ``qm_waiters``: the activations
+  waiting for a limit key, until ``expires_at``.
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``).
@@ -386,6 +388,8 @@ TABLES = (
     "qm_events",
     "qm_slots",
     "qm_requests",
+    "qm_waiters",
+    "qm_tokens",
     "qm_schedules",
 )
 FLOW_TABLES = (
@@ -409,9 +413,10 @@ def _v2(schema: str) -> str:
 
 # Version 3: concurrency slots per limit key (`HoldsSlots`: a slot is taken by one
 # call of qm_acquire_slot, which serialises the takers of one key with an advisory
-# lock), starts per window (`LimitsRate`), and schedules (`KeepsSchedules`: the
-# schedule as JSON text, its next tick in a column of its own for the
-# compare-and-set that claims a tick).
+# lock), starts and tokens per window (`LimitsRate`, `LimitsTokens`), waiters
+# (`CountsWaiters`), and
+# schedules (`KeepsSchedules`: the schedule as JSON text, its next tick in a column
+# of its own for the compare-and-set that claims a tick).
 _V3 = """
 CREATE TABLE {s}.qm_slots (
     key        text NOT NULL,
@@ -464,6 +469,20 @@ BEGIN
     RETURN v_oldest;
 END
 $fn$;
+
+CREATE TABLE {s}.qm_tokens (
+    key    text NOT NULL,
+    at     double precision NOT NULL,
+    tokens bigint NOT NULL
+);
+CREATE INDEX qm_tokens_by_key ON {s}.qm_tokens (key, at);
+
+CREATE TABLE {s}.qm_waiters (
+    key        text NOT NULL,
+    waiter     text NOT NULL,
+    expires_at double precision NOT NULL,
+    PRIMARY KEY (key, waiter)
+);
 
 CREATE TABLE {s}.qm_schedules (
     name      text PRIMARY KEY,

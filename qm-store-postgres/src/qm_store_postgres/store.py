@@ -303,6 +303,32 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
         rows = await self._db.run(fetch, self._sql.slots_in_use, now)
         return {str(key): int(count) for key, count in rows}
 
+    # -- LLM tokens per limit key in its window (`LimitsTokens`) ---------------------------
+
+    async def add_tokens(self, key: str, tokens: int, now: float, per: float) -> None:
+        """Count ``tokens`` used by ``key`` at ``now``."""
+        await self._db.run(execute, self._sql.tokens_add, key, now, tokens, now - per)
+
+    async def tokens_in_window(self, key: str, per: float, now: float) -> list[tuple[float, int]]:
+        """``key``'s token counts in the ``per`` seconds before ``now``, oldest first."""
+        rows = await self._db.run(fetch, self._sql.tokens_in_window, key, now - per)
+        return [(float(at), int(tokens)) for at, tokens in rows]
+
+    # -- activations waiting for a limit key (`CountsWaiters`) ----------------------------
+
+    async def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> None:
+        """Record ``waiter`` as waiting for ``key`` until ``expires_at``."""
+        await self._db.run(execute, self._sql.wait_mark, key, waiter, now, expires_at)
+
+    async def unmark_waiting(self, key: str, waiter: str) -> None:
+        """The waiter waits no more."""
+        await self._db.run(execute, self._sql.wait_unmark, key, waiter)
+
+    async def waiting_counts(self, now: float) -> dict[str, int]:
+        """Unexpired waiters per key, of every process using the schema."""
+        rows = await self._db.run(fetch, self._sql.waiting_counts, now)
+        return {str(key): int(count) for key, count in rows}
+
     async def delete_flow(self, flow_id: UUID) -> bool:
         """Remove the flow and everything stored for it; True if anything was stored."""
         removed: int = await self._db.run(self._delete, [flow_id])

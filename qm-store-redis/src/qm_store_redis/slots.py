@@ -6,7 +6,10 @@ script drops the expired members, then adds the holder if fewer than the limit
 remain (one key, one hash tag: Cluster-safe). ``<p>:slotkeys`` lists the keys
 ever used, for `slots_in_use`. Starts per window (`LimitsRate`): one sorted set per
 key, ``<p>:rate:{<key>}``, a member per start scored by its time, expiring with
-its window.
+its window. Waiters (`CountsWaiters`): one sorted set per key, ``<p>:wait:{<key>}``,
+waiter -> when its mark expires; ``<p>:waitkeys`` lists the keys ever waited for.
+LLM tokens per window (`LimitsTokens`): one sorted set per key, ``<p>:tokens:{<key>}``,
+a member ``<tokens>:<unique>`` per count scored by its time, expiring with its window.
 """
 
 from __future__ import annotations
@@ -53,6 +56,42 @@ end
 return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
 """,
 )
+
+
+#: KEYS: the key's waiter set. ARGV: waiter, now, expires_at. Drops the expired
+#: waiters, then records this one.
+MARK_WAITING = Script(
+    "wait_mark",
+    r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+""",
+)
+
+
+#: KEYS: the key's token set. ARGV: now - per, now, member, per in ms.
+ADD_TOKENS = Script(
+    "tokens_add",
+    r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+""",
+)
+
+
+def tokens_key(prefix: str, key: str) -> str:
+    return f"{prefix}:tokens:{{{key}}}"
+
+
+def wait_key(prefix: str, key: str) -> str:
+    return f"{prefix}:wait:{{{key}}}"
+
+
+def wait_index_key(prefix: str) -> str:
+    return f"{prefix}:waitkeys"
 
 
 def rate_key(prefix: str, key: str) -> str:

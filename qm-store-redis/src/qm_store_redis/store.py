@@ -140,6 +140,8 @@ class RedisStore:
         self._keys = KeySpace(key_prefix)
         #: Limit keys this process has listed in the slot index (`qm_store_redis.slots`).
         self._indexed_slots: set[str] = set()
+        #: Limit keys this process has listed in the waiter index.
+        self._indexed_waits: set[str] = set()
         self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
@@ -261,17 +263,71 @@ class RedisStore:
     @_redis_errors
     async def slots_in_use(self, now: float) -> dict[str, int]:
         """Unexpired slots per key, of every process using this Redis and prefix."""
+        return await self._count_unexpired(slots.index_key, slots.slot_key, now)
+
+    async def _count_unexpired(
+        self, index: Callable[[str], str], member_set: Callable[[str, str], str], now: float
+    ) -> dict[str, int]:
+        """Per key listed in the ``index`` set, the members of its sorted set scored
+        after ``now`` (keys with none left out)."""
         client = self._clients.get()
         prefix = self._keys.prefix
         counts: dict[str, int] = {}
-        for raw in sorted(await client.command("SMEMBERS", slots.index_key(prefix))):
+        for raw in sorted(await client.command("SMEMBERS", index(prefix))):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
-            held = int(
-                await client.command("ZCOUNT", slots.slot_key(prefix, key), f"({now!r}", "+inf")
-            )
-            if held:
-                counts[key] = held
+            members = member_set(prefix, key)
+            count = int(await client.command("ZCOUNT", members, f"({now!r}", "+inf"))
+            if count:
+                counts[key] = count
         return counts
+
+    # -- LLM tokens per limit key in its window (`LimitsTokens`; `qm_store_redis.slots`) ----
+
+    @_redis_errors
+    async def add_tokens(self, key: str, tokens: int, now: float, per: float) -> None:
+        """Count ``tokens`` used by ``key`` at ``now``."""
+        member = f"{int(tokens)}:{uuid.uuid4().hex[:12]}"
+        args = (repr(now - per), repr(now), member, max(1, math.ceil(per * 1000)))
+        keys = (slots.tokens_key(self._keys.prefix, key),)
+        await self._eval(self._clients.get(), slots.ADD_TOKENS, keys, args)
+
+    @_redis_errors
+    async def tokens_in_window(self, key: str, per: float, now: float) -> list[tuple[float, int]]:
+        """``key``'s token counts in the ``per`` seconds before ``now``, oldest first."""
+        used = slots.tokens_key(self._keys.prefix, key)
+        flat = await self._clients.get().command(
+            "ZRANGE", used, f"({now - per!r}", "+inf", "BYSCORE", "WITHSCORES"
+        )
+        pairs = []
+        for member, score in zip(flat[::2], flat[1::2], strict=True):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            at = float(score.decode() if isinstance(score, bytes) else score)
+            pairs.append((at, int(text.split(":", 1)[0])))
+        return pairs
+
+    # -- activations waiting for a limit key (`CountsWaiters`; `qm_store_redis.slots`) ------
+
+    @_redis_errors
+    async def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> None:
+        """Record ``waiter`` as waiting for ``key`` until ``expires_at``."""
+        client = self._clients.get()
+        prefix = self._keys.prefix
+        args = (waiter, repr(now), repr(expires_at))
+        await self._eval(client, slots.MARK_WAITING, (slots.wait_key(prefix, key),), args)
+        if key not in self._indexed_waits:
+            # Listed once per process (one more round trip the first time only).
+            await client.command("SADD", slots.wait_index_key(prefix), key)
+            self._indexed_waits.add(key)
+
+    @_redis_errors
+    async def unmark_waiting(self, key: str, waiter: str) -> None:
+        """The waiter waits no more."""
+        await self._clients.get().command("ZREM", slots.wait_key(self._keys.prefix, key), waiter)
+
+    @_redis_errors
+    async def waiting_counts(self, now: float) -> dict[str, int]:
+        """Unexpired waiters per key, of every process using this Redis and prefix."""
+        return await self._count_unexpired(slots.wait_index_key, slots.wait_key, now)
 
     # -- live messages (the `LiveChannel` ability) ---------------------------------------
 

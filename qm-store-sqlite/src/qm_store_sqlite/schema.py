@@ -18,8 +18,10 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
   and loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
-- ``qm_slots``: concurrency slots per limit key, held until ``expires_at``, and
-  ``qm_requests``: the starts of each limit key in its window (not tied to a
+- ``qm_slots``: concurrency slots per limit key, held until ``expires_at``,
+  ``qm_requests``: the starts of each limit key in its window, and
+  ``qm_waiters``: the activations waiting for a key, until ``expires_at``,
+  ``qm_tokens``: the LLM tokens of each limit key in its window (not tied to a
   flow; see `qm_store_sqlite.slots`).
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
@@ -174,7 +176,8 @@ def _create_v2(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-# Version 3: limits per key (`HoldsSlots`, `LimitsRate`) and schedules
+# Version 3: limits per key (`HoldsSlots`, `LimitsRate`, `LimitsTokens`, `CountsWaiters`)
+# and schedules
 # (`KeepsSchedules`: the schedule as JSON, its next tick in a column of its own for
 # the compare-and-set that claims a tick).
 _V3 = """
@@ -190,6 +193,20 @@ CREATE TABLE qm_requests (
     at  REAL NOT NULL
 );
 CREATE INDEX qm_requests_by_key ON qm_requests (key, at);
+
+CREATE TABLE qm_tokens (
+    key    TEXT NOT NULL,
+    at     REAL NOT NULL,
+    tokens INTEGER NOT NULL
+);
+CREATE INDEX qm_tokens_by_key ON qm_tokens (key, at);
+
+CREATE TABLE qm_waiters (
+    key        TEXT NOT NULL,
+    waiter     TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key, waiter)
+) WITHOUT ROWID;
 
 CREATE TABLE qm_schedules (
     name      TEXT PRIMARY KEY,
@@ -228,6 +245,8 @@ TABLES = (
     "qm_events",
     "qm_slots",
     "qm_requests",
+    "qm_waiters",
+    "qm_tokens",
     "qm_schedules",
 )
 FLOW_TABLES = (
@@ -245,11 +264,16 @@ class SchemaDamage(Exception):
     """The file's tables of ours are not those of any schema version."""
 
 
+#: The tables version 3 added.
+_LIMITS_AND_SCHEDULES = frozenset(
+    {"qm_slots", "qm_requests", "qm_waiters", "qm_tokens", "qm_schedules"}
+)
+
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events", "qm_slots", "qm_requests", "qm_schedules"},
-    frozenset(TABLES) - {"qm_slots", "qm_requests", "qm_schedules"},
+    frozenset(TABLES) - {"qm_events", *_LIMITS_AND_SCHEDULES},
+    frozenset(TABLES) - _LIMITS_AND_SCHEDULES,
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1

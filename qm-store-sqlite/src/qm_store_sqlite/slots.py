@@ -1,5 +1,7 @@
 """Concurrency slots per limit key in the store's file (`HoldsSlots`), and the starts
-of each key in its window (`LimitsRate`): every process using the file shares them.
+of each key in its window (`LimitsRate`), and the activations waiting for a key
+(`CountsWaiters`), and the LLM tokens of each key in its window (`LimitsTokens`):
+every process using the file shares them.
 A slot or a start is taken in one write transaction (``BEGIN IMMEDIATE``: one
 writer at a time), after dropping the key's expired slots or starts."""
 
@@ -60,3 +62,40 @@ def requests_in_window(db: sqlite3.Connection, key: str, per: float, now: float)
         "SELECT count(*) FROM qm_requests WHERE key = ? AND at > ?", (key, now - per)
     ).fetchone()
     return int(count)
+
+
+def mark_waiting(
+    db: sqlite3.Connection, key: str, waiter: str, now: float, expires_at: float
+) -> None:
+    db.execute("DELETE FROM qm_waiters WHERE key = ? AND expires_at <= ?", (key, now))
+    db.execute(
+        "INSERT INTO qm_waiters (key, waiter, expires_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key, waiter) DO UPDATE SET expires_at = excluded.expires_at",
+        (key, waiter, expires_at),
+    )
+
+
+def unmark_waiting(db: sqlite3.Connection, key: str, waiter: str) -> None:
+    db.execute("DELETE FROM qm_waiters WHERE key = ? AND waiter = ?", (key, waiter))
+
+
+def waiting_counts(db: sqlite3.Connection, now: float) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT key, count(*) FROM qm_waiters WHERE expires_at > ? GROUP BY key ORDER BY key",
+        (now,),
+    ).fetchall()
+    return {str(key): int(count) for key, count in rows}
+
+
+def add_tokens(db: sqlite3.Connection, key: str, tokens: int, now: float, per: float) -> None:
+    db.execute("DELETE FROM qm_tokens WHERE key = ? AND at <= ?", (key, now - per))
+    db.execute("INSERT INTO qm_tokens (key, at, tokens) VALUES (?, ?, ?)", (key, now, tokens))
+
+
+def tokens_in_window(
+    db: sqlite3.Connection, key: str, per: float, now: float
+) -> list[tuple[float, int]]:
+    rows = db.execute(
+        "SELECT at, tokens FROM qm_tokens WHERE key = ? AND at > ? ORDER BY at", (key, now - per)
+    ).fetchall()
+    return [(float(at), int(tokens)) for at, tokens in rows]

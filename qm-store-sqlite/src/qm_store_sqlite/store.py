@@ -121,7 +121,7 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
             self._persistent = SQLitePersistentMemory(self._db)
         return self._persistent
 
-    # -- concurrency slots and starts per window (`HoldsSlots`, `LimitsRate`) --------------
+    # -- slots, windows, waiters (`HoldsSlots`, `LimitsRate`, `LimitsTokens`, `CountsWaiters`)
 
     async def acquire_slot(
         self, key: str, holder: str, limit: int, now: float, expires_at: float
@@ -140,6 +140,26 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
     async def slots_in_use(self, now: float) -> dict[str, int]:
         """Unexpired slots per key, of every process using the file."""
         return await self._db.run(slots.in_use, now)
+
+    async def add_tokens(self, key: str, tokens: int, now: float, per: float) -> None:
+        """Count ``tokens`` used by ``key`` at ``now`` (`LimitsTokens`)."""
+        await self._db.write(slots.add_tokens, key, tokens, now, per)
+
+    async def tokens_in_window(self, key: str, per: float, now: float) -> list[tuple[float, int]]:
+        """``key``'s token counts in the ``per`` seconds before ``now``, oldest first."""
+        return await self._db.run(slots.tokens_in_window, key, per, now)
+
+    async def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> None:
+        """Record ``waiter`` as waiting for ``key`` until ``expires_at`` (`CountsWaiters`)."""
+        await self._db.write(slots.mark_waiting, key, waiter, now, expires_at)
+
+    async def unmark_waiting(self, key: str, waiter: str) -> None:
+        """The waiter waits no more."""
+        await self._db.write(slots.unmark_waiting, key, waiter)
+
+    async def waiting_counts(self, now: float) -> dict[str, int]:
+        """Unexpired waiters per key, of every process using the file."""
+        return await self._db.run(slots.waiting_counts, now)
 
     async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
         """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""

@@ -4,6 +4,7 @@ Opens the store ``store`` (a ``[store]`` section), waits for the file ``go``
 (after touching ``ready``), then executes the activation ``ref`` of flow
 ``flow_id`` as a distributed worker does, waits until the other racer has
 executed it too, and completes it; prints whether its commit was a duplicate.
+Its engine counts the tokens of the key ``tenant:acme`` in the store's window.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from budget_support import engine
+from budget_support import TENANT, engine
 
 from quartermaster_engine import assembly
 from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.runner.key_limits import Rule
 from quartermaster_engine.runner.stepper import FlowStepper
 
 
 async def main(args: dict[str, Any]) -> dict[str, Any]:
     store = assembly.build_store(EngineConfig.load({"store": args["store"]}, environ={}))
-    async with engine(store, max_tokens=10_000) as eng:
+    tokens = {TENANT: Rule(max_tokens=1_000_000, per=3600.0)}  # counts, never waits
+    async with engine(store, tokens, max_tokens=10_000) as eng:
         eng.own(store)
         flow_id = UUID(args["flow_id"])
         node, visit, attempt = args["ref"]

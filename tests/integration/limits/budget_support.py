@@ -9,12 +9,15 @@ from typing import Any
 from quartermaster_engine import Engine, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.runner.key_limits import Rule
 from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_engine.types import GraphSpec
 
 #: What every "llm" run reports (as the LLM pack's nodes do in their output data).
 USAGE = {"input_tokens": 100, "output_tokens": 20}
 PRICES = {"m1": {"input": 2.0, "output": 10.0}}  # per million tokens
+#: The limit key every "llm" node declares (limited only where a test says so).
+TENANT = "tenant:acme"
 
 
 def llm(ctx: ExecutionContext) -> NodeResult:
@@ -33,10 +36,11 @@ def registry() -> SimpleNodeRegistry:
 
 
 def chain(names: list[str]) -> GraphSpec:
-    """Start -> each of ``names`` (an "llm" node; ``flaky*`` ones retry once) -> End."""
+    """Start -> each of ``names`` (an "llm" node declaring the limit key
+    ``tenant:acme``; ``flaky*`` ones retry once) -> End."""
     nodes: dict[str, str | dict[str, Any]] = {"Start": "Start1"}
     for name in names:
-        spec: dict[str, Any] = {"type": "llm"}
+        spec: dict[str, Any] = {"type": "llm", "metadata": {"limit_keys": [TENANT]}}
         if name.startswith("flaky"):
             spec.update(error_handling="Retry", max_retries=2, retry_delay=0)
         nodes[name] = spec
@@ -45,6 +49,6 @@ def chain(names: list[str]) -> GraphSpec:
     return build_graph(nodes, list(itertools.pairwise(order)), name="spend")
 
 
-def engine(store: Any, **budgets: Any) -> Engine:
+def engine(store: Any, key_limits: dict[str, Rule] | None = None, **budgets: Any) -> Engine:
     config = BudgetsConfig.model_validate({"prices": PRICES, **budgets})
-    return Engine(store=store, registry=registry(), budgets=config)
+    return Engine(store=store, registry=registry(), budgets=config, key_limits=key_limits)

@@ -17,10 +17,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from budget_support import chain, engine
+from budget_support import TENANT, chain, engine
 
 from quartermaster_engine.budgets import APPROVALS_KEY, flow_usage
 from quartermaster_engine.runner.stepper import FlowStepper
+from quartermaster_engine.stores.adapter import StoreAdapter, _done
 from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing.graphs import name_id
 
@@ -222,7 +223,8 @@ def test_two_processes_racing_on_one_activation_count_it_once(
     shared_store: dict[str, Any], tmp_path: Path
 ) -> None:
     """Two worker processes execute the same activation at once and both try to
-    commit it: the fencing refuses one, and usage counts the activation once."""
+    commit it: the fencing refuses one, and usage counts the activation once, as
+    does the store's window of tokens of the nodes' limit key."""
     from quartermaster_engine import assembly
     from quartermaster_engine.config import EngineConfig
 
@@ -266,6 +268,16 @@ def test_two_processes_racing_on_one_activation_count_it_once(
         outcomes.append(json.loads(out.strip().splitlines()[-1])["duplicate"])
     assert sorted(outcomes) == [False, True]
     assert side.read_text() == "a\na\n"  # the work ran in both processes
+
+    async def tokens_counted() -> list[int]:
+        shared = store()
+        try:
+            used = await _done(shared.tokens_in_window(TENANT, 3600.0, time.time()))
+            return [int(n) for _, n in used]
+        finally:
+            await StoreAdapter(shared).close()
+
+    assert asyncio.run(tokens_counted()) == [120]  # the accepted commit's, once
 
     async def finish_and_count() -> dict[str, Any]:
         async with engine(store(), max_tokens=10_000) as eng:

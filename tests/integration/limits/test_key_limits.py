@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,50 +17,11 @@ from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI, Reply, completion
+from limit_support import config, finish, report, start
 from limit_worker import llm_chain
 
 from quartermaster_engine import Engine
 from quartermaster_engine.runner.key_limits import LocalSlots
-
-WORKER = Path(__file__).with_name("limit_worker.py")
-
-
-def config(
-    store: dict[str, Any], server: FakeOpenAI, limit: int | None, **table: Any
-) -> dict[str, Any]:
-    openai = {"base_url": server.base_url, "api_key": "sk-test"}
-    data: dict[str, Any] = {
-        "store": store,
-        "nodes": {"Instruction1": {"provider": "openai", "providers": {"openai": openai}}},
-    }
-    if limit is not None:
-        table["max_in_flight"] = limit
-    if table:
-        data["limits"] = {"llm:openai:*": table}
-    return data
-
-
-def start(**args: Any) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QM_", "OPENAI_"))}
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), json.dumps(args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**env, "PYTHONPATH": str(WORKER.parent)},
-    )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 180.0) -> list[list[Any]]:
-    results: list[list[Any]] = report(proc, timeout)["results"]
-    return results
-
-
-def report(proc: subprocess.Popen[str], timeout: float = 180.0) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"worker exited {proc.returncode}:\n{err}"
-    done: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return done
 
 
 def slow_answers(server: FakeOpenAI) -> None:

@@ -6,29 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from limit_support import qm
+
 from qm_store_sqlite import SQLiteStore
 
-QM = str(Path(sys.executable).parent / "qm")
 LIMITS = (
     "[limits.'llm:openai:gpt-4o']\nmax_in_flight = 8\n"
     "[limits.'llm:openai:*']\nmax_in_flight = 3\n"
     "[limits.'tenant:*']\nmax_in_flight = 2\n"
     "[limits.'search:api']\nmax_requests = 10\nper = '1m'\n"
+    "[limits.'llm:anthropic:opus']\nmax_tokens = 100\nper = '1m'\n"
 )
-
-
-def qm(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
-    return subprocess.run(
-        [QM, *args], cwd=folder, env={**env, "COLUMNS": "100"}, capture_output=True, text=True
-    )
 
 
 def test_qm_limits_shows_each_keys_limit_and_the_slots_held(tmp_path: Path) -> None:
@@ -51,6 +43,8 @@ def test_qm_limits_shows_each_keys_limit_and_the_slots_held(tmp_path: Path) -> N
             assert await store.acquire_slot(key, holder, 8, now - 5 if lapsed else now, until)
         for ago in (90.0, 30.0, 1.0):  # one start left the window of a minute
             assert await store.take_request("search:api", 10, 60.0, now - ago) == 0.0
+        for ago, tokens in ((90.0, 30), (30.0, 20), (1.0, 5)):  # 30 left the window
+            await store.add_tokens("llm:anthropic:opus", tokens, now - ago, 3600.0)
         await store.close()
 
     asyncio.run(hold())
@@ -62,10 +56,13 @@ def test_qm_limits_shows_each_keys_limit_and_the_slots_held(tmp_path: Path) -> N
             "key": key,
             "limit": limit,
             "max_requests": None,
+            "max_tokens": None,
             "per": None,
             "table": table,
             "in_flight": held,
+            "waiting": 0,
             "started": None,
+            "tokens": None,
         }
 
     rows = [
@@ -73,14 +70,17 @@ def test_qm_limits_shows_each_keys_limit_and_the_slots_held(tmp_path: Path) -> N
         row("llm:openai:gpt-4o-mini", 3, "llm:openai:*", 2),
         {**row("search:api", None, "search:api", 1), "max_requests": 10, "per": 60.0},
         row("tenant:*", 2, "tenant:*", 0),
+        {**row("llm:anthropic:opus", None, "llm:anthropic:opus", 0), "max_tokens": 100},
     ]
     rows[2]["started"] = 2  # of the three starts, one left the window
+    rows[4].update(per=60.0, tokens=25)
     assert json.loads(shown.stdout) == {"store": "sqlite", "shared": True, "keys": rows}
     text = qm(tmp_path, "limits")
     assert text.returncode == 0, text.stderr
     lines = [" ".join(line.replace("│", " ").split()) for line in text.stdout.splitlines()]
-    assert "search:api - 10 / 60 s search:api 1 2" in lines
-    assert "llm:openai:gpt-4o-mini 3 - llm:openai:* 2 -" in lines
+    assert "search:api - 10 / 60 s - search:api 1 0 2 -" in lines
+    assert "llm:openai:gpt-4o-mini 3 - - llm:openai:* 2 0 - -" in lines
+    assert "llm:anthropic:opus - - 100 / 60 s llm:anthropic:opus 0 0 - 25" in lines
 
 
 def test_qm_limits_on_the_memory_store_says_slots_are_per_process(tmp_path: Path) -> None:
@@ -92,5 +92,7 @@ def test_qm_limits_on_the_memory_store_says_slots_are_per_process(tmp_path: Path
     )
     data = json.loads(qm(tmp_path, "limits", "--json").stdout)
     assert data["shared"] is False
-    assert [r["in_flight"] for r in data["keys"]] == [0, 0, 0, 0]
-    assert [r["started"] for r in data["keys"]] == [None, None, None, None]
+    assert [r["in_flight"] for r in data["keys"]] == [0] * 5
+    assert [r["waiting"] for r in data["keys"]] == [0] * 5
+    assert [r["started"] for r in data["keys"]] == [None] * 5
+    assert [r["tokens"] for r in data["keys"]] == [None] * 5

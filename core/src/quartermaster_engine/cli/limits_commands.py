@@ -1,4 +1,5 @@
-"""``qm limits``: each limited key, its limit and the slots held now (docs/limits.md)."""
+"""``qm limits``: each limited key, its limit, the slots held now and the activations
+waiting for it (docs/limits.md)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,18 @@ from quartermaster_engine.cli.common import (
 )
 from quartermaster_engine.runner.key_limits import KeyLimits, Rule
 from quartermaster_engine.stores.adapter import StoreAdapter, _done
-from quartermaster_engine.stores.base import HoldsSlots, LimitsRate
+from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
 
 _PATTERN = re.compile(r"[*?\[]")
 
 
-def limit_rows(tables: dict[str, Rule], in_use: dict[str, int]) -> list[dict[str, Any]]:
-    """A row per key with slots held (its rule from its own table or the first
-    pattern matching it), then a row per table no held key falls under."""
+def limit_rows(
+    tables: dict[str, Rule], in_use: dict[str, int], waiting: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """A row per key with slots held or activations waiting (its rule from its own
+    table or the first pattern matching it), then a row per table no such key falls
+    under."""
+    waiting = waiting or {}
     limits = KeyLimits(tables, None, 1.0)
     rows: list[dict[str, Any]] = []
     used_tables: set[str] = set()
@@ -40,12 +45,17 @@ def limit_rows(tables: dict[str, Rule], in_use: dict[str, int]) -> list[dict[str
             "key": key,
             "limit": None if rule is None else rule.max_in_flight,
             "max_requests": None if rule is None else rule.max_requests,
-            "per": None if rule is None or rule.max_requests is None else rule.per,
+            "max_tokens": None if rule is None else rule.max_tokens,
+            "per": None
+            if rule is None or (rule.max_requests, rule.max_tokens) == (None, None)
+            else rule.per,
             "table": table,
             "in_flight": held,
+            "waiting": waiting.get(key, 0),
         }
 
-    for key, held in sorted(in_use.items()):
+    for key in sorted(in_use.keys() | waiting.keys()):
+        held = in_use.get(key, 0)
         table = key if key in tables else next((p for p in tables if limits.matches(p, key)), None)
         if table is not None:
             used_tables.add(table)
@@ -57,28 +67,37 @@ def limit_rows(tables: dict[str, Rule], in_use: dict[str, int]) -> list[dict[str
 
 
 async def _started(store: Any, rows: list[dict[str, Any]]) -> None:
-    """Each concrete key's starts in its window (``started``; None for patterns)."""
+    """Each concrete key's starts and tokens in its window (``started``, ``tokens``;
+    None for patterns and for keys without that limit)."""
     rates = store if isinstance(store, LimitsRate) else None
+    tokens = store if isinstance(store, LimitsTokens) else None
     now = time.time()
     for item in rows:
-        item["started"] = None
-        if rates is not None and item["per"] is not None and not _PATTERN.search(item["key"]):
+        item["started"] = item["tokens"] = None
+        if _PATTERN.search(item["key"]):
+            continue
+        if rates is not None and item["max_requests"] is not None:
             count = await _done(rates.requests_in_window(item["key"], item["per"], now))
             item["started"] = int(count)
+        if tokens is not None and item["max_tokens"] is not None:
+            used = await _done(tokens.tokens_in_window(item["key"], item["per"], now))
+            item["tokens"] = sum(int(n) for _, n in used)
 
 
 @click.command("limits")
 @config_option
 @json_option
 def limits_command(config_path: str | None, as_json: bool) -> None:
-    """Each key limited by a [limits."<key>"] table: its max_in_flight and
-    max_requests, the slots held now and the starts in its window, read from the
-    store every process shares (a store that keeps none, like memory, has them in
-    each process: none are seen from here). A pattern's limits hold for each key
-    it matches."""
+    """Each key limited by a [limits."<key>"] table: its max_in_flight,
+    max_requests and max_tokens, the slots held now, the activations waiting for a
+    slot or for room in the window, and the starts and tokens in its window, read
+    from the store every process shares (a store that keeps none, like memory, has
+    them in each process: none are seen from here). A pattern's limits hold for
+    each key it matches."""
     config = load_config(config_path)
     tables = {
-        k: Rule(v.max_in_flight, v.max_requests, v.per) for k, v in config.limits.keys.items()
+        k: Rule(v.max_in_flight, v.max_requests, v.per, v.max_tokens)
+        for k, v in config.limits.keys.items()
     }
     with reported():
         store = assembly.build_store(config)
@@ -86,10 +105,13 @@ def limits_command(config_path: str | None, as_json: bool) -> None:
     try:
         shared = isinstance(store, HoldsSlots)
         in_use: dict[str, int] = {}
-        if shared:
-            with reported():
+        waiting: dict[str, int] = {}
+        with reported():
+            if shared:
                 in_use = run_sync(_done(store.slots_in_use(time.time())))
-        rows = limit_rows(tables, in_use)
+            if isinstance(store, CountsWaiters):
+                waiting = run_sync(_done(store.waiting_counts(time.time())))
+        rows = limit_rows(tables, in_use, waiting)
         with reported():
             run_sync(_started(store, rows))
     finally:
@@ -106,7 +128,8 @@ def limits_command(config_path: str | None, as_json: bool) -> None:
         click.echo('no key is limited (add a [limits."<key>"] table with max_in_flight)')
         return
     table = Table()
-    for column in ("key", "max in flight", "max requests", "from", "in flight", "started"):
+    columns = "key|max in flight|max requests|max tokens|from|in flight|waiting|started|tokens"
+    for column in columns.split("|"):
         table.add_column(column)
     for row in rows:
         per = "" if row["per"] is None else f" / {row['per']:g} s"
@@ -114,9 +137,12 @@ def limits_command(config_path: str | None, as_json: bool) -> None:
             terminal_text(row["key"]),
             _dash(row["limit"]),
             "-" if row["max_requests"] is None else f"{row['max_requests']}{per}",
+            "-" if row["max_tokens"] is None else f"{row['max_tokens']}{per}",
             "-" if row["table"] is None else terminal_text(row["table"]),
             str(row["in_flight"]),
+            str(row["waiting"]),
             _dash(row["started"]),
+            _dash(row["tokens"]),
         )
     table_console().print(table)
 

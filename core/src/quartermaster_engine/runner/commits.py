@@ -60,6 +60,9 @@ async def commit_and_apply(
                 emitter.emit(
                     NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name)
                 )
+    if run.caller.token_limits is not None:  # an engine whose limits count tokens
+        await _committed_counted(run, cnode, rec, commit, event, failure)
+        return
     if committer.sync and not emitter.holding:
         # The commit cannot suspend, so nothing is emitted between it and the
         # delivery: number the event into the commit, deliver it right after.
@@ -78,6 +81,24 @@ async def commit_and_apply(
     run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
     if handle is not None:
         emitter.release(handle)
+
+
+async def _committed_counted(
+    run: FlowRun,
+    cnode: CNode,
+    rec: NodeExecution,
+    commit: Commit,
+    event: FlowEvent | None,
+    failure: str | None,
+) -> None:
+    """Commit, apply, count the record's tokens for its keys (`key_limits`; before
+    anything runs next), deliver."""
+    handle = None if event is None else run.emitter.stage(event)
+    await committed(run, commit, handle)
+    run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
+    await run.caller.count_tokens(run, cnode, rec)
+    if handle is not None:
+        run.emitter.release(handle)
 
 
 async def committed(run: FlowRun, commit: Commit, handle: list[Any] | None) -> None:

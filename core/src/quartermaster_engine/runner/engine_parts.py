@@ -83,7 +83,9 @@ class EngineParts:
         #: Each flow's budgets (`quartermaster_engine.budgets`); None or none set: no counting.
         self.budgets = budgets if budgets is not None and budgets.active else None
         #: ``{key or pattern: max_in_flight or Rule}`` across processes (`key_limits`).
-        self.key_limits = KeyLimits.of(key_limits, self.store, lease_seconds)
+        self.key_limits = KeyLimits.of(
+            key_limits, self.store, lease_seconds, clock if clock is not None else SYSTEM_CLOCK
+        )
         #: How long this engine's hold on a flow it drives lasts unless renewed.
         self.lease_seconds = lease_seconds
         #: Seconds a listener call may run before it is reported (see `runner.listeners`).

@@ -6,7 +6,8 @@ the dispatcher's ``run_blocking`` (concurrent dispatchers) or a daemon thread,
 so that a timeout or a stop does not wait for it (an abandoned call runs on in
 its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
 is turned into a `NodeResult` or a named node error. An activation with limited keys
-holds a slot of each while its executor runs (`key_limits`).
+holds a slot of each while its executor runs (`key_limits`); with a key limiting
+tokens, the outcomes count each committed record's tokens (`count_tokens`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from quartermaster_engine.context.current_context import CURRENT
 from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
@@ -38,7 +40,15 @@ ExecutorLookup = Callable[[str], "tuple[NodeExecutor, bool] | None"]
 class ExecutorCaller:
     """Runs executors for one flow."""
 
-    __slots__ = ("_cache", "control", "dispatcher", "lookup", "missing", "offloads_blocking")
+    __slots__ = (
+        "_cache",
+        "control",
+        "dispatcher",
+        "lookup",
+        "missing",
+        "offloads_blocking",
+        "token_limits",
+    )
 
     def __init__(self, host: RunHost, control: RunControl) -> None:
         self.lookup: ExecutorLookup = host.executor_for
@@ -48,6 +58,9 @@ class ExecutorCaller:
         #: Blocking executors run off the loop (checked once by the host).
         self.offloads_blocking = host.offloads_blocking
         self._cache: dict[str, tuple[NodeExecutor, bool] | None] = {}
+        limits = host.key_limits
+        #: The engine's key limits when one limits tokens (else None: nothing counted).
+        self.token_limits = limits if limits is not None and limits.counts_tokens else None
 
     def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:
         try:
@@ -107,6 +120,13 @@ class ExecutorCaller:
         if type(result) is not NodeResult:
             return await coerce(result, cnode)
         return checked(result, cnode)
+
+    async def count_tokens(self, run: FlowRun, cnode: CNode, rec: NodeExecution) -> None:
+        """Count the tokens of ``rec``, whose commit the store accepted, for each of its
+        node's keys limiting tokens (only called when `token_limits` is set)."""
+        limits, found = self.token_limits, self.executor(cnode)
+        if limits is not None and found is not None:
+            await limits.count_tokens(limits.keys_of(cnode, found[0], run.graph), rec)
 
 
 def timeout_message(cnode: CNode, act: Activation) -> str:

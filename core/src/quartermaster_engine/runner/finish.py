@@ -63,6 +63,7 @@ async def finish(run: FlowRun) -> FlowResult:
             waiting = [k[0] for k in run.state.waiting]
             emitter.emit(FlowPaused(flow_id=run.flow_id, waiting=waiting, wakes_at=wakes_at))
         else:
+            usage = run.state.usage
             emitter.emit(
                 FlowFinished(
                     flow_id=run.flow_id,
@@ -71,6 +72,7 @@ async def finish(run: FlowRun) -> FlowResult:
                     status=status.value,
                     success=status is FlowStatus.COMPLETED,
                     error=error,
+                    usage=None if usage is None else usage.to_dict(),
                 )
             )
     emitter.flush()

@@ -259,6 +259,48 @@ class LimitsRate(Protocol):
 
 
 @runtime_checkable
+class LimitsTokens(Protocol):
+    """A store that sums the LLM tokens each limit key used in a sliding window for
+    every process sharing it (``[limits."<key>"] max_tokens``, ``per``;
+    docs/limits.md). Times are the callers' clocks. Without this ability the engine
+    counts within its process. Plain or ``async def``."""
+
+    def add_tokens(self, key: str, tokens: int, now: float, per: float) -> Any:
+        """Count ``tokens`` used by ``key`` at ``now`` (and drop the key's counts at or
+        before ``now - per``, which no window asks for any more)."""
+        ...
+
+    def tokens_in_window(self, key: str, per: float, now: float) -> Any:
+        """``[(at, tokens), ...]`` of ``key`` counted in the ``per`` seconds before
+        ``now``, oldest first (`quartermaster_engine.runner.key_limits.tokens_wait`
+        turns them into the wait before another activation may start)."""
+        ...
+
+
+@runtime_checkable
+class CountsWaiters(Protocol):
+    """A store that records the activations waiting for a limit key (for a slot, or
+    for room in its window of starts) for every process sharing it, so ``qm limits``
+    shows how many wait (docs/limits.md). A waiter is (key, waiter) and lapses at
+    ``expires_at`` unless marked again, like a slot, so a waiter that died stops
+    counting within its ttl. Times are the callers' clocks. Without this ability
+    each process counts its own waiters. Plain or ``async def``."""
+
+    def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> Any:
+        """Drop the key's waiters expired at ``now``, then record (or renew) ``waiter``
+        as waiting for ``key`` until ``expires_at``."""
+        ...
+
+    def unmark_waiting(self, key: str, waiter: str) -> Any:
+        """The waiter waits no more (nothing if it was not recorded)."""
+        ...
+
+    def waiting_counts(self, now: float) -> Any:
+        """``{key: waiters recorded and unexpired at now}`` for every key with one."""
+        ...
+
+
+@runtime_checkable
 class KeepsSchedules(Protocol):
     """A store that keeps schedules (`schedules.Schedule`; docs/time.md):
 

@@ -1,12 +1,14 @@
-"""Conformance of the optional `HoldsSlots` and `LimitsRate` abilities (inherited by
-`StoreContract`).
+"""Conformance of the optional `HoldsSlots`, `LimitsRate` and `CountsWaiters`
+abilities (inherited by `StoreContract`).
 
 A store that declares it (``isinstance(store, HoldsSlots)``) must let at most
 ``limit`` holders hold a key's slots at once, across every process sharing it
 (two stores from ``make_store`` stand in for two processes), drop slots whose
 expiry passed, renew and release them, and count the unexpired ones; one that
 `LimitsRate` must count at most ``limit`` starts of a key in any window of ``per``
-seconds. Times are given by the test: no sleeps. Stores without an ability skip
+seconds; one that `CountsWaiters` must count each key's unexpired waiters of every
+process; one that `LimitsTokens` must sum each key's tokens in its window across
+processes. Times are given by the test: no sleeps. Stores without an ability skip
 its tests.
 """
 
@@ -18,7 +20,8 @@ from uuid import uuid4
 
 import pytest
 
-from quartermaster_engine.stores.base import HoldsSlots, LimitsRate
+from quartermaster_engine.runner.key_limits import tokens_wait
+from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
 from quartermaster_engine.testing.calls import call, close_store
 
 
@@ -82,5 +85,60 @@ class SlotsContract:
             ]
             assert len(started) == 120
             assert max(sum(1 for t in started if s <= t < s + 60) for s in started) == 60
+        finally:
+            close_store(other)
+
+    def test_waiters_are_counted_across_processes_and_lapse(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, CountsWaiters):
+            pytest.skip(f"{type(store).__name__} counts no waiters (an optional ability)")
+        other = make_store()
+        key, elsewhere = f"llm:wait:{uuid4().hex}", f"tenant:{uuid4().hex}"
+        try:
+            now = 3_000_000.0
+            call(store, "mark_waiting", key, "a", now, now + 30)
+            call(other, "mark_waiting", key, "b", now, now + 30)
+            call(other, "mark_waiting", key, "c", now, now + 10)
+            call(store, "mark_waiting", elsewhere, "a", now, now + 30)
+            # Marking again renews, never counts twice.
+            call(store, "mark_waiting", key, "a", now + 1, now + 31)
+            assert call(other, "waiting_counts", now + 2) == {key: 3, elsewhere: 1}
+            call(store, "unmark_waiting", key, "b")
+            call(store, "unmark_waiting", key, "nobody")
+            # At now + 10 the mark of "c" has lapsed (as a killed waiter's would).
+            assert call(store, "waiting_counts", now + 10) == {key: 1, elsewhere: 1}
+            call(other, "unmark_waiting", elsewhere, "a")
+            assert call(other, "waiting_counts", now + 31) == {}
+            call(other, "mark_waiting", key, "d", now + 31, now + 61)
+            assert call(store, "waiting_counts", now + 32) == {key: 1}
+        finally:
+            close_store(other)
+
+    def test_tokens_per_window_are_summed_across_processes(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, LimitsTokens):
+            pytest.skip(f"{type(store).__name__} counts no tokens (an optional ability)")
+        other = make_store()
+        key = f"llm:tokens:{uuid4().hex}"
+        try:
+            now = 4_000_000.0
+            call(store, "add_tokens", key, 100, now, 10.0)
+            call(other, "add_tokens", key, 250, now + 2, 10.0)
+            call(store, "add_tokens", key, 50, now + 4, 10.0)
+            used = [tuple(u) for u in call(other, "tokens_in_window", key, 10.0, now + 5)]
+            assert used == [(now, 100), (now + 2, 250), (now + 4, 50)]
+            # 400 in the window: a limit of 401 lets the next start; of 400 it waits
+            # until the 100 leave (at now + 10); of 300, until the 250 leave too.
+            assert tokens_wait(used, 401, 10.0, now + 5) == 0.0
+            assert tokens_wait(used, 400, 10.0, now + 5) == 5.0
+            assert tokens_wait(used, 300, 10.0, now + 5) == 7.0
+            used = [tuple(u) for u in call(store, "tokens_in_window", key, 10.0, now + 10)]
+            assert used == [(now + 2, 250), (now + 4, 50)]
+            # A count drops the counts that left its window for good.
+            call(other, "add_tokens", key, 1, now + 13, 10.0)
+            used = [tuple(u) for u in call(store, "tokens_in_window", key, 100.0, now + 13)]
+            assert used == [(now + 4, 50), (now + 13, 1)]
         finally:
             close_store(other)

@@ -5,6 +5,8 @@
   resume (here or in another process) opens a new ``invoke_agent`` span under it,
   the flow's *segment*, with a ``qm.flow.resumed`` span event.
 - Node runs are ``node {name}`` spans under the flow's span (`qm_sink_otel.nodes`).
+- A finished flow's span carries its usage (node runs, tokens, cost) when its
+  engine has budgets (`FlowFinished.usage`).
 - A child flow's span is under the span of the node that runs it, in the same trace.
 - Extensions open spans under a node run with ``nodes.open_span`` / ``close_span``
   (the LLM pack's model and tool calls, `qm_sink_otel.genai`).
@@ -210,6 +212,8 @@ class FlowTracer:
             span.set_attribute(sc.ERROR_TYPE, "FlowFailed")
         elif self.record_content:
             span.set_attribute(sc.OUTPUT_MESSAGES, content.output_message(event.final_output))
+        if event.usage is not None:
+            span.set_attributes(_usage(event.usage))
         self._end(event, flow, span, event.status)
 
     def _end(self, event: FlowEvent, flow: Flow, span: Span, status: str) -> None:
@@ -224,3 +228,18 @@ class FlowTracer:
         span.set_attribute(sc.FLOW_STATUS, status)
         span.end(end_time=end)
         del self.flows.open[event.flow_id]
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """A finished flow's usage (`FlowFinished.usage`) as span attributes: node runs,
+    tokens in and out (the GenAI names) and in all, and the cost when priced."""
+    attributes: dict[str, Any] = {
+        sc.FLOW_NODE_RUNS: usage.get("node_runs", 0),
+        sc.USAGE_INPUT_TOKENS: usage.get("input_tokens", 0),
+        sc.USAGE_OUTPUT_TOKENS: usage.get("output_tokens", 0),
+        sc.FLOW_TOKENS: usage.get("tokens", 0),
+    }
+    if usage.get("currency"):
+        attributes[sc.FLOW_COST] = float(usage.get("cost") or 0.0)
+        attributes[sc.FLOW_CURRENCY] = usage["currency"]
+    return attributes
