@@ -1,0 +1,155 @@
+"""Child flows on the fleet: a sub-graph node (SubAssistant1) stores its child flow,
+the parent's activation waits in the store (no worker held), any worker advances
+the child, and the child's end wakes the parent with its result."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery_support import Fleet
+
+from quartermaster_engine import FlowStatus
+from quartermaster_engine.testing import build_graph, call
+
+
+def child_file(folder: Path, nodes: list[tuple[str, str, dict[str, Any]]]) -> Path:
+    """A chain graph file ``Start -> nodes... -> End`` (hand-written form)."""
+    lines = ["name: Child", "nodes:", "  - {name: Start, type: Start1}"]
+    for name, kind, metadata in nodes:
+        meta = ", ".join(f"{k}: {v}" for k, v in metadata.items())
+        lines.append(f"  - {{name: {name}, type: {kind}, metadata: {{{meta}}}}}")
+    lines += ["  - {name: End, type: End1}", "edges:"]
+    names = ["Start", *(n for n, _, _ in nodes), "End"]
+    lines += [f"  - {{from: {a}, to: {b}}}" for a, b in zip(names, names[1:], strict=False)]
+    path = folder / "child.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def parent_graph(child: Path) -> Any:
+    return build_graph(
+        {
+            "Start": "Start1",
+            "Sub": {"type": "SubAssistant1", "metadata": {"graph": str(child)}},
+            "After": "work",
+            "End": "End1",
+        },
+        [("Start", "Sub"), ("Sub", "After"), ("After", "End")],
+        name="parent",
+    )
+
+
+def chained(names: list[str], text: str) -> str:
+    for name in names:
+        text = f"{name}({text})"
+    return text
+
+
+def _by_status(snap: Any) -> Counter[tuple[str, str]]:
+    names = {n.id: n.name for n in snap.flow.graph.nodes}
+    return Counter((names[r.node_id], r.status.value) for r in snap.records)
+
+
+def _child_id(fleet: Fleet, node: str) -> uuid.UUID:
+    return uuid.UUID(fleet.wait_for_line("ran", node)[2])
+
+
+CHILD_NODES = [f"c{i}" for i in range(20)]
+
+
+def test_a_child_flow_s_nodes_spread_over_two_workers_and_wake_the_parent(
+    fleet: Fleet,
+) -> None:
+    child = child_file(fleet.directory, [(n, "work", {"sleep": 0.05}) for n in CHILD_NODES])
+    fleet.start_workers(2, concurrency=2)
+    with fleet.runner(parent_graph(child)) as runner:
+        result = runner.run("x")
+        parent = call(runner.store, "load_flow", result.flow_id)
+        child_id = _child_id(fleet, "c0")
+        snap = call(runner.store, "load_flow", child_id)
+    assert result.status is FlowStatus.COMPLETED
+    assert result.final_output == f"After({chained(CHILD_NODES, 'x')})"
+    # Each child node ran once, in the child flow; both workers ran some of them.
+    assert fleet.runs() == {**dict.fromkeys(CHILD_NODES, 1), "After": 1}
+    child_lines = [line for line in fleet.lines() if line[3] in CHILD_NODES]
+    assert {line[2] for line in child_lines} == {str(child_id)}
+    assert {fleet.worker_of(int(line[1])) for line in child_lines} == {0, 1}
+    assert snap.flow.parent_flow_id == result.flow_id
+    assert snap.flow.status is FlowStatus.COMPLETED
+    assert _by_status(snap) == {
+        ("Start", "finished"): 1,
+        **{(n, "finished"): 1 for n in CHILD_NODES},
+        ("End", "finished"): 1,
+    }
+    # The parent's node was recorded running (parked on the child), then finished.
+    assert _by_status(parent) == {
+        ("Start", "finished"): 1,
+        ("Sub", "running"): 1,
+        ("Sub", "finished"): 1,
+        ("After", "finished"): 1,
+        ("End", "finished"): 1,
+    }
+    sub = [r for r in parent.records if r.status.value == "finished" and r.output_data]
+    assert [r.output_data["child_flow_id"] for r in sub] == [str(child_id)]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_the_child_the_child_goes_on_on_the_other(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    fleet = make_fleet(visibility_timeout=4, restore_interval=1)
+    nodes = [(f"c{i}", "work", {}) for i in range(5)]
+    nodes.append(("H", "hang", {"seconds": 3}))
+    nodes += [(f"c{i}", "work", {}) for i in range(5, 10)]
+    child = child_file(fleet.directory, nodes)
+    fleet.start_workers(2, concurrency=1)
+    with fleet.runner(parent_graph(child)) as runner:
+        fid = runner.submit("x")
+        started = fleet.wait_for_line("started", "H")
+        victim = fleet.worker_of(int(started[1]))
+        fleet.kill(fleet.workers[victim])
+        record = fleet.wait_status(runner.store, fid, "completed", timeout=90)
+        child_id = uuid.UUID(started[2])
+        snap = call(runner.store, "load_flow", child_id)
+    names = [n for n, _, _ in nodes]
+    assert record.final_output == f"After({chained(names[6:], 'hung')})"
+    # H started on both workers and finished once, on the survivor; every other
+    # child node ran and committed exactly once.
+    assert len([line for line in fleet.lines() if line[0] == "started"]) == 2
+    assert fleet.worker_of(int(fleet.wait_for_line("ran", "H")[1])) == 1 - victim
+    assert fleet.runs() == {**{n: 1 for n in names}, "After": 1}
+    assert _by_status(snap) == {
+        ("Start", "finished"): 1,
+        **{(n, "finished"): 1 for n in names},
+        ("End", "finished"): 1,
+    }
+
+
+def test_stop_of_the_parent_stops_its_child(fleet: Fleet) -> None:
+    child = child_file(fleet.directory, [("c0", "work", {}), ("H", "hang", {"seconds": 60})])
+    fleet.start_worker(concurrency=2)
+    results: list[Any] = []
+    with fleet.runner(parent_graph(child)) as runner:
+        thread = threading.Thread(target=lambda: results.append(runner.run("x")))
+        thread.start()
+        started = fleet.wait_for_line("started", "H")
+        child_id = uuid.UUID(started[2])
+        fid = call(runner.store, "get_flow", child_id).parent_flow_id
+        runner.stop(fid)
+        thread.join(30)
+        fleet.wait_for_line("cancelled", "H", timeout=10)
+        child_record = fleet.wait_status(runner.store, child_id, "stopped", timeout=10)
+        time.sleep(0.5)
+        parent_record = call(runner.store, "get_flow", fid)
+    assert results[0].status is FlowStatus.STOPPED
+    assert parent_record.status is FlowStatus.STOPPED
+    assert child_record.parent_flow_id == fid
+    assert fleet.runs() == {"c0": 1}
+    assert fleet.runs("cancelled") == {"H": 1}
