@@ -4,6 +4,8 @@ the child, and the child's end wakes the parent with its result."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -16,7 +18,10 @@ import pytest
 from celery_support import Fleet
 
 from quartermaster_engine import FlowStatus
+from quartermaster_engine._sync import run_sync
+from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.testing import build_graph, call
+from quartermaster_engine.testing.graphs import name_id
 
 
 def child_file(folder: Path, nodes: list[tuple[str, str, dict[str, Any]]]) -> Path:
@@ -27,7 +32,7 @@ def child_file(folder: Path, nodes: list[tuple[str, str, dict[str, Any]]]) -> Pa
         lines.append(f"  - {{name: {name}, type: {kind}, metadata: {{{meta}}}}}")
     lines += ["  - {name: End, type: End1}", "edges:"]
     names = ["Start", *(n for n, _, _ in nodes), "End"]
-    lines += [f"  - {{from: {a}, to: {b}}}" for a, b in zip(names, names[1:], strict=False)]
+    lines += [f"  - {{from: {a}, to: {b}}}" for a, b in itertools.pairwise(names)]
     path = folder / "child.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -153,3 +158,80 @@ def test_stop_of_the_parent_stops_its_child(fleet: Fleet) -> None:
     assert child_record.parent_flow_id == fid
     assert fleet.runs() == {"c0": 1}
     assert fleet.runs("cancelled") == {"H": 1}
+
+
+def test_a_failed_child_fails_the_node_with_its_error(fleet: Fleet) -> None:
+    child = child_file(fleet.directory, [("c0", "work", {}), ("F", "fail", {})])
+    fleet.start_worker(concurrency=2)
+    with fleet.runner(parent_graph(child)) as runner:
+        result = runner.run("x")
+        child_id = _child_id(fleet, "c0")
+        snap = call(runner.store, "load_flow", child_id)
+    f_id = next(n.id for n in snap.flow.graph.nodes if n.name == "F")
+    assert result.status is FlowStatus.FAILED
+    assert snap.flow.status is FlowStatus.FAILED
+    assert result.error == (
+        f"node 'Sub' ({name_id('Sub')}): sub-graph {str(child)!r} (flow {child_id}) failed: "
+        f"node 'F' ({f_id}): ValueError: F always fails"
+    )
+    assert fleet.runs() == {"c0": 1, "F": 1}
+
+
+def test_a_paused_child_pauses_the_parent_and_the_answer_reaches_it(fleet: Fleet) -> None:
+    child = child_file(fleet.directory, [("c0", "work", {}), ("Ask", "ask", {})])
+    fleet.start_worker(concurrency=2)
+    with fleet.runner(parent_graph(child)) as runner:
+        paused = runner.run("x")
+        assert paused.status is FlowStatus.PAUSED
+        assert [(w.node_name, w.prompt) for w in paused.waiting] == [("Sub", "Name?")]
+        result = runner.resume(paused.flow_id, "Ada")
+        child_id = _child_id(fleet, "c0")
+        child_record = call(runner.store, "get_flow", child_id)
+    assert result.status is FlowStatus.COMPLETED
+    assert result.final_output == "After(hello Ada)"
+    assert child_record.status is FlowStatus.COMPLETED
+    assert fleet.runs() == {"c0": 1, "Ask": 2, "After": 1}
+
+
+def test_recover_of_the_parent_continues_its_child_where_it_was(fleet: Fleet) -> None:
+    """The only worker is killed during the child; the broker would deliver the lost
+    task again only after its visibility timeout (an hour): recover of the parent
+    hands the child's pending work to the new worker at once."""
+    nodes = [("c0", "work", {}), ("H", "hang", {"seconds": 1}), ("c1", "work", {})]
+    child = child_file(fleet.directory, nodes)
+    fleet.start_worker(concurrency=1)
+    with fleet.runner(parent_graph(child)) as runner:
+        fid = runner.submit("x")
+        fleet.wait_for_line("started", "H")
+        fleet.kill(fleet.workers[0])
+        fleet.start_worker(concurrency=1)
+        result = runner.recover(fid)
+    assert result.status is FlowStatus.COMPLETED
+    assert result.final_output == "After(c1(hung))"
+    assert fleet.runs() == {"c0": 1, "H": 1, "c1": 1, "After": 1}
+    assert len([line for line in fleet.lines() if line[0] == "started"]) == 2
+
+
+def test_two_processes_waking_the_parent_at_once_wake_it_once(fleet: Fleet) -> None:
+    """Two wakes race (two engines, each its own lease owner): one commits, the other
+    is refused; the node runs again, finds its child still running and waits anew."""
+    child = child_file(fleet.directory, [("c0", "work", {}), ("H", "hang", {"seconds": 2})])
+    fleet.start_worker(concurrency=2)
+    graph = parent_graph(child)
+    with fleet.runner(graph) as runner, fleet.runner(graph) as other:
+        fid = runner.submit("x")
+        child_id = uuid.UUID(fleet.wait_for_line("started", "H")[2])
+
+        async def race() -> list[bool]:
+            wakes = [fleet_children.wake_parent(r.engine, fid, child_id) for r in (runner, other)]
+            return list(await asyncio.gather(*wakes))
+
+        woken = run_sync(race())
+        record = fleet.wait_status(runner.store, fid, "completed", timeout=60)
+        parent = call(runner.store, "load_flow", fid)
+    assert sorted(woken) == [False, True]
+    assert record.final_output == "After(hung)"
+    assert fleet.runs() == {"c0": 1, "H": 1, "After": 1}
+    # Parked, woken early and parked again, then woken by the child's end.
+    assert _by_status(parent)[("Sub", "running")] == 2
+    assert _by_status(parent)[("Sub", "finished")] == 1
