@@ -235,3 +235,19 @@ def test_two_processes_waking_the_parent_at_once_wake_it_once(fleet: Fleet) -> N
     # Parked, woken early and parked again, then woken by the child's end.
     assert _by_status(parent)[("Sub", "running")] == 2
     assert _by_status(parent)[("Sub", "finished")] == 1
+
+
+def test_a_child_stopped_on_its_own_fails_the_parent_s_node(fleet: Fleet) -> None:
+    child = child_file(fleet.directory, [("c0", "work", {}), ("H", "hang", {"seconds": 60})])
+    fleet.start_worker(concurrency=2)
+    with fleet.runner(parent_graph(child)) as runner:
+        fid = runner.submit("x")
+        child_id = uuid.UUID(fleet.wait_for_line("started", "H")[2])
+        runner.stop(child_id)
+        record = fleet.wait_status(runner.store, fid, "failed", timeout=30)
+        fleet.wait_for_line("cancelled", "H", timeout=10)
+    assert record.error == (
+        f"node 'Sub' ({name_id('Sub')}): sub-graph {str(child)!r} (flow {child_id}) was stopped"
+    )
+    assert fleet.runs() == {"c0": 1}
+    assert fleet.runs("cancelled") == {"H": 1}
