@@ -20,7 +20,7 @@ from celery_support import Fleet
 from quartermaster_engine import FlowStatus
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.runner import fleet_children
-from quartermaster_engine.testing import build_graph, call
+from quartermaster_engine.testing import build_graph, call, chain_graph
 from quartermaster_engine.testing.graphs import name_id
 
 
@@ -251,3 +251,32 @@ def test_a_child_stopped_on_its_own_fails_the_parent_s_node(fleet: Fleet) -> Non
     )
     assert fleet.runs() == {"c0": 1}
     assert fleet.runs("cancelled") == {"H": 1}
+
+
+def test_the_sweep_stops_a_child_whose_parent_ended_before_handing_it_over(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    """The parent was stopped while its node stored the child: the node's park was
+    refused, so the child was never handed to the workers; the sweep stops it
+    instead of running it."""
+    fleet = make_fleet(stale_after=0.5)
+    graph = chain_graph(3, "work")
+    with fleet.runner(graph) as runner:
+        engine = runner.engine
+
+        async def make() -> tuple[uuid.UUID, uuid.UUID]:
+            parent = engine.new_run(graph, "x")
+            await parent.start_new()
+            await parent.lease.release()
+            child = engine.new_run(graph, "y", parent_flow_id=parent.flow_id)
+            await child.start_new()
+            await child.lease.release()
+            await engine.stop(parent.flow_id)
+            return parent.flow_id, child.flow_id
+
+        _, child_id = run_sync(make())
+        time.sleep(0.6)
+        fleet.start_worker(concurrency=1)
+        fleet.wait_status(runner.store, child_id, "stopped", timeout=30)
+    time.sleep(0.5)
+    assert fleet.runs() == {}

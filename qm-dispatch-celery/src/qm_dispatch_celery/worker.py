@@ -177,6 +177,8 @@ class Worker:
         for record in flows:
             if now - record.updated_at < stale_after:
                 continue
+            if await fleet_children.stop_if_orphaned(stepper.engine, record):
+                continue  # a child whose parent ended before it was handed over
             for ref, due in await stepper.pending(record.flow_id):
                 publish(self.app, self.settings, record.flow_id, ref, due)
                 published += 1

@@ -40,7 +40,13 @@ from quartermaster_engine.runner.errors import (
 )
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
-from quartermaster_engine.stores.records import Activation, Commit, FlowStatus, FlowUpdate
+from quartermaster_engine.stores.records import (
+    Activation,
+    Commit,
+    FlowRecord,
+    FlowStatus,
+    FlowUpdate,
+)
 from quartermaster_engine.types import GraphSpec
 
 if TYPE_CHECKING:
@@ -191,6 +197,20 @@ async def relaunch(engine: Engine, flow_id: UUID, *, running: bool) -> int:
             await fleet.start(engine, child)
             count += 1 + await relaunch(engine, child, running=True)
     return count
+
+
+async def stop_if_orphaned(engine: Engine, record: FlowRecord) -> bool:
+    """Stop a running child flow whose parent has ended or is gone (the parent was
+    stopped while its node was storing this child: nothing waits for it); True if
+    stopped. For the workers' sweep."""
+    if record.parent_flow_id is None:
+        return False
+    parent = await engine.store_adapter.get_flow(record.parent_flow_id)
+    if parent is not None and not parent.status.is_terminal:
+        return False
+    with contextlib.suppress(FlowNotFoundError):
+        await stored_flows.stop(engine, record.flow_id, [])
+    return True
 
 
 async def _wake_logged(engine: Engine, parent_id: UUID, child_id: UUID) -> bool:
