@@ -19,6 +19,7 @@ from celery_support import Fleet
 
 from quartermaster_engine import FlowStatus
 from quartermaster_engine._sync import run_sync
+from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.testing import build_graph, call, chain_graph
 from quartermaster_engine.testing.graphs import name_id
@@ -74,7 +75,8 @@ def test_a_child_flow_s_nodes_spread_over_two_workers_and_wake_the_parent(
 ) -> None:
     child = child_file(fleet.directory, [(n, "work", {"sleep": 0.05}) for n in CHILD_NODES])
     fleet.start_workers(2, concurrency=2)
-    with fleet.runner(parent_graph(child)) as runner:
+    events: list[FlowEvent] = []
+    with fleet.runner(parent_graph(child), on_event=events.append) as runner:
         result = runner.run("x")
         parent = call(runner.store, "load_flow", result.flow_id)
         child_id = _child_id(fleet, "c0")
@@ -103,6 +105,11 @@ def test_a_child_flow_s_nodes_spread_over_two_workers_and_wake_the_parent(
     }
     sub = [r for r in parent.records if r.status.value == "finished" and r.output_data]
     assert [r.output_data["child_flow_id"] for r in sub] == [str(child_id)]
+    # The client relayed the parent's log: the node's one run, after the wake.
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    subs = [e.type for e in events if getattr(e, "node_name", None) == "Sub"]
+    assert subs == ["NodeStarted", "NodeFinished"]
+    assert {e.flow_id for e in events} == {result.flow_id}
 
 
 @pytest.mark.slow

@@ -212,8 +212,8 @@ async def park_on_child(
 ) -> None:
     """The node waits for its child flow, which a fleet's workers advance: its
     activation stays pending, marked waiting for that child (`CHILD_WAIT`), recorded
-    as running; the child's end wakes it (`fleet_children.wake_parent`). No event:
-    the node's NodeStarted is logged, its NodeFinished comes when it runs again."""
+    as running; the child's end wakes it (`fleet_children.wake_parent`). No event
+    (the stepper logs no NodeStarted either): the node's run is the one after the wake."""
     rec = record(act, NodeStatus.RUNNING, started, None, data, None)
     act.waiting = True
     act.prompt = ""

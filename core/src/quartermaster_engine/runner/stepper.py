@@ -215,8 +215,10 @@ class FlowStepper:
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
         _take(state, act)
         run.attach()
+        child = None if work.outcome is None else work.outcome.result.wait_for_child
         if work.outcome is not None:
-            run.emit_started(act)
+            if child is None:  # (parked on a child: its run is the one after the wake)
+                run.emit_started(act)
             for event in work.events:  # (heard live as they happened; logged now)
                 run.emitter.number(event)
             enqueued = run.committer.collect_enqueued()
@@ -228,7 +230,6 @@ class FlowStepper:
         else:
             queued = ()
         name = act.cnode.name or str(act.node_id)
-        child = None if work.outcome is None else work.outcome.result.wait_for_child
         children = () if child is None else (child,)
         # Only far timers left: the flow parks instead of handing them to the
         # workers (no broker ETA task holds them); a clock wakes it (docs/time.md).
