@@ -162,8 +162,10 @@ class Worker:
             return "duplicate"
         for queued, due in result.queued:
             publish(self.app, self.settings, flow_id, queued, due)
-        for child in result.children:  # stored by the node, now waiting for it
-            await Launcher(self.app, self.settings).start(stepper.engine, child)
+        fleet = stepper.engine.fleet
+        for child in result.children:  # stored by the node, which now waits for it
+            assert fleet is not None  # (only a fleet's run_child stores children)
+            await fleet.start(stepper.engine, child)
         return f"ran {result.ran}"
 
     async def sweep(self, stale_after: float) -> int:
@@ -182,7 +184,7 @@ class Worker:
             for ref, due in await stepper.pending(record.flow_id):
                 publish(self.app, self.settings, record.flow_id, ref, due)
                 published += 1
-            # A child that ended while its wake was lost (a killed worker): wake it.
+            # A parent whose child ended while its wake was lost (a killed worker): woken.
             await fleet_children.relaunch(stepper.engine, record.flow_id, running=False)
         if published:
             logger.warning("sweep: published %d pending activations of idle flows", published)
