@@ -19,7 +19,7 @@ from celery_support import Fleet
 
 from quartermaster_engine import FlowStatus
 from quartermaster_engine._sync import run_sync
-from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.events import FlowEvent, TokenGenerated
 from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.testing import build_graph, call, chain_graph
 from quartermaster_engine.testing.graphs import name_id
@@ -287,3 +287,28 @@ def test_the_sweep_stops_a_child_whose_parent_ended_before_handing_it_over(
         fleet.wait_status(runner.store, child_id, "stopped", timeout=30)
     time.sleep(0.5)
     assert fleet.runs() == {}
+
+
+def test_a_child_s_tokens_reach_the_client_following_the_parent_live(fleet: Fleet) -> None:
+    """The child's ``stream`` node streams ``a``, waits until the client heard it
+    (file ``ack-<child id>``), then streams ``b`` and ``c``: its output ``acked``
+    proves the token travelled live from the child's worker to the parent's client."""
+    child = child_file(fleet.directory, [("S", "stream", {})])
+    fleet.start_worker(concurrency=2)
+    with fleet.runner(parent_graph(child)) as runner:
+
+        async def collect() -> list[FlowEvent]:
+            events: list[FlowEvent] = []
+            async for event in runner.run_async("x"):
+                events.append(event)
+                if isinstance(event, TokenGenerated) and event.token == "a ":
+                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
+            return events
+
+        events = asyncio.run(collect())
+    tokens = [e for e in events if isinstance(e, TokenGenerated)]
+    assert [t.token for t in tokens] == ["a ", "b ", "c "]
+    parent_id = events[0].flow_id
+    assert {(t.flow_id, t.parent_flow_id) for t in tokens} == {(_child_id(fleet, "S"), parent_id)}
+    finished = [e for e in events if e.type == "FlowFinished"]
+    assert [e.final_output for e in finished] == ["After(acked)"]  # type: ignore[attr-defined]
