@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from uuid import UUID
 
 from quartermaster_graph.enums import NodeType
 from quartermaster_graph.models import GraphNode, GraphSpec
@@ -26,7 +27,10 @@ class NodeResult:
     - ``wait_for_user``: pause here; ``user_prompt`` / ``user_options`` tell the
       person what is asked. The node runs again on resume with
       ``context.user_input`` set. With ``wake_at`` (a Unix time) too, the node is
-      parked until then instead of waiting for an answer (Sleep1).
+      parked until then instead of waiting for an answer (Sleep1). With
+      ``wait_for_child`` instead (set by the engine, not by executors: a child
+      flow started with ``context.run_child`` runs on a fleet's workers), the
+      node is parked until that child flow pauses or ends, then runs again.
     - ``success=False`` with ``error`` is a failure, handled like an exception
       by the node's error strategy.
     """
@@ -40,6 +44,7 @@ class NodeResult:
     user_prompt: str | None = None
     user_options: list[str] | None = None
     wake_at: float | None = None
+    wait_for_child: UUID | None = None
 
 
 @runtime_checkable

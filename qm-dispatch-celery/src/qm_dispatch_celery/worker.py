@@ -37,6 +37,7 @@ from quartermaster_engine.config import EngineConfig
 from quartermaster_engine.dispatchers.async_dispatcher import AsyncDispatcher
 from quartermaster_engine.plugins.loader import PluginNodeRegistry
 from quartermaster_engine.redaction import redact_setting, redact_text
+from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.live_tokens import TokenPublisher
 from quartermaster_engine.runner.shared_store import require_shared_store
@@ -45,6 +46,20 @@ from quartermaster_engine.stores.live import live_channel
 from quartermaster_engine.stores.records import FlowStatus
 
 logger = logging.getLogger("qm_dispatch_celery")
+
+
+class Launcher:
+    """A `FlowLauncher` inside a worker: publishes a stored flow's pending activations."""
+
+    def __init__(self, app: Celery, settings: CelerySettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def start(self, engine: Engine, flow_id: UUID) -> int:
+        pending = await FlowStepper(engine).pending(flow_id)
+        for ref, due in pending:
+            publish(self.app, self.settings, flow_id, ref, due)
+        return len(pending)
 
 
 class Worker:
@@ -117,11 +132,14 @@ class Worker:
         config_for_installed = config.model_copy(
             update={"nodes": {k: v for k, v in config.nodes.items() if k not in own}}
         )
-        return Engine.from_config(
+        engine = Engine.from_config(
             config_for_installed,
             dispatcher=AsyncDispatcher(),
             node_registry=PluginNodeRegistry(own, node_settings, validate),
         )
+        # Child flows of sub-graph nodes run on the fleet, not inside this task.
+        engine.fleet = Launcher(self.app, self.settings)
+        return engine
 
     async def handle(self, flow_id: UUID, ref: ActivationRef) -> str:
         """Run one activation and publish what its commit queued; says what happened
@@ -144,6 +162,10 @@ class Worker:
             return "duplicate"
         for queued, due in result.queued:
             publish(self.app, self.settings, flow_id, queued, due)
+        fleet = stepper.engine.fleet
+        for child in result.children:  # stored by the node, which now waits for it
+            assert fleet is not None  # (only a fleet's run_child stores children)
+            await fleet.start(stepper.engine, child)
         return f"ran {result.ran}"
 
     async def sweep(self, stale_after: float) -> int:
@@ -157,9 +179,13 @@ class Worker:
         for record in flows:
             if now - record.updated_at < stale_after:
                 continue
+            if await fleet_children.stop_if_orphaned(stepper.engine, record):
+                continue  # a child whose parent ended before it was handed over
             for ref, due in await stepper.pending(record.flow_id):
                 publish(self.app, self.settings, record.flow_id, ref, due)
                 published += 1
+            # A parent whose child ended while its wake was lost (a killed worker): woken.
+            await fleet_children.relaunch(stepper.engine, record.flow_id, running=False)
         if published:
             logger.warning("sweep: published %d pending activations of idle flows", published)
         return published

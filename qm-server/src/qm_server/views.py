@@ -132,7 +132,7 @@ def flow_view(
             act.visit,
         ).to_dict()
         for act in snapshot.pending
-        if act.waiting
+        if act.waiting and act.child_flow is None  # (not a sub-graph node on a fleet)
     ]
     for item in waiting:
         states[item["node_id"]] = "waiting"

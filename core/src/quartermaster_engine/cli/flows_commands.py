@@ -206,7 +206,7 @@ def show_command(flow_id: str, config_path: str | None, as_json: bool) -> None:
     data["waiting"] = [
         {"node": names.get(a.node_id, str(a.node_id)), "prompt": a.prompt, "options": a.options}
         for a in snap.pending
-        if a.waiting
+        if a.waiting and a.child_flow is None  # (not a sub-graph node on a fleet)
     ]
     data["timers"] = pending_timers(snap)
     if as_json:

@@ -48,6 +48,16 @@ class RemoteDispatcher(TaskDispatcher, Protocol):
         ...
 
 
+class FlowLauncher(Protocol):
+    """What hands a stored flow's pending activations to a fleet's workers: a
+    `RemoteDispatcher` on a client; the worker's own publisher inside a worker (it
+    starts the child flows of sub-graph nodes there, see `runner.fleet_children`)."""
+
+    async def start(self, engine: Engine, flow_id: UUID) -> int:
+        """As `RemoteDispatcher.start`."""
+        ...
+
+
 def is_remote(dispatcher: object) -> bool:
     """Whether ``dispatcher`` runs activations on remote workers."""
     return isinstance(dispatcher, RemoteDispatcher) and bool(dispatcher.remote)

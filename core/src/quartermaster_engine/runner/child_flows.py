@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from quartermaster_engine.runner import stored_flows
+from quartermaster_engine.runner import fleet_children, stored_flows
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.flow_run import FlowRun
 from quartermaster_engine.runner.result import FlowResult
@@ -27,7 +27,12 @@ async def run_child(
     If the child already exists (the parent is being recovered after a crash), it
     is continued where it stopped: recovered if it was running, else its stored
     result (paused or ended) is returned.
+
+    With a fleet (`Engine.fleet`), the child runs on the workers instead and this
+    raises `ChildFlowPending` (see `fleet_children`).
     """
+    if engine.fleet is not None:
+        return await fleet_children.start_child(engine, parent, graph, input_text, flow_id)
     run = engine.new_run(
         graph, input_text, flow_id, parent.extra_listeners, parent_flow_id=parent.flow_id
     )
@@ -48,7 +53,10 @@ async def run_child(
 async def resume_child(
     engine: Engine, parent: FlowRun, flow_id: UUID, user_input: str, node_id: UUID | str | None
 ) -> FlowResult:
-    """Give a paused child flow its answer and continue it."""
+    """Give a paused child flow its answer and continue it (with a fleet: see
+    `fleet_children.answer_child`)."""
+    if engine.fleet is not None:
+        return await fleet_children.answer_child(engine, flow_id, user_input, node_id)
     run = await stored_flows.load(engine, flow_id, parent.extra_listeners)
     status = run.status_on_load or FlowStatus.PAUSED
     if status.is_terminal:

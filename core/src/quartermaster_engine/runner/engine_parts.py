@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import Any, Self, cast
 from uuid import UUID
 
 from quartermaster_engine._sync import run_sync
@@ -15,7 +15,7 @@ from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.dispatchers import base as dispatchers
 from quartermaster_engine.dispatchers.base import DispatchProtocol, TaskDispatcher
 from quartermaster_engine.dispatchers.legacy import as_dispatcher
-from quartermaster_engine.dispatchers.remote import is_remote
+from quartermaster_engine.dispatchers.remote import FlowLauncher, RemoteDispatcher, is_remote
 from quartermaster_engine.dispatchers.sync_dispatcher import SyncDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import AgentMemory
@@ -75,6 +75,11 @@ class EngineParts:
         #: The dispatcher runs activations on workers elsewhere (`RemoteDispatcher`), and
         #: blocking executors off the loop (both checked once, not per flow).
         self.remote = is_remote(self.dispatcher)
+        #: Who starts stored flows on a fleet's workers: child flows of sub-graph nodes
+        #: then run there, not inline (`fleet_children`). A worker sets its own.
+        self.fleet: FlowLauncher | None = (
+            cast(RemoteDispatcher, self.dispatcher) if self.remote else None
+        )
         self.offloads_blocking = dispatchers.offloads_blocking(self.dispatcher)
         self.context_manager = context_manager if context_manager is not None else ContextManager()
         self.on_event = on_event

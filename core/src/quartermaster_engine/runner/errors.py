@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 
 class NodeError(Exception):
     """A node failure whose message is complete as it is (no exception type prefix)."""
@@ -69,3 +71,14 @@ def error_text(exc: BaseException) -> str:
 
 def fmt_seconds(value: float) -> str:
     return f"{value:g}"
+
+
+class ChildFlowPending(Exception):
+    """Raised through a node's executor by ``context.run_child`` / ``resume_child``
+    when the child flow runs on a fleet's workers (`fleet_children`): the child is
+    stored (or answered) and the node parks until it pauses or ends, then runs
+    again. Executors let it pass."""
+
+    def __init__(self, flow_id: UUID) -> None:
+        super().__init__(f"child flow {flow_id} runs on the workers")
+        self.flow_id = flow_id

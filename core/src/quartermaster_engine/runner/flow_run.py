@@ -375,7 +375,7 @@ class FlowRun:
                 raise  # cancelled from outside: drive() handles it
             result = spurious_cancel(cnode)
         except Exception as exc:
-            result = NodeResult(success=False, error=error_text(exc))
+            result = outcomes.from_error(exc)
         return Outcome(result, picked, started, input_text)
 
     async def complete(self, act: Activation, outcome: Outcome) -> None:

@@ -56,14 +56,20 @@ class TokenPublisher:
         self.channel = channel
         self.flow_id = flow_id
         self.published = 0
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[UUID, bytes] | None] = asyncio.Queue()
         self._failed = False
         self._pump = asyncio.ensure_future(self._publish_all())
 
     def listener(self, event: FlowEvent) -> None:
         """Queue ``event`` for publishing if it is a token (called on the flow's loop)."""
         if isinstance(event, TokenGenerated) and not self._failed:
-            self._queue.put_nowait(encode_token(event))
+            message = encode_token(event)
+            self._queue.put_nowait((self.flow_id, message))
+            parent = event.parent_flow_id
+            if parent is not None and event.flow_id == self.flow_id:
+                # A child flow's node on a fleet: its parent's followers hear it too
+                # (as they did when the child ran inside the parent's activation).
+                self._queue.put_nowait((parent, message))
 
     async def close(self) -> None:
         """Publish what is queued, then stop."""
@@ -71,11 +77,12 @@ class TokenPublisher:
         await self._pump
 
     async def _publish_all(self) -> None:
-        while (message := await self._queue.get()) is not None:
+        while (item := await self._queue.get()) is not None:
             if self._failed:
                 continue
+            flow_id, message = item
             try:
-                await self.channel.publish_live(self.flow_id, message)
+                await self.channel.publish_live(flow_id, message)
                 self.published += 1
             except Exception as exc:
                 self._failed = True

@@ -9,6 +9,7 @@ FlowError is emitted per final failure.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.control_nodes import iso
@@ -26,8 +27,8 @@ from quartermaster_engine.runner import maps
 from quartermaster_engine.runner.commits import commit_and_apply, committed, record
 from quartermaster_engine.runner.compiled import CEdge, CNode
 from quartermaster_engine.runner.control import Phase
-from quartermaster_engine.runner.errors import StoreUnavailableError
-from quartermaster_engine.stores.records import Activation, Commit
+from quartermaster_engine.runner.errors import ChildFlowPending, StoreUnavailableError, error_text
+from quartermaster_engine.stores.records import CHILD_WAIT, Activation, Commit
 from quartermaster_engine.types import ErrorStrategy
 
 if TYPE_CHECKING:
@@ -90,11 +91,26 @@ async def succeed(
         after_limit_check(run)
 
 
+def from_error(exc: Exception) -> NodeResult:
+    """What an executor that raised ``exc`` returned: a failure, or a park on the
+    child flow it started on a fleet (`ChildFlowPending`)."""
+    if isinstance(exc, ChildFlowPending):
+        child = exc.flow_id
+        return NodeResult(
+            wait_for_user=True, wait_for_child=child, data={"child_flow_id": str(child)}
+        )
+    return NodeResult(success=False, error=error_text(exc))
+
+
 async def park(run: FlowRun, act: Activation, result: NodeResult, started: float) -> None:
     """The node waits for a person: its activation stays pending, marked waiting
-    (with ``wake_at``: it sleeps, see `sleep`)."""
+    (with ``wake_at``: it sleeps, see `sleep`; with ``wait_for_child``: see
+    `park_on_child`)."""
     if result.wake_at is not None:
         await sleep(run, act, result.wake_at, started)
+        return
+    if result.wait_for_child is not None:
+        await park_on_child(run, act, result.wait_for_child, result.data, started)
         return
     cnode: CNode = act.cnode
     rec = record(act, NodeStatus.WAITING_USER, started, result.output_text, result.data, None)
@@ -121,6 +137,24 @@ async def park(run: FlowRun, act: Activation, result: NodeResult, started: float
     run.state.apply(commit, cnode, rec)  # the activation waits (it is marked waiting)
     if handle is not None:
         run.emitter.release(handle)
+
+
+async def park_on_child(
+    run: FlowRun, act: Activation, child: UUID, data: dict[str, Any], started: float
+) -> None:
+    """The node waits for its child flow, which a fleet's workers advance: its
+    activation stays pending, marked waiting for that child (`CHILD_WAIT`), recorded
+    as running; the child's end wakes it (`fleet_children.wake_parent`). No event
+    (the stepper logs no NodeStarted either): the node's run is the one after the wake."""
+    rec = record(act, NodeStatus.RUNNING, started, None, data, None)
+    act.waiting = True
+    act.prompt = ""
+    act.options = None
+    act.user_input = f"{CHILD_WAIT}{child}"
+    act.not_before = 0.0
+    commit = Commit(record=rec, enqueue=[act])
+    await committed(run, commit, None)
+    run.state.apply(commit, act.cnode, rec)
 
 
 async def sleep(run: FlowRun, act: Activation, wake_at: float, started: float) -> None:

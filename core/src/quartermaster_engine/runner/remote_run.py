@@ -17,6 +17,7 @@ from uuid import UUID
 
 from quartermaster_engine.dispatchers.remote import RemoteDispatcher
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.stores.live import live_channel
@@ -79,6 +80,8 @@ async def hand_off(engine: Engine, run: FlowRun) -> int:
     dispatcher = engine.dispatcher
     assert isinstance(dispatcher, RemoteDispatcher)
     await dispatcher.start(engine, run.flow_id)
+    if run.state.children:  # (recover: its children on the workers continue too)
+        await fleet_children.relaunch(engine, run.flow_id, running=True)
     return int(record.event_seq) if record is not None else 0
 
 

@@ -99,6 +99,8 @@ class FlowState:
         self.timers: list[tuple[float, int, Activation]] = []
         self._timer_seq = 0
         self.waiting: dict[ActivationKey, Activation] = {}
+        #: Activations parked until their child flow pauses or ends (`fleet_children`).
+        self.children: dict[ActivationKey, Activation] = {}
         # Records: the latest of each node (by node index) and the End node's.
         self.latest: list[NodeExecution | None] = [None] * n
         self.end_record: NodeExecution | None = None
@@ -158,6 +160,7 @@ class FlowState:
             not self.ready
             and not self.timers
             and not self.waiting
+            and not self.children
             and all(rec is None for rec in self.latest)
         )
 
@@ -191,12 +194,13 @@ class FlowState:
             self.failures.append(failure)
         if commit.answers is not None:
             self.waiting.pop(commit.answers, None)
+            self.children.pop(commit.answers, None)
             for new in commit.enqueue:  # an approved budget runs every wait for it again
                 if not new.waiting:
                     self.waiting.pop(new.key, None)
         for new in commit.enqueue:
             if new.waiting:
-                self.waiting[new.key] = new
+                self._wait(new)
             elif new.not_before:
                 self.add_timer(new)
             else:
@@ -235,7 +239,7 @@ class FlowState:
             if cnode.item_of is not None:
                 note_pending(self, act)
             if act.waiting:
-                self.waiting[act.key] = act
+                self._wait(act)
             elif act.not_before > now:
                 self.add_timer(act)
             else:
@@ -262,11 +266,19 @@ class FlowState:
             if loop is not None and exit_edge is not None:  # else: a loop a migration dropped
                 self.loop_live[loop.idx].add(exit_edge.idx)
 
+    def _wait(self, act: Activation) -> None:
+        """``act`` waits: for a person, or for its child flow (kept apart)."""
+        if act.child_flow is None:
+            self.waiting[act.key] = act
+        else:
+            self.children[act.key] = act
+
     def _reset_frontier(self) -> None:
         """Forget the queue, joins and loop activity (the store's copy replaces them)."""
         self.ready.clear()
         self.timers.clear()
         self.waiting.clear()
+        self.children.clear()
         self.joins.clear()
         self.slot_seq.clear()
         self.loop_active = [0] * len(self.cg.loops)

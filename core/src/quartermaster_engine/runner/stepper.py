@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent
-from quartermaster_engine.runner import budget_gate, finish, timers
+from quartermaster_engine.runner import budget_gate, finish, fleet_children, timers
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
@@ -81,6 +81,9 @@ class StepResult:
     queued: tuple[tuple[ActivationRef, float], ...] = ()
     #: The step's activation had been committed already (a duplicate delivery).
     duplicate: bool = False
+    #: Child flows this step stored for the workers, its node now waiting for them
+    #: (`fleet_children`): the caller hands them to the workers.
+    children: tuple[UUID, ...] = ()
 
 
 class FlowStepper:
@@ -120,7 +123,7 @@ class FlowStepper:
         state = run.state
         if status.is_terminal or (not state.ready and not state.timers):
             await lease.release()
-            if status is FlowStatus.RUNNING and not state.waiting:
+            if status is FlowStatus.RUNNING and not state.waiting and not state.children:
                 # Queue empty but not recorded as ended: the step that ran last died
                 # before recording the end. Record it now.
                 return await self._finish(run, None)
@@ -218,8 +221,10 @@ class FlowStepper:
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
         _take(state, act)
         run.attach()
+        child = None if work.outcome is None else work.outcome.result.wait_for_child
         if work.outcome is not None:
-            run.emit_started(act)
+            if child is None:  # (parked on a child: its run is the one after the wake)
+                run.emit_started(act)
             for event in work.events:  # (heard live as they happened; logged now)
                 run.emitter.number(event)
             enqueued = run.committer.collect_enqueued()
@@ -231,6 +236,7 @@ class FlowStepper:
         else:
             queued = ()
         name = act.cnode.name or str(act.node_id)
+        children = () if child is None else (child,)
         # Only far timers left: the flow parks instead of handing them to the
         # workers (no broker ETA task holds them); a clock wakes it (docs/time.md).
         parks = (
@@ -243,14 +249,18 @@ class FlowStepper:
             queued = ()
         elif timers.can_park(self.engine):
             queued = timers.hand_out(queued, state, run.clock.now())
-        if run.control.halted or (not state.ready and not state.timers) or parks:
+        idle = not state.ready and not state.timers and not state.children
+        if run.control.halted or idle or parks:
             done = await self._finish(run, name)
             return StepResult(flow_id, name, done.status, 0, None, done.result, queued)
         await lease.release()
         # Read under the lease, then only our commits: the store holds this state.
         assert seen is not None
         self._remember(flow_id, state, (seen[0] + run.committer.commits, seen[1]))
-        return StepResult(flow_id, name, FlowStatus.RUNNING, len(state.ready), None, None, queued)
+        ready = len(state.ready)
+        return StepResult(
+            flow_id, name, FlowStatus.RUNNING, ready, None, None, queued, children=children
+        )
 
     def records_read(self, flow_id: UUID) -> int | None:
         """How many of the flow's records this stepper has read (None: it holds no
@@ -271,6 +281,9 @@ class FlowStepper:
         self._states.pop(run.flow_id, None)
         self._exact.pop(run.flow_id, None)
         result = await finish.finish(run)
+        engine = self.engine
+        if engine.fleet is not None and (run.parent_flow_id is not None or run.state.children):
+            await fleet_children.after_end(engine, run, result.status)
         return StepResult(run.flow_id, ran, result.status, 0, None, result)
 
     async def _load(

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from quartermaster_engine.events import FlowResumed, FlowStopped
 from quartermaster_engine.history import message_edits, reuse
-from quartermaster_engine.runner import budget_gate, deadlines, finish, timers
+from quartermaster_engine.runner import budget_gate, deadlines, finish, fleet_children, timers
 from quartermaster_engine.runner.arguments import flow_id_arg, node_arg, text_arg
 from quartermaster_engine.runner.errors import FlowStateError
 from quartermaster_engine.runner.event_log import read_log
@@ -284,6 +284,10 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
         raise FlowNotFoundError(f"no flow {flow_id} in the store ({engine.store_name()})")
     if record.status.is_terminal:
         return
+    # (Children on a fleet: stopped after it; its parent: woken. Read first: an ended
+    # flow's queue is gone.)
+    fleet = engine.fleet is not None
+    children = await fleet_children.children_of(engine, flow_id) if fleet else []
     seq = record.event_seq + 1
     event = FlowStopped(flow_id=flow_id, reason="stop() called", seq=seq, ts=time.time())
     await store.update_flow(
@@ -301,6 +305,8 @@ async def stop(engine: Engine, flow_id: UUID | str, listeners: list[Listener]) -
             listener(event)
         except Exception:  # a listener never breaks a stop
             logger.exception("event listener %s failed on FlowStopped", name)
+    if fleet:
+        await fleet_children.after_stop(engine, flow_id, record.parent_flow_id, children)
 
 
 async def result(engine: Engine, flow_id: UUID | str, *, wait: bool = False) -> FlowResult:

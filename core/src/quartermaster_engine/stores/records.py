@@ -48,6 +48,13 @@ def _key_from_json(data: list[Any]) -> ActivationKey:
     return (UUID(data[0]), int(data[1]))
 
 
+#: A waiting activation whose ``user_input`` is this prefix and a flow id waits for
+#: that child flow to pause or end (a sub-graph on a fleet, `runner.fleet_children`),
+#: not for a person. (A waiting activation otherwise has no ``user_input``: the mark
+#: lives in a field every store keeps already.)
+CHILD_WAIT = "qm.child-flow:"
+
+
 class Activation:
     """A pending run of a node: queued, waiting for a retry time, or waiting for a person.
 
@@ -153,6 +160,14 @@ class Activation:
             options=data.get("options"),
             user_input=data.get("user_input"),
         )
+
+    @property
+    def child_flow(self) -> UUID | None:
+        """The child flow this activation waits for (see `CHILD_WAIT`), else None."""
+        marker = self.user_input
+        if self.waiting and marker is not None and marker.startswith(CHILD_WAIT):
+            return UUID(marker[len(CHILD_WAIT) :])
+        return None
 
     def __repr__(self) -> str:
         state = " waiting" if self.waiting else ""

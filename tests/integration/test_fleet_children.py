@@ -1,0 +1,151 @@
+"""Child flows on a fleet, on the SQLite store: "workers" that are asyncio tasks of
+another runner (with the std pack's SubAssistant1) sharing only a SQLite file with
+the client. The sub-graph node stores its child and waits in the store (the mark
+survives the SQLite codec); the child's end wakes it (see docs/scale-out.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from qm_nodes_std import register_graph, std_executors, unregister_graph
+from qm_store_sqlite import SQLiteStore
+from quartermaster_engine import FlowRunner, FlowStatus, NodeResult, SimpleNodeRegistry
+from quartermaster_engine.context.execution_context import ExecutionContext
+from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.testing import build_graph, call, chain_graph
+
+PARENT = build_graph(
+    {
+        "Start": "Start1",
+        "Sub": {"type": "SubAssistant1", "metadata": {"graph": "kid"}},
+        "After": "t.work",
+        "End": "End1",
+    },
+    [("Start", "Sub"), ("Sub", "After"), ("After", "End")],
+    name="parent",
+)
+
+
+class TaskFleet:
+    """A `RemoteDispatcher` whose workers are tasks stepping flows with a runner of
+    their own; its engine's fleet is this object, as ``qm worker`` sets its own."""
+
+    name = "tasks"
+    remote = True
+    concurrent = True
+    max_concurrency: int | None = None
+
+    def __init__(self, path: Path, ran: Counter[str]) -> None:
+        def work(ctx: ExecutionContext) -> str:
+            ran[ctx.current_node.name] += 1
+            return f"{ctx.current_node.name}({ctx.input_text})"
+
+        def ask(ctx: ExecutionContext) -> NodeResult:
+            ran[ctx.current_node.name] += 1
+            if ctx.user_input is None:
+                return NodeResult(wait_for_user=True, user_prompt="Name?")
+            return NodeResult(output_text=f"hello {ctx.user_input}")
+
+        registry = SimpleNodeRegistry({**std_executors(), "t.work": work, "t.ask": ask})
+        self.store = SQLiteStore(path)
+        self.runner = FlowRunner(PARENT, registry, store=self.store)
+        self.runner.engine.fleet = self
+        self.stepper = FlowStepper(self.runner)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, engine: Any, flow_id: UUID) -> int:
+        pending = await self.stepper.pending(flow_id)
+        for ref, _ in pending:
+            self._spawn(flow_id, ref)
+        return len(pending)
+
+    def _spawn(self, flow_id: UUID, ref: ActivationRef) -> None:
+        task = asyncio.ensure_future(self._activation(flow_id, ref))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _activation(self, flow_id: UUID, ref: ActivationRef) -> None:
+        work = await self.stepper.execute(flow_id, ref)
+        if work is None:
+            return
+        result = await self.stepper.complete(work)
+        for queued, _ in result.queued:
+            self._spawn(flow_id, queued)
+        for child in result.children:
+            await self.start(self.runner.engine, child)
+
+    async def run_blocking(self, fn: Any, node: Any) -> Any:
+        return await asyncio.to_thread(fn)
+
+    def shutdown(self, wait: bool = True) -> None:
+        call(self.store, "close")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[tuple[TaskFleet, Counter[str], SQLiteStore]]:
+    ran: Counter[str] = Counter()
+    tasks = TaskFleet(tmp_path / "flows.db", ran)
+    client_store = SQLiteStore(tmp_path / "flows.db")
+    yield tasks, ran, client_store
+    unregister_graph("kid")
+    call(client_store, "close")
+    tasks.shutdown()
+
+
+def _statuses(snap: Any) -> Counter[tuple[str, str]]:
+    names = {n.id: n.name for n in snap.flow.graph.nodes}
+    return Counter((names[r.node_id], r.status.value) for r in snap.records)
+
+
+def test_a_child_runs_on_the_tasks_and_its_end_wakes_the_parent(fleet: Any) -> None:
+    tasks, ran, store = fleet
+    register_graph("kid", chain_graph(5, "t.work"))
+    client = FlowRunner(PARENT, store=store, dispatcher=tasks)
+    assert client.engine.fleet is tasks  # (a remote dispatcher is its client's fleet)
+    # (The wake reads the parked node back from SQLite: the mark survives its codec.)
+    result = asyncio.run(client.arun("x"))
+    assert result.status is FlowStatus.COMPLETED
+    assert result.final_output == "After(n2(n1(n0(x))))"
+    assert ran == {"n0": 1, "n1": 1, "n2": 1, "After": 1}
+    parent = call(store, "load_flow", result.flow_id)
+    assert _statuses(parent)[("Sub", "running")] == 1
+    assert _statuses(parent)[("Sub", "finished")] == 1
+    finished = [r for r in parent.records if r.status.value == "finished" and r.output_data]
+    child_id = UUID(finished[0].output_data["child_flow_id"])
+    child = call(store, "load_flow", child_id)
+    assert child.flow.parent_flow_id == result.flow_id
+    assert child.flow.status is FlowStatus.COMPLETED
+    assert child.flow.final_output == "n2(n1(n0(x)))"
+
+
+def test_a_paused_child_pauses_the_parent_and_resume_answers_it(fleet: Any) -> None:
+    tasks, ran, store = fleet
+    register_graph(
+        "kid",
+        build_graph(
+            {"Start": "Start1", "Ask": "t.ask", "End": "End1"}, [("Start", "Ask"), ("Ask", "End")]
+        ),
+    )
+    client = FlowRunner(PARENT, store=store, dispatcher=tasks)
+
+    async def go() -> tuple[Any, Any, Any]:
+        paused = await client.arun("x")
+        snap = await client.engine.store_adapter.load_flow(paused.flow_id)
+        done = await client.aresume(paused.flow_id, "Ada")
+        return paused, snap, done
+
+    paused, snap, done = asyncio.run(go())
+    # The child asked: the parent is paused on its node with the child's question.
+    assert paused.status is FlowStatus.PAUSED
+    assert [(w.node_name, w.prompt) for w in paused.waiting] == [("Sub", "Name?")]
+    assert [(a.waiting, a.child_flow) for a in snap.pending] == [(True, None)]
+    assert done.status is FlowStatus.COMPLETED
+    assert done.final_output == "After(hello Ada)"
+    assert ran == {"Ask": 2, "After": 1}
