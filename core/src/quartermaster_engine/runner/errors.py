@@ -79,6 +79,9 @@ class ChildFlowPending(Exception):
     stored (or answered) and the node parks until it pauses or ends, then runs
     again. Executors let it pass."""
 
-    def __init__(self, flow_id: UUID) -> None:
+    def __init__(self, flow_id: UUID, *, running: bool = False) -> None:
         super().__init__(f"child flow {flow_id} runs on the workers")
         self.flow_id = flow_id
+        #: The child was running already (the node ran again before it ended): the
+        #: workers have its work, nothing is handed to them again.
+        self.running = running

@@ -101,7 +101,7 @@ async def _stored(engine: Engine, flow_id: UUID) -> FlowResult:
     if record is None:
         raise FlowStateError(f"child flow {flow_id} is no longer in the store")
     if record.status is FlowStatus.RUNNING:
-        raise ChildFlowPending(flow_id)
+        raise ChildFlowPending(flow_id, running=True)
     run = await stored_flows.load(engine, flow_id, drive=False)
     return stored_flows.stored_result(run, record.status)
 

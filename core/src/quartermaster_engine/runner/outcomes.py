@@ -91,14 +91,20 @@ async def succeed(
         after_limit_check(run)
 
 
+#: In the data of a node parked on a child flow that was running already (it ran
+#: again before the child ended): the stepper hands no new child to the workers.
+CHILD_RUNNING = "child_running"
+
+
 def from_error(exc: Exception) -> NodeResult:
     """What an executor that raised ``exc`` returned: a failure, or a park on the
     child flow it started on a fleet (`ChildFlowPending`)."""
     if isinstance(exc, ChildFlowPending):
         child = exc.flow_id
-        return NodeResult(
-            wait_for_user=True, wait_for_child=child, data={"child_flow_id": str(child)}
-        )
+        data: dict[str, Any] = {"child_flow_id": str(child)}
+        if exc.running:
+            data[CHILD_RUNNING] = True
+        return NodeResult(wait_for_user=True, wait_for_child=child, data=data)
     return NodeResult(success=False, error=error_text(exc))
 
 

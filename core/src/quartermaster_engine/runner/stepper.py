@@ -36,6 +36,7 @@ from quartermaster_engine.runner.flow_run import FlowRun, Outcome
 from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.listeners import Listener
+from quartermaster_engine.runner.outcomes import CHILD_RUNNING
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.base import FlowNotFoundError
@@ -236,7 +237,11 @@ class FlowStepper:
         else:
             queued = ()
         name = act.cnode.name or str(act.node_id)
-        children = () if child is None else (child,)
+        children: tuple[UUID, ...] = ()
+        outcome = work.outcome
+        # A child that was running already: the workers have its work.
+        if child is not None and outcome is not None and CHILD_RUNNING not in outcome.result.data:
+            children = (child,)
         # Only far timers left: the flow parks instead of handing them to the
         # workers (no broker ETA task holds them); a clock wakes it (docs/time.md).
         parks = (
