@@ -125,7 +125,7 @@ def test_checks() -> None:
 
 def test_plan() -> None:
     full = spec.plan()
-    assert len(full) == 88
+    assert len(full) == 90
     per_workload = Counter(c.workload for c in full)
     assert per_workload == {
         "W1": 20,
@@ -137,6 +137,7 @@ def test_plan() -> None:
         "W6": 4,
         "W6c": 2,
         "W6f": 2,
+        "W8": 2,
     }
     only = spec.plan(["W3"], ["ours"], quick=True)
     assert [c.id for c in only] == ["W3/100/ours-sqlite", "W3/100/ours-sqlite-full"]
@@ -217,6 +218,21 @@ def test_targets_table() -> None:
     assert speedup == [
         f"| #8 | W6 100 branches of 10 ms, 32 workers: speed-up over sync ≥ 0.8 {X} 32 = 25.6 "
         f"| 23.3{X} (45 ms vs 1,050 ms) | **no** |"
+    ]
+
+
+def test_concurrent_flows_memory_per_flow_and_targets() -> None:
+    # W8: the growth of the peak RSS over the set-up is the flows' in flight.
+    ours = _record(
+        "W8", 10_000, "ours-async", status="ok", median_s=8.0, peak_rss_mb=220.5, rss_setup_mb=46.5
+    )
+    assert ours["kb_per_flow"] == 17.82
+    assert ours["per_unit_us"] == 8_000_000.0
+    rows = [r for r in report.render_targets([ours]) if r.startswith("| #31 | W8 ")]
+    assert rows == [
+        "| #31 | W8 10,000 concurrent flows of one 100 ms await: ≤ 0.5 s wall "
+        "| 8,000,000 µs per run | **no** |",
+        "| #31 | W8 10,000 concurrent flows: ≤ 8 KB per flow in flight | 17.8 KB | **no** |",
     ]
 
 
