@@ -136,7 +136,10 @@ async def _duplicate_counts_once(new_store: Callable[[], Any]) -> None:
         assert (done.duplicate, dup.duplicate) == (False, True)
         final = await two.run_to_end(flow_id)
         assert final.status is FlowStatus.COMPLETED
-        if isinstance(new_store(), InMemoryStore):  # each engine counts its own there
+        if isinstance(new_store(), InMemoryStore):  # each engine counts its own there:
+            # the first committed a, the second only b (its refused a added nothing).
+            assert await first.key_budgets.totals() == {TENANT: (1, 120, 0.0004)}
+            assert await second.key_budgets.totals() == {TENANT: (1, 120, 0.0004)}
             return
         totals = await _totals(new_store, first)
     assert totals[TENANT][:2] == (2, 240)  # a once (though it ran twice), b
