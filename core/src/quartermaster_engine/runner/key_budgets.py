@@ -75,11 +75,10 @@ class KeyBudgets:
         if known is not None:
             return known
         found: list[BudgetedKey] = []
-        if executor is not None:
-            for key in declared_keys(cnode, executor, graph):
-                budget = self.config.budget_of(key)
-                if budget is not None:
-                    found.append((key, budget))
+        for key in declared_keys(cnode, executor, graph):
+            budget = self.config.budget_of(key)
+            if budget is not None:
+                found.append((key, budget))
         if len(self._of_node) > 10_000:
             self._of_node.clear()
         self._of_node[cnode] = result = tuple(found)

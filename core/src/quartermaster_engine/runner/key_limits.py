@@ -175,7 +175,7 @@ def tokens_wait(used: list[tuple[float, int]], limit: int, per: float, now: floa
     return 0.0  # not reached: with every count gone, 0 < limit
 
 
-def declared_keys(cnode: CNode, executor: NodeExecutor, graph: GraphSpec) -> list[str]:
+def declared_keys(cnode: CNode, executor: NodeExecutor | None, graph: GraphSpec) -> list[str]:
     """The keys ``cnode``'s activations declare: its metadata ``limit_keys``, then its
     executor's (`DeclaresLimitKeys`), each once (limits and key budgets alike)."""
     keys: list[str] = []
