@@ -14,7 +14,11 @@ untimed flow, in microseconds per node:
   (each commit asks whether its node has a key limiting tokens);
 - ``tokens key``: every node declares ``bench``, ``[limits.bench] max_tokens``
   (never reached): the window is read before each node starts (one store round
-  trip; the no-op nodes report no tokens, so nothing is counted).
+  trip; the no-op nodes report no tokens, so nothing is counted);
+- ``key budget, no key``: a ``[budgets.bench]`` table, the nodes declare no key;
+- ``key budget``: every node declares ``bench`` with ``[budgets.bench]
+  max_node_runs`` (never reached): the key's usage is read before each node
+  starts and added to after its commit (two store round trips).
 
     .venv/bin/python benchmarks/limits_cost.py [--size 2000] [--runs 5]
 """
@@ -59,12 +63,18 @@ def _graph(size: int, keyed: bool) -> Any:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {},
     "limits, no key": {"key_limits": {"llm:*": 8}},
     "budgets": {"budgets": BudgetsConfig(max_node_runs=10**9, max_tokens=10**12)},
     "limited key": {"key_limits": {"bench": 8}, "keyed": True},
     "tokens, no key": {"key_limits": {"llm:*": Rule(max_tokens=10**12)}},
     "tokens key": {"key_limits": {"bench": Rule(max_tokens=10**12)}, "keyed": True},
+    "key budget, no key": {
+        "budgets": BudgetsConfig.model_validate({"bench": {"max_node_runs": 10**12}})
+    },
+    "key budget": {
+        "budgets": BudgetsConfig.model_validate({"bench": {"max_node_runs": 10**12}}),
+        "keyed": True,
+    },
 }
 
 
@@ -89,11 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", nargs="*", help="variants to measure (plain always)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, redis_server() as url:
         # Plain first and last: the spread between them is the sitting's noise.
-        for name, variant in [*VARIANTS.items(), ("plain again", {})]:
+        chosen = [(n, v) for n, v in VARIANTS.items() if not args.only or n in args.only]
+        for name, variant in [("plain", {}), *chosen, ("plain again", {})]:
             sqlite = SQLiteStore(Path(tmp) / f"{uuid.uuid4().hex}.db")
             us = asyncio.run(_measure(sqlite, args.size, args.runs, variant))
             asyncio.run(sqlite.close())

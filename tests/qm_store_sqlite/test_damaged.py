@@ -85,15 +85,16 @@ def _read_everything(path: Path, flow_ids: list[Any]) -> None:
         (
             "DROP TABLE qm_meta",
             "table qm_meta is missing, but qm_agent_memory, qm_deliveries, qm_events, qm_flows, "
-            "qm_graphs, qm_loop_exits, qm_memory, qm_messages, qm_pending, qm_records, "
-            "qm_requests, qm_schedules, qm_slots, qm_tokens, qm_waiters exist",
+            "qm_graphs, qm_key_usage, qm_loop_exits, qm_memory, qm_messages, qm_pending, "
+            "qm_records, qm_requests, qm_schedules, qm_slots, qm_tokens, qm_waiters exist",
         ),
         ("DROP TABLE qm_records", "schema version 3 has tables qm_records missing"),
         (
             "DELETE FROM qm_meta WHERE key = 'schema_version'",
             "qm_meta has no schema_version, but qm_agent_memory, qm_deliveries, qm_events, "
-            "qm_flows, qm_graphs, qm_loop_exits, qm_memory, qm_messages, qm_pending, qm_records, "
-            "qm_requests, qm_schedules, qm_slots, qm_tokens, qm_waiters exist",
+            "qm_flows, qm_graphs, qm_key_usage, qm_loop_exits, qm_memory, qm_messages, "
+            "qm_pending, qm_records, qm_requests, qm_schedules, qm_slots, qm_tokens, "
+            "qm_waiters exist",
         ),
     ],
     ids=["version-abc", "version-0", "version-minus-1", "no-meta", "no-records", "no-version"],

@@ -21,6 +21,8 @@ Configuration (``[budgets]``; see docs/limits.md)::
     [budgets.prices."gpt-4o"]   # per million tokens; `*` patterns match models
     input = 2.5
     output = 10.0
+    [budgets."tenant:acme"]     # per key, across flows: every flow whose activations
+    max_tokens = 1000000        # declare the key counts (`runner.key_budgets`)
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.durations import parse_duration
@@ -54,10 +63,38 @@ class Price(BaseModel):
     output: float = Field(ge=0)
 
 
-class BudgetsConfig(BaseModel):
-    """``[budgets]``: limits every flow of the engine obeys (each counts its own usage)."""
+class KeyBudget(BaseModel):
+    """``[budgets."<key>"]``: what the activations declaring a key (or a key a ``*``
+    pattern matches) may use together, across flows and processes."""
 
     model_config = ConfigDict(extra="forbid")
+
+    max_node_runs: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost: float | None = Field(default=None, gt=0)
+    on_exceeded: Literal["fail", "pause"] = "fail"
+
+    def reached(self, key: str, used: Usage, approvals: int, currency: str) -> Exceeded | None:
+        """The first of ``key``'s budgets ``used`` has reached (each limit allowed
+        ``1 + approvals`` times), or None."""
+        times = 1 + max(0, approvals)
+        checks: list[tuple[str, float | None, float, str]] = [
+            ("max_node_runs", self.max_node_runs, used.node_runs, ""),
+            ("max_tokens", self.max_tokens, used.tokens, ""),
+            ("max_cost", self.max_cost, used.cost, f" {currency}"),
+        ]
+        for name, limit, value, unit in checks:
+            if limit is not None and value >= limit * times:
+                return Exceeded(name, limit * times, value, unit, key, self.on_exceeded)
+        return None
+
+
+class BudgetsConfig(BaseModel):
+    """``[budgets]``: limits every flow of the engine obeys (each counts its own usage),
+    and a `KeyBudget` table per key or key pattern (``[budgets."tenant:acme"]``)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, KeyBudget] = Field(init=False)
 
     max_node_runs: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -82,9 +119,33 @@ class BudgetsConfig(BaseModel):
             raise ValueError('max_cost needs a price table ([budgets.prices."<model>"])')
         return value
 
+    @model_validator(mode="after")
+    def _key_cost_needs_prices(self) -> BudgetsConfig:
+        for key, budget in self.keys.items():
+            if budget.max_cost is not None and not self.prices:
+                raise ValueError(f'{key}.max_cost needs a price table ([budgets.prices."<model>"])')
+        return self
+
+    @property
+    def keys(self) -> dict[str, KeyBudget]:
+        """The budgets per key or key pattern, in configuration order."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def budget_of(self, key: str) -> KeyBudget | None:
+        """``key``'s own budget, else that of the first pattern matching it, else None."""
+        table = self.table_of(key)
+        return None if table is None else (self.__pydantic_extra__ or {})[table]
+
+    def table_of(self, key: str) -> str | None:
+        """The table of ``key``'s budget: its own, else the first pattern matching it."""
+        keys = self.__pydantic_extra__ or {}
+        if key in keys:
+            return key
+        return next((p for p in keys if fnmatch.fnmatchcase(key, p)), None)
+
     @property
     def active(self) -> bool:
-        """Whether any budget is set (else flows count nothing)."""
+        """Whether any budget of a flow is set (else flows count nothing of their own)."""
         return any(
             v is not None
             for v in (self.max_node_runs, self.max_tokens, self.max_cost, self.max_wall_seconds)
@@ -124,9 +185,16 @@ class Exceeded:
     limit: float
     usage: float
     unit: str = ""
+    #: The key whose budget it is (None: the flow's own), and that budget's policy.
+    key: str | None = None
+    on_exceeded: str | None = None
 
     def describe(self) -> str:
         return f"limit {_num(self.limit)}{self.unit}, usage {_num(self.usage)}{self.unit}"
+
+    def owner(self, flow: str) -> str:
+        """Whose budget it is: ``flow`` (e.g. ``flow <id>``), or ``key <key>``."""
+        return flow if self.key is None else f"key {self.key}"
 
 
 class BudgetExceededError(RuntimeError):
@@ -137,9 +205,13 @@ class BudgetExceededError(RuntimeError):
         self.budget = exceeded.budget
         self.limit = exceeded.limit
         self.usage = exceeded.usage
+        self.key = exceeded.key
+        where = f"before node {before}"
+        if exceeded.key is not None:
+            where = f"flow {flow_id}, {where}"
         super().__init__(
-            f"budget {exceeded.budget} of flow {flow_id} is used up: "
-            f"{exceeded.describe()} (before node {before})"
+            f"budget {exceeded.budget} of {exceeded.owner(f'flow {flow_id}')} is used up: "
+            f"{exceeded.describe()} ({where})"
         )
 
 

@@ -165,6 +165,15 @@ class Queries:
         self.tokens_in_window = (
             f"SELECT at, tokens FROM {s}.qm_tokens WHERE key = $1 AND at > $2 ORDER BY at"
         )
+        # Usage of budget keys across flows (`KeepsKeyUsage`).
+        self.usage_add = (
+            f"INSERT INTO {s}.qm_key_usage AS u (key, node_runs, tokens, cost) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE SET "
+            "node_runs = u.node_runs + excluded.node_runs, tokens = u.tokens + excluded.tokens, "
+            "cost = u.cost + excluded.cost"
+        )
+        self.usage_of = f"SELECT node_runs, tokens, cost FROM {s}.qm_key_usage WHERE key = $1"
+        self.usages = f"SELECT key, node_runs, tokens, cost FROM {s}.qm_key_usage ORDER BY key"
         # Activations waiting for a limit key (`CountsWaiters`): one statement drops
         # the key's expired waiters and records this one.
         self.wait_mark = (

@@ -27,7 +27,8 @@ Layout, for one flow:
   flow), taken by ``qm_acquire_slot``; ``qm_requests``: the starts of each limit
   key in its window, counted by ``qm_take_request``; ``qm_tokens``: the LLM
   tokens of each limit key in its window; ``qm_waiters``: the activations
-  waiting for a limit key, until ``expires_at``.
+  waiting for a limit key, until ``expires_at``; ``qm_key_usage``: the node
+  runs, tokens and cost of each budget key across flows.
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``).
@@ -390,6 +391,7 @@ TABLES = (
     "qm_requests",
     "qm_waiters",
     "qm_tokens",
+    "qm_key_usage",
     "qm_schedules",
 )
 FLOW_TABLES = (
@@ -476,6 +478,13 @@ CREATE TABLE {s}.qm_tokens (
     tokens bigint NOT NULL
 );
 CREATE INDEX qm_tokens_by_key ON {s}.qm_tokens (key, at);
+
+CREATE TABLE {s}.qm_key_usage (
+    key       text PRIMARY KEY,
+    node_runs bigint NOT NULL,
+    tokens    bigint NOT NULL,
+    cost      double precision NOT NULL
+);
 
 CREATE TABLE {s}.qm_waiters (
     key        text NOT NULL,

@@ -314,6 +314,25 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
         rows = await self._db.run(fetch, self._sql.tokens_in_window, key, now - per)
         return [(float(at), int(tokens)) for at, tokens in rows]
 
+    # -- usage of budget keys across flows (`KeepsKeyUsage`) ------------------------------
+
+    async def add_key_usage(self, key: str, node_runs: int, tokens: int, cost: float) -> None:
+        """Add to ``key``'s usage across flows."""
+        await self._db.run(execute, self._sql.usage_add, key, node_runs, tokens, float(cost))
+
+    async def key_usage(self, key: str) -> tuple[int, int, float]:
+        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
+        rows = await self._db.run(fetch, self._sql.usage_of, key)
+        if not rows:
+            return 0, 0, 0.0
+        runs, tokens, cost = rows[0]
+        return int(runs), int(tokens), float(cost)
+
+    async def key_usages(self) -> dict[str, tuple[int, int, float]]:
+        """The usage of every budget key with some."""
+        rows = await self._db.run(fetch, self._sql.usages)
+        return {str(k): (int(r), int(t), float(c)) for k, r, t, c in rows}
+
     # -- activations waiting for a limit key (`CountsWaiters`) ----------------------------
 
     async def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> None:

@@ -10,6 +10,9 @@ its window. Waiters (`CountsWaiters`): one sorted set per key, ``<p>:wait:{<key>
 waiter -> when its mark expires; ``<p>:waitkeys`` lists the keys ever waited for.
 LLM tokens per window (`LimitsTokens`): one sorted set per key, ``<p>:tokens:{<key>}``,
 a member ``<tokens>:<unique>`` per count scored by its time, expiring with its window.
+Usage of budget keys across flows (`KeepsKeyUsage`): one hash per key,
+``<p>:usage:{<key>}`` (``node_runs``, ``tokens``, ``cost``), added to by one script;
+``<p>:usagekeys`` lists the keys with usage.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """,
 )
+
+
+#: KEYS: the key's usage hash. ARGV: node runs, tokens, cost to add.
+ADD_USAGE = Script(
+    "usage_add",
+    r"""
+redis.call('HINCRBY', KEYS[1], 'node_runs', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[1], 'cost', ARGV[3])
+return 1
+""",
+)
+
+
+def usage_key(prefix: str, key: str) -> str:
+    return f"{prefix}:usage:{{{key}}}"
+
+
+def usage_index_key(prefix: str) -> str:
+    return f"{prefix}:usagekeys"
 
 
 def tokens_key(prefix: str, key: str) -> str:

@@ -142,6 +142,7 @@ class RedisStore:
         self._indexed_slots: set[str] = set()
         #: Limit keys this process has listed in the waiter index.
         self._indexed_waits: set[str] = set()
+        self._indexed_usage: set[str] = set()
         self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
@@ -304,6 +305,40 @@ class RedisStore:
             at = float(score.decode() if isinstance(score, bytes) else score)
             pairs.append((at, int(text.split(":", 1)[0])))
         return pairs
+
+    # -- usage of budget keys across flows (`KeepsKeyUsage`; `qm_store_redis.slots`) -------
+
+    @_redis_errors
+    async def add_key_usage(self, key: str, node_runs: int, tokens: int, cost: float) -> None:
+        """Add to ``key``'s usage across flows."""
+        client = self._clients.get()
+        prefix = self._keys.prefix
+        args = (int(node_runs), int(tokens), repr(float(cost)))
+        await self._eval(client, slots.ADD_USAGE, (slots.usage_key(prefix, key),), args)
+        if key not in self._indexed_usage:
+            # Listed once per process (one more round trip the first time only).
+            await client.command("SADD", slots.usage_index_key(prefix), key)
+            self._indexed_usage.add(key)
+
+    @_redis_errors
+    async def key_usage(self, key: str) -> tuple[int, int, float]:
+        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
+        usage = slots.usage_key(self._keys.prefix, key)
+        raw = await self._clients.get().command("HMGET", usage, "node_runs", "tokens", "cost")
+        runs, tokens, cost = (
+            "0" if v is None else (v.decode() if isinstance(v, bytes) else str(v)) for v in raw
+        )
+        return int(runs), int(tokens), float(cost)
+
+    @_redis_errors
+    async def key_usages(self) -> dict[str, tuple[int, int, float]]:
+        """The usage of every budget key with some."""
+        index = slots.usage_index_key(self._keys.prefix)
+        found: dict[str, tuple[int, int, float]] = {}
+        for raw in sorted(await self._clients.get().command("SMEMBERS", index)):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            found[key] = await self.key_usage(key)
+        return found
 
     # -- activations waiting for a limit key (`CountsWaiters`; `qm_store_redis.slots`) ------
 

@@ -21,8 +21,9 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
 - ``qm_slots``: concurrency slots per limit key, held until ``expires_at``,
   ``qm_requests``: the starts of each limit key in its window, and
   ``qm_waiters``: the activations waiting for a key, until ``expires_at``,
-  ``qm_tokens``: the LLM tokens of each limit key in its window (not tied to a
-  flow; see `qm_store_sqlite.slots`).
+  ``qm_tokens``: the LLM tokens of each limit key in its window, and
+  ``qm_key_usage``: the node runs, tokens and cost of each budget key across flows
+  (not tied to a flow; see `qm_store_sqlite.slots`).
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``); a
@@ -201,6 +202,13 @@ CREATE TABLE qm_tokens (
 );
 CREATE INDEX qm_tokens_by_key ON qm_tokens (key, at);
 
+CREATE TABLE qm_key_usage (
+    key       TEXT PRIMARY KEY,
+    node_runs INTEGER NOT NULL,
+    tokens    INTEGER NOT NULL,
+    cost      REAL NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE qm_waiters (
     key        TEXT NOT NULL,
     waiter     TEXT NOT NULL,
@@ -247,6 +255,7 @@ TABLES = (
     "qm_requests",
     "qm_waiters",
     "qm_tokens",
+    "qm_key_usage",
     "qm_schedules",
 )
 FLOW_TABLES = (
@@ -266,7 +275,7 @@ class SchemaDamage(Exception):
 
 #: The tables version 3 added.
 _LIMITS_AND_SCHEDULES = frozenset(
-    {"qm_slots", "qm_requests", "qm_waiters", "qm_tokens", "qm_schedules"}
+    {"qm_slots", "qm_requests", "qm_waiters", "qm_tokens", "qm_key_usage", "qm_schedules"}
 )
 
 #: The tables each schema version has (index: the version).

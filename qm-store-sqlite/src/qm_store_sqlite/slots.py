@@ -1,7 +1,8 @@
 """Concurrency slots per limit key in the store's file (`HoldsSlots`), and the starts
 of each key in its window (`LimitsRate`), and the activations waiting for a key
-(`CountsWaiters`), and the LLM tokens of each key in its window (`LimitsTokens`):
-every process using the file shares them.
+(`CountsWaiters`), and the LLM tokens of each key in its window (`LimitsTokens`),
+and the usage of each budget key across flows (`KeepsKeyUsage`): every process
+using the file shares them.
 A slot or a start is taken in one write transaction (``BEGIN IMMEDIATE``: one
 writer at a time), after dropping the key's expired slots or starts."""
 
@@ -99,3 +100,26 @@ def tokens_in_window(
         "SELECT at, tokens FROM qm_tokens WHERE key = ? AND at > ? ORDER BY at", (key, now - per)
     ).fetchall()
     return [(float(at), int(tokens)) for at, tokens in rows]
+
+
+def add_key_usage(
+    db: sqlite3.Connection, key: str, node_runs: int, tokens: int, cost: float
+) -> None:
+    db.execute(
+        "INSERT INTO qm_key_usage (key, node_runs, tokens, cost) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET node_runs = node_runs + excluded.node_runs, "
+        "tokens = tokens + excluded.tokens, cost = cost + excluded.cost",
+        (key, node_runs, tokens, cost),
+    )
+
+
+def key_usage(db: sqlite3.Connection, key: str) -> tuple[int, int, float]:
+    row = db.execute(
+        "SELECT node_runs, tokens, cost FROM qm_key_usage WHERE key = ?", (key,)
+    ).fetchone()
+    return (0, 0, 0.0) if row is None else (int(row[0]), int(row[1]), float(row[2]))
+
+
+def key_usages(db: sqlite3.Connection) -> dict[str, tuple[int, int, float]]:
+    rows = db.execute("SELECT key, node_runs, tokens, cost FROM qm_key_usage ORDER BY key")
+    return {str(k): (int(r), int(t), float(c)) for k, r, t, c in rows.fetchall()}

@@ -149,6 +149,18 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """``key``'s token counts in the ``per`` seconds before ``now``, oldest first."""
         return await self._db.run(slots.tokens_in_window, key, per, now)
 
+    async def add_key_usage(self, key: str, node_runs: int, tokens: int, cost: float) -> None:
+        """Add to ``key``'s usage across flows (`KeepsKeyUsage`)."""
+        await self._db.write(slots.add_key_usage, key, node_runs, tokens, cost)
+
+    async def key_usage(self, key: str) -> tuple[int, int, float]:
+        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
+        return await self._db.run(slots.key_usage, key)
+
+    async def key_usages(self) -> dict[str, tuple[int, int, float]]:
+        """The usage of every budget key with some."""
+        return await self._db.run(slots.key_usages)
+
     async def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> None:
         """Record ``waiter`` as waiting for ``key`` until ``expires_at`` (`CountsWaiters`)."""
         await self._db.write(slots.mark_waiting, key, waiter, now, expires_at)

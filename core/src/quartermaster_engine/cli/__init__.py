@@ -8,6 +8,7 @@ import warnings
 
 import click
 
+from quartermaster_engine.cli.budgets_commands import budgets_command
 from quartermaster_engine.cli.clock_command import clock_command
 from quartermaster_engine.cli.config_commands import config_group
 from quartermaster_engine.cli.flows_commands import flows_group
@@ -78,6 +79,7 @@ for command in (
     config_group,
     flows_group,
     limits_command,
+    budgets_command,
     schedules_group,
     clock_command,
 ):

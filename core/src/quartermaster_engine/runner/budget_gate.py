@@ -1,7 +1,9 @@
 """The budget gate: before an activation runs, the flow's budgets must have room.
 
-Only flows of an engine with budgets reach it (`FlowState.usage` is None
-otherwise). A reached budget, per ``[budgets] on_exceeded``:
+Only flows of an engine with budgets reach it (`ExecutorCaller.gated`): the
+flow's own (`FlowState.usage` is None without), and those of the activation's
+keys across flows (`key_budgets`: one store read per budgeted key). A reached
+budget, per ``[budgets] on_exceeded`` (a key's per its own table's):
 
 - ``fail``: the flow fails with `BudgetExceededError`'s text; the activation
   never runs (it stays pending until the failure is recorded, which drops it);
@@ -48,14 +50,33 @@ def reached(run: FlowRun) -> Exceeded | None:
     return config.reached(usage, approvals(run), time.time())
 
 
+async def key_reached(run: FlowRun, act: Activation) -> Exceeded | None:
+    """The budget of one of ``act``'s keys their usage across flows has reached, or None
+    (also when no key of ``act`` has a budget)."""
+    budgets = run.caller.key_budgets
+    if budgets is None:
+        return None
+    found = run.caller.executor(act.cnode)
+    keys = budgets.keys_of(act.cnode, None if found is None else found[0], run.graph)
+    if not keys:
+        return None
+    return await budgets.reached(keys, approvals(run))
+
+
+async def blocked(run: FlowRun, act: Activation) -> Exceeded | None:
+    """The budget, the flow's or a key's, that keeps ``act`` from running, or None."""
+    over = reached(run)
+    return over if over is not None else await key_reached(run, act)
+
+
 async def admit(run: FlowRun, act: Activation) -> bool:
     """Whether ``act`` may run now; if not, the flow failed or ``act`` waits for approval."""
-    over = reached(run)
+    over = await blocked(run, act)
     if over is None:
         return True
     config = run.host.budgets
     assert config is not None
-    if config.on_exceeded == "pause":
+    if (over.on_exceeded or config.on_exceeded) == "pause":
         await _park(run, act, over)
     else:
         _fail(run, act, over)
@@ -74,7 +95,8 @@ def _fail(run: FlowRun, act: Activation, over: Exceeded) -> None:
 async def _park(run: FlowRun, act: Activation, over: Exceeded) -> None:
     cnode = act.cnode
     prompt = (
-        f"{PROMPT_PREFIX}budget {over.budget} of this flow is used up ({over.describe()}); "
+        f"{PROMPT_PREFIX}budget {over.budget} of {over.owner('this flow')} is used up "
+        f"({over.describe()}); "
         f"answer {APPROVE!r} to allow as much again before node {cnode.describe()} runs"
     )
     # A new activation, not ``act`` changed in place: an in-memory store holds ``act``.
@@ -136,4 +158,4 @@ def _copy(act: Activation, **changes: Any) -> Activation:
     return new
 
 
-__all__ = ["BudgetsConfig", "admit", "approval", "is_budget_wait", "reached"]
+__all__ = ["BudgetsConfig", "admit", "approval", "blocked", "is_budget_wait", "reached"]

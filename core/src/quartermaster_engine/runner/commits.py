@@ -60,7 +60,7 @@ async def commit_and_apply(
                 emitter.emit(
                     NodeDead(flow_id=run.flow_id, node_id=node.node_id, node_name=node.name)
                 )
-    if run.caller.token_limits is not None:  # an engine whose limits count tokens
+    if run.caller.counts_usage:  # an engine whose limits count tokens, or key budgets
         await _committed_counted(run, cnode, rec, commit, event, failure)
         return
     if committer.sync and not emitter.holding:
@@ -91,12 +91,12 @@ async def _committed_counted(
     event: FlowEvent | None,
     failure: str | None,
 ) -> None:
-    """Commit, apply, count the record's tokens for its keys (`key_limits`; before
-    anything runs next), deliver."""
+    """Commit, apply, count the record's usage for its keys (`key_limits`,
+    `key_budgets`; before anything runs next), deliver."""
     handle = None if event is None else run.emitter.stage(event)
     await committed(run, commit, handle)
     run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
-    await run.caller.count_tokens(run, cnode, rec)
+    await run.caller.count_usage(run, cnode, rec)
     if handle is not None:
         run.emitter.release(handle)
 

@@ -27,6 +27,7 @@ from quartermaster_engine.runner.compiled_graphs import CompiledGraphs
 from quartermaster_engine.runner.components import check_parts, release
 from quartermaster_engine.runner.executors import Executors
 from quartermaster_engine.runner.flows import Flows
+from quartermaster_engine.runner.key_budgets import KeyBudgets
 from quartermaster_engine.runner.key_limits import KeyLimits, Rule
 from quartermaster_engine.runner.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper, new_owner
 from quartermaster_engine.runner.listeners import (
@@ -86,7 +87,9 @@ class EngineParts:
         self.sinks = list(sinks)
         self.max_visits = max_visits
         #: Each flow's budgets (`quartermaster_engine.budgets`); None or none set: no counting.
-        self.budgets = budgets if budgets is not None and budgets.active else None
+        self.budgets = budgets if budgets is not None and (budgets.active or budgets.keys) else None
+        #: Budgets per key across flows (``[budgets."<key>"]``), or None.
+        self.key_budgets = KeyBudgets.of(self.budgets, self.store)
         #: ``{key or pattern: max_in_flight or Rule}`` across processes (`key_limits`).
         self.key_limits = KeyLimits.of(
             key_limits, self.store, lease_seconds, clock if clock is not None else SYSTEM_CLOCK

@@ -7,7 +7,8 @@ so that a timeout or a stop does not wait for it (an abandoned call runs on in
 its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
 is turned into a `NodeResult` or a named node error. An activation with limited keys
 holds a slot of each while its executor runs (`key_limits`); with a key limiting
-tokens, the outcomes count each committed record's tokens (`count_tokens`).
+tokens, or with a key budget (`key_budgets`), the outcomes count each committed
+record's usage (`count_usage`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ class ExecutorCaller:
     __slots__ = (
         "_cache",
         "control",
+        "counts_usage",
         "dispatcher",
+        "gated",
+        "key_budgets",
         "lookup",
         "missing",
         "offloads_blocking",
@@ -61,6 +65,12 @@ class ExecutorCaller:
         limits = host.key_limits
         #: The engine's key limits when one limits tokens (else None: nothing counted).
         self.token_limits = limits if limits is not None and limits.counts_tokens else None
+        #: The engine's budgets per key (else None: nothing counted or checked for keys).
+        self.key_budgets = host.key_budgets
+        #: Whether committed records are counted (`count_usage`).
+        self.counts_usage = self.token_limits is not None or self.key_budgets is not None
+        #: Whether activations pass the budget gate (flow or key budgets are set).
+        self.gated = host.budgets is not None
 
     def executor(self, cnode: CNode) -> tuple[NodeExecutor, bool] | None:
         try:
@@ -121,12 +131,18 @@ class ExecutorCaller:
             return await coerce(result, cnode)
         return checked(result, cnode)
 
-    async def count_tokens(self, run: FlowRun, cnode: CNode, rec: NodeExecution) -> None:
-        """Count the tokens of ``rec``, whose commit the store accepted, for each of its
-        node's keys limiting tokens (only called when `token_limits` is set)."""
-        limits, found = self.token_limits, self.executor(cnode)
-        if limits is not None and found is not None:
+    async def count_usage(self, run: FlowRun, cnode: CNode, rec: NodeExecution) -> None:
+        """Count ``rec``, whose commit the store accepted, for each of its node's keys
+        limiting tokens and each with a budget (only called when `counts_usage`)."""
+        limits, budgets, found = self.token_limits, self.key_budgets, self.executor(cnode)
+        if found is None:
+            return
+        if limits is not None:
             await limits.count_tokens(limits.keys_of(cnode, found[0], run.graph), rec)
+        if budgets is not None:
+            keys = budgets.keys_of(cnode, found[0], run.graph)
+            if keys:
+                await budgets.count(keys, rec)
 
 
 def timeout_message(cnode: CNode, act: Activation) -> str:

@@ -330,7 +330,7 @@ class FlowRun:
 
     async def run_activation(self, act: Activation) -> None:
         """Run one activation and commit its outcome (if the flow's budgets allow it)."""
-        if self.state.usage is not None and not await budget_gate.admit(self, act):
+        if self.caller.gated and not await budget_gate.admit(self, act):
             return
         self.emit_started(act)
         outcome = await self.execute(act)

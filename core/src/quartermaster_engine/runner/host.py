@@ -19,6 +19,7 @@ from quartermaster_engine.types import GraphSpec
 
 if TYPE_CHECKING:
     from quartermaster_engine.runner.flow_run import FlowRun
+    from quartermaster_engine.runner.key_budgets import KeyBudgets
     from quartermaster_engine.runner.key_limits import KeyLimits
     from quartermaster_engine.runner.result import FlowResult
 
@@ -53,6 +54,11 @@ class RunHost(Protocol):
     @property
     def budgets(self) -> BudgetsConfig | None:
         """The budgets every flow obeys, or None."""
+        ...
+
+    @property
+    def key_budgets(self) -> KeyBudgets | None:
+        """Budgets per key across flows, or None (no key has a budget)."""
         ...
 
     @property

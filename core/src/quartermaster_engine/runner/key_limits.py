@@ -175,6 +175,21 @@ def tokens_wait(used: list[tuple[float, int]], limit: int, per: float, now: floa
     return 0.0  # not reached: with every count gone, 0 < limit
 
 
+def declared_keys(cnode: CNode, executor: NodeExecutor | None, graph: GraphSpec) -> list[str]:
+    """The keys ``cnode``'s activations declare: its metadata ``limit_keys``, then its
+    executor's (`DeclaresLimitKeys`), each once (limits and key budgets alike)."""
+    keys: list[str] = []
+    declared = cnode.node.metadata.get("limit_keys")
+    if isinstance(declared, list):
+        keys.extend(str(k) for k in declared)
+    if isinstance(executor, DeclaresLimitKeys):
+        try:
+            keys.extend(executor.limit_keys(cnode.node, graph))
+        except Exception as exc:  # its own pre-flight reports a bad node
+            logger.warning("node %s declares no limit keys: %s", cnode.describe(), exc)
+    return list(dict.fromkeys(keys))
+
+
 def _unexpired(entries: dict[str, dict[str, float]], now: float) -> dict[str, int]:
     """Per key, how many of its entries expire after ``now`` (keys with none left out)."""
     counts = {k: sum(1 for t in e.values() if t > now) for k, e in entries.items()}
@@ -241,17 +256,8 @@ class KeyLimits:
         known = self._of_node.get(cnode)
         if known is not None:
             return known
-        keys: list[str] = []
-        declared = cnode.node.metadata.get("limit_keys")
-        if isinstance(declared, list):
-            keys.extend(str(k) for k in declared)
-        if isinstance(executor, DeclaresLimitKeys):
-            try:
-                keys.extend(executor.limit_keys(cnode.node, graph))
-            except Exception as exc:  # its own pre-flight reports a bad node
-                logger.warning("node %s declares no limit keys: %s", cnode.describe(), exc)
         limited = []
-        for key in dict.fromkeys(keys):
+        for key in declared_keys(cnode, executor, graph):
             limit = self.limit_of(key)
             if limit is not None:
                 limited.append((key, limit))

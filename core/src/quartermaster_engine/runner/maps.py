@@ -108,8 +108,8 @@ async def item_ended(
             emitter.drop(handle)
         raise
     state.apply(commit, cnode, rec)
-    if run.caller.token_limits is not None:  # an item's tokens count like any node's
-        await run.caller.count_tokens(run, cnode, rec)
+    if run.caller.counts_usage:  # an item's tokens count like any node's
+        await run.caller.count_usage(run, cnode, rec)
     for handle in handles:
         emitter.release(handle)
 

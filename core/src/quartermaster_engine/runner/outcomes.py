@@ -252,8 +252,8 @@ async def fail(
     commit = Commit(done=act.key, record=rec)
     await run.committer.commit(commit)
     run.state.apply(commit, cnode, rec, failure=(cnode, error), leaves_loops=True)
-    if run.caller.token_limits is not None:
-        await run.caller.count_tokens(run, cnode, rec)
+    if run.caller.counts_usage:
+        await run.caller.count_usage(run, cnode, rec)
     flow_error(run, cnode, error, recoverable=False)
 
 
@@ -289,8 +289,8 @@ async def retry(
     commit = Commit(done=act.key, record=rec, enqueue=[nxt])
     await committed(run, commit, handle)
     run.state.apply(commit, cnode, rec)  # the next attempt waits on a timer, or is ready
-    if run.caller.token_limits is not None:
-        await run.caller.count_tokens(run, cnode, rec)
+    if run.caller.counts_usage:
+        await run.caller.count_usage(run, cnode, rec)
     if handle is not None:
         run.emitter.release(handle)
 

@@ -188,7 +188,7 @@ class FlowStepper:
             return None
         if engine.executor_for(act.cnode.type_name) is None:
             raise MissingExecutorError(engine.missing_executor_message(act.cnode))
-        if budget_gate.reached(run) is not None:
+        if run.caller.gated and await budget_gate.blocked(run, act) is not None:
             return Work(flow_id, ref, None)
         run.attach()
         watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))

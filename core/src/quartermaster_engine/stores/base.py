@@ -278,6 +278,26 @@ class LimitsTokens(Protocol):
 
 
 @runtime_checkable
+class KeepsKeyUsage(Protocol):
+    """A store that adds up what the activations of each budget key used, across flows,
+    for every process sharing it (``[budgets."<key>"]``; docs/limits.md): node runs,
+    LLM tokens and cost, added once per accepted commit. Without this ability each
+    process adds up its own. Plain or ``async def``."""
+
+    def add_key_usage(self, key: str, node_runs: int, tokens: int, cost: float) -> Any:
+        """Add to ``key``'s totals (a key not seen before starts at zero)."""
+        ...
+
+    def key_usage(self, key: str) -> Any:
+        """``(node_runs, tokens, cost)`` of ``key`` (zeros for a key not seen)."""
+        ...
+
+    def key_usages(self) -> Any:
+        """``{key: (node_runs, tokens, cost)}`` of every key with usage."""
+        ...
+
+
+@runtime_checkable
 class CountsWaiters(Protocol):
     """A store that records the activations waiting for a limit key (for a slot, or
     for room in its window of starts) for every process sharing it, so ``qm limits``
@@ -411,6 +431,7 @@ __all__ = [
     "FlowStatus",
     "FlowUpdate",
     "HoldsSlots",
+    "KeepsKeyUsage",
     "KeepsSchedules",
     "Lease",
     "LeaseHeldError",

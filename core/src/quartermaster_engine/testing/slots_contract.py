@@ -8,6 +8,7 @@ expiry passed, renew and release them, and count the unexpired ones; one that
 `LimitsRate` must count at most ``limit`` starts of a key in any window of ``per``
 seconds; one that `CountsWaiters` must count each key's unexpired waiters of every
 process; one that `LimitsTokens` must sum each key's tokens in its window across
+processes; one that `KeepsKeyUsage` must add up each budget key's usage across
 processes. Times are given by the test: no sleeps. Stores without an ability skip
 its tests.
 """
@@ -21,7 +22,13 @@ from uuid import uuid4
 import pytest
 
 from quartermaster_engine.runner.key_limits import tokens_wait
-from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
+from quartermaster_engine.stores.base import (
+    CountsWaiters,
+    HoldsSlots,
+    KeepsKeyUsage,
+    LimitsRate,
+    LimitsTokens,
+)
 from quartermaster_engine.testing.calls import call, close_store
 
 
@@ -140,5 +147,30 @@ class SlotsContract:
             call(other, "add_tokens", key, 1, now + 13, 10.0)
             used = [tuple(u) for u in call(store, "tokens_in_window", key, 100.0, now + 13)]
             assert used == [(now + 4, 50), (now + 13, 1)]
+        finally:
+            close_store(other)
+
+    def test_key_usage_is_added_up_across_processes(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, KeepsKeyUsage):
+            pytest.skip(f"{type(store).__name__} keeps no usage per key (an optional ability)")
+        other = make_store()
+        key, elsewhere = f"tenant:{uuid4().hex}", f"tenant:{uuid4().hex}"
+        try:
+            assert tuple(call(other, "key_usage", key)) == (0, 0, 0.0)
+            call(store, "add_key_usage", key, 1, 120, 0.0004)
+            call(other, "add_key_usage", key, 1, 0, 0.0)
+            call(store, "add_key_usage", key, 2, 240, 0.0008)
+            call(other, "add_key_usage", elsewhere, 1, 7, 0.5)
+            runs, tokens, cost = call(other, "key_usage", key)
+            assert (runs, tokens, round(cost, 9)) == (4, 360, 0.0012)
+            usages = call(store, "key_usages")
+            assert {
+                k: (r, t, round(c, 9)) for k, (r, t, c) in usages.items() if k in (key, elsewhere)
+            } == {
+                key: (4, 360, 0.0012),
+                elsewhere: (1, 7, 0.5),
+            }
         finally:
             close_store(other)

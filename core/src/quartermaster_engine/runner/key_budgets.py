@@ -1,0 +1,112 @@
+"""Budgets per key across flows: ``[budgets."tenant:acme"] max_tokens = N``.
+
+Every activation declaring a key (its node's metadata ``limit_keys``, its
+executor's `nodes.DeclaresLimitKeys`: the same keys as limits) whose key has a
+budget (its own table, else the first ``*`` pattern matching it) adds its
+record's usage (a node run, its LLM tokens, their cost from ``[budgets.prices]``)
+to the key's totals once its commit was accepted (a refused duplicate adds
+nothing), in the store when it `KeepsKeyUsage` (SQLite, Redis, PostgreSQL: every
+process sharing it), else in this process (`LocalKeyUsage`).
+
+Before such an activation starts, `budget_gate` asks `reached`: one store read
+per budgeted key. Nodes without a budgeted key cost one dictionary lookup, and
+engines without key budgets nothing (`ExecutorCaller.key_budgets` is None).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from quartermaster_engine.budgets import BudgetsConfig, Exceeded, KeyBudget, Usage
+from quartermaster_engine.context.node_execution import NodeExecution
+from quartermaster_engine.nodes import NodeExecutor
+from quartermaster_engine.runner.compiled import CNode
+from quartermaster_engine.runner.key_limits import declared_keys, logger
+from quartermaster_engine.stores.adapter import _done
+from quartermaster_engine.stores.base import KeepsKeyUsage
+from quartermaster_engine.types import GraphSpec
+
+#: A budgeted key of an activation and its budget.
+BudgetedKey = tuple[str, KeyBudget]
+
+
+class LocalKeyUsage:
+    """`KeepsKeyUsage` within this process: for an engine whose store keeps none."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, tuple[int, int, float]] = {}
+        self._lock = threading.Lock()
+
+    def add_key_usage(self, key: str, node_runs: int, tokens: int, cost: float) -> None:
+        with self._lock:
+            runs, toks, spent = self._totals.get(key, (0, 0, 0.0))
+            self._totals[key] = (runs + node_runs, toks + tokens, spent + cost)
+
+    def key_usage(self, key: str) -> tuple[int, int, float]:
+        with self._lock:
+            return self._totals.get(key, (0, 0, 0.0))
+
+    def key_usages(self) -> dict[str, tuple[int, int, float]]:
+        with self._lock:
+            return dict(self._totals)
+
+
+class KeyBudgets:
+    """An engine's budgets per key and where their usage is kept."""
+
+    def __init__(self, config: BudgetsConfig, store: Any) -> None:
+        self.config = config
+        #: Whether the usage is shared by every process using the store.
+        self.shared = isinstance(store, KeepsKeyUsage)
+        self.usage: Any = store if self.shared else LocalKeyUsage()
+        self._of_node: dict[CNode, tuple[BudgetedKey, ...]] = {}
+
+    @classmethod
+    def of(cls, config: BudgetsConfig | None, store: Any) -> KeyBudgets | None:
+        """The engine's key budgets; None without any (nothing is counted then)."""
+        return cls(config, store) if config is not None and config.keys else None
+
+    def keys_of(
+        self, cnode: CNode, executor: NodeExecutor | None, graph: GraphSpec
+    ) -> tuple[BudgetedKey, ...]:
+        """The budgeted keys of ``cnode``'s activations (worked out once per node)."""
+        known = self._of_node.get(cnode)
+        if known is not None:
+            return known
+        found: list[BudgetedKey] = []
+        for key in declared_keys(cnode, executor, graph):
+            budget = self.config.budget_of(key)
+            if budget is not None:
+                found.append((key, budget))
+        if len(self._of_node) > 10_000:
+            self._of_node.clear()
+        self._of_node[cnode] = result = tuple(found)
+        return result
+
+    async def reached(self, keys: tuple[BudgetedKey, ...], approvals: int) -> Exceeded | None:
+        """The first budget of ``keys`` their usage has reached, or None."""
+        for key, budget in keys:
+            runs, tokens, cost = await _done(self.usage.key_usage(key))
+            used = Usage(node_runs=int(runs), output_tokens=int(tokens), cost=float(cost))
+            over = budget.reached(key, used, approvals, self.config.currency)
+            if over is not None:
+                return over
+        return None
+
+    async def count(self, keys: tuple[BudgetedKey, ...], rec: NodeExecution) -> None:
+        """Add ``rec``'s usage (its commit was accepted) to each of ``keys``."""
+        used = Usage(self.config)
+        used.add(rec)
+        if not used.node_runs:  # a waiting or cancelled record is no run
+            return
+        for key, _ in keys:
+            try:
+                await _done(self.usage.add_key_usage(key, used.node_runs, used.tokens, used.cost))
+            except Exception as exc:  # the record stands; its usage goes uncounted
+                logger.warning("usage of %s not counted: %s", key, exc)
+
+    async def totals(self) -> dict[str, tuple[int, int, float]]:
+        """``{key: (node_runs, tokens, cost)}`` of every key with usage."""
+        found: dict[str, Any] = await _done(self.usage.key_usages())
+        return {k: (int(r), int(t), float(c)) for k, (r, t, c) in found.items()}
