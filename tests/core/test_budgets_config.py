@@ -63,6 +63,14 @@ def test_no_budget_set_counts_nothing() -> None:
             "unable to parse string as an integer (from environment (QM_BUDGETS__MAX_TOKENS))",
         ),
         (
+            "max_token = 5000\n",
+            {},
+            "invalid configuration: budgets: Value error, unknown budgets setting "
+            "'max_token' (settings: currency, max_cost, max_node_runs, max_tokens, "
+            "max_wall_seconds, on_exceeded, prices); to set a key's budgets, write a table: "
+            '[budgets."max_token"] (from qm.toml)',
+        ),
+        (
             "max_node_runs = 0\n[budgets.prices.m]\ninput = 1\n",
             {},
             "invalid configuration: budgets.max_node_runs: Input should be greater than or "
@@ -78,6 +86,18 @@ def test_bad_budgets_name_the_field_and_its_source(
     with pytest.raises(ConfigError) as caught:
         EngineConfig.load(path, environ=environ)
     assert str(caught.value) == message
+
+
+def test_a_misspelled_limits_setting_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "qm.toml"
+    path.write_text("[limits]\nmax_visit = 5\n")
+    with pytest.raises(ConfigError) as caught:
+        EngineConfig.load(path, environ={})
+    assert str(caught.value) == (
+        "invalid configuration: limits: Value error, unknown limits setting 'max_visit' "
+        "(settings: max_visits); to set a key's limits, write a table: "
+        '[limits."max_visit"] (from qm.toml)'
+    )
 
 
 def test_wall_time_and_approvals_with_a_given_clock() -> None:

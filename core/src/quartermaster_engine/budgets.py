@@ -43,6 +43,7 @@ from pydantic import (
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.durations import parse_duration
+from quartermaster_engine.key_tables import check_key_tables
 
 #: The flow-memory key counting approvals of a paused budget (each allows as much again).
 APPROVALS_KEY = "qm.budget.approvals"
@@ -104,6 +105,11 @@ class BudgetsConfig(BaseModel):
     max_cost: float | None = Field(default=None, gt=0)
     max_wall_seconds: float | None = Field(default=None, gt=0)
     on_exceeded: Literal["fail", "pause"] = "fail"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables(cls, data: Any) -> Any:
+        return check_key_tables(data, set(cls.model_fields), "budgets")
 
     @field_validator("max_wall_seconds", mode="before")
     @classmethod

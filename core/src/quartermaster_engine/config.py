@@ -54,6 +54,7 @@ from pydantic import (
 
 from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.durations import parse_duration
+from quartermaster_engine.key_tables import check_key_tables
 from quartermaster_engine.redaction import redact_setting
 from quartermaster_graph.data_limits import data_too_deep, too_deep_message
 
@@ -125,6 +126,11 @@ class LimitsConfig(BaseModel):
     #: ``max_visits`` overrides it); None for no limit.
     max_visits: int | None = Field(default=100, ge=1)
     __pydantic_extra__: dict[str, KeyLimit] = Field(init=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables(cls, data: Any) -> Any:
+        return check_key_tables(data, set(cls.model_fields), "limits")
 
     @property
     def keys(self) -> dict[str, KeyLimit]:
