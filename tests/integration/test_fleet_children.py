@@ -1,5 +1,5 @@
 """Child flows on a fleet, on the SQLite store: "workers" that are asyncio tasks of
-another runner (with the std pack's SubAssistant1) sharing only a SQLite file with
+another engine (`TaskFleet`, with the std pack's SubAssistant1) sharing only a SQLite file with
 the client. The sub-graph node stores its child and waits in the store (the mark
 survives the SQLite codec); the child's end wakes it (see docs/scale-out.md)."""
 
@@ -18,8 +18,8 @@ from qm_nodes_std import register_graph, std_executors, unregister_graph
 from qm_store_sqlite import SQLiteStore
 from quartermaster_engine import FlowRunner, FlowStatus, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
 from quartermaster_engine.testing import build_graph, call, chain_graph
+from quartermaster_engine.testing.task_fleet import TaskFleet
 
 PARENT = build_graph(
     {
@@ -33,65 +33,27 @@ PARENT = build_graph(
 )
 
 
-class TaskFleet:
-    """A `RemoteDispatcher` whose workers are tasks stepping flows with a runner of
-    their own; its engine's fleet is this object, as ``qm worker`` sets its own."""
+def task_fleet(path: Path, ran: Counter[str]) -> TaskFleet:
+    """A fleet of tasks with the std pack and the test's executors."""
 
-    name = "tasks"
-    remote = True
-    concurrent = True
-    max_concurrency: int | None = None
+    def work(ctx: ExecutionContext) -> str:
+        ran[ctx.current_node.name] += 1
+        return f"{ctx.current_node.name}({ctx.input_text})"
 
-    def __init__(self, path: Path, ran: Counter[str]) -> None:
-        def work(ctx: ExecutionContext) -> str:
-            ran[ctx.current_node.name] += 1
-            return f"{ctx.current_node.name}({ctx.input_text})"
+    def ask(ctx: ExecutionContext) -> NodeResult:
+        ran[ctx.current_node.name] += 1
+        if ctx.user_input is None:
+            return NodeResult(wait_for_user=True, user_prompt="Name?")
+        return NodeResult(output_text=f"hello {ctx.user_input}")
 
-        def ask(ctx: ExecutionContext) -> NodeResult:
-            ran[ctx.current_node.name] += 1
-            if ctx.user_input is None:
-                return NodeResult(wait_for_user=True, user_prompt="Name?")
-            return NodeResult(output_text=f"hello {ctx.user_input}")
-
-        registry = SimpleNodeRegistry({**std_executors(), "t.work": work, "t.ask": ask})
-        self.store = SQLiteStore(path)
-        self.runner = FlowRunner(PARENT, registry, store=self.store)
-        self.runner.engine.fleet = self
-        self.stepper = FlowStepper(self.runner)
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self, engine: Any, flow_id: UUID) -> int:
-        pending = await self.stepper.pending(flow_id)
-        for ref, _ in pending:
-            self._spawn(flow_id, ref)
-        return len(pending)
-
-    def _spawn(self, flow_id: UUID, ref: ActivationRef) -> None:
-        task = asyncio.ensure_future(self._activation(flow_id, ref))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _activation(self, flow_id: UUID, ref: ActivationRef) -> None:
-        work = await self.stepper.execute(flow_id, ref)
-        if work is None:
-            return
-        result = await self.stepper.complete(work)
-        for queued, _ in result.queued:
-            self._spawn(flow_id, queued)
-        for child in result.children:
-            await self.start(self.runner.engine, child)
-
-    async def run_blocking(self, fn: Any, node: Any) -> Any:
-        return await asyncio.to_thread(fn)
-
-    def shutdown(self, wait: bool = True) -> None:
-        call(self.store, "close")
+    registry = SimpleNodeRegistry({**std_executors(), "t.work": work, "t.ask": ask})
+    return TaskFleet(SQLiteStore(path), registry)
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[tuple[TaskFleet, Counter[str], SQLiteStore]]:
     ran: Counter[str] = Counter()
-    tasks = TaskFleet(tmp_path / "flows.db", ran)
+    tasks = task_fleet(tmp_path / "flows.db", ran)
     client_store = SQLiteStore(tmp_path / "flows.db")
     yield tasks, ran, client_store
     unregister_graph("kid")
