@@ -12,7 +12,9 @@ sharing only the durable store with the client. Like ``qm worker``:
   hands over what the step queued and starts the child flows it stored.
 
 Every hand-over is logged in `published`, so a test counts what the workers were
-given (a duplicate is harmless to the flow, but its executor may run twice).
+given (a duplicate is harmless to the flow, but its executor may run twice). With
+``hold=True`` hand-overs wait in `held` until the test delivers them (`deliver`,
+`settle`): a test then chooses the order in which the workers see them.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ T = TypeVar("T")
 class TaskFleet:
     """A `RemoteDispatcher` whose workers are tasks of this process stepping flows on
     ``store`` with an engine of their own (``registry``: the workers' executors); that
-    engine's fleet is this object, as ``qm worker`` sets its own. ``shutdown`` closes
-    ``store``."""
+    engine's fleet is this object, as ``qm worker`` sets its own. ``hold``: hand-overs
+    wait for `deliver` (see the module). ``shutdown`` closes ``store``."""
 
     name = "tasks"
     remote = True
     concurrent = True
     max_concurrency: int | None = None
 
-    def __init__(self, store: Any, registry: NodeRegistry) -> None:
+    def __init__(self, store: Any, registry: NodeRegistry, *, hold: bool = False) -> None:
         self.store = store
+        self.hold = hold
         #: The workers' engine: it runs every node, the client none.
         self.engine = Engine(store, registry=registry)
         self.engine.fleet = self
@@ -52,6 +55,8 @@ class TaskFleet:
         self.tasks: set[asyncio.Task[None]] = set()
         #: Every activation handed to the workers, in order, with its flow.
         self.published: list[tuple[UUID, ActivationRef]] = []
+        #: With ``hold``: the hand-overs not delivered yet, oldest first.
+        self.held: list[tuple[UUID, ActivationRef]] = []
 
     async def start(self, engine: Engine, flow_id: UUID) -> int:
         """Hand every pending activation of the stored flow to a task of its own."""
@@ -60,13 +65,25 @@ class TaskFleet:
             self._publish(flow_id, ref)
         return len(pending)
 
+    async def deliver(self, index: int = 0) -> None:
+        """With ``hold``: work the held hand-over at ``index`` to its end here (what
+        it hands over is held in turn)."""
+        flow_id, ref = self.held.pop(index)
+        await self._activation(flow_id, ref)
+
     async def settle(self) -> None:
-        """Wait until no task is left (tasks hand over more tasks as they end)."""
+        """Wait until no task is left (tasks hand over more tasks as they end); with
+        ``hold``, deliver the held hand-overs oldest first until none is left."""
+        while self.held:
+            await self.deliver()
         while self.tasks:
             await asyncio.gather(*self.tasks)
 
     def _publish(self, flow_id: UUID, ref: ActivationRef) -> None:
         self.published.append((flow_id, ref))
+        if self.hold:
+            self.held.append((flow_id, ref))
+            return
         task = asyncio.ensure_future(self._activation(flow_id, ref))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
