@@ -48,11 +48,7 @@ class DataNodes(ChainCore):
         **kwargs: Any,
     ) -> Self:
         """A ReadMemory1 node: loads ``variable_names`` from memory (``flow`` or ``user``)."""
-        meta = {
-            "memory_name": memory_name,
-            "memory_type": memory_type,
-            "variable_names": list(variable_names or []),
-        }
+        meta = _memory(memory_name, memory_type, "variable_names", variable_names)
         return self._add(NodeType.READ_MEMORY, name, meta, kwargs)
 
     def write_memory(
@@ -64,11 +60,7 @@ class DataNodes(ChainCore):
         **kwargs: Any,
     ) -> Self:
         """A WriteMemory1 node: stores ``variables`` (``[{"name", "expression"}]``)."""
-        meta = {
-            "memory_name": memory_name,
-            "memory_type": memory_type,
-            "variables": list(variables or []),
-        }
+        meta = _memory(memory_name, memory_type, "variables", variables)
         return self._add(NodeType.WRITE_MEMORY, name, meta, kwargs)
 
     def update_memory(
@@ -80,11 +72,7 @@ class DataNodes(ChainCore):
         **kwargs: Any,
     ) -> Self:
         """An UpdateMemory1 node: updates existing memory ``variables``."""
-        meta = {
-            "memory_name": memory_name,
-            "memory_type": memory_type,
-            "variables": list(variables or []),
-        }
+        meta = _memory(memory_name, memory_type, "variables", variables)
         return self._add(NodeType.UPDATE_MEMORY, name, meta, kwargs)
 
     def flow_memory(
@@ -112,3 +100,11 @@ class DataNodes(ChainCore):
     def comment(self, name: str, text: str = "", **kwargs: Any) -> Self:
         """A Comment1 node: documentation only."""
         return self._add(NodeType.COMMENT, name, {"comment": text}, kwargs)
+
+
+def _memory(
+    memory_name: str, memory_type: str, key: str, values: list[Any] | None
+) -> dict[str, Any]:
+    """The metadata of a node that reads or writes ``memory_name`` (``memory_type``):
+    its names or variables under ``key``."""
+    return {"memory_name": memory_name, "memory_type": memory_type, key: list(values or [])}
