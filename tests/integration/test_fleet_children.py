@@ -1,5 +1,5 @@
 """Child flows on a fleet, on the SQLite store: "workers" that are asyncio tasks of
-another runner (with the std pack's SubAssistant1) sharing only a SQLite file with
+another engine (`TaskFleet`, with the std pack's SubAssistant1) sharing only a SQLite file with
 the client. The sub-graph node stores its child and waits in the store (the mark
 survives the SQLite codec); the child's end wakes it (see docs/scale-out.md)."""
 
@@ -18,8 +18,9 @@ from qm_nodes_std import register_graph, std_executors, unregister_graph
 from qm_store_sqlite import SQLiteStore
 from quartermaster_engine import FlowRunner, FlowStatus, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.testing import build_graph, call, chain_graph
+from quartermaster_engine.testing.task_fleet import TaskFleet
 
 PARENT = build_graph(
     {
@@ -33,65 +34,31 @@ PARENT = build_graph(
 )
 
 
-class TaskFleet:
-    """A `RemoteDispatcher` whose workers are tasks stepping flows with a runner of
-    their own; its engine's fleet is this object, as ``qm worker`` sets its own."""
+def task_fleet(path: Path, ran: Counter[str], *, hold: bool = False) -> TaskFleet:
+    """A fleet of tasks with the std pack and the test's executors."""
 
-    name = "tasks"
-    remote = True
-    concurrent = True
-    max_concurrency: int | None = None
+    def work(ctx: ExecutionContext) -> str:
+        ran[ctx.current_node.name] += 1
+        return f"{ctx.current_node.name}({ctx.input_text})"
 
-    def __init__(self, path: Path, ran: Counter[str]) -> None:
-        def work(ctx: ExecutionContext) -> str:
-            ran[ctx.current_node.name] += 1
-            return f"{ctx.current_node.name}({ctx.input_text})"
+    def ask(ctx: ExecutionContext) -> NodeResult:
+        ran[ctx.current_node.name] += 1
+        if ctx.user_input is None:
+            return NodeResult(wait_for_user=True, user_prompt="Name?")
+        return NodeResult(output_text=f"hello {ctx.user_input}")
 
-        def ask(ctx: ExecutionContext) -> NodeResult:
-            ran[ctx.current_node.name] += 1
-            if ctx.user_input is None:
-                return NodeResult(wait_for_user=True, user_prompt="Name?")
-            return NodeResult(output_text=f"hello {ctx.user_input}")
-
-        registry = SimpleNodeRegistry({**std_executors(), "t.work": work, "t.ask": ask})
-        self.store = SQLiteStore(path)
-        self.runner = FlowRunner(PARENT, registry, store=self.store)
-        self.runner.engine.fleet = self
-        self.stepper = FlowStepper(self.runner)
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self, engine: Any, flow_id: UUID) -> int:
-        pending = await self.stepper.pending(flow_id)
-        for ref, _ in pending:
-            self._spawn(flow_id, ref)
-        return len(pending)
-
-    def _spawn(self, flow_id: UUID, ref: ActivationRef) -> None:
-        task = asyncio.ensure_future(self._activation(flow_id, ref))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _activation(self, flow_id: UUID, ref: ActivationRef) -> None:
-        work = await self.stepper.execute(flow_id, ref)
-        if work is None:
-            return
-        result = await self.stepper.complete(work)
-        for queued, _ in result.queued:
-            self._spawn(flow_id, queued)
-        for child in result.children:
-            await self.start(self.runner.engine, child)
-
-    async def run_blocking(self, fn: Any, node: Any) -> Any:
-        return await asyncio.to_thread(fn)
-
-    def shutdown(self, wait: bool = True) -> None:
-        call(self.store, "close")
+    registry = SimpleNodeRegistry({**std_executors(), "t.work": work, "t.ask": ask})
+    return TaskFleet(SQLiteStore(path), registry, hold=hold)
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[TaskFleet, Counter[str], SQLiteStore]]:
+@pytest.fixture(params=[False], ids=["tasks"])
+def fleet(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[TaskFleet, Counter[str], SQLiteStore]]:
+    """(fleet, runs per node name, the client's store); parametrized indirectly with
+    True: a fleet whose hand-overs wait for the test to deliver them (``hold``)."""
     ran: Counter[str] = Counter()
-    tasks = TaskFleet(tmp_path / "flows.db", ran)
+    tasks = task_fleet(tmp_path / "flows.db", ran, hold=request.param)
     client_store = SQLiteStore(tmp_path / "flows.db")
     yield tasks, ran, client_store
     unregister_graph("kid")
@@ -149,3 +116,50 @@ def test_a_paused_child_pauses_the_parent_and_resume_answers_it(fleet: Any) -> N
     assert done.status is FlowStatus.COMPLETED
     assert done.final_output == "After(hello Ada)"
     assert ran == {"Ask": 2, "After": 1}
+
+
+@pytest.mark.parametrize("fleet", [True], ids=["held"], indirect=True)
+def test_a_node_woken_while_its_child_runs_waits_anew_without_handing_the_child_over(
+    fleet: Any,
+) -> None:
+    """A wake of the parent while its child still runs (as a lost race or the sweep
+    can give): the node runs again, finds the child running and waits anew; the
+    child's work is not handed to the workers a second time (commit 2b33c37)."""
+    tasks, ran, store = fleet
+    kid = chain_graph(4, "t.work")  # Start -> n0 -> n1 -> End
+    register_graph("kid", kid)
+    client = FlowRunner(PARENT, store=store, dispatcher=tasks)
+    names = {n.id: n.name for n in [*PARENT.nodes, *kid.nodes]}
+
+    async def go() -> tuple[UUID, UUID, bool, Any]:
+        fid = await client.asubmit("x")
+        await tasks.deliver()  # parent Start
+        await tasks.deliver()  # parent Sub: stores the child, parks, hands it over
+        await tasks.deliver()  # child Start; n0 is held: the child is running
+        (child_id, _), *_ = tasks.held
+        woken = await fleet_children.wake_parent(tasks.engine, fid, child_id)
+        await tasks.deliver(1)  # parent Sub again, before the child's n0
+        await tasks.settle()
+        return fid, child_id, woken, await client.aget_result(fid)
+
+    fid, child_id, woken, result = asyncio.run(go())
+    flows = {fid: "parent", child_id: "child"}
+    assert woken is True
+    assert [(flows[f], names[node], visit) for f, (node, visit, _) in tasks.published] == [
+        ("parent", "Start", 1),
+        ("parent", "Sub", 1),
+        ("child", "Start", 1),
+        ("child", "n0", 1),
+        ("parent", "Sub", 1),  # the early wake
+        ("child", "n1", 1),
+        ("child", "End", 1),
+        ("parent", "Sub", 1),  # the child's end
+        ("parent", "After", 1),
+        ("parent", "End", 1),
+    ]
+    assert (result.status, result.final_output) == (FlowStatus.COMPLETED, "After(n1(n0(x)))")
+    assert ran == {"n0": 1, "n1": 1, "After": 1}
+    parent = call(store, "load_flow", fid)
+    # Parked, woken early and parked again, then woken by the child's end.
+    assert _statuses(parent)[("Sub", "running")] == 2
+    assert _statuses(parent)[("Sub", "finished")] == 1

@@ -1,6 +1,6 @@
 """The runner's side of `RemoteDispatcher`, with a second implementation of the
-protocol: "workers" that are asyncio tasks of another runner, sharing only a
-SQLite file with the client. The client runs no node; it stores the flow, hands
+protocol: "workers" that are asyncio tasks of another engine (`TaskFleet`), sharing
+only a SQLite file with the client. The client runs no node; it stores the flow, hands
 it over, relays the durable log and returns the stored result."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -21,10 +21,9 @@ from quartermaster_engine.dispatchers import AsyncDispatcher
 from quartermaster_engine.dispatchers.remote import RemoteDispatcher, is_remote
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner.errors import MissingExecutorError
-from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.testing import build_graph, call
-
-T = TypeVar("T")
+from quartermaster_engine.testing.task_fleet import TaskFleet
 
 GRAPH = build_graph(
     {
@@ -40,65 +39,30 @@ GRAPH = build_graph(
 )
 
 
-class TaskWorkers:
-    """A `RemoteDispatcher` whose workers are tasks running a `FlowStepper` of their
-    own runner (with the executors the client lacks) on the shared store."""
+def task_workers(path: Path, ran: Counter[str]) -> TaskFleet:
+    """A fleet of tasks with the executors the client lacks, on the shared store."""
 
-    name = "tasks"
-    remote = True
-    concurrent = True
-    max_concurrency: int | None = None
+    def work(ctx: ExecutionContext) -> str:
+        ran[ctx.current_node.name] += 1
+        return ctx.current_node.name
 
-    def __init__(self, path: Path, ran: Counter[str]) -> None:
-        def work(ctx: ExecutionContext) -> str:
-            ran[ctx.current_node.name] += 1
-            return ctx.current_node.name
+    def ask(ctx: ExecutionContext) -> NodeResult:
+        ran["Ask"] += 1
+        if ctx.user_input is None:
+            return NodeResult(wait_for_user=True, user_prompt="Name?")
+        return NodeResult(output_text=f"{ctx.input_text} {ctx.user_input}")
 
-        def ask(ctx: ExecutionContext) -> NodeResult:
-            ran["Ask"] += 1
-            if ctx.user_input is None:
-                return NodeResult(wait_for_user=True, user_prompt="Name?")
-            return NodeResult(output_text=f"{ctx.input_text} {ctx.user_input}")
-
-        registry = SimpleNodeRegistry(
-            {"remote.work": work, "remote.join": lambda c: "+".join(c.input_text.split("\n")),
-             "remote.ask": ask}
-        )  # fmt: skip
-        self.store = SQLiteStore(path)
-        self.runner = FlowRunner(GRAPH, registry, store=self.store)
-        self.stepper = FlowStepper(self.runner)
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self, runner: FlowRunner, flow_id: UUID) -> int:
-        pending = await self.stepper.pending(flow_id)
-        for ref, _ in pending:
-            self._spawn(flow_id, ref)
-        return len(pending)
-
-    def _spawn(self, flow_id: UUID, ref: ActivationRef) -> None:
-        task = asyncio.ensure_future(self._activation(flow_id, ref))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _activation(self, flow_id: UUID, ref: ActivationRef) -> None:
-        work = await self.stepper.execute(flow_id, ref)
-        if work is None:
-            return
-        result = await self.stepper.complete(work)
-        for queued, _ in result.queued:
-            self._spawn(flow_id, queued)
-
-    async def run_blocking(self, fn: Any, node: Any) -> Any:
-        return await asyncio.to_thread(fn)
-
-    def shutdown(self, wait: bool = True) -> None:
-        call(self.store, "close")
+    registry = SimpleNodeRegistry(
+        {"remote.work": work, "remote.join": lambda c: "+".join(c.input_text.split("\n")),
+         "remote.ask": ask}
+    )  # fmt: skip
+    return TaskFleet(SQLiteStore(path), registry)
 
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Any:
     ran: Counter[str] = Counter()
-    dispatcher = TaskWorkers(tmp_path / "flows.db", ran)
+    dispatcher = task_workers(tmp_path / "flows.db", ran)
     yield dispatcher, ran
     dispatcher.shutdown()
 
@@ -140,9 +104,7 @@ def test_submit_hands_over_and_stop_ends_the_flow(tmp_path: Path, workers: Any) 
 
     async def go() -> Any:
         fid = await client.asubmit("hi")
-        await asyncio.gather(*dispatcher.tasks)
-        while dispatcher.tasks:
-            await asyncio.gather(*dispatcher.tasks)
+        await dispatcher.settle()
         await client.astop(fid)
         return await client.aget_result(fid)
 
@@ -175,11 +137,10 @@ def test_a_stepper_without_the_executor_refuses_and_writes_nothing(
     call(store, "close")
 
 
-async def _submit(dispatcher: TaskWorkers) -> UUID:
+async def _submit(dispatcher: TaskFleet) -> UUID:
     """A flow stored with Start run: A and B pending, nothing dispatched."""
-    runner = dispatcher.runner
-    fid = await runner.asubmit("hi")
-    stepper = FlowStepper(runner)
+    fid = await dispatcher.engine.submit(GRAPH, "hi")
+    stepper = FlowStepper(dispatcher.engine)
     ((start, _),) = await stepper.pending(fid)
     work = await stepper.execute(fid, start)
     assert work is not None

@@ -137,6 +137,31 @@ def test_a_paused_flow_is_answered_from_a_second_client(server: LiveServer) -> N
     }
 
 
+def test_a_start_or_an_answer_without_wait_is_accepted_even_if_done_at_once(
+    server: LiveServer,
+) -> None:
+    """202 Accepted without ``wait``, also when the flow paused or ended before the
+    answer went out (these take a few milliseconds): the result is for ``wait``."""
+    with server.client() as client:
+        started = client.post("/api/flows", json={"graph": "approval-loop", "input": "draft"})
+        flow_id = started.json()["flow_id"]
+        sse_events(client, f"/api/flows/{flow_id}/events", until="FlowPaused")
+        accepted = client.post(f"/api/flows/{flow_id}/resume", json={"answer": "approve"})
+        events = sse_events(client, f"/api/flows/{flow_id}/events")
+        flow = client.get(f"/api/flows/{flow_id}").json()
+    assert (started.status_code, started.json()) == (
+        202,
+        {"flow_id": flow_id, "status": "running", "events": f"/api/flows/{flow_id}/events"},
+    )
+    assert (accepted.status_code, accepted.json()) == (
+        202,
+        {"flow_id": flow_id, "status": "running"},
+    )
+    assert [e.event for e in events].count("FlowResumed") == 1
+    assert events[-1].event == "FlowFinished"
+    assert (flow["status"], flow["output"]) == ("completed", "Published after 0 revision(s): draft")
+
+
 def test_a_running_flow_is_stopped(server: LiveServer) -> None:
     with server.client() as client:
         flow_id = client.post("/api/flows", json={"graph": "sleeper", "input": "x"}).json()[

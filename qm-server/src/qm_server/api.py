@@ -202,7 +202,8 @@ def api_router(
         responses=error_responses(400, 403, 404, 409, 413, 503),
     )
     async def start_flow(body: StartFlow) -> JSONResponse:
-        """Start a flow: ``202`` with its id, or with ``wait`` its result (``200``)."""
+        """Start a flow: ``202`` with its id (accepted: it may have paused or ended
+        already; follow its events), or with ``wait`` its result (``200``)."""
         if body.graph_spec is not None:
             if not allow_inline_graphs:
                 raise ApiError(
@@ -350,8 +351,8 @@ def api_router(
         responses=error_responses(400, 404, 409, 413, 503),
     )
     async def resume_flow(flow_id: str, body: ResumeFlow) -> JSONResponse:
-        """Answer a waiting node and continue the flow (``409 flow_not_waiting`` if
-        nothing waits)."""
+        """Answer a waiting node and continue the flow: ``202`` (accepted), or with
+        ``wait`` its result (``200``); ``409 flow_not_waiting`` if nothing waits."""
         fid = _flow_id(flow_id)
         result = await service.resume(fid, body.answer, body.node, wait=body.wait)
         if result is not None:

@@ -253,9 +253,12 @@ class FlowService:
     async def _outcome(
         self, task: asyncio.Task[FlowResult], wait: bool, state_code: str = "flow_not_waiting"
     ) -> FlowResult | None:
-        """None while ``task`` runs (unless ``wait``), else its result (a
-        `FlowStateError` answered as 409 ``state_code``)."""
-        if not wait and not task.done():
+        """With ``wait``, its result; else None (the flow was accepted: ``202``, even
+        when it has paused or ended already). A task that raised (an error found
+        before the flow ran is the caller's) raises (a `FlowStateError` answered as 409
+        ``state_code``)."""
+        raised = task.done() and (task.cancelled() or task.exception() is not None)
+        if not wait and not raised:
             return None
         return await _translated(asyncio.shield(task), state_code)
 

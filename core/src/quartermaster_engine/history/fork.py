@@ -99,7 +99,7 @@ async def fork(
         edit = FlowEdited(flow_id=fid, seq=seq, ts=now, memory=values, after_record=records)
         commits.append(Commit(memory=values, events=[edit]))
     if answer is not None:
-        commits.append(_answer(replay, fid, answer))
+        commits.append(_answer(replay, flow_id, point, answer))
     again = _timers_from_now(replay, engine.clock.now())
     if again is not None:
         commits.append(again)
@@ -126,11 +126,13 @@ async def fork(
     return fid
 
 
-def _answer(replay: Replay, fid: UUID, answer: str) -> Commit:
+def _answer(replay: Replay, flow_id: UUID, at: int, answer: str) -> Commit:
+    """The commit answering the node that waits at checkpoint ``at`` of ``flow_id``
+    (the fork is not stored yet: the error names the flow forked and the checkpoint)."""
     waiting = [act for act in replay.pending.values() if act.waiting]
     if not waiting:
         raise FlowStateError(
-            f"answer given but no node of the fork {fid} waits for input at that checkpoint"
+            f"answer given but no node of flow {flow_id} waits for input at checkpoint {at}"
         )
     act = waiting[0]
     answered = copy_activation(act, waiting=False, user_input=answer)

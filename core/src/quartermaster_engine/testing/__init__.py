@@ -26,6 +26,10 @@ module and provide its fixture; pytest collects the inherited tests::
 Durable stores also run the SIGKILL crash matrix of
 `quartermaster_engine.testing.crash` (a flow killed mid-run in a process of
 its own, recovered in another). See ``docs/writing-plugins.md``.
+
+`quartermaster_engine.testing.task_fleet.TaskFleet` is a fleet whose workers are
+asyncio tasks of the test's process: a `RemoteDispatcher` to test what runs on a
+fleet (child flows, hand-overs) without a broker.
 """
 
 import pytest
