@@ -1,0 +1,173 @@
+"""A fleet child's durable events reach the client following its parent, marked
+with the child's flow id and ``parent_flow_id`` as locally; a grandchild's tokens
+and events reach the root's followers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+from celery_support import Fleet
+from test_child_flows import child_file, parent_graph
+
+from quartermaster_engine import FlowStatus
+from quartermaster_engine.events import ChildFlowWaited, FlowEvent, TokenGenerated
+from quartermaster_engine.testing import call
+
+
+def _rows(events: list[FlowEvent], names: dict[uuid.UUID, str]) -> list[tuple[str, ...]]:
+    """(flow, parent, type, node name) of each event, the flows named."""
+    return [
+        (
+            names[e.flow_id],
+            "-" if e.parent_flow_id is None else names[e.parent_flow_id],
+            e.type,
+            getattr(e, "node_name", "") or "",
+        )
+        for e in events
+    ]
+
+
+def _seqs_by_flow(events: list[FlowEvent]) -> dict[uuid.UUID, list[int]]:
+    found: dict[uuid.UUID, list[int]] = {}
+    for e in events:
+        if not isinstance(e, TokenGenerated):
+            found.setdefault(e.flow_id, []).append(e.seq)
+    return found
+
+
+PARENT_THEN_CHILD = [
+    ("P", "-", "FlowStarted", ""),
+    ("P", "-", "NodeStarted", "Start"),
+    ("P", "-", "NodeFinished", "Start"),
+    ("P", "-", "ChildFlowWaited", "Sub"),
+    ("C", "P", "FlowStarted", ""),
+    ("C", "P", "NodeStarted", "Start"),
+    ("C", "P", "NodeFinished", "Start"),
+    ("C", "P", "NodeStarted", "c0"),
+    ("C", "P", "NodeFinished", "c0"),
+    ("C", "P", "NodeStarted", "End"),
+    ("C", "P", "NodeFinished", "End"),
+    ("C", "P", "FlowFinished", ""),
+    ("P", "-", "NodeStarted", "Sub"),
+    ("P", "-", "NodeFinished", "Sub"),
+    ("P", "-", "NodeStarted", "After"),
+    ("P", "-", "NodeFinished", "After"),
+    ("P", "-", "NodeStarted", "End"),
+    ("P", "-", "NodeFinished", "End"),
+    ("P", "-", "FlowFinished", ""),
+]
+
+
+def test_run_async_and_on_event_hear_the_child_s_events_in_order(fleet: Fleet) -> None:
+    child = child_file(fleet.directory, [("c0", "work", {})])
+    fleet.start_worker(concurrency=2)
+    heard: list[FlowEvent] = []
+    with fleet.runner(parent_graph(child), on_event=heard.append) as runner:
+
+        async def collect() -> list[FlowEvent]:
+            return [event async for event in runner.run_async("x")]
+
+        streamed = asyncio.run(collect())
+        parent_id = streamed[0].flow_id
+        waited = [e for e in streamed if isinstance(e, ChildFlowWaited)]
+        child_id = waited[0].child_flow_id
+        child_log = call(runner.store, "read_events", child_id, 0)
+        record = call(runner.store, "get_flow", parent_id)
+    names = {parent_id: "P", child_id: "C"}
+    assert record.status is FlowStatus.COMPLETED
+    assert _rows(streamed, names) == PARENT_THEN_CHILD
+    # on_event (the runner's listeners) heard the same events, sinks too.
+    assert _rows(heard[1:], names) == PARENT_THEN_CHILD[1:]
+    # Each flow's events keep their own numbers, as logged.
+    seqs = _seqs_by_flow(streamed)
+    assert seqs[parent_id] == list(range(1, 12))
+    assert seqs[child_id] == [e.seq for e in child_log] == list(range(1, 9))
+    assert fleet.runs() == {"c0": 1, "After": 1}
+
+
+def _sub_file(folder: Path, name: str, graph: Path) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\n"
+        "nodes:\n"
+        "  - {name: Start, type: Start1}\n"
+        f"  - {{name: Inner, type: SubAssistant1, metadata: {{graph: '{graph}'}}}}\n"
+        "  - {name: End, type: End1}\n"
+        "edges:\n"
+        "  - {from: Start, to: Inner}\n"
+        "  - {from: Inner, to: End}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(fleet: Fleet) -> None:
+    """The grandchild's ``stream`` node streams ``a``, waits until the root's client
+    heard it (file ``ack-<grandchild id>``), then ``b`` and ``c``: ``acked`` proves
+    the token travelled live two levels up."""
+    grand_folder = fleet.directory / "grand"
+    grand_folder.mkdir()
+    grand = child_file(grand_folder, [("S", "stream", {})])
+    child = _sub_file(fleet.directory, "middle", grand)
+    fleet.start_worker(concurrency=2)
+    with fleet.runner(parent_graph(child)) as runner:
+
+        async def collect() -> list[FlowEvent]:
+            events: list[FlowEvent] = []
+            async for event in runner.run_async("x"):
+                events.append(event)
+                if isinstance(event, TokenGenerated) and event.token == "a ":
+                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
+            return events
+
+        events = asyncio.run(collect())
+    root = events[0].flow_id
+    waits = [e for e in events if isinstance(e, ChildFlowWaited)]
+    middle = waits[0].child_flow_id
+    grandchild = waits[1].child_flow_id
+    names: dict[uuid.UUID, Any] = {root: "P", middle: "C", grandchild: "G"}
+    tokens = [e for e in events if isinstance(e, TokenGenerated)]
+    assert [(t.token, names[t.flow_id], names[t.parent_flow_id]) for t in tokens] == [
+        ("a ", "G", "C"),
+        ("b ", "G", "C"),
+        ("c ", "G", "C"),
+    ]
+    durable = [e for e in events if not isinstance(e, TokenGenerated)]
+    assert _rows(durable, names) == [
+        ("P", "-", "FlowStarted", ""),
+        ("P", "-", "NodeStarted", "Start"),
+        ("P", "-", "NodeFinished", "Start"),
+        ("P", "-", "ChildFlowWaited", "Sub"),
+        ("C", "P", "FlowStarted", ""),
+        ("C", "P", "NodeStarted", "Start"),
+        ("C", "P", "NodeFinished", "Start"),
+        ("C", "P", "ChildFlowWaited", "Inner"),
+        ("G", "C", "FlowStarted", ""),
+        ("G", "C", "NodeStarted", "Start"),
+        ("G", "C", "NodeFinished", "Start"),
+        ("G", "C", "NodeStarted", "S"),
+        ("G", "C", "NodeFinished", "S"),
+        ("G", "C", "NodeStarted", "End"),
+        ("G", "C", "NodeFinished", "End"),
+        ("G", "C", "FlowFinished", ""),
+        ("C", "P", "NodeStarted", "Inner"),
+        ("C", "P", "NodeFinished", "Inner"),
+        ("C", "P", "NodeStarted", "End"),
+        ("C", "P", "NodeFinished", "End"),
+        ("C", "P", "FlowFinished", ""),
+        ("P", "-", "NodeStarted", "Sub"),
+        ("P", "-", "NodeFinished", "Sub"),
+        ("P", "-", "NodeStarted", "After"),
+        ("P", "-", "NodeFinished", "After"),
+        ("P", "-", "NodeStarted", "End"),
+        ("P", "-", "NodeFinished", "End"),
+        ("P", "-", "FlowFinished", ""),
+    ]
+    # The tokens came before their node's events, once each.
+    s_started = next(i for i, e in enumerate(events) if getattr(e, "node_name", "") == "S")
+    assert max(events.index(t) for t in tokens) < s_started
+    finished = [e for e in events if e.type == "FlowFinished" and e.flow_id == root]
+    assert [e.final_output for e in finished] == ["After(acked)"]  # type: ignore[attr-defined]
