@@ -5,12 +5,17 @@ and events reach the root's followers."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 from celery_support import Fleet
 from test_child_flows import child_file, parent_graph
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "qm_sink_otel"))
+
+from otel_support import Spans, attrs, events, leaf
 
 from quartermaster_engine import FlowStatus
 from quartermaster_engine.events import ChildFlowWaited, FlowEvent, TokenGenerated
@@ -171,3 +176,38 @@ def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(fleet: Fleet) 
     assert max(events.index(t) for t in tokens) < s_started
     finished = [e for e in events if e.type == "FlowFinished" and e.flow_id == root]
     assert [e.final_output for e in finished] == ["After(acked)"]  # type: ignore[attr-defined]
+
+
+def test_the_client_s_otel_spans_nest_the_child_under_its_node_s_run(fleet: Fleet) -> None:
+    """An OTel sink on the client (the in-memory exporter of the sink's tests): the
+    child's flow span is under the sub-graph node's span (one span from the park
+    to the end of its run after the wake), in the parent's trace."""
+    child = child_file(fleet.directory, [("c0", "work", {})])
+    fleet.start_worker(concurrency=2)
+    spans = Spans()
+    try:
+        with fleet.runner(parent_graph(child), on_event=spans.sink.emit) as runner:
+            result = runner.run("x")
+        tree = spans.tree()
+        sub = spans.one("node Sub")
+        child_span = spans.one("invoke_agent Child")
+    finally:
+        spans.sink.close()
+    assert result.status is FlowStatus.COMPLETED
+    assert tree == [
+        (
+            "invoke_agent parent",
+            [
+                ("node Start", []),
+                ("node Sub", [("invoke_agent Child", leaf("node Start", "node c0", "node End"))]),
+                ("node After", []),
+                ("node End", []),
+            ],
+        )
+    ]
+    child_id = attrs(child_span)["qm.flow.id"]
+    assert child_span.context.trace_id == result.flow_id.int
+    assert attrs(child_span)["qm.flow.parent_id"] == str(result.flow_id)
+    assert events(sub) == [("qm.node.child_flow_waited", {"child_flow_id": child_id})]
+    assert attrs(sub)["qm.node.status"] == "completed"
+    assert sub.start_time <= child_span.start_time <= child_span.end_time <= sub.end_time

@@ -253,6 +253,8 @@ class ChildFlowWaited(FlowEvent):
 
     node_id: UUID = _NO_NODE
     node_name: str = ""
+    visit: int = 0
+    attempt: int = 1
     child_flow_id: UUID = _NO_NODE
 
 

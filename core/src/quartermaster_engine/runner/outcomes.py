@@ -167,6 +167,8 @@ async def park_on_child(
             flow_id=run.flow_id,
             node_id=act.cnode.node_id,
             node_name=act.cnode.name,
+            visit=act.visit,
+            attempt=act.attempt,
             child_flow_id=child,
         )
         handle = run.emitter.stage(event)
