@@ -7,19 +7,41 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from celery_support import Fleet
 from test_child_flows import child_file, parent_graph
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "qm_sink_otel"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "qm_store_postgres"))
 
-from otel_support import Spans, attrs, events, leaf
+from otel_support import Spans, attrs, leaf
+from otel_support import events as span_events
+from qm_pg_support import PostgresServer, unique_schema
 
 from quartermaster_engine import FlowStatus
 from quartermaster_engine.events import ChildFlowWaited, FlowEvent, TokenGenerated
 from quartermaster_engine.testing import call
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def any_store_fleet(request: pytest.FixtureRequest, make_fleet: Callable[..., Fleet]) -> Fleet:
+    """A fleet whose store is the broker's redis-server, or a PostgreSQL server."""
+    if request.param == "redis":
+        return make_fleet()
+    pg: PostgresServer = request.getfixturevalue("postgres_server")
+    store = {"name": "postgres", "url": pg.url, "schema_name": unique_schema()}
+    return make_fleet(store=store)
 
 
 def _rows(events: list[FlowEvent], names: dict[uuid.UUID, str]) -> list[tuple[str, ...]]:
@@ -66,7 +88,8 @@ PARENT_THEN_CHILD = [
 ]
 
 
-def test_run_async_and_on_event_hear_the_child_s_events_in_order(fleet: Fleet) -> None:
+def test_run_async_and_on_event_hear_the_child_s_events_in_order(any_store_fleet: Fleet) -> None:
+    fleet = any_store_fleet
     child = child_file(fleet.directory, [("c0", "work", {})])
     fleet.start_worker(concurrency=2)
     heard: list[FlowEvent] = []
@@ -109,10 +132,13 @@ def _sub_file(folder: Path, name: str, graph: Path) -> Path:
     return path
 
 
-def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(fleet: Fleet) -> None:
+def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(
+    any_store_fleet: Fleet,
+) -> None:
     """The grandchild's ``stream`` node streams ``a``, waits until the root's client
     heard it (file ``ack-<grandchild id>``), then ``b`` and ``c``: ``acked`` proves
-    the token travelled live two levels up."""
+    the token travelled live two levels up (Redis pub/sub, PostgreSQL NOTIFY)."""
+    fleet = any_store_fleet
     grand_folder = fleet.directory / "grand"
     grand_folder.mkdir()
     grand = child_file(grand_folder, [("S", "stream", {})])
@@ -208,6 +234,6 @@ def test_the_client_s_otel_spans_nest_the_child_under_its_node_s_run(fleet: Flee
     child_id = attrs(child_span)["qm.flow.id"]
     assert child_span.context.trace_id == result.flow_id.int
     assert attrs(child_span)["qm.flow.parent_id"] == str(result.flow_id)
-    assert events(sub) == [("qm.node.child_flow_waited", {"child_flow_id": child_id})]
+    assert span_events(sub) == [("qm.node.child_flow_waited", {"child_flow_id": child_id})]
     assert attrs(sub)["qm.node.status"] == "completed"
     assert sub.start_time <= child_span.start_time <= child_span.end_time <= sub.end_time
