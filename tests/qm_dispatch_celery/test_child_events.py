@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from celery_support import Fleet
-from test_child_flows import child_file, parent_graph
+from test_child_flows import child_file, parent_graph, run_acking
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "qm_sink_otel"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "qm_store_postgres"))
@@ -65,11 +65,25 @@ def _seqs_by_flow(events: list[FlowEvent]) -> dict[uuid.UUID, list[int]]:
     return found
 
 
-PARENT_THEN_CHILD = [
+#: The parent's events up to its node's park, and after the wake.
+PARENT_PARKS = [
     ("P", "-", "FlowStarted", ""),
     ("P", "-", "NodeStarted", "Start"),
     ("P", "-", "NodeFinished", "Start"),
     ("P", "-", "ChildFlowWaited", "Sub"),
+]
+PARENT_AFTER_WAKE = [
+    ("P", "-", "NodeStarted", "Sub"),
+    ("P", "-", "NodeFinished", "Sub"),
+    ("P", "-", "NodeStarted", "After"),
+    ("P", "-", "NodeFinished", "After"),
+    ("P", "-", "NodeStarted", "End"),
+    ("P", "-", "NodeFinished", "End"),
+    ("P", "-", "FlowFinished", ""),
+]
+
+PARENT_THEN_CHILD = [
+    *PARENT_PARKS,
     ("C", "P", "FlowStarted", ""),
     ("C", "P", "NodeStarted", "Start"),
     ("C", "P", "NodeFinished", "Start"),
@@ -78,13 +92,7 @@ PARENT_THEN_CHILD = [
     ("C", "P", "NodeStarted", "End"),
     ("C", "P", "NodeFinished", "End"),
     ("C", "P", "FlowFinished", ""),
-    ("P", "-", "NodeStarted", "Sub"),
-    ("P", "-", "NodeFinished", "Sub"),
-    ("P", "-", "NodeStarted", "After"),
-    ("P", "-", "NodeFinished", "After"),
-    ("P", "-", "NodeStarted", "End"),
-    ("P", "-", "NodeFinished", "End"),
-    ("P", "-", "FlowFinished", ""),
+    *PARENT_AFTER_WAKE,
 ]
 
 
@@ -144,17 +152,7 @@ def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(
     grand = child_file(grand_folder, [("S", "stream", {})])
     child = _sub_file(fleet.directory, "middle", grand)
     fleet.start_worker(concurrency=2)
-    with fleet.runner(parent_graph(child)) as runner:
-
-        async def collect() -> list[FlowEvent]:
-            events: list[FlowEvent] = []
-            async for event in runner.run_async("x"):
-                events.append(event)
-                if isinstance(event, TokenGenerated) and event.token == "a ":
-                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
-            return events
-
-        events = asyncio.run(collect())
+    events = run_acking(fleet, parent_graph(child))
     root = events[0].flow_id
     waits = [e for e in events if isinstance(e, ChildFlowWaited)]
     middle = waits[0].child_flow_id
@@ -168,10 +166,7 @@ def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(
     ]
     durable = [e for e in events if not isinstance(e, TokenGenerated)]
     assert _rows(durable, names) == [
-        ("P", "-", "FlowStarted", ""),
-        ("P", "-", "NodeStarted", "Start"),
-        ("P", "-", "NodeFinished", "Start"),
-        ("P", "-", "ChildFlowWaited", "Sub"),
+        *PARENT_PARKS,
         ("C", "P", "FlowStarted", ""),
         ("C", "P", "NodeStarted", "Start"),
         ("C", "P", "NodeFinished", "Start"),
@@ -189,13 +184,7 @@ def test_a_grandchild_s_tokens_and_events_reach_the_root_s_client(
         ("C", "P", "NodeStarted", "End"),
         ("C", "P", "NodeFinished", "End"),
         ("C", "P", "FlowFinished", ""),
-        ("P", "-", "NodeStarted", "Sub"),
-        ("P", "-", "NodeFinished", "Sub"),
-        ("P", "-", "NodeStarted", "After"),
-        ("P", "-", "NodeFinished", "After"),
-        ("P", "-", "NodeStarted", "End"),
-        ("P", "-", "NodeFinished", "End"),
-        ("P", "-", "FlowFinished", ""),
+        *PARENT_AFTER_WAKE,
     ]
     # The tokens came before their node's events, once each.
     s_started = next(i for i, e in enumerate(events) if getattr(e, "node_name", "") == "S")

@@ -52,6 +52,22 @@ def parent_graph(child: Path) -> Any:
     )
 
 
+def run_acking(fleet: Fleet, graph: Any) -> list[FlowEvent]:
+    """The events of ``run_async("x")`` of ``graph``; on hearing the token ``a `` of a
+    ``stream`` node, the file ``ack-<its flow id>`` that lets the node go on."""
+    with fleet.runner(graph) as runner:
+
+        async def collect() -> list[FlowEvent]:
+            events: list[FlowEvent] = []
+            async for event in runner.run_async("x"):
+                events.append(event)
+                if isinstance(event, TokenGenerated) and event.token == "a ":
+                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
+            return events
+
+        return asyncio.run(collect())
+
+
 def chained(names: list[str], text: str) -> str:
     for name in names:
         text = f"{name}({text})"
@@ -300,17 +316,7 @@ def test_a_child_s_tokens_reach_the_client_following_the_parent_live(fleet: Flee
     proves the token travelled live from the child's worker to the parent's client."""
     child = child_file(fleet.directory, [("S", "stream", {})])
     fleet.start_worker(concurrency=2)
-    with fleet.runner(parent_graph(child)) as runner:
-
-        async def collect() -> list[FlowEvent]:
-            events: list[FlowEvent] = []
-            async for event in runner.run_async("x"):
-                events.append(event)
-                if isinstance(event, TokenGenerated) and event.token == "a ":
-                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
-            return events
-
-        events = asyncio.run(collect())
+    events = run_acking(fleet, parent_graph(child))
     tokens = [e for e in events if isinstance(e, TokenGenerated)]
     assert [t.token for t in tokens] == ["a ", "b ", "c "]
     parent_id = events[0].flow_id
