@@ -67,8 +67,9 @@ async def read_log(
         events: list[FlowEvent] = await store.read_events(flow_id, seen, batch)
         for event in events:
             if children is not None:
-                for child_event in await children.catch_up(flow_id):
-                    yield child_event
+                if children.active:
+                    for child_event in await children.catch_up(flow_id):
+                        yield child_event
                 children.note(event)
             seen = event.seq
             yield event
