@@ -163,3 +163,47 @@ def test_a_node_woken_while_its_child_runs_waits_anew_without_handing_the_child_
     # Parked, woken early and parked again, then woken by the child's end.
     assert _statuses(parent)[("Sub", "running")] == 2
     assert _statuses(parent)[("Sub", "finished")] == 1
+
+
+def test_history_and_forks_of_a_parent_that_parked_on_its_child(fleet: Any) -> None:
+    """The park's ``running`` record is a checkpoint; a fork at any checkpoint but
+    the last completes: before the node's run after the wake, the node runs again and starts
+    a child of the fork's own (its nodes run once more); after it, nothing of the
+    child runs again."""
+    tasks, ran, store = fleet
+    register_graph("kid", chain_graph(3, "t.work"))
+    client = FlowRunner(PARENT, store=store, dispatcher=tasks)
+
+    async def go() -> tuple[Any, list[Any], list[tuple[int, Any, Counter[str], Any]]]:
+        done = await client.arun("x")
+        history = await client.engine.history(done.flow_id)
+        forks = []
+        for at in range(len(history)):
+            ran.clear()
+            fid = await client.engine.fork(done.flow_id, at=at)
+            result = await client.engine.recover(fid)
+            snap = await client.engine.store_adapter.load_flow(fid)
+            forks.append((at, result, Counter(ran), snap))
+        return done, history, forks
+
+    done, history, forks = asyncio.run(go())
+    assert done.final_output == "After(n0(x))"
+    assert [(c.node_name, c.outcome) for c in history] == [
+        ("Start", "finished"),
+        ("Sub", "running"),
+        ("Sub", "finished"),
+        ("After", "finished"),
+        ("End", "finished"),
+    ]
+    child_again = {"n0": 1, "After": 1}
+    expected_runs = [child_again, child_again, child_again, {"After": 1}, {}]
+    for (at, result, runs, snap), expected in zip(forks, expected_runs, strict=True):
+        assert (at, result.status, result.final_output) == (
+            at, FlowStatus.COMPLETED, done.final_output,
+        )  # fmt: skip
+        assert runs == expected, at
+        subs = [r for r in snap.records if r.status.value == "finished" and r.output_data]
+        if at < 3:  # the fork's own child, stored with the fork as its parent
+            child_id = UUID(subs[-1].output_data["child_flow_id"])
+            child = call(store, "get_flow", child_id)
+            assert (child.parent_flow_id, child.status) == (result.flow_id, FlowStatus.COMPLETED)

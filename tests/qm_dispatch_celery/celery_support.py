@@ -26,8 +26,15 @@ class Fleet:
     """One test's configuration, side file and worker processes."""
 
     def __init__(
-        self, directory: Path, redis_url: str, broker_url: str | None = None, **dispatcher: Any
+        self,
+        directory: Path,
+        redis_url: str,
+        broker_url: str | None = None,
+        *,
+        store: dict[str, str] | None = None,
+        **dispatcher: Any,
     ) -> None:
+        """``store``: the ``[store]`` table (default: redis on ``redis_url``)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.redis_url = redis_url
@@ -41,11 +48,10 @@ class Fleet:
             "refuse_delay": 0.2,
             **dispatcher,
         }
+        store = store or {"name": "redis", "url": redis_url, "key_prefix": self.prefix}
         lines = [
             "[store]",
-            'name = "redis"',
-            f'url = "{redis_url}"',
-            f'key_prefix = "{self.prefix}"',
+            *(f"{k} = {_toml(v)}" for k, v in store.items()),
             "",
             "[dispatcher]",
             'name = "celery"',

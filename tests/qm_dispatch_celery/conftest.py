@@ -29,9 +29,11 @@ def make_fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[.
     """``make_fleet(**dispatcher_settings)``: a fleet whose workers stop after the test."""
     fleets: list[Fleet] = []
 
-    def make(broker_url: str | None = None, **settings: Any) -> Fleet:
+    def make(
+        broker_url: str | None = None, *, store: dict[str, str] | None = None, **settings: Any
+    ) -> Fleet:
         folder = tmp_path / f"fleet{len(fleets)}"
-        fleets.append(Fleet(folder, redis_server.url, broker_url, **settings))
+        fleets.append(Fleet(folder, redis_server.url, broker_url, store=store, **settings))
         return fleets[-1]
 
     yield make

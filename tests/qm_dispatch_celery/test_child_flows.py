@@ -52,6 +52,22 @@ def parent_graph(child: Path) -> Any:
     )
 
 
+def run_acking(fleet: Fleet, graph: Any) -> list[FlowEvent]:
+    """The events of ``run_async("x")`` of ``graph``; on hearing the token ``a `` of a
+    ``stream`` node, the file ``ack-<its flow id>`` that lets the node go on."""
+    with fleet.runner(graph) as runner:
+
+        async def collect() -> list[FlowEvent]:
+            events: list[FlowEvent] = []
+            async for event in runner.run_async("x"):
+                events.append(event)
+                if isinstance(event, TokenGenerated) and event.token == "a ":
+                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
+            return events
+
+        return asyncio.run(collect())
+
+
 def chained(names: list[str], text: str) -> str:
     for name in names:
         text = f"{name}({text})"
@@ -105,11 +121,16 @@ def test_a_child_flow_s_nodes_spread_over_two_workers_and_wake_the_parent(
     }
     sub = [r for r in parent.records if r.status.value == "finished" and r.output_data]
     assert [r.output_data["child_flow_id"] for r in sub] == [str(child_id)]
-    # The client relayed the parent's log: the node's one run, after the wake.
-    assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    subs = [e.type for e in events if getattr(e, "node_name", None) == "Sub"]
-    assert subs == ["NodeStarted", "NodeFinished"]
-    assert {e.flow_id for e in events} == {result.flow_id}
+    # The client relayed the parent's log (the node's park, then its one run,
+    # after the wake) and the child's (test_child_events.py checks the order).
+    own = [e for e in events if e.flow_id == result.flow_id]
+    assert [e.seq for e in own] == list(range(1, len(own) + 1))
+    subs = [e.type for e in own if getattr(e, "node_name", None) == "Sub"]
+    assert subs == ["ChildFlowWaited", "NodeStarted", "NodeFinished"]
+    assert {(e.flow_id, e.parent_flow_id) for e in events} == {
+        (result.flow_id, None),
+        (child_id, result.flow_id),
+    }
 
 
 @pytest.mark.slow
@@ -295,20 +316,13 @@ def test_a_child_s_tokens_reach_the_client_following_the_parent_live(fleet: Flee
     proves the token travelled live from the child's worker to the parent's client."""
     child = child_file(fleet.directory, [("S", "stream", {})])
     fleet.start_worker(concurrency=2)
-    with fleet.runner(parent_graph(child)) as runner:
-
-        async def collect() -> list[FlowEvent]:
-            events: list[FlowEvent] = []
-            async for event in runner.run_async("x"):
-                events.append(event)
-                if isinstance(event, TokenGenerated) and event.token == "a ":
-                    fleet.side.with_name(f"ack-{event.flow_id}").write_text("heard")
-            return events
-
-        events = asyncio.run(collect())
+    events = run_acking(fleet, parent_graph(child))
     tokens = [e for e in events if isinstance(e, TokenGenerated)]
     assert [t.token for t in tokens] == ["a ", "b ", "c "]
     parent_id = events[0].flow_id
     assert {(t.flow_id, t.parent_flow_id) for t in tokens} == {(_child_id(fleet, "S"), parent_id)}
     finished = [e for e in events if e.type == "FlowFinished"]
-    assert [e.final_output for e in finished] == ["After(acked)"]  # type: ignore[attr-defined]
+    assert [(e.flow_id, e.final_output) for e in finished] == [  # type: ignore[attr-defined]
+        (_child_id(fleet, "S"), "acked"),
+        (parent_id, "After(acked)"),
+    ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
 from celery_support import Fleet
+from test_child_flows import child_file
 
-from quartermaster_engine import FlowStatus
+from quartermaster_engine import FlowRunner, FlowStatus
 from quartermaster_engine.events import FlowEvent, MapProgress
 from quartermaster_engine.testing import call
 from quartermaster_graph import Graph, GraphNode
@@ -83,3 +85,78 @@ def _wait_for_start(fleet: Fleet, visit: str, timeout: float = 60) -> list[str]:
                 return parts
         assert time.monotonic() < deadline, f"item visit {visit} never started: {fleet.lines()}"
         time.sleep(0.02)
+
+
+def _item_of_child(runner: FlowRunner, child_ids: set[str]) -> dict[str, str]:
+    """Each child flow's input (its item), by the child's id."""
+    return {c: call(runner.store, "get_flow", uuid.UUID(c)).input for c in child_ids}
+
+
+def test_graph_items_are_child_flows_any_worker_advances(fleet: Fleet) -> None:
+    """``graph=``: each item is a child flow stored for the workers; the item's
+    activation waits in the store (no worker held) and its child's end wakes it."""
+    child = child_file(fleet.directory, [("c0", "work", {"sleep": 0.1}), ("c1", "work", {})])
+    fleet.start_workers(2, concurrency=2)
+    graph = (
+        Graph("Map of sub-graphs")
+        .map("M", items="input.split()", graph=str(child), max_concurrency=2)
+        .end()
+        .build()
+    )
+    letters = "a b c d e"
+    events: list[FlowEvent] = []
+    with fleet.runner(graph, on_event=events.append) as runner:
+        result = runner.run(letters)
+        snap = call(runner.store, "load_flow", result.flow_id)
+        lines = [line for line in fleet.lines() if line[3] in ("c0", "c1")]
+        inputs = _item_of_child(runner, {line[2] for line in lines})
+        children = [call(runner.store, "get_flow", uuid.UUID(c)) for c in inputs]
+    assert result.status is FlowStatus.COMPLETED
+    assert json.loads(result.final_output) == [f"c1(c0({x}))" for x in letters.split()]
+    # One child flow per item, each child node run once, on both workers.
+    assert sorted(inputs.values()) == letters.split()
+    assert {c.parent_flow_id for c in children} == {result.flow_id}
+    assert {c.status for c in children} == {FlowStatus.COMPLETED}
+    assert Counter((inputs[line[2]], line[3]) for line in lines) == {
+        (x, n): 1 for x in letters.split() for n in ("c0", "c1")
+    }
+    assert {fleet.worker_of(int(line[1])) for line in lines} == {0, 1}
+    # Each item's activation parked on its child (running), then finished.
+    item = next(n.id for n in snap.flow.graph.nodes if n.name == "M item")
+    statuses = Counter(r.status.value for r in snap.records if r.node_id == item)
+    assert statuses == {"running": 5, "finished": 5}
+    progress = [e for e in events if isinstance(e, MapProgress)]
+    assert [e.done for e in progress] == list(range(6))
+    assert max(e.running for e in progress) == 2
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_an_item_s_child_only_unfinished_work_runs_again(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    """SIGKILL of the worker running a node of one item's child flow: that node
+    runs again on the other worker once the broker delivers its task again; no
+    other node of any item's child runs twice, and the map joins every item."""
+    fleet = make_fleet(visibility_timeout=4, restore_interval=1)
+    nodes = [("c0", "work", {}), ("H", "hang", {"seconds": 1}), ("c1", "work", {})]
+    child = child_file(fleet.directory, nodes)
+    fleet.start_workers(2, concurrency=1)
+    graph = Graph("Map kill").map("M", items="input.split()", graph=str(child), max_concurrency=2)
+    letters = "a b c d"
+    with fleet.runner(graph.end().build()) as runner:
+        fid = runner.submit(letters)
+        started = fleet.wait_for_line("started", "H")
+        victim = fleet.worker_of(int(started[1]))
+        fleet.kill(fleet.workers[victim])
+        record = fleet.wait_status(runner.store, fid, "completed", timeout=120)
+        lines = [line for line in fleet.lines() if line[3] in ("c0", "H", "c1")]
+        inputs = _item_of_child(runner, {line[2] for line in lines})
+    killed = inputs[started[2]]
+    assert json.loads(record.final_output or "") == ["c1(hung)"] * 4
+    assert sorted(inputs.values()) == letters.split()
+    # Per item: each child node ran (committed) once; only the killed item's H
+    # started twice (the first on the killed worker), every other H once.
+    ran = Counter((inputs[line[2]], line[3]) for line in lines if line[0] == "ran")
+    assert ran == {(x, n): 1 for x in letters.split() for n in ("c0", "H", "c1")}
+    starts = Counter(inputs[line[2]] for line in lines if line[0] == "started")
+    assert starts == {x: 2 if x == killed else 1 for x in letters.split()}

@@ -245,6 +245,20 @@ class TimerFired(FlowEvent):
 
 
 @dataclass(slots=True)
+class ChildFlowWaited(FlowEvent):
+    """A node's activation parked, waiting for its child flow ``child_flow_id``
+    that a fleet's workers advance; logged by the commit that parked it (again
+    after each wake that found the child still running or answered it). A client
+    following the flow follows the child's log from here (docs/scale-out.md)."""
+
+    node_id: UUID = _NO_NODE
+    node_name: str = ""
+    visit: int = 0
+    attempt: int = 1
+    child_flow_id: UUID = _NO_NODE
+
+
+@dataclass(slots=True)
 class MapProgress(FlowEvent):
     """A Map1 node's items: ``total`` items, ``done`` ended (``failed`` of them
     failed), ``running`` queued or running now; logged when the map starts and by
@@ -426,6 +440,7 @@ class ToolCallFinished(FlowEvent):
 
 
 __all__ = [
+    "ChildFlowWaited",
     "CustomEvent",
     "DeadlinePassed",
     "FlowEdited",

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -146,7 +147,10 @@ class Worker:
         (``ran <node>``, ``duplicate``). Raises `MissingExecutorError` (nothing ran)."""
         stepper = self.stepper
         channel = live_channel(stepper.engine.store_adapter)
-        tokens = None if channel is None else TokenPublisher(channel, flow_id)
+        tokens = None
+        if channel is not None:
+            ancestors = partial(fleet_children.ancestors, stepper.engine)
+            tokens = TokenPublisher(channel, flow_id, ancestors)
         try:
             listeners = () if tokens is None else [("live tokens", tokens.listener)]
             work = await stepper.execute(

@@ -31,6 +31,7 @@ _ASSETS = {
     "edit.js": "text/javascript",
     "graph.js": "text/javascript",
     "history.js": "text/javascript",
+    "maps.js": "text/javascript",
     "panel.js": "text/javascript",
     "timeline.js": "text/javascript",
     "waterfall.js": "text/javascript",

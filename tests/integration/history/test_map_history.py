@@ -88,7 +88,7 @@ def test_a_retry_after_a_failed_item_runs_it_and_the_items_still_pending(
     assert ran == {"a": 1, "b": 1, "c": 2, "d": 1, "e": 1}
 
 
-def test_a_fork_that_reuses_runs_the_map_and_its_items_again(stores: StoreFactory) -> None:
+def test_forks_that_reuse_at_any_checkpoint_run_no_item_again(stores: StoreFactory) -> None:
     async def go() -> tuple[Any, list[Any], Counter[str]]:
         ran: Counter[str] = Counter()
         async with Engine(stores(), registry=registry(ran, set())) as engine:
@@ -104,5 +104,74 @@ def test_a_fork_that_reuses_runs_the_map_and_its_items_again(stores: StoreFactor
         (FlowStatus.COMPLETED, done.final_output)
     ] * 3
     # The original ran each item once; the forks at 0 and 3 (before any item
-    # ended) ran all three again, the fork at 5 (items 1 and 2 ended) only the third.
-    assert ran == {"a": 3, "b": 3, "c": 4}
+    # ended) and at 5 (items 1 and 2 ended) reused every item.
+    assert ran == {"a": 1, "b": 1, "c": 1}
+
+
+class _Shout:
+    """The items' executor, counting its calls by item; it reads no flow memory."""
+
+    def __init__(self, ran: Counter[str]) -> None:
+        self.ran = ran
+
+    def execute(self, ctx: ExecutionContext) -> NodeResult:
+        self.ran[ctx.input_text] += 1
+        return NodeResult(output_text=ctx.input_text.upper())
+
+    def memory_reads(self, node: Any) -> tuple[str, ...]:
+        return ()
+
+
+def reuse_registry(ran: Counter[str]) -> SimpleNodeRegistry:
+    """A Map1 executor of our own (its list: ``memory.docs``), counting its runs as
+    ``ran["M"]``; the items' ``shout`` counts each item's runs."""
+
+    def items(ctx: ExecutionContext) -> NodeResult:
+        ran["M"] += 1
+        return NodeResult(data={"map_items": list(ctx.memory["docs"])})
+
+    return SimpleNodeRegistry({**std_executors(), "Map1": items, "shout": _Shout(ran)})
+
+
+def _reuse_fork(
+    stores: StoreFactory, **edits: Any
+) -> tuple[Any, Any, Counter[str], list[tuple[str, int]]]:
+    async def go() -> tuple[Any, Any, Counter[str], list[tuple[str, int]]]:
+        ran: Counter[str] = Counter()
+        async with Engine(stores(), registry=reuse_registry(ran)) as engine:
+            done = await engine.run(graph(), "a b c d e")
+            assert ran == {"M": 1, "a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+            ran.clear()
+            fid = await engine.fork(done.flow_id, at=0, reuse="unchanged", **edits)
+            forked = await engine.recover(fid)
+            history = await engine.history(fid)
+            return done, forked, ran, [(c.node_name, c.visit) for c in history if c.reused]
+
+    return asyncio.run(go())
+
+
+def test_a_fork_reusing_unchanged_runs_neither_the_map_nor_its_items(
+    stores: StoreFactory,
+) -> None:
+    done, forked, ran, reused = _reuse_fork(stores)
+    assert (forked.status, forked.final_output) == (FlowStatus.COMPLETED, done.final_output)
+    assert ran == {}
+    assert reused == [
+        ("Start", 1), ("Docs", 1), ("M", 1),
+        ("M item", 1), ("M item", 2), ("M item", 3), ("M item", 4), ("M item", 5),
+        ("After", 1), ("End", 1),
+    ]  # fmt: skip
+
+
+def test_a_fork_with_one_item_changed_runs_the_map_and_that_item_only(
+    stores: StoreFactory,
+) -> None:
+    """The new input changes the list (``docs``): the Map1 node runs again; the items
+    whose value and place did not change are reused, item 3 ("X") runs."""
+    _, forked, ran, reused = _reuse_fork(stores, input="a b X d e")
+    assert (forked.status, forked.final_output) == (
+        FlowStatus.COMPLETED,
+        '["A", "B", "X", "D", "E"]',
+    )
+    assert ran == {"M": 1, "X": 1}
+    assert reused == [("M item", 1), ("M item", 2), ("M item", 4), ("M item", 5)]

@@ -113,7 +113,8 @@ def checkpoints(
 ) -> list[Checkpoint]:
     """The checkpoints of the flow ``snapshot`` holds (read with all its records),
     with ``edits`` (its `FlowEdited` events) placed after the record count each names;
-    the finished records of the (node, visit) keys in ``reused`` are marked reused.
+    the finished records of the (node, visit) keys in ``reused`` are marked reused
+    (of a Map1 node, its start, whose list was reused, not its join).
     ``dropped``: names of nodes a migration dropped from the flow's graph."""
     names = {**(dropped or {}), **{node.id: node.name for node in snapshot.flow.graph.nodes}}
     memory = initial_memory(snapshot, edits)
@@ -154,10 +155,20 @@ def checkpoints(
                 rec.finished if rec.finished is not None else rec.started,
                 rec.result,
                 rec.error,
-                rec.status is NodeStatus.FINISHED and rec.key in reused,
+                rec.key in reused and _reusable(rec, prev),
             )
         )
     return out
+
+
+def _reusable(rec: NodeExecution, before: NodeExecution | None) -> bool:
+    """Whether ``rec`` (``before``: the record of its key before it) is what a
+    reused activation recorded: a finished record, a Map1 node's start."""
+    if rec.status is NodeStatus.MAPPING:
+        return True
+    return rec.status is NodeStatus.FINISHED and (
+        before is None or before.status is not NodeStatus.MAPPING
+    )
 
 
 def initial_memory(

@@ -147,6 +147,12 @@ class Replay:
             return Commit(record=rec, enqueue=[waiting])
         if status is NodeStatus.CANCELLED:
             return Commit(record=rec)  # the activation stays pending
+        if status is NodeStatus.RUNNING:
+            # Parked on a fleet child (`outcomes.park_on_child`): the activation stays
+            # pending, not waiting, so that a fork's node runs again and starts a
+            # child of its own (the original's child wakes only the original); the
+            # run after the wake is the record that follows.
+            return Commit(record=rec)
         if status is NodeStatus.SLEEPING:  # a Sleep1's timer (`outcomes.sleep`)
             wake_at = float(rec.output_data["wake_at"])
             woken = copy_activation(act, waiting=False, user_input=repr(wake_at))

@@ -15,7 +15,10 @@ record's commit, the histories of the records delivered to it). Nothing is
 written for this while any flow runs: the original is read once, when the fork
 is loaded to run, and only for a fork that asked for reuse.
 
-Only finished records are reused; a decision's pick is the branch the original
+Only finished records are reused, and a Map1 node's start (its ``mapping``
+record: the list it mapped, when its own inputs did not change; its items are
+activations like any, each reused when its item and inputs did not change; the
+join runs, reading the items' records); a decision's pick is the branch the original
 took (the node that received its output). The original's memory is taken as
 it stood after the commits before the node's record: exactly what the node saw
 when nodes ran one at a time; with concurrent branches, a sibling's write that
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
+from quartermaster_engine.control_nodes import MAP_JOIN
 from quartermaster_engine.events import FlowEdited, FlowEvent, FlowForked, NodeReused
 from quartermaster_engine.history.checkpoints import initial_memory, timeline
 from quartermaster_engine.history.replay import memory_updates, receivers
@@ -40,6 +44,7 @@ from quartermaster_engine.nodes import NodeResult, ReadsMemory
 from quartermaster_engine.runner.compiled import OUT_PICKED, CNode, CompiledGraph
 from quartermaster_engine.runner.deadlines import took_deadline_edge
 from quartermaster_engine.runner.executor_call import ExecutorCaller
+from quartermaster_engine.runner.map_state import as_text, item_of_record
 from quartermaster_engine.runner.node_inputs import NodeInputs
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import Activation, ActivationKey, FlowSnapshot
@@ -52,6 +57,9 @@ if TYPE_CHECKING:
 
 #: The one reuse mode: reuse a node's result when its inputs did not change.
 UNCHANGED = "unchanged"
+
+#: The records reused: a node's result, and a Map1 node's start (its list).
+_REUSED = (NodeStatus.FINISHED, NodeStatus.MAPPING)
 
 
 def reuse_arg(reuse: str | None) -> str | None:
@@ -116,6 +124,8 @@ class Original:
         self._inputs = NodeInputs(compiled, self._state, context_manager)
         self._received = receivers(snapshot)
         self.seen: dict[ActivationKey, _Seen] = {}
+        #: A Map1 node's start (its ``mapping`` record: the list it mapped).
+        self.mapped: dict[ActivationKey, _Seen] = {}
         memory: Mapping[str, Any] = initial_memory(snapshot, edits)
         by_key: dict[ActivationKey, NodeExecution] = {}
         for item in timeline(snapshot.records, edits):
@@ -126,8 +136,9 @@ class Original:
             rec = item
             if rec.log is None:
                 rec.log = rebuild_log(rec, by_key)
-            if rec.status is NodeStatus.FINISHED and all(k in by_key for k in rec.inputs):
-                self.seen[rec.key] = _Seen(rec, memory, tuple(by_key[k] for k in rec.inputs))
+            if rec.status in _REUSED and all(k in by_key for k in rec.inputs):
+                found = self.seen if rec.status is NodeStatus.FINISHED else self.mapped
+                found[rec.key] = _Seen(rec, memory, tuple(by_key[k] for k in rec.inputs))
             prev = by_key.get(rec.key)
             if prev is None or rec.attempt >= prev.attempt:
                 by_key[rec.key] = rec
@@ -137,12 +148,15 @@ class Original:
 
     def result_for(self, run: FlowRun, act: Activation, input_text: str) -> NodeResult | None:
         """The original's result for ``act`` when its inputs are the same, else None."""
-        seen = self.seen.get(act.key)
+        cnode: CNode = act.cnode
+        if cnode.map is None:
+            seen = self.seen.get(act.key)
+        elif act.user_input == MAP_JOIN:
+            return None  # (the join reads the items' records: it is no executor's work)
+        else:
+            seen = self.mapped.get(act.key)  # a map's start: the list it mapped
         if seen is None:
             return None
-        cnode: CNode = act.cnode
-        if cnode.map is not None or cnode.item_of is not None:
-            return None  # a map and its items run again (docs/map.md, not done yet)
         found = run.caller.executor(cnode)
         executor = found[0] if found is not None else None
         reads = executor.memory_reads(cnode.node) if isinstance(executor, ReadsMemory) else None
@@ -153,12 +167,20 @@ class Original:
         then.cnode = cnode
         then.sources = seen.sources
         self._state.memory = dict(seen.memory)
-        theirs = fingerprint(self._inputs, then, self._inputs.input_text(then), seen.memory, reads)
+        if cnode.item_of is None:
+            their_text = self._inputs.input_text(then)
+        elif seen.sources and seen.sources[0].status is NodeStatus.MAPPING:
+            their_text = as_text(item_of_record(seen.sources[0], rec.visit))
+        else:
+            return None  # (an item delivered from no map's start: never reused)
+        theirs = fingerprint(self._inputs, then, their_text, seen.memory, reads)
         mine = fingerprint(run.inputs, act, input_text, run.state.memory, reads)
         if mine != theirs:
             return None
         if took_deadline_edge(cnode, rec) is not None:
             return None  # (it took its deadline edge: this run waits again)
+        if cnode.map is not None:
+            return NodeResult(success=True, data={"map_items": list(rec.output_data["items"])})
         picked: str | None = None
         if cnode.out_mode == OUT_PICKED:
             picked = self._picked(cnode, rec)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent, TokenGenerated
+from quartermaster_engine.runner.child_relay import ChildLogs
 from quartermaster_engine.runner.live_tokens import decode_token
 from quartermaster_engine.stores.adapter import StoreAdapter
 from quartermaster_engine.stores.base import FlowNotFoundError
@@ -28,6 +29,7 @@ async def read_log(
     batch: int = 500,
     until_paused: bool = False,
     live: LiveSubscription | None = None,
+    children: ChildLogs | None = None,
 ) -> AsyncIterator[FlowEvent]:
     """The flow's logged events numbered above ``after``, in order. With ``follow``,
     keep reading as the flow goes on (asking the store every ``poll`` seconds)
@@ -41,7 +43,12 @@ async def read_log(
     logged when its node began: the events up to that one are read and yielded
     first (they happened before), then the token, numbered as the logged event
     before it in this stream. A worker publishes a node's tokens before it
-    commits the node, so they come before the events of that commit."""
+    commits the node, so they come before the events of that commit. A token of
+    a child flow (published there by the worker, see `live_tokens`) comes as it
+    arrives, numbered as the logged event before it in this stream.
+
+    With ``children``, the logged events of the child flows the flow waits for
+    (and theirs) come too, each before the flow's next event (`child_relay`)."""
     if not store.durable:
         raise FlowNotFoundError("the store keeps no event log (it is not a durable store)")
     record: FlowRecord | None = await store.get_flow(flow_id)
@@ -54,8 +61,16 @@ async def read_log(
                 for event in await _placed(store, flow_id, seen, token):
                     seen = seen if event is token else event.seq
                     yield event
+        if children is not None and children.active:
+            for event in await children.catch_up(flow_id):
+                yield event
         events: list[FlowEvent] = await store.read_events(flow_id, seen, batch)
         for event in events:
+            if children is not None:
+                if children.active:
+                    for child_event in await children.catch_up(flow_id):
+                        yield child_event
+                children.note(event)
             seen = event.seq
             yield event
         if len(events) == batch:
@@ -94,9 +109,10 @@ async def _placed(
     store: StoreAdapter, flow_id: UUID, seen: int, token: TokenGenerated
 ) -> list[FlowEvent]:
     """The logged events the token comes after (above ``seen``, up to the number it
-    carries), then the token, numbered as the last of them."""
+    carries; none for a child flow's token), then the token, numbered as the last
+    of them."""
     before: list[FlowEvent] = []
-    if token.seq > seen:
+    if token.flow_id == flow_id and token.seq > seen:
         before = await store.read_events(flow_id, seen, token.seq - seen)
     token.seq = before[-1].seq if before else seen
     return [*before, token]

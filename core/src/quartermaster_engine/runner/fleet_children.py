@@ -199,6 +199,19 @@ async def relaunch(engine: Engine, flow_id: UUID, *, running: bool) -> int:
     return count
 
 
+async def ancestors(engine: Engine, flow_id: UUID) -> list[UUID]:
+    """The ancestors of a stored flow, nearest first (its parent, the parent's
+    parent, ...; not the flow itself)."""
+    found: list[UUID] = []
+    record = await engine.store_adapter.get_flow(flow_id)
+    while record is not None and record.parent_flow_id is not None:
+        if record.parent_flow_id in found:
+            break  # (a cycle would be a corrupt store; never loop on it)
+        found.append(record.parent_flow_id)
+        record = await engine.store_adapter.get_flow(record.parent_flow_id)
+    return found
+
+
 async def stop_if_orphaned(engine: Engine, record: FlowRecord) -> bool:
     """Stop a running child flow whose parent has ended or is gone (the parent was
     stopped while its node was storing this child: nothing waits for it); True if

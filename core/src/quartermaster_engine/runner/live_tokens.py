@@ -14,12 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent, TokenGenerated, event_from_dict
 from quartermaster_engine.stores.live import LiveChannel
 
 logger = logging.getLogger("quartermaster_engine.runner")
+
+#: The ancestors of a flow, nearest first (its parent's parent, ...; not the flow).
+Ancestors = Callable[[UUID], Awaitable[list[UUID]]]
 
 
 def encode_token(event: TokenGenerated) -> bytes:
@@ -52,10 +56,14 @@ class TokenPublisher:
     live only, the node's outcome does not depend on them.
     """
 
-    def __init__(self, channel: LiveChannel, flow_id: UUID) -> None:
+    def __init__(
+        self, channel: LiveChannel, flow_id: UUID, ancestors: Ancestors | None = None
+    ) -> None:
         self.channel = channel
         self.flow_id = flow_id
         self.published = 0
+        self._ancestors = ancestors
+        self._above: list[UUID] | None = None
         self._queue: asyncio.Queue[tuple[UUID, bytes] | None] = asyncio.Queue()
         self._failed = False
         self._pump = asyncio.ensure_future(self._publish_all())
@@ -67,8 +75,8 @@ class TokenPublisher:
             self._queue.put_nowait((self.flow_id, message))
             parent = event.parent_flow_id
             if parent is not None and event.flow_id == self.flow_id:
-                # A child flow's node on a fleet: its parent's followers hear it too
-                # (as they did when the child ran inside the parent's activation).
+                # A child flow's node on a fleet: the followers of its parent (and
+                # of theirs, up to the root) hear it too, as they do locally.
                 self._queue.put_nowait((parent, message))
 
     async def close(self) -> None:
@@ -82,11 +90,20 @@ class TokenPublisher:
                 continue
             flow_id, message = item
             try:
-                await self.channel.publish_live(flow_id, message)
-                self.published += 1
+                for target in [flow_id] if flow_id == self.flow_id else await self._up(flow_id):
+                    await self.channel.publish_live(target, message)
+                    self.published += 1
             except Exception as exc:
                 self._failed = True
                 logger.warning(
                     "live tokens of flow %s dropped: publishing failed (%s: %s)",
                     self.flow_id, type(exc).__name__, exc,
                 )  # fmt: skip
+
+    async def _up(self, parent: UUID) -> list[UUID]:
+        """``parent`` and its own ancestors (read once, at the first child token)."""
+        if self._above is None:
+            self._above = [parent]
+            if self._ancestors is not None:
+                self._above += await self._ancestors(parent)
+        return self._above

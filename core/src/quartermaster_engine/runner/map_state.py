@@ -204,8 +204,18 @@ def item_of(state: FlowState, act: Activation) -> tuple[int, Any]:
 
 def item_text(state: FlowState, act: Activation) -> str:
     """An item activation's input: the item, a text as it is, anything else as JSON."""
-    item = item_of(state, act)[1]
+    return as_text(item_of(state, act)[1])
+
+
+def as_text(item: Any) -> str:
+    """An item as its activation's input text: a text as it is, anything else as JSON."""
     return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+
+
+def item_of_record(mapping: NodeExecution, visit: int) -> Any:
+    """The item of visit ``visit`` of the map whose start ``mapping`` recorded."""
+    data = mapping.output_data
+    return data["items"][visit - int(data["base"]) - 1]
 
 
 def item_memory(state: FlowState, act: Activation) -> dict[str, Any]:

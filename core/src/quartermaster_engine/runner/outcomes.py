@@ -15,6 +15,7 @@ from quartermaster_engine.context.node_execution import NodeStatus
 from quartermaster_engine.control_nodes import iso
 from quartermaster_engine.durations import parse_duration
 from quartermaster_engine.events import (
+    ChildFlowWaited,
     FlowError,
     NodeFinished,
     NodeRetrying,
@@ -150,17 +151,32 @@ async def park_on_child(
 ) -> None:
     """The node waits for its child flow, which a fleet's workers advance: its
     activation stays pending, marked waiting for that child (`CHILD_WAIT`), recorded
-    as running; the child's end wakes it (`fleet_children.wake_parent`). No event
-    (the stepper logs no NodeStarted either): the node's run is the one after the wake."""
+    as running; the child's end wakes it (`fleet_children.wake_parent`). It logs
+    ChildFlowWaited only (the stepper logs no NodeStarted either: the node's run is
+    the one after the wake), which tells a client following the flow to follow
+    the child too."""
     rec = record(act, NodeStatus.RUNNING, started, None, data, None)
     act.waiting = True
     act.prompt = ""
     act.options = None
     act.user_input = f"{CHILD_WAIT}{child}"
     act.not_before = 0.0
+    handle = None
+    if run.emitter.listening:
+        event = ChildFlowWaited(
+            flow_id=run.flow_id,
+            node_id=act.cnode.node_id,
+            node_name=act.cnode.name,
+            visit=act.visit,
+            attempt=act.attempt,
+            child_flow_id=child,
+        )
+        handle = run.emitter.stage(event)
     commit = Commit(record=rec, enqueue=[act])
-    await committed(run, commit, None)
+    await committed(run, commit, handle)
     run.state.apply(commit, act.cnode, rec)
+    if handle is not None:
+        run.emitter.release(handle)
 
 
 async def sleep(run: FlowRun, act: Activation, wake_at: float, started: float) -> None:

@@ -1,9 +1,10 @@
 """Following a flow that remote workers advance (see `dispatchers.remote`).
 
 The client relays the flow's events from the store's durable log to the
-engine's listeners as workers commit them, with the tokens workers stream
-meanwhile when the store has a `LiveChannel` (see `live_tokens`), and reads the
-result from the store once the flow has paused or ended.
+engine's listeners as workers commit them, with its child flows' (see
+`child_relay`) and the tokens workers stream meanwhile when the store has a
+`LiveChannel` (see `live_tokens`), and reads the result from the store once
+the flow has paused or ended.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from uuid import UUID
 from quartermaster_engine.dispatchers.remote import RemoteDispatcher
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.runner import fleet_children
+from quartermaster_engine.runner.child_relay import ChildLogs
 from quartermaster_engine.runner.event_log import read_log
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.stores.live import live_channel
@@ -35,17 +37,21 @@ Listener = tuple[str, Callable[[FlowEvent], Any]]
 async def relay(
     engine: Engine, flow_id: UUID, after: int, listeners: Iterable[Listener]
 ) -> AsyncIterator[FlowEvent]:
-    """The flow's logged events above ``after`` until it pauses or ends, and the
-    live tokens of its nodes meanwhile, each also given to ``listeners`` (a
-    failing listener is logged, never breaks the run)."""
+    """The flow's logged events above ``after`` until it pauses or ends, the
+    live tokens of its nodes (and its child flows') meanwhile, and the logged
+    events of the child flows it waits for (`child_relay`), each also given to
+    ``listeners`` (a failing listener is logged, never breaks the run)."""
     targets = [*engine.listeners(), *listeners]
     channel = live_channel(engine.store_adapter)
     # Subscribed before the log is read: no token published from here on is missed.
     live = None if channel is None else await channel.subscribe_live(flow_id)
+    store = engine.store_adapter
+    children = ChildLogs(store)
     try:
         async for event in read_log(
-            engine.store_adapter, flow_id, after=after, follow=True, until_paused=True, live=live
-        ):
+            store, flow_id, after=after, follow=True, until_paused=True, live=live,
+            children=children,
+        ):  # fmt: skip
             for name, listener in targets:
                 try:
                     listener(event)

@@ -28,6 +28,13 @@ def flow_span_id(flow_id: UUID) -> int:
     return int.from_bytes(digest, "big") or 1
 
 
+def child_wait_span_id(child_flow_id: UUID) -> int:
+    """The span id of the node run that waited for the fleet child ``child_flow_id``
+    (its child's flow span is under it, whichever comes first)."""
+    digest = hashlib.blake2b(child_flow_id.bytes, digest_size=8, person=b"qm-child-wait").digest()
+    return int.from_bytes(digest, "big") or 1
+
+
 class PlannedIds(IdGenerator):
     """Random ids, except for the next span started by this thread after `plan`."""
 

@@ -6,7 +6,10 @@ continue, stop); a retry is a span event of the failed attempt. A node on a path
 taken is a span of no duration with status ``dead``, a wait whose deadline passed one
 with status ``deadline_passed``. A Sleep1 run that parks ends with
 status ``sleeping`` (span event ``qm.node.timer_set``); its run after the wake carries
-``qm.node.timer_fired``. A Map1 run that starts its items ends ``mapping`` (span event
+``qm.node.timer_fired``. A run parked on a fleet child flow (``ChildFlowWaited``,
+followed by a client) is one span from the park to the end of its run after the
+wake (span event ``qm.node.child_flow_waited``), with the child's span under it.
+A Map1 run that starts its items ends ``mapping`` (span event
 ``qm.node.map_started``); its join is another run. A fork's reused run carries ``qm.node.reused``.
 """
 
@@ -20,8 +23,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from qm_sink_otel import conventions as sc
 from qm_sink_otel.content import value
+from qm_sink_otel.ids import PlannedIds, child_wait_span_id
 from qm_sink_otel.state import Flows, NodeEvent, Run, ns, under
 from quartermaster_engine.events import (
+    ChildFlowWaited,
     CustomEvent,
     DeadlinePassed,
     FlowError,
@@ -47,10 +52,18 @@ def _node(event: NodeStarted | NodeDead) -> dict[str, Any]:
 class NodeSpans:
     """Node runs of the ``flows`` open in this process, traced with ``tracer``."""
 
-    def __init__(self, tracer: trace.Tracer, flows: Flows, *, record_content: bool) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        flows: Flows,
+        *,
+        record_content: bool,
+        ids: PlannedIds | None = None,
+    ) -> None:
         self.tracer = tracer
         self.flows = flows
         self.record_content = record_content
+        self.ids = ids
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
         """The handler of each node event."""
@@ -69,6 +82,7 @@ class NodeSpans:
             DeadlinePassed: self._deadline_passed,
             NodeReused: self._reused,
             MapProgress: self._map_progress,
+            ChildFlowWaited: self._child_waited,
         }
 
     # -- runs -----------------------------------------------------------------------
@@ -81,15 +95,39 @@ class NodeSpans:
         attributes[sc.NODE_TYPE] = node_type
         attributes[sc.NODE_VISIT] = event.visit
         attributes[sc.NODE_ATTEMPT] = event.attempt
-        span = self.tracer.start_span(
-            sc.node_span_name(event.node_name),
-            context=flow.context,
-            attributes=attributes,
-            start_time=ns(event.ts),
-        )
+        parked = flow.parked.pop((event.node_id, event.visit), None)
+        start = event.ts if parked is None else parked[1]
+        if parked is not None and self.ids is not None:
+            self.ids.plan(child_wait_span_id(parked[0]))  # (its child's span is under it)
+        try:
+            span = self.tracer.start_span(
+                sc.node_span_name(event.node_name),
+                context=flow.context,
+                attributes=attributes,
+                start_time=ns(start),
+            )
+        finally:
+            if self.ids is not None:
+                self.ids.clear()
+        if parked is not None:
+            span.add_event(
+                sc.EVENT_CHILD_WAITED, {"child_flow_id": str(parked[0])}, timestamp=ns(start)
+            )
         run = Run(span, node_type, event.visit, event.attempt)
         flow.runs[(event.node_id, event.visit)] = run
         flow.latest[event.node_id] = run
+
+    def _child_waited(self, event: ChildFlowWaited) -> None:
+        """The node's run parked on a fleet child: no span yet (its run after the wake
+        opens it, from the park's time or its child's start if earlier, with the id
+        its child's span is under). Only
+        where the flow's own span is open (the client following the whole flow):
+        a worker that parked it may never see the run after the wake."""
+        flow = self.flows.open.get(event.flow_id)
+        if flow is not None and flow.span is not None:
+            parked = flow.parked.get((event.node_id, event.visit))
+            when = event.ts if parked is None else parked[1]
+            flow.parked[(event.node_id, event.visit)] = (event.child_flow_id, when)
 
     def _end(
         self,

@@ -51,7 +51,7 @@ class Flow:
     """What is open of one flow: its span (None for a flow seen only through node
     events), its node runs, and extension spans by key."""
 
-    __slots__ = ("context", "extras", "latest", "runs", "span", "trace_id")
+    __slots__ = ("context", "extras", "latest", "parked", "runs", "span", "trace_id")
 
     def __init__(self, trace_id: int, span: Span | None, context: Context) -> None:
         self.trace_id = trace_id
@@ -60,6 +60,8 @@ class Flow:
         self.runs: dict[tuple[UUID, int], Run] = {}
         self.latest: dict[UUID, Run] = {}
         self.extras: dict[Hashable, Span] = {}
+        #: Node runs parked on a fleet child: (node, visit) -> (child flow id, when).
+        self.parked: dict[tuple[UUID, int], tuple[UUID, float]] = {}
 
     def open(self, span: Span) -> None:
         """``span`` is the flow's span in this process from now on."""

@@ -7,7 +7,9 @@
 - Node runs are ``node {name}`` spans under the flow's span (`qm_sink_otel.nodes`).
 - A finished flow's span carries its usage (node runs, tokens, cost) when its
   engine has budgets (`FlowFinished.usage`).
-- A child flow's span is under the span of the node that runs it, in the same trace.
+- A child flow's span is under the span of the node that runs it, in the same trace
+  (on a fleet, followed by a client: under the span of the node's run after the
+  wake, whose id is planned from the child's id, see `nodes`).
 - Extensions open spans under a node run with ``nodes.open_span`` / ``close_span``
   (the LLM pack's model and tool calls, `qm_sink_otel.genai`).
 
@@ -28,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from qm_sink_otel import content
 from qm_sink_otel import conventions as sc
-from qm_sink_otel.ids import PlannedIds, flow_span_id, flow_trace_id
+from qm_sink_otel.ids import PlannedIds, child_wait_span_id, flow_span_id, flow_trace_id
 from qm_sink_otel.nodes import NodeSpans
 from qm_sink_otel.state import ROOT, Flow, Flows, ns, under
 from quartermaster_engine.context import child_flow_id
@@ -64,7 +66,7 @@ class FlowTracer:
         self.ids = ids
         self.record_content = record_content
         self.flows = Flows(sampled)
-        self.nodes = NodeSpans(tracer, self.flows, record_content=record_content)
+        self.nodes = NodeSpans(tracer, self.flows, record_content=record_content, ids=ids)
         self._lock = threading.Lock()
         self._handlers: dict[type, Callable[[Any], None]] = {
             FlowStarted: self._flow_started,
@@ -110,14 +112,21 @@ class FlowTracer:
             attributes[sc.FLOW_PARENT_ID] = str(event.parent_flow_id)
         return attributes
 
-    def _child_parent(self, parent_id: UUID, parent: Flow, child_id: UUID) -> Context:
-        """The span a child flow starts under: the run of the node whose child it is."""
+    def _child_parent(
+        self, parent_id: UUID, parent: Flow, child_id: UUID, started: float
+    ) -> Context:
+        """The span a child flow starts under: the run of the node whose child it is
+        (parked on a fleet: that run's span starts no later than its child's)."""
         subs = []
         for (node_id, visit), run in parent.runs.items():
             if child_flow_id(parent_id, node_id, visit) == child_id:
                 return under(run.span)
             if run.node_type == _SUB_ASSISTANT:
                 subs.append(run)
+        for key, (parked_child, when) in parent.parked.items():
+            if parked_child == child_id:  # on a fleet: its node's run opens after it ends
+                parent.parked[key] = (child_id, min(when, started))
+                return self.flows.remote(parent.trace_id, child_wait_span_id(child_id))
         if len(subs) == 1:  # a retried sub-graph (its child has an attempt key)
             return under(subs[0].span)
         return parent.context
@@ -130,7 +139,7 @@ class FlowTracer:
             where = ROOT
         elif parent is not None:
             trace_id = parent.trace_id
-            where = self._child_parent(parent_id, parent, event.flow_id)
+            where = self._child_parent(parent_id, parent, event.flow_id, event.ts)
         else:
             trace_id = flow_trace_id(parent_id)
             where = self.flows.remote(trace_id, flow_span_id(parent_id))

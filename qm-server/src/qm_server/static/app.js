@@ -141,6 +141,7 @@
       Object.assign(document.createElement("p"), { className: "muted", textContent: "Click a node or a bar of the waterfall." }));
     $("#history tbody").replaceChildren();
     $("#checkpoint-detail").replaceChildren();
+    $("#flow-maps").replaceChildren();
     for (const sel of ["#flow-lineage", "#history-count", "#flow-error"]) $(sel).textContent = "";
     editor.reset();
     current = {
@@ -152,6 +153,7 @@
       retries: [], // NodeRetrying events
       skew: 0, // server clock minus this browser's, from the latest event
       timeline: [], // logged timer and schedule events (timeline.js)
+      maps: [], // MapProgress events (maps.js)
       historyAt: null, // the event_seq the history pane was read at
     };
     const view = await api("GET", `/api/flows/${id}`);
@@ -341,6 +343,7 @@
     for (const type of window.QMTimeline.types) {
       on(type, (e) => { current.timeline.push(e); if (current.view) window.QMTimeline.render(current.view, current.timeline); });
     }
+    on("MapProgress", (e) => { current.maps.push(e); window.QMMaps.render(current.maps); });
     for (const type of ["FlowFinished", "FlowStopped"]) {
       on(type, () => { source.close(); current.running.clear(); refreshFlow(); });
     }
