@@ -166,10 +166,10 @@ def test_a_node_woken_while_its_child_runs_waits_anew_without_handing_the_child_
 
 
 def test_history_and_forks_of_a_parent_that_parked_on_its_child(fleet: Any) -> None:
-    """The park's ``running`` record is a checkpoint; a fork at any checkpoint but
-    the last completes: before the node's run after the wake, the node runs again and starts
-    a child of the fork's own (its nodes run once more); after it, nothing of the
-    child runs again."""
+    """The park's ``running`` record is a checkpoint; a fork at any checkpoint, and
+    after the last record, completes: before the node's run after the wake, the node
+    runs again and starts a child of the fork's own (its nodes run once more); after
+    it, nothing of the child runs again."""
     tasks, ran, store = fleet
     register_graph("kid", chain_graph(3, "t.work"))
     client = FlowRunner(PARENT, store=store, dispatcher=tasks)
@@ -178,7 +178,7 @@ def test_history_and_forks_of_a_parent_that_parked_on_its_child(fleet: Any) -> N
         done = await client.arun("x")
         history = await client.engine.history(done.flow_id)
         forks = []
-        for at in range(len(history)):
+        for at in range(len(history) + 1):  # (+1: after the last record)
             ran.clear()
             fid = await client.engine.fork(done.flow_id, at=at)
             result = await client.engine.recover(fid)
@@ -196,7 +196,7 @@ def test_history_and_forks_of_a_parent_that_parked_on_its_child(fleet: Any) -> N
         ("End", "finished"),
     ]
     child_again = {"n0": 1, "After": 1}
-    expected_runs = [child_again, child_again, child_again, {"After": 1}, {}]
+    expected_runs = [child_again, child_again, child_again, {"After": 1}, {}, {}]
     for (at, result, runs, snap), expected in zip(forks, expected_runs, strict=True):
         assert (at, result.status, result.final_output) == (
             at, FlowStatus.COMPLETED, done.final_output,

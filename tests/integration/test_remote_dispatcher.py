@@ -186,3 +186,28 @@ def test_a_stop_reaches_an_executor_running_outside_the_lease(tmp_path: Path) ->
     assert seen == [True]
     assert result.status is FlowStatus.STOPPED
     call(store, "close")
+
+
+def test_a_fork_at_the_last_checkpoint_ends_through_a_remote_dispatcher(
+    tmp_path: Path, workers: Any
+) -> None:
+    """A fork after the flow's last record has nothing for the workers: the client
+    records its end itself instead of waiting for workers that have nothing to do."""
+    dispatcher, ran = workers
+    store = SQLiteStore(tmp_path / "flows.db")
+    client = FlowRunner(GRAPH, store=store, dispatcher=dispatcher)
+
+    async def go() -> tuple[Any, int, Any]:
+        paused = await client.arun("hi")
+        done = await client.aresume(paused.flow_id, "Bob")
+        history = await client.engine.history(done.flow_id)
+        ran.clear()
+        fork_id = await client.engine.fork(done.flow_id, at=len(history))
+        return done, len(history), await asyncio.wait_for(client.engine.recover(fork_id), 30)
+
+    done, checkpoints, forked = asyncio.run(go())
+    assert checkpoints == 7  # Start, A, B, J, Ask (paused), Ask, End
+    assert (forked.status, forked.final_output) == (FlowStatus.COMPLETED, done.final_output)
+    assert forked.flow_id != done.flow_id
+    assert ran == {}
+    call(store, "close")

@@ -137,7 +137,9 @@ class Engine(EngineParts):
 
     async def proceed(self, run: FlowRun) -> FlowResult:
         """Drive the run here, or hand it to remote workers and follow it to a pause or end."""
-        if not self.remote:
+        # Idle (a fork after a flow's last record): no worker would take it; its end
+        # or pause is recorded here.
+        if not self.remote or run.state.idle:
             return await self.running.drive(run)  # (not self.drive: one frame less in flight)
         after = await remote_run.hand_off(self, run)
         return await remote_run.follow(self, run.flow_id, after, run.started, run.extra_listeners)

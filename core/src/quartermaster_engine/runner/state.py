@@ -154,6 +154,12 @@ class FlowState:
             self.touched.add(loop.idx)
 
     @property
+    def idle(self) -> bool:
+        """No work for any worker: nothing ready, on a timer or in a child flow (the
+        flow ends, or pauses for the people it waits for, once this is recorded)."""
+        return not self.ready and not self.timers and not self.children
+
+    @property
     def untouched(self) -> bool:
         """Nothing ever ran or was queued (the process died right after creating it)."""
         return (

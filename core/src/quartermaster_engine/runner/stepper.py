@@ -254,7 +254,7 @@ class FlowStepper:
             queued = ()
         elif timers.can_park(self.engine):
             queued = timers.hand_out(queued, state, run.clock.now())
-        idle = not state.ready and not state.timers and not state.children
+        idle = state.idle
         if run.control.halted or idle or parks:
             done = await self._finish(run, name)
             return StepResult(flow_id, name, done.status, 0, None, done.result, queued)
