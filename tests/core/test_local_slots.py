@@ -130,3 +130,27 @@ def test_under_giving_back_a_full_key_raises_limit_wait_and_keeps_the_place() ->
                 assert await limits.waiting() == {"k": 1}
 
     asyncio.run(main())
+
+
+def test_a_given_back_task_counts_its_start_once_it_has_its_slot() -> None:
+    """Under giving_back a key's slot is taken before its window is asked: a task
+    given back for the slot counts no start each time it comes back."""
+    import asyncio
+    import time
+
+    limits = KeyLimits({"k": Rule(max_in_flight=1, max_requests=10, per=60.0)}, None, 30.0)
+    keys = (("k", limits.limits["k"]),)
+
+    async def main() -> None:
+        async with limits.held(keys):  # waits in the task: its window first
+            for _ in range(3):
+                with giving_back("t1", again=True), pytest.raises(LimitWait):
+                    async with limits.held(keys):
+                        pass
+            assert limits.rates.requests_in_window("k", 60.0, time.time()) == 1
+        with giving_back("t1", again=True):
+            async with limits.held(keys):
+                assert limits.rates.requests_in_window("k", 60.0, time.time()) == 2
+        assert await limits.waiting() == {}
+
+    asyncio.run(main())

@@ -195,15 +195,16 @@ class KeyLimits:
     @contextlib.asynccontextmanager
     async def held(self, keys: tuple[KeyLimit, ...]) -> AsyncIterator[None]:
         """Wait until every key in ``keys`` lets one more activation start in its
-        window, then hold a slot of each key with ``max_in_flight`` until the block ends."""
+        window, then hold a slot of each key with ``max_in_flight`` until the block ends.
+
+        Under `giving_back` the slots are taken first and the windows asked after:
+        a task given back for a slot then counts no start in a window (it would
+        count one each time it came back); refused by a window, it gives its
+        slots up again."""
         back = GIVES_BACK.get()
         holder = back.waiter if back is not None else _holder_id()
-        for key, rule in keys:
-            if rule.max_tokens is not None:
-                await self._room(key, holder, rule.per, self._tokens_wait(key, rule), back)
-            if rule.max_requests is not None:
-                take = functools.partial(self.rates.take_request, key, rule.max_requests, rule.per)
-                await self._room(key, holder, rule.per, take, back)
+        if back is None:
+            await self._windows(keys, holder, None)
         taken: list[str] = []
         renewing: asyncio.Task[None] | None = None
         try:
@@ -212,6 +213,8 @@ class KeyLimits:
                     continue
                 await self._acquire(key, holder, rule.max_in_flight, back is not None)
                 taken.append(key)
+            if back is not None:
+                await self._windows(keys, holder, back)
             renewing = asyncio.ensure_future(self._renew(taken, holder))
             yield
         finally:
@@ -222,6 +225,17 @@ class KeyLimits:
                     await _done(self.slots.release_slot(key, holder))
                 except Exception as exc:  # it lapses after the ttl anyway
                     logger.warning("slot of %s not released (%s); it lapses", key, exc)
+
+    async def _windows(
+        self, keys: tuple[KeyLimit, ...], holder: str, back: GiveBack | None
+    ) -> None:
+        """Wait until each key's windows (tokens, starts) let one more start."""
+        for key, rule in keys:
+            if rule.max_tokens is not None:
+                await self._room(key, holder, rule.per, self._tokens_wait(key, rule), back)
+            if rule.max_requests is not None:
+                take = functools.partial(self.rates.take_request, key, rule.max_requests, rule.per)
+                await self._room(key, holder, rule.per, take, back)
 
     async def _acquire(self, key: str, holder: str, limit: int, gives_back: bool) -> None:
         """Take a slot of ``key`` in first-come order (the store's line of the key),
