@@ -1,5 +1,6 @@
 """A test fleet: a qm.toml on the tests' redis-server (broker and store, each test
-on its own key prefix and queue) and real ``qm worker`` processes."""
+on its own key prefix and queue; or another ``[store]``) and real ``qm worker``
+processes."""
 
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ class Fleet:
     """One test's configuration, side file and worker processes."""
 
     def __init__(
-        self, directory: Path, redis_url: str, broker_url: str | None = None, **dispatcher: Any
+        self,
+        directory: Path,
+        redis_url: str,
+        broker_url: str | None = None,
+        store: dict[str, Any] | None = None,
+        **dispatcher: Any,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
@@ -41,11 +47,10 @@ class Fleet:
             "refuse_delay": 0.2,
             **dispatcher,
         }
+        store = store or {"name": "redis", "url": redis_url, "key_prefix": self.prefix}
         lines = [
             "[store]",
-            'name = "redis"',
-            f'url = "{redis_url}"',
-            f'key_prefix = "{self.prefix}"',
+            *(f"{k} = {_toml(v)}" for k, v in store.items()),
             "",
             "[dispatcher]",
             'name = "celery"',

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,35 @@ def configure(fleet: Fleet, server: FakeOpenAI, limit: int | None) -> None:
         out.write("\n" + "\n".join(lines) + "\n")
 
 
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[Any]:
+    from qm_store_postgres.testing import TemporaryServer
+
+    server = TemporaryServer().start()
+    yield server
+    server.remove()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("limit", [3, None], ids=["limit-3", "no-limit"])
+@pytest.mark.parametrize(
+    ("store", "limit"),
+    [("redis", 3), ("redis", None), ("postgres", 3)],
+    ids=["limit-3", "no-limit", "postgres-limit-3"],
+)
 def test_four_workers_send_at_most_max_in_flight_llm_calls(
-    fleet: Fleet, openai_server: FakeOpenAI, limit: int | None
+    make_fleet: Callable[..., Fleet],
+    openai_server: FakeOpenAI,
+    request: pytest.FixtureRequest,
+    store: str,
+    limit: int | None,
 ) -> None:
+    """On the Redis store (the fleet's own), and with a PostgreSQL store (the slots
+    and their line in PostgreSQL, the broker on Redis)."""
+    section = None
+    if store == "postgres":
+        pg = request.getfixturevalue("postgres_server")
+        section = {"name": "postgres", "url": pg.url, "schema_name": f"t{uuid.uuid4().hex[:12]}"}
+    fleet = make_fleet(store=section)
     configure(fleet, openai_server, limit)
     fleet.start_workers(4, concurrency=2)
     with fleet.runner(asks(200)) as runner:
