@@ -5,31 +5,17 @@ every 5 ms); each gets it in its turn. On SQLite, Redis and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from limit_support import start
 
 from quartermaster_engine import Engine
 from quartermaster_engine.stores.adapter import _done
 
 TAKER = Path(__file__).with_name("line_taker.py")
-
-
-def taker(**args: Any) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QM_")}
-    return subprocess.Popen(
-        [sys.executable, str(TAKER), json.dumps(args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 @pytest.mark.slow
@@ -47,7 +33,7 @@ def test_processes_get_a_slot_in_the_order_they_queued(
     names = [f"p{i}" for i in range(6)]
     procs, places = [], []
     for name in names:  # each one queued before the next starts
-        proc = taker(store=shared_store, key=key, name=name, order=str(order))
+        proc = start(TAKER, store=shared_store, key=key, name=name, order=str(order))
         assert proc.stdout is not None
         places.append(int(proc.stdout.readline()))
         procs.append(proc)
