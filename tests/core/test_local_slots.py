@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from quartermaster_engine.runner.key_limits import KeyLimits, LocalSlots, Rule
+from quartermaster_engine.runner.key_limits import KeyLimits, Rule
+from quartermaster_engine.runner.limit_waits import LimitWait, giving_back
+from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.stores.memory_store import InMemoryStore
 from quartermaster_engine.testing.slots_contract import SlotsContract
 
@@ -64,3 +66,91 @@ def test_a_nodes_metadata_limit_keys_limit_its_activations() -> None:
     assert asyncio.run(run({"limit_keys": ["tenant:acme"]})) == 2
     assert asyncio.run(run({"limit_keys": ["other:acme"]})) == 8  # no limit matches
     assert asyncio.run(run({})) == 8
+
+
+def test_waiting_activations_get_the_slot_in_the_order_they_came() -> None:
+    """Six activations queue behind a held slot, one after the other; each asks again
+    on its own (the nearer the front, the sooner), yet they get it in their order."""
+    import asyncio
+
+    limits = KeyLimits({"k": 1}, None, 30.0)
+    keys = (("k", Rule(1)),)
+    order: list[str] = []
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def holder() -> None:
+            async with limits.held(keys):
+                await gate.wait()
+
+        async def waiter(name: str) -> None:
+            async with limits.held(keys):
+                order.append(name)
+                await asyncio.sleep(0.002)
+
+        first = asyncio.create_task(holder())
+        await asyncio.sleep(0.01)
+        waiting = []
+        for name in "abcdef":
+            waiting.append(asyncio.create_task(waiter(name)))
+            await asyncio.sleep(0.02)  # queued before the next one comes
+        assert await limits.waiting() == {"k": 6}
+        gate.set()
+        await asyncio.gather(first, *waiting)
+        assert await limits.waiting() == {}
+
+    asyncio.run(main())
+    assert order == list("abcdef")
+
+
+def test_under_giving_back_a_full_key_raises_limit_wait_and_keeps_the_place() -> None:
+    """A Celery worker's activation asks once: a refused one raises `LimitWait` (its
+    countdown 0.1 s per place) and stays in the line under its task's id."""
+    import asyncio
+
+    limits = KeyLimits({"k": 1}, None, 30.0)
+    keys = (("k", Rule(1)),)
+
+    async def main() -> None:
+        async with limits.held(keys):
+            for task, place in (("t1", 1), ("t2", 2), ("t1", 1)):
+                with giving_back(task, again=False), pytest.raises(LimitWait) as wait:
+                    async with limits.held(keys):
+                        pass
+                assert wait.value.key == "k"
+                assert wait.value.seconds == pytest.approx(0.1 * place)
+            assert await limits.waiting() == {"k": 2}
+        with giving_back("t2", again=True), pytest.raises(LimitWait):
+            async with limits.held(keys):
+                pass  # t1 is ahead of it
+        with giving_back("t1", again=True):
+            async with limits.held(keys):
+                assert await limits.in_use() == {"k": 1}
+                assert await limits.waiting() == {"k": 1}
+
+    asyncio.run(main())
+
+
+def test_a_given_back_task_counts_its_start_once_it_has_its_slot() -> None:
+    """Under giving_back a key's slot is taken before its window is asked: a task
+    given back for the slot counts no start each time it comes back."""
+    import asyncio
+    import time
+
+    limits = KeyLimits({"k": Rule(max_in_flight=1, max_requests=10, per=60.0)}, None, 30.0)
+    keys = (("k", limits.limits["k"]),)
+
+    async def main() -> None:
+        async with limits.held(keys):  # waits in the task: its window first
+            for _ in range(3):
+                with giving_back("t1", again=True), pytest.raises(LimitWait):
+                    async with limits.held(keys):
+                        pass
+            assert limits.rates.requests_in_window("k", 60.0, time.time()) == 1
+        with giving_back("t1", again=True):
+            async with limits.held(keys):
+                assert limits.rates.requests_in_window("k", 60.0, time.time()) == 2
+        assert await limits.waiting() == {}
+
+    asyncio.run(main())

@@ -1,5 +1,6 @@
 """A test fleet: a qm.toml on the tests' redis-server (broker and store, each test
-on its own key prefix and queue) and real ``qm worker`` processes."""
+on its own key prefix and queue; or another ``[store]``) and real ``qm worker``
+processes."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class Fleet:
         redis_url: str,
         broker_url: str | None = None,
         *,
-        store: dict[str, str] | None = None,
+        store: dict[str, Any] | None = None,
         **dispatcher: Any,
     ) -> None:
         """``store``: the ``[store]`` table (default: redis on ``redis_url``)."""

@@ -26,11 +26,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def make_fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[..., Fleet]]:
-    """``make_fleet(**dispatcher_settings)``: a fleet whose workers stop after the test."""
+    """``make_fleet(broker_url, store, **dispatcher_settings)``: a fleet whose workers
+    stop after the test (``store``: its ``[store]`` section, default the redis-server)."""
     fleets: list[Fleet] = []
 
     def make(
-        broker_url: str | None = None, *, store: dict[str, str] | None = None, **settings: Any
+        broker_url: str | None = None, *, store: dict[str, Any] | None = None, **settings: Any
     ) -> Fleet:
         folder = tmp_path / f"fleet{len(fleets)}"
         fleets.append(Fleet(folder, redis_server.url, broker_url, store=store, **settings))

@@ -6,8 +6,11 @@ max_in_flight = 3`` holds across the workers, and every activation completes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +61,35 @@ def configure(fleet: Fleet, server: FakeOpenAI, limit: int | None) -> None:
         out.write("\n" + "\n".join(lines) + "\n")
 
 
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[Any]:
+    from qm_store_postgres.testing import TemporaryServer
+
+    server = TemporaryServer().start()
+    yield server
+    server.remove()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("limit", [3, None], ids=["limit-3", "no-limit"])
+@pytest.mark.parametrize(
+    ("store", "limit"),
+    [("redis", 3), ("redis", None), ("postgres", 3)],
+    ids=["limit-3", "no-limit", "postgres-limit-3"],
+)
 def test_four_workers_send_at_most_max_in_flight_llm_calls(
-    fleet: Fleet, openai_server: FakeOpenAI, limit: int | None
+    make_fleet: Callable[..., Fleet],
+    openai_server: FakeOpenAI,
+    request: pytest.FixtureRequest,
+    store: str,
+    limit: int | None,
 ) -> None:
+    """On the Redis store (the fleet's own), and with a PostgreSQL store (the slots
+    and their line in PostgreSQL, the broker on Redis)."""
+    section = None
+    if store == "postgres":
+        pg = request.getfixturevalue("postgres_server")
+        section = {"name": "postgres", "url": pg.url, "schema_name": f"t{uuid.uuid4().hex[:12]}"}
+    fleet = make_fleet(store=section)
     configure(fleet, openai_server, limit)
     fleet.start_workers(4, concurrency=2)
     with fleet.runner(asks(200)) as runner:
@@ -109,3 +136,136 @@ def test_workers_fail_or_pause_a_flow_at_its_budget(fleet: Fleet) -> None:
         done = runner.resume(paused.flow_id, "approve")
     assert done.status is FlowStatus.COMPLETED, done.error
     assert done.final_output == "n3(n2(n1(n0(in))))"
+
+
+def limited(names: list[str], node: dict[str, Any]) -> Any:
+    """Start -> ``names`` at once (each ``node`` declaring the key ``api:x``) -> a join
+    -> End."""
+    nodes: dict[str, Any] = {"Start": "Start1"}
+    for name in names:
+        nodes[name] = {**node, "metadata": {**node["metadata"], "limit_keys": ["api:x"]}}
+    nodes["J"] = {"type": "join", "traverse_in": "AwaitAll"}
+    nodes["End"] = "End1"
+    edges = [("Start", n) for n in names] + [(n, "J") for n in names] + [("J", "End")]
+    return build_graph(nodes, edges, name="limited")
+
+
+def add_limit(fleet: Fleet, *lines: str) -> None:
+    with fleet.config.open("a") as out:
+        out.write("\n".join(['\n[limits."api:x"]', *lines]) + "\n")
+
+
+def key_row(fleet: Fleet) -> dict[str, Any]:
+    """``qm limits --json``'s row of ``api:x`` (a real ``qm`` process)."""
+    shown = fleet.qm("limits", "--json")
+    assert shown.returncode == 0, shown.stderr
+    rows: list[dict[str, Any]] = json.loads(shown.stdout)["keys"]
+    return next(r for r in rows if r["key"] == "api:x")
+
+
+def row_when(fleet: Fleet, in_flight: int, waiting: int, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = key_row(fleet)
+        if (row["in_flight"], row["waiting"]) == (in_flight, waiting):
+            return row
+        assert time.monotonic() < deadline, f"timed out; last row {row}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_an_activation_waiting_for_a_slot_gives_its_worker_thread_back(fleet: Fleet) -> None:
+    """One worker with 2 threads, ``max_in_flight = 1``: one thread runs the holder
+    (20 s); the waiting activation is given back (published again with a countdown)
+    rather than kept asleep on the other thread, so another flow's node runs on it
+    meanwhile. (Waiting in the task, both threads would be taken until the holder ends.)
+    ``qm limits`` counts the given-back activation as waiting."""
+    add_limit(fleet, "max_in_flight = 1")
+    fleet.start_workers(1, concurrency=2)
+    holder = limited(["h1", "h2"], {"type": "hang", "metadata": {"seconds": 20}})
+    other = build_graph(
+        {"Start": "Start1", "w": "work", "End": "End1"},
+        [("Start", "w"), ("w", "End")],
+        name="other",
+    )
+    with fleet.runner(holder) as runner, fleet.runner(other) as second:
+        fid = runner.submit("x")
+        deadline = time.monotonic() + 60
+        while not [p for p in fleet.lines() if p[0] == "started"]:
+            assert time.monotonic() < deadline, "nothing started"
+            time.sleep(0.02)
+        row = row_when(fleet, in_flight=1, waiting=1)
+        assert row["limit"] == 1
+        done = second.run("y")
+        assert done.status is FlowStatus.COMPLETED, done.error
+        assert done.final_output == "w(y)"
+        # The other flow ran while the holder still hung: no hang has finished yet.
+        events = [(p[0], p[3]) for p in fleet.lines()]
+        assert ("ran", "w") in events
+        assert events.count(("started", "h1")) + events.count(("started", "h2")) == 1
+        assert not [e for e in events if e[0] == "ran" and e[1] != "w"]
+        record = fleet.wait_status(runner.store, fid, "completed", timeout=90)
+    assert record.final_output == "hung+hung"
+    assert fleet.runs() == {"w": 1, "h1": 1, "h2": 1, "J": 1}
+    assert row_when(fleet, in_flight=0, waiting=0)["table"] == "api:x"
+    log = fleet.logs[0].read_text()
+    assert "retry: Retry in" in log  # given back to the broker with a countdown
+
+
+@pytest.mark.slow
+def test_a_killed_holders_slot_lapses_and_the_waiting_activation_runs(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    """Two workers of one thread each, ``max_in_flight = 1``: the worker running the
+    first activation is SIGKILLed mid-call; its slot lapses with the lease (30 s), the
+    other activation, given back meanwhile, then runs on the survivor before the
+    broker hands the killed one's message on again (visibility timeout 40 s)."""
+    fleet = make_fleet(visibility_timeout=40, restore_interval=1)
+    add_limit(fleet, "max_in_flight = 1")
+    fleet.start_workers(2, concurrency=1)
+    graph = limited(["h1", "h2"], {"type": "hang", "metadata": {"seconds": 5}})
+    with fleet.runner(graph) as runner:
+        fid = runner.submit("x")
+        deadline = time.monotonic() + 60
+        while not [p for p in fleet.lines() if p[0] == "started"]:
+            assert time.monotonic() < deadline, "nothing started"
+            time.sleep(0.02)
+        first = next(p for p in fleet.lines() if p[0] == "started")
+        victim = fleet.worker_of(int(first[1]))
+        fleet.kill(fleet.workers[victim])
+        # Until it lapses, ``qm limits`` shows the dead holder's slot, and the other
+        # activation waiting (given back on the survivor).
+        row_when(fleet, in_flight=1, waiting=1, timeout=25)
+        record = fleet.wait_status(runner.store, fid, "completed", timeout=120)
+    assert record.final_output == "hung+hung"
+    killed, other = first[3], {"h1": "h2", "h2": "h1"}[first[3]]
+    starts = [p for p in fleet.lines() if p[0] == "started"]
+    # The killed node started twice (its message handed on again), the other once,
+    # on the survivor, before the killed one's second start: it had the lapsed slot.
+    assert [p[3] for p in starts].count(killed) == 2
+    assert [p[3] for p in starts].count(other) == 1
+    other_start = next(p for p in starts if p[3] == other)
+    again = [p for p in starts if p[3] == killed][1]
+    assert fleet.worker_of(int(other_start[1])) == 1 - victim
+    assert float(other_start[6]) < float(again[6])
+    assert fleet.runs() == {"h1": 1, "h2": 1, "J": 1}
+
+
+@pytest.mark.slow
+def test_starts_per_window_hold_on_the_fleet(fleet: Fleet) -> None:
+    """4 workers (8 threads), ``max_requests = 5`` per second, 20 activations of the
+    key at once: never more than 5 start in any 0.95 s (the 5% allows for the way
+    from the store's count to the executor), and all complete."""
+    add_limit(fleet, "max_requests = 5", 'per = "1s"')
+    fleet.start_workers(4, concurrency=2)
+    names = [f"n{i}" for i in range(20)]
+    with fleet.runner(limited(names, {"type": "work", "metadata": {}})) as runner:
+        result = runner.run("x")
+    assert result.status is FlowStatus.COMPLETED, result.error
+    runs = fleet.runs()
+    assert {n: runs[n] for n in names} == dict.fromkeys(names, 1)
+    started = sorted(float(p[6]) for p in fleet.lines() if p[0] == "ran" and p[3] in names)
+    assert len(started) == 20
+    most = max(sum(1 for t in started if s <= t < s + 0.95) for s in started)
+    assert most == 5
+    assert started[-1] - started[0] >= 2.85  # 20 starts need at least 3 windows

@@ -8,7 +8,10 @@ was not available, so the task is retried later with backoff (nothing was
 committed, the executor runs again then) — without a limit on the number of
 retries, whatever the outage's length: a dropped message would strand its flow
 until the sweep. A retry of an activation that was committed meanwhile, or whose
-flow ended or was deleted, is dropped as a duplicate.
+flow ended or was deleted, is dropped as a duplicate. An activation over a limit
+key (`LimitWait`: its key's slots are taken, or its window is full) is given back:
+published again to run after the wait the limits name, keeping its place in the
+key's line under the task's id, so no worker thread sleeps on a limit.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from qm_dispatch_celery.celery_app import TASK_NAME
 from qm_dispatch_celery.worker import Worker
 from quartermaster_engine._sync import run_sync
 from quartermaster_engine.runner.errors import MissingExecutorError
+from quartermaster_engine.runner.limit_waits import LimitWait
 from quartermaster_engine.stores.base import FlowNotFoundError
 
 logger = logging.getLogger("qm_dispatch_celery")
@@ -50,8 +54,12 @@ def register_task(app: Celery, worker: Worker) -> Any:
     )
     def activation(task: Any, flow_id: str, node_id: str, visit: int, attempt: int) -> str:
         fid, ref = UUID(flow_id), (UUID(node_id), visit, attempt)
+        waiter = f"celery:{task.request.id}"
         try:
-            return run_sync(worker.handle(fid, ref))
+            return run_sync(worker.handle(fid, ref, waiter=waiter, again=task.request.retries > 0))
+        except LimitWait as wait:
+            logger.debug("activation %s of flow %s: %s", node_id, flow_id, wait)
+            raise task.retry(countdown=wait.seconds) from None
         except MissingExecutorError as exc:
             logger.error(
                 "refused activation %s (visit %d, attempt %d) of flow %s: %s; handing it "

@@ -18,6 +18,7 @@ stepper and event loop, so the flow states a stepper caches are never shared.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ from quartermaster_engine.plugins.loader import PluginNodeRegistry
 from quartermaster_engine.redaction import redact_setting, redact_text
 from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.runner.engine import Engine
+from quartermaster_engine.runner.limit_waits import giving_back
 from quartermaster_engine.runner.live_tokens import TokenPublisher
 from quartermaster_engine.runner.shared_store import require_shared_store
 from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
@@ -142,9 +144,13 @@ class Worker:
         engine.fleet = Launcher(self.app, self.settings)
         return engine
 
-    async def handle(self, flow_id: UUID, ref: ActivationRef) -> str:
+    async def handle(
+        self, flow_id: UUID, ref: ActivationRef, *, waiter: str | None = None, again: bool = False
+    ) -> str:
         """Run one activation and publish what its commit queued; says what happened
-        (``ran <node>``, ``duplicate``). Raises `MissingExecutorError` (nothing ran)."""
+        (``ran <node>``, ``duplicate``). Raises `MissingExecutorError` (nothing ran).
+        With ``waiter`` (the task's id; ``again``: the task came back), an activation
+        over a limit key raises `LimitWait` instead of waiting (`giving_back`)."""
         stepper = self.stepper
         channel = live_channel(stepper.engine.store_adapter)
         tokens = None
@@ -153,9 +159,10 @@ class Worker:
             tokens = TokenPublisher(channel, flow_id, ancestors)
         try:
             listeners = () if tokens is None else [("live tokens", tokens.listener)]
-            work = await stepper.execute(
-                flow_id, ref, stop_poll=self.settings.stop_poll, listeners=listeners
-            )
+            with giving_back(waiter, again=again) if waiter else contextlib.nullcontext():
+                work = await stepper.execute(
+                    flow_id, ref, stop_poll=self.settings.stop_poll, listeners=listeners
+                )
         finally:
             if tokens is not None:
                 await tokens.close()  # every token out before the commit

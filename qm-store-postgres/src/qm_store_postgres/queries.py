@@ -146,7 +146,7 @@ class Queries:
             f"FROM {s}.qm_messages WHERE flow_id = $1 AND node_id = $2"
         )
         # Concurrency slots per limit key (`HoldsSlots`).
-        self.slot_acquire = f"SELECT {s}.qm_acquire_slot($1, $2, $3, $4, $5)"
+        self.slot_take = f"SELECT {s}.qm_take_slot($1, $2, $3, $4, $5)"
         self.slot_renew = (
             f"UPDATE {s}.qm_slots SET expires_at = $3 WHERE key = $1 AND holder = $2 RETURNING true"
         )

@@ -24,7 +24,7 @@ Layout, for one flow:
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
 - ``qm_slots``: concurrency slots per limit key until ``expires_at`` (not tied to a
-  flow), taken by ``qm_acquire_slot``; ``qm_requests``: the starts of each limit
+  flow), taken by ``qm_take_slot`` in first-come order; ``qm_requests``: the starts of each limit
   key in its window, counted by ``qm_take_request``; ``qm_tokens``: the LLM
   tokens of each limit key in its window; ``qm_waiters``: the activations
   waiting for a limit key, until ``expires_at``; ``qm_key_usage``: the node
@@ -414,8 +414,9 @@ def _v2(schema: str) -> str:
 
 
 # Version 3: concurrency slots per limit key (`HoldsSlots`: a slot is taken by one
-# call of qm_acquire_slot, which serialises the takers of one key with an advisory
-# lock), starts and tokens per window (`LimitsRate`, `LimitsTokens`), waiters
+# call of qm_take_slot, which serialises the takers of one key with an advisory
+# lock and gives them slots in the order of their tickets from qm_waiter_tickets),
+# starts and tokens per window (`LimitsRate`, `LimitsTokens`), waiters
 # (`CountsWaiters`), and
 # schedules (`KeepsSchedules`: the schedule as JSON text, its next tick in a column
 # of its own for the compare-and-set that claims a tick).
@@ -427,22 +428,38 @@ CREATE TABLE {s}.qm_slots (
     PRIMARY KEY (key, holder)
 );
 
-CREATE FUNCTION {s}.qm_acquire_slot(
+-- A slot of p_key for p_holder in first-come order (`HoldsSlots.take_slot`): 0 if
+-- taken, else the holder's place in the key's line (its waiters with a ticket).
+CREATE FUNCTION {s}.qm_take_slot(
     p_key text, p_holder text, p_limit integer, p_now double precision,
     p_expires double precision
-) RETURNS boolean LANGUAGE plpgsql AS $fn$
+) RETURNS integer LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ticket bigint;
+    v_ahead integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('{s}.qm_slots ' || p_key));
     DELETE FROM {s}.qm_slots WHERE key = p_key AND expires_at <= p_now;
+    DELETE FROM {s}.qm_waiters WHERE key = p_key AND expires_at <= p_now;
     UPDATE {s}.qm_slots SET expires_at = p_expires WHERE key = p_key AND holder = p_holder;
     IF FOUND THEN
-        RETURN true;
+        RETURN 0;
     END IF;
-    IF (SELECT count(*) FROM {s}.qm_slots WHERE key = p_key) >= p_limit THEN
-        RETURN false;
+    SELECT ticket INTO v_ticket FROM {s}.qm_waiters
+     WHERE key = p_key AND waiter = p_holder AND ticket IS NOT NULL;
+    SELECT count(*) INTO v_ahead FROM {s}.qm_waiters
+     WHERE key = p_key AND ticket IS NOT NULL AND (v_ticket IS NULL OR ticket < v_ticket);
+    IF (SELECT count(*) FROM {s}.qm_slots WHERE key = p_key) + v_ahead < p_limit THEN
+        DELETE FROM {s}.qm_waiters WHERE key = p_key AND waiter = p_holder;
+        INSERT INTO {s}.qm_slots (key, holder, expires_at) VALUES (p_key, p_holder, p_expires);
+        RETURN 0;
     END IF;
-    INSERT INTO {s}.qm_slots (key, holder, expires_at) VALUES (p_key, p_holder, p_expires);
-    RETURN true;
+    INSERT INTO {s}.qm_waiters (key, waiter, expires_at, ticket)
+    VALUES (p_key, p_holder, p_expires, nextval('{s}.qm_waiter_tickets'))
+    ON CONFLICT (key, waiter) DO UPDATE
+       SET expires_at = p_expires,
+           ticket = coalesce({s}.qm_waiters.ticket, excluded.ticket);
+    RETURN v_ahead + 1;
 END
 $fn$;
 
@@ -490,8 +507,10 @@ CREATE TABLE {s}.qm_waiters (
     key        text NOT NULL,
     waiter     text NOT NULL,
     expires_at double precision NOT NULL,
+    ticket     bigint,
     PRIMARY KEY (key, waiter)
 );
+CREATE SEQUENCE {s}.qm_waiter_tickets;
 
 CREATE TABLE {s}.qm_schedules (
     name      text PRIMARY KEY,

@@ -270,13 +270,13 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
 
     # -- concurrency slots (`HoldsSlots`) ------------------------------------------------
 
-    async def acquire_slot(
+    async def take_slot(
         self, key: str, holder: str, limit: int, now: float, expires_at: float
-    ) -> bool:
-        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held (one
-        round trip: the ``qm_acquire_slot`` function)."""
-        sql = self._sql.slot_acquire
-        return bool(await self._db.run(fetchval, sql, key, holder, limit, now, expires_at))
+    ) -> int:
+        """Take a slot of ``key`` in first-come order: 0, else the holder's place in
+        the key's line (`HoldsSlots.take_slot`; one round trip: ``qm_take_slot``)."""
+        sql = self._sql.slot_take
+        return int(await self._db.run(fetchval, sql, key, holder, limit, now, expires_at))
 
     async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
         """Move the holder's slot's expiry; False if it lapsed."""

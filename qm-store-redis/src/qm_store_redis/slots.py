@@ -8,6 +8,10 @@ ever used, for `slots_in_use`. Starts per window (`LimitsRate`): one sorted set 
 key, ``<p>:rate:{<key>}``, a member per start scored by its time, expiring with
 its window. Waiters (`CountsWaiters`): one sorted set per key, ``<p>:wait:{<key>}``,
 waiter -> when its mark expires; ``<p>:waitkeys`` lists the keys ever waited for.
+The line of a key's slots (`HoldsSlots.take_slot`, first come first served):
+``<p>:line:{<key>}``, waiter -> its ticket, counted up in ``<p>:ticket:{<key>}``;
+the slot script drops expired waiters from both, then takes a slot when the
+slots held plus the waiters ahead in the line are fewer than the limit.
 LLM tokens per window (`LimitsTokens`): one sorted set per key, ``<p>:tokens:{<key>}``,
 a member ``<tokens>:<unique>`` per count scored by its time, expiring with its window.
 Usage of budget keys across flows (`KeepsKeyUsage`): one hash per key,
@@ -19,18 +23,40 @@ from __future__ import annotations
 
 from qm_store_redis.scripts import Script
 
-#: KEYS: the key's slot set. ARGV: holder, limit, now, expires_at. 1 if taken.
-ACQUIRE = Script(
-    "slot_acquire",
+# Drops the waiters of KEYS[2] (waiter -> expiry) expired at ARGV[n] from it and
+# from the line KEYS[3] (waiter -> ticket).
+_DROP_WAITERS = r"""
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[{n}])
+for _, waiter in ipairs(gone) do redis.call('ZREM', KEYS[3], waiter) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[{n}])
+"""
+
+#: KEYS: the key's slot set, waiter set, line, ticket counter. ARGV: holder, limit,
+#: now, expires_at. 0 if taken, else the holder's place in the line (1: next).
+TAKE_SLOT = Script(
+    "slot_take",
     r"""
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+"""
+    + _DROP_WAITERS.replace("{n}", "3")
+    + r"""
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-  return 1
+  return 0
 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-return 1
+local ahead = redis.call('ZRANK', KEYS[3], ARGV[1])
+if not ahead then ahead = redis.call('ZCARD', KEYS[3]) end
+if redis.call('ZCARD', KEYS[1]) + ahead < tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  return 0
+end
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+  redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return ahead + 1
 """,
 )
 
@@ -61,13 +87,23 @@ return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
 )
 
 
-#: KEYS: the key's waiter set. ARGV: waiter, now, expires_at. Drops the expired
-#: waiters, then records this one.
+#: KEYS: the key's slot set (unused), waiter set, line. ARGV: waiter, now, expires_at. Drops
+#: the expired waiters, then records this one (not in the line).
 MARK_WAITING = Script(
     "wait_mark",
+    _DROP_WAITERS.replace("{n}", "2")
+    + r"""
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+""",
+)
+
+#: KEYS: the key's slot set (unused), waiter set, line. ARGV: waiter. It waits no more.
+UNMARK_WAITING = Script(
+    "wait_unmark",
     r"""
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """,
 )
@@ -111,6 +147,16 @@ def tokens_key(prefix: str, key: str) -> str:
 
 def wait_key(prefix: str, key: str) -> str:
     return f"{prefix}:wait:{{{key}}}"
+
+
+def line_keys(prefix: str, key: str) -> tuple[str, str, str, str]:
+    """The key's slot set, waiter set, line and ticket counter (one hash tag)."""
+    return (
+        slot_key(prefix, key),
+        wait_key(prefix, key),
+        f"{prefix}:line:{{{key}}}",
+        f"{prefix}:ticket:{{{key}}}",
+    )
 
 
 def wait_index_key(prefix: str) -> str:

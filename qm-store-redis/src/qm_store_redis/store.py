@@ -219,19 +219,23 @@ class RedisStore:
     # -- concurrency slots (`HoldsSlots`; `qm_store_redis.slots`) -------------------------
 
     @_redis_errors
-    async def acquire_slot(
+    async def take_slot(
         self, key: str, holder: str, limit: int, now: float, expires_at: float
-    ) -> bool:
-        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held."""
+    ) -> int:
+        """Take a slot of ``key`` in first-come order: 0, else the holder's place in
+        the key's line (`HoldsSlots.take_slot`)."""
         client = self._clients.get()
         prefix = self._keys.prefix
         args = (holder, limit, repr(now), repr(expires_at))
-        taken = await self._eval(client, slots.ACQUIRE, (slots.slot_key(prefix, key),), args)
-        if taken == 1 and key not in self._indexed_slots:
-            # Listed once per process (one more round trip the first time only).
+        place = int(await self._eval(client, slots.TAKE_SLOT, slots.line_keys(prefix, key), args))
+        # Listed once per process (one more round trip the first time only).
+        if place == 0 and key not in self._indexed_slots:
             await client.command("SADD", slots.index_key(prefix), key)
             self._indexed_slots.add(key)
-        return bool(taken == 1)
+        if place and key not in self._indexed_waits:
+            await client.command("SADD", slots.wait_index_key(prefix), key)
+            self._indexed_waits.add(key)
+        return place
 
     @_redis_errors
     async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
@@ -348,7 +352,7 @@ class RedisStore:
         client = self._clients.get()
         prefix = self._keys.prefix
         args = (waiter, repr(now), repr(expires_at))
-        await self._eval(client, slots.MARK_WAITING, (slots.wait_key(prefix, key),), args)
+        await self._eval(client, slots.MARK_WAITING, slots.line_keys(prefix, key)[:3], args)
         if key not in self._indexed_waits:
             # Listed once per process (one more round trip the first time only).
             await client.command("SADD", slots.wait_index_key(prefix), key)
@@ -357,7 +361,8 @@ class RedisStore:
     @_redis_errors
     async def unmark_waiting(self, key: str, waiter: str) -> None:
         """The waiter waits no more."""
-        await self._clients.get().command("ZREM", slots.wait_key(self._keys.prefix, key), waiter)
+        keys = slots.line_keys(self._keys.prefix, key)[:3]
+        await self._eval(self._clients.get(), slots.UNMARK_WAITING, keys, (waiter,))
 
     @_redis_errors
     async def waiting_counts(self, now: float) -> dict[str, int]:

@@ -20,7 +20,8 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
 - ``qm_slots``: concurrency slots per limit key, held until ``expires_at``,
   ``qm_requests``: the starts of each limit key in its window, and
-  ``qm_waiters``: the activations waiting for a key, until ``expires_at``,
+  ``qm_waiters``: the activations waiting for a key, until ``expires_at`` (those
+  in the line for its slots with their ``ticket``, first come first served),
   ``qm_tokens``: the LLM tokens of each limit key in its window, and
   ``qm_key_usage``: the node runs, tokens and cost of each budget key across flows
   (not tied to a flow; see `qm_store_sqlite.slots`).
@@ -213,6 +214,7 @@ CREATE TABLE qm_waiters (
     key        TEXT NOT NULL,
     waiter     TEXT NOT NULL,
     expires_at REAL NOT NULL,
+    ticket     INTEGER,
     PRIMARY KEY (key, waiter)
 ) WITHOUT ROWID;
 

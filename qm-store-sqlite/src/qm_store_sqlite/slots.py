@@ -4,29 +4,51 @@ of each key in its window (`LimitsRate`), and the activations waiting for a key
 and the usage of each budget key across flows (`KeepsKeyUsage`): every process
 using the file shares them.
 A slot or a start is taken in one write transaction (``BEGIN IMMEDIATE``: one
-writer at a time), after dropping the key's expired slots or starts."""
+writer at a time), after dropping the key's expired slots or starts. A refused
+taker of a slot is queued in ``qm_waiters`` with a ticket one above the key's
+highest (`HoldsSlots.take_slot`: first come, first served); waiters only marked
+(waiting for a window) have no ticket and are not in the line."""
 
 from __future__ import annotations
 
 import sqlite3
 
 
-def acquire(
+def take_slot(
     db: sqlite3.Connection, key: str, holder: str, limit: int, now: float, expires_at: float
-) -> bool:
+) -> int:
     db.execute("DELETE FROM qm_slots WHERE key = ? AND expires_at <= ?", (key, now))
+    db.execute("DELETE FROM qm_waiters WHERE key = ? AND expires_at <= ?", (key, now))
     mine = db.execute(
         "UPDATE qm_slots SET expires_at = ? WHERE key = ? AND holder = ?", (expires_at, key, holder)
     )
     if mine.rowcount:
-        return True
+        return 0
     (held,) = db.execute("SELECT count(*) FROM qm_slots WHERE key = ?", (key,)).fetchone()
-    if held >= limit:
-        return False
+    row = db.execute(
+        "SELECT ticket FROM qm_waiters WHERE key = ? AND waiter = ? AND ticket IS NOT NULL",
+        (key, holder),
+    ).fetchone()
+    (ahead,) = db.execute(
+        "SELECT count(*) FROM qm_waiters WHERE key = ? AND ticket < ?",
+        (key, 2**62 if row is None else row[0]),
+    ).fetchone()
+    if held + ahead < limit:
+        db.execute("DELETE FROM qm_waiters WHERE key = ? AND waiter = ?", (key, holder))
+        db.execute(
+            "INSERT INTO qm_slots (key, holder, expires_at) VALUES (?, ?, ?)",
+            (key, holder, expires_at),
+        )
+        return 0
+    # Queued (a new ticket, after every other of the key) or its place kept.
     db.execute(
-        "INSERT INTO qm_slots (key, holder, expires_at) VALUES (?, ?, ?)", (key, holder, expires_at)
+        "INSERT INTO qm_waiters (key, waiter, expires_at, ticket) VALUES (?, ?, ?, "
+        "(SELECT coalesce(max(ticket), 0) + 1 FROM qm_waiters WHERE key = ?)) "
+        "ON CONFLICT (key, waiter) DO UPDATE SET expires_at = excluded.expires_at, "
+        "ticket = coalesce(qm_waiters.ticket, excluded.ticket)",
+        (key, holder, expires_at, key),
     )
-    return True
+    return int(ahead) + 1
 
 
 def renew(db: sqlite3.Connection, key: str, holder: str, expires_at: float) -> bool:

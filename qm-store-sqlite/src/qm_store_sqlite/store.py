@@ -123,11 +123,12 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
 
     # -- slots, windows, waiters (`HoldsSlots`, `LimitsRate`, `LimitsTokens`, `CountsWaiters`)
 
-    async def acquire_slot(
+    async def take_slot(
         self, key: str, holder: str, limit: int, now: float, expires_at: float
-    ) -> bool:
-        """Take a slot of ``key`` if fewer than ``limit`` unexpired ones are held."""
-        return await self._db.write(slots.acquire, key, holder, limit, now, expires_at)
+    ) -> int:
+        """Take a slot of ``key`` in first-come order: 0, else the holder's place in
+        the key's line (`HoldsSlots.take_slot`)."""
+        return await self._db.write(slots.take_slot, key, holder, limit, now, expires_at)
 
     async def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
         """Move the holder's slot's expiry; False if it lapsed."""

@@ -31,10 +31,11 @@ def config(
     return data
 
 
-def start(**args: Any) -> subprocess.Popen[str]:
+def start(script: Path = WORKER, **args: Any) -> subprocess.Popen[str]:
+    """``script`` (a process of this folder, `limit_worker` by default) given ``args``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QM_", "OPENAI_"))}
     return subprocess.Popen(
-        [sys.executable, str(WORKER), json.dumps(args)],
+        [sys.executable, str(script), json.dumps(args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -21,7 +21,7 @@ from limit_support import config, finish, report, start
 from limit_worker import llm_chain
 
 from quartermaster_engine import Engine
-from quartermaster_engine.runner.key_limits import LocalSlots
+from quartermaster_engine.runner.local_slots import LocalSlots
 
 
 def slow_answers(server: FakeOpenAI) -> None:

@@ -40,7 +40,7 @@ def test_qm_limits_shows_each_keys_limit_and_the_slots_held(tmp_path: Path) -> N
         ]:
             lapsed = key == "tenant:acme"  # a killed holder's slot, expired
             until = now - 1 if lapsed else now + 600
-            assert await store.acquire_slot(key, holder, 8, now - 5 if lapsed else now, until)
+            assert await store.take_slot(key, holder, 8, now - 5 if lapsed else now, until) == 0
         for ago in (90.0, 30.0, 1.0):  # one start left the window of a minute
             assert await store.take_request("search:api", 10, 60.0, now - ago) == 0.0
         for ago, tokens in ((90.0, 30), (30.0, 20), (1.0, 5)):  # 30 left the window

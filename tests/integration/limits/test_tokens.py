@@ -22,7 +22,7 @@ from quartermaster_engine import Engine
 from quartermaster_engine.assembly import build_store
 from quartermaster_engine.budgets import flow_usage
 from quartermaster_engine.config import EngineConfig
-from quartermaster_engine.runner.key_limits import LocalSlots
+from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.stores.adapter import StoreAdapter, _done
 from quartermaster_engine.testing import TestClock
 

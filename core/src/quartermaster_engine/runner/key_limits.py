@@ -12,8 +12,11 @@ Slots live in the store when it `HoldsSlots` (SQLite, Redis, PostgreSQL), else i
 this process (`LocalSlots`: the memory store). A slot expires ``ttl`` seconds
 (the engine's lease time) after it was taken or last renewed; the holder renews
 it every third of that while the executor runs, so a holder that was killed
-frees its slot within the ttl. A full key is polled (10 ms, doubling to 250 ms,
-jittered) until a slot frees: the wait holds the calling task, not a lease.
+frees its slot within the ttl. Slots are given first come, first served: a
+refused taker is queued in the key's line in the store (`HoldsSlots.take_slot`)
+and asks again, sooner the nearer the front (10 ms per place, at most 250 ms,
+jittered); the wait holds the calling task, not a lease. Under `giving_back` (a
+Celery worker) it asks once and raises `LimitWait` instead, keeping its place.
 
 Windows (below) run on the engine's clock (a `TestClock` in tests); slots and
 waiters' marks on wall time, which every process shares.
@@ -45,10 +48,8 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,8 @@ from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
+from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitWait
+from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.stores.adapter import _done
 from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
 from quartermaster_engine.types import GraphSpec
@@ -66,6 +69,8 @@ logger = logging.getLogger("quartermaster_engine.limits")
 
 _FIRST_WAIT = 0.01
 _MAX_WAIT = 0.25
+#: A task given back waits this long per place in the key's line (up to ttl / 3).
+_GIVE_BACK_FIRST = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,85 +86,6 @@ class Rule:
 
 #: A limited key of an activation and its rule.
 KeyLimit = tuple[str, Rule]
-
-
-class LocalSlots:
-    """`HoldsSlots` within this process: the slots of an engine whose store keeps none."""
-
-    def __init__(self) -> None:
-        self._held: dict[str, dict[str, float]] = {}
-        self._waiting: dict[str, dict[str, float]] = {}
-        self._tokens: dict[str, deque[tuple[float, int]]] = {}
-        self._started: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
-        with self._lock:
-            started = self._started.setdefault(key, deque())
-            while started and started[0] <= now - per:
-                started.popleft()
-            if len(started) < limit:
-                started.append(now)
-                return 0.0
-            return started[0] + per - now
-
-    def requests_in_window(self, key: str, per: float, now: float) -> int:
-        with self._lock:
-            return sum(1 for t in self._started.get(key, ()) if t > now - per)
-
-    def acquire_slot(
-        self, key: str, holder: str, limit: int, now: float, expires_at: float
-    ) -> bool:
-        with self._lock:
-            held = self._held.setdefault(key, {})
-            for other in [h for h, t in held.items() if t <= now]:
-                del held[other]
-            if holder not in held and len(held) >= limit:
-                return False
-            held[holder] = expires_at
-            return True
-
-    def renew_slot(self, key: str, holder: str, expires_at: float) -> bool:
-        with self._lock:
-            held = self._held.get(key, {})
-            if holder not in held:
-                return False
-            held[holder] = expires_at
-            return True
-
-    def release_slot(self, key: str, holder: str) -> None:
-        with self._lock:
-            self._held.get(key, {}).pop(holder, None)
-
-    def slots_in_use(self, now: float) -> dict[str, int]:
-        with self._lock:
-            return _unexpired(self._held, now)
-
-    def add_tokens(self, key: str, tokens: int, now: float, per: float) -> None:
-        with self._lock:
-            used = self._tokens.setdefault(key, deque())
-            while used and used[0][0] <= now - per:
-                used.popleft()
-            used.append((now, tokens))
-
-    def tokens_in_window(self, key: str, per: float, now: float) -> list[tuple[float, int]]:
-        with self._lock:
-            return [(at, n) for at, n in self._tokens.get(key, ()) if at > now - per]
-
-    def mark_waiting(self, key: str, waiter: str, now: float, expires_at: float) -> None:
-        with self._lock:
-            waiting = self._waiting.setdefault(key, {})
-            for other in [w for w, t in waiting.items() if t <= now]:
-                del waiting[other]
-            waiting[waiter] = expires_at
-
-    def unmark_waiting(self, key: str, waiter: str) -> None:
-        with self._lock:
-            self._waiting.get(key, {}).pop(waiter, None)
-
-    def waiting_counts(self, now: float) -> dict[str, int]:
-        with self._lock:
-            return _unexpired(self._waiting, now)
 
 
 def tokens_wait(used: list[tuple[float, int]], limit: int, per: float, now: float) -> float:
@@ -190,10 +116,8 @@ def declared_keys(cnode: CNode, executor: NodeExecutor | None, graph: GraphSpec)
     return list(dict.fromkeys(keys))
 
 
-def _unexpired(entries: dict[str, dict[str, float]], now: float) -> dict[str, int]:
-    """Per key, how many of its entries expire after ``now`` (keys with none left out)."""
-    counts = {k: sum(1 for t in e.values() if t > now) for k, e in entries.items()}
-    return {k: n for k, n in counts.items() if n}
+def _holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class KeyLimits:
@@ -271,22 +195,26 @@ class KeyLimits:
     @contextlib.asynccontextmanager
     async def held(self, keys: tuple[KeyLimit, ...]) -> AsyncIterator[None]:
         """Wait until every key in ``keys`` lets one more activation start in its
-        window, then hold a slot of each key with ``max_in_flight`` until the block ends."""
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        for key, rule in keys:
-            if rule.max_tokens is not None:
-                await self._room(key, holder, rule.per, self._tokens_wait(key, rule))
-            if rule.max_requests is not None:
-                take = functools.partial(self.rates.take_request, key, rule.max_requests, rule.per)
-                await self._room(key, holder, rule.per, take)
+        window, then hold a slot of each key with ``max_in_flight`` until the block ends.
+
+        Under `giving_back` the slots are taken first and the windows asked after:
+        a task given back for a slot then counts no start in a window (it would
+        count one each time it came back); refused by a window, it gives its
+        slots up again."""
+        back = GIVES_BACK.get()
+        holder = back.waiter if back is not None else _holder_id()
+        if back is None:
+            await self._windows(keys, holder, None)
         taken: list[str] = []
         renewing: asyncio.Task[None] | None = None
         try:
             for key, rule in keys:
                 if rule.max_in_flight is None:
                     continue
-                await self._acquire(key, holder, rule.max_in_flight)
+                await self._acquire(key, holder, rule.max_in_flight, back is not None)
                 taken.append(key)
+            if back is not None:
+                await self._windows(keys, holder, back)
             renewing = asyncio.ensure_future(self._renew(taken, holder))
             yield
         finally:
@@ -298,19 +226,36 @@ class KeyLimits:
                 except Exception as exc:  # it lapses after the ttl anyway
                     logger.warning("slot of %s not released (%s); it lapses", key, exc)
 
-    async def _acquire(self, key: str, holder: str, limit: int) -> None:
-        wait = _FIRST_WAIT
-        marked: float | None = None
+    async def _windows(
+        self, keys: tuple[KeyLimit, ...], holder: str, back: GiveBack | None
+    ) -> None:
+        """Wait until each key's windows (tokens, starts) let one more start."""
+        for key, rule in keys:
+            if rule.max_tokens is not None:
+                await self._room(key, holder, rule.per, self._tokens_wait(key, rule), back)
+            if rule.max_requests is not None:
+                take = functools.partial(self.rates.take_request, key, rule.max_requests, rule.per)
+                await self._room(key, holder, rule.per, take, back)
+
+    async def _acquire(self, key: str, holder: str, limit: int, gives_back: bool) -> None:
+        """Take a slot of ``key`` in first-come order (the store's line of the key),
+        asking again sooner the nearer the front; ``gives_back``: ask once and raise
+        `LimitWait` (keeping the place) when refused."""
+        queued = False
         try:
             while True:
                 now = time.time()
-                if await _done(self.slots.acquire_slot(key, holder, limit, now, now + self.ttl)):
+                take = self.slots.take_slot(key, holder, limit, now, now + self.ttl)
+                place = int(await _done(take))
+                queued = place > 0
+                if not queued:
                     return
-                marked = await self._mark(key, holder, now, marked)
+                if gives_back:
+                    raise LimitWait(key, min(_GIVE_BACK_FIRST * place, self.ttl / 3))
+                wait = min(_FIRST_WAIT * place, _MAX_WAIT)
                 await asyncio.sleep(wait * (0.5 + random.random()))
-                wait = min(wait * 2, _MAX_WAIT)
         finally:
-            if marked is not None:
+            if queued and not gives_back:  # cancelled: out of the line
                 await self._unmark(key, holder)
 
     def _tokens_wait(self, key: str, rule: Rule) -> Callable[[float], Awaitable[float]]:
@@ -336,17 +281,31 @@ class KeyLimits:
                 except Exception as exc:  # the record stands; its tokens go uncounted
                     logger.warning("tokens of %s not counted: %s", key, exc)
 
-    async def _room(self, key: str, holder: str, per: float, ask: Callable[[float], Any]) -> None:
+    async def _room(
+        self,
+        key: str,
+        holder: str,
+        per: float,
+        ask: Callable[[float], Any],
+        back: GiveBack | None,
+    ) -> None:
         """Wait until ``ask(now)`` (a window's check: 0 or less when it lets this
-        activation start, else the seconds to wait) lets the activation start."""
+        activation start, else the seconds to wait) lets the activation start. With
+        ``back``: ask once, and when the window is full, mark the waiter and raise
+        `LimitWait`; once it may start, its mark (a task that came back) is cleared."""
         marked: float | None = None
         try:
             while True:
                 now = self.clock.now()
                 wait = float(await _done(ask(now)))
                 if wait <= 0:
+                    if back is not None and back.again:
+                        marked = time.time()  # its mark from before: cleared below
                     return
                 marked = await self._mark(key, holder, time.time(), marked)
+                if back is not None:
+                    marked = None  # it still waits, in the broker: the mark stays
+                    raise LimitWait(key, min(wait, per, self.ttl / 3))
                 # Woken at least every third of the ttl to mark the wait again.
                 nap = min(wait, per, self.ttl / 3)
                 await self.clock.sleep_until(now + nap + random.random() * _FIRST_WAIT)

@@ -217,14 +217,26 @@ class FindsDueTimers(Protocol):
 class HoldsSlots(Protocol):
     """A store that keeps concurrency slots per key for every process sharing it
     (``[limits."<key>"] max_in_flight``; docs/limits.md). A slot is (key, holder): it
-    is taken only while fewer than ``limit`` unexpired slots of the key are held, and
-    lapses at ``expires_at`` (seconds since the epoch) unless renewed, so a holder
-    that died frees it within its ttl. Times are the callers' clocks. Without this
+    is taken only while fewer than ``limit`` unexpired slots of the key are held
+    (first come, first served: see `take_slot`), and lapses at ``expires_at``
+    (seconds since the epoch) unless renewed, so a holder that died frees it
+    within its ttl. Times are the callers' clocks. Without this
     ability the engine keeps slots within its process. Plain or ``async def``."""
 
-    def acquire_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> Any:
-        """Drop the key's slots expired at ``now``, then take one for ``holder`` if
-        fewer than ``limit`` are held; True if taken (or held by ``holder`` already)."""
+    def take_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> Any:
+        """Take a slot of ``key`` for ``holder`` in first-come order; returns 0 if taken
+        (or held by ``holder`` already: its expiry moves to ``expires_at``), else
+        ``holder``'s place in the key's line (1: next).
+
+        The line is the key's waiters (`CountsWaiters`) that a refused ``take_slot``
+        queued, ordered by a ticket the store gives each on its first refusal. In
+        one atomic step: drop the key's slots and queued waiters expired at ``now``;
+        take a slot if the slots held plus the waiters queued before ``holder`` (all
+        of them when ``holder`` is not queued) are fewer than ``limit``, and take
+        ``holder`` out of the line; else queue it (a new ticket) or keep its ticket,
+        until ``expires_at``. A holder keeps its place by asking again before its
+        mark expires (also from another process: the place belongs to the id).
+        Waiters recorded by ``mark_waiting`` are counted but not in the line."""
         ...
 
     def renew_slot(self, key: str, holder: str, expires_at: float) -> Any:

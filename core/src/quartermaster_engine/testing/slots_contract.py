@@ -3,8 +3,9 @@ abilities (inherited by `StoreContract`).
 
 A store that declares it (``isinstance(store, HoldsSlots)``) must let at most
 ``limit`` holders hold a key's slots at once, across every process sharing it
-(two stores from ``make_store`` stand in for two processes), drop slots whose
-expiry passed, renew and release them, and count the unexpired ones; one that
+(two stores from ``make_store`` stand in for two processes), give them to the
+key's line first come first served, drop slots and waiters whose expiry passed,
+renew and release slots, and count the unexpired ones; one that
 `LimitsRate` must count at most ``limit`` starts of a key in any window of ``per``
 seconds; one that `CountsWaiters` must count each key's unexpired waiters of every
 process; one that `LimitsTokens` must sum each key's tokens in its window across
@@ -44,25 +45,73 @@ class SlotsContract:
         key, elsewhere = f"llm:test:{uuid4().hex}", f"tenant:{uuid4().hex}"
         try:
             now = 1_000_000.0
-            # Two processes take 2 slots of a limit of 2; a third holder waits.
-            assert call(store, "acquire_slot", key, "a", 2, now, now + 30) is True
-            assert call(other, "acquire_slot", key, "b", 2, now, now + 30) is True
-            assert call(store, "acquire_slot", key, "c", 2, now + 1, now + 31) is False
+            # Two processes take 2 slots of a limit of 2; a third holder waits, first
+            # in the key's line.
+            assert call(store, "take_slot", key, "a", 2, now, now + 30) == 0
+            assert call(other, "take_slot", key, "b", 2, now, now + 30) == 0
+            assert call(store, "take_slot", key, "c", 2, now + 1, now + 31) == 1
             # A holder asking again keeps its one slot (and its new expiry).
-            assert call(other, "acquire_slot", key, "b", 2, now + 1, now + 40) is True
-            assert call(store, "acquire_slot", elsewhere, "c", 1, now, now + 30) is True
+            assert call(other, "take_slot", key, "b", 2, now + 1, now + 40) == 0
+            assert call(store, "take_slot", elsewhere, "c", 1, now, now + 30) == 0
             assert call(other, "slots_in_use", now + 2) == {key: 2, elsewhere: 1}
             # "a" releases: "c" gets its slot; "b" renews, "c" does not.
             call(store, "release_slot", key, "a")
             call(store, "release_slot", key, "nobody")
-            assert call(other, "acquire_slot", key, "c", 2, now + 3, now + 33) is True
+            assert call(other, "take_slot", key, "c", 2, now + 3, now + 33) == 0
             assert call(store, "renew_slot", key, "b", now + 100) is True
             assert call(store, "renew_slot", key, "a", now + 100) is False
             # At now + 33 the slot of "c" has lapsed (as a killed holder's would).
             assert call(store, "slots_in_use", now + 33) == {key: 1}
-            assert call(other, "acquire_slot", key, "d", 2, now + 33, now + 63) is True
-            assert call(store, "acquire_slot", key, "e", 2, now + 34, now + 64) is False
+            assert call(other, "take_slot", key, "d", 2, now + 33, now + 63) == 0
+            assert call(store, "take_slot", key, "e", 2, now + 34, now + 64) == 1
             assert call(store, "slots_in_use", now + 34) == {key: 2}
+        finally:
+            close_store(other)
+
+    def test_slots_go_to_the_line_first_come_first_served(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, HoldsSlots) or not isinstance(store, CountsWaiters):
+            pytest.skip(f"{type(store).__name__} keeps no slots (an optional ability)")
+        other = make_store()
+        key = f"llm:line:{uuid4().hex}"
+        try:
+            now = 4_000_000.0
+            assert call(store, "take_slot", key, "a", 1, now, now + 30) == 0
+            # Refused in turn by two processes: places 1, 2, 3, kept when asking again.
+            assert call(other, "take_slot", key, "w1", 1, now + 1, now + 31) == 1
+            assert call(store, "take_slot", key, "w2", 1, now + 2, now + 32) == 2
+            assert call(other, "take_slot", key, "w3", 1, now + 3, now + 13) == 3
+            assert call(other, "take_slot", key, "w2", 1, now + 4, now + 34) == 2
+            # A waiter for a window is counted but not in the line.
+            call(store, "mark_waiting", key, "window", now + 4, now + 34)
+            assert call(other, "waiting_counts", now + 5) == {key: 4}
+            assert call(store, "take_slot", key, "w4", 1, now + 5, now + 35) == 4
+            # The slot frees: a newcomer and the second in line are refused, the
+            # first takes it (and leaves the line).
+            call(other, "release_slot", key, "a")
+            assert call(store, "take_slot", key, "late", 1, now + 6, now + 36) == 5
+            assert call(other, "take_slot", key, "w2", 1, now + 6, now + 36) == 2
+            assert call(store, "take_slot", key, "w1", 1, now + 6, now + 36) == 0
+            assert call(store, "take_slot", key, "w2", 1, now + 7, now + 37) == 1
+            # The mark of w3 lapses at now + 13 (a killed waiter): w4 moves up; one
+            # that leaves the line (cancelled) frees its place too.
+            assert call(other, "take_slot", key, "w4", 1, now + 13, now + 43) == 2
+            call(other, "unmark_waiting", key, "w2")
+            assert call(store, "take_slot", key, "w4", 1, now + 14, now + 44) == 1
+            assert call(other, "waiting_counts", now + 14) == {key: 3}  # w4, late, window
+            # With a limit of 3 and one slot held, the first two in line may take one
+            # each, the third may not.
+            call(store, "release_slot", key, "w1")
+            bigger = f"llm:line:{uuid4().hex}"
+            assert call(store, "take_slot", bigger, "h", 1, now, now + 30) == 0
+            for i, waiter in enumerate(["x", "y", "z"]):
+                assert call(other, "take_slot", bigger, waiter, 1, now + 1, now + 31) == i + 1
+            assert call(store, "take_slot", bigger, "z", 3, now + 2, now + 32) == 3
+            assert call(store, "take_slot", bigger, "y", 3, now + 2, now + 32) == 0
+            assert call(other, "take_slot", bigger, "x", 3, now + 2, now + 32) == 0
+            assert call(store, "take_slot", bigger, "z", 3, now + 2, now + 32) == 1
+            assert call(store, "slots_in_use", now + 2)[bigger] == 3
         finally:
             close_store(other)
 
