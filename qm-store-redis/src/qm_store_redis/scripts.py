@@ -98,19 +98,20 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
 end
+-- loop marks: resets (counted, then the headers) apply after the exits
+local nresets = tonumber(ARGV[i]); local resets = i + 1; i = i + 1 + nresets
 n = tonumber(ARGV[i]); i = i + 1
-if n > 0 then
+for _ = 1, n do
+  redis.call('SADD', KEYS[7], ARGV[i]); i = i + 1
+end
+if nresets > 0 then
   local members = redis.call('SMEMBERS', KEYS[7])
-  for _ = 1, n do
-    local head = ARGV[i] .. ' '; i = i + 1
+  for r = resets, resets + nresets - 1 do
+    local head = ARGV[r] .. ' '
     for _, member in ipairs(members) do
       if string.sub(member, 1, #head) == head then redis.call('SREM', KEYS[7], member) end
     end
   end
-end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('SADD', KEYS[7], ARGV[i]); i = i + 1
 end
 n = tonumber(ARGV[i]); i = i + 1
 if n > 0 then

@@ -325,10 +325,10 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
         _write_rows(db, _CLOSE_SLOT, rows.closed)
     if rows.pending:
         _write_rows(db, _ENQUEUE, rows.pending)
-    if rows.resets:
-        _write_rows(db, _RESET_LOOP, rows.resets)
     if rows.exits:
         _write_rows(db, _ADD_LOOP_EXIT, rows.exits)
+    if rows.resets:
+        _write_rows(db, _RESET_LOOP, rows.resets)
     if events:
         _write_rows(db, _ADD_EVENT, events)
 
