@@ -30,9 +30,20 @@ from uuid import UUID
 from qm_store_redis.wire import pack_items
 
 #: Suffixes of a flow's keys, in the order the scripts receive them as KEYS.
-FLOW_PARTS = ("flow", "mem", "recs", "latest", "pending", "joins", "loops", "msgs", "events")
-#: How many keys the commit script receives: the first seven, then events.
-COMMIT_KEYS = 8
+FLOW_PARTS = (
+    "flow",
+    "mem",
+    "recs",
+    "latest",
+    "pending",
+    "joins",
+    "loops",
+    "msgs",
+    "events",
+    "changes",
+)
+#: How many keys the commit script receives: the first seven, then events and changes.
+COMMIT_KEYS = 9
 
 
 class KeySpace:
@@ -68,9 +79,10 @@ class KeySpace:
         return packed
 
     def commit_tuple(self, flow_id: UUID) -> tuple[str, ...]:
-        """The commit script's KEYS: the flow's first seven keys, then its events."""
+        """The commit script's KEYS: the flow's first seven keys, then its events and
+        its kept changes."""
         keys = self.flow(flow_id)
-        return (*keys[:7], keys[8])
+        return (*keys[:7], keys[8], keys[9])
 
     def live(self, flow_id: UUID) -> str:
         """The flow's pub/sub channel of live messages."""
