@@ -38,7 +38,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS qm_meta (
@@ -229,11 +229,29 @@ def _create_v3(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 4: the frontier change of the latest commits of a flow that keep theirs
+# (`ReadsChanges`; `quartermaster_engine.stores.changes`), by the flow's version.
+_V4 = """
+CREATE TABLE qm_changes (
+    flow_id BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (flow_id, version)
+) WITHOUT ROWID;
+"""
+
+
+def _create_v4(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V4):
+        db.execute(statement)
+
+
 #: ``MIGRATIONS[i]`` brings a file at version ``i`` to version ``i + 1``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _create_v1,
     _create_v2,
     _create_v3,
+    _create_v4,
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -257,6 +275,7 @@ TABLES = (
     "qm_tokens",
     "qm_key_usage",
     "qm_schedules",
+    "qm_changes",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -266,6 +285,7 @@ FLOW_TABLES = (
     "qm_deliveries",
     "qm_loop_exits",
     "qm_events",
+    "qm_changes",
 )
 
 
@@ -281,8 +301,9 @@ _LIMITS_AND_SCHEDULES = frozenset(
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events", *_LIMITS_AND_SCHEDULES},
-    frozenset(TABLES) - _LIMITS_AND_SCHEDULES,
+    frozenset(TABLES) - {"qm_events", "qm_changes", *_LIMITS_AND_SCHEDULES},
+    frozenset(TABLES) - {"qm_changes", *_LIMITS_AND_SCHEDULES},
+    frozenset(TABLES) - {"qm_changes"},
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1
