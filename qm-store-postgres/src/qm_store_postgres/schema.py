@@ -21,6 +21,9 @@ Layout, for one flow:
   node is committed after them (``after_seq``).
 - ``qm_pending``, ``qm_deliveries``, ``qm_loop_exits``: the queue and the join and
   loop state a recovering process needs; dropped when the flow ends.
+- ``qm_changes``: the frontier change of each of the flow's last 256 commits
+  that keep theirs, by the flow's ``version`` (`ReadsChanges`: what a worker
+  reads to catch up instead of the queue and joins); dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
 - ``qm_slots``: concurrency slots per limit key until ``expires_at`` (not tied to a

@@ -14,6 +14,8 @@ under their own tags and are never touched by the same script as a flow's::
     <p>:{<flow>}:loops     set    "<loop header> <exit edge>"
     <p>:{<flow>}:msgs      hash   node id -> "stamp<TAB>JSON history" set by save_messages
     <p>:{<flow>}:events    list   the event log (event JSON), in sequence order from 1
+    <p>:{<flow>}:changes   list   "version<TAB>change JSON" of the last 256 commits that
+                                  keep their frontier change (ReadsChanges)
     <p>:{<flow>}:live      channel live-only messages of the flow (tokens), pub/sub
     <p>:flows              zset   flow ids scored by updated_at (listing, pruning)
     <p>:timers             zset   paused flows' ids scored by their first timer (a hint)

@@ -18,6 +18,8 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
   and loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
+- ``qm_changes``: the frontier change of each of the flow's last 256 commits that
+  keep theirs, by the flow's ``version`` (`ReadsChanges`); dropped when it ends.
 - ``qm_slots``: concurrency slots per limit key, held until ``expires_at``,
   ``qm_requests``: the starts of each limit key in its window, and
   ``qm_waiters``: the activations waiting for a key, until ``expires_at``,
