@@ -375,14 +375,7 @@ def load_flow(
     if flow is None:
         return None
     key = (fid,)
-    records = [
-        codec.decode_record(*r)
-        for r in db.execute(
-            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND seq > ? "
-            "ORDER BY seq",
-            (fid, records_after),
-        )
-    ]
+    records = _records_after(db, fid, records_after)
     count = db.execute("SELECT max(seq) FROM qm_records WHERE flow_id = ?", key).fetchone()[0]
     pending = [
         codec.decode_activation(*r)
@@ -415,6 +408,18 @@ def load_flow(
     )
 
 
+def _records_after(db: sqlite3.Connection, fid: bytes, after: int) -> list[NodeExecution]:
+    """The flow's records numbered above ``after``, in commit order."""
+    return [
+        codec.decode_record(*r)
+        for r in db.execute(
+            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND seq > ? "
+            "ORDER BY seq",
+            (fid, after),
+        )
+    ]
+
+
 def read_changes(
     db: sqlite3.Connection, graphs: GraphCache, fid: bytes, after: int, records_after: int
 ) -> FlowChanges | None:
@@ -427,14 +432,7 @@ def read_changes(
     count = db.execute("SELECT max(seq) FROM qm_records WHERE flow_id = ?", (fid,)).fetchone()[0]
     if flow.version == after:
         return FlowChanges(flow, [], count or 0, [])
-    records = [
-        codec.decode_record(*r)
-        for r in db.execute(
-            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND seq > ? "
-            "ORDER BY seq",
-            (fid, records_after),
-        )
-    ]
+    records = _records_after(db, fid, records_after)
     kept = [
         (version, change_from_dict(codec.loads(body)))
         for version, body in db.execute(
