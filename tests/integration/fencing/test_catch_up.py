@@ -1,8 +1,10 @@
 """Catching up on what changed (`ReadsChanges`): two steppers take a flow's
-activations in random interleavings (executing on one, committing on either,
-several executions open at once); every state a stepper brings up to date from
-the changes of the other's commits equals the state read whole from the store,
-on every store that keeps changes."""
+activations (fan-outs, AwaitAll and AwaitFirst joins, a decision's dead
+branch, a loop, two maps at once, memory writes) in random interleavings
+(executing on one, committing on either, several executions open at once);
+every state a stepper brings up to date from the changes of the other's commits
+equals the state read whole from the store, on the memory, SQLite, Redis and
+PostgreSQL stores; each stepper reads the flow whole once."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from uuid import UUID
 
 from race_worker import make_store
 
+from qm_nodes_std.catalog import std_executors
 from quartermaster_engine import FlowRunner, FlowStatus, InMemoryStore, NodeResult
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.nodes import SimpleNodeRegistry
@@ -22,6 +25,7 @@ from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper, Work
 from quartermaster_engine.stores.records import Activation
 from quartermaster_engine.testing import build_graph
 from quartermaster_engine.testing.graphs import branching_graph
+from quartermaster_graph import Graph
 
 #: A fan-out of five into an AwaitAll join and an AwaitFirst join, memory written
 #: by every branch.
@@ -44,6 +48,14 @@ FANS = build_graph(
 )
 
 
+def _two_maps() -> Any:
+    """Two Map1 nodes on parallel branches (at most 2 and 9 items at once)."""
+    b = Graph("Two maps").var("Docs", variable="docs", expression="input.split()").parallel()
+    b.branch().map("Left", items="memory.docs", node="work", max_concurrency=2).end()
+    b.branch().map("Right", items="memory.docs[::-1]", node="work", max_concurrency=9).end()
+    return b.static_merge("Both").end().build()
+
+
 def _registry(seed: int) -> SimpleNodeRegistry:
     def work(ctx: ExecutionContext) -> NodeResult:
         name = ctx.current_node.name
@@ -57,7 +69,7 @@ def _registry(seed: int) -> SimpleNodeRegistry:
     def again(ctx: ExecutionContext) -> NodeResult:
         return NodeResult(output_text="c", picked_node="again" if ctx.visit < 3 else "done")
 
-    return SimpleNodeRegistry({"work": work, "route": route, "again": again})
+    return SimpleNodeRegistry({**std_executors(), "work": work, "route": route, "again": again})
 
 
 def _act(act: Activation) -> tuple[Any, ...]:
@@ -84,13 +96,21 @@ def picture(state: FlowState) -> dict[str, Any]:
             for idx, slots in state.joins.items()
         },
         "memory": state.memory,
-        "visits": state.visits,
+        # A mapped node's visits come from its map's base, not from this counter
+        # (which a process that queued the items does not advance).
+        "visits": [
+            None if n.item_of is not None else v for n, v in zip(state.cg.nodes, state.visits)
+        ],
         "loop_active": state.loop_active,
         "loop_live": [sorted(live) for live in state.loop_live],
         "failures": [(c.name, text) for c, text in state.failures],
         "latest": [None if r is None else (r.visit, r.attempt) for r in state.latest],
         "records": sorted((str(k[0]), k[1]) for k in state.records_by_key),
         "record_count": state.record_count,
+        "maps": {
+            key: (sorted(run.pending), sorted(run.ended), run.failed)
+            for key, run in state.maps.items()
+        },
     }
 
 
@@ -121,13 +141,13 @@ async def _whole(runner: FlowRunner, fid: UUID) -> dict[str, Any]:
     return picture(state)
 
 
-async def _interleave(store: Any, graph: Any, seed: int) -> tuple[int, int]:
+async def _interleave(store: Any, graph: Any, seed: int, text: str) -> tuple[int, int]:
     """One flow taken in a random interleaving; (catch-ups compared, whole reads)."""
     rng = random.Random(seed)
     runner = FlowRunner(graph, _registry(seed), store=store)
     reads = CountingReads(store)
     steppers = [FlowStepper(runner), FlowStepper(runner)]
-    fid = await runner.asubmit("go")
+    fid = await runner.asubmit(text)
     queue: list[ActivationRef] = [ref for ref, _ in await steppers[0].pending(fid)]
     await steppers[1].pending(fid)
     open_work: list[Work] = []
@@ -171,9 +191,9 @@ async def _check(store: Any, seeds: range) -> tuple[int, int]:
     reads), in all."""
     compared = whole = 0
     try:
-        for graph in (branching_graph(), FANS):
+        for graph, text in ((branching_graph(), "go"), (FANS, "go"), (_two_maps(), "a b c d e")):
             for seed in seeds:
-                caught_up, read = await _interleave(store, graph, seed)
+                caught_up, read = await _interleave(store, graph, seed, text)
                 # Each stepper reads the flow whole once, when it takes it over
                 # (pending): the rest are catch-ups or nothing to read.
                 assert read == 2, f"seed {seed}: {read} whole reads"
