@@ -14,11 +14,13 @@ mean; `time.process_time`, so the redis-server's own time is not in it) and
 the wall time per activation. With ``--sample N`` only the first N branches of
 each flow are timed (the frontier then shrinks from ``width`` to ``width - N``
 pending activations) and the flow is deleted after them: it bounds the run
-on a slow machine. Goal of issue #30: at most 3 ms of CPU per activation at
-every width.
+on a slow machine. With ``--steppers 2`` two steppers (two worker children)
+take the activations in turn, so another one has committed to the flow before
+each `execute` (the case of several workers on one wide flow). Goal of issue
+#30: at most 3 ms of CPU per activation at every width.
 
     .venv/bin/python benchmarks/activation_cost.py [--widths 64 256 1024] [--runs 3]
-        [--sample N]
+        [--sample N] [--steppers 1|2]
 """
 
 from __future__ import annotations
@@ -63,19 +65,24 @@ def fan_graph(width: int) -> Any:
 
 
 async def one_flow(
-    engine: Engine, width: int, sample: int | None = None
+    engine: Engine, width: int, sample: int | None = None, steppers: int = 1
 ) -> tuple[list[float], list[float]]:
     """CPU and wall seconds of each branch activation of one flow of ``width`` (of
-    the first ``sample`` branches, then the flow is deleted)."""
+    the first ``sample`` branches, then the flow is deleted), the activations
+    taken in turn by ``steppers`` steppers."""
     flow_id = await engine.submit(fan_graph(width), "x")
-    stepper = FlowStepper(engine)
-    queue = deque(ref for ref, _ in await stepper.pending(flow_id))
+    turns = [FlowStepper(engine) for _ in range(steppers)]
+    for stepper in turns:  # each has read the flow once, as a worker child that ran before
+        queue = deque(ref for ref, _ in await stepper.pending(flow_id))
     branch = {n.id for n in fan_graph(width).nodes if n.name.startswith("b")}
     cpu: list[float] = []
     wall: list[float] = []
     status = FlowStatus.RUNNING
+    turn = 0
     while queue:
         ref = queue.popleft()
+        stepper = turns[turn % steppers]
+        turn += 1
         c0, w0 = time.process_time(), time.perf_counter()
         work = await stepper.execute(flow_id, ref)
         assert work is not None, f"activation {ref} of flow {flow_id} was not pending"
@@ -96,18 +103,20 @@ async def one_flow(
     return cpu, wall
 
 
-async def main_async(url: str, widths: list[int], runs: int, sample: int | None) -> None:
+async def main_async(
+    url: str, widths: list[int], runs: int, sample: int | None, steppers: int
+) -> None:
     store = RedisStore(url, key_prefix=f"bench{uuid.uuid4().hex[:8]}")
     registry = SimpleNodeRegistry({"bench.noop": Noop()})
     engine = Engine(store=store, dispatcher=AsyncDispatcher(), registry=registry)
     try:
-        await one_flow(engine, 16)  # warm-up: imports, scripts loaded, connections
+        await one_flow(engine, 16, None, steppers)  # warm-up: imports, scripts loaded, connections
         print("| width | CPU per activation, median (mean) | wall per activation | CPU timed |")
         print("|---:|---:|---:|---:|")
         for width in widths:
             medians: list[tuple[float, float, float, float]] = []
             for _ in range(runs):
-                cpu, wall = await one_flow(engine, width, sample)
+                cpu, wall = await one_flow(engine, width, sample, steppers)
                 medians.append(
                     (
                         statistics.median(cpu),
@@ -131,9 +140,10 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sample", type=int, default=None)
+    parser.add_argument("--steppers", type=int, choices=(1, 2), default=1)
     args = parser.parse_args()
     with redis_server() as url:
-        asyncio.run(main_async(url, args.widths, args.runs, args.sample))
+        asyncio.run(main_async(url, args.widths, args.runs, args.sample, args.steppers))
 
 
 if __name__ == "__main__":

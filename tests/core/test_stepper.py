@@ -131,7 +131,8 @@ def _fan(width: int) -> Any:
 
 def test_a_lone_worker_reads_the_frontier_a_fixed_number_of_times_at_any_width() -> None:
     """Nothing committed by others since a stepper's own commit: the flow record's
-    version says so, and neither execute nor complete reads the frontier."""
+    version says so, and neither execute nor complete reads the frontier; commits
+    by others: their kept changes are read, not the frontier."""
 
     async def scenario(width: int, interleave: bool) -> tuple[int, str | None]:
         store = FrontierCountingStore()
@@ -159,9 +160,9 @@ def test_a_lone_worker_reads_the_frontier_a_fixed_number_of_times_at_any_width()
         assert last.status is FlowStatus.COMPLETED
         return store.frontier_reads, last.result.final_output
 
-    # pending, then execute and complete of Start; nothing more whatever the width.
-    assert asyncio.run(scenario(10, False)) == (3, str(10))
-    assert asyncio.run(scenario(60, False)) == (3, str(60))
-    # Another worker's commit in between: the next execute and complete read it
-    # (2 reads by the other worker, 2 by this one to catch up).
-    assert asyncio.run(scenario(60, True)) == (3 + 4, str(60))
+    # pending; nothing more whatever the width.
+    assert asyncio.run(scenario(10, False)) == (1, str(10))
+    assert asyncio.run(scenario(60, False)) == (1, str(60))
+    # Another worker's commit in between: that worker reads the flow once (its first
+    # execute); this one catches up on the change of its commit (`ReadsChanges`).
+    assert asyncio.run(scenario(60, True)) == (1 + 1, str(60))

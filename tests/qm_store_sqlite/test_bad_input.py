@@ -125,7 +125,7 @@ def test_a_file_written_by_a_newer_version_is_refused_untouched(tmp_path: Path) 
         asyncio.run(store.open())
     assert str(err.value) == (
         f"cannot open the SQLite store {path}: it was written by a newer qm-store-sqlite "
-        "(schema version 7); qm-store-sqlite 0.2.0 reads schema versions up to 3. Upgrade "
+        "(schema version 7); qm-store-sqlite 0.2.0 reads schema versions up to 4. Upgrade "
         "qm-store-sqlite to use this file; it was not changed."
     )
     # A runner's first use raises the same error, and nothing is written.

@@ -84,14 +84,15 @@ def _read_everything(path: Path, flow_ids: list[Any]) -> None:
         ),
         (
             "DROP TABLE qm_meta",
-            "table qm_meta is missing, but qm_agent_memory, qm_deliveries, qm_events, qm_flows, "
-            "qm_graphs, qm_key_usage, qm_loop_exits, qm_memory, qm_messages, qm_pending, "
+            "table qm_meta is missing, but qm_agent_memory, qm_changes, qm_deliveries, qm_events, "
+            "qm_flows, qm_graphs, qm_key_usage, qm_loop_exits, qm_memory, qm_messages, qm_pending, "
             "qm_records, qm_requests, qm_schedules, qm_slots, qm_tokens, qm_waiters exist",
         ),
-        ("DROP TABLE qm_records", "schema version 3 has tables qm_records missing"),
+        ("DROP TABLE qm_records", "schema version 4 has tables qm_records missing"),
         (
             "DELETE FROM qm_meta WHERE key = 'schema_version'",
-            "qm_meta has no schema_version, but qm_agent_memory, qm_deliveries, qm_events, "
+            "qm_meta has no schema_version, but qm_agent_memory, qm_changes, qm_deliveries, "
+            "qm_events, "
             "qm_flows, qm_graphs, qm_key_usage, qm_loop_exits, qm_memory, qm_messages, "
             "qm_pending, qm_records, qm_requests, qm_schedules, qm_slots, qm_tokens, "
             "qm_waiters exist",
@@ -147,7 +148,7 @@ def test_qm_flows_list_on_a_damaged_file_is_one_error_line(
     result = CliRunner().invoke(main, ["flows", "list", "--config", "qm.toml"])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: cannot open the SQLite store {path}: the file is damaged: schema version 3 "
+        f"error: cannot open the SQLite store {path}: the file is damaged: schema version 4 "
         f"has tables qm_records missing; {UNCHANGED}\n"
     )
 

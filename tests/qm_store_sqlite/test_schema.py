@@ -47,7 +47,7 @@ def test_a_new_file_gets_the_version_record_wal_and_every_table(tmp_path: Path) 
     try:
         version = db.execute("SELECT value FROM qm_meta WHERE key = 'schema_version'").fetchone()
         assert version == (str(SCHEMA_VERSION),)
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION == 4
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert _tables(db) == set(TABLES)
     finally:
@@ -73,7 +73,7 @@ def test_another_applications_sqlite_file_gains_our_tables_and_keeps_its_own(
     try:
         assert _tables(db) == {*TABLES, "node_executions"}
         assert db.execute("SELECT * FROM node_executions").fetchall() == [("f", "n", "{}")]
-        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("3",)]
+        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("4",)]
     finally:
         db.close()
 
@@ -162,7 +162,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_flows(tmp_path: Path) -> Non
 
     store = SQLiteStore(path)
     runner = FlowRunner(_GRAPH, SimpleNodeRegistry({"echo": _echo}), store=store)
-    new = runner.run("y")  # the first use migrates the file to version 3
+    new = runner.run("y")  # the first use migrates the file to version 4
     record = asyncio.run(store.get_flow(old))
     assert record is not None
     assert (record.status.value, record.final_output, record.event_seq) == ("completed", "done", 4)
@@ -172,7 +172,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_flows(tmp_path: Path) -> Non
     asyncio.run(store.close())
     db = _raw(path)
     try:
-        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("3",)]
+        assert db.execute("SELECT value FROM qm_meta").fetchall() == [("4",)]
         assert _tables(db) == set(TABLES)
     finally:
         db.close()

@@ -17,6 +17,7 @@ import orjson
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent, event_from_dict
 from quartermaster_engine.stores.base import StoreDataError
+from quartermaster_engine.stores.changes import change_to_dict
 from quartermaster_engine.stores.records import Commit
 from quartermaster_engine.types import Message
 
@@ -101,6 +102,8 @@ def commit_args(
     else:
         args += (None, None)
     args += event_args(commit.events)
+    keep = commit.keep_change
+    args.append(dumps(change_to_dict(commit), "the commit's change") if keep else None)
     return tuple(args)
 
 

@@ -23,7 +23,7 @@ class Queries:
     """Every statement of the store, for one schema."""
 
     def __init__(self, s: str) -> None:
-        self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 30))})"
+        self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 31))})"
         self.save_record = f"SELECT {s}.qm_save_record($1, $2, $3, $4)"
         self.add_graph = (
             f"INSERT INTO {s}.qm_graphs (hash, spec) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -71,6 +71,19 @@ class Queries:
             f"FROM {s}.qm_deliveries WHERE flow_id = $1), "
             "(SELECT json_agg(json_build_array(header, edge) ORDER BY header::text, edge::text)"
             f"::text FROM {s}.qm_loop_exits WHERE flow_id = $1) "
+            f"FROM {s}.qm_flows f WHERE f.flow_id = $1"
+        )
+        # One statement, so one snapshot: the flow, then (unless its version is still
+        # $2) its records above $3 and its kept changes after version $2.
+        self.read_changes = (
+            f"SELECT {', '.join('f.' + c.strip() for c in FLOW_COLUMNS.split(','))}, "
+            f"(SELECT coalesce(max(seq), 0) FROM {s}.qm_records WHERE flow_id = $1), "
+            "CASE WHEN f.version = $2 THEN NULL ELSE "
+            f"(SELECT json_agg(body ORDER BY seq)::text FROM {s}.qm_records "
+            "WHERE flow_id = $1 AND seq > $3) END, "
+            "CASE WHEN f.version = $2 THEN NULL ELSE "
+            "(SELECT json_agg(json_build_array(version, body) ORDER BY version)::text "
+            f"FROM {s}.qm_changes WHERE flow_id = $1 AND version > $2) END "
             f"FROM {s}.qm_flows f WHERE f.flow_id = $1"
         )
         # Leases: a change reads and locks the flow's row first (a row lock, held to

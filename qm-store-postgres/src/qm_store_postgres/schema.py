@@ -21,6 +21,9 @@ Layout, for one flow:
   node is committed after them (``after_seq``).
 - ``qm_pending``, ``qm_deliveries``, ``qm_loop_exits``: the queue and the join and
   loop state a recovering process needs; dropped when the flow ends.
+- ``qm_changes``: the frontier change of each of the flow's last 256 commits
+  that keep theirs, by the flow's ``version`` (`ReadsChanges`: what a worker
+  reads to catch up instead of the queue and joins); dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
 - ``qm_slots``: concurrency slots per limit key until ``expires_at`` (not tied to a
@@ -46,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The part of a node commit both versions of qm_commit apply the same way:
 # record, memory, join deliveries and closed slots, the queue, loop marks.
@@ -393,6 +396,7 @@ TABLES = (
     "qm_tokens",
     "qm_key_usage",
     "qm_schedules",
+    "qm_changes",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -402,6 +406,7 @@ FLOW_TABLES = (
     "qm_deliveries",
     "qm_loop_exits",
     "qm_events",
+    "qm_changes",
 )
 
 
@@ -524,8 +529,69 @@ def _v3(schema: str) -> str:
     return _V3.replace("{s}", schema)
 
 
+# Version 4: the frontier change of the latest commits that keep theirs
+# (`ReadsChanges`; `quartermaster_engine.stores.changes`), by the flow's version,
+# written by qm_commit (a new last parameter, p_change; NULL: none kept) and
+# dropped with the queue when the flow ends; loop exits apply before loop resets,
+# as `Commit` documents (a reset ends the run the exits belonged to).
+_APPLY_V4 = (
+    _APPLY.replace(
+        """    IF p_resets IS NOT NULL THEN
+        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
+    END IF;
+""",
+        "",
+    ).rstrip("\n")
+    + """
+    IF p_resets IS NOT NULL THEN
+        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow AND header = ANY (p_resets);
+    END IF;
+    IF p_change IS NOT NULL THEN
+        INSERT INTO {s}.qm_changes (flow_id, version, body)
+        SELECT p_flow, version, p_change FROM {s}.qm_flows WHERE flow_id = p_flow;
+        DELETE FROM {s}.qm_changes
+         WHERE flow_id = p_flow
+           AND version <= (SELECT version FROM {s}.qm_flows WHERE flow_id = p_flow) - 256;
+    END IF;
+"""
+)
+_COMMIT_V2 = _V2[_V2.index("CREATE FUNCTION {s}.qm_commit(") : _V2.index("-- A status change")]
+_UPDATE_V2 = _V2[_V2.index("CREATE FUNCTION {s}.qm_update_flow(") :]
+_V4 = (
+    """
+CREATE TABLE {s}.qm_changes (
+    flow_id uuid NOT NULL,
+    version bigint NOT NULL,
+    body    jsonb NOT NULL,
+    PRIMARY KEY (flow_id, version)
+);
+
+DROP FUNCTION {s}.qm_commit(
+    uuid, double precision, bigint, uuid, integer, integer, uuid, integer,
+    uuid, text, jsonb, text[], jsonb[], uuid[], integer[], uuid[], uuid[], integer[],
+    uuid[], integer[], uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[],
+    bigint[], jsonb[]
+);
+
+"""
+    + _COMMIT_V2.replace(
+        "p_ev_seq bigint[], p_ev_body jsonb[]\n) RETURNS",
+        "p_ev_seq bigint[], p_ev_body jsonb[], p_change jsonb\n) RETURNS",
+    )
+    + _UPDATE_V2.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+        "        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow;\n",
+        "        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow;\n"
+        "        DELETE FROM {s}.qm_changes WHERE flow_id = p_flow;\n",
+    )
+)
+
+
+def _v4(schema: str) -> str:
+    return _V4.replace("{apply}", _APPLY_V4.strip("\n") + "\n").replace("{s}", schema)
+
+
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2, _v3, _v4)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

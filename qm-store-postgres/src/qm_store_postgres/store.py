@@ -26,6 +26,7 @@ from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.stores.base import FlowExistsError, StoreError
+from quartermaster_engine.stores.changes import FlowChanges, change_from_dict, changes_after
 from quartermaster_engine.stores.graphs import GraphCache
 from quartermaster_engine.stores.records import (
     Activation,
@@ -437,6 +438,31 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
             ],
             loop_exits=[(UUID(h), UUID(e)) for h, e in (loads(exits) if exits else ())],
             record_count=count,
+        )
+
+    async def read_changes(
+        self, flow_id: UUID, after: int, *, records_after: int = 0
+    ) -> FlowChanges | None:
+        """What changed since version ``after`` (the `ReadsChanges` ability), read in
+        one statement (one snapshot)."""
+        return await self._db.run(self._read_changes, flow_id, after, records_after)
+
+    async def _read_changes(
+        self, conn: asyncpg.Connection, flow_id: UUID, after: int, records_after: int
+    ) -> FlowChanges | None:
+        row = await conn.fetchrow(self._sql.read_changes, flow_id, after, records_after)
+        if row is None:
+            return None
+        count, records, kept = row[FLOW_WIDTH:]
+        flow = await self._flow_record(conn, row)
+        if flow.version == after:
+            return FlowChanges(flow, [], count, [])
+        changes = [
+            (version, change_from_dict(codec.loads(body) if isinstance(body, str) else body))
+            for version, body in (codec.loads(kept) if kept else ())
+        ]
+        return FlowChanges(
+            flow, codec.decode_records(records), count, changes_after(changes, after, flow.version)
         )
 
     # -- leases and the event log ---------------------------------------------------------

@@ -14,6 +14,8 @@ under their own tags and are never touched by the same script as a flow's::
     <p>:{<flow>}:loops     set    "<loop header> <exit edge>"
     <p>:{<flow>}:msgs      hash   node id -> "stamp<TAB>JSON history" set by save_messages
     <p>:{<flow>}:events    list   the event log (event JSON), in sequence order from 1
+    <p>:{<flow>}:changes   list   "version<TAB>change JSON" of the last 256 commits that
+                                  keep their frontier change (ReadsChanges)
     <p>:{<flow>}:live      channel live-only messages of the flow (tokens), pub/sub
     <p>:flows              zset   flow ids scored by updated_at (listing, pruning)
     <p>:timers             zset   paused flows' ids scored by their first timer (a hint)
@@ -30,9 +32,20 @@ from uuid import UUID
 from qm_store_redis.wire import pack_items
 
 #: Suffixes of a flow's keys, in the order the scripts receive them as KEYS.
-FLOW_PARTS = ("flow", "mem", "recs", "latest", "pending", "joins", "loops", "msgs", "events")
-#: How many keys the commit script receives: the first seven, then events.
-COMMIT_KEYS = 8
+FLOW_PARTS = (
+    "flow",
+    "mem",
+    "recs",
+    "latest",
+    "pending",
+    "joins",
+    "loops",
+    "msgs",
+    "events",
+    "changes",
+)
+#: How many keys the commit script receives: the first seven, then events and changes.
+COMMIT_KEYS = 9
 
 
 class KeySpace:
@@ -68,9 +81,10 @@ class KeySpace:
         return packed
 
     def commit_tuple(self, flow_id: UUID) -> tuple[str, ...]:
-        """The commit script's KEYS: the flow's first seven keys, then its events."""
+        """The commit script's KEYS: the flow's first seven keys, then its events and
+        its kept changes."""
         keys = self.flow(flow_id)
-        return (*keys[:7], keys[8])
+        return (*keys[:7], keys[8], keys[9])
 
     def live(self, flow_id: UUID) -> str:
         """The flow's pub/sub channel of live messages."""

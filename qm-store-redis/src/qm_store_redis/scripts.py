@@ -39,11 +39,13 @@ end
 """
 
 #: KEYS: the flow's first seven keys (keys.FLOW_PARTS order), then its events
-#: list. ARGV: now, epoch or '', done field or '', done attempt or '', answered
-#: field or '', record JSON or '', record node id, then counted sections: memory
-#: (key, JSON), deliveries (slot field, edge, line), closed (slot field),
-#: enqueue (field, "sort key<TAB>JSON"), loop resets (header), loop exits
-#: (member), events (seq, JSON). Returns {1} when applied; a fence refusal (see
+#: list and its changes list. ARGV: now, epoch or '', done field or '', done
+#: attempt or '', answered field or '', record JSON or '', record node id, then
+#: counted sections: memory (key, JSON), deliveries (slot field, edge, line),
+#: closed (slot field), enqueue (field, "sort key<TAB>JSON"), loop resets
+#: (header), loop exits (member), events (seq, JSON); then the change JSON to
+#: keep ('' for none) and, with one, how many changes the list keeps (entries
+#: "version<TAB>JSON", `ReadsChanges`). Returns {1} when applied; a fence refusal (see
 #: _FENCE); {-3} when done is not pending with that attempt; {-4} when the
 #: answered activation is not waiting. Nothing is written unless applied.
 COMMIT = Script(
@@ -98,19 +100,20 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
 end
+-- loop marks: resets (counted, then the headers) apply after the exits
+local nresets = tonumber(ARGV[i]); local resets = i + 1; i = i + 1 + nresets
 n = tonumber(ARGV[i]); i = i + 1
-if n > 0 then
+for _ = 1, n do
+  redis.call('SADD', KEYS[7], ARGV[i]); i = i + 1
+end
+if nresets > 0 then
   local members = redis.call('SMEMBERS', KEYS[7])
-  for _ = 1, n do
-    local head = ARGV[i] .. ' '; i = i + 1
+  for r = resets, resets + nresets - 1 do
+    local head = ARGV[r] .. ' '
     for _, member in ipairs(members) do
       if string.sub(member, 1, #head) == head then redis.call('SREM', KEYS[7], member) end
     end
   end
-end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('SADD', KEYS[7], ARGV[i]); i = i + 1
 end
 n = tonumber(ARGV[i]); i = i + 1
 if n > 0 then
@@ -120,6 +123,11 @@ if n > 0 then
     redis.call('RPUSH', KEYS[8], ARGV[i + 1]); i = i + 2
   end
   redis.call('HSET', flow, 'event_seq', last)
+end
+if ARGV[i] ~= '' then
+  local version = redis.call('HGET', flow, 'version')
+  redis.call('RPUSH', KEYS[9], version .. '\t' .. ARGV[i])
+  redis.call('LTRIM', KEYS[9], -tonumber(ARGV[i + 1]), -1)
 end
 return {1}
 """,
@@ -201,7 +209,7 @@ if ARGV[9] == '1' then
 end
 for k = 10, #ARGV do redis.call('RPUSH', KEYS[9], ARGV[k]) end
 if ARGV[6] == '1' then
-  redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
+  redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[10])
   local ttl = tonumber(ARGV[7])
   if ttl > 0 then
     for k = 1, #KEYS do redis.call('PEXPIRE', KEYS[k], ttl) end
@@ -320,6 +328,34 @@ return {
   redis.call('SMEMBERS', KEYS[7]),
   redis.call('LLEN', KEYS[3]),
 }
+""",
+)
+
+#: KEYS: the flow's hash, records list and changes list. ARGV: the version read
+#: before, how many records to skip. Returns {} for no flow, else {flow hash,
+#: records after those, record count, kept changes after that version (oldest
+#: first)}, read at one instant; only the flow hash and the record count while
+#: the version is unchanged (`ReadsChanges`).
+READ_CHANGES = Script(
+    "read_changes",
+    r"""
+local flow = redis.call('HGETALL', KEYS[1])
+if #flow == 0 then return {} end
+local after = tonumber(ARGV[1])
+local count = redis.call('LLEN', KEYS[2])
+if tonumber(redis.call('HGET', KEYS[1], 'version') or '0') == after then
+  return {flow, {}, count, {}}
+end
+local out = {}
+local n = redis.call('LLEN', KEYS[3])
+for k = -1, -n, -1 do
+  local entry = redis.call('LINDEX', KEYS[3], k)
+  if tonumber(string.sub(entry, 1, string.find(entry, '\t', 1, true) - 1)) <= after then
+    break
+  end
+  table.insert(out, 1, entry)
+end
+return {flow, redis.call('LRANGE', KEYS[2], tonumber(ARGV[2]), -1), count, out}
 """,
 )
 

@@ -44,6 +44,13 @@ from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.redaction import redact_text, redact_url
 from quartermaster_engine.schedules.model import Schedule
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError, StoreError
+from quartermaster_engine.stores.changes import (
+    KEPT_CHANGES,
+    FlowChanges,
+    change_from_dict,
+    change_to_dict,
+    changes_after,
+)
 from quartermaster_engine.stores.fencing import (
     duplicate_commit,
     flow_ended,
@@ -754,6 +761,35 @@ class RedisStore:
             record_count=int(count),
         )
 
+    @_redis_errors
+    async def read_changes(
+        self, flow_id: UUID, after: int, *, records_after: int = 0
+    ) -> FlowChanges | None:
+        """What changed since version ``after`` (the `ReadsChanges` ability): one
+        script over the flow's slot."""
+        client = self._clients.get()
+        keys = self._keys.flow(flow_id)
+        reply = await self._eval(
+            client, scripts.READ_CHANGES, (keys[0], keys[2], keys[9]), (after, records_after)
+        )
+        if not reply:
+            return None
+        flat, records, count, entries = reply
+        fields = as_dict(flat)
+        flow = flow_record(
+            fields, flow_id, await self._graph(client, text(fields[b"graph"]), flow_id)
+        )
+        kept = []
+        for entry in entries:
+            version, _, data = entry.partition(b"\t")
+            kept.append((int(version), change_from_dict(loads(data))))
+        return FlowChanges(
+            flow=flow,
+            records=[NodeExecution.from_dict(loads(r)) for r in records],
+            record_count=int(count),
+            commits=changes_after(kept, after, flow.version),
+        )
+
     async def _flow_fields(
         self, client: Client, ids: list[bytes], fields: tuple[str, ...]
     ) -> list[list[bytes | None]]:
@@ -890,4 +926,8 @@ def _commit_args(commit: Commit) -> list[Any]:
     args.append(len(commit.events))
     for event in commit.events:
         args += (event.seq, _event_json(event))
+    if commit.keep_change:
+        args += (dumps(change_to_dict(commit), "the commit's change"), KEPT_CHANGES)
+    else:
+        args.append("")
     return args

@@ -20,6 +20,12 @@ from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent, event_from_dict
 from quartermaster_engine.messaging.history import history_of
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.changes import (
+    KEPT_CHANGES,
+    FlowChanges,
+    change_from_dict,
+    changes_after,
+)
 from quartermaster_engine.stores.fencing import (
     check_fence,
     check_lease_free,
@@ -60,8 +66,10 @@ _FENCED_BUMP = (
     "updated_at = coalesce(?, updated_at) "
     f"WHERE flow_id = ? AND status NOT IN {TERMINAL!r} "
     "AND (? IS NULL OR lease_epoch = ?) "
-    "RETURNING (SELECT max(seq) FROM qm_records WHERE flow_id = ?)"
+    "RETURNING (SELECT max(seq) FROM qm_records WHERE flow_id = ?), version"
 )
+_ADD_CHANGE = "INSERT INTO qm_changes (flow_id, version, body) VALUES (?, ?, ?)"
+_TRIM_CHANGES = "DELETE FROM qm_changes WHERE flow_id = ? AND version <= ?"
 _DONE = "DELETE FROM qm_pending WHERE flow_id = ? AND node_id = ? AND visit = ?"
 _DONE_ATTEMPT = _DONE + " AND attempt = ?"
 _IS_WAITING = "SELECT waiting FROM qm_pending WHERE flow_id = ? AND node_id = ? AND visit = ?"
@@ -133,7 +141,7 @@ def update_flow(
     if events:
         _write_rows(db, _ADD_EVENT, events)
     if terminal:
-        for table in ("qm_pending", "qm_deliveries", "qm_loop_exits"):
+        for table in ("qm_pending", "qm_deliveries", "qm_loop_exits", "qm_changes"):
             db.execute(f"DELETE FROM {table} WHERE flow_id = ?", (fid,))
 
 
@@ -255,6 +263,7 @@ class CommitRows:
     __slots__ = (
         "answers",
         "attempt",
+        "change",
         "closed",
         "deliveries",
         "done",
@@ -271,6 +280,8 @@ class CommitRows:
 
     def __init__(self, fid: bytes) -> None:
         self.fid = fid
+        #: The commit's frontier change as JSON, when it keeps it (`ReadsChanges`).
+        self.change: str | None = None
         self.touch: float | None = None
         self.done: tuple[bytes, bytes, int] | None = None
         self.record: codec.RecordRow | None = None
@@ -325,12 +336,16 @@ def apply_commit(db: sqlite3.Connection, rows: CommitRows) -> None:
         _write_rows(db, _CLOSE_SLOT, rows.closed)
     if rows.pending:
         _write_rows(db, _ENQUEUE, rows.pending)
-    if rows.resets:
-        _write_rows(db, _RESET_LOOP, rows.resets)
     if rows.exits:
         _write_rows(db, _ADD_LOOP_EXIT, rows.exits)
+    if rows.resets:
+        _write_rows(db, _RESET_LOOP, rows.resets)
     if events:
         _write_rows(db, _ADD_EVENT, events)
+    if rows.change is not None:
+        version = bumped[1]
+        execute(_ADD_CHANGE, (fid, version, rows.change))
+        execute(_TRIM_CHANGES, (fid, version - KEPT_CHANGES))
 
 
 def _refuse(db: sqlite3.Connection, fid: bytes, epoch: int | None) -> NoReturn:
@@ -360,14 +375,7 @@ def load_flow(
     if flow is None:
         return None
     key = (fid,)
-    records = [
-        codec.decode_record(*r)
-        for r in db.execute(
-            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND seq > ? "
-            "ORDER BY seq",
-            (fid, records_after),
-        )
-    ]
+    records = _records_after(db, fid, records_after)
     count = db.execute("SELECT max(seq) FROM qm_records WHERE flow_id = ?", key).fetchone()[0]
     pending = [
         codec.decode_activation(*r)
@@ -398,6 +406,42 @@ def load_flow(
         loop_exits=loop_exits,
         record_count=count or 0,
     )
+
+
+def _records_after(db: sqlite3.Connection, fid: bytes, after: int) -> list[NodeExecution]:
+    """The flow's records numbered above ``after``, in commit order."""
+    return [
+        codec.decode_record(*r)
+        for r in db.execute(
+            f"SELECT {codec.RECORD_COLUMNS} FROM qm_records WHERE flow_id = ? AND seq > ? "
+            "ORDER BY seq",
+            (fid, after),
+        )
+    ]
+
+
+def read_changes(
+    db: sqlite3.Connection, graphs: GraphCache, fid: bytes, after: int, records_after: int
+) -> FlowChanges | None:
+    """The flow, its records numbered above ``records_after`` and the kept changes of
+    its commits after version ``after`` (`ReadsChanges`); run it in a read
+    transaction (one snapshot)."""
+    flow = get_flow(db, graphs, fid)
+    if flow is None:
+        return None
+    count = db.execute("SELECT max(seq) FROM qm_records WHERE flow_id = ?", (fid,)).fetchone()[0]
+    if flow.version == after:
+        return FlowChanges(flow, [], count or 0, [])
+    records = _records_after(db, fid, records_after)
+    kept = [
+        (version, change_from_dict(codec.loads(body)))
+        for version, body in db.execute(
+            "SELECT version, body FROM qm_changes WHERE flow_id = ? AND version > ? "
+            "ORDER BY version",
+            (fid, after),
+        )
+    ]
+    return FlowChanges(flow, records, count or 0, changes_after(kept, after, flow.version))
 
 
 # -- 0.1.5's per-node methods ----------------------------------------------------------------------

@@ -18,6 +18,8 @@ Layout, for one flow (``flow_id`` is the 16-byte UUID):
   and loop state a recovering process needs; dropped when the flow ends.
 - ``qm_agent_memory``: per-agent persistent memory (not tied to a flow).
 - ``qm_events``: the flow's event log (every event but tokens), by sequence number.
+- ``qm_changes``: the frontier change of each of the flow's last 256 commits that
+  keep theirs, by the flow's ``version`` (`ReadsChanges`); dropped when it ends.
 - ``qm_slots``: concurrency slots per limit key, held until ``expires_at``,
   ``qm_requests``: the starts of each limit key in its window, and
   ``qm_waiters``: the activations waiting for a key, until ``expires_at`` (those
@@ -39,7 +41,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS qm_meta (
@@ -231,11 +233,29 @@ def _create_v3(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 4: the frontier change of the latest commits of a flow that keep theirs
+# (`ReadsChanges`; `quartermaster_engine.stores.changes`), by the flow's version.
+_V4 = """
+CREATE TABLE qm_changes (
+    flow_id BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (flow_id, version)
+) WITHOUT ROWID;
+"""
+
+
+def _create_v4(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V4):
+        db.execute(statement)
+
+
 #: ``MIGRATIONS[i]`` brings a file at version ``i`` to version ``i + 1``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _create_v1,
     _create_v2,
     _create_v3,
+    _create_v4,
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -259,6 +279,7 @@ TABLES = (
     "qm_tokens",
     "qm_key_usage",
     "qm_schedules",
+    "qm_changes",
 )
 FLOW_TABLES = (
     "qm_records",
@@ -268,6 +289,7 @@ FLOW_TABLES = (
     "qm_deliveries",
     "qm_loop_exits",
     "qm_events",
+    "qm_changes",
 )
 
 
@@ -283,8 +305,9 @@ _LIMITS_AND_SCHEDULES = frozenset(
 #: The tables each schema version has (index: the version).
 TABLES_OF: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset(TABLES) - {"qm_events", *_LIMITS_AND_SCHEDULES},
-    frozenset(TABLES) - _LIMITS_AND_SCHEDULES,
+    frozenset(TABLES) - {"qm_events", "qm_changes", *_LIMITS_AND_SCHEDULES},
+    frozenset(TABLES) - {"qm_changes", *_LIMITS_AND_SCHEDULES},
+    frozenset(TABLES) - {"qm_changes"},
     frozenset(TABLES),
 )
 assert len(TABLES_OF) == SCHEMA_VERSION + 1

@@ -25,6 +25,7 @@ from qm_store_sqlite.schedules import SQLiteSchedules
 from qm_store_sqlite.settings import DEFAULT_BUSY_TIMEOUT, SQLiteSettings
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.events import FlowEvent
+from quartermaster_engine.stores.changes import FlowChanges, change_to_dict
 from quartermaster_engine.stores.records import (
     Commit,
     FlowRecord,
@@ -334,6 +335,8 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
                 rows.pending = [encode(fid, act, next(order)) for act in commit.enqueue]
             if commit.events:
                 rows.events = self._event_rows(flow_id, commit.events)
+            if commit.keep_change:
+                rows.change = codec.dumps(change_to_dict(commit))
         except (TypeError, ValueError) as exc:
             raise SQLiteDataError(
                 f"cannot store the outcome of {_describe(commit)} of flow {flow_id} in "
@@ -354,6 +357,15 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         numbered above ``records_after``)."""
         return await self._db.run(
             in_read_tx, queries.load_flow, self._graphs, flow_id.bytes, records_after
+        )
+
+    async def read_changes(
+        self, flow_id: UUID, after: int, *, records_after: int = 0
+    ) -> FlowChanges | None:
+        """What changed since version ``after`` (the `ReadsChanges` ability), read
+        from one snapshot."""
+        return await self._db.run(
+            in_read_tx, queries.read_changes, self._graphs, flow_id.bytes, after, records_after
         )
 
     # -- 0.1.5 contract ----------------------------------------------------------------------

@@ -26,9 +26,10 @@ from quartermaster_engine.events import UserInputRequired
 from quartermaster_engine.runner.compiled import OUT_PICKED, CEdge, CNode, CompiledGraph
 from quartermaster_engine.runner.deadlines import took_deadline_edge
 from quartermaster_engine.runner.errors import FlowStateError
+from quartermaster_engine.runner.join_slot import MISSING
 from quartermaster_engine.runner.map_state import MapRun, after_item, first_items, map_run
 from quartermaster_engine.runner.routing import Router
-from quartermaster_engine.runner.state import MISSING, FlowState
+from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import (
     Activation,
     ActivationKey,

@@ -43,6 +43,7 @@ class Committer:
         "emitter",
         "enqueued",
         "flow_id",
+        "keep_changes",
         "lease",
         "store",
         "store_name",
@@ -72,9 +73,13 @@ class Committer:
         #: The activations its commits queued, once `collect_enqueued` asked for them
         #: (a stepper reports them; a flow driven here would only pile them up).
         self.enqueued: list[Activation] | None = None
+        #: Mark commits ``keep_change`` (a stepper's runs: it reads changes back).
+        self.keep_changes = False
 
     def _stamp(self, commit: Commit) -> None:
         commit.epoch = self.lease.epoch
+        if self.keep_changes:
+            commit.keep_change = True
         if self.emitter.unlogged:
             commit.events = self.emitter.take_unlogged()
 

@@ -184,6 +184,13 @@ def note_pending(state: FlowState, act: Activation) -> None:
         run.pending.add(run.index_of(act.visit))
 
 
+def note_not_pending(state: FlowState, act: Activation) -> None:
+    """An item activation left the stored queue (read from the store's changes)."""
+    run = _run_of(state, act.cnode, act.inputs)
+    if run is not None:
+        run.pending.discard(run.index_of(act.visit))
+
+
 def map_run(state: FlowState, act: Activation) -> MapRun:
     """The map run an item activation belongs to."""
     run = _run_of(state, act.cnode, act.inputs)

@@ -32,7 +32,8 @@ from quartermaster_engine.runner.compiled import (
     CNode,
     CompiledGraph,
 )
-from quartermaster_engine.runner.state import DEAD, MISSING, FlowState, JoinSlot
+from quartermaster_engine.runner.join_slot import DEAD, MISSING, JoinSlot
+from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.records import Activation, Commit, Delivery
 
 

@@ -4,8 +4,9 @@ The state is a cache of what the store holds (for durable stores the store is
 the truth): the ready queue and retry timers, nodes waiting for a person, the
 latest record of each node, flow memory, and the routing state (visit
 counters, open join slots, loop activity) that `routing` reads and updates.
-`restore` builds it from a `FlowSnapshot`; `apply` applies a committed
-`Commit`'s records, memory and new activations.
+`restore` builds it from a `FlowSnapshot`, `catch_up` from what changed since
+(`FlowChanges`); `apply` applies a committed `Commit`'s records, memory and new
+activations.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -23,45 +24,22 @@ from quartermaster_engine.context.node_execution import NodeExecution, NodeStatu
 from quartermaster_engine.messaging.history import rebuild_log
 from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.errors import FlowStateError
-from quartermaster_engine.runner.map_state import MapRun, note_pending, note_record
+from quartermaster_engine.runner.join_slot import DEAD, JoinSlot
+from quartermaster_engine.runner.map_state import (
+    MapRun,
+    note_not_pending,
+    note_pending,
+    note_record,
+)
+from quartermaster_engine.stores.changes import FlowChanges
 from quartermaster_engine.stores.records import (
     Activation,
     ActivationKey,
     Commit,
+    Delivery,
     FlowSnapshot,
     FlowStatus,
 )
-
-#: A join slot position that has not received its edge yet.
-MISSING: Any = object()
-#: A dead delivery carries no source record.
-DEAD = None
-
-
-class JoinSlot:
-    """One open join state of a node with several forward incoming edges."""
-
-    __slots__ = ("count", "fired", "got", "live", "no")
-
-    def __init__(self, no: int, width: int) -> None:
-        self.no = no
-        self.got: list[Any] = [MISSING] * width
-        self.count = 0
-        self.live = 0
-        self.fired = False
-
-    def receive(self, pos: int, source: Any) -> bool:
-        """Count a delivery on incoming edge ``pos``: ``source`` is the delivering
-        record, or `DEAD` for a branch that will not deliver. A repeated delivery of
-        an edge counts once (returns False). The one join-counting rule: routing
-        (`Router`) and restoring from the store (`FlowState.restore`) both use it."""
-        if self.got[pos] is not MISSING:
-            return False
-        self.got[pos] = source
-        self.count += 1
-        if source is not DEAD:
-            self.live += 1
-        return True
 
 
 class FlowState:
@@ -218,7 +196,6 @@ class FlowState:
         """Build the state from what the store holds, or bring it up to date: the
         snapshot's records are added to those read before (a snapshot read with
         ``records_after`` holds only the new ones), everything else is replaced."""
-        cg = self.cg
         self.memory = dict(snapshot.memory)
         self._snapshot = None
         self._reset_frontier()
@@ -229,44 +206,141 @@ class FlowState:
                 usage.reset()  # every record is read again: count them anew
         self._add_records(snapshot.records)
         self.record_count = snapshot.record_count
-        by_key = self.records_by_key
-        pending_keys = set()
         now = self.now()
         for act in snapshot.pending:
-            cnode = cg.by_id.get(act.node_id)
-            if cnode is None:
-                raise FlowStateError(f"flow {self.flow_id} queues node {act.node_id}, not in graph")
-            act.cnode = cnode
-            act.sources = tuple(by_key[k] for k in act.inputs)
-            pending_keys.add(act.key)
-            if act.visit > self.visits[cnode.idx]:
-                self.visits[cnode.idx] = act.visit
-            self.enter_loops(cnode)
-            if cnode.item_of is not None:
-                note_pending(self, act)
-            if act.waiting:
-                self._wait(act)
-            elif act.not_before > now:
-                self.add_timer(act)
-            else:
-                self.ready.append(act)
-        self.failures = [f for key, f in self._failed.items() if key not in pending_keys]
+            self._queue_stored(act, now)
+        self._final_failures({a.key for a in snapshot.pending} if self._failed else set())
         flow = snapshot.flow
         self.stored_error = flow.error if flow.status is FlowStatus.FAILED else None
-        slots: dict[tuple[int, int], JoinSlot] = {}
         for delivery in sorted(snapshot.deliveries, key=lambda d: d.slot):
-            target = cg.by_id[delivery.target]
-            edge = cg.edge_by_id[delivery.edge]
-            slot = slots.get((target.idx, delivery.slot))
-            if slot is None:
-                slot = slots[(target.idx, delivery.slot)] = JoinSlot(delivery.slot, target.n_in_fwd)
-                self.joins.setdefault(target.idx, deque()).append(slot)
-                self.slot_seq[target.idx] = max(self.slot_seq.get(target.idx, 0), delivery.slot)
-            source = DEAD if delivery.source is None else by_key[delivery.source]
-            counted = slot.receive(edge.in_pos, source)
-            if counted and source is not DEAD and not target.await_all:
-                slot.fired = True  # an AwaitFirst join fired on its first live input
-        for header_id, edge_id in snapshot.loop_exits:
+            self._receive_stored(delivery)
+        self._mark_exits(snapshot.loop_exits)
+
+    def catch_up(self, changes: FlowChanges) -> None:
+        """Bring a state that is exactly what the store held at some version up to
+        ``changes.flow.version`` from the records and frontier changes of the
+        commits since (``changes.commits`` must be set): the state `restore` would
+        build from a whole read then, without reading the frontier."""
+        self._add_records(changes.records)
+        self.record_count = changes.record_count
+        # The queue's net change (the last word on each activation): what restore
+        # sees. Joins, loop marks and memory change commit by commit, as stored.
+        queue: dict[ActivationKey, Activation | None] = {}
+        cg = self.cg
+        assert changes.commits is not None
+        for commit in changes.commits:
+            if commit.memory:
+                self.memory.update(commit.memory)
+                self._snapshot = None
+            if commit.done is not None:
+                queue[commit.done] = None
+            for delivery in commit.deliveries:
+                self._receive_stored(delivery)
+            for target_id, no in commit.closed:
+                self._drop_slot(cg.by_id[target_id].idx, no)
+            self._mark_exits(commit.loop_exits)
+            for header_id in commit.loop_resets:
+                loop = cg.loops_by_header.get(header_id)
+                if loop is not None:
+                    self.loop_live[loop.idx].clear()
+            for new in commit.enqueue:
+                queue[new.key] = new
+        now = self.now()
+        for key, act in queue.items():
+            old = self._unqueue(key)
+            if old is not None:
+                for loop in old.cnode.loops:
+                    self.loop_active[loop.idx] -= 1
+                if old.cnode.item_of is not None:
+                    note_not_pending(self, old)
+            if act is not None:
+                self._queue_stored(act, now)
+        pending = {a.key for a in self.ready} if self._failed else set()
+        self._final_failures(pending.union(self.waiting, self.children))
+        flow = changes.flow
+        self.stored_error = flow.error if flow.status is FlowStatus.FAILED else None
+
+    def _queue_stored(self, act: Activation, now: float) -> None:
+        """Queue a pending activation read from the store (restore, catch_up)."""
+        cnode = self.cg.by_id.get(act.node_id)
+        if cnode is None:
+            raise FlowStateError(f"flow {self.flow_id} queues node {act.node_id}, not in graph")
+        by_key = self.records_by_key
+        act.cnode = cnode
+        act.sources = tuple(by_key[k] for k in act.inputs)
+        if act.visit > self.visits[cnode.idx]:
+            self.visits[cnode.idx] = act.visit
+        self.enter_loops(cnode)
+        if cnode.item_of is not None:
+            note_pending(self, act)
+        if act.waiting:
+            self._wait(act)
+        elif act.not_before > now:
+            self.add_timer(act)
+        else:
+            self.ready.append(act)
+
+    def _unqueue(self, key: ActivationKey) -> Activation | None:
+        """Take the pending activation ``key`` out of the queue; None if not queued."""
+        act = self.waiting.pop(key, None) or self.children.pop(key, None)
+        if act is not None:
+            return act
+        node_id, visit = key
+        ready = self.ready
+        for i, queued in enumerate(ready):
+            if queued.visit == visit and queued.node_id == node_id:
+                del ready[i]
+                return queued
+        for i, (_, _, queued) in enumerate(self.timers):
+            if queued.visit == visit and queued.node_id == node_id:
+                del self.timers[i]
+                heapq.heapify(self.timers)
+                return queued
+        return None
+
+    def _final_failures(self, pending: set[ActivationKey]) -> None:
+        """Failed activations not pending again (for a retry) are final failures."""
+        if self._failed:
+            pending.update(a.key for _, _, a in self.timers)
+        self.failures = [f for key, f in self._failed.items() if key not in pending]
+
+    def _receive_stored(self, delivery: Delivery) -> None:
+        """Count a join delivery read from the store (restore, catch_up): its slot
+        is made (in slot order) if it is not open yet."""
+        target = self.cg.by_id[delivery.target]
+        edge = self.cg.edge_by_id[delivery.edge]
+        slots = self.joins.get(target.idx)
+        if slots is None:
+            slots = self.joins[target.idx] = deque()
+        slot = None
+        at = len(slots)
+        for i, open_slot in enumerate(slots):
+            if open_slot.no == delivery.slot:
+                slot = open_slot
+                break
+            if open_slot.no > delivery.slot:
+                at = i
+                break
+        if slot is None:
+            slot = JoinSlot(delivery.slot, target.n_in_fwd)
+            slots.insert(at, slot)
+            self.slot_seq[target.idx] = max(self.slot_seq.get(target.idx, 0), delivery.slot)
+        source = DEAD if delivery.source is None else self.records_by_key[delivery.source]
+        counted = slot.receive(edge.in_pos, source)
+        if counted and source is not DEAD and not target.await_all:
+            slot.fired = True  # an AwaitFirst join fired on its first live input
+
+    def _drop_slot(self, idx: int, no: int) -> None:
+        """A closed join slot (read from the store)."""
+        slots = self.joins.get(idx, deque())
+        for slot in [open_slot for open_slot in slots if open_slot.no == no]:
+            slots.remove(slot)
+        if not slots:
+            self.joins.pop(idx, None)
+
+    def _mark_exits(self, exits: Sequence[tuple[UUID, UUID]]) -> None:
+        cg = self.cg
+        for header_id, edge_id in exits:
             loop = cg.loops_by_header.get(header_id)
             exit_edge = cg.edge_by_id.get(edge_id)
             if loop is not None and exit_edge is not None:  # else: a loop a migration dropped

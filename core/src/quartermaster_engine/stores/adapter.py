@@ -18,7 +18,9 @@ from quartermaster_engine.stores.base import (
     ExecutionStore,
     FindsDueTimers,
     MovesFlows,
+    ReadsChanges,
 )
+from quartermaster_engine.stores.changes import FlowChanges
 from quartermaster_engine.stores.face import StoreFace
 from quartermaster_engine.stores.records import (
     Commit,
@@ -58,6 +60,7 @@ class StoreAdapter(StoreFace):
         "_store",
         "durable",
         "finds_due_timers",
+        "reads_changes",
         "store",
     )
 
@@ -73,6 +76,8 @@ class StoreAdapter(StoreFace):
         self._describes = isinstance(store, DescribesItself)
         #: The store finds flows parked on a timer again (`FindsDueTimers`).
         self.finds_due_timers = isinstance(store, FindsDueTimers)
+        #: The store says what changed since a version (`ReadsChanges`).
+        self.reads_changes = isinstance(store, ReadsChanges)
         # Bound once: the commit is the one store call of every activation.
         self._commit: Callable[[UUID, Commit], Any] | None = (
             None if self._durable is None else self._durable.commit
@@ -147,6 +152,16 @@ class StoreAdapter(StoreFace):
             self._flows.load_flow(flow_id, records_after=records_after)
         )
         return snapshot
+
+    async def read_changes(
+        self, flow_id: UUID, after: int, *, records_after: int = 0
+    ) -> FlowChanges | None:
+        """`ReadsChanges.read_changes`; only when `reads_changes`."""
+        store = cast(ReadsChanges, self._store)
+        changes: FlowChanges | None = await _done(
+            store.read_changes(flow_id, after, records_after=records_after)
+        )
+        return changes
 
     async def list_flows(
         self, *, status: FlowStatus | None = None, limit: int | None = None

@@ -354,6 +354,23 @@ class KeepsSchedules(Protocol):
 
 
 @runtime_checkable
+class ReadsChanges(Protocol):
+    """A store that says what changed of a flow since a version without reading its
+    frontier (`quartermaster_engine.stores.changes`): ``read_changes(flow_id, after,
+    records_after=n)`` returns a `FlowChanges` read at one instant (the flow's
+    record, its records numbered above ``n``, and the frontier change of each
+    commit after version ``after``, or None in place of those when it does not
+    hold them all), or None for an unknown flow. The store keeps the change of
+    every commit whose ``keep_change`` is set, in the commit's own write, at
+    least the latest `KEPT_CHANGES` of a flow, and drops them with the flow's
+    queue when it ends. A `FlowStepper` uses it to bring a cached state up to
+    date when another process committed in between; without it, it reads the
+    frontier whole (`load_flow`)."""
+
+    def read_changes(self, flow_id: UUID, after: int, *, records_after: int = 0) -> Any: ...
+
+
+@runtime_checkable
 class MovesFlows(Protocol):
     """A store that moves a flow to another graph (`Engine.migrate`;
     docs/history.md#migration): ``move_flow(flow_id, move)`` replaces the flow's

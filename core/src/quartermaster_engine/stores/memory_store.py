@@ -6,6 +6,7 @@ import bisect
 import copy
 import threading
 import time
+from collections import deque
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.memory.persistent_memory import InMemoryPersistence
 from quartermaster_engine.schedules.memory import MemorySchedules
 from quartermaster_engine.stores.base import FlowExistsError, FlowNotFoundError
+from quartermaster_engine.stores.changes import KEPT_CHANGES, FlowChanges, changes_after
 from quartermaster_engine.stores.fencing import (
     check_lease_free,
     check_move,
@@ -38,6 +40,7 @@ from quartermaster_engine.types import Message
 
 class _FlowData:
     __slots__ = (
+        "changes",
         "deliveries",
         "events",
         "latest",
@@ -64,6 +67,8 @@ class _FlowData:
         # Histories set explicitly through save_messages / append_message.
         self.messages: dict[int, list[Message]] = {}
         self.events: list[FlowEvent] = []
+        #: (version, commit) of the latest commits that keep their change (`ReadsChanges`).
+        self.changes: deque[tuple[int, Commit]] | None = None
 
 
 class InMemoryStore(MemorySchedules):
@@ -202,6 +207,7 @@ class InMemoryStore(MemorySchedules):
                 data.pending.clear()
                 data.deliveries.clear()
                 data.loop_exits.clear()
+                data.changes = None
 
     def move_flow(self, flow_id: UUID, move: FlowMove) -> None:
         """Replace the flow's graph and log the move's events (see `MovesFlows`)."""
@@ -252,15 +258,19 @@ class InMemoryStore(MemorySchedules):
                 data.deliveries.pop((target.int, slot), None)
             for activation in commit.enqueue:
                 data.pending[(activation.node_id.int, activation.visit)] = activation
+            data.loop_exits.update(commit.loop_exits)
             if commit.loop_resets:
                 resets = set(commit.loop_resets)
                 data.loop_exits = {m for m in data.loop_exits if m[0] not in resets}
-            data.loop_exits.update(commit.loop_exits)
             if commit.events:
                 data.events.extend(commit.events)
                 flow.event_seq = commit.events[-1].seq
             flow.version += 1
             flow.updated_at = time.time()
+            if commit.keep_change:
+                if data.changes is None:
+                    data.changes = deque(maxlen=KEPT_CHANGES)
+                data.changes.append((flow.version, commit))
 
     def acquire_lease(
         self, flow_id: UUID, owner: str, ttl: float, *, take_over: int | None = None
@@ -332,6 +342,24 @@ class InMemoryStore(MemorySchedules):
                 pending=list(data.pending.values()),
                 deliveries=[d for ds in data.deliveries.values() for d in ds.values()],
                 loop_exits=sorted(data.loop_exits, key=str),
+            )
+
+    def read_changes(
+        self, flow_id: UUID, after: int, *, records_after: int = 0
+    ) -> FlowChanges | None:
+        """What changed since version ``after`` (the `ReadsChanges` ability)."""
+        with self._lock:
+            data = self._flows.get(flow_id.int)
+            if data is None or data.record is None:
+                return None
+            flow = data.record
+            if flow.version == after:
+                return FlowChanges(copy.copy(flow), [], len(data.records), [])
+            return FlowChanges(
+                flow=copy.copy(flow),
+                records=data.records[records_after:],
+                record_count=len(data.records),
+                commits=changes_after(data.changes or (), after, flow.version),
             )
 
     def list_flows(

@@ -234,6 +234,10 @@ class Commit:
 
     Stores apply them in this order. The sequences are empty tuples until the
     runner adds to them, so a commit that changes little allocates little.
+
+    ``keep_change``: a store with the `ReadsChanges` ability keeps this commit's
+    change to the frontier (`quartermaster_engine.stores.changes`) in the same
+    write; set by the runs of a `FlowStepper`, which read changes back.
     """
 
     __slots__ = (
@@ -244,6 +248,7 @@ class Commit:
         "enqueue",
         "epoch",
         "events",
+        "keep_change",
         "loop_exits",
         "loop_resets",
         "memory",
@@ -276,6 +281,7 @@ class Commit:
         self.epoch = epoch
         self.events = events
         self.answers = answers
+        self.keep_change = False
 
     def add_delivery(self, delivery: Delivery) -> None:
         if self.deliveries:
