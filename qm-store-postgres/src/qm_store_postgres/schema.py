@@ -415,8 +415,9 @@ def _v2(schema: str) -> str:
 
 # Version 3: concurrency slots per limit key (`HoldsSlots`: a slot is taken by one
 # call of qm_acquire_slot, which serialises the takers of one key with an advisory
-# lock), starts and tokens per window (`LimitsRate`, `LimitsTokens`), waiters
-# (`CountsWaiters`), and
+# lock), starts and tokens per window (`LimitsRate`, `LimitsTokens`), usage per
+# budget key (`KeepsKeyUsage`), counted with each commit by qm_commit_counted,
+# waiters (`CountsWaiters`), and
 # schedules (`KeepsSchedules`: the schedule as JSON text, its next tick in a column
 # of its own for the compare-and-set that claims a tick).
 _V3 = """
@@ -485,6 +486,62 @@ CREATE TABLE {s}.qm_key_usage (
     tokens    bigint NOT NULL,
     cost      double precision NOT NULL
 );
+
+-- A node commit (qm_commit) and, when it is applied, its usage counts in the same
+-- transaction: each budget key's totals (`KeepsKeyUsage`) and each limit key's
+-- tokens in its window (`LimitsTokens`), dropping the counts no window asks for.
+-- Returns what qm_commit returns; a refused commit counts nothing.
+CREATE FUNCTION {s}.qm_commit_counted(
+    p_flow uuid, p_touch double precision, p_epoch bigint,
+    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
+    p_answer_node uuid, p_answer_visit integer,
+    p_rec_node uuid, p_rec_status text, p_record jsonb,
+    p_mem_keys text[], p_mem_values jsonb[],
+    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
+    p_del_source uuid[], p_del_visit integer[],
+    p_closed_target uuid[], p_closed_slot integer[],
+    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
+    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
+    p_ev_seq bigint[], p_ev_body jsonb[],
+    p_use_keys text[], p_use_runs bigint[], p_use_tokens bigint[],
+    p_use_cost double precision[],
+    p_tok_keys text[], p_tok_counts bigint[], p_tok_at double precision[],
+    p_tok_per double precision[]
+) RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_refused text[];
+BEGIN
+    v_refused := {s}.qm_commit(
+        p_flow, p_touch, p_epoch, p_done_node, p_done_visit, p_done_attempt,
+        p_answer_node, p_answer_visit, p_rec_node, p_rec_status, p_record,
+        p_mem_keys, p_mem_values, p_del_target, p_del_slot, p_del_edge,
+        p_del_source, p_del_visit, p_closed_target, p_closed_slot,
+        p_enq_node, p_enq_visit, p_enq_seq, p_enq_body,
+        p_resets, p_exit_header, p_exit_edge, p_ev_seq, p_ev_body
+    );
+    IF v_refused IS NOT NULL THEN
+        RETURN v_refused;
+    END IF;
+    IF p_use_keys IS NOT NULL THEN
+        INSERT INTO {s}.qm_key_usage AS u (key, node_runs, tokens, cost)
+        SELECT k, sum(r), sum(t), sum(c)
+          FROM unnest(p_use_keys, p_use_runs, p_use_tokens, p_use_cost) AS x(k, r, t, c)
+         GROUP BY k
+        ON CONFLICT (key) DO UPDATE SET
+            node_runs = u.node_runs + excluded.node_runs,
+            tokens = u.tokens + excluded.tokens,
+            cost = u.cost + excluded.cost;
+    END IF;
+    IF p_tok_keys IS NOT NULL THEN
+        DELETE FROM {s}.qm_tokens AS o
+         USING unnest(p_tok_keys, p_tok_at, p_tok_per) AS x(k, a, pe)
+         WHERE o.key = x.k AND o.at <= x.a - x.pe;
+        INSERT INTO {s}.qm_tokens (key, at, tokens)
+        SELECT k, a, n FROM unnest(p_tok_keys, p_tok_at, p_tok_counts) AS x(k, a, n);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
 
 CREATE TABLE {s}.qm_waiters (
     key        text NOT NULL,

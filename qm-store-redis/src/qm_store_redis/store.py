@@ -143,6 +143,9 @@ class RedisStore:
         #: Limit keys this process has listed in the waiter index.
         self._indexed_waits: set[str] = set()
         self._indexed_usage: set[str] = set()
+        #: Whether a script may touch keys of several hash tags (not on a Redis
+        #: Cluster node, which refuses that: CROSSSLOT); asked once (`_spans_tags`).
+        self._any_tags: bool | None = None
         self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
@@ -287,9 +290,8 @@ class RedisStore:
     @_redis_errors
     async def add_tokens(self, key: str, tokens: int, now: float, per: float) -> None:
         """Count ``tokens`` used by ``key`` at ``now``."""
-        member = f"{int(tokens)}:{uuid.uuid4().hex[:12]}"
-        args = (repr(now - per), repr(now), member, max(1, math.ceil(per * 1000)))
         keys = (slots.tokens_key(self._keys.prefix, key),)
+        args = slots.token_args(tokens, now, per)
         await self._eval(self._clients.get(), slots.ADD_TOKENS, keys, args)
 
     @_redis_errors
@@ -321,14 +323,17 @@ class RedisStore:
             self._indexed_usage.add(key)
 
     @_redis_errors
-    async def key_usage(self, key: str) -> tuple[int, int, float]:
-        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
-        usage = slots.usage_key(self._keys.prefix, key)
-        raw = await self._clients.get().command("HMGET", usage, "node_runs", "tokens", "cost")
-        runs, tokens, cost = (
-            "0" if v is None else (v.decode() if isinstance(v, bytes) else str(v)) for v in raw
-        )
-        return int(runs), int(tokens), float(cost)
+    async def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
+        """``(node_runs, tokens, cost)`` of each of ``keys`` (zeros for a key not seen):
+        one script reading them all (on Redis Cluster, where two budget keys' hashes
+        may live in two slots, one HMGET per key)."""
+        client = self._clients.get()
+        hashes = [slots.usage_key(self._keys.prefix, key) for key in keys]
+        if len(hashes) == 1 or not await self._spans_tags(client):
+            raw = [await client.command("HMGET", h, "node_runs", "tokens", "cost") for h in hashes]
+        else:
+            raw = await self._eval(client, slots.READ_USAGE, hashes, ())
+        return [slots.usage_of(fields) for fields in raw]
 
     @_redis_errors
     async def key_usages(self) -> dict[str, tuple[int, int, float]]:
@@ -337,7 +342,7 @@ class RedisStore:
         found: dict[str, tuple[int, int, float]] = {}
         for raw in sorted(await self._clients.get().command("SMEMBERS", index)):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
-            found[key] = await self.key_usage(key)
+            found[key] = (await self.keys_usage([key]))[0]
         return found
 
     # -- activations waiting for a limit key (`CountsWaiters`; `qm_store_redis.slots`) ------
@@ -630,6 +635,9 @@ class RedisStore:
         """Apply one activation's outcome: one Lua script, all or nothing."""
         items = _commit_args(commit)
         client = self._clients.get()
+        if commit.key_usage or commit.key_tokens:
+            await self._commit_counted(client, flow_id, commit, items)
+            return
         try:
             if type(client) is LoopClient:
                 args = pack_items(items)
@@ -646,6 +654,44 @@ class RedisStore:
             raise self._error(exc) from exc
         if applied[0] != 1:
             raise self._refusal(flow_id, applied, commit)
+
+    async def _commit_counted(
+        self, client: Client, flow_id: UUID, commit: Commit, items: list[Any]
+    ) -> None:
+        """A commit with usage counts: in its script (COMMIT_COUNTED). On Redis Cluster,
+        where the counts' keys live in other slots than the flow's, the counts follow
+        the accepted commit (one script per count; a crash between loses them)."""
+        usage, tokens = commit.key_usage, commit.key_tokens
+        try:
+            in_script = await self._spans_tags(client)
+            if not in_script:
+                flow_keys = self._keys.commit_tuple(flow_id)
+                applied = await self._eval(client, scripts.COMMIT, flow_keys, items)
+            else:
+                keys, args = slots.commit_counts(self._keys.prefix, usage, tokens)
+                flow_keys = (*self._keys.commit_tuple(flow_id), *keys)
+                applied = await self._eval(client, scripts.COMMIT_COUNTED, flow_keys, items + args)
+        except _REDIS_ERRORS as exc:
+            raise self._error(exc) from exc
+        if applied[0] != 1:
+            raise self._refusal(flow_id, applied, commit)
+        if not in_script:
+            for u in usage:
+                await self.add_key_usage(u.key, u.node_runs, u.tokens, u.cost)
+            for t in tokens:
+                await self.add_tokens(t.key, t.tokens, t.at, t.per)
+
+    async def _spans_tags(self, client: Client) -> bool:
+        """Whether one script may touch keys of several hash tags: not on Redis Cluster
+        (``cluster = true``, or a server in cluster mode; asked once per store)."""
+        if self._any_tags is None:
+            if self.cluster:
+                self._any_tags = False
+            else:
+                info = await client.command("INFO", "cluster")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                self._any_tags = "cluster_enabled:1" not in text
+        return self._any_tags
 
     def _refusal(
         self,

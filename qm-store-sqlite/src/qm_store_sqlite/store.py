@@ -32,6 +32,8 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
+    TokenCount,
+    UsageCount,
 )
 from quartermaster_engine.types import Message
 
@@ -153,9 +155,9 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """Add to ``key``'s usage across flows (`KeepsKeyUsage`)."""
         await self._db.write(slots.add_key_usage, key, node_runs, tokens, cost)
 
-    async def key_usage(self, key: str) -> tuple[int, int, float]:
-        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
-        return await self._db.run(slots.key_usage, key)
+    async def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
+        """``(node_runs, tokens, cost)`` of each of ``keys``: one query."""
+        return await self._db.run(slots.keys_usage, list(keys))
 
     async def key_usages(self) -> dict[str, tuple[int, int, float]]:
         """The usage of every budget key with some."""
@@ -296,7 +298,10 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """Apply one activation's outcome in one write transaction."""
         rows = self._commit_rows(flow_id, commit)
         try:
-            await self._db.write(queries.apply_commit, rows)
+            if commit.key_usage or commit.key_tokens:  # counted in the same transaction
+                await self._db.write(_apply_counted, rows, commit.key_usage, commit.key_tokens)
+            else:
+                await self._db.write(queries.apply_commit, rows)
         except (UnicodeEncodeError, OverflowError) as exc:
             # Raised by sqlite3 while binding a value, inside the transaction it rolled back.
             raise SQLiteDataError(
@@ -407,6 +412,14 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """Append one message to the node's history."""
         body = codec.encode_messages([message])
         await self._db.write(queries.append_message, flow_id.bytes, node_id.bytes, body)
+
+
+def _apply_counted(
+    db: Any, rows: queries.CommitRows, usage: Sequence[UsageCount], tokens: Sequence[TokenCount]
+) -> None:
+    """A commit and its usage counts (`KeepsKeyUsage`, `LimitsTokens`): all or nothing."""
+    queries.apply_commit(db, rows)
+    slots.add_counts(db, usage, tokens)
 
 
 def _describe(commit: Commit) -> str:
