@@ -17,13 +17,13 @@ engines without key budgets nothing (`ExecutorCaller.key_budgets` is None).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from quartermaster_engine.budgets import BudgetsConfig, Exceeded, KeyBudget, Usage
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.nodes import NodeExecutor
-from quartermaster_engine.runner.compiled import CNode
+from quartermaster_engine.runner.compiled import CNode, CompiledGraph
 from quartermaster_engine.runner.key_limits import declared_keys
 from quartermaster_engine.stores.adapter import _done
 from quartermaster_engine.stores.base import KeepsKeyUsage
@@ -105,6 +105,41 @@ class KeyBudgets:
         if not used.node_runs:
             return []
         return [UsageCount(key, used.node_runs, used.tokens, used.cost) for key, _ in keys]
+
+    async def graph_usage(
+        self,
+        compiled: CompiledGraph,
+        executor_for: Callable[[str], tuple[NodeExecutor, bool] | None],
+    ) -> dict[str, dict[str, Any]]:
+        """Each budgeted key of ``compiled``'s nodes (their executors found by type
+        with ``executor_for``), in node order, with its totals
+        across flows (one store read) and its budget: ``{key: {"node_runs", "tokens",
+        "cost", "currency", "table", "max_node_runs", "max_tokens", "max_cost",
+        "on_exceeded"}}``; empty when no node has a budgeted key."""
+        found: dict[str, KeyBudget] = {}
+        for cnode in compiled.nodes:
+            found_executor = executor_for(cnode.type_name)
+            executor = None if found_executor is None else found_executor[0]
+            for key, budget in self.keys_of(cnode, executor, compiled.spec):
+                found.setdefault(key, budget)
+        if not found:
+            return {}
+        totals = await _done(self.usage.keys_usage(list(found)))
+        config = self.config
+        return {
+            key: {
+                "node_runs": int(runs),
+                "tokens": int(tokens),
+                "cost": round(float(cost), 9),
+                "currency": config.currency,
+                "table": config.table_of(key),
+                "max_node_runs": budget.max_node_runs,
+                "max_tokens": budget.max_tokens,
+                "max_cost": budget.max_cost,
+                "on_exceeded": budget.on_exceeded,
+            }
+            for (key, budget), (runs, tokens, cost) in zip(found.items(), totals, strict=True)
+        }
 
     async def totals(self) -> dict[str, tuple[int, int, float]]:
         """``{key: (node_runs, tokens, cost)}`` of every key with usage."""
