@@ -180,6 +180,17 @@ def llm_chain() -> object:
     )
 
 
+#: The flow span's usage for two calls of 11 + 7 tokens at 2.5 and 10 EUR per million.
+FLOW_USAGE = {
+    "qm.flow.usage.node_runs": 4,
+    "gen_ai.usage.input_tokens": 22,
+    "gen_ai.usage.output_tokens": 14,
+    "qm.flow.usage.tokens": 36,
+    "qm.flow.usage.cost": pytest.approx((22 * 2.5 + 14 * 10.0) / 1_000_000),
+    "qm.flow.usage.currency": "EUR",
+}
+
+
 @pytest.mark.parametrize("budgets", [True, False], ids=["budgets", "no-budgets"])
 def test_a_finished_flow_span_carries_its_usage(
     receiver: OtlpReceiver, openai_server: FakeOpenAI, budgets: bool
@@ -205,14 +216,7 @@ def test_a_finished_flow_span_carries_its_usage(
     if not budgets:
         assert usage == {}
         return
-    assert usage == {
-        "qm.flow.usage.node_runs": 4,
-        "gen_ai.usage.input_tokens": 22,
-        "gen_ai.usage.output_tokens": 14,
-        "qm.flow.usage.tokens": 36,
-        "qm.flow.usage.cost": pytest.approx((22 * 2.5 + 14 * 10.0) / 1_000_000),
-        "qm.flow.usage.currency": "EUR",
-    }
+    assert usage == FLOW_USAGE
 
 
 def test_a_finished_flow_span_carries_its_keys_usage(
@@ -242,12 +246,7 @@ def test_a_finished_flow_span_carries_its_keys_usage(
     last = values(max(spans, key=lambda s: s.end_time_unix_nano).attributes)
     key = "qm.key.llm:openai:gpt-4o-mini.usage."
     assert {k: v for k, v in last.items() if "usage" in k} == {
-        "qm.flow.usage.node_runs": 4,
-        "gen_ai.usage.input_tokens": 22,
-        "gen_ai.usage.output_tokens": 14,
-        "qm.flow.usage.tokens": 36,
-        "qm.flow.usage.cost": pytest.approx((22 * 2.5 + 14 * 10.0) / 1_000_000),
-        "qm.flow.usage.currency": "EUR",
+        **FLOW_USAGE,
         key + "node_runs": 4,
         key + "tokens": 72,
         key + "cost": pytest.approx(2 * (22 * 2.5 + 14 * 10.0) / 1_000_000),

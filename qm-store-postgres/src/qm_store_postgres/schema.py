@@ -100,6 +100,21 @@ _APPLY = """
     END IF;
 """
 
+# The parameters of version 2's qm_commit, which qm_commit_counted (version 3) takes too.
+_COMMIT_PARAMS = """
+    p_flow uuid, p_touch double precision, p_epoch bigint,
+    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
+    p_answer_node uuid, p_answer_visit integer,
+    p_rec_node uuid, p_rec_status text, p_record jsonb,
+    p_mem_keys text[], p_mem_values jsonb[],
+    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
+    p_del_source uuid[], p_del_visit integer[],
+    p_closed_target uuid[], p_closed_slot integer[],
+    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
+    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
+    p_ev_seq bigint[], p_ev_body jsonb[]
+""".strip("\n")
+
 _V1 = """
 CREATE TABLE {s}.qm_graphs (
     hash text PRIMARY KEY,
@@ -290,17 +305,7 @@ $fn$;
 -- when the answered activation is not waiting. Every check comes before the
 -- first write, so a refusal writes nothing.
 CREATE FUNCTION {s}.qm_commit(
-    p_flow uuid, p_touch double precision, p_epoch bigint,
-    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
-    p_answer_node uuid, p_answer_visit integer,
-    p_rec_node uuid, p_rec_status text, p_record jsonb,
-    p_mem_keys text[], p_mem_values jsonb[],
-    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
-    p_del_source uuid[], p_del_visit integer[],
-    p_closed_target uuid[], p_closed_slot integer[],
-    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
-    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
-    p_ev_seq bigint[], p_ev_body jsonb[]
+{commit_params}
 ) RETURNS text[] LANGUAGE plpgsql AS $fn$
 DECLARE
     v_refused text[];
@@ -410,7 +415,8 @@ def _v1(schema: str) -> str:
 
 
 def _v2(schema: str) -> str:
-    return _V2.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
+    sql = _V2.replace("{apply}", _APPLY.strip("\n") + "\n")
+    return sql.replace("{commit_params}", _COMMIT_PARAMS).replace("{s}", schema)
 
 
 # Version 3: concurrency slots per limit key (`HoldsSlots`: a slot is taken by one
@@ -492,17 +498,7 @@ CREATE TABLE {s}.qm_key_usage (
 -- tokens in its window (`LimitsTokens`), dropping the counts no window asks for.
 -- Returns what qm_commit returns; a refused commit counts nothing.
 CREATE FUNCTION {s}.qm_commit_counted(
-    p_flow uuid, p_touch double precision, p_epoch bigint,
-    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
-    p_answer_node uuid, p_answer_visit integer,
-    p_rec_node uuid, p_rec_status text, p_record jsonb,
-    p_mem_keys text[], p_mem_values jsonb[],
-    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
-    p_del_source uuid[], p_del_visit integer[],
-    p_closed_target uuid[], p_closed_slot integer[],
-    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
-    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
-    p_ev_seq bigint[], p_ev_body jsonb[],
+{commit_params},
     p_use_keys text[], p_use_runs bigint[], p_use_tokens bigint[],
     p_use_cost double precision[],
     p_tok_keys text[], p_tok_counts bigint[], p_tok_at double precision[],
@@ -559,7 +555,7 @@ CREATE TABLE {s}.qm_schedules (
 
 
 def _v3(schema: str) -> str:
-    return _V3.replace("{s}", schema)
+    return _V3.replace("{commit_params}", _COMMIT_PARAMS).replace("{s}", schema)
 
 
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.

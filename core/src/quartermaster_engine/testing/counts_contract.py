@@ -51,16 +51,17 @@ class CountsContract:
         key, two, tok = (f"tenant:{uuid4().hex}", f"llm:x:{uuid4().hex}", f"llm:t:{uuid4().hex}")
         now = 5_000_000.0
 
-        def counted(node_runs: int, n: int, at: float) -> dict[str, Any]:
+        def commit(act: Activation, rec: NodeExecution, epoch: int, n: int, at: float) -> None:
+            """Commit ``rec`` for ``act`` with one run and ``n`` tokens for the keys."""
             counts: dict[str, Any] = {}
             if usage:
                 counts["key_usage"] = [
-                    UsageCount(key, node_runs, n, n * 0.00001),
-                    UsageCount(two, node_runs, n, 0.0),
+                    UsageCount(key, 1, n, n * 0.00001),
+                    UsageCount(two, 1, n, 0.0),
                 ]
             if tokens:
                 counts["key_tokens"] = [TokenCount(tok, n, at, 10.0)]
-            return counts
+            call(store, "commit", fid, Commit(done=act.key, record=rec, epoch=epoch, **counts))
 
         def seen() -> tuple[Any, ...]:
             found = [] if not usage else call(other, "keys_usage", [key, two])
@@ -77,12 +78,7 @@ class CountsContract:
             first = Activation(name_id("n0"), 1)
             call(store, "commit", fid, Commit(enqueue=[start, first], epoch=1))
             rec = NodeExecution(name_id("Start"), NodeStatus.FINISHED, visit=1, attempt=1)
-            call(
-                store,
-                "commit",
-                fid,
-                Commit(done=start.key, record=rec, epoch=1, **counted(1, 120, now)),
-            )
+            commit(start, rec, 1, 120, now)
             after = seen()
             assert after == (
                 [(1, 120, 0.0012), (1, 120, 0.0)] if usage else [],
@@ -90,38 +86,18 @@ class CountsContract:
             )
             # A duplicate delivery's commit, and a superseded attempt's, count nothing.
             with pytest.raises(DuplicateCommitError):
-                call(
-                    store,
-                    "commit",
-                    fid,
-                    Commit(done=start.key, record=rec, epoch=1, **counted(1, 120, now + 1)),
-                )
+                commit(start, rec, 1, 120, now + 1)
             late = NodeExecution(name_id("n0"), NodeStatus.FAILED, visit=1, attempt=2)
             with pytest.raises(DuplicateCommitError):
-                call(
-                    store,
-                    "commit",
-                    fid,
-                    Commit(done=first.key, record=late, epoch=1, **counted(1, 7, now + 1)),
-                )
+                commit(first, late, 1, 7, now + 1)
             assert seen() == after
             # A commit under a stale lease epoch counts nothing either.
             call(store, "acquire_lease", fid, "host:2:b", 30.0, take_over=1)
             ran = NodeExecution(name_id("n0"), NodeStatus.FINISHED, visit=1, attempt=1)
             with pytest.raises(StaleLeaseError):
-                call(
-                    store,
-                    "commit",
-                    fid,
-                    Commit(done=first.key, record=ran, epoch=1, **counted(1, 30, now + 2)),
-                )
+                commit(first, ran, 1, 30, now + 2)
             assert seen() == after
-            call(
-                store,
-                "commit",
-                fid,
-                Commit(done=first.key, record=ran, epoch=2, **counted(1, 30, now + 2)),
-            )
+            commit(first, ran, 2, 30, now + 2)
             assert seen() == (
                 [(2, 150, 0.0015), (2, 150, 0.0)] if usage else [],
                 [(now, 120), (now + 2, 30)] if tokens else [],
