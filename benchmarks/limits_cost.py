@@ -2,8 +2,8 @@
 
 Durable chains of N no-op nodes on SQLite (W3's store) and Redis (W5's store, a
 private redis-server), each variant the median of ``--runs`` flows after one
-untimed flow, in microseconds per node (and on Redis, the commands the server
-ran per node: store round trips, whatever the machine's load):
+untimed flow, in microseconds per node (and on Redis, the scripts the server
+ran per node: store round trips that write, whatever the machine's load):
 
 - ``plain``: no ``[budgets]``, no ``[limits."<key>"]`` tables;
 - ``limits, no key``: a key table configured, the nodes declare no key;
@@ -98,11 +98,14 @@ async def _measure(store: Any, size: int, runs: int, variant: dict[str, Any]) ->
     return statistics.median(walls) / (size + 2) * 1e6
 
 
-def _commands(url: str) -> int:
-    """Commands the Redis server has run so far (``INFO stats``)."""
+def _scripts(url: str) -> int:
+    """Scripts the Redis server has run so far (EVALSHA and EVAL calls, ``INFO
+    commandstats``): each is one round trip of the store, and the commands run
+    inside them do not count."""
     client = redis.Redis.from_url(url)
     try:
-        return int(client.info("stats")["total_commands_processed"])
+        stats = client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
     finally:
         client.close()
 
@@ -123,17 +126,17 @@ def main() -> None:
             asyncio.run(sqlite.close())
             rows.append({"store": "sqlite (W3)", "variant": name, "us_per_node": round(us, 1)})
             on_redis = RedisStore(url, key_prefix=uuid.uuid4().hex[:8])
-            before = _commands(url)
+            before = _scripts(url)
             us = asyncio.run(_measure(on_redis, args.size, args.runs, variant))
-            # Round trips, not time: commands the server ran per node (every flow's).
-            commands = (_commands(url) - before) / ((args.runs + 1) * (args.size + 2))
+            # Round trips, not time: scripts the server ran per node (every flow's).
+            scripts = (_scripts(url) - before) / ((args.runs + 1) * (args.size + 2))
             asyncio.run(on_redis.close())
             rows.append(
                 {
                     "store": "redis (W5)",
                     "variant": name,
                     "us_per_node": round(us, 1),
-                    "commands_per_node": round(commands, 2),
+                    "scripts_per_node": round(scripts, 2),
                 }
             )
     for row in rows:

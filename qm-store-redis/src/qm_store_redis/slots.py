@@ -109,19 +109,6 @@ def token_args(tokens: int, now: float, per: float) -> tuple[str, str, str, int]
     return (repr(now - per), repr(now), member, max(1, math.ceil(per * 1000)))
 
 
-#: KEYS: usage hashes. Returns each one's {node_runs, tokens, cost} (nil when unset).
-READ_USAGE = Script(
-    "usage_read",
-    r"""
-local found = {}
-for j, key in ipairs(KEYS) do
-  found[j] = redis.call('HMGET', key, 'node_runs', 'tokens', 'cost')
-end
-return found
-""",
-)
-
-
 def usage_of(fields: list[Any]) -> tuple[int, int, float]:
     """A usage hash's HMGET reply as ``(node_runs, tokens, cost)`` (zeros when unset)."""
     runs, tokens, cost = (

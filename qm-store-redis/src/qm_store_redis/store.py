@@ -325,14 +325,13 @@ class RedisStore:
     @_redis_errors
     async def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
         """``(node_runs, tokens, cost)`` of each of ``keys`` (zeros for a key not seen):
-        one script reading them all (on Redis Cluster, where two budget keys' hashes
-        may live in two slots, one HMGET per key)."""
-        client = self._clients.get()
+        one round trip (a pipeline of HMGETs; on Redis Cluster, one per node)."""
         hashes = [slots.usage_key(self._keys.prefix, key) for key in keys]
-        if len(hashes) == 1 or not await self._spans_tags(client):
-            raw = [await client.command("HMGET", h, "node_runs", "tokens", "cost") for h in hashes]
+        client = self._clients.get()
+        if len(hashes) == 1:
+            raw = [await client.command("HMGET", hashes[0], "node_runs", "tokens", "cost")]
         else:
-            raw = await self._eval(client, slots.READ_USAGE, hashes, ())
+            raw = await client.batch([("HMGET", h, "node_runs", "tokens", "cost") for h in hashes])
         return [slots.usage_of(fields) for fields in raw]
 
     @_redis_errors
@@ -632,53 +631,45 @@ class RedisStore:
         return await schedules.claim(client, key, name, tick, next_tick, self._eval)
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
-        """Apply one activation's outcome: one Lua script, all or nothing."""
+        """Apply one activation's outcome: one Lua script, all or nothing, with its
+        usage counts (COMMIT_COUNTED). On Redis Cluster, where the counts' keys live
+        in other slots than the flow's, the counts follow the accepted commit (one
+        script per count; a crash between loses them: docs/limits.md)."""
         items = _commit_args(commit)
         client = self._clients.get()
-        if commit.key_usage or commit.key_tokens:
-            await self._commit_counted(client, flow_id, commit, items)
-            return
+        counted = bool(commit.key_usage or commit.key_tokens)
+        after = counted and not await self._spans_tags(client)
+        extra: Sequence[str] = ()
+        script, sha_header, eval_header = scripts.COMMIT, _EVALSHA_COMMIT, _EVAL_COMMIT
+        if counted and not after:
+            prefix = self._keys.prefix
+            extra, counts = slots.commit_counts(prefix, commit.key_usage, commit.key_tokens)
+            items += counts
+            script = scripts.COMMIT_COUNTED
+            sha_header = pack_items(("EVALSHA", script.sha, COMMIT_KEYS + len(extra)))
+            eval_header = pack_items(("EVAL", script.source, COMMIT_KEYS + len(extra)))
         try:
             if type(client) is LoopClient:
                 args = pack_items(items)
-                count = 3 + COMMIT_KEYS + len(items)
+                count = 3 + COMMIT_KEYS + len(extra) + len(items)
                 keys = self._keys.commit_keys(flow_id)
+                if extra:
+                    keys += pack_items(extra)
                 try:
-                    applied = await client.send(pack_command(count, _EVALSHA_COMMIT, keys, args))
+                    applied = await client.send(pack_command(count, sha_header, keys, args))
                 except NoScriptError:
-                    applied = await client.send(pack_command(count, _EVAL_COMMIT, keys, args))
+                    applied = await client.send(pack_command(count, eval_header, keys, args))
             else:
-                flow_keys = self._keys.commit_tuple(flow_id)
-                applied = await self._eval(client, scripts.COMMIT, flow_keys, items)
+                flow_keys = (*self._keys.commit_tuple(flow_id), *extra)
+                applied = await self._eval(client, script, flow_keys, items)
         except _REDIS_ERRORS as exc:
             raise self._error(exc) from exc
         if applied[0] != 1:
             raise self._refusal(flow_id, applied, commit)
-
-    async def _commit_counted(
-        self, client: Client, flow_id: UUID, commit: Commit, items: list[Any]
-    ) -> None:
-        """A commit with usage counts: in its script (COMMIT_COUNTED). On Redis Cluster,
-        where the counts' keys live in other slots than the flow's, the counts follow
-        the accepted commit (one script per count; a crash between loses them)."""
-        usage, tokens = commit.key_usage, commit.key_tokens
-        try:
-            in_script = await self._spans_tags(client)
-            if not in_script:
-                flow_keys = self._keys.commit_tuple(flow_id)
-                applied = await self._eval(client, scripts.COMMIT, flow_keys, items)
-            else:
-                keys, args = slots.commit_counts(self._keys.prefix, usage, tokens)
-                flow_keys = (*self._keys.commit_tuple(flow_id), *keys)
-                applied = await self._eval(client, scripts.COMMIT_COUNTED, flow_keys, items + args)
-        except _REDIS_ERRORS as exc:
-            raise self._error(exc) from exc
-        if applied[0] != 1:
-            raise self._refusal(flow_id, applied, commit)
-        if not in_script:
-            for u in usage:
+        if after:
+            for u in commit.key_usage:
                 await self.add_key_usage(u.key, u.node_runs, u.tokens, u.cost)
-            for t in tokens:
+            for t in commit.key_tokens:
                 await self.add_tokens(t.key, t.tokens, t.at, t.per)
 
     async def _spans_tags(self, client: Client) -> bool:
