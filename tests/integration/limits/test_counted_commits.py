@@ -1,25 +1,30 @@
 """Usage is counted by the fenced commit itself (docs/limits.md): a process SIGKILLed
 as its store accepts a commit leaves that record counted, in the key's budget totals
 and in its token window, on SQLite, Redis and PostgreSQL; recovering the flow counts
-each remaining node once."""
+each remaining node once. Nodes with two budgeted keys count for both, which the
+budget check reads at once (memory, SQLite, Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from budget_support import TENANT
+from budget_support import TENANT, engine
 
 from quartermaster_engine import assembly
 from quartermaster_engine.config import EngineConfig
+from quartermaster_engine.stores.records import FlowStatus
 from quartermaster_engine.testing.calls import call, close_store
+from quartermaster_engine.testing.graphs import build_graph, name_id
 
 WORKER = Path(__file__).with_name("counted_crash_worker.py")
 
@@ -63,3 +68,33 @@ def test_a_record_accepted_before_a_sigkill_is_counted_once(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["completed", "c ok"]
     assert _seen(shared_store, flow_id) == (5, (3, 360, 0.0012), [120, 120, 120])
+
+
+async def _two_keys_one_read(new_store: Callable[[], Any]) -> None:
+    """Nodes with two budgeted keys: both count each run, and the check reads both
+    at once; the second key's budget stops the flow, named."""
+    region = "region:eu"
+    keyed = {"type": "llm", "metadata": {"limit_keys": [TENANT, region]}}
+    graph = build_graph(
+        {"Start": "Start1", "a": keyed, "b": keyed, "c": keyed, "End": "End1"},
+        [("Start", "a"), ("a", "b"), ("b", "c"), ("c", "End")],
+    )
+    budgets = {TENANT: {"max_tokens": 10_000}, region: {"max_node_runs": 2}}
+    async with engine(new_store(), **budgets) as eng:
+        result = await eng.run(graph, "go")
+        totals = await eng.key_budgets.totals()
+    assert result.status is FlowStatus.FAILED
+    assert result.error == (
+        f"BudgetExceededError: budget max_node_runs of key {region} is used up: "
+        f"limit 2, usage 2 (flow {result.flow_id}, before node 'c' ({name_id('c')}))"
+    )
+    assert {k: (r, t, round(c, 9)) for k, (r, t, c) in totals.items() if k in budgets} == {
+        TENANT: (2, 240, 0.0008),
+        region: (2, 240, 0.0008),
+    }
+
+
+def test_two_budgeted_keys_count_each_run_and_are_read_together(
+    new_store: Callable[[], Any],
+) -> None:
+    asyncio.run(_two_keys_one_read(new_store))
