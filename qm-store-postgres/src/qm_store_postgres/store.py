@@ -400,7 +400,8 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome after its fencing checks (see
-        `DurableStore.commit`): one statement, one transaction."""
+        `DurableStore.commit`): one statement, one transaction, with its usage
+        counts (`Commit.key_usage`, `Commit.key_tokens`: ``qm_commit_counted``)."""
         touch = None
         now = time.time()
         touched = self._touched

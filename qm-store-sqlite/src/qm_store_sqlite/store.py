@@ -295,7 +295,8 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
     # -- commits ----------------------------------------------------------------------------
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
-        """Apply one activation's outcome in one write transaction."""
+        """Apply one activation's outcome in one write transaction, with its usage
+        counts (`Commit.key_usage`, `Commit.key_tokens`)."""
         rows = self._commit_rows(flow_id, commit)
         try:
             if commit.key_usage or commit.key_tokens:  # counted in the same transaction

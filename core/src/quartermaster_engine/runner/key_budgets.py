@@ -9,8 +9,8 @@ nothing), in the store when it `KeepsKeyUsage` (SQLite, Redis, PostgreSQL: every
 process sharing it; the store's fenced commit adds it), else in this process
 (`LocalKeyUsage`).
 
-Before such an activation starts, `budget_gate` asks `reached`: one store read
-for all its budgeted keys. Nodes without a budgeted key cost one dictionary lookup, and
+Before such an activation starts, `budget_gate` asks `reached`: one store read for
+all its budgeted keys. Nodes without a budgeted key cost one dictionary lookup, and
 engines without key budgets nothing (`ExecutorCaller.key_budgets` is None).
 """
 
@@ -112,9 +112,9 @@ class KeyBudgets:
         executor_for: Callable[[str], tuple[NodeExecutor, bool] | None],
     ) -> dict[str, dict[str, Any]]:
         """Each budgeted key of ``compiled``'s nodes (their executors found by type
-        with ``executor_for``), in node order, with its totals
-        across flows (one store read) and its budget: ``{key: {"node_runs", "tokens",
-        "cost", "currency", "table", "max_node_runs", "max_tokens", "max_cost",
+        with ``executor_for``), in node order, with its totals across flows (one
+        store read) and its budget: ``{key: {"node_runs", "tokens", "cost",
+        "currency", "table", "max_node_runs", "max_tokens", "max_cost",
         "on_exceeded"}}``; empty when no node has a budgeted key."""
         found: dict[str, KeyBudget] = {}
         for cnode in compiled.nodes:
