@@ -2,7 +2,8 @@
 
 Durable chains of N no-op nodes on SQLite (W3's store) and Redis (W5's store, a
 private redis-server), each variant the median of ``--runs`` flows after one
-untimed flow, in microseconds per node:
+untimed flow, in microseconds per node (and on Redis, the scripts the server
+ran per node: store round trips that write, whatever the machine's load):
 
 - ``plain``: no ``[budgets]``, no ``[limits."<key>"]`` tables;
 - ``limits, no key``: a key table configured, the nodes declare no key;
@@ -18,7 +19,8 @@ untimed flow, in microseconds per node:
 - ``key budget, no key``: a ``[budgets.bench]`` table, the nodes declare no key;
 - ``key budget``: every node declares ``bench`` with ``[budgets.bench]
   max_node_runs`` (never reached): the key's usage is read before each node
-  starts and added to after its commit (two store round trips).
+  starts (one store round trip) and added to by its commit (no round trip of
+  its own).
 
     .venv/bin/python benchmarks/limits_cost.py [--size 2000] [--runs 5]
 """
@@ -38,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import redis
 from qmbench.redis_server import redis_server
 
 from qm_store_redis import RedisStore
@@ -95,6 +98,18 @@ async def _measure(store: Any, size: int, runs: int, variant: dict[str, Any]) ->
     return statistics.median(walls) / (size + 2) * 1e6
 
 
+def _scripts(url: str) -> int:
+    """Scripts the Redis server has run so far (EVALSHA and EVAL calls, ``INFO
+    commandstats``): each is one round trip of the store, and the commands run
+    inside them do not count."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+    finally:
+        client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2000)
@@ -110,10 +125,20 @@ def main() -> None:
             us = asyncio.run(_measure(sqlite, args.size, args.runs, variant))
             asyncio.run(sqlite.close())
             rows.append({"store": "sqlite (W3)", "variant": name, "us_per_node": round(us, 1)})
-            redis = RedisStore(url, key_prefix=uuid.uuid4().hex[:8])
-            us = asyncio.run(_measure(redis, args.size, args.runs, variant))
-            asyncio.run(redis.close())
-            rows.append({"store": "redis (W5)", "variant": name, "us_per_node": round(us, 1)})
+            on_redis = RedisStore(url, key_prefix=uuid.uuid4().hex[:8])
+            before = _scripts(url)
+            us = asyncio.run(_measure(on_redis, args.size, args.runs, variant))
+            # Round trips, not time: scripts the server ran per node (every flow's).
+            scripts = (_scripts(url) - before) / ((args.runs + 1) * (args.size + 2))
+            asyncio.run(on_redis.close())
+            rows.append(
+                {
+                    "store": "redis (W5)",
+                    "variant": name,
+                    "us_per_node": round(us, 1),
+                    "scripts_per_node": round(scripts, 2),
+                }
+            )
     for row in rows:
         print(json.dumps(row))
 

@@ -21,7 +21,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from qm_server import ServerSettings
 from qm_store_sqlite import SQLiteStore
 from quartermaster_engine import Engine, FlowStatus, NodeResult, SimpleNodeRegistry
+from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.testing import call, chain_graph
+from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_graph.files import load_graph
 
 ASK_YAML = """\
@@ -192,5 +194,60 @@ def test_the_page_shows_a_flows_usage_and_the_schedule_that_started_it(
         assert browser.find_element(By.ID, "flow-usage").text == (
             "Usage: 2 node runs, 0 tokens (0 in, 0 out), cost 0 EUR"
         )
+    finally:
+        server.stop()
+
+
+def test_the_api_and_page_show_a_flows_keys_usage_across_flows(
+    tmp_path: Path, browser: WebDriver
+) -> None:
+    """Two flows of 2 nodes declaring ``tenant:acme`` (1250 tokens a run): the flow
+    JSON's ``key_usage`` and the page give the key's totals of both flows, with the
+    budget of the table it falls under, beside the flow's own usage."""
+    db = tmp_path / "flows.db"
+    tenant = {"type": "echo", "metadata": {"limit_keys": ["tenant:acme"]}}
+    graph = build_graph(
+        {"Start": "Start1", "a": tenant, "b": tenant, "End": "End1"},
+        [("Start", "a"), ("a", "b"), ("b", "End")],
+    )
+    budgets = {**BUDGETS, "tenant:*": {"max_tokens": 20_000, "on_exceeded": "pause"}}
+
+    async def prepare() -> str:
+        registry = SimpleNodeRegistry({"echo": spend})
+        config = BudgetsConfig.model_validate(budgets)
+        async with Engine(store=SQLiteStore(db), registry=registry, budgets=config) as engine:
+            await engine.run(graph, "one")
+            return str((await engine.run(graph, "two")).flow_id)
+
+    flow_id = asyncio.run(prepare())
+    config = {**sqlite_config(tmp_path), "budgets": budgets}
+    server = LiveServer(ServerSettings(graphs_dir=graphs_folder(tmp_path / "g"), config=config))
+    server.start()
+    wait = WebDriverWait(browser, 30)
+    try:
+        with server.client() as client:
+            view = client.get(f"/api/flows/{flow_id}").json()
+        assert view["key_usage"] == {
+            "tenant:acme": {
+                "node_runs": 4,
+                "tokens": 5000,
+                "cost": 0.008,
+                "currency": "EUR",
+                "table": "tenant:*",
+                "max_node_runs": None,
+                "max_tokens": 20_000,
+                "max_cost": None,
+                "on_exceeded": "pause",
+            }
+        }
+        browser.get(f"{server.url}/#/flows/{flow_id}")
+        wait.until(lambda d: _texts(d, "#flow-key-usage li") != [])
+        assert browser.find_element(By.ID, "flow-usage").text == (
+            "Usage: 4 node runs, 2500 tokens (2000 in, 500 out), cost 0.004 EUR"
+        )
+        assert _texts(browser, "#flow-key-usage li") == [
+            "Key tenant:acme (all flows): 4 node runs, 5000 tokens, cost 0.008 EUR; "
+            "budget 20000 tokens (pause)"
+        ]
     finally:
         server.stop()

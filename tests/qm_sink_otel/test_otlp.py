@@ -180,6 +180,17 @@ def llm_chain() -> object:
     )
 
 
+#: The flow span's usage for two calls of 11 + 7 tokens at 2.5 and 10 EUR per million.
+FLOW_USAGE = {
+    "qm.flow.usage.node_runs": 4,
+    "gen_ai.usage.input_tokens": 22,
+    "gen_ai.usage.output_tokens": 14,
+    "qm.flow.usage.tokens": 36,
+    "qm.flow.usage.cost": pytest.approx((22 * 2.5 + 14 * 10.0) / 1_000_000),
+    "qm.flow.usage.currency": "EUR",
+}
+
+
 @pytest.mark.parametrize("budgets", [True, False], ids=["budgets", "no-budgets"])
 def test_a_finished_flow_span_carries_its_usage(
     receiver: OtlpReceiver, openai_server: FakeOpenAI, budgets: bool
@@ -205,11 +216,39 @@ def test_a_finished_flow_span_carries_its_usage(
     if not budgets:
         assert usage == {}
         return
-    assert usage == {
-        "qm.flow.usage.node_runs": 4,
-        "gen_ai.usage.input_tokens": 22,
-        "gen_ai.usage.output_tokens": 14,
-        "qm.flow.usage.tokens": 36,
-        "qm.flow.usage.cost": pytest.approx((22 * 2.5 + 14 * 10.0) / 1_000_000),
-        "qm.flow.usage.currency": "EUR",
+    assert usage == FLOW_USAGE
+
+
+def test_a_finished_flow_span_carries_its_keys_usage(
+    receiver: OtlpReceiver, openai_server: FakeOpenAI
+) -> None:
+    """A key budget only (no flow budget): the flow span carries the flow's usage (4
+    node runs, 22 + 14 tokens) and the key's totals across flows, which the LLM
+    nodes declare (``llm:openai:gpt-4o-mini``): after two flows, 4 runs and 72 tokens."""
+    openai_server.default = completion("ok", model="gpt-4o-mini")
+    openai = {"base_url": openai_server.base_url, "api_key": "sk-test"}
+    prices = {"gpt-4o-*": {"input": 2.5, "output": 10.0}}
+    config: dict[str, object] = {
+        "sinks": [{"name": "otel", "endpoint": receiver.endpoint}],
+        "nodes": {"Instruction1": {"provider": "openai", "providers": {"openai": openai}}},
+        "budgets": {"currency": "EUR", "prices": prices, "llm:openai:*": {"max_tokens": 1000}},
+    }
+    with FlowRunner.from_config(llm_chain(), config) as runner:
+        assert runner.run("x").status is FlowStatus.COMPLETED
+        assert runner.run("y").status is FlowStatus.COMPLETED
+    spans = [
+        s
+        for r in receiver.requests
+        for s in r.resource_spans[0].scope_spans[0].spans
+        if s.name == "invoke_agent spend"
+    ]
+    assert len(spans) == 2
+    last = values(max(spans, key=lambda s: s.end_time_unix_nano).attributes)
+    key = "qm.key.llm:openai:gpt-4o-mini.usage."
+    assert {k: v for k, v in last.items() if "usage" in k} == {
+        **FLOW_USAGE,
+        key + "node_runs": 4,
+        key + "tokens": 72,
+        key + "cost": pytest.approx(2 * (22 * 2.5 + 14 * 10.0) / 1_000_000),
+        key + "currency": "EUR",
     }

@@ -308,8 +308,9 @@ def flow_usage(records: list[NodeExecution], config: BudgetsConfig | None) -> Us
 
 
 def new_usage(config: BudgetsConfig | None) -> Usage | None:
-    """The running usage a flow keeps when budgets are set; None (nothing counted) else."""
-    return Usage(config) if config is not None and config.active else None
+    """The running usage a flow keeps when budgets are set, the flow's or a key's
+    (`FlowFinished.usage`); None (nothing counted) else."""
+    return Usage(config) if config is not None and (config.active or config.keys) else None
 
 
 def _int(value: Any) -> int:

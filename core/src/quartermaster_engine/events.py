@@ -372,8 +372,10 @@ class NodeReused(FlowEvent):
 @dataclass(slots=True)
 class FlowFinished(FlowEvent):
     """The flow ended, completed or failed (``status``, ``success``). ``usage``: its
-    node runs, tokens and cost (`budgets.Usage.to_dict`) when the engine has budgets
-    (which count it), else None."""
+    node runs, tokens and cost (`budgets.Usage.to_dict`) when the engine has budgets,
+    the flow's or a key's (which count it), else None. ``key_usage``: each budgeted
+    key of the flow's nodes with its totals across flows as the flow ended and its
+    budget (`KeyBudgets.graph_usage`), when the engine has key budgets, else None."""
 
     final_output: str = ""
     output_data: dict[str, Any] = field(default_factory=dict)
@@ -381,6 +383,7 @@ class FlowFinished(FlowEvent):
     success: bool = True
     error: str | None = None
     usage: dict[str, Any] | None = None
+    key_usage: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)

@@ -248,7 +248,14 @@ def api_router(
         fid = _flow_id(flow_id)
         snapshot = await service.snapshot(fid)
         running_here = service.is_running_here(fid)
-        return flow_view(snapshot, running_here=running_here, budgets=service.engine.budgets)
+        engine = service.engine
+        keys = None
+        if engine.key_budgets is not None:  # the flow's budget keys: one store read
+            compiled = engine.compiled_for(snapshot.flow.graph)
+            keys = await engine.key_budgets.graph_usage(compiled, engine.executor_for)
+        return flow_view(
+            snapshot, running_here=running_here, budgets=engine.budgets, key_usage=keys
+        )
 
     @router.get(
         "/flows/{flow_id}/history", tags=["history"], responses=error_responses(400, 404, 503)

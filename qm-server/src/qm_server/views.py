@@ -96,12 +96,17 @@ def _run_view(record: NodeExecution, names: dict[UUID, tuple[str, str]]) -> dict
 
 
 def flow_view(
-    snapshot: FlowSnapshot, *, running_here: bool, budgets: BudgetsConfig | None = None
+    snapshot: FlowSnapshot,
+    *,
+    running_here: bool,
+    budgets: BudgetsConfig | None = None,
+    key_usage: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One flow: its record, every node run, what waits, each node's state, and its
-    usage (node runs, tokens, cost priced by ``budgets``: `quartermaster_engine.budgets`)
-    and its timers (a sleep's wake time, a retry's next attempt, a wait's deadline:
-    `quartermaster_engine.pending_timers`).
+    usage (node runs, tokens, cost priced by ``budgets``: `quartermaster_engine.budgets`),
+    its budget keys' totals across flows (``key_usage``: `KeyBudgets.graph_usage`; None
+    without key budgets) and its timers (a sleep's wake time, a retry's next attempt, a
+    wait's deadline: `quartermaster_engine.pending_timers`).
 
     A node with no run in an ended flow is ``dead`` (no path reached it).
     """
@@ -146,6 +151,7 @@ def flow_view(
         "waiting": waiting,
         "memory": snapshot.memory,
         "usage": flow_usage(snapshot.records, budgets).to_dict(),
+        "key_usage": key_usage,
         "timers": pending_timers(snapshot),
     }
 

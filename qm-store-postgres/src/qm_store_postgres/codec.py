@@ -107,6 +107,29 @@ def commit_args(
     return tuple(args)
 
 
+def count_args(commit: Commit) -> tuple[Any, ...]:
+    """The 8 arguments ``qm_commit_counted`` takes after ``qm_commit``'s: the commit's
+    usage counts, then its token counts, as arrays (NULL when there are none)."""
+    usage, tokens = commit.key_usage, commit.key_tokens
+    use: tuple[Any, ...] = (None, None, None, None)
+    if usage:
+        use = (
+            [u.key for u in usage],
+            [int(u.node_runs) for u in usage],
+            [int(u.tokens) for u in usage],
+            [float(u.cost) for u in usage],
+        )
+    tok: tuple[Any, ...] = (None, None, None, None)
+    if tokens:
+        tok = (
+            [t.key for t in tokens],
+            [int(t.tokens) for t in tokens],
+            [float(t.at) for t in tokens],
+            [float(t.per) for t in tokens],
+        )
+    return use + tok
+
+
 def event_args(events: Sequence[FlowEvent]) -> tuple[list[int] | None, list[str] | None]:
     """The events' numbers and JSON bodies, as two arrays (NULL when there are none)."""
     if not events:

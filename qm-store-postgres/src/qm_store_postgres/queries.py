@@ -24,6 +24,11 @@ class Queries:
 
     def __init__(self, s: str) -> None:
         self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 31))})"
+        # A commit with usage counts (`KeepsKeyUsage`, `LimitsTokens`): the same
+        # arguments, then the counts' (`codec.count_args`).
+        self.commit_counted = (
+            f"SELECT {s}.qm_commit_counted({', '.join(f'${i}' for i in range(1, 39))})"
+        )
         self.save_record = f"SELECT {s}.qm_save_record($1, $2, $3, $4)"
         self.add_graph = (
             f"INSERT INTO {s}.qm_graphs (hash, spec) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -185,7 +190,9 @@ class Queries:
             "node_runs = u.node_runs + excluded.node_runs, tokens = u.tokens + excluded.tokens, "
             "cost = u.cost + excluded.cost"
         )
-        self.usage_of = f"SELECT node_runs, tokens, cost FROM {s}.qm_key_usage WHERE key = $1"
+        self.usage_of = (
+            f"SELECT key, node_runs, tokens, cost FROM {s}.qm_key_usage WHERE key = ANY ($1)"
+        )
         self.usages = f"SELECT key, node_runs, tokens, cost FROM {s}.qm_key_usage ORDER BY key"
         # Activations waiting for a limit key (`CountsWaiters`): one statement drops
         # the key's expired waiters and records this one.

@@ -103,6 +103,21 @@ _APPLY = """
     END IF;
 """
 
+# The parameters of version 2's qm_commit, which qm_commit_counted (version 3) takes too.
+_COMMIT_PARAMS = """
+    p_flow uuid, p_touch double precision, p_epoch bigint,
+    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
+    p_answer_node uuid, p_answer_visit integer,
+    p_rec_node uuid, p_rec_status text, p_record jsonb,
+    p_mem_keys text[], p_mem_values jsonb[],
+    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
+    p_del_source uuid[], p_del_visit integer[],
+    p_closed_target uuid[], p_closed_slot integer[],
+    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
+    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
+    p_ev_seq bigint[], p_ev_body jsonb[]
+""".strip("\n")
+
 _V1 = """
 CREATE TABLE {s}.qm_graphs (
     hash text PRIMARY KEY,
@@ -293,17 +308,7 @@ $fn$;
 -- when the answered activation is not waiting. Every check comes before the
 -- first write, so a refusal writes nothing.
 CREATE FUNCTION {s}.qm_commit(
-    p_flow uuid, p_touch double precision, p_epoch bigint,
-    p_done_node uuid, p_done_visit integer, p_done_attempt integer,
-    p_answer_node uuid, p_answer_visit integer,
-    p_rec_node uuid, p_rec_status text, p_record jsonb,
-    p_mem_keys text[], p_mem_values jsonb[],
-    p_del_target uuid[], p_del_slot integer[], p_del_edge uuid[],
-    p_del_source uuid[], p_del_visit integer[],
-    p_closed_target uuid[], p_closed_slot integer[],
-    p_enq_node uuid[], p_enq_visit integer[], p_enq_seq bigint[], p_enq_body jsonb[],
-    p_resets uuid[], p_exit_header uuid[], p_exit_edge uuid[],
-    p_ev_seq bigint[], p_ev_body jsonb[]
+{commit_params}
 ) RETURNS text[] LANGUAGE plpgsql AS $fn$
 DECLARE
     v_refused text[];
@@ -415,13 +420,15 @@ def _v1(schema: str) -> str:
 
 
 def _v2(schema: str) -> str:
-    return _V2.replace("{apply}", _APPLY.strip("\n") + "\n").replace("{s}", schema)
+    sql = _V2.replace("{apply}", _APPLY.strip("\n") + "\n")
+    return sql.replace("{commit_params}", _COMMIT_PARAMS).replace("{s}", schema)
 
 
 # Version 3: concurrency slots per limit key (`HoldsSlots`: a slot is taken by one
 # call of qm_take_slot, which serialises the takers of one key with an advisory
 # lock and gives them slots in the order of their tickets from qm_waiter_tickets),
-# starts and tokens per window (`LimitsRate`, `LimitsTokens`), waiters
+# starts and tokens per window (`LimitsRate`, `LimitsTokens`), usage per budget key
+# (`KeepsKeyUsage`), counted with each commit by qm_commit_counted, waiters
 # (`CountsWaiters`), and
 # schedules (`KeepsSchedules`: the schedule as JSON text, its next tick in a column
 # of its own for the compare-and-set that claims a tick).
@@ -508,6 +515,52 @@ CREATE TABLE {s}.qm_key_usage (
     cost      double precision NOT NULL
 );
 
+-- A node commit (qm_commit) and, when it is applied, its usage counts in the same
+-- transaction: each budget key's totals (`KeepsKeyUsage`) and each limit key's
+-- tokens in its window (`LimitsTokens`), dropping the counts no window asks for.
+-- Returns what qm_commit returns; a refused commit counts nothing.
+CREATE FUNCTION {s}.qm_commit_counted(
+{commit_params},
+    p_use_keys text[], p_use_runs bigint[], p_use_tokens bigint[],
+    p_use_cost double precision[],
+    p_tok_keys text[], p_tok_counts bigint[], p_tok_at double precision[],
+    p_tok_per double precision[]
+) RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_refused text[];
+BEGIN
+    v_refused := {s}.qm_commit(
+        p_flow, p_touch, p_epoch, p_done_node, p_done_visit, p_done_attempt,
+        p_answer_node, p_answer_visit, p_rec_node, p_rec_status, p_record,
+        p_mem_keys, p_mem_values, p_del_target, p_del_slot, p_del_edge,
+        p_del_source, p_del_visit, p_closed_target, p_closed_slot,
+        p_enq_node, p_enq_visit, p_enq_seq, p_enq_body,
+        p_resets, p_exit_header, p_exit_edge, p_ev_seq, p_ev_body
+    );
+    IF v_refused IS NOT NULL THEN
+        RETURN v_refused;
+    END IF;
+    IF p_use_keys IS NOT NULL THEN
+        INSERT INTO {s}.qm_key_usage AS u (key, node_runs, tokens, cost)
+        SELECT k, sum(r), sum(t), sum(c)
+          FROM unnest(p_use_keys, p_use_runs, p_use_tokens, p_use_cost) AS x(k, r, t, c)
+         GROUP BY k
+        ON CONFLICT (key) DO UPDATE SET
+            node_runs = u.node_runs + excluded.node_runs,
+            tokens = u.tokens + excluded.tokens,
+            cost = u.cost + excluded.cost;
+    END IF;
+    IF p_tok_keys IS NOT NULL THEN
+        DELETE FROM {s}.qm_tokens AS o
+         USING unnest(p_tok_keys, p_tok_at, p_tok_per) AS x(k, a, pe)
+         WHERE o.key = x.k AND o.at <= x.a - x.pe;
+        INSERT INTO {s}.qm_tokens (key, at, tokens)
+        SELECT k, a, n FROM unnest(p_tok_keys, p_tok_at, p_tok_counts) AS x(k, a, n);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
 CREATE TABLE {s}.qm_waiters (
     key        text NOT NULL,
     waiter     text NOT NULL,
@@ -526,7 +579,7 @@ CREATE TABLE {s}.qm_schedules (
 
 
 def _v3(schema: str) -> str:
-    return _V3.replace("{s}", schema)
+    return _V3.replace("{commit_params}", _COMMIT_PARAMS).replace("{s}", schema)
 
 
 # Version 4: the frontier change of the latest commits that keep theirs
@@ -556,7 +609,12 @@ _APPLY_V4 = (
 """
 )
 _COMMIT_V2 = _V2[_V2.index("CREATE FUNCTION {s}.qm_commit(") : _V2.index("-- A status change")]
+_COUNTED_V3 = _V3[
+    _V3.index("CREATE FUNCTION {s}.qm_commit_counted(") : _V3.index("CREATE TABLE {s}.qm_waiters")
+]
 _UPDATE_V2 = _V2[_V2.index("CREATE FUNCTION {s}.qm_update_flow(") :]
+#: Version 4's qm_commit parameters: version 2's, then the change to keep.
+_COMMIT_PARAMS_V4 = _COMMIT_PARAMS + ",\n    p_change jsonb"
 _V4 = (
     """
 CREATE TABLE {s}.qm_changes (
@@ -566,6 +624,14 @@ CREATE TABLE {s}.qm_changes (
     PRIMARY KEY (flow_id, version)
 );
 
+DROP FUNCTION {s}.qm_commit_counted(
+    uuid, double precision, bigint, uuid, integer, integer, uuid, integer,
+    uuid, text, jsonb, text[], jsonb[], uuid[], integer[], uuid[], uuid[], integer[],
+    uuid[], integer[], uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[],
+    bigint[], jsonb[],
+    text[], bigint[], bigint[], double precision[],
+    text[], bigint[], double precision[], double precision[]
+);
 DROP FUNCTION {s}.qm_commit(
     uuid, double precision, bigint, uuid, integer, integer, uuid, integer,
     uuid, text, jsonb, text[], jsonb[], uuid[], integer[], uuid[], uuid[], integer[],
@@ -574,9 +640,10 @@ DROP FUNCTION {s}.qm_commit(
 );
 
 """
-    + _COMMIT_V2.replace(
-        "p_ev_seq bigint[], p_ev_body jsonb[]\n) RETURNS",
-        "p_ev_seq bigint[], p_ev_body jsonb[], p_change jsonb\n) RETURNS",
+    + _COMMIT_V2
+    + _COUNTED_V3.replace(
+        "p_resets, p_exit_header, p_exit_edge, p_ev_seq, p_ev_body\n",
+        "p_resets, p_exit_header, p_exit_edge, p_ev_seq, p_ev_body, p_change\n",
     )
     + _UPDATE_V2.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
         "        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow;\n",
@@ -587,7 +654,8 @@ DROP FUNCTION {s}.qm_commit(
 
 
 def _v4(schema: str) -> str:
-    return _V4.replace("{apply}", _APPLY_V4.strip("\n") + "\n").replace("{s}", schema)
+    sql = _V4.replace("{apply}", _APPLY_V4.strip("\n") + "\n")
+    return sql.replace("{commit_params}", _COMMIT_PARAMS_V4).replace("{s}", schema)
 
 
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.

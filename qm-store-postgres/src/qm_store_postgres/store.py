@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -321,13 +322,12 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
         """Add to ``key``'s usage across flows."""
         await self._db.run(execute, self._sql.usage_add, key, node_runs, tokens, float(cost))
 
-    async def key_usage(self, key: str) -> tuple[int, int, float]:
-        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
-        rows = await self._db.run(fetch, self._sql.usage_of, key)
-        if not rows:
-            return 0, 0, 0.0
-        runs, tokens, cost = rows[0]
-        return int(runs), int(tokens), float(cost)
+    async def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
+        """``(node_runs, tokens, cost)`` of each of ``keys`` (zeros for a key not seen):
+        one query."""
+        rows = await self._db.run(fetch, self._sql.usage_of, list(keys))
+        found = {str(k): (int(r), int(t), float(c)) for k, r, t, c in rows}
+        return [found.get(key, (0, 0, 0.0)) for key in keys]
 
     async def key_usages(self) -> dict[str, tuple[int, int, float]]:
         """The usage of every budget key with some."""
@@ -401,7 +401,8 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome after its fencing checks (see
-        `DurableStore.commit`): one statement, one transaction."""
+        `DurableStore.commit`): one statement, one transaction, with its usage
+        counts (`Commit.key_usage`, `Commit.key_tokens`: ``qm_commit_counted``)."""
         touch = None
         now = time.time()
         touched = self._touched
@@ -410,7 +411,11 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
                 touched.clear()
             touched[flow_id] = touch = now
         args = codec.commit_args(flow_id, commit, touch, self._queue_order)
-        refused = await self._db.fetchval_in_order(flow_id, self._sql.commit, args)
+        sql = self._sql.commit
+        if commit.key_usage or commit.key_tokens:  # counted in the same statement
+            args += codec.count_args(commit)
+            sql = self._sql.commit_counted
+        refused = await self._db.fetchval_in_order(flow_id, sql, args)
         if refused is not None:
             raise refusal(flow_id, refused, self.describe(), epoch=commit.epoch, commit=commit)
 

@@ -3,7 +3,9 @@
 Every key starts with the configured prefix. All keys of one flow carry the
 hash tag ``{<flow id>}``, so on Redis Cluster a flow lives in one slot and
 every multi-key script of a flow runs on one node. Keys shared by flows live
-under their own tags and are never touched by the same script as a flow's::
+under their own tags and are never touched by the same script as a flow's, but
+on a server that is no Cluster node, where the commit script also adds a
+commit's usage counts (`scripts.COMMIT_COUNTED`)::
 
     <p>:{<flow>}:flow      hash   status, timestamps, input, error, output, graph hash
     <p>:{<flow>}:mem       hash   flow memory, key -> JSON value

@@ -48,10 +48,7 @@ end
 #: "version<TAB>JSON", `ReadsChanges`). Returns {1} when applied; a fence refusal (see
 #: _FENCE); {-3} when done is not pending with that attempt; {-4} when the
 #: answered activation is not waiting. Nothing is written unless applied.
-COMMIT = Script(
-    "commit",
-    _FENCE
-    + r"""
+_COMMIT_BODY = r"""
 local flow = KEYS[1]
 local refused = fence(flow, ARGV[2], true)
 if refused then return refused end
@@ -128,6 +125,38 @@ if ARGV[i] ~= '' then
   local version = redis.call('HGET', flow, 'version')
   redis.call('RPUSH', KEYS[9], version .. '\t' .. ARGV[i])
   redis.call('LTRIM', KEYS[9], -tonumber(ARGV[i + 1]), -1)
+  i = i + 2
+else
+  i = i + 1
+end
+"""
+
+COMMIT = Script("commit", _FENCE + _COMMIT_BODY + "return {1}\n")
+
+#: COMMIT with usage counts (`KeepsKeyUsage`, `LimitsTokens`) applied with it.
+#: KEYS: COMMIT's nine, then the index of usage keys, then one key per count:
+#: each usage count's hash, then each token count's sorted set. ARGV: COMMIT's,
+#: then the usage counts (key name, node runs, tokens, cost), then the token
+#: counts (drop at or before, at, member, expiry in ms). Cluster-unsafe (the
+#: counts' keys are not the flow's): the store uses it only off Redis Cluster.
+COMMIT_COUNTED = Script(
+    "commit_counted",
+    _FENCE
+    + _COMMIT_BODY
+    + r"""
+local k = 11
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('HINCRBY', KEYS[k], 'node_runs', ARGV[i + 1])
+  redis.call('HINCRBY', KEYS[k], 'tokens', ARGV[i + 2])
+  redis.call('HINCRBYFLOAT', KEYS[k], 'cost', ARGV[i + 3])
+  redis.call('SADD', KEYS[10], ARGV[i]); i = i + 4; k = k + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', ARGV[i])
+  redis.call('ZADD', KEYS[k], ARGV[i + 1], ARGV[i + 2])
+  redis.call('PEXPIRE', KEYS[k], ARGV[i + 3]); i = i + 4; k = k + 1
 end
 return {1}
 """,

@@ -21,7 +21,13 @@ Usage of budget keys across flows (`KeepsKeyUsage`): one hash per key,
 
 from __future__ import annotations
 
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
 from qm_store_redis.scripts import Script
+from quartermaster_engine.stores.records import TokenCount, UsageCount
 
 # Drops the waiters of KEYS[2] (waiter -> expiry) expired at ARGV[n] from it and
 # from the line KEYS[3] (waiter -> ticket).
@@ -131,6 +137,36 @@ redis.call('HINCRBYFLOAT', KEYS[1], 'cost', ARGV[3])
 return 1
 """,
 )
+
+
+def token_args(tokens: int, now: float, per: float) -> tuple[str, str, str, int]:
+    """ADD_TOKENS' ARGV (and each token count's in COMMIT_COUNTED): a unique member."""
+    member = f"{int(tokens)}:{uuid.uuid4().hex[:12]}"
+    return (repr(now - per), repr(now), member, max(1, math.ceil(per * 1000)))
+
+
+def usage_of(fields: list[Any]) -> tuple[int, int, float]:
+    """A usage hash's HMGET reply as ``(node_runs, tokens, cost)`` (zeros when unset)."""
+    runs, tokens, cost = (
+        "0" if v is None else (v.decode() if isinstance(v, bytes) else str(v)) for v in fields
+    )
+    return int(runs), int(tokens), float(cost)
+
+
+def commit_counts(
+    prefix: str, usage: Sequence[UsageCount], tokens: Sequence[TokenCount]
+) -> tuple[list[str], list[Any]]:
+    """The keys COMMIT_COUNTED adds to COMMIT's, and the arguments it adds."""
+    keys = [usage_index_key(prefix)]
+    args: list[Any] = [len(usage)]
+    for u in usage:
+        keys.append(usage_key(prefix, u.key))
+        args += (u.key, int(u.node_runs), int(u.tokens), repr(float(u.cost)))
+    args.append(len(tokens))
+    for t in tokens:
+        keys.append(tokens_key(prefix, t.key))
+        args += token_args(t.tokens, t.at, t.per)
+    return keys, args
 
 
 def usage_key(prefix: str, key: str) -> str:

@@ -150,6 +150,9 @@ class RedisStore:
         #: Limit keys this process has listed in the waiter index.
         self._indexed_waits: set[str] = set()
         self._indexed_usage: set[str] = set()
+        #: Whether a script may touch keys of several hash tags (not on a Redis
+        #: Cluster node, which refuses that: CROSSSLOT); asked once (`_spans_tags`).
+        self._any_tags: bool | None = None
         self._clients: PerLoop[Client] = PerLoop(self._new_client)
         self._graphs: dict[str, GraphSpec] = {}
         self._graphs_lock = threading.Lock()
@@ -298,9 +301,8 @@ class RedisStore:
     @_redis_errors
     async def add_tokens(self, key: str, tokens: int, now: float, per: float) -> None:
         """Count ``tokens`` used by ``key`` at ``now``."""
-        member = f"{int(tokens)}:{uuid.uuid4().hex[:12]}"
-        args = (repr(now - per), repr(now), member, max(1, math.ceil(per * 1000)))
         keys = (slots.tokens_key(self._keys.prefix, key),)
+        args = slots.token_args(tokens, now, per)
         await self._eval(self._clients.get(), slots.ADD_TOKENS, keys, args)
 
     @_redis_errors
@@ -332,14 +334,16 @@ class RedisStore:
             self._indexed_usage.add(key)
 
     @_redis_errors
-    async def key_usage(self, key: str) -> tuple[int, int, float]:
-        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
-        usage = slots.usage_key(self._keys.prefix, key)
-        raw = await self._clients.get().command("HMGET", usage, "node_runs", "tokens", "cost")
-        runs, tokens, cost = (
-            "0" if v is None else (v.decode() if isinstance(v, bytes) else str(v)) for v in raw
-        )
-        return int(runs), int(tokens), float(cost)
+    async def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
+        """``(node_runs, tokens, cost)`` of each of ``keys`` (zeros for a key not seen):
+        one round trip (a pipeline of HMGETs; on Redis Cluster, one per node)."""
+        hashes = [slots.usage_key(self._keys.prefix, key) for key in keys]
+        client = self._clients.get()
+        if len(hashes) == 1:
+            raw = [await client.command("HMGET", hashes[0], "node_runs", "tokens", "cost")]
+        else:
+            raw = await client.batch([("HMGET", h, "node_runs", "tokens", "cost") for h in hashes])
+        return [slots.usage_of(fields) for fields in raw]
 
     @_redis_errors
     async def key_usages(self) -> dict[str, tuple[int, int, float]]:
@@ -348,7 +352,7 @@ class RedisStore:
         found: dict[str, tuple[int, int, float]] = {}
         for raw in sorted(await self._clients.get().command("SMEMBERS", index)):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
-            found[key] = await self.key_usage(key)
+            found[key] = (await self.keys_usage([key]))[0]
         return found
 
     # -- activations waiting for a limit key (`CountsWaiters`; `qm_store_redis.slots`) ------
@@ -639,25 +643,58 @@ class RedisStore:
         return await schedules.claim(client, key, name, tick, next_tick, self._eval)
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
-        """Apply one activation's outcome: one Lua script, all or nothing."""
+        """Apply one activation's outcome: one Lua script, all or nothing, with its
+        usage counts (COMMIT_COUNTED). On Redis Cluster, where the counts' keys live
+        in other slots than the flow's, the counts follow the accepted commit (one
+        script per count; a crash between loses them: docs/limits.md)."""
         items = _commit_args(commit)
         client = self._clients.get()
+        counted = bool(commit.key_usage or commit.key_tokens)
+        after = counted and not await self._spans_tags(client)
+        extra: Sequence[str] = ()
+        script, sha_header, eval_header = scripts.COMMIT, _EVALSHA_COMMIT, _EVAL_COMMIT
+        if counted and not after:
+            prefix = self._keys.prefix
+            extra, counts = slots.commit_counts(prefix, commit.key_usage, commit.key_tokens)
+            items += counts
+            script = scripts.COMMIT_COUNTED
+            sha_header = pack_items(("EVALSHA", script.sha, COMMIT_KEYS + len(extra)))
+            eval_header = pack_items(("EVAL", script.source, COMMIT_KEYS + len(extra)))
         try:
             if type(client) is LoopClient:
                 args = pack_items(items)
-                count = 3 + COMMIT_KEYS + len(items)
+                count = 3 + COMMIT_KEYS + len(extra) + len(items)
                 keys = self._keys.commit_keys(flow_id)
+                if extra:
+                    keys += pack_items(extra)
                 try:
-                    applied = await client.send(pack_command(count, _EVALSHA_COMMIT, keys, args))
+                    applied = await client.send(pack_command(count, sha_header, keys, args))
                 except NoScriptError:
-                    applied = await client.send(pack_command(count, _EVAL_COMMIT, keys, args))
+                    applied = await client.send(pack_command(count, eval_header, keys, args))
             else:
-                flow_keys = self._keys.commit_tuple(flow_id)
-                applied = await self._eval(client, scripts.COMMIT, flow_keys, items)
+                flow_keys = (*self._keys.commit_tuple(flow_id), *extra)
+                applied = await self._eval(client, script, flow_keys, items)
         except _REDIS_ERRORS as exc:
             raise self._error(exc) from exc
         if applied[0] != 1:
             raise self._refusal(flow_id, applied, commit)
+        if after:
+            for u in commit.key_usage:
+                await self.add_key_usage(u.key, u.node_runs, u.tokens, u.cost)
+            for t in commit.key_tokens:
+                await self.add_tokens(t.key, t.tokens, t.at, t.per)
+
+    async def _spans_tags(self, client: Client) -> bool:
+        """Whether one script may touch keys of several hash tags: not on Redis Cluster
+        (``cluster = true``, or a server in cluster mode; asked once per store)."""
+        if self._any_tags is None:
+            if self.cluster:
+                self._any_tags = False
+            else:
+                info = await client.command("INFO", "cluster")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                self._any_tags = "cluster_enabled:1" not in text
+        return self._any_tags
 
     def _refusal(
         self,

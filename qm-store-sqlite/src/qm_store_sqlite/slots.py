@@ -12,6 +12,9 @@ highest (`HoldsSlots.take_slot`: first come, first served); waiters only marked
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+
+from quartermaster_engine.stores.records import TokenCount, UsageCount
 
 
 def take_slot(
@@ -135,11 +138,24 @@ def add_key_usage(
     )
 
 
-def key_usage(db: sqlite3.Connection, key: str) -> tuple[int, int, float]:
-    row = db.execute(
-        "SELECT node_runs, tokens, cost FROM qm_key_usage WHERE key = ?", (key,)
-    ).fetchone()
-    return (0, 0, 0.0) if row is None else (int(row[0]), int(row[1]), float(row[2]))
+def add_counts(
+    db: sqlite3.Connection, usage: Sequence[UsageCount], tokens: Sequence[TokenCount]
+) -> None:
+    """A commit's ``key_usage`` and ``key_tokens``, in its transaction."""
+    for u in usage:
+        add_key_usage(db, u.key, u.node_runs, u.tokens, u.cost)
+    for t in tokens:
+        add_tokens(db, t.key, t.tokens, t.at, t.per)
+
+
+def keys_usage(db: sqlite3.Connection, keys: Sequence[str]) -> list[tuple[int, int, float]]:
+    marks = ", ".join("?" * len(keys))
+    rows = db.execute(
+        f"SELECT key, node_runs, tokens, cost FROM qm_key_usage WHERE key IN ({marks})",
+        tuple(keys),
+    ).fetchall()
+    found = {str(k): (int(r), int(t), float(c)) for k, r, t, c in rows}
+    return [found.get(key, (0, 0, 0.0)) for key in keys]
 
 
 def key_usages(db: sqlite3.Connection) -> dict[str, tuple[int, int, float]]:

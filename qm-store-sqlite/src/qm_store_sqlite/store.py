@@ -33,6 +33,8 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
+    TokenCount,
+    UsageCount,
 )
 from quartermaster_engine.types import Message
 
@@ -155,9 +157,9 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """Add to ``key``'s usage across flows (`KeepsKeyUsage`)."""
         await self._db.write(slots.add_key_usage, key, node_runs, tokens, cost)
 
-    async def key_usage(self, key: str) -> tuple[int, int, float]:
-        """``(node_runs, tokens, cost)`` of ``key``; zeros for a key not seen."""
-        return await self._db.run(slots.key_usage, key)
+    async def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
+        """``(node_runs, tokens, cost)`` of each of ``keys``: one query."""
+        return await self._db.run(slots.keys_usage, list(keys))
 
     async def key_usages(self) -> dict[str, tuple[int, int, float]]:
         """The usage of every budget key with some."""
@@ -295,10 +297,14 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
     # -- commits ----------------------------------------------------------------------------
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
-        """Apply one activation's outcome in one write transaction."""
+        """Apply one activation's outcome in one write transaction, with its usage
+        counts (`Commit.key_usage`, `Commit.key_tokens`)."""
         rows = self._commit_rows(flow_id, commit)
         try:
-            await self._db.write(queries.apply_commit, rows)
+            if commit.key_usage or commit.key_tokens:  # counted in the same transaction
+                await self._db.write(_apply_counted, rows, commit.key_usage, commit.key_tokens)
+            else:
+                await self._db.write(queries.apply_commit, rows)
         except (UnicodeEncodeError, OverflowError) as exc:
             # Raised by sqlite3 while binding a value, inside the transaction it rolled back.
             raise SQLiteDataError(
@@ -420,6 +426,14 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """Append one message to the node's history."""
         body = codec.encode_messages([message])
         await self._db.write(queries.append_message, flow_id.bytes, node_id.bytes, body)
+
+
+def _apply_counted(
+    db: Any, rows: queries.CommitRows, usage: Sequence[UsageCount], tokens: Sequence[TokenCount]
+) -> None:
+    """A commit and its usage counts (`KeepsKeyUsage`, `LimitsTokens`): all or nothing."""
+    queries.apply_commit(db, rows)
+    slots.add_counts(db, usage, tokens)
 
 
 def _describe(commit: Commit) -> str:

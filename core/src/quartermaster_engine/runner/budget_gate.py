@@ -2,8 +2,8 @@
 
 Only flows of an engine with budgets reach it (`ExecutorCaller.gated`): the
 flow's own (`FlowState.usage` is None without), and those of the activation's
-keys across flows (`key_budgets`: one store read per budgeted key). A reached
-budget, per ``[budgets] on_exceeded`` (a key's per its own table's):
+keys across flows (`key_budgets`: one store read for all its budgeted keys). A
+reached budget, per ``[budgets] on_exceeded`` (a key's per its own table's):
 
 - ``fail``: the flow fails with `BudgetExceededError`'s text; the activation
   never runs (it stays pending until the failure is recorded, which drops it);

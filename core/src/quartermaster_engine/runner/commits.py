@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from quartermaster_engine.context.node_execution import NodeExecution, NodeStatus
 from quartermaster_engine.events import FlowEvent, NodeDead
+from quartermaster_engine.runner import usage_counts
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.stores.records import Activation, Commit
 
@@ -91,12 +92,13 @@ async def _committed_counted(
     event: FlowEvent | None,
     failure: str | None,
 ) -> None:
-    """Commit, apply, count the record's usage for its keys (`key_limits`,
-    `key_budgets`; before anything runs next), deliver."""
+    """Commit with the record's usage for its keys (`usage_counts`), apply, deliver."""
+    local = usage_counts.stage(run, cnode, rec, commit)
     handle = None if event is None else run.emitter.stage(event)
     await committed(run, commit, handle)
+    if local is not None:
+        usage_counts.add_local(run, local)
     run.state.apply(commit, cnode, rec, failure=None if failure is None else (cnode, failure))
-    await run.caller.count_usage(run, cnode, rec)
     if handle is not None:
         run.emitter.release(handle)
 

@@ -7,8 +7,8 @@ so that a timeout or a stop does not wait for it (an abandoned call runs on in
 its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
 is turned into a `NodeResult` or a named node error. An activation with limited keys
 holds a slot of each while its executor runs (`key_limits`); with a key limiting
-tokens, or with a key budget (`key_budgets`), the outcomes count each committed
-record's usage (`count_usage`).
+tokens, or with a key budget (`key_budgets`), the outcomes count each record's
+usage with its commit (`usage_counts`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from quartermaster_engine.context.current_context import CURRENT
 from quartermaster_engine.context.execution_context import ExecutionContext
-from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.dispatchers.base import BlockingCall, TaskDispatcher
 from quartermaster_engine.dispatchers.daemon_threads import run_in_daemon_thread
 from quartermaster_engine.nodes import NodeExecutor, NodeResult
@@ -67,7 +66,7 @@ class ExecutorCaller:
         self.token_limits = limits if limits is not None and limits.counts_tokens else None
         #: The engine's budgets per key (else None: nothing counted or checked for keys).
         self.key_budgets = host.key_budgets
-        #: Whether committed records are counted (`count_usage`).
+        #: Whether records are counted with their commits (`usage_counts`).
         self.counts_usage = self.token_limits is not None or self.key_budgets is not None
         #: Whether activations pass the budget gate (flow or key budgets are set).
         self.gated = host.budgets is not None
@@ -130,19 +129,6 @@ class ExecutorCaller:
         if type(result) is not NodeResult:
             return await coerce(result, cnode)
         return checked(result, cnode)
-
-    async def count_usage(self, run: FlowRun, cnode: CNode, rec: NodeExecution) -> None:
-        """Count ``rec``, whose commit the store accepted, for each of its node's keys
-        limiting tokens and each with a budget (only called when `counts_usage`)."""
-        limits, budgets, found = self.token_limits, self.key_budgets, self.executor(cnode)
-        if found is None:
-            return
-        if limits is not None:
-            await limits.count_tokens(limits.keys_of(cnode, found[0], run.graph), rec)
-        if budgets is not None:
-            keys = budgets.keys_of(cnode, found[0], run.graph)
-            if keys:
-                await budgets.count(keys, rec)
 
 
 def timeout_message(cnode: CNode, act: Activation) -> str:

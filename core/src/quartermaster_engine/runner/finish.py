@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quartermaster_engine.events import FlowFinished, FlowPaused, FlowStopped
 from quartermaster_engine.runner.control import Phase
@@ -46,6 +46,19 @@ def decide(run: FlowRun) -> tuple[FlowStatus, str | None]:
     return FlowStatus.COMPLETED, None
 
 
+async def key_usage(run: FlowRun) -> dict[str, dict[str, Any]] | None:
+    """The totals and budgets of the flow's budgeted keys (`FlowFinished.key_usage`):
+    one store read; None if it fails (the flow's end is recorded all the same)."""
+    budgets = run.caller.key_budgets
+    if budgets is None:
+        return None
+    try:
+        return await budgets.graph_usage(run.cg, run.host.executor_for)
+    except Exception as exc:
+        logger.warning("usage of flow %s's keys not read: %s", run.flow_id, exc)
+        return None
+
+
 async def finish(run: FlowRun) -> FlowResult:
     """Emit the flow's last event, record its end in the store (releasing the
     lease), and return its result."""
@@ -64,6 +77,7 @@ async def finish(run: FlowRun) -> FlowResult:
             emitter.emit(FlowPaused(flow_id=run.flow_id, waiting=waiting, wakes_at=wakes_at))
         else:
             usage = run.state.usage
+            keys = None if run.caller.key_budgets is None else await key_usage(run)
             emitter.emit(
                 FlowFinished(
                     flow_id=run.flow_id,
@@ -73,6 +87,7 @@ async def finish(run: FlowRun) -> FlowResult:
                     success=status is FlowStatus.COMPLETED,
                     error=error,
                     usage=None if usage is None else usage.to_dict(),
+                    key_usage=keys,
                 )
             )
     emitter.flush()

@@ -4,27 +4,30 @@ Every activation declaring a key (its node's metadata ``limit_keys``, its
 executor's `nodes.DeclaresLimitKeys`: the same keys as limits) whose key has a
 budget (its own table, else the first ``*`` pattern matching it) adds its
 record's usage (a node run, its LLM tokens, their cost from ``[budgets.prices]``)
-to the key's totals once its commit was accepted (a refused duplicate adds
+to the key's totals with its commit (`usage_counts`: a refused duplicate adds
 nothing), in the store when it `KeepsKeyUsage` (SQLite, Redis, PostgreSQL: every
-process sharing it), else in this process (`LocalKeyUsage`).
+process sharing it; the store's fenced commit adds it), else in this process
+(`LocalKeyUsage`).
 
-Before such an activation starts, `budget_gate` asks `reached`: one store read
-per budgeted key. Nodes without a budgeted key cost one dictionary lookup, and
+Before such an activation starts, `budget_gate` asks `reached`: one store read for
+all its budgeted keys. Nodes without a budgeted key cost one dictionary lookup, and
 engines without key budgets nothing (`ExecutorCaller.key_budgets` is None).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from quartermaster_engine.budgets import BudgetsConfig, Exceeded, KeyBudget, Usage
 from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.nodes import NodeExecutor
-from quartermaster_engine.runner.compiled import CNode
-from quartermaster_engine.runner.key_limits import declared_keys, logger
+from quartermaster_engine.runner.compiled import CNode, CompiledGraph
+from quartermaster_engine.runner.key_limits import declared_keys
 from quartermaster_engine.stores.adapter import _done
 from quartermaster_engine.stores.base import KeepsKeyUsage
+from quartermaster_engine.stores.records import UsageCount
 from quartermaster_engine.types import GraphSpec
 
 #: A budgeted key of an activation and its budget.
@@ -43,9 +46,9 @@ class LocalKeyUsage:
             runs, toks, spent = self._totals.get(key, (0, 0, 0.0))
             self._totals[key] = (runs + node_runs, toks + tokens, spent + cost)
 
-    def key_usage(self, key: str) -> tuple[int, int, float]:
+    def keys_usage(self, keys: Sequence[str]) -> list[tuple[int, int, float]]:
         with self._lock:
-            return self._totals.get(key, (0, 0, 0.0))
+            return [self._totals.get(key, (0, 0, 0.0)) for key in keys]
 
     def key_usages(self) -> dict[str, tuple[int, int, float]]:
         with self._lock:
@@ -86,25 +89,57 @@ class KeyBudgets:
 
     async def reached(self, keys: tuple[BudgetedKey, ...], approvals: int) -> Exceeded | None:
         """The first budget of ``keys`` their usage has reached, or None."""
-        for key, budget in keys:
-            runs, tokens, cost = await _done(self.usage.key_usage(key))
+        totals = await _done(self.usage.keys_usage([key for key, _ in keys]))
+        for (key, budget), (runs, tokens, cost) in zip(keys, totals, strict=True):
             used = Usage(node_runs=int(runs), output_tokens=int(tokens), cost=float(cost))
             over = budget.reached(key, used, approvals, self.config.currency)
             if over is not None:
                 return over
         return None
 
-    async def count(self, keys: tuple[BudgetedKey, ...], rec: NodeExecution) -> None:
-        """Add ``rec``'s usage (its commit was accepted) to each of ``keys``."""
+    def counts(self, keys: tuple[BudgetedKey, ...], rec: NodeExecution) -> list[UsageCount]:
+        """What ``rec`` adds to each of ``keys`` (none for a waiting or cancelled record,
+        which is no run)."""
         used = Usage(self.config)
         used.add(rec)
-        if not used.node_runs:  # a waiting or cancelled record is no run
-            return
-        for key, _ in keys:
-            try:
-                await _done(self.usage.add_key_usage(key, used.node_runs, used.tokens, used.cost))
-            except Exception as exc:  # the record stands; its usage goes uncounted
-                logger.warning("usage of %s not counted: %s", key, exc)
+        if not used.node_runs:
+            return []
+        return [UsageCount(key, used.node_runs, used.tokens, used.cost) for key, _ in keys]
+
+    async def graph_usage(
+        self,
+        compiled: CompiledGraph,
+        executor_for: Callable[[str], tuple[NodeExecutor, bool] | None],
+    ) -> dict[str, dict[str, Any]]:
+        """Each budgeted key of ``compiled``'s nodes (their executors found by type
+        with ``executor_for``), in node order, with its totals across flows (one
+        store read) and its budget: ``{key: {"node_runs", "tokens", "cost",
+        "currency", "table", "max_node_runs", "max_tokens", "max_cost",
+        "on_exceeded"}}``; empty when no node has a budgeted key."""
+        found: dict[str, KeyBudget] = {}
+        for cnode in compiled.nodes:
+            found_executor = executor_for(cnode.type_name)
+            executor = None if found_executor is None else found_executor[0]
+            for key, budget in self.keys_of(cnode, executor, compiled.spec):
+                found.setdefault(key, budget)
+        if not found:
+            return {}
+        totals = await _done(self.usage.keys_usage(list(found)))
+        config = self.config
+        return {
+            key: {
+                "node_runs": int(runs),
+                "tokens": int(tokens),
+                "cost": round(float(cost), 9),
+                "currency": config.currency,
+                "table": config.table_of(key),
+                "max_node_runs": budget.max_node_runs,
+                "max_tokens": budget.max_tokens,
+                "max_cost": budget.max_cost,
+                "on_exceeded": budget.on_exceeded,
+            }
+            for (key, budget), (runs, tokens, cost) in zip(found.items(), totals, strict=True)
+        }
 
     async def totals(self) -> dict[str, tuple[int, int, float]]:
         """``{key: (node_runs, tokens, cost)}`` of every key with usage."""

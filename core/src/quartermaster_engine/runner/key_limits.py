@@ -28,7 +28,7 @@ finds the window full sleeps until its oldest start leaves it, then asks again.
 ``max_tokens`` per ``per`` seconds sums the LLM tokens (``usage`` in a record's
 output data, as the LLM pack writes it) of a key's activations in a sliding window,
 in the store when it `LimitsTokens` (else in this process): each record's tokens
-are counted once its commit was accepted (a refused duplicate adds nothing), and an
+are counted by its commit (`usage_counts`; a refused duplicate adds nothing), and an
 activation starts only while fewer than ``max_tokens`` are in the window (the one
 that crosses it runs; the next waits until enough tokens leave the window).
 
@@ -54,9 +54,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quartermaster_engine.budgets import tokens_of
 from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
-from quartermaster_engine.context.node_execution import NodeExecution
 from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitWait
@@ -141,6 +139,8 @@ class KeyLimits:
         self.rates: Any = store if isinstance(store, LimitsRate) else local
         self.waiters: Any = store if isinstance(store, CountsWaiters) else local
         self.tokens: Any = store if isinstance(store, LimitsTokens) else local
+        #: Whether the store counts tokens (in each commit: `runner.usage_counts`).
+        self.tokens_shared = isinstance(store, LimitsTokens)
         #: Whether a key's table has ``max_tokens``: committed records are counted.
         self.counts_tokens = any(r.max_tokens is not None for r in self.limits.values())
         #: Whether the slots are shared by every process using the store.
@@ -266,20 +266,6 @@ class KeyLimits:
             return tokens_wait([(float(a), int(n)) for a, n in used], limit, rule.per, now)
 
         return wait
-
-    async def count_tokens(self, keys: tuple[KeyLimit, ...], rec: NodeExecution) -> None:
-        """Count ``rec``'s LLM tokens (its commit was accepted) in the window of each of
-        ``keys`` with ``max_tokens``."""
-        inp, out = tokens_of(rec)
-        if not inp + out:
-            return
-        for key, rule in keys:
-            if rule.max_tokens is not None:
-                try:
-                    at = self.clock.now()
-                    await _done(self.tokens.add_tokens(key, inp + out, at, rule.per))
-                except Exception as exc:  # the record stands; its tokens go uncounted
-                    logger.warning("tokens of %s not counted: %s", key, exc)
 
     async def _room(
         self,

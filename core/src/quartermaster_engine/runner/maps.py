@@ -20,6 +20,7 @@ from quartermaster_engine.context.node_execution import NodeExecution, NodeStatu
 from quartermaster_engine.control_nodes import MAP_JOIN
 from quartermaster_engine.events import FlowEvent, MapProgress, NodeSkipped
 from quartermaster_engine.nodes import NodeResult
+from quartermaster_engine.runner import usage_counts
 from quartermaster_engine.runner.commits import commit_and_apply, committed, record
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.errors import FlowStateError
@@ -101,15 +102,17 @@ async def item_ended(
         if event is not None:
             handles.append(emitter.stage(event))
         handles.append(emitter.stage(_progress(run, mapped)))
+    # An item's usage counts like any node's.
+    local = usage_counts.stage(run, cnode, rec, commit) if run.caller.counts_usage else None
     try:
         await committed(run, commit, None)
     except BaseException:
         for handle in handles:
             emitter.drop(handle)
         raise
+    if local is not None:
+        usage_counts.add_local(run, local)
     state.apply(commit, cnode, rec)
-    if run.caller.counts_usage:  # an item's tokens count like any node's
-        await run.caller.count_usage(run, cnode, rec)
     for handle in handles:
         emitter.release(handle)
 

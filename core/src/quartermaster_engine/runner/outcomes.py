@@ -24,7 +24,7 @@ from quartermaster_engine.events import (
     UserInputRequired,
 )
 from quartermaster_engine.nodes import NodeResult
-from quartermaster_engine.runner import maps
+from quartermaster_engine.runner import maps, usage_counts
 from quartermaster_engine.runner.commits import commit_and_apply, committed, record
 from quartermaster_engine.runner.compiled import CEdge, CNode
 from quartermaster_engine.runner.control import Phase
@@ -266,10 +266,11 @@ async def fail(
     rec = record(act, NodeStatus.FAILED, started, None, result.data, error)
     run.halt(Phase.FAILING)  # nothing new starts while the failure is committed
     commit = Commit(done=act.key, record=rec)
+    local = usage_counts.stage(run, cnode, rec, commit) if run.caller.counts_usage else None
     await run.committer.commit(commit)
+    if local is not None:
+        usage_counts.add_local(run, local)
     run.state.apply(commit, cnode, rec, failure=(cnode, error), leaves_loops=True)
-    if run.caller.counts_usage:
-        await run.caller.count_usage(run, cnode, rec)
     flow_error(run, cnode, error, recoverable=False)
 
 
@@ -303,10 +304,11 @@ async def retry(
         )
         handle = run.emitter.stage(event)
     commit = Commit(done=act.key, record=rec, enqueue=[nxt])
+    local = usage_counts.stage(run, cnode, rec, commit) if run.caller.counts_usage else None
     await committed(run, commit, handle)
+    if local is not None:
+        usage_counts.add_local(run, local)
     run.state.apply(commit, cnode, rec)  # the next attempt waits on a timer, or is ready
-    if run.caller.counts_usage:
-        await run.caller.count_usage(run, cnode, rec)
     if handle is not None:
         run.emitter.release(handle)
 

@@ -18,6 +18,7 @@ holds loop-bound resources (connection pools) must keep them per loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -275,7 +276,11 @@ class LimitsTokens(Protocol):
     """A store that sums the LLM tokens each limit key used in a sliding window for
     every process sharing it (``[limits."<key>"] max_tokens``, ``per``;
     docs/limits.md). Times are the callers' clocks. Without this ability the engine
-    counts within its process. Plain or ``async def``."""
+    counts within its process. Plain or ``async def``.
+
+    Its `DurableStore.commit` applies the commit's ``key_tokens`` (`TokenCount`: as
+    `add_tokens` would) with the rest of the commit, all or nothing: a refused commit
+    counts nothing."""
 
     def add_tokens(self, key: str, tokens: int, now: float, per: float) -> Any:
         """Count ``tokens`` used by ``key`` at ``now`` (and drop the key's counts at or
@@ -294,14 +299,19 @@ class KeepsKeyUsage(Protocol):
     """A store that adds up what the activations of each budget key used, across flows,
     for every process sharing it (``[budgets."<key>"]``; docs/limits.md): node runs,
     LLM tokens and cost, added once per accepted commit. Without this ability each
-    process adds up its own. Plain or ``async def``."""
+    process adds up its own. Plain or ``async def``.
+
+    Its `DurableStore.commit` applies the commit's ``key_usage`` (`UsageCount`: as
+    `add_key_usage` would) with the rest of the commit, all or nothing: a refused
+    commit adds nothing."""
 
     def add_key_usage(self, key: str, node_runs: int, tokens: int, cost: float) -> Any:
         """Add to ``key``'s totals (a key not seen before starts at zero)."""
         ...
 
-    def key_usage(self, key: str) -> Any:
-        """``(node_runs, tokens, cost)`` of ``key`` (zeros for a key not seen)."""
+    def keys_usage(self, keys: Sequence[str]) -> Any:
+        """``[(node_runs, tokens, cost), ...]`` of each of ``keys``, in order (zeros for
+        a key not seen): one read for all of them."""
         ...
 
     def key_usages(self) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from quartermaster_engine.context.node_execution import NodeExecution
@@ -214,6 +214,25 @@ class Delivery:
         )
 
 
+class UsageCount(NamedTuple):
+    """What one accepted record adds to a budget key's totals (`KeepsKeyUsage`)."""
+
+    key: str
+    node_runs: int
+    tokens: int
+    cost: float
+
+
+class TokenCount(NamedTuple):
+    """LLM tokens one accepted record adds to a limit key's window at ``at`` (the
+    engine's clock; `LimitsTokens`); counts at or before ``at - per`` may be dropped."""
+
+    key: str
+    tokens: int
+    at: float
+    per: float
+
+
 class Commit:
     """Everything one activation's outcome changes, applied by a store all or nothing.
 
@@ -225,7 +244,11 @@ class Commit:
     - ``loop_exits`` / ``loop_resets``: exit edges that delivered in a loop's
       current run (loop header id, edge id), and loops whose run ended;
     - ``events``: the flow's events since the last commit (tokens excepted),
-      numbered; the store appends them to the flow's event log.
+      numbered; the store appends them to the flow's event log;
+    - ``key_usage`` / ``key_tokens``: the record's usage for its budget keys and its
+      LLM tokens for its limit keys' windows, applied with the rest by a store with
+      `KeepsKeyUsage` / `LimitsTokens` (the engine puts them here only for such a
+      store): a refused commit counts nothing (docs/limits.md).
 
     Fencing (see `DurableStore.commit`): ``epoch`` is the lease epoch the commit
     was computed under; ``done`` must still be pending (with the attempt of
@@ -249,6 +272,8 @@ class Commit:
         "epoch",
         "events",
         "keep_change",
+        "key_tokens",
+        "key_usage",
         "loop_exits",
         "loop_resets",
         "memory",
@@ -269,6 +294,8 @@ class Commit:
         epoch: int | None = None,
         events: Sequence[FlowEvent] = (),
         answers: ActivationKey | None = None,
+        key_usage: Sequence[UsageCount] = (),
+        key_tokens: Sequence[TokenCount] = (),
     ) -> None:
         self.done = done
         self.record = record
@@ -282,6 +309,8 @@ class Commit:
         self.events = events
         self.answers = answers
         self.keep_change = False
+        self.key_usage = key_usage
+        self.key_tokens = key_tokens
 
     def add_delivery(self, delivery: Delivery) -> None:
         if self.deliveries:

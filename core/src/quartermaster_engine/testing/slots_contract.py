@@ -207,13 +207,18 @@ class SlotsContract:
         other = make_store()
         key, elsewhere = f"tenant:{uuid4().hex}", f"tenant:{uuid4().hex}"
         try:
-            assert tuple(call(other, "key_usage", key)) == (0, 0, 0.0)
+            assert [tuple(u) for u in call(other, "keys_usage", [key])] == [(0, 0, 0.0)]
             call(store, "add_key_usage", key, 1, 120, 0.0004)
             call(other, "add_key_usage", key, 1, 0, 0.0)
             call(store, "add_key_usage", key, 2, 240, 0.0008)
             call(other, "add_key_usage", elsewhere, 1, 7, 0.5)
-            runs, tokens, cost = call(other, "key_usage", key)
-            assert (runs, tokens, round(cost, 9)) == (4, 360, 0.0012)
+            # One read for several keys, in the order asked (zeros for one not seen).
+            found = call(other, "keys_usage", [elsewhere, f"tenant:{uuid4().hex}", key])
+            assert [(r, t, round(c, 9)) for r, t, c in found] == [
+                (1, 7, 0.5),
+                (0, 0, 0.0),
+                (4, 360, 0.0012),
+            ]
             usages = call(store, "key_usages")
             assert {
                 k: (r, t, round(c, 9)) for k, (r, t, c) in usages.items() if k in (key, elsewhere)

@@ -40,6 +40,7 @@ from quartermaster_engine.stores.records import (
     FlowUpdate,
 )
 from quartermaster_engine.testing.calls import call, close_store
+from quartermaster_engine.testing.counts_contract import CountsContract
 from quartermaster_engine.testing.fencing_contract import FencingContract
 from quartermaster_engine.testing.graphs import build_graph, chain_graph, name_id
 from quartermaster_engine.testing.live_contract import LiveChannelContract
@@ -58,7 +59,9 @@ def _record(node: UUID, visit: int = 1, **fields: Any) -> NodeExecution:
     return NodeExecution(node, status, visit=visit, **fields)
 
 
-class StoreContract(FencingContract, LiveChannelContract, MovesContract, SlotsContract):
+class StoreContract(
+    CountsContract, FencingContract, LiveChannelContract, MovesContract, SlotsContract
+):
     """Inherit this in a ``Test...`` class and provide ``make_store``."""
 
     @pytest.fixture

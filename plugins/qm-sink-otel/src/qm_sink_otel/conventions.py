@@ -50,6 +50,14 @@ FLOW_NODE_RUNS = "qm.flow.usage.node_runs"
 FLOW_TOKENS = "qm.flow.usage.tokens"
 FLOW_COST = "qm.flow.usage.cost"
 FLOW_CURRENCY = "qm.flow.usage.currency"
+
+
+def key_usage(key: str, field: str) -> str:
+    """A budget key's usage attribute on a finished flow's span: ``qm.key.<key>.usage.
+    node_runs``, ``.tokens``, ``.cost``, ``.currency`` (totals across flows)."""
+    return f"qm.key.{key}.usage.{field}"
+
+
 NODE_ID = "qm.node.id"
 NODE_NAME = "qm.node.name"
 NODE_TYPE = "qm.node.type"

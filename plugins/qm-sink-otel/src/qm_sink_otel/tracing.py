@@ -6,7 +6,8 @@
   the flow's *segment*, with a ``qm.flow.resumed`` span event.
 - Node runs are ``node {name}`` spans under the flow's span (`qm_sink_otel.nodes`).
 - A finished flow's span carries its usage (node runs, tokens, cost) when its
-  engine has budgets (`FlowFinished.usage`).
+  engine has budgets (`FlowFinished.usage`), and each budget key's totals across
+  flows (``qm.key.<key>.usage.*``, `FlowFinished.key_usage`) when it has key budgets.
 - A child flow's span is under the span of the node that runs it, in the same trace
   (on a fleet, followed by a client: under the span of the node's run after the
   wake, whose id is planned from the child's id, see `nodes`).
@@ -223,6 +224,8 @@ class FlowTracer:
             span.set_attribute(sc.OUTPUT_MESSAGES, content.output_message(event.final_output))
         if event.usage is not None:
             span.set_attributes(_usage(event.usage))
+        if event.key_usage:
+            span.set_attributes(_key_usage(event.key_usage))
         self._end(event, flow, span, event.status)
 
     def _end(self, event: FlowEvent, flow: Flow, span: Span, status: str) -> None:
@@ -251,4 +254,16 @@ def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     if usage.get("currency"):
         attributes[sc.FLOW_COST] = float(usage.get("cost") or 0.0)
         attributes[sc.FLOW_CURRENCY] = usage["currency"]
+    return attributes
+
+
+def _key_usage(keys: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The flow's budget keys' totals across flows (`FlowFinished.key_usage`) as span
+    attributes, ``qm.key.<key>.usage.*``."""
+    attributes: dict[str, Any] = {}
+    for key, used in keys.items():
+        attributes[sc.key_usage(key, "node_runs")] = int(used.get("node_runs") or 0)
+        attributes[sc.key_usage(key, "tokens")] = int(used.get("tokens") or 0)
+        attributes[sc.key_usage(key, "cost")] = float(used.get("cost") or 0.0)
+        attributes[sc.key_usage(key, "currency")] = str(used.get("currency") or "")
     return attributes
