@@ -12,12 +12,21 @@ from typing import Any
 import pytest
 from history_support import GRAPH, GRAPH_V2, LOOP, NODES, registry
 
-from quartermaster_engine import Engine, FlowStatus, InMemoryStore, NodeResult, SimpleNodeRegistry
+from qm_store_sqlite import SQLiteStore
+from quartermaster_engine import (
+    Engine,
+    FlowRunner,
+    FlowStatus,
+    InMemoryStore,
+    NodeResult,
+    SimpleNodeRegistry,
+)
 from quartermaster_engine.events import FlowMigrated
 from quartermaster_engine.history.migrate import MigrationReport
 from quartermaster_engine.stores.graphs import graph_digest
 from quartermaster_engine.testing import TestClock
 from quartermaster_engine.testing.graphs import build_graph
+from quartermaster_engine.testing.task_fleet import TaskFleet
 from quartermaster_engine.types import GraphSpec
 from quartermaster_graph import GraphBuilder
 
@@ -396,3 +405,30 @@ def test_an_await_first_join_that_fired_needs_no_more_inputs(make_store: Any) ->
     assert [w.node_name for w in paused.waiting] == ["W"]
     assert report.outcome == "migrated", report.reason
     assert done.status is FlowStatus.COMPLETED
+
+
+def test_a_worker_that_ran_a_flow_before_it_moved_runs_the_new_graph(tmp_path: Any) -> None:
+    """A fleet worker keeps the state of the flows it steps, but drops it when a flow
+    pauses, fails or parks (the only flows that move): after the flow moved to
+    another graph, the worker's next activation reads it whole and runs the new
+    graph."""
+    path = tmp_path / "flows.db"
+    fleet = TaskFleet(SQLiteStore(path), registry())
+    client = FlowRunner(GRAPH, store=SQLiteStore(path), dispatcher=fleet)
+
+    async def go() -> tuple[Any, Any, int | None]:
+        paused = await client.arun("go")
+        cached = fleet.stepper.records_read(paused.flow_id)  # None: no state kept
+        async with Engine(SQLiteStore(path), registry=registry()) as other:
+            report = await other.migrate(paused.flow_id, V2)
+        assert report.outcome == "migrated"
+        done = await client.aresume(paused.flow_id, "Bob")
+        return paused, done, cached
+
+    try:
+        paused, done, cached = asyncio.run(go())
+    finally:
+        fleet.shutdown()
+    assert paused.status is FlowStatus.PAUSED
+    assert cached is None
+    assert (done.status, done.final_output) == (FlowStatus.COMPLETED, "Polish(hello Bob)")
