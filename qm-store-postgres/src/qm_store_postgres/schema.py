@@ -613,6 +613,14 @@ _COUNTED_V3 = _V3[
     _V3.index("CREATE FUNCTION {s}.qm_commit_counted(") : _V3.index("CREATE TABLE {s}.qm_waiters")
 ]
 _UPDATE_V2 = _V2[_V2.index("CREATE FUNCTION {s}.qm_update_flow(") :]
+#: The types of version 2's qm_commit parameters (`_COMMIT_PARAMS`), which DROP
+#: FUNCTION names.
+_COMMIT_TYPES_V2 = """
+    uuid, double precision, bigint, uuid, integer, integer, uuid, integer,
+    uuid, text, jsonb, text[], jsonb[], uuid[], integer[], uuid[], uuid[], integer[],
+    uuid[], integer[], uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[],
+    bigint[], jsonb[]
+""".strip("\n")
 #: Version 4's qm_commit parameters: version 2's, then the change to keep.
 _COMMIT_PARAMS_V4 = _COMMIT_PARAMS + ",\n    p_change jsonb"
 _V4 = (
@@ -625,18 +633,12 @@ CREATE TABLE {s}.qm_changes (
 );
 
 DROP FUNCTION {s}.qm_commit_counted(
-    uuid, double precision, bigint, uuid, integer, integer, uuid, integer,
-    uuid, text, jsonb, text[], jsonb[], uuid[], integer[], uuid[], uuid[], integer[],
-    uuid[], integer[], uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[],
-    bigint[], jsonb[],
+{commit_types},
     text[], bigint[], bigint[], double precision[],
     text[], bigint[], double precision[], double precision[]
 );
 DROP FUNCTION {s}.qm_commit(
-    uuid, double precision, bigint, uuid, integer, integer, uuid, integer,
-    uuid, text, jsonb, text[], jsonb[], uuid[], integer[], uuid[], uuid[], integer[],
-    uuid[], integer[], uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[],
-    bigint[], jsonb[]
+{commit_types}
 );
 
 """
@@ -655,6 +657,7 @@ DROP FUNCTION {s}.qm_commit(
 
 def _v4(schema: str) -> str:
     sql = _V4.replace("{apply}", _APPLY_V4.strip("\n") + "\n")
+    sql = sql.replace("{commit_types}", _COMMIT_TYPES_V2)
     return sql.replace("{commit_params}", _COMMIT_PARAMS_V4).replace("{s}", schema)
 
 
