@@ -23,7 +23,8 @@ waiters' marks on wall time, which every process shares.
 
 ``max_requests`` per ``per`` seconds counts the starts of a key in a sliding
 window, in the store when it `LimitsRate` (else in this process); a start that
-finds the window full sleeps until its oldest start leaves it, then asks again.
+finds the window full queues in the key's window line (`window_line`) and, once
+first in it, sleeps until its oldest start leaves the window, then asks again.
 
 ``max_tokens`` per ``per`` seconds sums the LLM tokens (``usage`` in a record's
 output data, as the LLM pack writes it) of a key's activations in a sliding window,
