@@ -233,3 +233,54 @@ def test_under_giving_back_a_full_window_keeps_the_tasks_place() -> None:
         assert wait.value.seconds == pytest.approx(10.0)
 
     asyncio.run(main())
+
+
+class _CountingSlots(LocalSlots):
+    """`LocalSlots` as a store, writing down each call the limits make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        self.calls.append("take_request")
+        return super().take_request(key, limit, per, now)
+
+    def take_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> int:
+        self.calls.append(f"take_slot {key} {limit}")
+        return super().take_slot(key, holder, limit, now, expires_at)
+
+    def unmark_waiting(self, key: str, waiter: str) -> None:
+        self.calls.append(f"unmark_waiting {key}")
+        super().unmark_waiting(key, waiter)
+
+
+def test_a_window_with_room_costs_one_store_call_and_a_wait_its_line() -> None:
+    """An activation whose window has room asks only the window; one that waits
+    queues in the window line, asks the window when first, and leaves the line."""
+    import asyncio
+
+    from quartermaster_engine.testing import TestClock
+
+    store, clock = _CountingSlots(), TestClock()  # skips the window's wait
+    rule = Rule(max_requests=1, per=60.0)
+    limits = KeyLimits({"k": rule}, store, 30.0, clock)
+    assert limits.rates is store
+
+    async def main() -> None:
+        async with limits.held((("k", rule),)):
+            assert store.calls == ["take_request"]
+        store.calls.clear()
+        async with limits.held((("k", rule),)):
+            pass
+
+    asyncio.run(main())
+    # Refused for 60 s: queued (first in line); asks the line, then the window,
+    # every third of the ttl (10 s of the clock) until it starts at 60 s.
+    line = "take_slot k (window) 0"
+    assert store.calls == [
+        "take_request",
+        line,
+        *[line, "take_request"] * 6,
+        "unmark_waiting k (window)",
+    ]
