@@ -154,3 +154,133 @@ def test_a_given_back_task_counts_its_start_once_it_has_its_slot() -> None:
         assert await limits.waiting() == {}
 
     asyncio.run(main())
+
+
+def test_waiting_activations_pass_a_full_window_in_the_order_they_came() -> None:
+    """Six activations find a window of one start a minute full, one after the other;
+    each time the clock lets one more start, the first in the window's line starts,
+    not whichever asks first."""
+    import asyncio
+
+    from quartermaster_engine.testing import TestClock
+
+    clock = TestClock(skip=False)
+    rule = Rule(max_requests=1, per=60.0)
+    limits = KeyLimits({"k": rule}, None, 30.0, clock)
+    keys = (("k", rule),)
+    order: list[str] = []
+
+    async def main() -> None:
+        async def waiter(name: str) -> None:
+            async with limits.held(keys):
+                order.append(name)
+
+        await waiter("h")  # the window's one start
+        waiting = []
+        for name in "abcdef":
+            waiting.append(asyncio.create_task(waiter(name)))
+            await asyncio.sleep(0.02)  # queued before the next one comes
+        assert await limits.waiting() == {"k": 6}
+        for count in range(2, 8):
+            clock.advance(61)  # room for one more start
+            while len(order) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)  # nobody else starts in this window
+            assert len(order) == count
+        await asyncio.gather(*waiting)
+        assert await limits.waiting() == {}
+
+    asyncio.run(main())
+    assert order == list("habcdef")
+
+
+def test_under_giving_back_a_full_window_keeps_the_tasks_place() -> None:
+    """A Celery worker's activation refused by a window raises `LimitWait` and stays in
+    the window's line under its task's id: a task that comes back behind another waits
+    (0.1 s per place) even when the window has room again; the first one starts."""
+    import asyncio
+
+    from quartermaster_engine.testing import TestClock
+
+    clock = TestClock(skip=False)
+    rule = Rule(max_requests=1, per=60.0)
+    limits = KeyLimits({"k": rule}, None, 30.0, clock)
+    keys = (("k", rule),)
+
+    async def main() -> None:
+        async with limits.held(keys):
+            pass
+        # the first in line waits for the window (at most a third of the ttl)
+        for task, seconds in (("t1", 10.0), ("t2", 0.2)):
+            with giving_back(task, again=False), pytest.raises(LimitWait) as wait:
+                async with limits.held(keys):
+                    pass
+            assert wait.value.key == "k"
+            assert wait.value.seconds == pytest.approx(seconds)
+        assert await limits.waiting() == {"k": 2}
+        clock.advance(61)
+        with giving_back("t2", again=True), pytest.raises(LimitWait) as wait:
+            async with limits.held(keys):
+                pass  # t1 is ahead of it
+        assert wait.value.seconds == pytest.approx(0.2)
+        with giving_back("t1", again=True):
+            async with limits.held(keys):
+                assert await limits.waiting() == {"k": 1}
+        assert await limits.waiting() == {"k": 1}
+        with giving_back("t2", again=True), pytest.raises(LimitWait) as wait:
+            async with limits.held(keys):
+                pass  # first now, but t1 took the window's start
+        assert wait.value.seconds == pytest.approx(10.0)
+
+    asyncio.run(main())
+
+
+class _CountingSlots(LocalSlots):
+    """`LocalSlots` as a store, writing down each call the limits make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        self.calls.append("take_request")
+        return super().take_request(key, limit, per, now)
+
+    def take_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> int:
+        self.calls.append(f"take_slot {key} {limit}")
+        return super().take_slot(key, holder, limit, now, expires_at)
+
+    def unmark_waiting(self, key: str, waiter: str) -> None:
+        self.calls.append(f"unmark_waiting {key}")
+        super().unmark_waiting(key, waiter)
+
+
+def test_a_window_with_room_costs_one_store_call_and_a_wait_its_line() -> None:
+    """An activation whose window has room asks only the window; one that waits
+    queues in the window line, asks the window when first, and leaves the line."""
+    import asyncio
+
+    from quartermaster_engine.testing import TestClock
+
+    store, clock = _CountingSlots(), TestClock()  # skips the window's wait
+    rule = Rule(max_requests=1, per=60.0)
+    limits = KeyLimits({"k": rule}, store, 30.0, clock)
+    assert limits.rates is store
+
+    async def main() -> None:
+        async with limits.held((("k", rule),)):
+            assert store.calls == ["take_request"]
+        store.calls.clear()
+        async with limits.held((("k", rule),)):
+            pass
+
+    asyncio.run(main())
+    # Refused for 60 s: queued (first in line); asks the line, then the window,
+    # every third of the ttl (10 s of the clock) until it starts at 60 s.
+    line = "take_slot k (window) 0"
+    assert store.calls == [
+        "take_request",
+        line,
+        *[line, "take_request"] * 6,
+        "unmark_waiting k (window)",
+    ]

@@ -22,6 +22,7 @@ from quartermaster_engine.cli.common import (
     terminal_text,
 )
 from quartermaster_engine.runner.key_limits import KeyLimits, Rule
+from quartermaster_engine.runner.window_line import by_key
 from quartermaster_engine.stores.adapter import StoreAdapter, _done
 from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
 
@@ -110,7 +111,7 @@ def limits_command(config_path: str | None, as_json: bool) -> None:
             if shared:
                 in_use = run_sync(_done(store.slots_in_use(time.time())))
             if isinstance(store, CountsWaiters):
-                waiting = run_sync(_done(store.waiting_counts(time.time())))
+                waiting = by_key(run_sync(_done(store.waiting_counts(time.time()))))
         rows = limit_rows(tables, in_use, waiting)
         with reported():
             run_sync(_started(store, rows))

@@ -23,7 +23,8 @@ waiters' marks on wall time, which every process shares.
 
 ``max_requests`` per ``per`` seconds counts the starts of a key in a sliding
 window, in the store when it `LimitsRate` (else in this process); a start that
-finds the window full sleeps until its oldest start leaves it, then asks again.
+finds the window full queues in the key's window line (`window_line`) and, once
+first in it, sleeps until its oldest start leaves the window, then asks again.
 
 ``max_tokens`` per ``per`` seconds sums the LLM tokens (``usage`` in a record's
 output data, as the LLM pack writes it) of a key's activations in a sliding window,
@@ -59,6 +60,7 @@ from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitWait
 from quartermaster_engine.runner.local_slots import LocalSlots
+from quartermaster_engine.runner.window_line import by_key, line_of
 from quartermaster_engine.stores.adapter import _done
 from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
 from quartermaster_engine.types import GraphSpec
@@ -276,39 +278,45 @@ class KeyLimits:
         back: GiveBack | None,
     ) -> None:
         """Wait until ``ask(now)`` (a window's check: 0 or less when it lets this
-        activation start, else the seconds to wait) lets the activation start. With
-        ``back``: ask once, and when the window is full, mark the waiter and raise
-        `LimitWait`; once it may start, its mark (a task that came back) is cleared."""
-        marked: float | None = None
+        activation start, else the seconds to wait) lets the activation start, first
+        come, first served: refused, it queues in the key's window line
+        (`window_line`) and only the first in line asks the window again. With
+        ``back``: ask once, and when it may not start yet, keep its place in the line
+        and raise `LimitWait`; a task that came back asks its line first."""
+        line = line_of(key)
+        queued = False
+        asked: float | None = None  # the window's answer not yet acted on
         try:
-            while True:
-                now = self.clock.now()
-                wait = float(await _done(ask(now)))
-                if wait <= 0:
-                    if back is not None and back.again:
-                        marked = time.time()  # its mark from before: cleared below
+            if back is None or not back.again:
+                asked = float(await _done(ask(self.clock.now())))
+                if asked <= 0:
                     return
-                marked = await self._mark(key, holder, time.time(), marked)
+            while True:
+                wall = time.time()
+                take = self.slots.take_slot(line, holder, 0, wall, wall + self.ttl)
+                place = int(await _done(take))
+                queued = True
+                now = self.clock.now()
+                if place <= 1:
+                    wait = float(await _done(ask(now))) if asked is None else asked
+                    if wait <= 0:
+                        return
+                    wait = min(wait, per, self.ttl / 3)  # marked again each third of the ttl
+                elif back is not None:
+                    wait = min(_GIVE_BACK_FIRST * place, self.ttl / 3)
+                else:
+                    wait = min(_FIRST_WAIT * place, _MAX_WAIT)
+                asked = None
                 if back is not None:
-                    marked = None  # it still waits, in the broker: the mark stays
-                    raise LimitWait(key, min(wait, per, self.ttl / 3))
-                # Woken at least every third of the ttl to mark the wait again.
-                nap = min(wait, per, self.ttl / 3)
-                await self.clock.sleep_until(now + nap + random.random() * _FIRST_WAIT)
+                    queued = False  # it still waits, in the broker: its place stays
+                    raise LimitWait(key, wait)
+                if place <= 1:
+                    await self.clock.sleep_until(now + wait + random.random() * _FIRST_WAIT)
+                else:
+                    await asyncio.sleep(wait * (0.5 + random.random()))
         finally:
-            if marked is not None:
-                await self._unmark(key, holder)
-
-    async def _mark(self, key: str, waiter: str, now: float, marked: float | None) -> float:
-        """Record ``waiter`` as waiting for ``key`` the first time and again every
-        third of the ttl; returns when it was last marked."""
-        if marked is not None and now - marked < self.ttl / 3:
-            return marked
-        try:
-            await _done(self.waiters.mark_waiting(key, waiter, now, now + self.ttl))
-        except Exception as exc:  # only the count of waiters misses it
-            logger.warning("wait for %s not recorded: %s", key, exc)
-        return now
+            if queued:
+                await self._unmark(line, holder)
 
     async def _unmark(self, key: str, waiter: str) -> None:
         try:
@@ -337,4 +345,4 @@ class KeyLimits:
         """Activations waiting now per key (of every process, with a store that
         `CountsWaiters`)."""
         counts: dict[str, int] = await _done(self.waiters.waiting_counts(time.time()))
-        return counts
+        return by_key(counts)

@@ -237,7 +237,9 @@ class HoldsSlots(Protocol):
         ``holder`` out of the line; else queue it (a new ticket) or keep its ticket,
         until ``expires_at``. A holder keeps its place by asking again before its
         mark expires (also from another process: the place belongs to the id).
-        Waiters recorded by ``mark_waiting`` are counted but not in the line."""
+        Waiters recorded by ``mark_waiting`` are counted but not in the line. With
+        ``limit`` 0 no slot is ever taken: ``holder`` is queued (or keeps its place)
+        and its place returned (a window's line: `runner.window_line`)."""
         ...
 
     def renew_slot(self, key: str, holder: str, expires_at: float) -> Any:

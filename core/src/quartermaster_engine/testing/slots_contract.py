@@ -112,6 +112,20 @@ class SlotsContract:
             assert call(other, "take_slot", bigger, "x", 3, now + 2, now + 32) == 0
             assert call(store, "take_slot", bigger, "z", 3, now + 2, now + 32) == 1
             assert call(store, "slots_in_use", now + 2)[bigger] == 3
+            # A window's line (`runner.window_line`): a take with limit 0 never gives
+            # a slot; it queues the holder (or keeps its place) and returns its place.
+            window, now = f"llm:window:{uuid4().hex}", now + 500_000
+            assert call(store, "take_slot", window, "w1", 0, now, now + 30) == 1
+            assert call(other, "take_slot", window, "w2", 0, now + 1, now + 31) == 2
+            assert call(store, "take_slot", window, "w3", 0, now + 2, now + 12) == 3
+            assert call(other, "take_slot", window, "w1", 0, now + 3, now + 33) == 1
+            assert call(store, "waiting_counts", now + 3) == {window: 3}
+            assert call(other, "slots_in_use", now + 3) == {}
+            call(store, "unmark_waiting", window, "w1")  # it passed the window
+            assert call(other, "take_slot", window, "w2", 0, now + 4, now + 34) == 1
+            # w3's mark lapsed at now + 12: a newcomer queues behind w2 only.
+            assert call(store, "take_slot", window, "w4", 0, now + 12, now + 42) == 2
+            assert call(other, "waiting_counts", now + 12) == {window: 2}
         finally:
             close_store(other)
 
