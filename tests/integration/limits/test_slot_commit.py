@@ -1,6 +1,6 @@
 """A limited activation's slot is given back by its own commit (#28: one store round
-trip per limited activation, taking the slot): on SQLite in the commit's transaction
-(no `release_slot` call), on the other stores right after the commit. A refused
+trip per limited activation, taking the slot): on SQLite in the commit's transaction,
+on Redis in its script (no `release_slot` call), on the other stores right after it. A refused
 commit (its lease taken over) still frees the slot, with a call of its own."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from quartermaster_engine import Engine, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.runner.key_limits import Rule
 from quartermaster_engine.stores.adapter import _done
+from quartermaster_engine.stores.base import ReleasesSlotsInCommit
 from quartermaster_engine.testing.calls import close_store
 
 KEY = "tenant:acme"
@@ -77,10 +78,10 @@ def test_a_limited_activation_gives_its_slot_back_with_its_commit(new_store: Any
         close_store(store)
         if watcher is not store:
             close_store(watcher)
-    in_commit = type(store).__name__ == "SQLiteStore"
+    in_commit = isinstance(store, ReleasesSlotsInCommit) and store.releases_slots_in_commit()
     assert status == "completed"
     assert after == {}
-    # SQLite: no call of its own (the commit gave the slot back); else one per node.
+    # SQLite, Redis: no call of its own (the commit gave it back); else one per node.
     each = [0, 0, 0] if in_commit else [0, 1, 2]
     assert seen == [(n, {KEY: 1}, r) for n, r in zip(["a", "b", "c"], each, strict=True)]
     assert releases == (0 if in_commit else 3)
