@@ -6,6 +6,7 @@ commit (its lease taken over) still frees the slot, with a call of its own."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from budget_support import chain
@@ -42,70 +43,74 @@ class CountedSlots:
         return self.slots.slots_in_use(now)
 
 
-def _engine(store: Any, work: Any) -> tuple[Engine, CountedSlots]:
-    engine = Engine(
-        store=store,
-        registry=SimpleNodeRegistry({"llm": work}),
-        key_limits={KEY: Rule(max_in_flight=1)},
-    )
-    assert engine.key_limits is not None
-    counted = CountedSlots(engine.key_limits.slots)
-    engine.key_limits.slots = counted
-    return engine, counted
-
-
-def test_a_limited_activation_gives_its_slot_back_with_its_commit(new_store: Any) -> None:
-    store, watcher = new_store(), new_store()
-    seen: list[tuple[str, dict[str, int], int]] = []
+def _run(new_store: Any, make_work: Any, names: list[str]) -> tuple[Any, str, dict[str, int], int]:
+    """Run a chain of ``names`` (each holding ``KEY``, ``max_in_flight = 1``) on a store
+    of ``new_store`` with the executor ``make_work(other, counted)`` returns (``other``:
+    a second store object, as another process's); its store, the flow's status, the
+    slots held after it and the `release_slot` calls."""
+    store, other = new_store(), new_store()
 
     async def go() -> tuple[str, dict[str, int], int]:
-        async def work(ctx: ExecutionContext) -> NodeResult:
-            # Its own slot is held while it runs; the one before it was given back by
-            # that node's commit, which this node's input was read from.
-            held = await engine.key_limits.in_use()  # type: ignore[union-attr]
-            seen.append((ctx.current_node.name, held, counted.releases))
-            return NodeResult(output_text="ok")
+        work: Any = None  # (made once the engine's slots are counted)
 
-        engine, counted = _engine(store, work)
+        async def llm(ctx: ExecutionContext) -> NodeResult:
+            done: NodeResult = await work(ctx)
+            return done
+
+        engine = Engine(
+            store=store,
+            registry=SimpleNodeRegistry({"llm": llm}),
+            key_limits={KEY: Rule(max_in_flight=1)},
+        )
+        assert engine.key_limits is not None
+        counted = CountedSlots(engine.key_limits.slots)
+        engine.key_limits.slots = counted
+        work = make_work(other, counted)
         async with engine:
-            result = await engine.run(chain(["a", "b", "c"]), "q")
-            after = await engine.key_limits.in_use()  # type: ignore[union-attr]
+            result = await engine.run(chain(names), "q")
+            after = await engine.key_limits.in_use()
         return result.status.value, after, counted.releases
 
     try:
-        status, after, releases = asyncio.run(go())
+        return (store, *asyncio.run(go()))
     finally:
         close_store(store)
-        if watcher is not store:
-            close_store(watcher)
+        if other is not store:
+            close_store(other)
+
+
+def test_a_limited_activation_gives_its_slot_back_with_its_commit(new_store: Any) -> None:
+    seen: list[tuple[str, dict[str, int], int]] = []
+
+    def make_work(other: Any, counted: CountedSlots) -> Any:
+        async def work(ctx: ExecutionContext) -> NodeResult:
+            # Its own slot is held while it runs; the one before it was given back by
+            # that node's commit, which this node's input was read from.
+            held = await _done(counted.slots_in_use(time.time()))
+            seen.append((ctx.current_node.name, held, counted.releases))
+            return NodeResult(output_text="ok")
+
+        return work
+
+    store, status, after, releases = _run(new_store, make_work, ["a", "b", "c"])
     in_commit = isinstance(store, ReleasesSlotsInCommit) and store.releases_slots_in_commit()
     assert status == "completed"
     assert after == {}
-    # SQLite, Redis: no call of its own (the commit gave it back); else one per node.
+    # SQLite, Redis, PostgreSQL: no call of its own (the commit gave it back); memory:
+    # one after each commit.
     each = [0, 0, 0] if in_commit else [0, 1, 2]
     assert seen == [(n, {KEY: 1}, r) for n, r in zip(["a", "b", "c"], each, strict=True)]
     assert releases == (0 if in_commit else 3)
 
 
 def test_a_refused_commit_still_frees_the_slot(new_store: Any) -> None:
-    store, thief = new_store(), new_store()
-
-    async def go() -> tuple[str, dict[str, int], int]:
+    def make_work(other: Any, counted: CountedSlots) -> Any:
         async def work(ctx: ExecutionContext) -> NodeResult:
             # Another process takes the flow over: this activation's commit is refused.
-            await _done(thief.acquire_lease(ctx.flow_id, "thief", 30.0, take_over=1))
+            await _done(other.acquire_lease(ctx.flow_id, "thief", 30.0, take_over=1))
             return NodeResult(output_text="ok")
 
-        engine, counted = _engine(store, work)
-        async with engine:
-            result = await engine.run(chain(["a"]), "q")
-            after = await engine.key_limits.in_use()  # type: ignore[union-attr]
-        return result.status.value, after, counted.releases
+        return work
 
-    try:
-        status, after, releases = asyncio.run(go())
-    finally:
-        close_store(store)
-        if thief is not store:
-            close_store(thief)
+    _, status, after, releases = _run(new_store, make_work, ["a"])
     assert (status, after, releases) == ("failed", {}, 1)

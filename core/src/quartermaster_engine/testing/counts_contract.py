@@ -119,6 +119,18 @@ class CountsContract:
         other = make_store()
         key, two = f"llm:rel:{uuid4().hex}", f"tenant:{uuid4().hex}"
         now = time.time()
+
+        def commit(act: Activation, rec: NodeExecution, epoch: int, *gives: str) -> None:
+            """Commit ``rec`` for ``act``, giving up the slots of ``gives`` (holders of
+            ``key``; "h1" also gives up its slot of ``two``)."""
+            slots = [(key, h) for h in gives] + [(two, h) for h in gives if h == "h1"]
+            call(
+                store,
+                "commit",
+                fid,
+                Commit(done=act.key, record=rec, epoch=epoch, release_slots=slots),
+            )
+
         try:
             fid = self.new_flow(store, graph).flow_id
             call(store, "acquire_lease", fid, "host:1:a", 30.0)
@@ -129,39 +141,17 @@ class CountsContract:
             assert call(other, "take_slot", key, "h2", 2, now, now + 30) == 0
             assert call(store, "take_slot", two, "h1", 1, now, now + 30) == 0
             rec = NodeExecution(name_id("Start"), NodeStatus.FINISHED, visit=1, attempt=1)
-            gives = ((key, "h1"), (two, "h1"))
-            call(
-                store,
-                "commit",
-                fid,
-                Commit(done=start.key, record=rec, epoch=1, release_slots=gives),
-            )
+            commit(start, rec, 1, "h1")
             assert call(other, "slots_in_use", now + 1) == {key: 1}
             # A duplicate's commit, and one under a stale lease, give nothing back.
-            mine = ((key, "h2"),)
             with pytest.raises(DuplicateCommitError):
-                call(
-                    store,
-                    "commit",
-                    fid,
-                    Commit(done=start.key, record=rec, epoch=1, release_slots=mine),
-                )
+                commit(start, rec, 1, "h2")
             call(store, "acquire_lease", fid, "host:2:b", 30.0, take_over=1)
             ran = NodeExecution(name_id("n0"), NodeStatus.FINISHED, visit=1, attempt=1)
             with pytest.raises(StaleLeaseError):
-                call(
-                    store,
-                    "commit",
-                    fid,
-                    Commit(done=first.key, record=ran, epoch=1, release_slots=mine),
-                )
+                commit(first, ran, 1, "h2")
             assert call(other, "slots_in_use", now + 1) == {key: 1}
-            call(
-                store,
-                "commit",
-                fid,
-                Commit(done=first.key, record=ran, epoch=2, release_slots=mine),
-            )
+            commit(first, ran, 2, "h2")
             assert call(other, "slots_in_use", now + 1) == {}
         finally:
             close_store(other)
