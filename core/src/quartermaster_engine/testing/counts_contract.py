@@ -47,6 +47,15 @@ class CountsContract:
     def new_flow(self, store: Any, graph: GraphSpec, **fields: Any) -> FlowRecord:
         raise NotImplementedError  # provided by StoreContract
 
+    def _two_pending(self, store: Any, graph: GraphSpec) -> tuple[Any, Activation, Activation]:
+        """A new flow under lease epoch 1 with Start and n0 pending: its id and them."""
+        fid = self.new_flow(store, graph).flow_id
+        call(store, "acquire_lease", fid, "host:1:a", 30.0)
+        start = Activation(name_id("Start"), 1)
+        first = Activation(name_id("n0"), 1)
+        call(store, "commit", fid, Commit(enqueue=[start, first], epoch=1))
+        return fid, start, first
+
     def test_a_commit_counts_its_usage_once_and_a_refused_one_nothing(
         self, store: Any, make_store: Callable[[], Any], graph: GraphSpec
     ) -> None:
@@ -78,11 +87,7 @@ class CountsContract:
             )
 
         try:
-            fid = self.new_flow(store, graph).flow_id
-            call(store, "acquire_lease", fid, "host:1:a", 30.0)
-            start = Activation(name_id("Start"), 1)
-            first = Activation(name_id("n0"), 1)
-            call(store, "commit", fid, Commit(enqueue=[start, first], epoch=1))
+            fid, start, first = self._two_pending(store, graph)
             rec = NodeExecution(name_id("Start"), NodeStatus.FINISHED, visit=1, attempt=1)
             commit(start, rec, 1, 120, now)
             after = seen()
@@ -132,11 +137,7 @@ class CountsContract:
             )
 
         try:
-            fid = self.new_flow(store, graph).flow_id
-            call(store, "acquire_lease", fid, "host:1:a", 30.0)
-            start = Activation(name_id("Start"), 1)
-            first = Activation(name_id("n0"), 1)
-            call(store, "commit", fid, Commit(enqueue=[start, first], epoch=1))
+            fid, start, first = self._two_pending(store, graph)
             assert call(store, "take_slot", key, "h1", 2, now, now + 30) == 0
             assert call(other, "take_slot", key, "h2", 2, now, now + 30) == 0
             assert call(store, "take_slot", two, "h1", 1, now, now + 30) == 0
