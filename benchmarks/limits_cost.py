@@ -9,8 +9,8 @@ ran per node: store round trips that write, whatever the machine's load):
 - ``limits, no key``: a key table configured, the nodes declare no key;
 - ``budgets``: ``max_node_runs`` and ``max_tokens`` set (never reached);
 - ``limited key``: every node declares ``limit_keys = ["bench"]`` and
-  ``[limits.bench] max_in_flight = 8``: a slot taken and given back per node
-  (two store round trips);
+  ``[limits.bench] max_in_flight = 8``: a slot taken per node (one store round
+  trip) and given back by the node's commit (none of its own);
 - ``tokens, no key``: a ``max_tokens`` table configured, the nodes declare no key
   (each commit asks whether its node has a key limiting tokens);
 - ``tokens key``: every node declares ``bench``, ``[limits.bench] max_tokens``

@@ -108,8 +108,9 @@ def commit_args(
 
 
 def count_args(commit: Commit) -> tuple[Any, ...]:
-    """The 8 arguments ``qm_commit_counted`` takes after ``qm_commit``'s: the commit's
-    usage counts, then its token counts, as arrays (NULL when there are none)."""
+    """The 10 arguments ``qm_commit_counted`` takes after ``qm_commit``'s: the commit's
+    usage counts, its token counts, then the keys and holders of the slots it gives
+    up, as arrays (NULL when there are none)."""
     usage, tokens = commit.key_usage, commit.key_tokens
     use: tuple[Any, ...] = (None, None, None, None)
     if usage:
@@ -127,7 +128,11 @@ def count_args(commit: Commit) -> tuple[Any, ...]:
             [float(t.at) for t in tokens],
             [float(t.per) for t in tokens],
         )
-    return use + tok
+    release = commit.release_slots
+    rel: tuple[Any, ...] = (None, None)
+    if release:
+        rel = ([k for k, _ in release], [h for _, h in release])
+    return use + tok + rel
 
 
 def event_args(events: Sequence[FlowEvent]) -> tuple[list[int] | None, list[str] | None]:

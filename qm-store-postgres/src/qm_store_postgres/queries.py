@@ -24,10 +24,10 @@ class Queries:
 
     def __init__(self, s: str) -> None:
         self.commit = f"SELECT {s}.qm_commit({', '.join(f'${i}' for i in range(1, 31))})"
-        # A commit with usage counts (`KeepsKeyUsage`, `LimitsTokens`): the same
-        # arguments, then the counts' (`codec.count_args`).
+        # A commit with usage counts (`KeepsKeyUsage`, `LimitsTokens`) or slots to give
+        # up (`ReleasesSlotsInCommit`): the same arguments, then `codec.count_args`.
         self.commit_counted = (
-            f"SELECT {s}.qm_commit_counted({', '.join(f'${i}' for i in range(1, 39))})"
+            f"SELECT {s}.qm_commit_counted({', '.join(f'${i}' for i in range(1, 41))})"
         )
         self.save_record = f"SELECT {s}.qm_save_record($1, $2, $3, $4)"
         self.add_graph = (

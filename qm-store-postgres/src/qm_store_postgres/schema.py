@@ -586,7 +586,8 @@ def _v3(schema: str) -> str:
 # (`ReadsChanges`; `quartermaster_engine.stores.changes`), by the flow's version,
 # written by qm_commit (a new last parameter, p_change; NULL: none kept) and
 # dropped with the queue when the flow ends; loop exits apply before loop resets,
-# as `Commit` documents (a reset ends the run the exits belonged to).
+# as `Commit` documents (a reset ends the run the exits belonged to); the commit's
+# slots given up by qm_commit_counted (`_RELEASE_V4`).
 _APPLY_V4 = (
     _APPLY.replace(
         """    IF p_resets IS NOT NULL THEN
@@ -621,6 +622,14 @@ _COMMIT_TYPES_V2 = """
     uuid[], integer[], uuid[], integer[], bigint[], jsonb[], uuid[], uuid[], uuid[],
     bigint[], jsonb[]
 """.strip("\n")
+#: Version 4's qm_commit_counted also gives up the commit's slots (`Commit.release_slots`,
+#: `ReleasesSlotsInCommit`: keys and holders, two more parameters) when it applied.
+_RELEASE_V4 = """    IF p_rel_keys IS NOT NULL THEN
+        DELETE FROM {s}.qm_slots AS o
+         USING unnest(p_rel_keys, p_rel_holders) AS x(k, h)
+         WHERE o.key = x.k AND o.holder = x.h;
+    END IF;
+"""
 #: Version 4's qm_commit parameters: version 2's, then the change to keep.
 _COMMIT_PARAMS_V4 = _COMMIT_PARAMS + ",\n    p_change jsonb"
 _V4 = (
@@ -647,6 +656,11 @@ DROP FUNCTION {s}.qm_commit(
         "p_resets, p_exit_header, p_exit_edge, p_ev_seq, p_ev_body\n",
         "p_resets, p_exit_header, p_exit_edge, p_ev_seq, p_ev_body, p_change\n",
     )
+    .replace(
+        "    p_tok_per double precision[]\n)",
+        "    p_tok_per double precision[],\n    p_rel_keys text[], p_rel_holders text[]\n)",
+    )
+    .replace("    RETURN NULL;\nEND\n$fn$;", _RELEASE_V4 + "    RETURN NULL;\nEND\n$fn$;")
     + _UPDATE_V2.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
         "        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow;\n",
         "        DELETE FROM {s}.qm_loop_exits WHERE flow_id = p_flow;\n"

@@ -288,6 +288,11 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
         """Give the holder's slot up."""
         await self._db.run(execute, self._sql.slot_release, key, holder)
 
+    def releases_slots_in_commit(self) -> bool:
+        """Its commits give up `Commit.release_slots` in their statement
+        (`ReleasesSlotsInCommit`; schema version 4's ``qm_commit_counted``)."""
+        return True
+
     async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
         """Count a start of ``key`` if its window has room (0.0), else the seconds to wait
         (one round trip: the ``qm_take_request`` function)."""
@@ -402,7 +407,8 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome after its fencing checks (see
         `DurableStore.commit`): one statement, one transaction, with its usage
-        counts (`Commit.key_usage`, `Commit.key_tokens`: ``qm_commit_counted``)."""
+        counts (`Commit.key_usage`, `Commit.key_tokens`) and the slots it gives up
+        (`Commit.release_slots`): ``qm_commit_counted``."""
         touch = None
         now = time.time()
         touched = self._touched
@@ -412,7 +418,7 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
             touched[flow_id] = touch = now
         args = codec.commit_args(flow_id, commit, touch, self._queue_order)
         sql = self._sql.commit
-        if commit.key_usage or commit.key_tokens:  # counted in the same statement
+        if commit.key_usage or commit.key_tokens or commit.release_slots:  # same statement
             args += codec.count_args(commit)
             sql = self._sql.commit_counted
         refused = await self._db.fetchval_in_order(flow_id, sql, args)

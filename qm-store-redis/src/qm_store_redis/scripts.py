@@ -134,10 +134,12 @@ end
 COMMIT = Script("commit", _FENCE + _COMMIT_BODY + "return {1}\n")
 
 #: COMMIT with usage counts (`KeepsKeyUsage`, `LimitsTokens`) applied with it.
+#: It also gives up the slots of `Commit.release_slots` (`ReleasesSlotsInCommit`).
 #: KEYS: COMMIT's nine, then the index of usage keys, then one key per count:
-#: each usage count's hash, then each token count's sorted set. ARGV: COMMIT's,
-#: then the usage counts (key name, node runs, tokens, cost), then the token
-#: counts (drop at or before, at, member, expiry in ms). Cluster-unsafe (the
+#: each usage count's hash, then each token count's sorted set, then each slot's
+#: set. ARGV: COMMIT's, then the usage counts (key name, node runs, tokens,
+#: cost), then the token counts (drop at or before, at, member, expiry in ms),
+#: then the slots' holders (each list after its length). Cluster-unsafe (the
 #: counts' keys are not the flow's): the store uses it only off Redis Cluster.
 COMMIT_COUNTED = Script(
     "commit_counted",
@@ -157,6 +159,10 @@ for _ = 1, n do
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', ARGV[i])
   redis.call('ZADD', KEYS[k], ARGV[i + 1], ARGV[i + 2])
   redis.call('PEXPIRE', KEYS[k], ARGV[i + 3]); i = i + 4; k = k + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('ZREM', KEYS[k], ARGV[i]); i = i + 1; k = k + 1
 end
 return {1}
 """,

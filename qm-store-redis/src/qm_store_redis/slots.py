@@ -154,9 +154,13 @@ def usage_of(fields: list[Any]) -> tuple[int, int, float]:
 
 
 def commit_counts(
-    prefix: str, usage: Sequence[UsageCount], tokens: Sequence[TokenCount]
+    prefix: str,
+    usage: Sequence[UsageCount],
+    tokens: Sequence[TokenCount],
+    release: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[str], list[Any]]:
-    """The keys COMMIT_COUNTED adds to COMMIT's, and the arguments it adds."""
+    """The keys COMMIT_COUNTED adds to COMMIT's, and the arguments it adds (``release``:
+    the slots, ``(key, holder)``, it gives up)."""
     keys = [usage_index_key(prefix)]
     args: list[Any] = [len(usage)]
     for u in usage:
@@ -166,6 +170,10 @@ def commit_counts(
     for t in tokens:
         keys.append(tokens_key(prefix, t.key))
         args += token_args(t.tokens, t.at, t.per)
+    args.append(len(release))
+    for key, holder in release:
+        keys.append(slot_key(prefix, key))
+        args.append(holder)
     return keys, args
 
 

@@ -259,6 +259,12 @@ class RedisStore:
         """Give the holder's slot up."""
         await self._clients.get().command("ZREM", slots.slot_key(self._keys.prefix, key), holder)
 
+    def releases_slots_in_commit(self) -> bool:
+        """Its commit's script gives up `Commit.release_slots` (`ReleasesSlotsInCommit`),
+        except on Redis Cluster (``cluster = true``, or a server found in cluster mode
+        by a commit), whose scripts may not span the slots' keys."""
+        return not self.cluster and self._any_tags is not False
+
     @_redis_errors
     async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
         """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
@@ -644,18 +650,21 @@ class RedisStore:
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome: one Lua script, all or nothing, with its
-        usage counts (COMMIT_COUNTED). On Redis Cluster, where the counts' keys live
-        in other slots than the flow's, the counts follow the accepted commit (one
-        script per count; a crash between loses them: docs/limits.md)."""
+        usage counts and the slots it gives up (COMMIT_COUNTED). On Redis Cluster,
+        where the counts' keys live in other slots than the flow's, the counts follow
+        the accepted commit (one script per count; a crash between loses them:
+        docs/limits.md), and so do the slots' releases."""
         items = _commit_args(commit)
         client = self._clients.get()
-        counted = bool(commit.key_usage or commit.key_tokens)
+        counted = bool(commit.key_usage or commit.key_tokens or commit.release_slots)
         after = counted and not await self._spans_tags(client)
         extra: Sequence[str] = ()
         script, sha_header, eval_header = scripts.COMMIT, _EVALSHA_COMMIT, _EVAL_COMMIT
         if counted and not after:
             prefix = self._keys.prefix
-            extra, counts = slots.commit_counts(prefix, commit.key_usage, commit.key_tokens)
+            extra, counts = slots.commit_counts(
+                prefix, commit.key_usage, commit.key_tokens, commit.release_slots
+            )
             items += counts
             script = scripts.COMMIT_COUNTED
             sha_header = pack_items(("EVALSHA", script.sha, COMMIT_KEYS + len(extra)))
@@ -683,6 +692,8 @@ class RedisStore:
                 await self.add_key_usage(u.key, u.node_runs, u.tokens, u.cost)
             for t in commit.key_tokens:
                 await self.add_tokens(t.key, t.tokens, t.at, t.per)
+            for key, holder in commit.release_slots:
+                await self.release_slot(key, holder)
 
     async def _spans_tags(self, client: Client) -> bool:
         """Whether one script may touch keys of several hash tags: not on Redis Cluster

@@ -33,8 +33,6 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
-    TokenCount,
-    UsageCount,
 )
 from quartermaster_engine.types import Message
 
@@ -140,6 +138,11 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
     async def release_slot(self, key: str, holder: str) -> None:
         """Give the holder's slot up."""
         await self._db.write(slots.release, key, holder)
+
+    def releases_slots_in_commit(self) -> bool:
+        """Its commits give up `Commit.release_slots` in their transaction
+        (`ReleasesSlotsInCommit`)."""
+        return True
 
     async def slots_in_use(self, now: float) -> dict[str, int]:
         """Unexpired slots per key, of every process using the file."""
@@ -298,11 +301,12 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
 
     async def commit(self, flow_id: UUID, commit: Commit) -> None:
         """Apply one activation's outcome in one write transaction, with its usage
-        counts (`Commit.key_usage`, `Commit.key_tokens`)."""
+        counts (`Commit.key_usage`, `Commit.key_tokens`) and the slots it gives up
+        (`Commit.release_slots`)."""
         rows = self._commit_rows(flow_id, commit)
         try:
-            if commit.key_usage or commit.key_tokens:  # counted in the same transaction
-                await self._db.write(_apply_counted, rows, commit.key_usage, commit.key_tokens)
+            if commit.key_usage or commit.key_tokens or commit.release_slots:  # same transaction
+                await self._db.write(_apply_counted, rows, commit)
             else:
                 await self._db.write(queries.apply_commit, rows)
         except (UnicodeEncodeError, OverflowError) as exc:
@@ -428,12 +432,13 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         await self._db.write(queries.append_message, flow_id.bytes, node_id.bytes, body)
 
 
-def _apply_counted(
-    db: Any, rows: queries.CommitRows, usage: Sequence[UsageCount], tokens: Sequence[TokenCount]
-) -> None:
-    """A commit and its usage counts (`KeepsKeyUsage`, `LimitsTokens`): all or nothing."""
+def _apply_counted(db: Any, rows: queries.CommitRows, commit: Commit) -> None:
+    """A commit with its usage counts (`KeepsKeyUsage`, `LimitsTokens`) and the slots
+    it gives up (`ReleasesSlotsInCommit`): all or nothing."""
     queries.apply_commit(db, rows)
-    slots.add_counts(db, usage, tokens)
+    slots.add_counts(db, commit.key_usage, commit.key_tokens)
+    for key, holder in commit.release_slots:
+        slots.release(db, key, holder)
 
 
 def _describe(commit: Commit) -> str:

@@ -64,7 +64,8 @@ async def commit_and_apply(
     if run.caller.counts_usage:  # an engine whose limits count tokens, or key budgets
         await _committed_counted(run, cnode, rec, commit, event, failure)
         return
-    if committer.sync and not emitter.holding:
+    sync = committer.sync and not committer.held_slots  # (slots: given back by `commit`)
+    if sync and not emitter.holding:
         # The commit cannot suspend, so nothing is emitted between it and the
         # delivery: number the event into the commit, deliver it right after.
         if event is not None:
@@ -75,7 +76,7 @@ async def commit_and_apply(
             emitter.deliver(event)
         return
     handle = None if event is None else emitter.stage(event)
-    if committer.sync:
+    if sync:
         committer.commit_now(commit)
     else:
         await committed(run, commit, handle)

@@ -6,11 +6,17 @@ epoch and carrying the events emitted since the last commit; stores with only
 failures become the runner's errors: data the store cannot keep fails the
 flow, a refused (stale or duplicate) commit means another process has the
 flow, anything else leaves the flow to be recovered.
+
+An executed activation's concurrency slots (`key_limits.HeldSlots`) are handed over
+to its commit (`hand_over`): a store that `ReleasesSlotsInCommit` gives them up in
+the commit's own write (``Commit.release_slots``), other stores right after it; a
+refused or failed commit, or none, releases them with calls of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from quartermaster_engine.runner.compiled import CompiledGraph
@@ -30,7 +36,16 @@ from quartermaster_engine.stores.base import (
     StaleLeaseError,
     StoreDataError,
 )
-from quartermaster_engine.stores.records import Activation, Commit, FlowStatus, FlowUpdate
+from quartermaster_engine.stores.records import (
+    Activation,
+    ActivationKey,
+    Commit,
+    FlowStatus,
+    FlowUpdate,
+)
+
+if TYPE_CHECKING:
+    from quartermaster_engine.runner.key_limits import HeldSlots
 
 
 class Committer:
@@ -43,6 +58,8 @@ class Committer:
         "emitter",
         "enqueued",
         "flow_id",
+        "hands_slots",
+        "held_slots",
         "keep_changes",
         "lease",
         "store",
@@ -75,6 +92,11 @@ class Committer:
         self.enqueued: list[Activation] | None = None
         #: Mark commits ``keep_change`` (a stepper's runs: it reads changes back).
         self.keep_changes = False
+        #: Whether executed activations' slots wait for their commit (`hand_over`);
+        #: False when no commit follows the execution here (a stepper's `execute`).
+        self.hands_slots = True
+        #: The slots handed over, by the activation whose commit gives them back.
+        self.held_slots: dict[ActivationKey, HeldSlots] | None = None
 
     def _stamp(self, commit: Commit) -> None:
         commit.epoch = self.lease.epoch
@@ -83,8 +105,27 @@ class Committer:
         if self.emitter.unlogged:
             commit.events = self.emitter.take_unlogged()
 
+    def hand_over(self, key: ActivationKey, slots: HeldSlots) -> None:
+        """Keep ``slots`` (activation ``key``'s, its executor done) for its commit."""
+        if not self.hands_slots:
+            return
+        slots.handed = True
+        if self.held_slots is None:
+            self.held_slots = {}
+        self.held_slots[key] = slots
+
+    async def release_held(self, key: ActivationKey) -> None:
+        """Give back activation ``key``'s slots if no commit took them (it wrote none)."""
+        held = self.held_slots.pop(key, None) if self.held_slots else None
+        if held is not None:
+            await held.release()
+
     async def commit(self, commit: Commit) -> None:
         """Write ``commit``; raises the runner's errors (see the module)."""
+        held, done = self.held_slots, commit.done
+        if held and done is not None and done in held:
+            await self._commit_releasing(commit, held.pop(done))
+            return
         if self.sync:
             self.commit_now(commit)
             return
@@ -99,6 +140,20 @@ class Committer:
         except Exception as exc:
             raise self.failure(exc, commit) from exc
         self._written(commit)
+
+    async def _commit_releasing(self, commit: Commit, slots: HeldSlots) -> None:
+        """`commit`, giving ``slots`` back: in the commit when the store can, else (or
+        when the commit was refused or failed) with a store call each after it."""
+        in_commit = slots.limits.in_commit()
+        if in_commit:
+            commit.release_slots = slots.pairs()
+        try:
+            await self.commit(commit)
+        except BaseException:
+            await slots.release()
+            raise
+        if not in_commit:
+            await slots.release()
 
     def commit_now(self, commit: Commit) -> None:
         """`commit` for stores whose commit never suspends: no coroutine on the hot path."""

@@ -6,7 +6,8 @@ the dispatcher's ``run_blocking`` (concurrent dispatchers) or a daemon thread,
 so that a timeout or a stop does not wait for it (an abandoned call runs on in
 its thread, its result dropped, and never keeps the process alive). Whatever an executor returns
 is turned into a `NodeResult` or a named node error. An activation with limited keys
-holds a slot of each while its executor runs (`key_limits`); with a key limiting
+holds a slot of each while its executor runs (`key_limits`), given back by the
+activation's commit once the executor returned (`Committer.hand_over`); with a key limiting
 tokens, or with a key budget (`key_budgets`), the outcomes count each record's
 usage with its commit (`usage_counts`).
 """
@@ -92,9 +93,11 @@ class ExecutorCaller:
         if limits is not None and not keys_held:
             keys = limits.keys_of(cnode, executor, run.graph)
             if keys:  # a slot of each limited key while the executor runs
-                async with limits.held(keys):
+                async with limits.held(keys) as slots:
                     # (Called again rather than split: no extra call per activation.)
-                    return await ExecutorCaller.call(self, run, act, input_text, keys_held=True)
+                    done = await ExecutorCaller.call(self, run, act, input_text, keys_held=True)
+                    run.committer.hand_over(act.key, slots)  # its commit gives them back
+                    return done
         ctx = ExecutionContext._for_activation(run.view, act, input_text)
         if cnode.item_of is not None:  # a map's item: ``item`` and ``index`` in memory
             ctx.memory = item_memory(run.state, act)

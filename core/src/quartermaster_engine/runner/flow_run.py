@@ -44,8 +44,7 @@ from quartermaster_engine.stores.records import (
 
 
 class Outcome:
-    """What an executed activation produced, before any bookkeeping: its result,
-    the edge its pick selects, when it started, and the input it was given."""
+    """An executed activation before any bookkeeping: result, picked edge, start, input."""
 
     __slots__ = ("input_text", "picked", "result", "started")
 
@@ -336,6 +335,8 @@ class FlowRun:
         outcome = await self.execute(act)
         if outcome is not None:
             await self.complete(act, outcome)
+            if self.committer.held_slots:  # its slots, if no commit of it gave them back
+                await self.committer.release_held(act.key)
 
     def emit_started(self, act: Activation) -> None:
         """The activation's NodeStarted event."""
@@ -379,8 +380,7 @@ class FlowRun:
         return Outcome(result, picked, started, input_text)
 
     async def complete(self, act: Activation, outcome: Outcome) -> None:
-        """The bookkeeping of an executed activation: its error strategy, routing,
-        the commit, and applying it to the state."""
+        """An executed activation's bookkeeping: error strategy, routing, commit, apply."""
         result = outcome.result
         if result.wait_for_user:
             await outcomes.park(self, act, result, outcome.started)

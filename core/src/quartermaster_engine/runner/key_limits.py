@@ -62,7 +62,13 @@ from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitW
 from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.runner.window_line import by_key, line_of
 from quartermaster_engine.stores.adapter import _done
-from quartermaster_engine.stores.base import CountsWaiters, HoldsSlots, LimitsRate, LimitsTokens
+from quartermaster_engine.stores.base import (
+    CountsWaiters,
+    HoldsSlots,
+    LimitsRate,
+    LimitsTokens,
+    ReleasesSlotsInCommit,
+)
 from quartermaster_engine.types import GraphSpec
 
 logger = logging.getLogger("quartermaster_engine.limits")
@@ -120,6 +126,34 @@ def _holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+class HeldSlots:
+    """The slots one activation holds (``(key, holder)``): given back as its executor's
+    block ends, or, once ``handed`` to its commit (`Committer.hand_over`), by the
+    commit itself on a store that `ReleasesSlotsInCommit`, else right after it."""
+
+    __slots__ = ("handed", "holder", "keys", "limits")
+
+    def __init__(self, limits: KeyLimits, holder: str) -> None:
+        self.limits = limits
+        self.holder = holder
+        #: The keys whose slot is taken.
+        self.keys: list[str] = []
+        #: Whether the activation's commit gives them back (not the block's end).
+        self.handed = False
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(key, holder)`` of each slot: `Commit.release_slots`."""
+        return tuple((key, self.holder) for key in self.keys)
+
+    async def release(self) -> None:
+        """Give each slot up with its own store call (`HoldsSlots.release_slot`)."""
+        for key in self.keys:
+            try:
+                await _done(self.limits.slots.release_slot(key, self.holder))
+            except Exception as exc:  # it lapses after the ttl anyway
+                logger.warning("slot of %s not released (%s); it lapses", key, exc)
+
+
 class KeyLimits:
     """An engine's limits per key and where their slots are kept."""
 
@@ -147,6 +181,9 @@ class KeyLimits:
         self.counts_tokens = any(r.max_tokens is not None for r in self.limits.values())
         #: Whether the slots are shared by every process using the store.
         self.shared = isinstance(store, HoldsSlots)
+        self._releases: ReleasesSlotsInCommit | None = (
+            store if isinstance(store, ReleasesSlotsInCommit) else None
+        )
         self._of_node: dict[CNode, tuple[KeyLimit, ...]] = {}
 
     @classmethod
@@ -169,6 +206,12 @@ class KeyLimits:
             if self.matches(pattern, key):
                 return value
         return None
+
+    def in_commit(self) -> bool:
+        """Whether an accepted commit gives its activation's slots up itself
+        (`ReleasesSlotsInCommit`), asked of the store each time."""
+        releases = self._releases
+        return releases is not None and bool(releases.releases_slots_in_commit())
 
     @staticmethod
     def matches(pattern: str, key: str) -> bool:
@@ -195,9 +238,10 @@ class KeyLimits:
         return found
 
     @contextlib.asynccontextmanager
-    async def held(self, keys: tuple[KeyLimit, ...]) -> AsyncIterator[None]:
+    async def held(self, keys: tuple[KeyLimit, ...]) -> AsyncIterator[HeldSlots]:
         """Wait until every key in ``keys`` lets one more activation start in its
-        window, then hold a slot of each key with ``max_in_flight`` until the block ends.
+        window, then hold a slot of each key with ``max_in_flight`` until the block
+        ends, or until the commit they were handed over to (`HeldSlots.handed`).
 
         Under `giving_back` the slots are taken first and the windows asked after:
         a task given back for a slot then counts no start in a window (it would
@@ -207,26 +251,23 @@ class KeyLimits:
         holder = back.waiter if back is not None else _holder_id()
         if back is None:
             await self._windows(keys, holder, None)
-        taken: list[str] = []
+        slots = HeldSlots(self, holder)
         renewing: asyncio.Task[None] | None = None
         try:
             for key, rule in keys:
                 if rule.max_in_flight is None:
                     continue
                 await self._acquire(key, holder, rule.max_in_flight, back is not None)
-                taken.append(key)
+                slots.keys.append(key)
             if back is not None:
                 await self._windows(keys, holder, back)
-            renewing = asyncio.ensure_future(self._renew(taken, holder))
-            yield
+            renewing = asyncio.ensure_future(self._renew(slots.keys, holder))
+            yield slots
         finally:
             if renewing is not None:
                 renewing.cancel()
-            for key in taken:
-                try:
-                    await _done(self.slots.release_slot(key, holder))
-                except Exception as exc:  # it lapses after the ttl anyway
-                    logger.warning("slot of %s not released (%s); it lapses", key, exc)
+            if not slots.handed:
+                await slots.release()
 
     async def _windows(
         self, keys: tuple[KeyLimit, ...], holder: str, back: GiveBack | None

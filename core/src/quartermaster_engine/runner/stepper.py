@@ -195,6 +195,7 @@ class FlowStepper:
         if run.caller.gated and await budget_gate.blocked(run, act) is not None:
             return Work(flow_id, ref, None)
         run.attach()
+        run.committer.hands_slots = False  # (no commit here: `complete` writes it)
         watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))
         try:
             outcome = await run.execute(act)

@@ -256,6 +256,20 @@ class HoldsSlots(Protocol):
 
 
 @runtime_checkable
+class ReleasesSlotsInCommit(Protocol):
+    """A store that `HoldsSlots` and whose `commit` gives up `Commit.release_slots`
+    in the same write as the rest of an accepted commit (docs/limits.md): a limited
+    activation then costs one store round trip for its slot (taking it), not two. A
+    refused commit releases nothing (the engine then calls `release_slot`)."""
+
+    def releases_slots_in_commit(self) -> bool:
+        """Whether this store's commits apply ``release_slots`` now (False, e.g., on
+        a Redis Cluster node, whose scripts may not span the slots' keys: the engine
+        then releases each slot after the commit)."""
+        ...
+
+
+@runtime_checkable
 class LimitsRate(Protocol):
     """A store that counts the starts of each limit key in a sliding window for every
     process sharing it (``[limits."<key>"] max_requests``, ``per``; docs/limits.md).
@@ -477,6 +491,7 @@ __all__ = [
     "Lease",
     "LeaseHeldError",
     "LimitsRate",
+    "ReleasesSlotsInCommit",
     "ScheduleExistsError",
     "StaleLeaseError",
     "StoreDataError",

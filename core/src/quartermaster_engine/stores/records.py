@@ -248,7 +248,11 @@ class Commit:
     - ``key_usage`` / ``key_tokens``: the record's usage for its budget keys and its
       LLM tokens for its limit keys' windows, applied with the rest by a store with
       `KeepsKeyUsage` / `LimitsTokens` (the engine puts them here only for such a
-      store): a refused commit counts nothing (docs/limits.md).
+      store): a refused commit counts nothing (docs/limits.md);
+    - ``release_slots``: concurrency slots ``(key, holder)`` the activation held,
+      given up by an accepted commit of a store with `ReleasesSlotsInCommit` (the
+      engine puts them here only for such a store; a refused commit keeps them, and
+      the engine releases them separately).
 
     Fencing (see `DurableStore.commit`): ``epoch`` is the lease epoch the commit
     was computed under; ``done`` must still be pending (with the attempt of
@@ -278,6 +282,7 @@ class Commit:
         "loop_resets",
         "memory",
         "record",
+        "release_slots",
     )
 
     def __init__(
@@ -296,6 +301,7 @@ class Commit:
         answers: ActivationKey | None = None,
         key_usage: Sequence[UsageCount] = (),
         key_tokens: Sequence[TokenCount] = (),
+        release_slots: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.done = done
         self.record = record
@@ -311,6 +317,7 @@ class Commit:
         self.keep_change = False
         self.key_usage = key_usage
         self.key_tokens = key_tokens
+        self.release_slots = release_slots
 
     def add_delivery(self, delivery: Delivery) -> None:
         if self.deliveries:

@@ -6,10 +6,15 @@ A store that `KeepsKeyUsage` applies a commit's ``key_usage``, and one that
 accepted commit's counts are seen by every process sharing the store, and a refused
 one (a duplicate, a stale lease epoch, a superseded attempt) counts nothing.
 Stores with neither ability skip it.
+
+A store that `ReleasesSlotsInCommit` gives up a commit's ``release_slots`` with the
+rest of an accepted commit (seen by another process as the commit is), and a refused
+commit keeps them held.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -21,6 +26,7 @@ from quartermaster_engine.stores.base import (
     DuplicateCommitError,
     KeepsKeyUsage,
     LimitsTokens,
+    ReleasesSlotsInCommit,
     StaleLeaseError,
 )
 from quartermaster_engine.stores.records import (
@@ -40,6 +46,15 @@ class CountsContract:
 
     def new_flow(self, store: Any, graph: GraphSpec, **fields: Any) -> FlowRecord:
         raise NotImplementedError  # provided by StoreContract
+
+    def _two_pending(self, store: Any, graph: GraphSpec) -> tuple[Any, Activation, Activation]:
+        """A new flow under lease epoch 1 with Start and n0 pending: its id and them."""
+        fid = self.new_flow(store, graph).flow_id
+        call(store, "acquire_lease", fid, "host:1:a", 30.0)
+        start = Activation(name_id("Start"), 1)
+        first = Activation(name_id("n0"), 1)
+        call(store, "commit", fid, Commit(enqueue=[start, first], epoch=1))
+        return fid, start, first
 
     def test_a_commit_counts_its_usage_once_and_a_refused_one_nothing(
         self, store: Any, make_store: Callable[[], Any], graph: GraphSpec
@@ -72,11 +87,7 @@ class CountsContract:
             )
 
         try:
-            fid = self.new_flow(store, graph).flow_id
-            call(store, "acquire_lease", fid, "host:1:a", 30.0)
-            start = Activation(name_id("Start"), 1)
-            first = Activation(name_id("n0"), 1)
-            call(store, "commit", fid, Commit(enqueue=[start, first], epoch=1))
+            fid, start, first = self._two_pending(store, graph)
             rec = NodeExecution(name_id("Start"), NodeStatus.FINISHED, visit=1, attempt=1)
             commit(start, rec, 1, 120, now)
             after = seen()
@@ -102,5 +113,46 @@ class CountsContract:
                 [(2, 150, 0.0015), (2, 150, 0.0)] if usage else [],
                 [(now, 120), (now + 2, 30)] if tokens else [],
             )
+        finally:
+            close_store(other)
+
+    def test_a_commit_gives_its_slots_back_and_a_refused_one_keeps_them(
+        self, store: Any, make_store: Callable[[], Any], graph: GraphSpec
+    ) -> None:
+        if not isinstance(store, ReleasesSlotsInCommit) or not store.releases_slots_in_commit():
+            pytest.skip(f"{type(store).__name__} releases no slots in commits (optional)")
+        other = make_store()
+        key, two = f"llm:rel:{uuid4().hex}", f"tenant:{uuid4().hex}"
+        now = time.time()
+
+        def commit(act: Activation, rec: NodeExecution, epoch: int, *gives: str) -> None:
+            """Commit ``rec`` for ``act``, giving up the slots of ``gives`` (holders of
+            ``key``; "h1" also gives up its slot of ``two``)."""
+            slots = [(key, h) for h in gives] + [(two, h) for h in gives if h == "h1"]
+            call(
+                store,
+                "commit",
+                fid,
+                Commit(done=act.key, record=rec, epoch=epoch, release_slots=slots),
+            )
+
+        try:
+            fid, start, first = self._two_pending(store, graph)
+            assert call(store, "take_slot", key, "h1", 2, now, now + 30) == 0
+            assert call(other, "take_slot", key, "h2", 2, now, now + 30) == 0
+            assert call(store, "take_slot", two, "h1", 1, now, now + 30) == 0
+            rec = NodeExecution(name_id("Start"), NodeStatus.FINISHED, visit=1, attempt=1)
+            commit(start, rec, 1, "h1")
+            assert call(other, "slots_in_use", now + 1) == {key: 1}
+            # A duplicate's commit, and one under a stale lease, give nothing back.
+            with pytest.raises(DuplicateCommitError):
+                commit(start, rec, 1, "h2")
+            call(store, "acquire_lease", fid, "host:2:b", 30.0, take_over=1)
+            ran = NodeExecution(name_id("n0"), NodeStatus.FINISHED, visit=1, attempt=1)
+            with pytest.raises(StaleLeaseError):
+                commit(first, ran, 1, "h2")
+            assert call(other, "slots_in_use", now + 1) == {key: 1}
+            commit(first, ran, 2, "h2")
+            assert call(other, "slots_in_use", now + 1) == {}
         finally:
             close_store(other)
