@@ -13,7 +13,7 @@ from uuid import UUID
 from celery import Celery
 
 from qm_dispatch_celery.settings import CelerySettings
-from quartermaster_engine.runner.stepper import ActivationRef
+from quartermaster_engine.runner.queue_refs import ActivationRef
 
 #: The one task of the engine.
 TASK_NAME = "qm.activation"

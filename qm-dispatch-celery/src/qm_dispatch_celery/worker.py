@@ -43,8 +43,9 @@ from quartermaster_engine.runner import fleet_children
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.limit_waits import giving_back
 from quartermaster_engine.runner.live_tokens import TokenPublisher
+from quartermaster_engine.runner.queue_refs import ActivationRef
 from quartermaster_engine.runner.shared_store import require_shared_store
-from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.stores.live import live_channel
 from quartermaster_engine.stores.records import FlowStatus
 

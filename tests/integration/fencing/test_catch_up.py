@@ -20,8 +20,9 @@ from quartermaster_engine import FlowRunner, FlowStatus, InMemoryStore, NodeResu
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.nodes import SimpleNodeRegistry
 from quartermaster_engine.runner.join_slot import DEAD, MISSING
+from quartermaster_engine.runner.queue_refs import ActivationRef
 from quartermaster_engine.runner.state import FlowState
-from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper, Work
+from quartermaster_engine.runner.stepper import FlowStepper, Work
 from quartermaster_engine.stores.records import Activation
 from quartermaster_engine.testing import build_graph
 from quartermaster_engine.testing.graphs import branching_graph

@@ -1,12 +1,9 @@
-"""`FlowState`: one flow's progress as this process holds it.
-
-The state is a cache of what the store holds (for durable stores the store is
-the truth): the ready queue and retry timers, nodes waiting for a person, the
-latest record of each node, flow memory, and the routing state (visit
-counters, open join slots, loop activity) that `routing` reads and updates.
-`restore` builds it from a `FlowSnapshot`, `catch_up` from what changed since
-(`FlowChanges`); `apply` applies a committed `Commit`'s records, memory and new
-activations.
+"""`FlowState`: one flow's progress as this process holds it, a cache of what
+the store holds (the truth, for durable stores): the ready queue and retry
+timers, nodes waiting for a person, each node's latest record, flow memory, and
+the routing state (visits, open join slots, loop activity) `routing` reads and
+updates. `restore` builds it from a `FlowSnapshot`, `catch_up` from what changed
+since (`FlowChanges`); `apply` applies a committed `Commit`.
 """
 
 from __future__ import annotations
@@ -133,8 +130,7 @@ class FlowState:
 
     @property
     def idle(self) -> bool:
-        """No work for any worker: nothing ready, on a timer or in a child flow (the
-        flow ends, or pauses for the people it waits for, once this is recorded)."""
+        """No work for any worker: nothing ready, on a timer or in a child flow."""
         return not self.ready and not self.timers and not self.children
 
     @property

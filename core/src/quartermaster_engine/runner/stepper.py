@@ -25,15 +25,13 @@ enough) is read whole (`load_flow`).
 from __future__ import annotations
 
 import asyncio
-import heapq
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
 from quartermaster_engine.events import FlowEvent
-from quartermaster_engine.runner import budget_gate, finish, fleet_children, timers
+from quartermaster_engine.runner import budget_gate, finish, fleet_children, queue_refs, timers
 from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
@@ -41,13 +39,12 @@ from quartermaster_engine.runner.flow_runner import FlowRunner
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.outcomes import CHILD_RUNNING
+from quartermaster_engine.runner.queue_refs import ActivationRef
 from quartermaster_engine.runner.result import FlowResult
 from quartermaster_engine.runner.state import FlowState
 from quartermaster_engine.stores.base import FlowNotFoundError
-from quartermaster_engine.stores.records import Activation, FlowSnapshot, FlowStatus
+from quartermaster_engine.stores.records import FlowSnapshot, FlowStatus
 
-#: A pending activation as dispatchers name it: (node id, visit, attempt).
-ActivationRef = tuple[UUID, int, int]
 #: A flow record's (version, created_at): which commit of which flow a state is at.
 Seen = tuple[int, float]
 
@@ -154,7 +151,7 @@ class FlowStepper:
         store that keeps timers, without far timers while anything else can run)."""
         run, exact = await self._load(flow_id, self.engine.lease_for(flow_id))
         self._remember(flow_id, run.state, exact)
-        queued = _queued(run.state)
+        queued = queue_refs.queued(run.state)
         if timers.can_park(self.engine):
             # Far timers stay in the store while anything else can run (`timers.hand_out`).
             out = timers.hand_out(queued, run.state, run.clock.now())
@@ -187,7 +184,7 @@ class FlowStepper:
         run, exact = await self._load(flow_id, engine.lease_for(flow_id), listeners)
         # Executing changes no state: a state the store holds stays so.
         self._remember(flow_id, run.state, exact)
-        act = _find(run.state, ref)
+        act = queue_refs.find(run.state, ref)
         if act is None or (run.status_on_load or FlowStatus.RUNNING).is_terminal:
             return None
         if engine.executor_for(act.cnode.type_name) is None:
@@ -220,12 +217,12 @@ class FlowStepper:
             await lease.release()
             raise
         state = run.state
-        act = _find(state, work.ref)
+        act = queue_refs.find(state, work.ref)
         status = run.status_on_load or FlowStatus.RUNNING
         if act is None or status.is_terminal:
             await lease.release()
             return StepResult(flow_id, None, status, len(state.ready), None, duplicate=True)
-        _take(state, act)
+        queue_refs.take(state, act)
         run.attach()
         child = None if work.outcome is None else work.outcome.result.wait_for_child
         if work.outcome is not None:
@@ -235,7 +232,7 @@ class FlowStepper:
                 run.emitter.number(event)
             enqueued = run.committer.collect_enqueued()
             await run.complete(act, work.outcome)
-            queued = _enqueued(enqueued)
+            queued = queue_refs.enqueued(enqueued)
         elif await budget_gate.admit(run, act):  # approved since: it runs after all
             state.ready.append(act)
             queued = ((work.ref, 0.0),)
@@ -386,42 +383,3 @@ async def _watch(run: FlowRun, every: float) -> None:
         if record is None or record.status.is_terminal:
             run.request_stop("the flow was stopped")
             return
-
-
-def _queued(state: FlowState) -> list[tuple[ActivationRef, float]]:
-    """Every activation that may run, with when it may start."""
-    out = [((a.node_id, a.visit, a.attempt), 0.0) for a in state.ready]
-    out.extend(((a.node_id, a.visit, a.attempt), due) for due, _, a in state.timers)
-    return out
-
-
-def _enqueued(enqueued: list[Activation]) -> tuple[tuple[ActivationRef, float], ...]:
-    """What commits queued that may run (not waiting for a person), each once, with
-    when it may start: read from the commits, not from the whole queue."""
-    now = time.time()
-    out: dict[ActivationRef, float] = {}
-    for a in enqueued:
-        if not a.waiting:
-            out[(a.node_id, a.visit, a.attempt)] = a.not_before if a.not_before > now else 0.0
-    return tuple(out.items())
-
-
-def _find(state: FlowState, ref: ActivationRef) -> Activation | None:
-    node_id, visit, attempt = ref
-    for act in state.ready:
-        if act.node_id == node_id and act.visit == visit and act.attempt == attempt:
-            return act
-    for _, _, act in state.timers:
-        if act.node_id == node_id and act.visit == visit and act.attempt == attempt:
-            return act
-    return None
-
-
-def _take(state: FlowState, act: Activation) -> None:
-    """Take ``act`` out of the queue: it ran, its outcome is being committed."""
-    for i, queued in enumerate(state.ready):
-        if queued is act:
-            del state.ready[i]
-            return
-    state.timers[:] = [t for t in state.timers if t[2] is not act]
-    heapq.heapify(state.timers)

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from quartermaster_engine.runner.engine import Engine
     from quartermaster_engine.runner.flow_run import FlowRun
     from quartermaster_engine.runner.listeners import Listener
+    from quartermaster_engine.runner.queue_refs import ActivationRef
     from quartermaster_engine.runner.state import FlowState
-    from quartermaster_engine.runner.stepper import ActivationRef
 
 logger = logging.getLogger("quartermaster_engine.timers")
 

@@ -26,7 +26,8 @@ from uuid import UUID
 
 from quartermaster_engine.nodes import NodeRegistry
 from quartermaster_engine.runner.engine import Engine
-from quartermaster_engine.runner.stepper import ActivationRef, FlowStepper
+from quartermaster_engine.runner.queue_refs import ActivationRef
+from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.testing.calls import call
 from quartermaster_graph import GraphNode
 
