@@ -138,11 +138,13 @@ class RecordingStarts(LocalSlots):
         super().__init__()
         self.started: list[float] = []
 
-    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
-        wait = super().take_request(key, limit, per, now)
-        if wait == 0.0:
+    def take_request_in_line(
+        self, key: str, line: str, waiter: str, limit: int, per: float, now: float, *rest: float
+    ) -> tuple[int, float]:
+        place, wait = super().take_request_in_line(key, line, waiter, limit, per, now, *rest)
+        if place == 0:
             self.started.append(now)
-        return wait
+        return place, wait
 
 
 def test_on_the_memory_store_starts_per_window_hold_within_the_process(
@@ -158,7 +160,7 @@ def test_on_the_memory_store_starts_per_window_hold_within_the_process(
         cfg = config({"name": "memory"}, openai_server, None, max_requests=5, per="1s")
         async with Engine.from_config(cfg) as engine:
             assert engine.key_limits is not None
-            engine.key_limits.rates = recording
+            engine.key_limits.windows = recording
             done = await asyncio.gather(*(engine.run(llm_chain(1), f"q{i}") for i in range(12)))
         return [r.status.value for r in done]
 
