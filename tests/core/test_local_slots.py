@@ -12,6 +12,7 @@ from quartermaster_engine.runner.key_limits import KeyLimits, Rule
 from quartermaster_engine.runner.limit_waits import LimitWait, giving_back
 from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.stores.memory_store import InMemoryStore
+from quartermaster_engine.stores.records import WindowAsk
 from quartermaster_engine.testing.slots_contract import SlotsContract
 
 
@@ -242,9 +243,9 @@ class _CountingSlots(LocalSlots):
         super().__init__()
         self.calls: list[str] = []
 
-    def take_request_in_line(self, key: str, line: str, waiter: str, *args: float) -> Any:
-        self.calls.append(f"take_request_in_line {line}")
-        return super().take_request_in_line(key, line, waiter, int(args[0]), *args[1:])
+    def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        self.calls.append(f"take_request_in_line {ask.line}")
+        return super().take_request_in_line(ask)
 
     def take_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> int:
         self.calls.append(f"take_slot {key} {limit}")

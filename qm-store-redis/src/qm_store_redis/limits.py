@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from qm_store_redis import slots
 from qm_store_redis.base import RedisBase, redis_errors
 from quartermaster_engine.runner.window_line import LineThenWindow
+from quartermaster_engine.stores.records import WindowAsk
 
 
 class RedisLimits(RedisBase):
@@ -65,72 +66,39 @@ class RedisLimits(RedisBase):
         oldest = float(reply.decode() if isinstance(reply, bytes) else reply)
         return 0.0 if oldest == 0 else max(0.0, oldest + per - now)
 
-    async def take_request_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-    ) -> tuple[int, float]:
-        """`take_request` in ``line``'s order (`KeepsWindowLines`): one script."""
+    async def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        """`take_request` in its line's order (`KeepsWindowLines`): one script."""
         if not await self._spans_tags(self._clients.get()):
-            return await LineThenWindow(self, self, self, self).take_request_in_line(
-                key, line, waiter, limit, per, now, wall, expires_at
-            )
-        member = f"{now!r}:{uuid.uuid4().hex[:12]}"
-        rate = slots.rate_key(self._keys.prefix, key)
-        turn = ("r", limit, now, per, member, "1")
-        return await self._window_turn(rate, line, waiter, wall, expires_at, turn)
+            return await LineThenWindow(self, self, self, self).take_request_in_line(ask)
+        member = f"{ask.now!r}:{uuid.uuid4().hex[:12]}"
+        rate = slots.rate_key(self._keys.prefix, ask.key)
+        return await self._window_turn(rate, ask, "r", member, "1")
 
-    async def take_tokens_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-        leave: bool,
-    ) -> tuple[int, float]:
-        """Room for ``key``'s tokens in ``line``'s order (`KeepsWindowLines`): one script."""
+    async def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+        """Room for tokens in the line's order (`KeepsWindowLines`): one script."""
         if not await self._spans_tags(self._clients.get()):
-            return await LineThenWindow(self, self, self, self).take_tokens_in_line(
-                key, line, waiter, limit, per, now, wall, expires_at, leave
-            )
-        used = slots.tokens_key(self._keys.prefix, key)
-        turn = ("t", limit, now, per, "", "1" if leave else "")
-        return await self._window_turn(used, line, waiter, wall, expires_at, turn)
+            return await LineThenWindow(self, self, self, self).take_tokens_in_line(ask, leave)
+        used = slots.tokens_key(self._keys.prefix, ask.key)
+        return await self._window_turn(used, ask, "t", "", "1" if leave else "")
 
     @redis_errors
     async def _window_turn(
-        self,
-        window: str,
-        line: str,
-        waiter: str,
-        wall: float,
-        expires_at: float,
-        turn: tuple[str, int, float, float, str, str],
+        self, window: str, ask: WindowAsk, mode: str, member: str, leave: str
     ) -> tuple[int, float]:
-        """Run WINDOW_TURN (``turn``: mode, limit, now, per, member, leave)."""
-        mode, limit, now, per, member, leave = turn
+        """Run WINDOW_TURN (``mode``: "r" starts, "t" tokens) over ``window``."""
         client = self._clients.get()
         prefix = self._keys.prefix
-        keys = (*slots.line_keys(prefix, line), window)
-        window_args = (mode, limit, repr(now), repr(now - per), max(1, math.ceil(per * 1000)))
-        args = (waiter, repr(wall), repr(expires_at), *window_args, member, leave)
+        keys = (*slots.line_keys(prefix, ask.line), window)
+        now, per = ask.now, ask.per
+        window_args = (mode, ask.limit, repr(now), repr(now - per), max(1, math.ceil(per * 1000)))
+        args = (ask.waiter, repr(ask.wall), repr(ask.expires_at), *window_args, member, leave)
         place, score = await self._eval(client, slots.WINDOW_TURN, keys, args)
         if not place:
             return 0, 0.0
-        if line not in self._indexed_waits:
+        if ask.line not in self._indexed_waits:
             # Listed once per process (one more round trip the first time only).
-            await client.command("SADD", slots.wait_index_key(prefix), line)
-            self._indexed_waits.add(line)
+            await client.command("SADD", slots.wait_index_key(prefix), ask.line)
+            self._indexed_waits.add(ask.line)
         at = score.decode() if isinstance(score, bytes) else str(score)
         return int(place), (max(0.0, float(at) + per - now) if at else 0.0)
 

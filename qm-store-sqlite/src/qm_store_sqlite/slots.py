@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from quartermaster_engine.runner.window_line import tokens_wait
-from quartermaster_engine.stores.records import TokenCount, UsageCount
+from quartermaster_engine.stores.records import TokenCount, UsageCount, WindowAsk
 
 
 def take_slot(
@@ -69,55 +69,31 @@ def _queue(db: sqlite3.Connection, line: str, waiter: str, expires_at: float) ->
 
 
 def _turn(
-    db: sqlite3.Connection,
-    line: str,
-    waiter: str,
-    ahead: int,
-    wait: float,
-    expires_at: float,
-    leave: bool,
+    db: sqlite3.Connection, ask: WindowAsk, ahead: int, wait: float, leave: bool
 ) -> tuple[int, float]:
-    """`KeepsWindowLines`' answer: ``waiter`` starts (out of ``line`` if ``leave``) when
+    """`KeepsWindowLines`' answer: the waiter starts (out of its line if ``leave``) when
     nobody is ahead and its window had room (``wait`` 0), else it is queued."""
     if not ahead and wait <= 0:
         if leave:
-            db.execute("DELETE FROM qm_waiters WHERE key = ? AND waiter = ?", (line, waiter))
+            db.execute("DELETE FROM qm_waiters WHERE key = ? AND waiter = ?", ask[1:3])
         return 0, 0.0
-    _queue(db, line, waiter, expires_at)
+    _queue(db, ask.line, ask.waiter, ask.expires_at)
     return ahead + 1, (0.0 if ahead else wait)
 
 
-def take_request_in_line(
-    db: sqlite3.Connection,
-    key: str,
-    line: str,
-    waiter: str,
-    limit: int,
-    per: float,
-    now: float,
-    wall: float,
-    expires_at: float,
-) -> tuple[int, float]:
-    ahead = _ahead(db, line, waiter, wall)
-    wait = 0.0 if ahead else take_request(db, key, limit, per, now)
-    return _turn(db, line, waiter, ahead, wait, expires_at, True)
+def take_request_in_line(db: sqlite3.Connection, ask: WindowAsk) -> tuple[int, float]:
+    ahead = _ahead(db, ask.line, ask.waiter, ask.wall)
+    wait = 0.0 if ahead else take_request(db, ask.key, ask.limit, ask.per, ask.now)
+    return _turn(db, ask, ahead, wait, True)
 
 
-def take_tokens_in_line(
-    db: sqlite3.Connection,
-    key: str,
-    line: str,
-    waiter: str,
-    limit: int,
-    per: float,
-    now: float,
-    wall: float,
-    expires_at: float,
-    leave: bool,
-) -> tuple[int, float]:
-    ahead = _ahead(db, line, waiter, wall)
-    wait = 0.0 if ahead else tokens_wait(tokens_in_window(db, key, per, now), limit, per, now)
-    return _turn(db, line, waiter, ahead, wait, expires_at, leave)
+def take_tokens_in_line(db: sqlite3.Connection, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+    ahead = _ahead(db, ask.line, ask.waiter, ask.wall)
+    wait = 0.0
+    if not ahead:
+        used = tokens_in_window(db, ask.key, ask.per, ask.now)
+        wait = tokens_wait(used, ask.limit, ask.per, ask.now)
+    return _turn(db, ask, ahead, wait, leave)
 
 
 def renew(db: sqlite3.Connection, key: str, holder: str, expires_at: float) -> bool:

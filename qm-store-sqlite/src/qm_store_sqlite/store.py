@@ -33,6 +33,7 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
+    WindowAsk,
 )
 from quartermaster_engine.types import Message
 
@@ -184,37 +185,13 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
         """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
         return await self._db.write(slots.take_request, key, limit, per, now)
 
-    async def take_request_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-    ) -> tuple[int, float]:
-        """`take_request` in ``line``'s order (`KeepsWindowLines`): one transaction."""
-        args = (key, line, waiter, limit, per, now, wall, expires_at)
-        return await self._db.write(slots.take_request_in_line, *args)
+    async def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        """`take_request` in its line's order (`KeepsWindowLines`): one transaction."""
+        return await self._db.write(slots.take_request_in_line, ask)
 
-    async def take_tokens_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-        leave: bool,
-    ) -> tuple[int, float]:
-        """Room for ``key``'s tokens in ``line``'s order (`KeepsWindowLines`): one
-        transaction."""
-        args = (key, line, waiter, limit, per, now, wall, expires_at, leave)
-        return await self._db.write(slots.take_tokens_in_line, *args)
+    async def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+        """Room for tokens in the line's order (`KeepsWindowLines`): one transaction."""
+        return await self._db.write(slots.take_tokens_in_line, ask, leave)
 
     async def requests_in_window(self, key: str, per: float, now: float) -> int:
         """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""

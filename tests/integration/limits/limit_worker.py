@@ -46,15 +46,15 @@ class RecordingStarts:
         self.inner = inner
         self.starts: list[float] = []
 
-    async def take_request_in_line(self, key: str, line: str, waiter: str, *args: Any) -> Any:
-        turn = self.inner.take_request_in_line(key, line, waiter, *args)
+    async def take_request_in_line(self, ask: Any) -> Any:
+        turn = self.inner.take_request_in_line(ask)
         place, wait = (await turn) if inspect.isawaitable(turn) else turn
         if int(place) == 0:
-            self.starts.append(args[2])  # limit, per, now, ...
+            self.starts.append(ask.now)
         return place, wait
 
-    async def take_tokens_in_line(self, *args: Any, leave: bool) -> Any:
-        turn = self.inner.take_tokens_in_line(*args, leave=leave)
+    async def take_tokens_in_line(self, ask: Any, leave: bool) -> Any:
+        turn = self.inner.take_tokens_in_line(ask, leave=leave)
         return (await turn) if inspect.isawaitable(turn) else turn
 
 

@@ -22,6 +22,7 @@ from limit_worker import llm_chain
 
 from quartermaster_engine import Engine
 from quartermaster_engine.runner.local_slots import LocalSlots
+from quartermaster_engine.stores.records import WindowAsk
 
 
 def slow_answers(server: FakeOpenAI) -> None:
@@ -138,12 +139,10 @@ class RecordingStarts(LocalSlots):
         super().__init__()
         self.started: list[float] = []
 
-    def take_request_in_line(
-        self, key: str, line: str, waiter: str, limit: int, per: float, now: float, *rest: float
-    ) -> tuple[int, float]:
-        place, wait = super().take_request_in_line(key, line, waiter, limit, per, now, *rest)
+    def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        place, wait = super().take_request_in_line(ask)
         if place == 0:
-            self.started.append(now)
+            self.started.append(ask.now)
         return place, wait
 
 

@@ -70,6 +70,7 @@ from quartermaster_engine.stores.base import (
     LimitsTokens,
     ReleasesSlotsInCommit,
 )
+from quartermaster_engine.stores.records import WindowAsk
 from quartermaster_engine.types import GraphSpec
 
 logger = logging.getLogger("quartermaster_engine.limits")
@@ -271,19 +272,14 @@ class KeyLimits:
         """Wait until each key's windows (tokens, starts) let one more start."""
         windows = self.windows
         for key, rule in keys:
-            line, per = line_of(key), rule.per
             if rule.max_tokens is not None:
                 # A starts window of the same line asked next keeps the place.
                 leave = rule.max_requests is None
-                ask = functools.partial(
-                    windows.take_tokens_in_line, key, line, holder, rule.max_tokens, per
-                )
-                await self._room(key, holder, per, functools.partial(ask, leave=leave), back)
+                check = functools.partial(windows.take_tokens_in_line, leave=leave)
+                await self._room(key, holder, rule.max_tokens, rule.per, check, back)
             if rule.max_requests is not None:
-                ask = functools.partial(
-                    windows.take_request_in_line, key, line, holder, rule.max_requests, per
-                )
-                await self._room(key, holder, per, ask, back)
+                check = windows.take_request_in_line
+                await self._room(key, holder, rule.max_requests, rule.per, check, back)
 
     async def _acquire(self, key: str, holder: str, limit: int, gives_back: bool) -> None:
         """Take a slot of ``key`` in first-come order (the store's line of the key),
@@ -307,22 +303,30 @@ class KeyLimits:
                 await self._unmark(key, holder)
 
     async def _room(
-        self, key: str, holder: str, per: float, ask: Callable[..., Any], back: GiveBack | None
+        self,
+        key: str,
+        holder: str,
+        limit: int,
+        per: float,
+        check: Callable[[WindowAsk], Any],
+        back: GiveBack | None,
     ) -> None:
-        """Wait until ``ask(now, wall, expires_at)`` (a window's check in its line's
-        order, `KeepsWindowLines`: ``(place, wait)``) lets the activation start, first
+        """Wait until ``check`` (a window's check in its line's order,
+        `KeepsWindowLines`: ``(place, wait)``) lets the activation start, first
         come, first served: the store queues it in the key's window line when others
         are ahead of it or the window is full, and only the first in line is asked the
         window. The first in line sleeps until the window said room frees (at most a
         third of the ttl: each ask marks it again); the others ask again sooner the
         nearer the front. With ``back``: ask once, and when it may not start yet, keep
         its place in the line and raise `LimitWait`."""
+        line = line_of(key)
         queued = False
         try:
             while True:
                 wall = time.time()
                 now = self.clock.now()
-                place, wait = await _done(ask(now, wall, wall + self.ttl))
+                ask = WindowAsk(key, line, holder, limit, per, now, wall, wall + self.ttl)
+                place, wait = await _done(check(ask))
                 if int(place) == 0:
                     queued = False  # the store took it out of the line
                     return
@@ -343,7 +347,7 @@ class KeyLimits:
                     await asyncio.sleep(wait * (0.5 + random.random()))
         finally:
             if queued:
-                await self._unmark(line_of(key), holder)
+                await self._unmark(line, holder)
 
     async def _unmark(self, key: str, waiter: str) -> None:
         try:

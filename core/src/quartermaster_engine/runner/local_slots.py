@@ -10,6 +10,7 @@ import threading
 from collections import deque
 
 from quartermaster_engine.runner.window_line import tokens_wait
+from quartermaster_engine.stores.records import WindowAsk
 
 
 class LocalSlots:
@@ -38,44 +39,24 @@ class LocalSlots:
             return 0.0
         return started[0] + per - now
 
-    def take_request_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-    ) -> tuple[int, float]:
+    def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
         """`KeepsWindowLines.take_request_in_line`: the start counted only when no
-        waiter is ahead of ``waiter`` in ``line``."""
+        waiter is ahead of ``ask.waiter`` in its line."""
         with self._lock:
-            ahead = self._ahead(line, waiter, wall)
-            wait = 0.0 if ahead else self._take_request(key, limit, per, now)
-            return self._turn(line, waiter, ahead, wait, expires_at, leave=True)
+            ahead = self._ahead(ask.line, ask.waiter, ask.wall)
+            wait = 0.0 if ahead else self._take_request(ask.key, ask.limit, ask.per, ask.now)
+            return self._turn(ask, ahead, wait, leave=True)
 
-    def take_tokens_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-        leave: bool,
-    ) -> tuple[int, float]:
+    def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
         """`KeepsWindowLines.take_tokens_in_line`."""
         with self._lock:
-            ahead = self._ahead(line, waiter, wall)
+            ahead = self._ahead(ask.line, ask.waiter, ask.wall)
             wait = 0.0
             if not ahead:
-                used = [(at, n) for at, n in self._tokens.get(key, ()) if at > now - per]
-                wait = tokens_wait(used, limit, per, now)
-            return self._turn(line, waiter, ahead, wait, expires_at, leave=leave)
+                since = ask.now - ask.per
+                used = [(at, n) for at, n in self._tokens.get(ask.key, ()) if at > since]
+                wait = tokens_wait(used, ask.limit, ask.per, ask.now)
+            return self._turn(ask, ahead, wait, leave=leave)
 
     def _ahead(self, line: str, waiter: str, wall: float) -> int:
         """How many unexpired waiters of ``line`` are queued before ``waiter``."""
@@ -84,12 +65,10 @@ class LocalSlots:
         ticket = queued.get(waiter)
         return sum(1 for t in queued.values() if ticket is None or t < ticket)
 
-    def _turn(
-        self, line: str, waiter: str, ahead: int, wait: float, expires_at: float, leave: bool
-    ) -> tuple[int, float]:
-        """Let ``waiter`` start (out of ``line`` if ``leave``) when nobody is ahead and
+    def _turn(self, ask: WindowAsk, ahead: int, wait: float, leave: bool) -> tuple[int, float]:
+        """Let the waiter start (out of its line if ``leave``) when nobody is ahead and
         the window had room (``wait`` 0), else queue it or keep its ticket."""
-        queued = self._line[line]
+        line, waiter, queued = ask.line, ask.waiter, self._line[ask.line]
         if not ahead and wait <= 0:
             if leave:
                 queued.pop(waiter, None)
@@ -98,7 +77,7 @@ class LocalSlots:
         if waiter not in queued:
             self._tickets += 1
             queued[waiter] = self._tickets
-        self._waiting.setdefault(line, {})[waiter] = expires_at
+        self._waiting.setdefault(line, {})[waiter] = ask.expires_at
         return ahead + 1, (0.0 if ahead else wait)
 
     def requests_in_window(self, key: str, per: float, now: float) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quartermaster_engine.stores.adapter import _done
+from quartermaster_engine.stores.records import WindowAsk
 
 #: What a window line's name adds to its key.
 _SUFFIX = " (window)"
@@ -63,47 +64,30 @@ class LineThenWindow:
         self.tokens = tokens
         self.waiters = waiters
 
-    async def take_request_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-    ) -> tuple[int, float]:
-        place = int(await _done(self.slots.take_slot(line, waiter, 0, wall, expires_at)))
+    async def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        place = await self._line(ask)
         if place > 1:
             return place, 0.0
-        wait = float(await _done(self.rates.take_request(key, limit, per, now)))
-        if wait > 0:
-            return 1, wait
-        await _done(self.waiters.unmark_waiting(line, waiter))
-        return 0, 0.0
+        wait = float(await _done(self.rates.take_request(ask.key, ask.limit, ask.per, ask.now)))
+        return await self._turn(ask, wait, leave=True)
 
-    async def take_tokens_in_line(
-        self,
-        key: str,
-        line: str,
-        waiter: str,
-        limit: int,
-        per: float,
-        now: float,
-        wall: float,
-        expires_at: float,
-        leave: bool,
-    ) -> tuple[int, float]:
-        place = int(await _done(self.slots.take_slot(line, waiter, 0, wall, expires_at)))
+    async def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+        place = await self._line(ask)
         if place > 1:
             return place, 0.0
-        used = await _done(self.tokens.tokens_in_window(key, per, now))
-        wait = tokens_wait([(float(a), int(n)) for a, n in used], limit, per, now)
+        used = await _done(self.tokens.tokens_in_window(ask.key, ask.per, ask.now))
+        counts = [(float(a), int(n)) for a, n in used]
+        return await self._turn(ask, tokens_wait(counts, ask.limit, ask.per, ask.now), leave)
+
+    async def _line(self, ask: WindowAsk) -> int:
+        take = self.slots.take_slot(ask.line, ask.waiter, 0, ask.wall, ask.expires_at)
+        return int(await _done(take))
+
+    async def _turn(self, ask: WindowAsk, wait: float, leave: bool) -> tuple[int, float]:
         if wait > 0:
             return 1, wait
         if leave:
-            await _done(self.waiters.unmark_waiting(line, waiter))
+            await _done(self.waiters.unmark_waiting(ask.line, ask.waiter))
         return 0, 0.0
 
 

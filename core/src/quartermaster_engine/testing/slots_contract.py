@@ -32,6 +32,7 @@ from quartermaster_engine.stores.base import (
     LimitsRate,
     LimitsTokens,
 )
+from quartermaster_engine.stores.records import WindowAsk
 from quartermaster_engine.testing.calls import call, close_store
 
 
@@ -144,9 +145,8 @@ class SlotsContract:
         line = line_of(key)
 
         def starts(s: Any, waiter: str, at: float) -> tuple[int, float]:
-            place, wait = call(
-                s, "take_request_in_line", key, line, waiter, 1, 10.0, at, at, at + 30
-            )
+            ask = WindowAsk(key, line, waiter, 1, 10.0, at, at, at + 30)
+            place, wait = call(s, "take_request_in_line", ask)
             return int(place), round(float(wait), 6)
 
         try:
@@ -185,9 +185,8 @@ class SlotsContract:
         line = line_of(key)
 
         def room(s: Any, waiter: str, at: float, leave: bool = True) -> tuple[int, float]:
-            place, wait = call(
-                s, "take_tokens_in_line", key, line, waiter, 100, 10.0, at, at, at + 30, leave
-            )
+            ask = WindowAsk(key, line, waiter, 100, 10.0, at, at, at + 30)
+            place, wait = call(s, "take_tokens_in_line", ask, leave)
             return int(place), round(float(wait), 6)
 
         try:
