@@ -325,3 +325,40 @@ def test_a_newcomer_does_not_start_ahead_of_the_window_line(
 
     asyncio.run(main())
     assert order == ["h", "a", "b"]
+
+
+def test_a_freed_slot_wakes_the_waiter_of_this_process_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A waiter sleeping between asks (1 s per place here) is woken when its process
+    gives the key's slot back, and starts at once instead of at its next ask."""
+    import asyncio
+    import time
+
+    from quartermaster_engine.runner import key_limits
+
+    monkeypatch.setattr(key_limits, "_FIRST_WAIT", 1.0)
+    monkeypatch.setattr(key_limits, "_MAX_WAIT", 5.0)
+    rule = Rule(max_in_flight=1)
+    limits = KeyLimits({"k": rule}, None, 30.0)
+    keys = (("k", rule),)
+
+    async def main() -> float:
+        holding, started = asyncio.Event(), 0.0
+
+        async def waiter() -> None:
+            nonlocal started
+            await holding.wait()
+            async with limits.held(keys):
+                started = time.monotonic()
+
+        task = asyncio.create_task(waiter())
+        async with limits.held(keys):
+            holding.set()
+            await asyncio.sleep(0.05)  # the waiter was refused; it sleeps 0.5 to 1.5 s
+            assert await limits.waiting() == {"k": 1}
+        freed = time.monotonic()
+        await task
+        return started - freed
+
+    assert asyncio.run(main()) < 0.2

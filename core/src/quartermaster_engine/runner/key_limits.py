@@ -60,6 +60,7 @@ from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitWait
 from quartermaster_engine.runner.local_slots import LocalSlots
+from quartermaster_engine.runner.slot_wakes import SlotWakes
 from quartermaster_engine.runner.window_line import LineThenWindow, by_key, line_of
 from quartermaster_engine.stores.adapter import _done
 from quartermaster_engine.stores.base import (
@@ -141,6 +142,11 @@ class HeldSlots:
                 await _done(self.limits.slots.release_slot(key, self.holder))
             except Exception as exc:  # it lapses after the ttl anyway
                 logger.warning("slot of %s not released (%s); it lapses", key, exc)
+        self.given_back()
+
+    def given_back(self) -> None:
+        """The slots are free: wake this process's nearest waiter of each key."""
+        self.limits.wakes.freed(self.keys)
 
 
 class KeyLimits:
@@ -182,6 +188,8 @@ class KeyLimits:
             store if isinstance(store, ReleasesSlotsInCommit) else None
         )
         self._of_node: dict[CNode, tuple[KeyLimit, ...]] = {}
+        #: This process's waiters for slots, woken when it frees one (`slot_wakes`).
+        self.wakes = SlotWakes()
 
     @classmethod
     def of(
@@ -286,6 +294,7 @@ class KeyLimits:
         asking again sooner the nearer the front; ``gives_back``: ask once and raise
         `LimitWait` (keeping the place) when refused."""
         queued = False
+        wake = None if gives_back else self.wakes.watch(key)  # before the ask
         try:
             while True:
                 now = time.time()
@@ -294,11 +303,17 @@ class KeyLimits:
                 queued = place > 0
                 if not queued:
                     return
-                if gives_back:
+                if wake is None:
                     raise LimitWait(key, min(_GIVE_BACK_FIRST * place, self.ttl / 3))
+                wake.place = place
                 wait = min(_FIRST_WAIT * place, _MAX_WAIT)
-                await asyncio.sleep(wait * (0.5 + random.random()))
+                await self.wakes.nap(wake, wait * (0.5 + random.random()))
+                if wake.future.done():  # woken: watch afresh before asking again
+                    self.wakes.forget(key, wake)
+                    wake = self.wakes.watch(key)
         finally:
+            if wake is not None:
+                self.wakes.forget(key, wake)
             if queued and not gives_back:  # cancelled: out of the line
                 await self._unmark(key, holder)
 
