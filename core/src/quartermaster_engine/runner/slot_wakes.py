@@ -65,10 +65,11 @@ class SlotWakes:
         with self._lock:
             woken: list[Wake] = []
             for key in keys:
-                waiting = self._waiting.get(key)
-                if waiting:
-                    front = min(w.place for w in waiting)
-                    woken.extend(w for w in waiting if w.place == front)
+                # Only waiters the store refused (a place): one about to ask needs no wake.
+                places = [w.place for w in self._waiting.get(key, ()) if w.place]
+                if places:
+                    front = min(places)
+                    woken.extend(w for w in self._waiting[key] if w.place == front)
         for wake in woken:
             wake.loop.call_soon_threadsafe(_wake, wake.future)
 
