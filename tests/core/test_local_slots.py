@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from quartermaster_engine.clock import Clock
 from quartermaster_engine.runner.key_limits import KeyLimits, Rule
 from quartermaster_engine.runner.limit_waits import LimitWait, giving_back
 from quartermaster_engine.runner.local_slots import LocalSlots
@@ -157,6 +158,12 @@ def test_a_given_back_task_counts_its_start_once_it_has_its_slot() -> None:
     asyncio.run(main())
 
 
+def _one_start_a_minute(clock: Clock) -> tuple[KeyLimits, tuple[tuple[str, Rule]]]:
+    """In-process limits of key "k": one start a minute on ``clock``, a 30 s ttl."""
+    rule = Rule(max_requests=1, per=60.0)
+    return KeyLimits({"k": rule}, None, 30.0, clock), (("k", rule),)
+
+
 def test_waiting_activations_pass_a_full_window_in_the_order_they_came() -> None:
     """Six activations find a window of one start a minute full, one after the other;
     each time the clock lets one more start, the first in the window's line starts,
@@ -166,9 +173,7 @@ def test_waiting_activations_pass_a_full_window_in_the_order_they_came() -> None
     from quartermaster_engine.testing import TestClock
 
     clock = TestClock(skip=False)
-    rule = Rule(max_requests=1, per=60.0)
-    limits = KeyLimits({"k": rule}, None, 30.0, clock)
-    keys = (("k", rule),)
+    limits, keys = _one_start_a_minute(clock)
     order: list[str] = []
 
     async def main() -> None:
@@ -204,9 +209,7 @@ def test_under_giving_back_a_full_window_keeps_the_tasks_place() -> None:
     from quartermaster_engine.testing import TestClock
 
     clock = TestClock(skip=False)
-    rule = Rule(max_requests=1, per=60.0)
-    limits = KeyLimits({"k": rule}, None, 30.0, clock)
-    keys = (("k", rule),)
+    limits, keys = _one_start_a_minute(clock)
 
     async def main() -> None:
         async with limits.held(keys):
@@ -296,9 +299,7 @@ def test_a_newcomer_does_not_start_ahead_of_the_window_line(
 
     monkeypatch.setattr(random, "random", lambda: 0.5)  # a jitter of 5 ms of the clock
     clock = TestClock(skip=False)
-    rule = Rule(max_requests=1, per=60.0)
-    limits = KeyLimits({"k": rule}, None, 30.0, clock)
-    keys = (("k", rule),)
+    limits, keys = _one_start_a_minute(clock)
     order: list[str] = []
 
     async def main() -> None:
