@@ -154,6 +154,8 @@ class Committer:
             raise
         if not in_commit:
             await slots.release()
+        else:
+            slots.given_back()
 
     def commit_now(self, commit: Commit) -> None:
         """`commit` for stores whose commit never suspends: no coroutine on the hot path."""
