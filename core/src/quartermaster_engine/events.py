@@ -17,6 +17,7 @@ from uuid import UUID
 from quartermaster_graph.enums import NodeType
 
 _NO_NODE = UUID(int=0)
+_new = object.__new__
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 #: Field names of each event class, read once (dataclasses.fields is slow).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -149,6 +150,29 @@ class NodeStarted(FlowEvent):
     visit: int = 1
     attempt: int = 1
 
+    @classmethod
+    def _engine(
+        cls,
+        flow_id: UUID,
+        node_id: UUID,
+        node_type: NodeType | str,
+        name: str,
+        visit: int,
+        attempt: int,
+    ) -> NodeStarted:
+        """The runner's fast constructor (no keyword binding; once per activation)."""
+        event = _new(cls)
+        event.flow_id = flow_id
+        event.seq = 0
+        event.ts = 0.0
+        event.parent_flow_id = None
+        event.node_id = node_id
+        event.node_type = node_type
+        event.node_name = name
+        event.visit = visit
+        event.attempt = attempt
+        return event
+
 
 @dataclass(slots=True)
 class TokenGenerated(FlowEvent):
@@ -167,6 +191,23 @@ class NodeFinished(FlowEvent):
     output_data: dict[str, Any] = field(default_factory=dict)
     node_name: str = ""
     visit: int = 1
+
+    @classmethod
+    def _engine(
+        cls, flow_id: UUID, node_id: UUID, result: str, data: dict[str, Any], name: str, visit: int
+    ) -> NodeFinished:
+        """The runner's fast constructor (no keyword binding; once per activation)."""
+        event = _new(cls)
+        event.flow_id = flow_id
+        event.seq = 0
+        event.ts = 0.0
+        event.parent_flow_id = None
+        event.node_id = node_id
+        event.result = result
+        event.output_data = data
+        event.node_name = name
+        event.visit = visit
+        return event
 
 
 @dataclass(slots=True)

@@ -92,7 +92,7 @@ class FlowRun:
         )
         self.inputs = NodeInputs(compiled, self.state, host.context_manager)
         self.control = RunControl(concurrent)
-        self.extra_listeners = list(listeners)
+        self.extra_listeners = tuple(listeners)  # (usually the shared empty tuple)
         self.emitter = Emitter(
             flow_id,
             parent_flow_id,
@@ -344,13 +344,8 @@ class FlowRun:
         if emitter.listening:
             cnode: CNode = act.cnode
             emitter.emit(
-                NodeStarted(
-                    flow_id=self.flow_id,
-                    node_id=cnode.node_id,
-                    node_type=cnode.node.type,
-                    node_name=cnode.name,
-                    visit=act.visit,
-                    attempt=act.attempt,
+                NodeStarted._engine(
+                    self.flow_id, cnode.node_id, cnode.node.type, cnode.name, act.visit, act.attempt
                 )
             )
 

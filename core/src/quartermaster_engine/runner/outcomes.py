@@ -74,13 +74,8 @@ async def succeed(
     event = None
     emitter = run.emitter
     if emitter.listening:
-        event = NodeFinished(
-            flow_id=run.flow_id,
-            node_id=cnode.node_id,
-            result=output or "",
-            output_data=result.data,
-            node_name=cnode.name,
-            visit=act.visit,
+        event = NodeFinished._engine(
+            run.flow_id, cnode.node_id, output or "", result.data, cnode.name, act.visit
         )
     if cnode.item_of is not None:  # an item of a map: no edges, its map counts it
         await maps.item_ended(run, act, rec, memory or None, event)
