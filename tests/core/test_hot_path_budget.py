@@ -29,11 +29,12 @@ TYPING = typing.__file__
 #: (48 when this guard was written; 49 before the store adapter bound its commit;
 #: 38 once a blocking executor was called without a BlockingCall and the fence,
 #: loop settling, dead-node reports and the visit-limit check were skipped where
-#: they had nothing to do).
-PER_ACTIVATION = 40
+#: they had nothing to do; 37 once the usual result was checked in one expression).
+PER_ACTIVATION = 39
 #: Calls per 5-node flow, one after another on one runner (360 when written; 382
-#: while each flow made two protocol checks; 311 with the changes above).
-PER_FLOW = 320
+#: while each flow made two protocol checks; 311 with the changes above; 306 after
+#: the result check).
+PER_FLOW = 315
 
 
 def _echo(ctx: ExecutionContext) -> NodeResult:
@@ -90,8 +91,10 @@ def test_preflight_checks_each_node_type_once() -> None:
 #: GC-tracked objects each flow keeps while it awaits in a node, many flows at once
 #: (W8's case: the garbage collector's full passes walk all of them). 104 before
 #: the executor call stopped nesting two coroutines and the driver's wake, the
-#: emitter's order and the listeners' sets were made lighter or lazy; 93 after.
-PER_FLOW_IN_FLIGHT = 95
+#: emitter's order and the listeners' sets were made lighter or lazy; 93 after;
+#: 83 once a lone ready activation ran in the driver's task instead of a task of its
+#: own and the executor caller kept its host instead of two of its bound methods.
+PER_FLOW_IN_FLIGHT = 85
 
 
 def test_objects_per_flow_in_flight_stay_within_budget() -> None:

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from quartermaster_engine.clock import Clock
 from quartermaster_engine.runner.key_limits import KeyLimits, Rule
 from quartermaster_engine.runner.limit_waits import LimitWait, giving_back
 from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.stores.memory_store import InMemoryStore
+from quartermaster_engine.stores.records import WindowAsk
 from quartermaster_engine.testing.slots_contract import SlotsContract
 
 
@@ -156,6 +158,12 @@ def test_a_given_back_task_counts_its_start_once_it_has_its_slot() -> None:
     asyncio.run(main())
 
 
+def _one_start_a_minute(clock: Clock) -> tuple[KeyLimits, tuple[tuple[str, Rule]]]:
+    """In-process limits of key "k": one start a minute on ``clock``, a 30 s ttl."""
+    rule = Rule(max_requests=1, per=60.0)
+    return KeyLimits({"k": rule}, None, 30.0, clock), (("k", rule),)
+
+
 def test_waiting_activations_pass_a_full_window_in_the_order_they_came() -> None:
     """Six activations find a window of one start a minute full, one after the other;
     each time the clock lets one more start, the first in the window's line starts,
@@ -165,9 +173,7 @@ def test_waiting_activations_pass_a_full_window_in_the_order_they_came() -> None
     from quartermaster_engine.testing import TestClock
 
     clock = TestClock(skip=False)
-    rule = Rule(max_requests=1, per=60.0)
-    limits = KeyLimits({"k": rule}, None, 30.0, clock)
-    keys = (("k", rule),)
+    limits, keys = _one_start_a_minute(clock)
     order: list[str] = []
 
     async def main() -> None:
@@ -203,9 +209,7 @@ def test_under_giving_back_a_full_window_keeps_the_tasks_place() -> None:
     from quartermaster_engine.testing import TestClock
 
     clock = TestClock(skip=False)
-    rule = Rule(max_requests=1, per=60.0)
-    limits = KeyLimits({"k": rule}, None, 30.0, clock)
-    keys = (("k", rule),)
+    limits, keys = _one_start_a_minute(clock)
 
     async def main() -> None:
         async with limits.held(keys):
@@ -242,9 +246,9 @@ class _CountingSlots(LocalSlots):
         super().__init__()
         self.calls: list[str] = []
 
-    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
-        self.calls.append("take_request")
-        return super().take_request(key, limit, per, now)
+    def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        self.calls.append(f"take_request_in_line {ask.line}")
+        return super().take_request_in_line(ask)
 
     def take_slot(self, key: str, holder: str, limit: int, now: float, expires_at: float) -> int:
         self.calls.append(f"take_slot {key} {limit}")
@@ -256,8 +260,9 @@ class _CountingSlots(LocalSlots):
 
 
 def test_a_window_with_room_costs_one_store_call_and_a_wait_its_line() -> None:
-    """An activation whose window has room asks only the window; one that waits
-    queues in the window line, asks the window when first, and leaves the line."""
+    """An activation whose window has room asks only the window; one that waits is
+    queued in the window line by the same call, asks again (the window, in its line's
+    order) each third of the ttl, and leaves the line as it starts: no more calls."""
     import asyncio
 
     from quartermaster_engine.testing import TestClock
@@ -265,22 +270,96 @@ def test_a_window_with_room_costs_one_store_call_and_a_wait_its_line() -> None:
     store, clock = _CountingSlots(), TestClock()  # skips the window's wait
     rule = Rule(max_requests=1, per=60.0)
     limits = KeyLimits({"k": rule}, store, 30.0, clock)
-    assert limits.rates is store
+    assert limits.windows is store
 
     async def main() -> None:
         async with limits.held((("k", rule),)):
-            assert store.calls == ["take_request"]
+            assert store.calls == ["take_request_in_line k (window)"]
         store.calls.clear()
         async with limits.held((("k", rule),)):
             pass
+        assert await limits.waiting() == {}
 
     asyncio.run(main())
-    # Refused for 60 s: queued (first in line); asks the line, then the window,
-    # every third of the ttl (10 s of the clock) until it starts at 60 s.
-    line = "take_slot k (window) 0"
-    assert store.calls == [
-        "take_request",
-        line,
-        *[line, "take_request"] * 6,
-        "unmark_waiting k (window)",
-    ]
+    # Refused for 60 s: queued first in line; asks every third of the ttl (10 s of
+    # the clock) until it starts at 60 s.
+    assert store.calls == ["take_request_in_line k (window)"] * 7
+
+
+def test_a_newcomer_does_not_start_ahead_of_the_window_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Room frees in a full window while its first waiter still sleeps (its jitter): a
+    newcomer asking in that moment joins the line behind it instead of taking the
+    room, and the waiter starts first."""
+    import asyncio
+    import random
+
+    from quartermaster_engine.testing import TestClock
+
+    monkeypatch.setattr(random, "random", lambda: 0.5)  # a jitter of 5 ms of the clock
+    clock = TestClock(skip=False)
+    limits, keys = _one_start_a_minute(clock)
+    order: list[str] = []
+
+    async def main() -> None:
+        async def run(name: str) -> None:
+            async with limits.held(keys):
+                order.append(name)
+
+        start = clock.now()
+        await run("h")  # the window's one start
+        first = asyncio.create_task(run("a"))
+        await asyncio.sleep(0.05)
+        clock.set(start + 59.999)  # "a" asks: room in 1 ms; it sleeps until 60.006
+        await asyncio.sleep(0.05)
+        clock.set(start + 60)  # room frees; "a" still sleeps
+        newcomer = asyncio.create_task(run("b"))
+        await asyncio.sleep(0.05)
+        assert order == ["h"]
+        assert await limits.waiting() == {"k": 2}
+        clock.advance(0.01)
+        await first
+        assert order == ["h", "a"]
+        clock.advance(61)
+        await newcomer
+
+    asyncio.run(main())
+    assert order == ["h", "a", "b"]
+
+
+def test_a_freed_slot_wakes_the_waiter_of_this_process_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A waiter sleeping between asks (1 s per place here) is woken when its process
+    gives the key's slot back, and starts at once instead of at its next ask."""
+    import asyncio
+    import time
+
+    from quartermaster_engine.runner import key_limits
+
+    monkeypatch.setattr(key_limits, "_FIRST_WAIT", 1.0)
+    monkeypatch.setattr(key_limits, "_MAX_WAIT", 5.0)
+    rule = Rule(max_in_flight=1)
+    limits = KeyLimits({"k": rule}, None, 30.0)
+    keys = (("k", rule),)
+
+    async def main() -> float:
+        holding, started = asyncio.Event(), 0.0
+
+        async def waiter() -> None:
+            nonlocal started
+            await holding.wait()
+            async with limits.held(keys):
+                started = time.monotonic()
+
+        task = asyncio.create_task(waiter())
+        async with limits.held(keys):
+            holding.set()
+            await asyncio.sleep(0.05)  # the waiter was refused; it sleeps 0.5 to 1.5 s
+            assert await limits.waiting() == {"k": 1}
+        freed = time.monotonic()
+        await task
+        return started - freed
+
+    assert asyncio.run(main()) < 0.2

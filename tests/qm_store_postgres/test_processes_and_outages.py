@@ -284,7 +284,7 @@ def test_a_newer_schema_is_refused_untouched(pg_server: PostgresServer) -> None:
     assert message == (
         f"cannot open the PostgreSQL store {pg_server.dsn(password='***')} schema {schema}: "
         f"its schema {schema!r} is at version 99, newer than this qm-store-postgres "
-        "understands (4); upgrade qm-store-postgres. Nothing was changed."
+        "understands (5); upgrade qm-store-postgres. Nothing was changed."
     )
     assert _tables(pg_server, schema) == tables
     version = f"SELECT value FROM {schema}.qm_meta WHERE key = 'schema_version'"

@@ -169,6 +169,10 @@ class Queries:
             f"UPDATE {s}.qm_slots SET expires_at = $3 WHERE key = $1 AND holder = $2 RETURNING true"
         )
         self.take_request = f"SELECT {s}.qm_take_request($1, $2, $3, $4)"
+        self.request_in_line = f"SELECT {s}.qm_take_request_in_line($1, $2, $3, $4, $5, $6, $7, $8)"
+        self.tokens_in_line = (
+            f"SELECT {s}.qm_take_tokens_in_line($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )
         self.requests_in_window = f"SELECT count(*) FROM {s}.qm_requests WHERE key = $1 AND at > $2"
         self.slot_release = f"DELETE FROM {s}.qm_slots WHERE key = $1 AND holder = $2"
         self.slots_in_use = (

@@ -31,7 +31,8 @@ Layout, for one flow:
   key in its window, counted by ``qm_take_request``; ``qm_tokens``: the LLM
   tokens of each limit key in its window; ``qm_waiters``: the activations
   waiting for a limit key, until ``expires_at``; ``qm_key_usage``: the node
-  runs, tokens and cost of each budget key across flows.
+  runs, tokens and cost of each budget key across flows. A window's checks keep its
+  line (``qm_take_request_in_line``, ``qm_take_tokens_in_line``; version 5).
 
 ``qm_flows`` also holds the flow's ``version`` (commits so far) and the lease of
 the process driving it (``lease_owner``, ``lease_epoch``, ``lease_expires``).
@@ -49,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The part of a node commit both versions of qm_commit apply the same way:
 # record, memory, join deliveries and closed slots, the queue, loop marks.
@@ -675,8 +676,110 @@ def _v4(schema: str) -> str:
     return sql.replace("{commit_params}", _COMMIT_PARAMS_V4).replace("{s}", schema)
 
 
+# Version 5: a window's checks in its line's order (`KeepsWindowLines`): the line is
+# qm_waiters rows of the line's name with a ticket, as qm_take_slot keeps them (under
+# the line's advisory lock); the window is asked only when no waiter is ahead.
+# Each returns {place, wait}: {0, 0} when the waiter may start, else its place and,
+# first in line, the seconds until the window has room.
+_V5 = """
+-- Drops p_line's waiters expired at p_wall (under the line's lock) and counts those
+-- queued before p_waiter (all of them when it is not queued).
+CREATE FUNCTION {s}.qm_line_ahead(p_line text, p_waiter text, p_wall double precision)
+RETURNS integer LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ticket bigint;
+    v_ahead integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{s}.qm_slots ' || p_line));
+    DELETE FROM {s}.qm_waiters WHERE key = p_line AND expires_at <= p_wall;
+    SELECT ticket INTO v_ticket FROM {s}.qm_waiters
+     WHERE key = p_line AND waiter = p_waiter AND ticket IS NOT NULL;
+    SELECT count(*) INTO v_ahead FROM {s}.qm_waiters
+     WHERE key = p_line AND ticket IS NOT NULL AND (v_ticket IS NULL OR ticket < v_ticket);
+    RETURN v_ahead;
+END
+$fn$;
+
+-- The answer of a window's check in p_line's order: start (out of the line when
+-- p_leave) if nobody is ahead and p_wait is 0, else queue p_waiter or keep its ticket.
+CREATE FUNCTION {s}.qm_line_turn(
+    p_line text, p_waiter text, p_ahead integer, p_wait double precision,
+    p_expires double precision, p_leave boolean
+) RETURNS double precision[] LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF p_ahead = 0 AND p_wait <= 0 THEN
+        IF p_leave THEN
+            DELETE FROM {s}.qm_waiters WHERE key = p_line AND waiter = p_waiter;
+        END IF;
+        RETURN ARRAY[0, 0];
+    END IF;
+    INSERT INTO {s}.qm_waiters (key, waiter, expires_at, ticket)
+    VALUES (p_line, p_waiter, p_expires, nextval('{s}.qm_waiter_tickets'))
+    ON CONFLICT (key, waiter) DO UPDATE
+       SET expires_at = p_expires,
+           ticket = coalesce({s}.qm_waiters.ticket, excluded.ticket);
+    RETURN ARRAY[p_ahead + 1, CASE WHEN p_ahead = 0 THEN p_wait ELSE 0 END];
+END
+$fn$;
+
+CREATE FUNCTION {s}.qm_take_request_in_line(
+    p_key text, p_line text, p_waiter text, p_limit integer, p_per double precision,
+    p_now double precision, p_wall double precision, p_expires double precision
+) RETURNS double precision[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ahead integer;
+    v_oldest double precision := 0;
+BEGIN
+    v_ahead := {s}.qm_line_ahead(p_line, p_waiter, p_wall);
+    IF v_ahead = 0 THEN
+        v_oldest := {s}.qm_take_request(p_key, p_limit, p_per, p_now);
+    END IF;
+    RETURN {s}.qm_line_turn(
+        p_line, p_waiter, v_ahead,
+        CASE WHEN v_oldest = 0 THEN 0 ELSE greatest(v_oldest + p_per - p_now, 1e-9) END,
+        p_expires, true
+    );
+END
+$fn$;
+
+CREATE FUNCTION {s}.qm_take_tokens_in_line(
+    p_key text, p_line text, p_waiter text, p_limit bigint, p_per double precision,
+    p_now double precision, p_wall double precision, p_expires double precision,
+    p_leave boolean
+) RETURNS double precision[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ahead integer;
+    v_total bigint;
+    v_at double precision;
+    v_wait double precision := 0;
+BEGIN
+    v_ahead := {s}.qm_line_ahead(p_line, p_waiter, p_wall);
+    IF v_ahead = 0 THEN
+        SELECT coalesce(sum(tokens), 0) INTO v_total FROM {s}.qm_tokens
+         WHERE key = p_key AND at > p_now - p_per;
+        IF v_total >= p_limit THEN
+            -- The oldest count whose leaving brings the newer ones under the limit.
+            SELECT min(at) INTO v_at FROM (
+                SELECT at, coalesce(sum(tokens) OVER (
+                    ORDER BY at DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0
+                ) AS newer
+                  FROM {s}.qm_tokens WHERE key = p_key AND at > p_now - p_per
+            ) AS w WHERE newer < p_limit;
+            v_wait := greatest(v_at + p_per - p_now, 1e-9);
+        END IF;
+    END IF;
+    RETURN {s}.qm_line_turn(p_line, p_waiter, v_ahead, v_wait, p_expires, p_leave);
+END
+$fn$;
+"""
+
+
+def _v5(schema: str) -> str:
+    return _V5.replace("{s}", schema)
+
+
 #: ``MIGRATIONS[i]`` is the SQL that brings a schema at version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[str], str], ...] = (_v1, _v2, _v3, _v4, _v5)
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -38,6 +38,7 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
+    WindowAsk,
 )
 from quartermaster_engine.types import GraphSpec, Message
 
@@ -299,6 +300,18 @@ class PostgresStore(PostgresSchedules, PostgresMoves):
         sql = self._sql.take_request
         oldest = float(await self._db.run(fetchval, sql, key, limit, per, now))
         return 0.0 if oldest == 0 else max(0.0, oldest + per - now)
+
+    async def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        """`take_request` in its line's order (`KeepsWindowLines`; one round trip:
+        ``qm_take_request_in_line``, schema version 5)."""
+        place, wait = await self._db.run(fetchval, self._sql.request_in_line, *ask)
+        return int(place), float(wait)
+
+    async def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+        """Room for tokens in the line's order (`KeepsWindowLines`; one round trip:
+        ``qm_take_tokens_in_line``, schema version 5)."""
+        place, wait = await self._db.run(fetchval, self._sql.tokens_in_line, *ask, leave)
+        return int(place), float(wait)
 
     async def requests_in_window(self, key: str, per: float, now: float) -> int:
         """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 
+from quartermaster_engine.events import FlowEvent
 from quartermaster_engine.stores.base import StoreDataError
 from quartermaster_engine.stores.records import ActivationKey, Delivery, FlowRecord, FlowStatus
 from quartermaster_graph.models import GraphSpec
@@ -25,6 +26,11 @@ def dumps(value: Any, what: str) -> bytes:
         return orjson.dumps(value, option=_OPTIONS)
     except TypeError as exc:
         raise StoreDataError(f"{what} cannot be stored as JSON: {exc}") from None
+
+
+def event_json(event: FlowEvent) -> bytes:
+    """An event as the JSON a flow's event log holds."""
+    return dumps(event.to_dict(), f"event {event.type}")
 
 
 def text(value: bytes | str) -> str:

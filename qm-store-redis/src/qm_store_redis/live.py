@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
+
+from qm_store_redis.base import RedisBase, redis_errors
 
 logger = logging.getLogger("qm_store_redis")
 
@@ -74,3 +77,19 @@ class RedisLiveSubscription:
         self._closed = True
         await self._pubsub.aclose()
         await self._redis.aclose()
+
+
+class RedisLive(RedisBase):
+    """Publish and subscribe to a flow's live channel (`qm_store_redis.live`)."""
+
+    @redis_errors
+    async def publish_live(self, flow_id: UUID, message: bytes) -> None:
+        """Publish ``message`` on the flow's channel (see `qm_store_redis.live`)."""
+        await self._clients.get().command("PUBLISH", self._keys.live(flow_id), message)
+
+    @redis_errors
+    async def subscribe_live(self, flow_id: UUID) -> RedisLiveSubscription:
+        """Subscribe to the flow's channel on a connection of its own."""
+        return await RedisLiveSubscription.open(
+            self.url, self._keys.live(flow_id), self.timeout_seconds
+        )

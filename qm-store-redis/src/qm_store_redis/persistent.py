@@ -13,7 +13,7 @@ from qm_store_redis.codec import as_dict, dumps, loads, text
 from quartermaster_engine.memory.persistent_memory import MemoryEntry
 
 if TYPE_CHECKING:
-    from qm_store_redis.store import RedisStore
+    from qm_store_redis.base import RedisBase
 
 
 def _now() -> str:
@@ -39,7 +39,7 @@ class RedisPersistentMemory:
     its value and timestamps. Get one with ``store.persistent_memory()``.
     """
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisBase) -> None:
         self._store = store
 
     async def _call(self, command: str, agent_id: UUID, *args: Any) -> Any:

@@ -17,6 +17,10 @@ a member ``<tokens>:<unique>`` per count scored by its time, expiring with its w
 Usage of budget keys across flows (`KeepsKeyUsage`): one hash per key,
 ``<p>:usage:{<key>}`` (``node_runs``, ``tokens``, ``cost``), added to by one script;
 ``<p>:usagekeys`` lists the keys with usage.
+A window's line (`KeepsWindowLines`) is a slots' line named ``<key> (window)``,
+asked with the window in one script (`WINDOW_TURN`), except on a Redis Cluster node:
+the line's hash tag is not the window's, so there the line and the window are asked
+in separate calls (`runner.window_line.LineThenWindow`).
 """
 
 from __future__ import annotations
@@ -89,6 +93,60 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   return '0'
 end
 return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+""",
+)
+
+
+#: KEYS: a window line's slot set (unused), waiter set, line, ticket counter, then the
+#: window's set (starts, or token counts). ARGV: waiter, wall now, expires_at, mode
+#: ("r": starts, "t": tokens), limit, now, now - per, per in ms, a unique member (a
+#: start's), leave ("1": a waiter let start leaves the line). `KeepsWindowLines`: the
+#: window is asked only when no waiter is ahead of this one. {0, ""} if it may start,
+#: else {its place, the score of the count whose leaving makes room ("" behind others)}.
+WINDOW_TURN = Script(
+    "window_turn",
+    _DROP_WAITERS.replace("{n}", "2")
+    + r"""
+local ahead = redis.call('ZRANK', KEYS[3], ARGV[1])
+if not ahead then ahead = redis.call('ZCARD', KEYS[3]) end
+local wait = ''
+if ahead == 0 then
+  local limit = tonumber(ARGV[5])
+  if ARGV[4] == 'r' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
+    if redis.call('ZCARD', KEYS[5]) < limit then
+      redis.call('ZADD', KEYS[5], ARGV[6], ARGV[9])
+      redis.call('PEXPIRE', KEYS[5], ARGV[8])
+    else
+      wait = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')[2]
+    end
+  else
+    local used = redis.call('ZRANGE', KEYS[5], '(' .. ARGV[7], '+inf', 'BYSCORE', 'WITHSCORES')
+    local total = 0
+    for i = 1, #used, 2 do total = total + tonumber(string.match(used[i], '^(%d+):')) end
+    if total >= limit then
+      for i = 1, #used, 2 do
+        total = total - tonumber(string.match(used[i], '^(%d+):'))
+        if total < limit then
+          wait = used[i + 1]
+          break
+        end
+      end
+    end
+  end
+end
+if ahead == 0 and wait == '' then
+  if ARGV[10] == '1' then
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+  end
+  return {0, ''}
+end
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+  redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return {ahead + 1, wait}
 """,
 )
 

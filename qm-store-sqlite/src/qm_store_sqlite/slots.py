@@ -7,35 +7,30 @@ A slot or a start is taken in one write transaction (``BEGIN IMMEDIATE``: one
 writer at a time), after dropping the key's expired slots or starts. A refused
 taker of a slot is queued in ``qm_waiters`` with a ticket one above the key's
 highest (`HoldsSlots.take_slot`: first come, first served); waiters only marked
-(waiting for a window) have no ticket and are not in the line."""
+(waiting for a window) have no ticket and are not in the line. A window's check
+keeps the window's line in its transaction (`KeepsWindowLines`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
 
-from quartermaster_engine.stores.records import TokenCount, UsageCount
+from quartermaster_engine.runner.window_line import tokens_wait
+from quartermaster_engine.stores.records import TokenCount, UsageCount, WindowAsk
 
 
 def take_slot(
     db: sqlite3.Connection, key: str, holder: str, limit: int, now: float, expires_at: float
 ) -> int:
     db.execute("DELETE FROM qm_slots WHERE key = ? AND expires_at <= ?", (key, now))
-    db.execute("DELETE FROM qm_waiters WHERE key = ? AND expires_at <= ?", (key, now))
     mine = db.execute(
         "UPDATE qm_slots SET expires_at = ? WHERE key = ? AND holder = ?", (expires_at, key, holder)
     )
     if mine.rowcount:
+        db.execute("DELETE FROM qm_waiters WHERE key = ? AND expires_at <= ?", (key, now))
         return 0
     (held,) = db.execute("SELECT count(*) FROM qm_slots WHERE key = ?", (key,)).fetchone()
-    row = db.execute(
-        "SELECT ticket FROM qm_waiters WHERE key = ? AND waiter = ? AND ticket IS NOT NULL",
-        (key, holder),
-    ).fetchone()
-    (ahead,) = db.execute(
-        "SELECT count(*) FROM qm_waiters WHERE key = ? AND ticket < ?",
-        (key, 2**62 if row is None else row[0]),
-    ).fetchone()
+    ahead = _ahead(db, key, holder, now)
     if held + ahead < limit:
         db.execute("DELETE FROM qm_waiters WHERE key = ? AND waiter = ?", (key, holder))
         db.execute(
@@ -43,15 +38,62 @@ def take_slot(
             (key, holder, expires_at),
         )
         return 0
-    # Queued (a new ticket, after every other of the key) or its place kept.
+    _queue(db, key, holder, expires_at)
+    return ahead + 1
+
+
+def _ahead(db: sqlite3.Connection, line: str, waiter: str, now: float) -> int:
+    """Drop ``line``'s waiters expired at ``now``; how many are queued before ``waiter``
+    (all of them when it is not queued)."""
+    db.execute("DELETE FROM qm_waiters WHERE key = ? AND expires_at <= ?", (line, now))
+    row = db.execute(
+        "SELECT ticket FROM qm_waiters WHERE key = ? AND waiter = ? AND ticket IS NOT NULL",
+        (line, waiter),
+    ).fetchone()
+    (ahead,) = db.execute(
+        "SELECT count(*) FROM qm_waiters WHERE key = ? AND ticket < ?",
+        (line, 2**62 if row is None else row[0]),
+    ).fetchone()
+    return int(ahead)
+
+
+def _queue(db: sqlite3.Connection, line: str, waiter: str, expires_at: float) -> None:
+    """Queue ``waiter`` (a new ticket, after every other of ``line``) or keep its place."""
     db.execute(
         "INSERT INTO qm_waiters (key, waiter, expires_at, ticket) VALUES (?, ?, ?, "
         "(SELECT coalesce(max(ticket), 0) + 1 FROM qm_waiters WHERE key = ?)) "
         "ON CONFLICT (key, waiter) DO UPDATE SET expires_at = excluded.expires_at, "
         "ticket = coalesce(qm_waiters.ticket, excluded.ticket)",
-        (key, holder, expires_at, key),
+        (line, waiter, expires_at, line),
     )
-    return int(ahead) + 1
+
+
+def _turn(
+    db: sqlite3.Connection, ask: WindowAsk, ahead: int, wait: float, leave: bool
+) -> tuple[int, float]:
+    """`KeepsWindowLines`' answer: the waiter starts (out of its line if ``leave``) when
+    nobody is ahead and its window had room (``wait`` 0), else it is queued."""
+    if not ahead and wait <= 0:
+        if leave:
+            db.execute("DELETE FROM qm_waiters WHERE key = ? AND waiter = ?", ask[1:3])
+        return 0, 0.0
+    _queue(db, ask.line, ask.waiter, ask.expires_at)
+    return ahead + 1, (0.0 if ahead else wait)
+
+
+def take_request_in_line(db: sqlite3.Connection, ask: WindowAsk) -> tuple[int, float]:
+    ahead = _ahead(db, ask.line, ask.waiter, ask.wall)
+    wait = 0.0 if ahead else take_request(db, ask.key, ask.limit, ask.per, ask.now)
+    return _turn(db, ask, ahead, wait, True)
+
+
+def take_tokens_in_line(db: sqlite3.Connection, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+    ahead = _ahead(db, ask.line, ask.waiter, ask.wall)
+    wait = 0.0
+    if not ahead:
+        used = tokens_in_window(db, ask.key, ask.per, ask.now)
+        wait = tokens_wait(used, ask.limit, ask.per, ask.now)
+    return _turn(db, ask, ahead, wait, leave)
 
 
 def renew(db: sqlite3.Connection, key: str, holder: str, expires_at: float) -> bool:

@@ -33,6 +33,7 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
+    WindowAsk,
 )
 from quartermaster_engine.types import Message
 
@@ -183,6 +184,14 @@ class SQLiteStore(SQLiteSchedules, SQLiteMoves):
     async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
         """Count a start of ``key`` if its window has room (0.0), else the seconds to wait."""
         return await self._db.write(slots.take_request, key, limit, per, now)
+
+    async def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        """`take_request` in its line's order (`KeepsWindowLines`): one transaction."""
+        return await self._db.write(slots.take_request_in_line, ask)
+
+    async def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+        """Room for tokens in the line's order (`KeepsWindowLines`): one transaction."""
+        return await self._db.write(slots.take_tokens_in_line, ask, leave)
 
     async def requests_in_window(self, key: str, per: float, now: float) -> int:
         """Starts of ``key`` in the ``per`` seconds before ``now``, of every process."""

@@ -39,19 +39,23 @@ def llm_chain(nodes: int, model: str = "gpt-4o-mini") -> GraphSpec:
 
 
 class RecordingStarts:
-    """The engine's start counter (the shared store), recording each start it allows."""
+    """The engine's window checks (the shared store's, in their line's order),
+    recording each start they allow."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.starts: list[float] = []
 
-    async def take_request(self, key: str, limit: int, per: float, now: float) -> float:
-        wait = self.inner.take_request(key, limit, per, now)
-        if inspect.isawaitable(wait):
-            wait = await wait
-        if wait == 0.0:
-            self.starts.append(now)
-        return float(wait)
+    async def take_request_in_line(self, ask: Any) -> Any:
+        turn = self.inner.take_request_in_line(ask)
+        place, wait = (await turn) if inspect.isawaitable(turn) else turn
+        if int(place) == 0:
+            self.starts.append(ask.now)
+        return place, wait
+
+    async def take_tokens_in_line(self, ask: Any, leave: bool) -> Any:
+        turn = self.inner.take_tokens_in_line(ask, leave=leave)
+        return (await turn) if inspect.isawaitable(turn) else turn
 
 
 async def main(args: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,7 @@ async def main(args: dict[str, Any]) -> dict[str, Any]:
             Path(args["ready"]).touch()  # noqa: ASYNC240 - once, before the flows
         recording = None
         if eng.key_limits is not None:
-            recording = eng.key_limits.rates = RecordingStarts(eng.key_limits.rates)
+            recording = eng.key_limits.windows = RecordingStarts(eng.key_limits.windows)
         graph = llm_chain(args["nodes"])
         results = await asyncio.gather(*(eng.run(graph, f"q{i}") for i in range(args["flows"])))
     return {

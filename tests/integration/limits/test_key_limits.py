@@ -22,6 +22,7 @@ from limit_worker import llm_chain
 
 from quartermaster_engine import Engine
 from quartermaster_engine.runner.local_slots import LocalSlots
+from quartermaster_engine.stores.records import WindowAsk
 
 
 def slow_answers(server: FakeOpenAI) -> None:
@@ -138,11 +139,11 @@ class RecordingStarts(LocalSlots):
         super().__init__()
         self.started: list[float] = []
 
-    def take_request(self, key: str, limit: int, per: float, now: float) -> float:
-        wait = super().take_request(key, limit, per, now)
-        if wait == 0.0:
-            self.started.append(now)
-        return wait
+    def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        place, wait = super().take_request_in_line(ask)
+        if place == 0:
+            self.started.append(ask.now)
+        return place, wait
 
 
 def test_on_the_memory_store_starts_per_window_hold_within_the_process(
@@ -158,7 +159,7 @@ def test_on_the_memory_store_starts_per_window_hold_within_the_process(
         cfg = config({"name": "memory"}, openai_server, None, max_requests=5, per="1s")
         async with Engine.from_config(cfg) as engine:
             assert engine.key_limits is not None
-            engine.key_limits.rates = recording
+            engine.key_limits.windows = recording
             done = await asyncio.gather(*(engine.run(llm_chain(1), f"q{i}") for i in range(12)))
         return [r.status.value for r in done]
 

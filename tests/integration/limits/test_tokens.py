@@ -96,7 +96,8 @@ def test_on_the_memory_store_a_flow_waits_for_its_own_tokens(
         cfg = config({"name": "memory"}, openai_server, None, max_tokens=36, per="1s")
         async with Engine.from_config(cfg) as engine:
             assert engine.key_limits is not None
-            engine.key_limits.tokens = recording
+            # The window checks read the counts where the commits make them.
+            engine.key_limits.tokens = engine.key_limits.windows = recording
             result = await engine.run(llm_chain(4), "q")
         return result.status.value
 
@@ -155,7 +156,8 @@ def test_the_token_window_runs_on_the_engines_clock(openai_server: FakeOpenAI) -
         cfg = config({"name": "memory"}, openai_server, None, max_tokens=36, per="1m")
         async with Engine.from_config(cfg, clock=clock) as engine:
             assert engine.key_limits is not None
-            engine.key_limits.tokens = recording
+            # The window checks read the counts where the commits make them.
+            engine.key_limits.tokens = engine.key_limits.windows = recording
             result = await engine.run(llm_chain(4), "q")
         return result.status.value
 

@@ -11,6 +11,7 @@ import click
 from quartermaster_engine.cli.budgets_commands import budgets_command
 from quartermaster_engine.cli.clock_command import clock_command
 from quartermaster_engine.cli.config_commands import config_group
+from quartermaster_engine.cli.edit_commands import edit_command, fork_command, retry_command
 from quartermaster_engine.cli.flows_commands import flows_group
 from quartermaster_engine.cli.graph_commands import show_command, validate_command
 from quartermaster_engine.cli.history_commands import history_command
@@ -19,11 +20,8 @@ from quartermaster_engine.cli.migrate_commands import migrate_command
 from quartermaster_engine.cli.plugin_commands import PluginCommandGroup
 from quartermaster_engine.cli.plugins_commands import plugins_command
 from quartermaster_engine.cli.run_commands import (
-    edit_command,
-    fork_command,
     recover_command,
     resume_command,
-    retry_command,
     run_command,
     schedule_run_command,
 )

@@ -156,7 +156,7 @@ class Committer:
             await slots.release()
             raise
         if in_commit:
-            slots.given()
+            slots.given_back()
         else:
             await slots.release()
 

@@ -3,7 +3,9 @@
 The inline driver runs one activation at a time in queue order (the sync
 dispatcher: deterministic). The concurrent driver runs them as asyncio tasks,
 at most ``max_concurrency`` at once; a task keeps taking ready activations, so a
-chain runs in one task instead of a task and a wake-up per node. Both sleep
+chain runs in one task instead of a task and a wake-up per node, and a lone ready
+activation with nothing else running or timed runs in the driver's own task (a flow
+that awaits one node, W8's case, keeps no task and wake-up of its own). Both sleep
 until the next timer (a retry delay, a Sleep1) when nothing is ready, on the
 engine's clock, unless the run parks (`runner.timers`), and return when nothing
 can run or the run halted.
@@ -51,6 +53,11 @@ async def drive_concurrent(run: FlowRun, limit: int | None) -> None:
     loop = asyncio.get_running_loop()
     while True:
         control.stop_if_requested()
+        if run.running == 0 and len(ready) == 1 and not state.timers and not control.halted:
+            # One activation and nothing to watch meanwhile: it runs in this task (a
+            # flow awaiting one node keeps no task, wake-up or frames of its own).
+            await _run_here(run, ready.popleft())
+            continue
         while ready and not control.halted and (limit is None or run.running < limit):
             act = ready.popleft()
             run.running += 1
@@ -80,6 +87,22 @@ async def _wake_or_timer(run: FlowRun, wake: Wake, when: float) -> None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def _run_here(run: FlowRun, act: Activation) -> None:
+    """Run ``act`` in the driver's own task; failures halt the run as in `_run_task`."""
+    control = run.control
+    try:
+        await run.run_activation(act)
+    except asyncio.CancelledError:
+        if not control.halted:
+            raise
+        task = asyncio.current_task()
+        if task is not None:  # (the stop cancelled the driver: it goes on to finish)
+            while task.cancelling():
+                task.uncancel()
+    except Exception as exc:
+        control.fail_with(exc)
 
 
 async def _run_task(run: FlowRun, act: Activation) -> None:

@@ -49,23 +49,28 @@ class HeldSlots:
         if self.keys and self.renewing is None:
             self.renewing = asyncio.ensure_future(self.limits.renew(self.keys, self.holder))
 
-    def given(self) -> None:
-        """The slots were given back (by their commit): stop renewing, hold nothing."""
+    def given_back(self) -> None:
+        """The slots are free (given back by their commit, or `release`d): stop
+        renewing, wake this process's nearest waiter of each key, hold nothing."""
         if self.renewing is not None:
             self.renewing.cancel()
             self.renewing = None
-        self.keys = []
+        keys, self.keys = self.keys, []
+        if keys:
+            self.limits.wakes.freed(keys)
 
     async def release(self) -> None:
         """Give each slot up with its own store call (`HoldsSlots.release_slot`); a
         second call gives up nothing."""
-        keys = self.keys
-        self.given()
-        for key in keys:
+        if self.renewing is not None:
+            self.renewing.cancel()
+            self.renewing = None
+        for key in self.keys:
             try:
                 await _done(self.limits.slots.release_slot(key, self.holder))
             except Exception as exc:  # it lapses after the ttl anyway
                 logger.warning("slot of %s not released (%s); it lapses", key, exc)
+        self.given_back()
 
 
 async def lease_for_commit(

@@ -51,7 +51,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,15 +61,18 @@ from quartermaster_engine.runner.compiled import CNode
 from quartermaster_engine.runner.held_slots import HeldSlots
 from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitWait
 from quartermaster_engine.runner.local_slots import LocalSlots
-from quartermaster_engine.runner.window_line import by_key, line_of
+from quartermaster_engine.runner.slot_wakes import SlotWakes
+from quartermaster_engine.runner.window_line import LineThenWindow, by_key, line_of
 from quartermaster_engine.stores.adapter import _done
 from quartermaster_engine.stores.base import (
     CountsWaiters,
     HoldsSlots,
+    KeepsWindowLines,
     LimitsRate,
     LimitsTokens,
     ReleasesSlotsInCommit,
 )
+from quartermaster_engine.stores.records import WindowAsk
 from quartermaster_engine.types import GraphSpec
 
 logger = logging.getLogger("quartermaster_engine.limits")
@@ -93,19 +96,6 @@ class Rule:
 
 #: A limited key of an activation and its rule.
 KeyLimit = tuple[str, Rule]
-
-
-def tokens_wait(used: list[tuple[float, int]], limit: int, per: float, now: float) -> float:
-    """0.0 if the tokens ``used`` in the window (``(at, tokens)``, oldest first) are
-    fewer than ``limit``; else the seconds until enough of them leave it."""
-    total = sum(n for _, n in used)
-    if total < limit:
-        return 0.0
-    for at, n in used:
-        total -= n
-        if total < limit:
-            return max(at + per - now, 0.0)
-    return 0.0  # not reached: with every count gone, 0 < limit
 
 
 def declared_keys(cnode: CNode, executor: NodeExecutor | None, graph: GraphSpec) -> list[str]:
@@ -148,6 +138,14 @@ class KeyLimits:
         self.rates: Any = store if isinstance(store, LimitsRate) else local
         self.waiters: Any = store if isinstance(store, CountsWaiters) else local
         self.tokens: Any = store if isinstance(store, LimitsTokens) else local
+        #: The windows' checks in their line's order (`window_line`).
+        self.windows: Any = (
+            store
+            if isinstance(store, KeepsWindowLines)
+            else local
+            if not isinstance(store, HoldsSlots | LimitsRate | LimitsTokens)
+            else LineThenWindow(self.slots, self.rates, self.tokens, self.waiters)
+        )
         #: Whether the store counts tokens (in each commit: `runner.usage_counts`).
         self.tokens_shared = isinstance(store, LimitsTokens)
         #: Whether a key's table has ``max_tokens``: committed records are counted.
@@ -158,6 +156,8 @@ class KeyLimits:
             store if isinstance(store, ReleasesSlotsInCommit) else None
         )
         self._of_node: dict[CNode, tuple[KeyLimit, ...]] = {}
+        #: This process's waiters for slots, woken when it frees one (`slot_wakes`).
+        self.wakes = SlotWakes()
 
     @classmethod
     def of(
@@ -246,18 +246,23 @@ class KeyLimits:
         self, keys: tuple[KeyLimit, ...], holder: str, back: GiveBack | None
     ) -> None:
         """Wait until each key's windows (tokens, starts) let one more start."""
+        windows = self.windows
         for key, rule in keys:
             if rule.max_tokens is not None:
-                await self._room(key, holder, rule.per, self._tokens_wait(key, rule), back)
+                # A starts window of the same line asked next keeps the place.
+                leave = rule.max_requests is None
+                check = functools.partial(windows.take_tokens_in_line, leave=leave)
+                await self._room(key, holder, rule.max_tokens, rule.per, check, back)
             if rule.max_requests is not None:
-                take = functools.partial(self.rates.take_request, key, rule.max_requests, rule.per)
-                await self._room(key, holder, rule.per, take, back)
+                check = windows.take_request_in_line
+                await self._room(key, holder, rule.max_requests, rule.per, check, back)
 
     async def _acquire(self, key: str, holder: str, limit: int, gives_back: bool) -> None:
         """Take a slot of ``key`` in first-come order (the store's line of the key),
         asking again sooner the nearer the front; ``gives_back``: ask once and raise
         `LimitWait` (keeping the place) when refused."""
         queued = False
+        wake = None if gives_back else self.wakes.watch(key)  # before the ask
         try:
             while True:
                 now = time.time()
@@ -266,65 +271,60 @@ class KeyLimits:
                 queued = place > 0
                 if not queued:
                     return
-                if gives_back:
+                if wake is None:
                     raise LimitWait(key, min(_GIVE_BACK_FIRST * place, self.ttl / 3))
+                wake.place = place
                 wait = min(_FIRST_WAIT * place, _MAX_WAIT)
-                await asyncio.sleep(wait * (0.5 + random.random()))
+                await self.wakes.nap(wake, wait * (0.5 + random.random()))
+                if wake.future.done():  # woken: watch afresh before asking again
+                    self.wakes.forget(key, wake)
+                    wake = self.wakes.watch(key)
         finally:
+            if wake is not None:
+                self.wakes.forget(key, wake)
             if queued and not gives_back:  # cancelled: out of the line
                 await self._unmark(key, holder)
-
-    def _tokens_wait(self, key: str, rule: Rule) -> Callable[[float], Awaitable[float]]:
-        limit = rule.max_tokens or 0
-
-        async def wait(now: float) -> float:
-            used = await _done(self.tokens.tokens_in_window(key, rule.per, now))
-            return tokens_wait([(float(a), int(n)) for a, n in used], limit, rule.per, now)
-
-        return wait
 
     async def _room(
         self,
         key: str,
         holder: str,
+        limit: int,
         per: float,
-        ask: Callable[[float], Any],
+        check: Callable[[WindowAsk], Any],
         back: GiveBack | None,
     ) -> None:
-        """Wait until ``ask(now)`` (a window's check: 0 or less when it lets this
-        activation start, else the seconds to wait) lets the activation start, first
-        come, first served: refused, it queues in the key's window line
-        (`window_line`) and only the first in line asks the window again. With
-        ``back``: ask once, and when it may not start yet, keep its place in the line
-        and raise `LimitWait`; a task that came back asks its line first."""
+        """Wait until ``check`` (a window's check in its line's order,
+        `KeepsWindowLines`: ``(place, wait)``) lets the activation start, first
+        come, first served: the store queues it in the key's window line when others
+        are ahead of it or the window is full, and only the first in line is asked the
+        window. The first in line sleeps until the window said room frees (at most a
+        third of the ttl: each ask marks it again); the others ask again sooner the
+        nearer the front. With ``back``: ask once, and when it may not start yet, keep
+        its place in the line and raise `LimitWait`."""
         line = line_of(key)
         queued = False
-        asked: float | None = None  # the window's answer not yet acted on
         try:
-            if back is None or not back.again:
-                asked = float(await _done(ask(self.clock.now())))
-                if asked <= 0:
-                    return
             while True:
                 wall = time.time()
-                take = self.slots.take_slot(line, holder, 0, wall, wall + self.ttl)
-                place = int(await _done(take))
-                queued = True
                 now = self.clock.now()
-                if place <= 1:
-                    wait = float(await _done(ask(now))) if asked is None else asked
-                    if wait <= 0:
-                        return
-                    wait = min(wait, per, self.ttl / 3)  # marked again each third of the ttl
+                ask = WindowAsk(key, line, holder, limit, per, now, wall, wall + self.ttl)
+                place, wait = await _done(check(ask))
+                if int(place) == 0:
+                    queued = False  # the store took it out of the line
+                    return
+                queued = True
+                place = int(place)
+                if place == 1:
+                    wait = min(float(wait), per, self.ttl / 3)
                 elif back is not None:
                     wait = min(_GIVE_BACK_FIRST * place, self.ttl / 3)
                 else:
                     wait = min(_FIRST_WAIT * place, _MAX_WAIT)
-                asked = None
                 if back is not None:
                     queued = False  # it still waits, in the broker: its place stays
                     raise LimitWait(key, wait)
-                if place <= 1:
+                if place == 1:
                     await self.clock.sleep_until(now + wait + random.random() * _FIRST_WAIT)
                 else:
                     await asyncio.sleep(wait * (0.5 + random.random()))

@@ -1,12 +1,16 @@
 """`HoldsSlots`, `LimitsRate`, `LimitsTokens` and `CountsWaiters` within this process:
 the slots, windows and waiters of an engine whose store keeps none (the memory store),
 held under one lock. The line of a key's slot (`HoldsSlots.take_slot`) is its queued
-waiters, by a ticket counted up per process."""
+waiters, by a ticket counted up per process; a window's checks keep their line
+(`KeepsWindowLines`) under the same lock."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+
+from quartermaster_engine.runner.window_line import tokens_wait
+from quartermaster_engine.stores.records import WindowAsk
 
 
 class LocalSlots:
@@ -24,13 +28,57 @@ class LocalSlots:
 
     def take_request(self, key: str, limit: int, per: float, now: float) -> float:
         with self._lock:
-            started = self._started.setdefault(key, deque())
-            while started and started[0] <= now - per:
-                started.popleft()
-            if len(started) < limit:
-                started.append(now)
-                return 0.0
-            return started[0] + per - now
+            return self._take_request(key, limit, per, now)
+
+    def _take_request(self, key: str, limit: int, per: float, now: float) -> float:
+        started = self._started.setdefault(key, deque())
+        while started and started[0] <= now - per:
+            started.popleft()
+        if len(started) < limit:
+            started.append(now)
+            return 0.0
+        return started[0] + per - now
+
+    def take_request_in_line(self, ask: WindowAsk) -> tuple[int, float]:
+        """`KeepsWindowLines.take_request_in_line`: the start counted only when no
+        waiter is ahead of ``ask.waiter`` in its line."""
+        with self._lock:
+            ahead = self._ahead(ask.line, ask.waiter, ask.wall)
+            wait = 0.0 if ahead else self._take_request(ask.key, ask.limit, ask.per, ask.now)
+            return self._turn(ask, ahead, wait, leave=True)
+
+    def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> tuple[int, float]:
+        """`KeepsWindowLines.take_tokens_in_line`."""
+        with self._lock:
+            ahead = self._ahead(ask.line, ask.waiter, ask.wall)
+            wait = 0.0
+            if not ahead:
+                since = ask.now - ask.per
+                used = [(at, n) for at, n in self._tokens.get(ask.key, ()) if at > since]
+                wait = tokens_wait(used, ask.limit, ask.per, ask.now)
+            return self._turn(ask, ahead, wait, leave=leave)
+
+    def _ahead(self, line: str, waiter: str, wall: float) -> int:
+        """How many unexpired waiters of ``line`` are queued before ``waiter``."""
+        self._drop_waiters(line, wall)
+        queued = self._line.setdefault(line, {})
+        ticket = queued.get(waiter)
+        return sum(1 for t in queued.values() if ticket is None or t < ticket)
+
+    def _turn(self, ask: WindowAsk, ahead: int, wait: float, leave: bool) -> tuple[int, float]:
+        """Let the waiter start (out of its line if ``leave``) when nobody is ahead and
+        the window had room (``wait`` 0), else queue it or keep its ticket."""
+        line, waiter, queued = ask.line, ask.waiter, self._line[ask.line]
+        if not ahead and wait <= 0:
+            if leave:
+                queued.pop(waiter, None)
+                self._waiting.get(line, {}).pop(waiter, None)
+            return 0, 0.0
+        if waiter not in queued:
+            self._tickets += 1
+            queued[waiter] = self._tickets
+        self._waiting.setdefault(line, {})[waiter] = ask.expires_at
+        return ahead + 1, (0.0 if ahead else wait)
 
     def requests_in_window(self, key: str, per: float, now: float) -> int:
         with self._lock:

@@ -51,9 +51,26 @@ def _problem(result: NodeResult) -> str | None:
     return None
 
 
+#: The exact types a text field of a result usually has (others are checked in full).
+_TEXT_TYPES = frozenset((str, type(None)))
+
+
 def checked(result: NodeResult, cnode: CNode) -> NodeResult:
     """``result`` if its fields have the documented types; else a `NodeError` naming
     the node and the field."""
+    # The usual result in one expression; anything else (subclasses of str or dict
+    # too) is looked at field by field.
+    if (
+        type(result.success) is bool
+        and type(result.wait_for_user) is bool
+        and type(result.data) is dict
+        and type(result.output_text) in _TEXT_TYPES
+        and type(result.error) in _TEXT_TYPES
+        and type(result.picked_node) in _TEXT_TYPES
+        and type(result.user_prompt) in _TEXT_TYPES
+        and result.user_options is None
+    ):
+        return result
     problem = _problem(result)
     if problem is None:
         return result

@@ -32,6 +32,7 @@ from quartermaster_engine.stores.records import (
     FlowStatus,
     FlowUpdate,
     Lease,
+    WindowAsk,
 )
 from quartermaster_engine.types import Message
 
@@ -311,6 +312,35 @@ class LimitsTokens(Protocol):
 
 
 @runtime_checkable
+class KeepsWindowLines(Protocol):
+    """A store whose window checks (`LimitsRate`, `LimitsTokens`) keep the window's line
+    themselves, in the same atomic step (docs/limits.md, "Starts per window"): a
+    newcomer with waiters ahead of it joins the line instead of taking freed room.
+
+    The line is a `HoldsSlots` line named ``ask.line`` (``<key> (window)``,
+    `runner.window_line.line_of`): the waiters ``take_slot`` queues, by ticket. Each
+    method (its ask a `WindowAsk`), in one step: drops the line's waiters expired at
+    ``wall``; counts the waiters queued before ``waiter`` (all of them when it is not
+    queued); when none is, asks the window at ``now`` (the engine's clock) and, if it
+    has room, lets ``waiter`` start (``take_request`` counts the start) and takes it
+    out of the line; else queues ``waiter`` (a new ticket) or keeps its ticket, until
+    ``expires_at`` (wall time). Returns ``(place, wait)``: ``(0, 0.0)`` when it may
+    start, else its place in the line (1: first) and, when first, the seconds until
+    the window has room (0.0 behind others). Plain or ``async def``."""
+
+    def take_request_in_line(self, ask: WindowAsk) -> Any:
+        """`LimitsRate.take_request` in ``ask.line``'s order: ``(place, wait)``."""
+        ...
+
+    def take_tokens_in_line(self, ask: WindowAsk, leave: bool) -> Any:
+        """Whether fewer than ``ask.limit`` tokens of ``ask.key`` are in its window (as
+        `LimitsTokens.tokens_in_window` and `runner.window_line.tokens_wait` tell), in
+        the line's order: ``(place, wait)``. With ``leave`` False a waiter let start
+        keeps its place (a starts window of the same line is asked next)."""
+        ...
+
+
+@runtime_checkable
 class KeepsKeyUsage(Protocol):
     """A store that adds up what the activations of each budget key used, across flows,
     for every process sharing it (``[budgets."<key>"]``; docs/limits.md): node runs,
@@ -488,6 +518,7 @@ __all__ = [
     "HoldsSlots",
     "KeepsKeyUsage",
     "KeepsSchedules",
+    "KeepsWindowLines",
     "Lease",
     "LeaseHeldError",
     "LimitsRate",

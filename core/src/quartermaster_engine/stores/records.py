@@ -233,6 +233,22 @@ class TokenCount(NamedTuple):
     per: float
 
 
+class WindowAsk(NamedTuple):
+    """One ask of a window in its line's order (`KeepsWindowLines`): may ``waiter``
+    start under ``key``'s window of ``limit`` per ``per`` seconds at ``now`` (the
+    engine's clock)? ``line`` names the window's line; ``wall`` (wall time) drops its
+    lapsed waiters, and ``expires_at`` (wall time) is when ``waiter``'s mark lapses."""
+
+    key: str
+    line: str
+    waiter: str
+    limit: int
+    per: float
+    now: float
+    wall: float
+    expires_at: float
+
+
 class Commit:
     """Everything one activation's outcome changes, applied by a store all or nothing.
 

@@ -38,6 +38,14 @@ import pytest
 # well as they do in test files, so let pytest rewrite them on import.
 pytest.register_assert_rewrite(
     "quartermaster_engine.testing.store_contract",
+    "quartermaster_engine.testing.contract_base",
+    "quartermaster_engine.testing.abilities_contract",
+    "quartermaster_engine.testing.legacy_contract",
+    "quartermaster_engine.testing.flows_contract",
+    "quartermaster_engine.testing.commits_contract",
+    "quartermaster_engine.testing.runner_contract",
+    "quartermaster_engine.testing.counts_contract",
+    "quartermaster_engine.testing.moves_contract",
     "quartermaster_engine.testing.dispatcher_contract",
     "quartermaster_engine.testing.fencing_contract",
     "quartermaster_engine.testing.live_contract",

@@ -32,20 +32,17 @@ from quartermaster_engine.stores.base import (
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
-    FlowRecord,
     TokenCount,
     UsageCount,
 )
 from quartermaster_engine.testing.calls import call, close_store
+from quartermaster_engine.testing.contract_base import StoreContractBase
 from quartermaster_engine.testing.graphs import name_id
 from quartermaster_engine.types import GraphSpec
 
 
-class CountsContract:
+class CountsContract(StoreContractBase):
     """Usage counts applied by fenced commits."""
-
-    def new_flow(self, store: Any, graph: GraphSpec, **fields: Any) -> FlowRecord:
-        raise NotImplementedError  # provided by StoreContract
 
     def _two_pending(self, store: Any, graph: GraphSpec) -> tuple[Any, Activation, Activation]:
         """A new flow under lease epoch 1 with Start and n0 pending: its id and them."""

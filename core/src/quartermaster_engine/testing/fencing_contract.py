@@ -24,11 +24,11 @@ from quartermaster_engine.stores.base import (
 from quartermaster_engine.stores.records import (
     Activation,
     Commit,
-    FlowRecord,
     FlowStatus,
     FlowUpdate,
 )
 from quartermaster_engine.testing.calls import call, close_store
+from quartermaster_engine.testing.contract_base import StoreContractBase
 from quartermaster_engine.testing.graphs import chain_graph, name_id
 from quartermaster_engine.types import GraphSpec
 
@@ -53,11 +53,8 @@ def _finished(node: str, attempt: int = 1) -> NodeExecution:
     return NodeExecution(name_id(node), NodeStatus.FINISHED, visit=1, attempt=attempt)
 
 
-class FencingContract:
+class FencingContract(StoreContractBase):
     """Leases, fenced commits, duplicate commits and the event log."""
-
-    def new_flow(self, store: Any, graph: GraphSpec, **fields: Any) -> FlowRecord:
-        raise NotImplementedError  # provided by StoreContract
 
     def test_a_lease_is_exclusive_until_it_runs_out_or_is_taken_over(
         self, store: Any, graph: GraphSpec

@@ -15,15 +15,13 @@ from quartermaster_engine.events import FlowMigrated
 from quartermaster_engine.stores.base import FlowNotFoundError, MovesFlows, StaleLeaseError
 from quartermaster_engine.stores.records import FlowMove, FlowStatus
 from quartermaster_engine.testing.calls import call, close_store
+from quartermaster_engine.testing.contract_base import StoreContractBase
 from quartermaster_engine.testing.graphs import chain_graph
 from quartermaster_engine.types import GraphSpec
 
 
-class MovesContract:
+class MovesContract(StoreContractBase):
     """Tests of `MovesFlows`; ``store``, ``make_store`` and ``graph`` are `StoreContract`'s."""
-
-    def new_flow(self, store: Any, graph: GraphSpec, **fields: Any) -> Any:
-        raise NotImplementedError  # provided by StoreContract
 
     def test_a_flow_moves_to_another_graph_only_under_its_fence(
         self, store: Any, make_store: Any, graph: GraphSpec

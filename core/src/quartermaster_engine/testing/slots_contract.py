@@ -10,8 +10,9 @@ renew and release slots, and count the unexpired ones; one that
 seconds; one that `CountsWaiters` must count each key's unexpired waiters of every
 process; one that `LimitsTokens` must sum each key's tokens in its window across
 processes; one that `KeepsKeyUsage` must add up each budget key's usage across
-processes. Times are given by the test: no sleeps. Stores without an ability skip
-its tests.
+processes; one that keeps slots and counts starts (a store shared by processes) must
+keep each window's line in its window checks (`KeepsWindowLines`). Times are given
+by the test: no sleeps. Stores without an ability skip its tests.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from uuid import uuid4
 
 import pytest
 
-from quartermaster_engine.runner.key_limits import tokens_wait
+from quartermaster_engine.runner.window_line import line_of, tokens_wait
 from quartermaster_engine.stores.base import (
     CountsWaiters,
     HoldsSlots,
     KeepsKeyUsage,
+    KeepsWindowLines,
     LimitsRate,
     LimitsTokens,
 )
+from quartermaster_engine.stores.records import WindowAsk
 from quartermaster_engine.testing.calls import call, close_store
 
 
@@ -126,6 +129,83 @@ class SlotsContract:
             # w3's mark lapsed at now + 12: a newcomer queues behind w2 only.
             assert call(store, "take_slot", window, "w4", 0, now + 12, now + 42) == 2
             assert call(other, "waiting_counts", now + 12) == {window: 2}
+        finally:
+            close_store(other)
+
+    def test_a_window_check_keeps_the_windows_line(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, HoldsSlots) or not isinstance(store, LimitsRate):
+            pytest.skip(f"{type(store).__name__} keeps no lines of windows (optional)")
+        # A store that keeps both must keep a window's line in its check, atomically:
+        # else a newcomer asking as room frees starts ahead of the line.
+        assert isinstance(store, KeepsWindowLines)
+        other = make_store()
+        key = f"llm:turn:{uuid4().hex}"
+        line = line_of(key)
+
+        def starts(s: Any, waiter: str, at: float) -> tuple[int, float]:
+            ask = WindowAsk(key, line, waiter, 1, 10.0, at, at, at + 30)
+            place, wait = call(s, "take_request_in_line", ask)
+            return int(place), round(float(wait), 6)
+
+        try:
+            now = 5_000_000.0
+            # An empty line and room: one call starts it, nothing queued.
+            assert starts(store, "first", now) == (0, 0.0)
+            # Full: the first refused is first in line, told when room frees.
+            assert starts(other, "w1", now + 1) == (1, 9.0)
+            assert starts(store, "w2", now + 2) == (2, 0.0)
+            assert call(other, "waiting_counts", now + 2) == {line: 2}
+            # Room frees at now + 10: a newcomer joins the line behind the waiters,
+            # the second in line stays second, the first starts (and leaves the line).
+            assert starts(other, "late", now + 10.5) == (3, 0.0)
+            assert starts(other, "w2", now + 10.5) == (2, 0.0)
+            assert call(store, "requests_in_window", key, 10.0, now + 10.5) == 0
+            assert starts(store, "w1", now + 10.5) == (0, 0.0)
+            assert call(other, "requests_in_window", key, 10.0, now + 10.5) == 1
+            assert starts(store, "w2", now + 11) == (1, 9.5)
+            assert starts(other, "late", now + 11) == (2, 0.0)
+            assert call(store, "waiting_counts", now + 11) == {line: 2}
+            # w2's mark lapses at now + 41 (a killed waiter's would): "late" moves up.
+            assert starts(other, "late", now + 20.5) == (2, 0.0)
+            assert starts(other, "late", now + 41.5) == (0, 0.0)
+            assert call(store, "waiting_counts", now + 41.5) == {}
+        finally:
+            close_store(other)
+
+    def test_a_token_check_keeps_the_windows_line(
+        self, store: Any, make_store: Callable[[], Any]
+    ) -> None:
+        if not isinstance(store, HoldsSlots) or not isinstance(store, LimitsTokens):
+            pytest.skip(f"{type(store).__name__} keeps no lines of windows (optional)")
+        assert isinstance(store, KeepsWindowLines)
+        other = make_store()
+        key = f"llm:tokturn:{uuid4().hex}"
+        line = line_of(key)
+
+        def room(s: Any, waiter: str, at: float, leave: bool = True) -> tuple[int, float]:
+            ask = WindowAsk(key, line, waiter, 100, 10.0, at, at, at + 30)
+            place, wait = call(s, "take_tokens_in_line", ask, leave)
+            return int(place), round(float(wait), 6)
+
+        try:
+            now = 6_000_000.0
+            assert room(store, "first", now) == (0, 0.0)
+            call(store, "add_tokens", key, 60, now, 10.0)
+            call(other, "add_tokens", key, 50, now + 1, 10.0)
+            # 110 tokens in the window: 100 or more wait until the 60 leave (now + 10).
+            assert room(other, "t1", now + 2) == (1, 8.0)
+            assert room(store, "t2", now + 3) == (2, 0.0)
+            # The 60 left: a newcomer queues behind both; t1 may start but, asked to
+            # keep its place (a starts window of the line comes next), stays first.
+            assert room(other, "late", now + 10.5) == (3, 0.0)
+            assert room(store, "t1", now + 10.5, leave=False) == (0, 0.0)
+            assert room(other, "t2", now + 10.5) == (2, 0.0)
+            assert call(other, "waiting_counts", now + 10.5) == {line: 3}
+            assert room(store, "t1", now + 10.6) == (0, 0.0)
+            assert room(other, "t2", now + 10.6) == (0, 0.0)
+            assert call(store, "waiting_counts", now + 10.6) == {line: 1}
         finally:
             close_store(other)
 
