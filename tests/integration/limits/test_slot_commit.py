@@ -145,15 +145,31 @@ def test_a_refused_commit_still_frees_the_slot(new_store: Any) -> None:
     assert (status, after, releases) == ("failed", {}, 1)
 
 
+async def _past_start(engine: Engine, stepper: FlowStepper, graph: GraphSpec) -> Any:
+    """A new flow of ``graph`` whose Start ``stepper`` ran: its id, and the ref of the
+    activation queued next."""
+    flow_id = await engine.submit(graph, "q")
+    ((start, _),) = await stepper.pending(flow_id)
+    start_work = await stepper.execute(flow_id, start)
+    assert start_work is not None
+    ((ref, _),) = (await stepper.complete(start_work)).queued
+    return flow_id, ref
+
+
+def _ok(other: Any, counted: CountedSlots) -> Any:
+    """`_run`'s ``make_work`` of an executor that only answers."""
+
+    async def work(ctx: ExecutionContext) -> NodeResult:
+        return NodeResult(output_text="ok")
+
+    return work
+
+
 async def _executed_twice(engine: Engine, graph: GraphSpec) -> str:
     """As two workers given one activation's task (a duplicate delivery): both execute
     ``a`` (each taking a slot), both complete it; the second complete is a duplicate."""
     one, two = FlowStepper(engine), FlowStepper(engine)
-    flow_id = await engine.submit(graph, "q")
-    ((start, _),) = await one.pending(flow_id)
-    start_work = await one.execute(flow_id, start)
-    assert start_work is not None
-    ((ref, _),) = (await one.complete(start_work)).queued
+    flow_id, ref = await _past_start(engine, one, graph)
     first, second = await one.execute(flow_id, ref), await two.execute(flow_id, ref)
     assert first is not None
     assert second is not None
@@ -166,14 +182,7 @@ async def _executed_twice(engine: Engine, graph: GraphSpec) -> str:
 def test_a_duplicates_slot_is_freed_with_a_call_of_its_own(new_store: Any) -> None:
     """The duplicate's commit is never written: its slot is released by a call; the
     accepted one's went with its commit (on memory, both by calls)."""
-
-    def make_work(other: Any, counted: CountedSlots) -> Any:
-        async def work(ctx: ExecutionContext) -> NodeResult:
-            return NodeResult(output_text="ok")
-
-        return work
-
-    store, status, after, releases = _run(new_store, make_work, ["a"], _executed_twice, 2)
+    store, status, after, releases = _run(new_store, _ok, ["a"], _executed_twice, 2)
     in_commit = isinstance(store, ReleasesSlotsInCommit) and store.releases_slots_in_commit()
     assert (status, after, releases) == ("completed", {}, 1 if in_commit else 2)
 
@@ -196,11 +205,7 @@ def test_a_workers_slots_stay_renewed_until_complete_commits(new_store: Any) -> 
         assert engine.key_limits is not None
         async with engine:
             stepper = FlowStepper(engine)
-            flow_id = await engine.submit(chain(["a"]), "q")
-            ((start, _),) = await stepper.pending(flow_id)
-            start_work = await stepper.execute(flow_id, start)
-            assert start_work is not None
-            ((ref, _),) = (await stepper.complete(start_work)).queued
+            flow_id, ref = await _past_start(engine, stepper, chain(["a"]))
             work = await stepper.execute(flow_id, ref)
             assert work is not None
             await asyncio.sleep(1.2)
@@ -218,11 +223,7 @@ async def _lease_busy_at_complete(engine: Engine, graph: GraphSpec) -> str:
     """As a worker whose `complete` finds the flow's lease held by another (0.5 s
     left): it gives its slot back before it waits, then commits."""
     stepper = FlowStepper(engine)
-    flow_id = await engine.submit(graph, "q")
-    ((start, _),) = await stepper.pending(flow_id)
-    start_work = await stepper.execute(flow_id, start)
-    assert start_work is not None
-    ((ref, _),) = (await stepper.complete(start_work)).queued
+    flow_id, ref = await _past_start(engine, stepper, graph)
     work = await stepper.execute(flow_id, ref)
     assert work is not None
     await engine.store_adapter.acquire_lease(flow_id, "another-worker", 0.5)
@@ -233,12 +234,5 @@ async def _lease_busy_at_complete(engine: Engine, graph: GraphSpec) -> str:
 def test_slots_are_not_held_while_complete_waits_for_the_flows_lease(new_store: Any) -> None:
     """A wide flow's commits queue for its lease: a slot held meanwhile would idle. It
     is given back with a call of its own (on every store) before the wait."""
-
-    def make_work(other: Any, counted: CountedSlots) -> Any:
-        async def work(ctx: ExecutionContext) -> NodeResult:
-            return NodeResult(output_text="ok")
-
-        return work
-
-    _, status, after, releases = _run(new_store, make_work, ["a"], _lease_busy_at_complete)
+    _, status, after, releases = _run(new_store, _ok, ["a"], _lease_busy_at_complete)
     assert (status, after, releases) == ("completed", {}, 1)
