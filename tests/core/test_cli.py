@@ -85,6 +85,7 @@ def test_config_show_json_gives_values_and_sources(cli: CliRunner, tmp_path: Pat
         {"key": "dispatcher.name", "value": "async", "source": "qm.toml"},
         {"key": "dispatcher.max_concurrency", "value": 2, "source": "qm.toml"},
         {"key": "sinks", "value": [], "source": "default"},
+        {"key": "engine.lease_seconds", "value": None, "source": "default"},
         {"key": "limits.max_visits", "value": 40, "source": "environment (QM_LIMITS__MAX_VISITS)"},
         {"key": "budgets", "value": None, "source": "default"},
         {"key": "nodes", "value": {}, "source": "default"},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from support import Trace, chain
 
 from quartermaster_engine import (
     AsyncDispatcher,
+    Engine,
     FlowEvent,
     FlowRunner,
     FlowStatus,
@@ -35,6 +37,7 @@ def test_defaults() -> None:
         "store": {"name": "memory"},
         "dispatcher": {"name": "sync"},
         "sinks": [],
+        "engine": {"lease_seconds": None},
         "limits": {"max_visits": 100},
         "budgets": None,
         "nodes": {},
@@ -59,10 +62,38 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
         "dispatcher.name": "qm.toml",
         "dispatcher.max_concurrency": "environment (QM_DISPATCHER__MAX_CONCURRENCY)",
         "sinks": "default",
+        "engine.lease_seconds": "default",
         "limits.max_visits": "override",
         "budgets": "default",
         "nodes": "default",
     }
+
+
+def test_the_lease_time_comes_from_the_engine_section(tmp_path: Path) -> None:
+    """``[engine] lease_seconds`` (a duration), ``QM_ENGINE__LEASE_SECONDS`` over it,
+    code's ``lease_seconds=`` over both; the engine's flows and limit slots use it."""
+    write(
+        tmp_path / "qm.toml",
+        '[engine]\nlease_seconds = "5s"\n[limits."api:x"]\nmax_in_flight = 1\n',
+    )
+    config = EngineConfig.load(environ=NO_ENV, cwd=tmp_path)
+    assert config.engine.lease_seconds == 5.0
+    engine = Engine.from_config(config)
+    assert engine.key_limits is not None
+    assert (engine.lease_seconds, engine.key_limits.ttl) == (5.0, 5.0)
+    assert engine.lease_for(uuid4()).ttl == 5.0
+    env = {"QM_ENGINE__LEASE_SECONDS": "7.5"}
+    from_env = EngineConfig.load(environ=env, cwd=tmp_path)
+    assert from_env.engine.lease_seconds == 7.5
+    assert from_env.source_of("engine.lease_seconds") == "environment (QM_ENGINE__LEASE_SECONDS)"
+    assert Engine.from_config(from_env, lease_seconds=12.0).lease_seconds == 12.0
+    assert Engine.from_config({}).lease_seconds == 30.0  # the default
+    write(tmp_path / "qm.toml", "[engine]\nlease_seconds = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        EngineConfig.load(environ=NO_ENV, cwd=tmp_path)
+    assert str(caught.value) == (
+        "invalid configuration: engine.lease_seconds: Input should be greater than 0 (from qm.toml)"
+    )
 
 
 def test_naming_another_backend_replaces_the_section(tmp_path: Path) -> None:

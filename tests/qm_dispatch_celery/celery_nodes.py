@@ -123,6 +123,18 @@ def _wait_for(path: Path, seconds: float) -> None:
         time.sleep(0.02)
 
 
+def spend(ctx: ExecutionContext) -> NodeResult:
+    """Reports 100 + 20 LLM tokens of the model ``m1`` (as the LLM pack's nodes do),
+    after sleeping ``metadata.sleep`` seconds; with ``metadata.fail_once``, its first
+    attempt fails (reporting the same usage)."""
+    note(ctx)
+    time.sleep(float(ctx.current_node.metadata.get("sleep", 0)))
+    data: dict[str, Any] = {"usage": {"input_tokens": 100, "output_tokens": 20}, "model": "m1"}
+    if ctx.current_node.metadata.get("fail_once") and ctx.attempt == 1:
+        return NodeResult(success=False, error="rate limited", data=data)
+    return NodeResult(output_text=f"{ctx.current_node.name}({ctx.input_text})", data=data)
+
+
 def fail(ctx: ExecutionContext) -> str:
     note(ctx)
     raise ValueError(f"{ctx.current_node.name} always fails")
@@ -145,6 +157,7 @@ EXECUTORS: dict[str, Callable[[ExecutionContext], Any]] = {
     "again": again,
     "fail": fail,
     "stream": stream,
+    "spend": spend,
 }
 
 

@@ -213,14 +213,19 @@ def test_an_activation_waiting_for_a_slot_gives_its_worker_thread_back(fleet: Fl
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("lease", [None, 5.0], ids=["default-lease", "lease-5s"])
 def test_a_killed_holders_slot_lapses_and_the_waiting_activation_runs(
-    make_fleet: Callable[..., Fleet],
+    make_fleet: Callable[..., Fleet], lease: float | None
 ) -> None:
     """Two workers of one thread each, ``max_in_flight = 1``: the worker running the
-    first activation is SIGKILLed mid-call; its slot lapses with the lease (30 s), the
-    other activation, given back meanwhile, then runs on the survivor before the
-    broker hands the killed one's message on again (visibility timeout 40 s)."""
+    first activation is SIGKILLed mid-call; its slot lapses with the lease (30 s, or
+    ``[engine] lease_seconds = 5``), the other activation, given back meanwhile, then
+    runs on the survivor within the lease time of the kill, before the broker hands
+    the killed one's message on again (visibility timeout 40 s)."""
     fleet = make_fleet(visibility_timeout=40, restore_interval=1)
+    if lease is not None:
+        with fleet.config.open("a") as out:
+            out.write(f"\n[engine]\nlease_seconds = {lease}\n")
     add_limit(fleet, "max_in_flight = 1")
     fleet.start_workers(2, concurrency=1)
     graph = limited(["h1", "h2"], {"type": "hang", "metadata": {"seconds": 5}})
@@ -233,9 +238,12 @@ def test_a_killed_holders_slot_lapses_and_the_waiting_activation_runs(
         first = next(p for p in fleet.lines() if p[0] == "started")
         victim = fleet.worker_of(int(first[1]))
         fleet.kill(fleet.workers[victim])
+        killed_at = time.time()
         # Until it lapses, ``qm limits`` shows the dead holder's slot, and the other
         # activation waiting (given back on the survivor).
-        row_when(fleet, in_flight=1, waiting=1, timeout=25)
+        # (With the short lease the slot may lapse before a ``qm`` process shows it.)
+        if lease is None:
+            row_when(fleet, in_flight=1, waiting=1, timeout=25)
         record = fleet.wait_status(runner.store, fid, "completed", timeout=120)
     assert record.final_output == "hung+hung"
     killed, other = first[3], {"h1": "h2", "h2": "h1"}[first[3]]
@@ -248,6 +256,10 @@ def test_a_killed_holders_slot_lapses_and_the_waiting_activation_runs(
     again = [p for p in starts if p[3] == killed][1]
     assert fleet.worker_of(int(other_start[1])) == 1 - victim
     assert float(other_start[6]) < float(again[6])
+    # The slot lapses at most the lease time after the kill (it was renewed every
+    # third of it), and the waiter's next ask comes at most a third of it later.
+    ttl = 30.0 if lease is None else lease
+    assert 0 < float(other_start[6]) - killed_at < ttl * 4 / 3 + 1.0
     assert fleet.runs() == {"h1": 1, "h2": 1, "J": 1}
 
 

@@ -152,7 +152,11 @@ class Assembled:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self, engine_class: type[E]) -> E:
-        """An engine of these parts, owning the backends built here."""
+        """An engine of these parts, owning the backends built here. ``[engine]
+        lease_seconds`` applies unless ``lease_seconds`` was given in code."""
+        kwargs = dict(self.engine_kwargs)
+        if self.config.engine.lease_seconds is not None:
+            kwargs.setdefault("lease_seconds", self.config.engine.lease_seconds)
         engine = engine_class(
             self.store,
             self.dispatcher,
@@ -164,7 +168,7 @@ class Assembled:
                 k: Rule(v.max_in_flight, v.max_requests, v.per, v.max_tokens)
                 for k, v in self.config.limits.keys.items()
             },
-            **self.engine_kwargs,
+            **kwargs,
         )
         engine.executors.installed = self.installed
         engine.config = self.config

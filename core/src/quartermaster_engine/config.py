@@ -11,6 +11,8 @@ Shape (``qm.toml``, or the ``[tool.quartermaster]`` table of ``pyproject.toml``)
     [[sinks]]
     name = "jsonl"
     path = "events.jsonl"
+    [engine]
+    lease_seconds = "10s"  # the lease of flows and limit slots (default 30 s)
     [limits]
     max_visits = 100
     [budgets]              # per flow: quartermaster_engine.budgets, docs/limits.md
@@ -24,7 +26,8 @@ a different backend replaces that section instead of merging into it.
 
 Environment: ``QM_CONFIG`` (the file to read when none is given), ``QM_STORE``
 (the store's name), ``QM_STORE__<KEY>`` (one of its settings), likewise
-``QM_DISPATCHER`` / ``QM_DISPATCHER__<KEY>``, ``QM_LIMITS__<KEY>``, ``QM_BUDGETS__<KEY>``,
+``QM_DISPATCHER`` / ``QM_DISPATCHER__<KEY>``, ``QM_ENGINE__<KEY>``, ``QM_LIMITS__<KEY>``,
+``QM_BUDGETS__<KEY>``,
 ``QM_NODES__<NodeType>__<KEY>``, and ``QM_SINKS`` (a JSON list of sink tables).
 Keys are lower-cased; values are strings, or JSON when they start with ``{``
 or ``[``; each backend's settings model converts them.
@@ -116,6 +119,24 @@ class KeyLimit(BaseModel):
         return self
 
 
+class EngineSettings(BaseModel):
+    """``[engine]``: settings of the engine itself, the same in every process built
+    from the configuration (``qm`` commands, ``qm worker``, `Engine.from_config`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: How long a flow's lease and a limit key's slot or waiter mark live unless
+    #: renewed (renewed every third of it): seconds, or a duration like 10s. A
+    #: SIGKILLed holder's flow can be taken over, and its slots free, within this
+    #: time. None: the engine's default (30 s).
+    lease_seconds: float | None = Field(default=None, gt=0)
+
+    @field_validator("lease_seconds", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value).total_seconds() if isinstance(value, str) else value
+
+
 class LimitsConfig(BaseModel):
     """Engine limits: ``max_visits``, and a `KeyLimit` table per key or key pattern
     (``[limits."llm:openai:*"]``; docs/limits.md)."""
@@ -146,6 +167,7 @@ class EngineConfig(BaseModel):
     store: BackendConfig = Field(default_factory=lambda: BackendConfig(name="memory"))
     dispatcher: BackendConfig = Field(default_factory=lambda: BackendConfig(name="sync"))
     sinks: list[BackendConfig] = Field(default_factory=list)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     budgets: BudgetsConfig | None = None
     nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -329,7 +351,7 @@ def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
                 target["name"] = tagged
             elif len(parts) == 2:
                 target[parts[1].lower()] = tagged
-        elif section in ("limits", "budgets") and len(parts) == 2:
+        elif section in ("engine", "limits", "budgets") and len(parts) == 2:
             layer.setdefault(section, {})[parts[1].lower()] = tagged
         elif section == "nodes" and len(parts) == 3:
             layer.setdefault("nodes", {}).setdefault(parts[1], {})[parts[2].lower()] = tagged

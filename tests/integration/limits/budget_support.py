@@ -10,6 +10,7 @@ from quartermaster_engine import Engine, NodeResult, SimpleNodeRegistry
 from quartermaster_engine.budgets import BudgetsConfig
 from quartermaster_engine.context.execution_context import ExecutionContext
 from quartermaster_engine.runner.key_limits import Rule
+from quartermaster_engine.runner.stepper import FlowStepper
 from quartermaster_engine.testing.graphs import build_graph
 from quartermaster_engine.types import GraphSpec
 
@@ -52,3 +53,21 @@ def chain(names: list[str]) -> GraphSpec:
 def engine(store: Any, key_limits: dict[str, Rule] | None = None, **budgets: Any) -> Engine:
     config = BudgetsConfig.model_validate({"prices": PRICES, **budgets})
     return Engine(store=store, registry=registry(), budgets=config, key_limits=key_limits)
+
+
+async def drive_as_workers(
+    eng: Any, flow_id: Any, stepper: FlowStepper | None = None, queued: Any = None
+) -> Any:
+    """Advance the flow as distributed workers do: execute outside the lease, then
+    complete under it, until nothing is queued (from ``queued``, else what is
+    pending); the last step's result."""
+    stepper = stepper or FlowStepper(eng)
+    pending = await stepper.pending(flow_id) if queued is None else queued
+    queue = [ref for ref, _ in pending]
+    last = None
+    while queue:
+        work = await stepper.execute(flow_id, queue.pop(0))
+        assert work is not None
+        last = await stepper.complete(work)
+        queue.extend(ref for ref, _ in last.queued)
+    return last

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from budget_support import TENANT, chain, engine
+from budget_support import TENANT, chain, drive_as_workers, engine
 
 from quartermaster_engine.budgets import APPROVALS_KEY, flow_usage
 from quartermaster_engine.runner.stepper import FlowStepper
@@ -151,24 +151,10 @@ def test_a_paused_budget_resumes_after_approval(new_store: Callable[[], Any]) ->
     asyncio.run(_a_paused_budget_resumes_after_approval(new_store))
 
 
-async def _drive_as_workers(eng: Any, flow_id: Any) -> Any:
-    """Advance the flow as distributed workers do: execute outside the lease, then
-    complete under it, until nothing is queued."""
-    stepper = FlowStepper(eng)
-    queue = [ref for ref, _ in await stepper.pending(flow_id)]
-    last = None
-    while queue:
-        work = await stepper.execute(flow_id, queue.pop(0))
-        assert work is not None
-        last = await stepper.complete(work)
-        queue.extend(ref for ref, _ in last.queued)
-    return last
-
-
 async def _workers_obey_budgets(new_store: Callable[[], Any]) -> None:
     async with engine(new_store(), max_tokens=200) as eng:
         flow_id = await eng.submit(chain(["a", "b", "c"]), "go")
-        last = await _drive_as_workers(eng, flow_id)
+        last = await drive_as_workers(eng, flow_id)
         assert last.status is FlowStatus.FAILED
         assert last.result.error == (
             f"BudgetExceededError: budget max_tokens of flow {flow_id} is used up: "
@@ -176,7 +162,7 @@ async def _workers_obey_budgets(new_store: Callable[[], Any]) -> None:
         )
     async with engine(new_store(), max_tokens=200, on_exceeded="pause") as eng:
         flow_id = await eng.submit(chain(["a", "b", "c"]), "go")
-        last = await _drive_as_workers(eng, flow_id)
+        last = await drive_as_workers(eng, flow_id)
         assert last.status is FlowStatus.PAUSED
         assert [w.node_name for w in last.result.waiting] == ["c"]
         done = await eng.resume(flow_id, "approve")

@@ -7,7 +7,7 @@ failures become the runner's errors: data the store cannot keep fails the
 flow, a refused (stale or duplicate) commit means another process has the
 flow, anything else leaves the flow to be recovered.
 
-An executed activation's concurrency slots (`key_limits.HeldSlots`) are handed over
+An executed activation's concurrency slots (`held_slots.HeldSlots`) are handed over
 to its commit (`hand_over`): a store that `ReleasesSlotsInCommit` gives them up in
 the commit's own write (``Commit.release_slots``), other stores right after it; a
 refused or failed commit, or none, releases them with calls of their own.
@@ -45,7 +45,7 @@ from quartermaster_engine.stores.records import (
 )
 
 if TYPE_CHECKING:
-    from quartermaster_engine.runner.key_limits import HeldSlots
+    from quartermaster_engine.runner.held_slots import HeldSlots
 
 
 class Committer:
@@ -58,7 +58,6 @@ class Committer:
         "emitter",
         "enqueued",
         "flow_id",
-        "hands_slots",
         "held_slots",
         "keep_changes",
         "lease",
@@ -92,9 +91,6 @@ class Committer:
         self.enqueued: list[Activation] | None = None
         #: Mark commits ``keep_change`` (a stepper's runs: it reads changes back).
         self.keep_changes = False
-        #: Whether executed activations' slots wait for their commit (`hand_over`);
-        #: False when no commit follows the execution here (a stepper's `execute`).
-        self.hands_slots = True
         #: The slots handed over, by the activation whose commit gives them back.
         self.held_slots: dict[ActivationKey, HeldSlots] | None = None
 
@@ -106,13 +102,20 @@ class Committer:
             commit.events = self.emitter.take_unlogged()
 
     def hand_over(self, key: ActivationKey, slots: HeldSlots) -> None:
-        """Keep ``slots`` (activation ``key``'s, its executor done) for its commit."""
-        if not self.hands_slots:
-            return
+        """Keep ``slots`` (activation ``key``'s, its executor done) for its commit (a
+        stepper's `execute` takes them back for the commit `complete` writes)."""
         slots.handed = True
         if self.held_slots is None:
             self.held_slots = {}
         self.held_slots[key] = slots
+
+    def take_held(self, key: ActivationKey) -> HeldSlots | None:
+        """Take activation ``key``'s handed-over slots for a commit written elsewhere
+        (`FlowStepper.complete`), renewed until it gives them back."""
+        held = self.held_slots.pop(key, None) if self.held_slots else None
+        if held is not None:
+            held.keep_renewing()
+        return held
 
     async def release_held(self, key: ActivationKey) -> None:
         """Give back activation ``key``'s slots if no commit took them (it wrote none)."""
@@ -152,10 +155,10 @@ class Committer:
         except BaseException:
             await slots.release()
             raise
-        if not in_commit:
-            await slots.release()
-        else:
+        if in_commit:
             slots.given_back()
+        else:
+            await slots.release()
 
     def commit_now(self, commit: Commit) -> None:
         """`commit` for stores whose commit never suspends: no coroutine on the hot path."""

@@ -58,6 +58,7 @@ from typing import Any
 from quartermaster_engine.clock import SYSTEM_CLOCK, Clock
 from quartermaster_engine.nodes import DeclaresLimitKeys, NodeExecutor
 from quartermaster_engine.runner.compiled import CNode
+from quartermaster_engine.runner.held_slots import HeldSlots
 from quartermaster_engine.runner.limit_waits import GIVES_BACK, GiveBack, LimitWait
 from quartermaster_engine.runner.local_slots import LocalSlots
 from quartermaster_engine.runner.slot_wakes import SlotWakes
@@ -114,39 +115,6 @@ def declared_keys(cnode: CNode, executor: NodeExecutor | None, graph: GraphSpec)
 
 def _holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-class HeldSlots:
-    """The slots one activation holds (``(key, holder)``): given back as its executor's
-    block ends, or, once ``handed`` to its commit (`Committer.hand_over`), by the
-    commit itself on a store that `ReleasesSlotsInCommit`, else right after it."""
-
-    __slots__ = ("handed", "holder", "keys", "limits")
-
-    def __init__(self, limits: KeyLimits, holder: str) -> None:
-        self.limits = limits
-        self.holder = holder
-        #: The keys whose slot is taken.
-        self.keys: list[str] = []
-        #: Whether the activation's commit gives them back (not the block's end).
-        self.handed = False
-
-    def pairs(self) -> tuple[tuple[str, str], ...]:
-        """``(key, holder)`` of each slot: `Commit.release_slots`."""
-        return tuple((key, self.holder) for key in self.keys)
-
-    async def release(self) -> None:
-        """Give each slot up with its own store call (`HoldsSlots.release_slot`)."""
-        for key in self.keys:
-            try:
-                await _done(self.limits.slots.release_slot(key, self.holder))
-            except Exception as exc:  # it lapses after the ttl anyway
-                logger.warning("slot of %s not released (%s); it lapses", key, exc)
-        self.given_back()
-
-    def given_back(self) -> None:
-        """The slots are free: wake this process's nearest waiter of each key."""
-        self.limits.wakes.freed(self.keys)
 
 
 class KeyLimits:
@@ -266,7 +234,7 @@ class KeyLimits:
                 slots.keys.append(key)
             if back is not None:
                 await self._windows(keys, holder, back)
-            renewing = asyncio.ensure_future(self._renew(slots.keys, holder))
+            renewing = asyncio.ensure_future(self.renew(slots.keys, holder))
             yield slots
         finally:
             if renewing is not None:
@@ -370,7 +338,8 @@ class KeyLimits:
         except Exception as exc:  # it lapses after the ttl anyway
             logger.warning("wait for %s not cleared (%s); it lapses", key, exc)
 
-    async def _renew(self, keys: list[str], holder: str) -> None:
+    async def renew(self, keys: list[str], holder: str) -> None:
+        """Renew ``holder``'s slots of ``keys`` every third of the ttl, until cancelled."""
         while True:
             await asyncio.sleep(self.ttl / 3)
             for key in keys:

@@ -36,6 +36,7 @@ from quartermaster_engine.runner.engine import Engine
 from quartermaster_engine.runner.errors import MissingExecutorError
 from quartermaster_engine.runner.flow_run import FlowRun, Outcome
 from quartermaster_engine.runner.flow_runner import FlowRunner
+from quartermaster_engine.runner.held_slots import HeldSlots, lease_for_commit
 from quartermaster_engine.runner.lease import LeaseKeeper
 from quartermaster_engine.runner.listeners import Listener
 from quartermaster_engine.runner.outcomes import CHILD_RUNNING
@@ -59,6 +60,8 @@ class Work:
     outcome: Outcome | None
     #: Events the executor emitted (progress, TimerFired, ...): logged by the commit.
     events: tuple[FlowEvent, ...] = ()
+    #: The limit slots it holds, renewed until `complete`'s commit gives them back.
+    slots: HeldSlots | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,25 +195,33 @@ class FlowStepper:
         if run.caller.gated and await budget_gate.blocked(run, act) is not None:
             return Work(flow_id, ref, None)
         run.attach()
-        run.committer.hands_slots = False  # (no commit here: `complete` writes it)
         watch = None if stop_poll is None else asyncio.ensure_future(_watch(run, stop_poll))
         try:
             outcome = await run.execute(act)
         finally:
             if watch is not None:
                 watch.cancel()
-        if outcome is None:
+        slots = run.committer.take_held(act.key)  # for the commit `complete` writes
+        if outcome is None:  # (stopped in its executor: no slots were handed over)
             return None
-        return Work(flow_id, ref, outcome, tuple(run.emitter.take_unlogged()))
+        return Work(flow_id, ref, outcome, tuple(run.emitter.take_unlogged()), slots)
 
     async def complete(self, work: Work, *, wait: float = 30.0) -> StepResult:
         """The bookkeeping of executed work under the flow's lease (waiting up to
         ``wait`` seconds for other completions of the flow): routing against the
         flow's current state, one fenced commit. A duplicate (the activation was
-        committed by another delivery) changes nothing."""
+        committed by another delivery) changes nothing. The work's slots are given back by
+        its commit, or with calls of their own when none took them."""
+        try:
+            return await self._complete(work, wait)
+        finally:
+            if work.slots is not None:
+                await work.slots.release()  # (nothing left once the commit gave them back)
+
+    async def _complete(self, work: Work, wait: float) -> StepResult:
         flow_id = work.flow_id
         lease = self.engine.lease_for(flow_id)
-        await lease.acquire(wait=wait, about="its work cannot be committed now")
+        await lease_for_commit(lease, work.slots, wait, "its work cannot be committed now")
         try:
             run, seen = await self._load(flow_id, lease)
         except BaseException:
@@ -230,6 +241,8 @@ class FlowStepper:
                 run.emit_started(act)
             for event in work.events:  # (heard live as they happened; logged now)
                 run.emitter.number(event)
+            if work.slots is not None and work.slots.keys:
+                run.committer.hand_over(act.key, work.slots)
             enqueued = run.committer.collect_enqueued()
             await run.complete(act, work.outcome)
             queued = queue_refs.enqueued(enqueued)
