@@ -249,6 +249,11 @@ class FlowRun:
         self.state.restore(snapshot)
         self.emitter.seq = snapshot.flow.event_seq
 
+    def dispose(self) -> None:
+        """Over here: its parts let go of it, so it is freed as it ends (not by the GC)."""
+        self.control.on_halt = None
+        self.view.detach()
+
     # -- driving -----------------------------------------------------------------
 
     def attach(self) -> None:

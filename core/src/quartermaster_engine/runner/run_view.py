@@ -4,7 +4,7 @@ built once per run from the run's parts."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
 from quartermaster_engine.memory.persistent_memory import AgentMemory
@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 
 ChildRunner = Callable[[GraphSpec, str, UUID], Awaitable["FlowResult"]]
 ChildResumer = Callable[[UUID, str, "UUID | str | None"], Awaitable["FlowResult"]]
+
+
+def _run_over(*_: object) -> NoReturn:
+    raise RuntimeError("this flow's run is over: its context can no longer start child flows")
+
+
+def _stopped(reason: str) -> None:
+    """Stopping a run that is over does nothing."""
 
 
 class RunView:
@@ -64,6 +72,11 @@ class RunView:
         self._stop = stop
         self._child = child
         self._resume_child = resume_child
+
+    def detach(self) -> None:
+        """The run is over: it is no longer reached (a stop does nothing, child flows refuse)."""
+        self._stop = _stopped
+        self._child = self._resume_child = _run_over
 
     def use_inputs(self, inputs: NodeInputs) -> None:
         """Build activations' inputs with ``inputs`` from now on (a run whose flow

@@ -35,11 +35,11 @@ class RunningFlows:
                 del self._active[flow_id]
             if on_end is not None:
                 on_end()
-        if not self.durable:
-            if run.waiting and not run.halted:
-                self._parked[flow_id] = run
-            else:
-                self._parked.pop(flow_id, None)
+        if not self.durable and run.waiting and not run.halted:
+            self._parked[flow_id] = run  # (resumed in this process: kept whole)
+        else:
+            self._parked.pop(flow_id, None)
+            run.dispose()
         return result
 
     def in_background(self, run: FlowRun) -> asyncio.Task[FlowResult]:
