@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from quartermaster_graph.enums import NodeType
 
 _NO_NODE = UUID(int=0)
-_new = object.__new__
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 #: Field names of each event class, read once (dataclasses.fields is slow).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -75,6 +74,20 @@ class FlowEvent:
     def to_json(self) -> str:
         """One-line JSON."""
         return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+E = TypeVar("E", bound=FlowEvent)
+
+
+def _fresh(cls: type[E], flow_id: UUID) -> E:
+    """A ``cls`` event with the base fields set, not yet numbered (for the runner's
+    fast constructors: no keyword binding on the hot path)."""
+    event = object.__new__(cls)
+    event.flow_id = flow_id
+    event.seq = 0
+    event.ts = 0.0
+    event.parent_flow_id = None
+    return event
 
 
 def event_from_dict(data: dict[str, Any]) -> FlowEvent:
@@ -161,11 +174,7 @@ class NodeStarted(FlowEvent):
         attempt: int,
     ) -> NodeStarted:
         """The runner's fast constructor (no keyword binding; once per activation)."""
-        event = _new(cls)
-        event.flow_id = flow_id
-        event.seq = 0
-        event.ts = 0.0
-        event.parent_flow_id = None
+        event = _fresh(cls, flow_id)
         event.node_id = node_id
         event.node_type = node_type
         event.node_name = name
@@ -197,11 +206,7 @@ class NodeFinished(FlowEvent):
         cls, flow_id: UUID, node_id: UUID, result: str, data: dict[str, Any], name: str, visit: int
     ) -> NodeFinished:
         """The runner's fast constructor (no keyword binding; once per activation)."""
-        event = _new(cls)
-        event.flow_id = flow_id
-        event.seq = 0
-        event.ts = 0.0
-        event.parent_flow_id = None
+        event = _fresh(cls, flow_id)
         event.node_id = node_id
         event.result = result
         event.output_data = data
